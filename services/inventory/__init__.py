@@ -1,0 +1,18 @@
+"""The inventory service (see the package modules for what it owns)."""
+
+from pathlib import Path
+
+from services.inventory import api, db, events
+from shared.service.spec import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="inventory",
+    title="Inventory",
+    summary="Providers and the live inventories of oVirt, OpenStack and target clusters.",
+    port=8101,
+    routes=("/api/v1/providers", "/api/v1/inventory"),
+    router=api.router,
+    metadata=db.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=events.subscriptions,
+)

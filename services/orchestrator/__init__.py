@@ -1,0 +1,18 @@
+"""The orchestrator service (see the package modules for what it owns)."""
+
+from pathlib import Path
+
+from services.orchestrator import api, db, events
+from shared.service.spec import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="orchestrator",
+    title="Orchestrator",
+    summary="Runs each VM's migration pipeline: populators, PVCs, the KubeVirt VM, cleanup.",
+    port=8103,
+    routes=("/api/v1/migrations", "/api/v1/orchestrator"),
+    router=api.router,
+    metadata=db.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=events.subscriptions,
+)

@@ -1,0 +1,18 @@
+"""The progress service (see the package modules for what it owns)."""
+
+from pathlib import Path
+
+from services.progress import api, db, events
+from shared.service.spec import ServiceSpec
+
+SPEC = ServiceSpec(
+    name="progress",
+    title="Progress",
+    summary="Pulls populator pods' metrics into PostgreSQL and publishes disk and VM progress.",
+    port=8104,
+    routes=("/api/v1/progress",),
+    router=api.router,
+    metadata=db.metadata,
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=events.subscriptions,
+)

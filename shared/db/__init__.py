@@ -1,0 +1,1 @@
+"""PostgreSQL plumbing shared by the services: engines, migrations, inbox and outbox."""

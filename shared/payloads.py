@@ -1,0 +1,320 @@
+"""Payloads of Hoist's events: the data part of each envelope, one model per event type.
+
+These models are the contract between services and with integrators who subscribe to the
+events. Rules that keep the contract safe to evolve:
+
+- adding an optional field is compatible: consumers ignore fields they do not know
+  (``extra="ignore"``), so an old consumer reads a new producer's payload;
+- renaming, removing or retyping a field is a new schema version (see ``EventSpec.version``);
+- payloads never carry credentials: a provider is referenced by id and by the name of the
+  Kubernetes Secret that holds its credentials, never by its password.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- shared vocabulary ----------------------------------------------------------------------
+
+
+class ProviderType(StrEnum):
+    OVIRT = "ovirt"
+    OPENSTACK = "openstack"
+    KUBEVIRT = "kubevirt"
+
+
+class ProviderPhase(StrEnum):
+    STAGING = "Staging"
+    READY = "Ready"
+    CONNECTION_FAILED = "ConnectionFailed"
+    VALIDATION_FAILED = "ValidationFailed"
+    DELETING = "Deleting"
+
+
+class ChangeAction(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+class MigrationType(StrEnum):
+    COLD = "cold"
+    WARM = "warm"
+
+
+class PowerState(StrEnum):
+    ON = "on"
+    OFF = "off"
+    AUTO = "auto"  # as the source VM was before the migration
+
+
+class Step(StrEnum):
+    """Pipeline steps of one VM, in the order they run (Forklift's names where they exist)."""
+
+    INITIALIZE = "Initialize"
+    POWER_OFF_SOURCE = "PowerOffSource"
+    CONVERT_OPENSTACK_SNAPSHOT = "ConvertOpenstackSnapshot"
+    DISK_ALLOCATION = "DiskAllocation"
+    DISK_TRANSFER = "DiskTransfer"
+    VIRTUAL_MACHINE_CREATION = "VirtualMachineCreation"
+    CLEANUP = "Cleanup"
+    COMPLETED = "Completed"
+
+
+class StepState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    CANCELED = "Canceled"
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+class Condition(Payload):
+    """A Kubernetes-style condition, so status reads the same everywhere in Hoist."""
+
+    type: str
+    status: bool
+    reason: str = ""
+    message: str = ""
+    last_transition: datetime | None = None
+
+
+class ErrorInfo(Payload):
+    """Why something failed, and whether trying again can help."""
+
+    reason: str = Field(description="Machine-readable, CamelCase (e.g. DiskLocked).")
+    message: str
+    permanent: bool = Field(
+        description="True: retrying the same thing fails the same way; a person must act."
+    )
+
+
+class ResourceRef(Payload):
+    namespace: str
+    name: str
+    uid: str | None = None
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+
+class ProviderStatusChanged(Payload):
+    provider_id: Id
+    provider_type: ProviderType
+    name: str
+    phase: ProviderPhase
+    conditions: list[Condition] = Field(default_factory=list)
+    last_refresh: datetime | None = None
+    revision: int = Field(ge=0, description="Increases with every change of the provider.")
+
+
+class InventoryObjectChanged(Payload):
+    """One object of a provider's inventory was created, changed or removed.
+
+    Carries the revision, not the object: a consumer that needs the object reads it from the
+    inventory API at that revision or later, so a burst of changes stays a burst of ids.
+    """
+
+    provider_id: Id
+    kind: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="vm, disk, network, storage_domain, image, volume, namespace, ...",
+    )
+    object_id: Id
+    name: str = ""
+    action: ChangeAction
+    revision: int = Field(ge=0)
+
+
+# --- planner -------------------------------------------------------------------------------
+
+
+class ProviderRef(Payload):
+    """How a consumer reaches a provider: where, and which Secret holds the credentials."""
+
+    id: Id
+    type: ProviderType
+    url: str
+    secret: ResourceRef
+    tls_fingerprint_sha256: str | None = None
+
+
+class PlannedDisk(Payload):
+    disk_id: Id
+    name: str = ""
+    size_bytes: int = Field(ge=0)
+    format: str = Field("raw", description="raw or qcow2 as the source stores it")
+    source_storage: str = Field("", description="Storage domain, volume type or 'glance'.")
+    boot: bool = False
+    bus: str = "virtio"
+    pvc_name: str
+    storage_class: str
+    volume_mode: str = Field(pattern=r"^(Filesystem|Block)$")
+    access_mode: str = Field(
+        pattern=r"^(ReadWriteOnce|ReadWriteMany|ReadOnlyMany|ReadWriteOncePod)$"
+    )
+
+
+class PlannedNic(Payload):
+    nic_id: Id
+    name: str = ""
+    mac: str | None = None
+    model: str = "virtio"
+    source_network: str
+    target: str = Field(description="'pod', 'ignored', or namespace/name of a Multus network")
+
+
+class PlannedVm(Payload):
+    vm_id: Id
+    name: str
+    target_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    disks: list[PlannedDisk]
+    nics: list[PlannedNic] = Field(default_factory=list)
+    source_power_state: str = ""
+    detail: dict[str, object] = Field(
+        default_factory=dict,
+        description="CPU, memory, firmware, OS and the rest of the source configuration.",
+    )
+
+
+class PlanStarted(Payload):
+    """A plan frozen at start: everything the orchestrator needs, resolved and named.
+
+    The orchestrator never asks the planner for more, so a plan edited after start cannot
+    change a migration that is already running.
+    """
+
+    plan_id: Id
+    migration_id: Id
+    plan_name: str
+    source: ProviderRef
+    target: ProviderRef
+    target_namespace: str
+    migration_type: MigrationType = MigrationType.COLD
+    target_power_state: PowerState = PowerState.AUTO
+    transfer_network: str | None = None
+    max_disks_in_flight: int = Field(10, ge=1)
+    max_disks_in_flight_per_source: int = Field(20, ge=1)
+    vms: list[PlannedVm]
+
+
+class PlanCancelRequested(Payload):
+    plan_id: Id
+    migration_id: Id
+    vm_ids: list[str] = Field(default_factory=list, description="Empty: the whole plan.")
+    reason: str = ""
+
+
+class PlanStatusChanged(Payload):
+    plan_id: Id
+    migration_id: Id | None = None
+    phase: str
+    vms_total: int = Field(0, ge=0)
+    vms_succeeded: int = Field(0, ge=0)
+    vms_failed: int = Field(0, ge=0)
+    vms_canceled: int = Field(0, ge=0)
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+# --- orchestrator --------------------------------------------------------------------------
+
+
+class VmStepChanged(Payload):
+    plan_id: Id
+    migration_id: Id
+    vm_id: Id
+    step: Step
+    state: StepState
+    attempt: int = Field(1, ge=1)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: ErrorInfo | None = None
+    detail: dict[str, object] = Field(default_factory=dict)
+
+
+class VmFinished(Payload):
+    plan_id: Id
+    migration_id: Id
+    vm_id: Id
+    outcome: Outcome
+    target_vm: ResourceRef | None = None
+    error: ErrorInfo | None = None
+
+
+class PopulatorPodStarted(Payload):
+    """A populator pod exists: the progress service starts scraping its metrics."""
+
+    plan_id: Id
+    migration_id: Id
+    vm_id: Id
+    disk_id: Id
+    cluster_id: Id = Field(description="Target provider id (the cluster the pod runs in).")
+    pod: ResourceRef
+    pod_ip: str | None = None
+    metrics_port: int = Field(8443, ge=1, le=65535)
+    metrics_scheme: str = Field("https", pattern=r"^https?$")
+    owner_uid: str = Field(description="UID of the user PVC; the pod's metrics label it so.")
+    pvc: ResourceRef
+    total_bytes: int = Field(ge=0)
+    populator_kind: str
+
+
+class PopulatorPodFinished(Payload):
+    plan_id: Id
+    migration_id: Id
+    vm_id: Id
+    disk_id: Id
+    cluster_id: Id
+    pod: ResourceRef
+    owner_uid: str
+    outcome: Outcome
+    bytes_transferred: int | None = Field(None, ge=0)
+    error: ErrorInfo | None = None
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+class DiskProgress(Payload):
+    plan_id: Id
+    migration_id: Id
+    vm_id: Id
+    disk_id: Id
+    bytes_done: int = Field(ge=0)
+    bytes_total: int = Field(ge=0)
+    percent: float = Field(ge=0, le=100)
+    rate_bytes_per_second: float | None = Field(None, ge=0)
+    eta_seconds: float | None = Field(None, ge=0)
+    observed_at: datetime
+
+
+class VmProgress(Payload):
+    plan_id: Id
+    migration_id: Id
+    vm_id: Id
+    disks_total: int = Field(ge=0)
+    disks_done: int = Field(ge=0)
+    bytes_done: int = Field(ge=0)
+    bytes_total: int = Field(ge=0)
+    percent: float = Field(ge=0, le=100)
+    rate_bytes_per_second: float | None = Field(None, ge=0)
+    eta_seconds: float | None = Field(None, ge=0)
+    observed_at: datetime

@@ -1,0 +1,1 @@
+"""What turns a service's domain code into a running Hoist service."""

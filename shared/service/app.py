@@ -1,0 +1,153 @@
+"""The FastAPI application every service is: health, metrics, auth, errors, lifecycle.
+
+Routes:
+
+- ``/healthz``: the process is alive (no dependency checked; a liveness probe must not
+  restart a pod because PostgreSQL is down).
+- ``/readyz``: NATS (with JetStream) and PostgreSQL answer now and start-up finished; 503
+  with the reason of each failing check otherwise.
+- ``/metrics``: Prometheus text.
+- everything under ``/api/v1``: bearer token required; the service's own routes plus
+  ``/api/v1/<service>/{docs,openapi.json,status,deadletters}``.
+
+Errors are JSON ``{"detail": ...}`` with a precise status; an unexpected exception is logged
+with its traceback and answered as a 500 that carries only a request id to quote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import logs
+from shared.service import operations
+from shared.service.auth import require_token
+from shared.service.runtime import Runtime
+from shared.service.spec import ServiceSpec
+from shared.settings import HoistSettings
+
+log = logging.getLogger("hoist.http")
+
+REQUESTS = Counter(
+    "hoist_http_requests_total", "HTTP requests by route and status.", ["route", "status"]
+)
+LATENCY = Histogram("hoist_http_request_seconds", "HTTP request latency by route.", ["route"])
+
+
+def create_app(spec: ServiceSpec, settings: HoistSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(spec, settings)
+        app.state.runtime = runtime
+        starting = asyncio.create_task(runtime.start(), name="startup")
+        try:
+            yield
+        finally:
+            log.info("shutting down: no new work; finishing what is in flight")
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            await runtime.stop()
+
+    app = FastAPI(
+        title=f"Hoist {spec.title}",
+        summary=spec.summary,
+        version=spec.version,
+        lifespan=lifespan,
+        docs_url=f"{spec.base}/docs",
+        openapi_url=f"{spec.base}/openapi.json",
+        redoc_url=None,
+        root_path=settings.http.root_path,
+    )
+    app.state.settings = settings
+    app.state.spec = spec
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name, "version": spec.version}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        checks = await runtime.checks()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "service": spec.name, "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    protected = [Depends(require_token)]
+    app.include_router(spec.router, dependencies=protected)
+    app.include_router(operations.build_router(spec.base), dependencies=protected)
+    _install_error_handlers(app)
+    _install_request_logging(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "")
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {
+                "detail": "internal error; quote this request id when reporting it",
+                "request_id": request_id,
+            },
+            status_code=500,
+        )
+
+
+def _install_request_logging(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.monotonic()
+        with logs.bound(request_id=request_id):
+            response = await call_next(request)
+            route = request.scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            elapsed = time.monotonic() - started
+            REQUESTS.labels(name, str(response.status_code)).inc()
+            LATENCY.labels(name).observe(elapsed)
+            if name not in ("/healthz", "/readyz", "/metrics"):
+                log.info(
+                    "%s %s -> %d",
+                    request.method,
+                    request.url.path,
+                    response.status_code,
+                    extra={"duration_ms": round(elapsed * 1000, 1)},
+                )
+        response.headers["x-request-id"] = request_id
+        return response

@@ -1,0 +1,181 @@
+"""Settings of every Hoist service, read from the environment (prefix ``HOIST_``).
+
+One settings class serves all four services because they share the same plumbing (NATS,
+PostgreSQL, HTTP, auth, logs); what differs per service (its HTTP port, its database schema)
+comes from the service's own spec, not from here.
+
+Groups are nested models, and the first ``_`` after the prefix separates the group from the
+field, so the names stay short and flat as operators expect::
+
+    HOIST_NATS_URL=nats://nats:4222           -> settings.nats.url
+    HOIST_DATABASE_URL=postgresql+asyncpg://... -> settings.database.url
+    HOIST_DATABASE_POOL_SIZE=20               -> settings.database.pool_size
+    HOIST_AUTH_TOKENS=tok1,tok2               -> settings.auth.tokens
+
+Secrets are ``SecretStr``: they print as ``**********`` in logs, reprs and API answers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _split_list(value: object) -> object:
+    """Accept ``a,b`` as well as a JSON list: a comma list is what people type in a shell."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class NatsSettings(BaseModel):
+    """Connection to NATS and the shape of Hoist's JetStream streams."""
+
+    url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="Comma-separated NATS server URLs.",
+    )
+    prefix: str = Field(
+        "hoist",
+        pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        description="Root token of every subject and stream name; lets several Hoist "
+        "installations share one NATS account without seeing each other's events.",
+    )
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds_file: Path | None = Field(None, description="NATS credentials (JWT + nkey) file.")
+    tls_ca_file: Path | None = Field(None, description="CA bundle to verify the server with.")
+    connect_timeout: float = Field(5.0, gt=0)
+    reconnect_wait: float = Field(2.0, gt=0, description="Seconds between reconnect attempts.")
+    initial_connect_attempts: int = Field(
+        0, ge=0, description="0 = keep trying forever (a pod waits for NATS to come up)."
+    )
+    stream_replicas: int = Field(1, ge=1, le=5)
+    stream_max_age_days: float = Field(14, gt=0)
+    duplicate_window_seconds: float = Field(
+        900,
+        gt=0,
+        description="JetStream de-duplicates a message id seen within this window; a "
+        "service that crashes and republishes its outbox within it sends nothing twice.",
+    )
+
+    @property
+    def servers(self) -> list[str]:
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL; every service owns one schema in the same database (or its own DB)."""
+
+    url: SecretStr = Field(
+        SecretStr("postgresql+asyncpg://hoist@127.0.0.1:5432/hoist"),
+        description="SQLAlchemy URL; postgresql:// is rewritten to postgresql+asyncpg://.",
+    )
+    pool_size: int = Field(10, ge=1, le=200)
+    max_overflow: int = Field(10, ge=0, le=200)
+    pool_timeout: float = Field(10.0, gt=0)
+    connect_timeout: float = Field(5.0, gt=0)
+    statement_timeout_ms: int = Field(30_000, ge=0)
+    migrate_on_start: bool = Field(
+        True, description="Apply the service's Alembic migrations before serving."
+    )
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _asyncpg_driver(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str):
+            for plain in ("postgresql://", "postgres://"):
+                if raw.startswith(plain):
+                    return "postgresql+asyncpg://" + raw[len(plain) :]
+        return value
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="Default: the service's port.")
+    root_path: str = Field("", description="Set when a proxy serves Hoist under a sub-path.")
+    shutdown_grace_seconds: float = Field(
+        25.0, gt=0, description="Time in-flight requests and messages get after SIGTERM."
+    )
+
+
+class AuthSettings(BaseModel):
+    tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted on every API route (comma-separated).",
+    )
+    disabled: bool = Field(
+        False, description="Serve the API without authentication; explicit, never a default."
+    )
+
+    _split = field_validator("tokens", mode="before")(classmethod(lambda cls, v: _split_list(v)))
+
+
+class LogSettings(BaseModel):
+    level: LogLevel = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class ConsumerSettings(BaseModel):
+    """Defaults for JetStream pull consumers; a subscription may override them."""
+
+    concurrency: int = Field(8, ge=1, le=1024, description="Messages handled at once.")
+    max_deliveries: int = Field(
+        5, ge=1, le=100, description="Attempts before a message goes to the dead-letter subject."
+    )
+    backoff_seconds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1.0, 5.0, 15.0, 60.0],
+        description="Delay before attempt n+1 (the last value repeats).",
+    )
+    ack_wait_seconds: float = Field(
+        30.0, gt=0, description="A handler that runs longer is kept alive with in-progress acks."
+    )
+
+    _split = field_validator("backoff_seconds", mode="before")(
+        classmethod(lambda cls, v: _split_list(v))
+    )
+
+
+class OutboxSettings(BaseModel):
+    poll_seconds: float = Field(1.0, gt=0, description="Safety net; commits wake the relay.")
+    batch_size: int = Field(200, ge=1, le=10_000)
+    retention_hours: float = Field(24.0, gt=0, description="Published rows kept this long.")
+
+
+class HoistSettings(BaseSettings):
+    """Everything a Hoist service reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOIST_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> HoistSettings:
+    """The process-wide settings, read once: the environment does not change under a pod."""
+    return HoistSettings()
