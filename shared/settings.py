@@ -52,18 +52,20 @@ class NatsSettings(BaseModel):
         description="Root token of every subject and stream name; lets several Hoist "
         "installations share one NATS account without seeing each other's events.",
     )
-    user: str | None = None
-    password: SecretStr | None = None
-    token: SecretStr | None = None
+    user: str | None = Field(None, description="NATS user (with HOIST_NATS_PASSWORD).")
+    password: SecretStr | None = Field(None, description="NATS password.")
+    token: SecretStr | None = Field(None, description="NATS authentication token.")
     creds_file: Path | None = Field(None, description="NATS credentials (JWT + nkey) file.")
     tls_ca_file: Path | None = Field(None, description="CA bundle to verify the server with.")
-    connect_timeout: float = Field(5.0, gt=0)
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds per connection attempt.")
     reconnect_wait: float = Field(2.0, gt=0, description="Seconds between reconnect attempts.")
     initial_connect_attempts: int = Field(
         0, ge=0, description="0 = keep trying forever (a pod waits for NATS to come up)."
     )
-    stream_replicas: int = Field(1, ge=1, le=5)
-    stream_max_age_days: float = Field(14, gt=0)
+    stream_replicas: int = Field(1, ge=1, le=5, description="JetStream replicas (clusters: 3).")
+    stream_max_age_days: float = Field(
+        14, gt=0, description="How long stored events are kept (dead letters: 30 days)."
+    )
     duplicate_window_seconds: float = Field(
         900,
         gt=0,
@@ -83,11 +85,13 @@ class DatabaseSettings(BaseModel):
         SecretStr("postgresql+asyncpg://hoist@127.0.0.1:5432/hoist"),
         description="SQLAlchemy URL; postgresql:// is rewritten to postgresql+asyncpg://.",
     )
-    pool_size: int = Field(10, ge=1, le=200)
-    max_overflow: int = Field(10, ge=0, le=200)
-    pool_timeout: float = Field(10.0, gt=0)
-    connect_timeout: float = Field(5.0, gt=0)
-    statement_timeout_ms: int = Field(30_000, ge=0)
+    pool_size: int = Field(10, ge=1, le=200, description="Connections kept open per process.")
+    max_overflow: int = Field(10, ge=0, le=200, description="Extra connections under load.")
+    pool_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a free connection.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds per connection attempt.")
+    statement_timeout_ms: int = Field(
+        30_000, ge=0, description="PostgreSQL statement_timeout; 0 = none."
+    )
     migrate_on_start: bool = Field(
         True, description="Apply the service's Alembic migrations before serving."
     )
@@ -104,7 +108,7 @@ class DatabaseSettings(BaseModel):
 
 
 class HttpSettings(BaseModel):
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in a pod).")
     port: int | None = Field(None, ge=1, le=65535, description="Default: the service's port.")
     root_path: str = Field("", description="Set when a proxy serves Hoist under a sub-path.")
     shutdown_grace_seconds: float = Field(
@@ -125,8 +129,15 @@ class AuthSettings(BaseModel):
 
 
 class LogSettings(BaseModel):
-    level: LogLevel = "INFO"
-    format: Literal["json", "text"] = "json"
+    level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    format: Literal["json", "text"] = Field(
+        "json", description="json: one object per line; text: for a terminal."
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 class ConsumerSettings(BaseModel):
@@ -151,7 +162,7 @@ class ConsumerSettings(BaseModel):
 
 class OutboxSettings(BaseModel):
     poll_seconds: float = Field(1.0, gt=0, description="Safety net; commits wake the relay.")
-    batch_size: int = Field(200, ge=1, le=10_000)
+    batch_size: int = Field(200, ge=1, le=10_000, description="Events published per round.")
     retention_hours: float = Field(24.0, gt=0, description="Published rows kept this long.")
 
 

@@ -107,6 +107,11 @@ class Consumer:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._psub: Any = None
+        self._running: dict[int, tuple[Msg, float]] = {}
+        self._in_flight = metrics.IN_FLIGHT.labels(self.durable)
+        self._seconds = metrics.HANDLER_SECONDS.labels(self.durable)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -137,6 +142,7 @@ class Consumer:
         if self._loop is None or self._loop.done():
             self._stopping.clear()
             self._loop = asyncio.create_task(self._run(), name=f"consumer:{self.durable}")
+            self._ticker = asyncio.create_task(self._keep_alive(), name=f"keepalive:{self.durable}")
 
     async def stop(self, grace: float) -> None:
         """Take no new messages; give in-flight handlers ``grace`` seconds, then cancel them
@@ -152,6 +158,9 @@ class Consumer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
 
     @property
     def in_flight(self) -> int:
@@ -181,12 +190,23 @@ class Consumer:
     # --- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        psub = None
+        psub: Any = None
+        try:
+            await self._pull(psub)
+        finally:
+            # Withdraw interest before in-flight messages are nak'ed, so their redelivery
+            # goes to a live replica rather than to this one's last pull request.
+            if self._psub is not None:
+                with contextlib.suppress(Exception):
+                    await self._psub.unsubscribe()
+                self._psub = None
+
+    async def _pull(self, psub: Any) -> None:
         delay = 0.5
         while not self._stopping.is_set():
             try:
                 if psub is None:
-                    psub = await self.bus.js.pull_subscribe_bind(
+                    psub = self._psub = await self.bus.js.pull_subscribe_bind(
                         durable=self.durable, stream=self.stream_name
                     )
                 while len(self._tasks) >= self.concurrency:
@@ -206,7 +226,10 @@ class Consumer:
             except Exception as exc:
                 # NATS away or the consumer deleted under us: temporary, come back later.
                 log.warning("consumer %s: %s; retry in %.1f s", self.durable, exc, delay)
-                psub = None
+                if psub is not None:
+                    with contextlib.suppress(Exception):
+                        await psub.unsubscribe()
+                psub = self._psub = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
@@ -221,7 +244,7 @@ class Consumer:
         attempt = msg.metadata.num_delivered
         ce_type = (msg.headers or {}).get(TYPE_HEADER, "unknown")
         try:
-            event = env.decode(msg.data)
+            event = env.decode(msg.data, ce_type if ce_type != "unknown" else None)
         except env.EnvelopeError as exc:
             await self._dead_letter(msg, ce_type, "Undecodable", str(exc))
             return
@@ -242,9 +265,9 @@ class Consumer:
 
     async def _run_handler(self, msg: Msg, event: env.Envelope[Any], attempt: int) -> None:
         assert self.sub.handler is not None
-        keepalive = asyncio.create_task(self._keep_alive(msg))
         started = time.monotonic()
-        metrics.IN_FLIGHT.labels(self.durable).inc()
+        self._running[id(msg)] = (msg, started)
+        self._in_flight.inc()
         try:
             await self.sub.handler(event)
         except asyncio.CancelledError:
@@ -272,14 +295,20 @@ class Consumer:
             await _quietly(msg.ack())
             metrics.HANDLED.labels(self.durable, event.type, "ack").inc()
         finally:
-            keepalive.cancel()
-            metrics.IN_FLIGHT.labels(self.durable).dec()
-            metrics.HANDLER_SECONDS.labels(self.durable).observe(time.monotonic() - started)
+            del self._running[id(msg)]
+            self._in_flight.dec()
+            self._seconds.observe(time.monotonic() - started)
 
-    async def _keep_alive(self, msg: Msg) -> None:
+    async def _keep_alive(self) -> None:
+        """One ticker for all handlers: every message whose handler has run for a third of
+        ack_wait gets an in-progress ack, so the server does not hand it to another replica."""
+        period = self.ack_wait / 3
         while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            await _quietly(msg.in_progress())
+            await asyncio.sleep(period)
+            due = time.monotonic() - period
+            for msg, started in list(self._running.values()):
+                if started <= due:
+                    await _quietly(msg.in_progress())
 
     async def _dead_letter(self, msg: Msg, ce_type: str, reason: str, error: str) -> None:
         meta = msg.metadata

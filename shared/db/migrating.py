@@ -22,6 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 VERSION_TABLE = "alembic_version"
 
+# Alembic keeps its migration context in module globals: two migrations interleaved in one
+# event loop would trample each other. Processes are serialized by the advisory lock below.
+_in_process = asyncio.Lock()
+
 
 def _config(migrations: Path, schema: str) -> Config:
     cfg = Config()
@@ -67,7 +71,7 @@ async def _run(engine: AsyncEngine, migrations: Path, schema: str, action: Any) 
         cfg.attributes["connection"] = conn
         action(cfg)
 
-    async with engine.connect() as conn:
+    async with _in_process, engine.connect() as conn:
         await conn.run_sync(run)
         await conn.commit()
 

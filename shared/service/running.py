@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -21,6 +22,16 @@ from shared.service.spec import ServiceSpec
 from shared.settings import HoistSettings
 
 log = logging.getLogger("hoist.main")
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn re-raises SIGTERM after its graceful shutdown, so the process dies "killed by
+    signal". After a completed drain we exit 0 instead: it is a clean stop, and a non-zero
+    status would make Kubernetes (and the tests) read it as a crash."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
@@ -42,7 +53,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     if args.command in ("migrate", "downgrade"):
         return asyncio.run(_migrate(spec, settings, args.command, getattr(args, "revision", "")))
 
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(spec, settings),
             host=settings.http.host,

@@ -78,6 +78,7 @@ class Runtime:
 
     async def _until_done(self, what: str, step: Callable[[], Awaitable[Any]]) -> None:
         delay = 0.5
+        self.phase = f"starting: {what}"
         while True:
             try:
                 await step()
@@ -85,7 +86,7 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.phase = f"waiting: {what}"
+                self.phase = f"waiting: {what}: {exc}"
                 log.warning("could not %s (%s); temporary, retry in %.1f s", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)

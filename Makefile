@@ -1,0 +1,45 @@
+# Hoist: every task a developer, CI or a first-time user runs.
+# `make test` and `make demo` set everything up first, so each is one command on a fresh
+# Debian 12 machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml tools/system-deps.sh | cksum | cut -d' ' -f1)
+
+.PHONY: setup test lint demo bench clean help
+
+help:
+	@echo "make setup   install system packages (Debian), create $(VENV), install Hoist"
+	@echo "make test    run the test suite against real NATS and PostgreSQL servers"
+	@echo "make lint    ruff, mypy and the import contract"
+	@echo "make demo    start NATS, PostgreSQL and the four services; show their health"
+	@echo "make bench   run every benchmark under bench/ and print a table"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml tools/system-deps.sh
+	sh tools/system-deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared services tools bench tests
+	$(VENV)/bin/lint-imports
+
+demo: setup
+	$(PY) -m tools.demo $(DEMO_ARGS)
+
+bench: setup
+	$(PY) -m tools.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,250 @@
+"""Each service as a real process: boot, health, readiness, auth, errors, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shared import catalog
+from shared.bus import Bus
+from shared.devservices import (
+    DevServices,
+    restart_nats,
+    restart_postgres,
+    start_nats,
+    start_postgres,
+    stop_nats,
+    stop_postgres,
+)
+from shared.settings import NatsSettings
+from tests.conftest import SERVICES, eventually
+from tests.procs import ServiceProcess
+
+
+@pytest.fixture(scope="module")
+async def fleet(
+    servers: DevServices, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, ServiceProcess]]:
+    """All four services against the shared test servers, under one NATS prefix."""
+    env = {
+        "HOIST_NATS_URL": servers.nats_url,
+        "HOIST_NATS_PREFIX": "fleet",
+        "HOIST_DATABASE_URL": database_url,
+    }
+    logs = tmp_path_factory.mktemp("fleet")
+    procs = {name: ServiceProcess(name, env, logs) for name in SERVICES}
+    for proc in procs.values():
+        await proc.start()
+    for proc in procs.values():
+        await eventually(proc.ready, what=f"{proc.name} ready", within=30)
+    yield procs
+    for proc in procs.values():
+        await proc.terminate()
+    bus = Bus(NatsSettings(url=servers.nats_url, prefix="fleet"), source="/tests")
+    await bus.connect()
+    await bus.delete_streams()
+    await bus.drain()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_service_is_healthy_and_ready(fleet: dict[str, ServiceProcess], name: str) -> None:
+    svc = fleet[name]
+    health = (await svc.client.get("/healthz")).json()
+    assert health == {"status": "ok", "service": name, "version": "0.1.0"}
+    ready = await svc.readyz()
+    assert ready["http_status"] == 200
+    assert ready["checks"] == {"nats": "ok", "database": "ok", "startup": "ok"}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_api_requires_a_token(fleet: dict[str, ServiceProcess], name: str) -> None:
+    svc = fleet[name]
+    path = f"/api/v1/{name}/status"
+    missing = await svc.client.get(path)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert "missing bearer token" in missing.json()["detail"]
+    wrong = await svc.client.get(path, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert wrong.json() == {"detail": "invalid bearer token"}
+    basic = await svc.client.get(path, headers={"Authorization": "Basic dXNlcjpwdw=="})
+    assert basic.status_code == 401
+    ok = await svc.client.get(path, headers=svc.auth())
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_status_shows_declared_subscriptions(
+    fleet: dict[str, ServiceProcess], name: str
+) -> None:
+    svc = fleet[name]
+    status = (await svc.client.get(f"/api/v1/{name}/status", headers=svc.auth())).json()
+    assert status["phase"] == "running"
+    assert status["database_revision"] == status["database_head"] == "0001"
+    assert status["outbox_pending"] == 0
+    expected = {
+        "inventory": set(),
+        "planner": {"fleet-planner-inventory", "fleet-planner-migrations"},
+        "orchestrator": {"fleet-orchestrator-plans"},
+        "progress": {"fleet-progress-populators"},
+    }[name]
+    assert {s["name"] for s in status["subscriptions"]} == expected
+    assert all(s["declared"] for s in status["subscriptions"])
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_openapi_and_metrics(fleet: dict[str, ServiceProcess], name: str) -> None:
+    svc = fleet[name]
+    spec = (await svc.client.get(f"/api/v1/{name}/openapi.json")).json()
+    assert spec["info"]["title"] == f"Hoist {name.capitalize()}"
+    assert f"/api/v1/{name}/deadletters" in spec["paths"]
+    assert (await svc.client.get(f"/api/v1/{name}/docs")).status_code == 200
+    metrics = (await svc.client.get("/metrics")).text
+    assert "hoist_http_requests_total" in metrics
+
+
+async def test_errors_are_precise_json(fleet: dict[str, ServiceProcess]) -> None:
+    svc = fleet["planner"]
+    missing = await svc.client.get("/api/v1/nothing-here", headers=svc.auth())
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found"}
+    bad = await svc.client.get("/api/v1/planner/deadletters?limit=0", headers=svc.auth())
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "limit"]
+    wrong_method = await svc.client.delete("/api/v1/planner/status", headers=svc.auth())
+    assert wrong_method.status_code == 405
+
+
+async def test_dead_letters_can_be_listed_replayed_and_discarded(
+    fleet: dict[str, ServiceProcess], servers: DevServices
+) -> None:
+    svc = fleet["orchestrator"]
+    bus = Bus(NatsSettings(url=servers.nats_url, prefix="fleet"), source="/tests")
+    await bus.connect()
+    original = bus.subject("plan.p1.cancel")
+    for n in (1, 2):
+        await bus.js.publish(
+            bus.subject("dlq.fleet-orchestrator-plans"),
+            json.dumps({"n": n}).encode(),
+            headers={
+                "Nats-Msg-Id": f"dl-{n}",
+                "Hoist-Dlq-Subject": original,
+                "Hoist-Dlq-Consumer": "fleet-orchestrator-plans",
+                "Hoist-Dlq-Deliveries": "5",
+                "Hoist-Dlq-Reason": "MaxDeliveries",
+                "Hoist-Dlq-Error": "boom",
+            },
+        )
+    # A dead letter of another service's consumer is not this one's to show.
+    await bus.js.publish(
+        bus.subject("dlq.fleet-planner-migrations"),
+        b"{}",
+        headers={"Hoist-Dlq-Consumer": "fleet-planner-migrations"},
+    )
+    listed = (await svc.client.get("/api/v1/orchestrator/deadletters", headers=svc.auth())).json()
+    assert [(d["reason"], d["event"], d["deliveries"]) for d in listed] == [
+        ("MaxDeliveries", {"n": 1}, 5),
+        ("MaxDeliveries", {"n": 2}, 5),
+    ]
+    first, second = listed[0]["sequence"], listed[1]["sequence"]
+
+    replayed = await svc.client.post(
+        f"/api/v1/orchestrator/deadletters/{first}/replay", headers=svc.auth()
+    )
+    assert replayed.status_code == 202
+    assert replayed.json()["subject"] == original
+    last = await bus.js.get_last_msg(bus.stream_name(catalog.PLANS), original)
+    assert json.loads(last.data or b"") == {"n": 1}
+
+    gone = await svc.client.delete(f"/api/v1/orchestrator/deadletters/{second}", headers=svc.auth())
+    assert gone.status_code == 204
+    after = (await svc.client.get("/api/v1/orchestrator/deadletters", headers=svc.auth())).json()
+    assert after == []
+    again = await svc.client.post(
+        f"/api/v1/orchestrator/deadletters/{first}/replay", headers=svc.auth()
+    )
+    assert again.status_code == 404
+    await bus.drain()
+
+
+async def test_readiness_follows_nats_and_postgres(
+    database_url: str, tmp_path: Path, prefix: str
+) -> None:
+    """Starts before NATS is up, becomes ready, and reports each outage while it lasts."""
+    # Our own directories (so a stop keeps the data for the restart), reachable by the
+    # postgres user: pytest's tmp_path is private to root.
+    work = Path(tempfile.mkdtemp(prefix="hoist-dev-"))
+    work.chmod(0o755)
+    nats = await start_nats(work / "nats")
+    postgres = await start_postgres(work / "pg")
+    await stop_nats(nats)
+    svc = ServiceProcess(
+        "progress",
+        {
+            "HOIST_NATS_URL": nats.url,
+            "HOIST_NATS_PREFIX": prefix,
+            "HOIST_NATS_RECONNECT_WAIT": "0.5",
+            "HOIST_DATABASE_URL": postgres.url,
+        },
+        tmp_path,
+    )
+    try:
+        await svc.start()
+        waiting = await svc.readyz()
+        assert waiting["http_status"] == 503
+        assert "connect to NATS" in waiting["checks"]["startup"]  # type: ignore[index]
+
+        nats = await restart_nats(nats)
+        await eventually(svc.ready, what="ready once NATS is up", within=30)
+
+        await stop_nats(nats)
+        down = await svc.readyz()
+        assert down["http_status"] == 503
+        assert down["checks"]["nats"] != "ok"  # type: ignore[index]
+        nats = await restart_nats(nats)
+        await eventually(svc.ready, what="ready again after NATS restart", within=30)
+
+        await stop_postgres(postgres)
+        down = await svc.readyz()
+        assert down["http_status"] == 503
+        assert down["checks"]["database"] != "ok"  # type: ignore[index]
+        assert down["checks"]["nats"] == "ok"  # type: ignore[index]
+        postgres = await restart_postgres(postgres)
+        await eventually(svc.ready, what="ready again after PostgreSQL restart", within=30)
+    finally:
+        code = await svc.terminate()
+        await stop_nats(nats)
+        await stop_postgres(postgres)
+        shutil.rmtree(work, ignore_errors=True)
+    assert code == 0, svc.logs()
+
+
+async def test_sigterm_drains_and_exits_cleanly(
+    servers: DevServices, database_url: str, tmp_path: Path, prefix: str
+) -> None:
+    svc = ServiceProcess(
+        "orchestrator",
+        {
+            "HOIST_NATS_URL": servers.nats_url,
+            "HOIST_NATS_PREFIX": prefix,
+            "HOIST_DATABASE_URL": database_url,
+        },
+        tmp_path,
+    )
+    await svc.start()
+    await eventually(svc.ready, what="ready", within=30)
+    assert await svc.terminate() == 0
+    lines = [json.loads(line) for line in svc.logs().splitlines() if line.startswith("{")]
+    messages = [entry["message"] for entry in lines]
+    assert "service stopped: consumers stopped, NATS drained, pool closed" in messages
+    assert all(entry["service"] == "orchestrator" for entry in lines)
+    assert not [e for e in lines if e["level"] == "error"], lines
+    bus = Bus(NatsSettings(url=servers.nats_url, prefix=prefix), source="/tests")
+    await bus.connect()
+    await bus.delete_streams()
+    await bus.drain()
