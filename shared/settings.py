@@ -17,7 +17,6 @@ Secrets are ``SecretStr``: they print as ``**********`` in logs, reprs and API a
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -184,9 +183,3 @@ class HoistSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> HoistSettings:
-    """The process-wide settings, read once: the environment does not change under a pod."""
-    return HoistSettings()

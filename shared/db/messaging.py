@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import zlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -286,6 +287,8 @@ NAMING = {
 def service_metadata(schema: str) -> MetaData:
     """A service's metadata: its own schema, stable constraint names (so migrations can
     name them), and the inbox and outbox every service has."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ValueError(f"schema name {schema!r}: lower-case letters, digits and _ only")
     md = MetaData(schema=schema, naming_convention=NAMING)
     inbox_table(md)
     outbox_table(md)
