@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,8 +24,29 @@ from shared.devservices import (
     stop_postgres,
 )
 from shared.settings import NatsSettings
-from tests.conftest import SERVICES, eventually
-from tests.procs import ServiceProcess
+from tests.conftest import SERVICES, TOKEN, eventually
+from tools.processes import ServiceProcess
+
+
+async def launch(name: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
+    """Start a service process and wait until it answers /healthz (not necessarily ready)."""
+    svc = ServiceProcess(
+        name,
+        {"HOIST_LOG_FORMAT": "json", "HOIST_HTTP_SHUTDOWN_GRACE_SECONDS": "5", **env},
+        log_dir,
+        TOKEN,
+    )
+    await svc.start()
+    await eventually(svc.healthy, what=f"{name} /healthz", within=30)
+    return svc
+
+
+async def forget(nats_url: str, prefix: str) -> None:
+    """Remove the streams a test's services declared under its prefix."""
+    bus = Bus(NatsSettings(url=nats_url, prefix=prefix), source="/tests")
+    await bus.connect()
+    await bus.delete_streams()
+    await bus.drain()
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +60,13 @@ async def fleet(
         "HOIST_DATABASE_URL": database_url,
     }
     logs = tmp_path_factory.mktemp("fleet")
-    procs = {name: ServiceProcess(name, env, logs) for name in SERVICES}
-    for proc in procs.values():
-        await proc.start()
+    started = await asyncio.gather(*(launch(name, env, logs) for name in SERVICES))
+    procs = {proc.name: proc for proc in started}
     for proc in procs.values():
         await eventually(proc.ready, what=f"{proc.name} ready", within=30)
     yield procs
-    for proc in procs.values():
-        await proc.terminate()
-    bus = Bus(NatsSettings(url=servers.nats_url, prefix="fleet"), source="/tests")
-    await bus.connect()
-    await bus.delete_streams()
-    await bus.drain()
+    await asyncio.gather(*(proc.terminate() for proc in procs.values()))
+    await forget(servers.nats_url, "fleet")
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -183,39 +201,34 @@ async def test_readiness_follows_nats_and_postgres(
     nats = await start_nats(work / "nats")
     postgres = await start_postgres(work / "pg")
     await stop_nats(nats)
-    svc = ServiceProcess(
-        "progress",
-        {
-            "HOIST_NATS_URL": nats.url,
-            "HOIST_NATS_PREFIX": prefix,
-            "HOIST_NATS_RECONNECT_WAIT": "0.5",
-            "HOIST_DATABASE_URL": postgres.url,
-        },
-        tmp_path,
-    )
+    env = {
+        "HOIST_NATS_URL": nats.url,
+        "HOIST_NATS_PREFIX": prefix,
+        "HOIST_NATS_RECONNECT_WAIT": "0.5",
+        "HOIST_DATABASE_URL": postgres.url,
+    }
+    svc = await launch("progress", env, tmp_path)
+
+    async def outage(check: str, stop: Any, restart: Any, server: Any) -> Any:
+        await stop(server)
+        down = await svc.readyz()
+        assert down["http_status"] == 503
+        assert down["checks"][check] != "ok"
+        assert [k for k, v in down["checks"].items() if v != "ok"] == [check]
+        server = await restart(server)
+        await eventually(svc.ready, what=f"ready again after {check} restart", within=30)
+        return server
+
     try:
-        await svc.start()
         waiting = await svc.readyz()
         assert waiting["http_status"] == 503
-        assert "connect to NATS" in waiting["checks"]["startup"]  # type: ignore[index]
+        assert "connect to NATS" in waiting["checks"]["startup"]
 
         nats = await restart_nats(nats)
         await eventually(svc.ready, what="ready once NATS is up", within=30)
 
-        await stop_nats(nats)
-        down = await svc.readyz()
-        assert down["http_status"] == 503
-        assert down["checks"]["nats"] != "ok"  # type: ignore[index]
-        nats = await restart_nats(nats)
-        await eventually(svc.ready, what="ready again after NATS restart", within=30)
-
-        await stop_postgres(postgres)
-        down = await svc.readyz()
-        assert down["http_status"] == 503
-        assert down["checks"]["database"] != "ok"  # type: ignore[index]
-        assert down["checks"]["nats"] == "ok"  # type: ignore[index]
-        postgres = await restart_postgres(postgres)
-        await eventually(svc.ready, what="ready again after PostgreSQL restart", within=30)
+        nats = await outage("nats", stop_nats, restart_nats, nats)
+        postgres = await outage("database", stop_postgres, restart_postgres, postgres)
     finally:
         code = await svc.terminate()
         await stop_nats(nats)
@@ -227,16 +240,12 @@ async def test_readiness_follows_nats_and_postgres(
 async def test_sigterm_drains_and_exits_cleanly(
     servers: DevServices, database_url: str, tmp_path: Path, prefix: str
 ) -> None:
-    svc = ServiceProcess(
-        "orchestrator",
-        {
-            "HOIST_NATS_URL": servers.nats_url,
-            "HOIST_NATS_PREFIX": prefix,
-            "HOIST_DATABASE_URL": database_url,
-        },
-        tmp_path,
-    )
-    await svc.start()
+    env = {
+        "HOIST_NATS_URL": servers.nats_url,
+        "HOIST_NATS_PREFIX": prefix,
+        "HOIST_DATABASE_URL": database_url,
+    }
+    svc = await launch("orchestrator", env, tmp_path)
     await eventually(svc.ready, what="ready", within=30)
     assert await svc.terminate() == 0
     lines = [json.loads(line) for line in svc.logs().splitlines() if line.startswith("{")]
@@ -244,7 +253,4 @@ async def test_sigterm_drains_and_exits_cleanly(
     assert "service stopped: consumers stopped, NATS drained, pool closed" in messages
     assert all(entry["service"] == "orchestrator" for entry in lines)
     assert not [e for e in lines if e["level"] == "error"], lines
-    bus = Bus(NatsSettings(url=servers.nats_url, prefix=prefix), source="/tests")
-    await bus.connect()
-    await bus.delete_streams()
-    await bus.drain()
+    await forget(servers.nats_url, prefix)
