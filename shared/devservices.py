@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 TEMP_PREFIX = "hoist-dev-"
+OWNER_FILE = "owner.pid"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1
@@ -129,6 +130,36 @@ def _kill_now(process: asyncio.subprocess.Process) -> None:
         time.sleep(0.01)
 
 
+def _process_start(pid: int) -> str | None:
+    """The start time of a process (field 22 of /proc/<pid>/stat): with the pid, it tells a
+    live owner from a new process that happens to reuse a dead owner's pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _make_tempdir() -> Path:
+    """A ``hoist-dev-*`` dir stamped with its owner, and first a sweep of the dirs of owners
+    that died without cleaning up (SIGKILL): their servers died with them, the files did not."""
+    _sweep_stale()
+    base = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    (base / OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
+    return base
+
+
+def _sweep_stale() -> None:
+    for candidate in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            pid_text, started = (candidate / OWNER_FILE).read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue  # not ours, or being created right now
+        if not _alive(pid) or _process_start(pid) != started:
+            _rmtree(candidate)
+
+
 def _rmtree(path: Path) -> None:
     """Retry briefly: a server killed a moment ago may still be exiting."""
     for _ in range(50):
@@ -204,7 +235,7 @@ async def _start(
 ) -> _S:
     """Make the dir, build the server, launch it; new ports if one was taken meanwhile.
     On any failure (also cancellation) nothing is left behind: no process, no temp dir."""
-    base = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX)) if workdir is None else workdir
+    base = _make_tempdir() if workdir is None else workdir
     try:
         base.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):
@@ -437,7 +468,7 @@ async def dev_services(
     async with contextlib.AsyncExitStack() as cleanup:
         if not (nats_url and db_url):
             if workdir is None:
-                base = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+                base = _make_tempdir()
                 cleanup.callback(_rmtree, base)
                 base.chmod(0o711)  # the postgres user must get through to its subdir
             else:

@@ -310,6 +310,12 @@ async def test_servers_die_with_sigkilled_parent() -> None:
         script.kill()
         await script.wait()
         assert await _wait_gone([nats_pid, pg_pid], pgid=pg_pid) == []
+        # Its directories outlive it, until the next start sweeps what dead owners left.
+        left = [Path(d) for d in started["dirs"]]
+        assert all(d.exists() for d in left)
+        fresh = ds._make_tempdir()
+        shutil.rmtree(fresh)
+        assert not any(d.exists() for d in left)
     finally:
         if script.returncode is None:
             script.kill()
