@@ -4,7 +4,7 @@
 # extension, and venv support. Installs only what is missing; needs root (or sudo) for that.
 set -eu
 
-packages="postgresql libxml2-dev gcc python3-dev python3-venv procps"
+packages="postgresql libxml2-dev gcc python3-dev python3-venv"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
