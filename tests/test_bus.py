@@ -333,3 +333,38 @@ async def test_streams_are_declared_idempotently(bus: Bus) -> None:
     assert info.config.max_age == 3 * 86400
     assert info.config.duplicate_window == bus.settings.duplicate_window_seconds
     assert info.config.subjects == [f"{bus.prefix}.plan.>"]
+
+
+async def test_poison_message_that_kills_its_process_is_dead_lettered(
+    bus: Bus, settings: HoistSettings
+) -> None:
+    """A message whose handler takes its process down every time must not crash-loop the
+    fleet: past max_deliveries it is dead-lettered on arrival, its handler not run again."""
+    defaults = ConsumerSettings(ack_wait_seconds=1.0, backoff_seconds=[0.2], max_deliveries=2)
+    ran = 0
+
+    async def dies(event: env.Envelope[Any]) -> None:
+        nonlocal ran
+        ran += 1
+        await asyncio.Event().wait()
+
+    sent = await bus.publish(catalog.PLAN_CANCEL_REQUESTED, cancel(), event_id="poison")
+    for _ in range(defaults.max_deliveries):  # each replica dies holding the message
+        doomed_bus = Bus(bus.settings, source="/hoist/doomed")
+        await doomed_bus.connect()
+        doomed = Consumer(doomed_bus, subscription(dies), defaults)
+        await doomed.declare()
+        before = ran
+        doomed.start()
+        await eventually(lambda before=before: ran == before + 1, what="delivery")
+        await doomed_bus.nc.close()
+        await doomed.stop(0.1)
+
+    survivor = Consumer(bus, subscription(dies), defaults)
+    survivor.start()
+    await eventually(lambda: _count(dead_letters(bus), 1), what="dead letter")
+    await survivor.stop(1)
+    (letter,) = await dead_letters(bus)
+    assert letter.headers["Hoist-Dlq-Reason"] == "MaxDeliveriesExceeded"
+    assert letter.headers["Hoist-Dlq-Subject"] == sent.subject
+    assert ran == defaults.max_deliveries  # the survivor never ran the poison

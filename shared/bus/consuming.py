@@ -124,9 +124,10 @@ class Consumer:
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=self.ack_wait,
-            # One more than ours: our own check dead-letters on that extra delivery, so the
-            # server's limit is only a safety net and never drops a message by itself.
-            max_deliver=self.max_deliveries + 1,
+            # Unlimited on the server: a server-side limit would silently stop delivering.
+            # Our own count decides (dead letter after max_deliveries, or on arrival past
+            # it), and a message whose dead-lettering fails keeps coming back until it works.
+            max_deliver=-1,
             max_ack_pending=self.concurrency * 4,
             **(
                 {"filter_subject": filters[0]}
@@ -190,9 +191,8 @@ class Consumer:
     # --- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        psub: Any = None
         try:
-            await self._pull(psub)
+            await self._pull()
         finally:
             # Withdraw interest before in-flight messages are nak'ed, so their redelivery
             # goes to a live replica rather than to this one's last pull request.
@@ -201,7 +201,8 @@ class Consumer:
                     await self._psub.unsubscribe()
                 self._psub = None
 
-    async def _pull(self, psub: Any) -> None:
+    async def _pull(self) -> None:
+        psub: Any = None
         delay = 0.5
         while not self._stopping.is_set():
             try:
