@@ -58,9 +58,6 @@ class NatsSettings(BaseModel):
     tls_ca_file: Path | None = Field(None, description="CA bundle to verify the server with.")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds per connection attempt.")
     reconnect_wait: float = Field(2.0, gt=0, description="Seconds between reconnect attempts.")
-    initial_connect_attempts: int = Field(
-        0, ge=0, description="0 = keep trying forever (a pod waits for NATS to come up)."
-    )
     stream_replicas: int = Field(1, ge=1, le=5, description="JetStream replicas (clusters: 3).")
     stream_max_age_days: float = Field(
         14, gt=0, description="How long stored events are kept (dead letters: 30 days)."

@@ -101,7 +101,7 @@ def prefix() -> str:
 
 def make_settings(nats_url: str, database_url: str, prefix: str, **overrides: Any) -> HoistSettings:
     values: dict[str, Any] = {
-        "nats": {"url": nats_url, "prefix": prefix, "initial_connect_attempts": 3},
+        "nats": {"url": nats_url, "prefix": prefix},
         "database": {"url": database_url},
         "auth": {"tokens": [TOKEN]},
         "consumer": {"backoff_seconds": [0.2], "max_deliveries": 3, "ack_wait_seconds": 5},

@@ -77,26 +77,16 @@ class Bus:
         return self._nc is not None and self._nc.is_connected
 
     async def connect(self) -> None:
-        """Connect, retrying with capped exponential backoff while NATS is not up yet.
+        """Connect once; raise ``BusUnavailable`` (temporary) when NATS does not answer.
 
-        ``initial_connect_attempts`` = 0 retries forever: in Kubernetes a service pod may
-        start before NATS and must simply wait (its /readyz says so meanwhile).
+        Retrying is the caller's: the service runtime retries every start-up step with the
+        same backoff and reports on /readyz what it waits for. Once connected, nats-py
+        reconnects by itself, forever.
         """
-        s = self.settings
-        delay, attempt = 0.5, 0
-        while True:
-            attempt += 1
-            try:
-                self._nc = await nats.connect(**self._options())
-                break
-            except Exception as exc:  # nats-py raises several unrelated types here
-                if s.initial_connect_attempts and attempt >= s.initial_connect_attempts:
-                    raise BusUnavailable(f"NATS at {s.url} unreachable: {exc}") from exc
-                log.warning(
-                    "NATS at %s unreachable (%s); retry in %.1f s", s.url, exc or type(exc), delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+        try:
+            self._nc = await nats.connect(**self._options())
+        except Exception as exc:  # nats-py raises several unrelated types here
+            raise BusUnavailable(f"NATS at {self.settings.url} unreachable: {exc!r}") from exc
         self._js = self._nc.jetstream()
         log.info(
             "connected to NATS at %s",

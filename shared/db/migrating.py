@@ -17,7 +17,7 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 VERSION_TABLE = "alembic_version"
 
@@ -81,27 +81,16 @@ async def _run(engine: AsyncEngine, migrations: Path, schema: str, action: Any) 
 def run_env(metadata: MetaData) -> None:
     """The body of every service's ``migrations/env.py``.
 
-    Called by Alembic with a connection handed over by ``upgrade()``/``downgrade()``; when
-    run from the ``alembic`` command line instead, it connects to ``HOIST_DATABASE_URL``.
+    Alembic calls it with the connection that ``upgrade()``/``downgrade()`` handed over; the
+    way to migrate by hand is ``python -m services.<name> migrate``, not the alembic CLI.
     """
     schema = metadata.schema
     if not schema:
         raise RuntimeError("a service's metadata must name its schema")
     connection = context.config.attributes.get("connection")
-    if connection is not None:
-        _migrate(connection, metadata, schema)
-        return
-
-    from shared.settings import HoistSettings
-
-    async def offline_cli() -> None:
-        engine = create_async_engine(HoistSettings().database.url.get_secret_value())
-        async with engine.connect() as conn:
-            await conn.run_sync(_migrate, metadata, schema)
-            await conn.commit()
-        await engine.dispose()
-
-    asyncio.run(offline_cli())
+    if connection is None:
+        raise RuntimeError("run migrations with `python -m services.<name> migrate`")
+    _migrate(connection, metadata, schema)
 
 
 def _migrate(conn: Connection, metadata: MetaData, schema: str) -> None:
