@@ -32,7 +32,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared services tools bench tests
+	$(VENV)/bin/mypy shared services sim tools bench tests
 	$(VENV)/bin/lint-imports
 
 demo: setup

@@ -1,0 +1,1 @@
+"""What every populator needs: arguments, the volume writer and the metrics endpoint."""

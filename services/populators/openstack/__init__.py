@@ -1,0 +1,1 @@
+"""Copies a Glance image into a volume."""

@@ -1,0 +1,1 @@
+"""Copies an oVirt disk through ovirt-imageio into a volume."""

@@ -1,0 +1,1 @@
+"""OpenStack: real Keystone and Glance, simulated Nova, Cinder and Neutron."""
