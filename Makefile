@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml tools/system-deps.sh
 	sh tools/system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,sim]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -1,0 +1,187 @@
+"""One simulated cluster: the store, the API server over it, and its controllers.
+
+`Cluster` is what tests, the demo and benchmarks hold: `await cluster.start()` serves the
+API (HTTPS with a generated CA by default) and runs the controllers; `kubeconfig()` writes
+a file kubectl and kubernetes_asyncio accept unchanged; `stop()` kills every pod process
+and frees the port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.kube import crds
+from sim.kube.admission import Admission
+from sim.kube.config import ClusterConfig
+from sim.kube.controllers import Controller
+from sim.kube.faults import Faults
+from sim.kube.kinds import BUILTIN, Kind, Registry
+from sim.kube.recording import Recorder
+from sim.kube.store import Obj, Store
+from sim.kube.validation import Validator
+
+log = logging.getLogger(__name__)
+
+#: name -> "module:Class" of each controller, started in this order.
+CONTROLLERS: dict[str, str] = {
+    "gc": "sim.kube.controllers.collecting:GarbageCollector",
+    "namespaces": "sim.kube.controllers.namespaces:NamespaceController",
+}
+
+
+class Cluster:
+    def __init__(self, config: ClusterConfig | None = None, **overrides: Any) -> None:
+        self.config = config or ClusterConfig(**overrides)
+        self.registry = Registry(BUILTIN)
+        self.store = Store(self.registry, history=self.config.history)
+        self.validator = Validator(self.config.kube_version, strict=self.config.strict_fields)
+        self.store.admitters.append(Admission(self.store, self.validator))
+        self.crds = crds.CrdRegistrar(self.store, self.registry, self.validator)
+        self.recorder = Recorder(self.store, self.registry)
+        self.faults = Faults()
+        self.controllers: dict[str, Controller] = {}
+        self.server: Any = None
+        self._bookmarks: asyncio.Task[None] | None = None
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def kind(self, plural: str, group: str = "", version: str = "v1") -> Kind:
+        kind = self.registry.lookup(group, version, plural)
+        if kind is None:
+            raise KeyError(f"{plural}.{group or 'core'}/{version} is not served")
+        return kind
+
+    def record(self, obj: Obj, event_type: str, reason: str, message: str, component: str) -> None:
+        self.recorder.record(obj, event_type, reason, message, component)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        """The objects every cluster has before anyone talks to it."""
+        ns = self.kind("namespaces")
+        for name in ("default", "kube-system", "kube-public"):
+            if self.store.find(ns, None, name) is None:
+                self.store.create(ns, {"metadata": {"name": name}})
+        for name in ("default",):
+            sa = self.kind("serviceaccounts")
+            if self.store.find(sa, "default", name) is None:
+                self.store.create(sa, {"metadata": {"name": name}}, "default")
+        nodes = self.kind("nodes")
+        for node in self.config.nodes:
+            if self.store.find(nodes, None, node.name) is None:
+                self.store.create(
+                    nodes,
+                    {
+                        "metadata": {
+                            "name": node.name,
+                            "labels": {"kubernetes.io/hostname": node.name},
+                        },
+                        "spec": {},
+                    },
+                )
+                allocatable = {"cpu": node.cpu, "memory": node.memory, "pods": str(node.pods)}
+                status = {
+                    "capacity": allocatable,
+                    "allocatable": allocatable,
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                    "addresses": [
+                        {"type": "InternalIP", "address": self.config.host},
+                        {"type": "Hostname", "address": node.name},
+                    ],
+                }
+                self.store.mutate(
+                    nodes, None, node.name, _setter("status", status), subresource="status"
+                )
+        sc = self.kind("storageclasses", "storage.k8s.io")
+        for storage_class in self.config.storage_classes:
+            if self.store.find(sc, None, storage_class["metadata"]["name"]) is None:
+                self.store.create(sc, storage_class)
+        self.crds.install_builtin()
+
+    def enabled(self) -> list[str]:
+        return [name for name in CONTROLLERS if name not in self.config.disabled]
+
+    async def start(self) -> Cluster:
+        from sim.kube.apiserver import serve
+
+        self.bootstrap()
+        for name in self.enabled():
+            module, _, cls = CONTROLLERS[name].partition(":")
+            controller: Controller = getattr(importlib.import_module(module), cls)(self)
+            self.controllers[name] = controller
+            controller.start()
+        self.server = await serve(self)
+        self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="sim-kube-bookmarks")
+        return self
+
+    async def _bookmark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.bookmark_seconds)
+            self.store.bookmark()
+
+    async def stop(self) -> None:
+        if self._bookmarks is not None:
+            self._bookmarks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bookmarks
+        self.store.drop_watches()
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+        for controller in reversed(list(self.controllers.values())):
+            await controller.stop()
+        self.controllers.clear()
+
+    async def __aenter__(self) -> Cluster:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- clients -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None, "the cluster is not started"
+        return str(self.server.url)
+
+    def kubeconfig_dict(self, token: str | None = None) -> dict[str, Any]:
+        assert self.server is not None, "the cluster is not started"
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.server.ca_data:
+            cluster["certificate-authority-data"] = self.server.ca_data
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "hoist-sim", "cluster": cluster}],
+            "users": [{"name": "admin", "user": {"token": token or self.config.token}}],
+            "contexts": [
+                {
+                    "name": "hoist-sim",
+                    "context": {"cluster": "hoist-sim", "user": "admin", "namespace": "default"},
+                }
+            ],
+            "current-context": "hoist-sim",
+            "preferences": {},
+        }
+
+    def kubeconfig(self, path: Path, token: str | None = None) -> Path:
+        """Write a kubeconfig (mode 0600: it holds a token) and return its path."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.kubeconfig_dict(token), sort_keys=False))
+        return path
+
+
+def _setter(field: str, value: Any) -> Any:
+    def change(obj: Obj) -> None:
+        obj[field] = value
+
+    return change
