@@ -108,16 +108,18 @@ class Cluster:
     def enabled(self) -> list[str]:
         return [name for name in CONTROLLERS if name not in self.config.disabled]
 
-    async def start(self) -> Cluster:
-        from sim.kube.apiserver import serve
-
+    async def start(self, *, serve_api: bool = True) -> Cluster:
+        """Bootstrap, run the controllers and (unless told not to) serve the API."""
         self.bootstrap()
         for name in self.enabled():
             module, _, cls = CONTROLLERS[name].partition(":")
             controller: Controller = getattr(importlib.import_module(module), cls)(self)
             self.controllers[name] = controller
             controller.start()
-        self.server = await serve(self)
+        if serve_api:
+            from sim.kube.apiserver import serve
+
+            self.server = await serve(self)
         self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="sim-kube-bookmarks")
         return self
 
