@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml tools/system-deps.sh | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml tools/system-deps.sh tools/kubebin.py | cksum | cut -d' ' -f1)
 
 .PHONY: setup test lint demo bench clean help
 
@@ -18,11 +18,12 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml tools/system-deps.sh
+$(STAMP): pyproject.toml tools/system-deps.sh tools/kubebin.py
 	sh tools/system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,sim]"
+	$(PY) -m tools.kubebin
 	rm -f $(VENV)/.installed-*
 	touch $@
 

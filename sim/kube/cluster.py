@@ -133,13 +133,13 @@ class Cluster:
             self._bookmarks.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bookmarks
+        for controller in reversed(list(self.controllers.values())):
+            await controller.stop()
+        self.controllers.clear()
         self.store.drop_watches()
         if self.server is not None:
             await self.server.close()
             self.server = None
-        for controller in reversed(list(self.controllers.values())):
-            await controller.stop()
-        self.controllers.clear()
 
     async def __aenter__(self) -> Cluster:
         return await self.start()

@@ -80,7 +80,7 @@ class ListResult:
     remaining: int | None
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     """One watch: a queue of (type, entry) the store fills; None ends it."""
 

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class WatchClosed(ConnectionError):
+    """The store closed a controller's watch (a fault, or a watcher that fell behind)."""
+
+
 class Controller:
     """Base class: `run()` is the loop; `stop()` cancels it; errors are logged and retried."""
 
@@ -51,6 +55,10 @@ class Controller:
                 return
             except asyncio.CancelledError:
                 raise
+            except WatchClosed:
+                # Like an informer: start over with a fresh list-and-watch, at once.
+                log.info("controller %s lost its watch; resyncing", self.name)
+                continue
             except Exception:
                 log.exception("controller %s failed; restarting in 1 s", self.name)
                 await asyncio.sleep(1)
@@ -71,7 +79,7 @@ class Controller:
         result: list[tuple[str, Obj]] = []
         for item in batch:
             if item is None:
-                raise ConnectionError("watch closed")
+                raise WatchClosed("watch closed")
             event_type, entry = item
             if event_type != "BOOKMARK" and not isinstance(entry, int):
                 result.append((event_type, entry.obj))

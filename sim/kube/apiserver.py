@@ -1,0 +1,649 @@
+"""The HTTP face of the simulated cluster: Kubernetes REST over the store.
+
+A plain ASGI application (no web framework: Kubernetes URLs, content negotiation and
+streaming watches follow their own rules, and list and watch latency matter for the
+benchmark). It speaks what kubectl and kubernetes_asyncio send: discovery, CRUD on
+namespaced and cluster-scoped resources and their subresources, the three patch formats,
+list with selectors and pagination, watches with bookmarks and 410 Gone, Tables for
+`kubectl get`, bearer-token authentication, pod logs and the pod proxy. Everything it
+refuses, it refuses with the `kind: Status` body and code of a real API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import uvicorn
+import yaml
+
+from sim import certs
+from sim.kube import discovery, patching, podaccess
+from sim.kube.errors import ApiError, bad_request, forbidden
+from sim.kube.kinds import Kind
+from sim.kube.selectors import combine, field_predicate, label_predicate
+from sim.kube.store import Entry, encode
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON = [(b"content-type", b"application/json")]
+WATCH_TIMEOUT = 1800.0
+
+
+@dataclass
+class Route:
+    group: str
+    version: str
+    plural: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+    rest: str
+    watch_path: bool
+
+
+def parse_path(path: str) -> Route | None:
+    parts = [unquote(p) for p in path.strip("/").split("/")]
+    if len(parts) >= 3 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    watch_path = bool(rest) and rest[0] == "watch"
+    if watch_path:
+        rest = rest[1:]
+    namespace = None
+    if (
+        len(rest) >= 3
+        and rest[0] == "namespaces"
+        and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
+    ):
+        namespace, rest = rest[1], rest[2:]
+    if not rest or not rest[0]:
+        return None
+    return Route(
+        group,
+        version,
+        rest[0],
+        namespace,
+        rest[1] if len(rest) > 1 else None,
+        rest[2] if len(rest) > 2 else None,
+        "/".join(rest[3:]),
+        watch_path,
+    )
+
+
+class Query:
+    def __init__(self, raw: bytes) -> None:
+        self._values = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self._values.get(name)
+        return values[-1] if values else default
+
+    def flag(self, name: str) -> bool:
+        return (self.get(name) or "").lower() in ("1", "true", "yes")
+
+    def int(self, name: str) -> int | None:
+        value = self.get(name)
+        if value in (None, ""):
+            return None
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise bad_request(f"invalid value for {name}: {value!r}") from exc
+
+
+class ApiServer:
+    """The ASGI application."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.store = cluster.store
+        self.registry = cluster.registry
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path: str = scope["path"]
+        query = Query(scope.get("query_string", b""))
+        try:
+            await self._dispatch(scope, receive, send, path, query, headers)
+        except ApiError as error:
+            extra = [(b"retry-after", str(error.retry_after).encode())] if error.retry_after else []
+            await respond(send, error.code, encode(error.status()), extra)
+        except Exception:
+            log.exception("internal error serving %s %s", scope["method"], path)
+            internal = ApiError(500, "InternalError", "an internal error occurred in the simulator")
+            await respond(send, 500, encode(internal.status()))
+
+    async def _dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        path: str,
+        query: Query,
+        headers: dict[str, str],
+    ) -> None:
+        method = scope["method"]
+        if path in ("/healthz", "/readyz", "/livez"):
+            await respond(send, 200, b"ok", [(b"content-type", b"text/plain")])
+            return
+        user = self._authenticate(headers)
+        fault = self.cluster.faults.request_fault(path)
+        if fault is not None:
+            raise _fault_error(fault, self.cluster.faults.retry_after)
+        if path.startswith("/sim/"):
+            self._authorize(user, "admin", "sim", "", None)
+            await self._sim(send, receive, method, path)
+            return
+        document = self._discovery(path)
+        if document is not None:
+            await respond(send, 200, encode(document))
+            return
+        route = parse_path(path)
+        if route is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        kind = self.registry.lookup(route.group, route.version, route.plural)
+        if kind is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if route.namespace is not None and not kind.namespaced:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        body = await read_body(receive) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        await self._resource(send, receive, scope, method, kind, route, query, headers, body, user)
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        parts = path.strip("/").split("/")
+        if path.rstrip("/") == "/version":
+            return discovery.version(self.cluster.config.kube_version)
+        if parts == ["api"]:
+            return discovery.api_versions()
+        if parts == ["openapi", "v3"]:
+            return discovery.openapi_root(self.registry)
+        if parts[:2] == ["openapi", "v3"] and len(parts) in (4, 5):
+            gv = parts[2:]
+            if gv[0] == "api" and len(gv) == 2:
+                return discovery.openapi_group_version(self.registry, "", gv[1])
+            if gv[0] == "apis" and len(gv) == 3:
+                return discovery.openapi_group_version(self.registry, gv[1], gv[2])
+        if parts == ["apis"]:
+            return discovery.api_groups(self.registry)
+        if len(parts) == 2 and parts[0] == "api":
+            return discovery.resource_list(self.registry, "", parts[1])
+        if len(parts) == 2 and parts[0] == "apis":
+            return discovery.api_group(self.registry, parts[1])
+        if len(parts) == 3 and parts[0] == "apis":
+            return discovery.resource_list(self.registry, parts[1], parts[2])
+        return None
+
+    def _authenticate(self, headers: dict[str, str]) -> str:
+        auth = headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if token and token == self.cluster.config.token:
+            return "admin"
+        if token and token in self.cluster.config.tokens:
+            return token
+        raise ApiError(401, "Unauthorized", "Unauthorized")
+
+    def _authorize(
+        self, user: str, verb: str, plural: str, group: str, namespace: str | None
+    ) -> None:
+        if user == "admin":
+            return
+        allowed = self.cluster.config.tokens.get(user, [])
+        if verb in allowed or "*" in allowed:
+            return
+        where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+        raise forbidden(
+            f'{plural}{"." + group if group else ""} is forbidden: User "{user}" '
+            f'cannot {verb} resource "{plural}" in API group "{group}"{where}'
+        )
+
+    # -- resources -----------------------------------------------------------------------
+
+    async def _resource(
+        self,
+        send: Send,
+        receive: Receive,
+        scope: Scope,
+        method: str,
+        kind: Kind,
+        route: Route,
+        query: Query,
+        headers: dict[str, str],
+        body: bytes,
+        user: str,
+    ) -> None:
+        ns = route.namespace if kind.namespaced else None
+        sub = route.subresource
+        if (
+            sub is not None
+            and sub != "status"
+            and sub not in kind.extra_subresources
+            and not (kind.kind == "Namespace" and sub == "finalize")
+        ):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        verb = _verb(method, route, query)
+        self._authorize(user, verb, kind.plural, kind.group, ns)
+        if sub in ("log", "proxy", "binding"):
+            assert route.name is not None
+            await podaccess.serve(
+                self.cluster,
+                send,
+                receive,
+                method,
+                sub,
+                ns or "default",
+                route.name,
+                route.rest,
+                query,
+                headers,
+                body,
+            )
+            return
+        if verb == "watch":
+            await self._watch(send, receive, kind, ns, route.name, query)
+        elif verb == "list":
+            await self._list(send, kind, ns, query, headers)
+        elif verb == "get":
+            assert route.name is not None
+            entry = self.store.entry(kind, ns, route.name)
+            if _wants_table(headers):
+                await respond(send, 200, encode(discovery.table(kind, [entry.obj], {})))
+            else:
+                await respond(send, 200, _raw(kind, entry))
+        elif verb == "create":
+            obj = _object(body, kind, headers)
+            created = self.store.create(kind, obj, ns)
+            await respond(send, 201, encode(created))
+        elif verb == "update":
+            obj = _object(body, kind, headers)
+            stored = self.store.update(
+                kind, obj, subresource=_sub(sub), namespace=ns, name=route.name
+            )
+            await respond(send, 200, encode(stored))
+        elif verb == "patch":
+            assert route.name is not None
+            await self._patch(send, kind, ns, route.name, _sub(sub), headers, body)
+        elif verb == "delete":
+            assert route.name is not None
+            options = _delete_options(body, query)
+            deleted = self.store.delete(kind, ns, route.name, **options)
+            still = self.store.find(kind, ns, route.name) is not None
+            code = 202 if still and options.get("propagation") == "Foreground" else 200
+            await respond(send, code, encode(deleted))
+        elif verb == "deletecollection":
+            predicate = combine(
+                label_predicate(query.get("labelSelector")),
+                field_predicate(query.get("fieldSelector"), kind),
+            )
+            items = []
+            for entry in list(self.store.scan(kind, ns, predicate)):
+                meta = entry.obj["metadata"]
+                with contextlib.suppress(ApiError):
+                    items.append(self.store.delete(kind, meta.get("namespace"), meta["name"]))
+            await respond(
+                send,
+                200,
+                encode(
+                    {
+                        "kind": kind.list_kind,
+                        "apiVersion": kind.api_version,
+                        "metadata": {},
+                        "items": items,
+                    }
+                ),
+            )
+
+    async def _list(
+        self, send: Send, kind: Kind, ns: str | None, query: Query, headers: dict[str, str]
+    ) -> None:
+        predicate = combine(
+            label_predicate(query.get("labelSelector")),
+            field_predicate(query.get("fieldSelector"), kind),
+        )
+        result = self.store.list(kind, ns, predicate, query.int("limit"), query.get("continue"))
+        meta: dict[str, Any] = {"resourceVersion": str(result.resource_version)}
+        if result.continue_token:
+            meta["continue"] = result.continue_token
+            if result.remaining is not None:
+                meta["remainingItemCount"] = result.remaining
+        if _wants_table(headers):
+            table = discovery.table(kind, [e.obj for e in result.items], meta)
+            await respond(send, 200, encode(table))
+            return
+        head = encode({"kind": kind.list_kind, "apiVersion": kind.api_version, "metadata": meta})
+        body = b"".join(
+            (head[:-1], b',"items":[', b",".join(_raw(kind, e) for e in result.items), b"]}")
+        )
+        await respond(send, 200, body)
+
+    async def _patch(
+        self,
+        send: Send,
+        kind: Kind,
+        ns: str | None,
+        name: str,
+        subresource: str | None,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
+        content_type = headers.get("content-type", "")
+        patch = _decode(body, content_type)
+        found = self.store.find(kind, ns, name)
+        if found is None and content_type.startswith(patching.APPLY_PATCH):
+            created = self.store.create(kind, patch, ns)
+            await respond(send, 201, encode(created))
+            return
+        if found is None:
+            self.store.entry(kind, ns, name)  # raises the 404
+            return
+        patched = patching.apply(content_type, found.obj, patch)
+        if not isinstance(patched, dict):
+            raise bad_request("a patch must produce an object")
+        stored = self.store.update(kind, patched, subresource=subresource, namespace=ns, name=name)
+        await respond(send, 200, encode(stored))
+
+    async def _watch(
+        self,
+        send: Send,
+        receive: Receive,
+        kind: Kind,
+        ns: str | None,
+        name: str | None,
+        query: Query,
+    ) -> None:
+        predicate = combine(
+            label_predicate(query.get("labelSelector")),
+            field_predicate(query.get("fieldSelector"), kind),
+            field_predicate(f"metadata.name={name}", kind) if name else None,
+        )
+        timeout = float(query.int("timeoutSeconds") or WATCH_TIMEOUT)
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-cache, private"),
+            ],
+        }
+        try:
+            watcher = self.store.watch(
+                kind,
+                ns,
+                predicate,
+                query.get("resourceVersion"),
+                bookmarks=query.flag("allowWatchBookmarks"),
+            )
+        except ApiError as error:
+            if error.code != 410:
+                raise
+            # Too old: a real server answers 200 and sends the 410 as an ERROR event.
+            await send(start)
+            event = encode({"type": "ERROR", "object": error.status()}) + b"\n"
+            await send({"type": "http.response.body", "body": event, "more_body": False})
+            return
+        await send(start)
+        disconnected = asyncio.create_task(_disconnect(receive))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                getter = asyncio.ensure_future(watcher.queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, disconnected},
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if getter not in done:
+                    getter.cancel()
+                    break
+                items = [getter.result()]
+                while not watcher.queue.empty() and len(items) < 256:
+                    items.append(watcher.queue.get_nowait())
+                chunk = b"".join(_event_line(kind, item) for item in items if item is not None)
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if None in items:
+                    break
+        finally:
+            self.store.unwatch(watcher)
+            disconnected.cancel()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- simulator controls --------------------------------------------------------------
+
+    async def _sim(self, send: Send, receive: Receive, method: str, path: str) -> None:
+        faults = self.cluster.faults
+        if path == "/sim/faults":
+            if method == "PUT":
+                faults.update(json.loads(await read_body(receive) or b"{}"))
+            await respond(send, 200, encode(faults.describe()))
+        elif path == "/sim/watches" and method == "DELETE":
+            await respond(send, 200, encode({"dropped": self.store.drop_watches()}))
+        elif path.startswith("/sim/pods/") and path.endswith("/kill") and method == "POST":
+            _, _, _, namespace, name, _ = path.split("/")
+            kubelet = self.cluster.controllers.get("kubelet")
+            if kubelet is None:
+                raise bad_request("the kubelet is switched off")
+            await kubelet.kill(namespace, name)
+            await respond(send, 200, encode({"killed": f"{namespace}/{name}"}))
+        else:
+            raise ApiError(404, "NotFound", f"no simulator control at {method} {path}")
+
+
+def _fault_error(code: int, retry_after: int) -> ApiError:
+    if code == 429:
+        return ApiError(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+            retry_after=retry_after,
+        )
+    reason = {500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(code, "Unknown")
+    return ApiError(code, reason, f"injected fault: the server answered {code}")
+
+
+def _verb(method: str, route: Route, query: Query) -> str:
+    if method == "GET":
+        if route.watch_path or query.flag("watch"):
+            return "watch"
+        return "get" if route.name else "list"
+    if method == "DELETE":
+        return "delete" if route.name else "deletecollection"
+    verbs = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+    if method not in verbs or (method != "POST" and not route.name):
+        raise ApiError(
+            405,
+            "MethodNotAllowed",
+            f"the server does not allow this method on the requested resource ({method})",
+        )
+    if method == "POST" and route.name and route.subresource not in ("binding", "proxy"):
+        raise ApiError(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource (POST)",
+        )
+    return verbs[method]
+
+
+def _sub(subresource: str | None) -> str | None:
+    return "status" if subresource == "status" else None
+
+
+def _wants_table(headers: dict[str, str]) -> bool:
+    return "as=Table" in headers.get("accept", "")
+
+
+def _raw(kind: Kind, entry: Entry) -> bytes:
+    if entry.obj.get("apiVersion") == kind.api_version:
+        return entry.raw
+    return encode({**entry.obj, "apiVersion": kind.api_version})
+
+
+def _event_line(kind: Kind, item: tuple[str, Entry | int]) -> bytes:
+    event_type, payload = item
+    if isinstance(payload, int):
+        bookmark = {
+            "kind": kind.kind,
+            "apiVersion": kind.api_version,
+            "metadata": {"resourceVersion": str(payload)},
+        }
+        return b'{"type":"BOOKMARK","object":' + encode(bookmark) + b"}\n"
+    return b'{"type":"' + event_type.encode() + b'","object":' + _raw(kind, payload) + b"}\n"
+
+
+def _decode(body: bytes, content_type: str) -> Any:
+    if not body:
+        raise bad_request("the request body is empty")
+    try:
+        if "yaml" in content_type:
+            return yaml.safe_load(body)
+        return json.loads(body)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise bad_request(f"the body of the request could not be decoded: {exc}") from exc
+
+
+def _object(body: bytes, kind: Kind, headers: dict[str, str]) -> dict[str, Any]:
+    obj = _decode(body, headers.get("content-type", ""))
+    if not isinstance(obj, dict):
+        raise bad_request("the body of the request must be an object")
+    if obj.get("kind") and obj["kind"] != kind.kind:
+        raise bad_request(
+            f"the kind in the data ({obj['kind']}) does not match the expected kind ({kind.kind})"
+        )
+    if obj.get("apiVersion") and obj["apiVersion"] != kind.api_version:
+        raise bad_request(
+            f"the API version in the data ({obj['apiVersion']}) does not match "
+            f"the expected API version ({kind.api_version})"
+        )
+    return obj
+
+
+def _delete_options(body: bytes, query: Query) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if body:
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise bad_request(f"invalid DeleteOptions: {exc}") from exc
+        if isinstance(parsed, dict):
+            options = parsed
+    propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
+    if options.get("orphanDependents") is True:
+        propagation = "Orphan"
+    if propagation not in (None, "Orphan", "Background", "Foreground"):
+        raise bad_request(f'unsupported propagationPolicy "{propagation}"')
+    grace = query.int("gracePeriodSeconds")
+    if grace is None and options.get("gracePeriodSeconds") is not None:
+        grace = int(options["gracePeriodSeconds"])
+    return {
+        "propagation": propagation,
+        "preconditions": options.get("preconditions"),
+        "grace_period": grace,
+    }
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def respond(
+    send: Send, code: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = list(headers or [])
+    if not any(name == b"content-type" for name, _ in headers):
+        headers += JSON
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Server:
+    """A running uvicorn serving one cluster; `url` and `ca_data` go into kubeconfigs."""
+
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        task: asyncio.Task[None],
+        url: str,
+        ca_data: str | None,
+        cert: certs.ServingCert | None,
+    ) -> None:
+        self._server = server
+        self._task = task
+        self.url = url
+        self.ca_data = ca_data
+        self.cert = cert
+
+    async def close(self) -> None:
+        self._server.should_exit = True
+        self._server.force_exit = True
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._task, timeout=5)
+
+
+async def serve(cluster: Any) -> Server:
+    import base64
+
+    config = cluster.config
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    cert = None
+    options: dict[str, Any] = {}
+    if config.tls:
+        directory = Path(tempfile.mkdtemp(prefix="hoist-kube-tls-"))
+        cert = certs.issue(directory, [config.host, "localhost"], "hoist-kube-apiserver")
+        options = {"ssl_certfile": str(cert.cert_file), "ssl_keyfile": str(cert.key_file)}
+    uv_config = uvicorn.Config(
+        ApiServer(cluster),
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_keep_alive=120,
+        timeout_graceful_shutdown=1,
+        **options,
+    )
+    server = uvicorn.Server(uv_config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="sim-kube-apiserver")
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    scheme = "https" if config.tls else "http"
+    ca_data = base64.b64encode(cert.ca_pem).decode() if cert else None
+    return Server(server, task, f"{scheme}://{config.host}:{port}", ca_data, cert)
