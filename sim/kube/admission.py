@@ -187,8 +187,9 @@ def _check_pvc(obj: Obj) -> list[dict[str, str]]:
 
 def _check_pvc_update(old: Obj, new: Obj) -> list[dict[str, str]]:
     old_spec, new_spec = dict(old.get("spec") or {}), dict(new.get("spec") or {})
-    if not old_spec.get("volumeName"):
-        old_spec["volumeName"] = new_spec.get("volumeName")
+    if not old_spec.get("volumeName") and new_spec.get("volumeName"):
+        # Binding fills in volumeName once; that is the one change a bound claim allows.
+        old_spec["volumeName"] = new_spec["volumeName"]
     for spec in (old_spec, new_spec):
         spec.pop("volumeAttributesClassName", None)
         spec["resources"] = {

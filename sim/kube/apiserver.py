@@ -346,6 +346,13 @@ class ApiServer:
         body: bytes,
     ) -> None:
         content_type = headers.get("content-type", "")
+        if kind.custom and content_type.startswith(patching.STRATEGIC_PATCH):
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "strategic merge patch is not "
+                "supported for custom resources; use a JSON merge patch",
+            )
         patch = _decode(body, content_type)
         found = self.store.find(kind, ns, name)
         if found is None and content_type.startswith(patching.APPLY_PATCH):

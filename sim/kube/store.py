@@ -380,7 +380,11 @@ class Store:
             return current
         if _spec_of(new) != _spec_of(current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        if old_meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if (
+            old_meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not any(gate(kind, new, None) for gate in self.deletion_gates)
+        ):
             return self._commit(kind, "DELETED", new, current).obj
         return self._commit(kind, "MODIFIED", new, current).obj
 

@@ -13,8 +13,14 @@ from sim.kube.config import ClusterConfig
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    sim = Cluster(ClusterConfig(storage_root=tmp_path / "volumes", bookmark_seconds=0.2))
+def cluster_config(tmp_path: Path) -> ClusterConfig:
+    """The cluster's shape; a test module overrides this fixture to change it."""
+    return ClusterConfig(storage_root=tmp_path / "volumes", bookmark_seconds=0.2)
+
+
+@pytest.fixture
+async def cluster(cluster_config: ClusterConfig) -> AsyncIterator[Cluster]:
+    sim = Cluster(cluster_config)
     await sim.start()
     try:
         yield sim
