@@ -210,7 +210,7 @@ async def run(pods: int, claims: int, watchers: int, patches: int, rate: float) 
         rv = json.loads(body)["metadata"]["resourceVersion"]
         latencies: list[float] = []
         stop = asyncio.Event()
-        paths = []
+        paths: list[tuple[str, dict[str, str]]] = []
         for w in range(watchers):
             if w % 5 == 0:
                 paths.append(("/api/v1/pods", {}))
