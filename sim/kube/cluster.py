@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 CONTROLLERS: dict[str, str] = {
     "gc": "sim.kube.controllers.collecting:GarbageCollector",
     "namespaces": "sim.kube.controllers.namespaces:NamespaceController",
+    "storageprofiles": "sim.kube.controllers.profiles:StorageProfiles",
+    "binder": "sim.kube.controllers.binding:Binder",
+    "provisioner": "sim.kube.controllers.provisioning:Provisioner",
+    "scheduler": "sim.kube.controllers.scheduling:Scheduler",
+    "kubelet": "sim.kube.controllers.kubelet:Kubelet",
 }
 
 
