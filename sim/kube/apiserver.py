@@ -258,7 +258,16 @@ class ApiServer:
                 body,
             )
             return
-        if verb == "watch":
+        if query.get("dryRun"):
+            if query.get("dryRun") != "All":
+                raise bad_request(f'unsupported dry run value "{query.get("dryRun")}"')
+            if verb in ("create", "update", "patch", "delete"):
+                with self.store.dry_run():
+                    await self._write(send, verb, kind, ns, route, query, headers, body)
+                return
+        if verb in ("create", "update", "patch", "delete"):
+            await self._write(send, verb, kind, ns, route, query, headers, body)
+        elif verb == "watch":
             await self._watch(send, receive, kind, ns, route.name, query)
         elif verb == "list":
             await self._list(send, kind, ns, query, headers)
@@ -269,26 +278,6 @@ class ApiServer:
                 await respond(send, 200, encode(discovery.table(kind, [entry.obj], {})))
             else:
                 await respond(send, 200, _raw(kind, entry))
-        elif verb == "create":
-            obj = _object(body, kind, headers)
-            created = self.store.create(kind, obj, ns)
-            await respond(send, 201, encode(created))
-        elif verb == "update":
-            obj = _object(body, kind, headers)
-            stored = self.store.update(
-                kind, obj, subresource=_sub(sub), namespace=ns, name=route.name
-            )
-            await respond(send, 200, encode(stored))
-        elif verb == "patch":
-            assert route.name is not None
-            await self._patch(send, kind, ns, route.name, _sub(sub), headers, body)
-        elif verb == "delete":
-            assert route.name is not None
-            options = _delete_options(body, query)
-            deleted = self.store.delete(kind, ns, route.name, **options)
-            still = self.store.find(kind, ns, route.name) is not None
-            code = 202 if still and options.get("propagation") == "Foreground" else 200
-            await respond(send, code, encode(deleted))
         elif verb == "deletecollection":
             predicate = combine(
                 label_predicate(query.get("labelSelector")),
@@ -311,6 +300,39 @@ class ApiServer:
                     }
                 ),
             )
+
+    async def _write(
+        self,
+        send: Send,
+        verb: str,
+        kind: Kind,
+        ns: str | None,
+        route: Route,
+        query: Query,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
+        sub = route.subresource
+        if verb == "create":
+            obj = _object(body, kind, headers)
+            created = self.store.create(kind, obj, ns)
+            await respond(send, 201, encode(created))
+        elif verb == "update":
+            obj = _object(body, kind, headers)
+            stored = self.store.update(
+                kind, obj, subresource=_sub(sub), namespace=ns, name=route.name
+            )
+            await respond(send, 200, encode(stored))
+        elif verb == "patch":
+            assert route.name is not None
+            await self._patch(send, kind, ns, route.name, _sub(sub), headers, body)
+        elif verb == "delete":
+            assert route.name is not None
+            options = _delete_options(body, query)
+            deleted = self.store.delete(kind, ns, route.name, **options)
+            still = self.store.find(kind, ns, route.name) is not None
+            code = 202 if still and options.get("propagation") == "Foreground" else 200
+            await respond(send, code, encode(deleted))
 
     async def _list(
         self, send: Send, kind: Kind, ns: str | None, query: Query, headers: dict[str, str]

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import random
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -147,6 +148,7 @@ class Store:
         self.deletion_gates: list[DeletionGate] = []
         #: Called after every write (the garbage collector and controllers' indexes).
         self.listeners: list[Callable[[Kind, Change], None]] = []
+        self._dry = False
 
     # -- reading -------------------------------------------------------------------------
 
@@ -220,7 +222,18 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def dry_run(self) -> Iterator[None]:
+        """Writes inside are checked and answered but neither stored nor seen (`?dryRun=All`)."""
+        self._dry = True
+        try:
+            yield
+        finally:
+            self._dry = False
+
     def _commit(self, kind: Kind, change_type: str, obj: Obj, old: Obj | None) -> Entry:
+        if self._dry:
+            return Entry(obj)
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         entry = Entry(obj)

@@ -646,3 +646,22 @@ async def test_dropped_watches_end_cleanly(cluster: Cluster, api: client.ApiClie
     assert cluster.store.drop_watches() >= 1
     await asyncio.wait_for(ended.wait(), 5)
     await task
+
+
+async def test_dry_run_checks_but_keeps_nothing(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    before = (await core.list_namespaced_config_map(NS)).metadata.resource_version
+    answer = await core.create_namespaced_config_map(
+        NS, {"metadata": {"name": "dry"}}, dry_run="All"
+    )
+    assert answer.metadata.name == "dry"
+    with pytest.raises(ApiException) as missing:
+        await core.read_namespaced_config_map("dry", NS)
+    assert missing.value.status == 404
+    with pytest.raises(ApiException) as invalid:
+        await core.create_namespaced_config_map(
+            NS, {"metadata": {"name": "Bad_Name"}}, dry_run="All"
+        )
+    assert invalid.value.status == 422
+    after = (await core.list_namespaced_config_map(NS)).metadata.resource_version
+    assert after == before
