@@ -336,7 +336,8 @@ async def test_watch_sees_selector_transitions_and_bookmarks(api: client.ApiClie
 
 async def test_watch_from_a_version_too_old_is_gone(tmp_path: Any) -> None:
     async with Cluster(ClusterConfig(storage_root=tmp_path, history=5, disabled=API_ONLY)) as sim:
-        assert sim.server is not None and sim.server.cert is not None
+        assert sim.server is not None
+        assert sim.server.cert is not None
         trust = ssl.create_default_context(cafile=str(sim.server.cert.ca_file))
         auth = {"Authorization": f"Bearer {sim.config.token}"}
         async with httpx.AsyncClient(verify=trust, headers=auth) as http:
