@@ -1,7 +1,8 @@
-"""``make demo``: bring up NATS, PostgreSQL and the four services, and show their health.
+"""``make demo``: bring up NATS, PostgreSQL, a cluster and the four services; show their health.
 
 NATS and PostgreSQL are private servers started for the run (``shared.devservices``) unless
-``HOIST_NATS_URL`` / ``HOIST_DATABASE_URL`` are set. Each service runs as its own process,
+``HOIST_NATS_URL`` / ``HOIST_DATABASE_URL`` are set. The target cluster is the simulator
+(``sim.kube``), with its kubeconfig written to ``.hoist-dev/kubeconfig``. Each service runs as its own process,
 exactly as in a pod. The demo exits non-zero when any service fails to become ready;
 ``--keep`` leaves everything running until Ctrl-C.
 """
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 
 from shared.devservices import DevServices, dev_services
+from sim.kube.cluster import Cluster
+from sim.kube.config import ClusterConfig
 from tools.processes import SERVICES, ServiceProcess
 
 
@@ -26,7 +29,12 @@ async def run(keep: bool, timeout: float) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     for old in log_dir.glob("*.log"):  # this run's logs only, so the hint below is useful
         old.unlink()
-    async with dev_services() as ds:
+    async with dev_services() as ds, Cluster(ClusterConfig()) as cluster:
+        kubeconfig = cluster.kubeconfig(log_dir.parent / "kubeconfig")
+        nodes = len(cluster.config.nodes)
+        classes = ", ".join(sc["metadata"]["name"] for sc in cluster.config.storage_classes)
+        print(f"Kubernetes  {cluster.url}  (simulated: {nodes} nodes; storage classes {classes})")
+        print(f"            kubectl --kubeconfig {kubeconfig} get nodes")
         print(f"NATS        {ds.nats_url}{'' if ds.nats else '  (from HOIST_NATS_URL)'}")
         print(
             f"PostgreSQL  {_redact(ds.database_url)}"
