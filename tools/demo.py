@@ -2,9 +2,9 @@
 
 NATS and PostgreSQL are private servers started for the run (``shared.devservices``) unless
 ``HOIST_NATS_URL`` / ``HOIST_DATABASE_URL`` are set. The target cluster is the simulator
-(``sim.kube``), with its kubeconfig written to ``.hoist-dev/kubeconfig``. Each service runs as its own process,
-exactly as in a pod. The demo exits non-zero when any service fails to become ready;
-``--keep`` leaves everything running until Ctrl-C.
+(``sim.kube``), with its kubeconfig written to ``.hoist-dev/kubeconfig``. Each service runs
+as its own process, exactly as in a pod. The demo exits non-zero when any service fails to
+become ready; ``--keep`` leaves everything running until Ctrl-C.
 """
 
 from __future__ import annotations
