@@ -420,6 +420,7 @@ class ApiServer:
                 predicate,
                 query.get("resourceVersion"),
                 bookmarks=query.flag("allowWatchBookmarks"),
+                send_initial=query.flag("sendInitialEvents"),
             )
         except ApiError as error:
             if error.code != 410:
@@ -531,11 +532,13 @@ def _raw(kind: Kind, entry: Entry) -> bytes:
 def _event_line(kind: Kind, item: tuple[str, Entry | int]) -> bytes:
     event_type, payload = item
     if isinstance(payload, int):
-        bookmark = {
+        bookmark: dict[str, Any] = {
             "kind": kind.kind,
             "apiVersion": kind.api_version,
             "metadata": {"resourceVersion": str(payload)},
         }
+        if event_type == "INITIAL_END":
+            bookmark["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
         return b'{"type":"BOOKMARK","object":' + encode(bookmark) + b"}\n"
     return b'{"type":"' + event_type.encode() + b'","object":' + _raw(kind, payload) + b"}\n"
 

@@ -478,15 +478,19 @@ class Store:
         resource_version: str | None = None,
         *,
         bookmarks: bool = False,
+        send_initial: bool = False,
     ) -> Watcher:
         """Start a watch; events after `resource_version`, or the current state first."""
         watcher = Watcher(kind.key, namespace, predicate, bookmarks)
-        if resource_version in (None, "", "0"):
+        if resource_version in (None, "", "0") or send_initial:
             for found in sorted(
                 self.scan(kind, namespace, predicate),
                 key=lambda e: int(e.obj["metadata"]["resourceVersion"]),
             ):
                 watcher.queue.put_nowait(("ADDED", found))
+            if send_initial:
+                # The watch-list protocol: a bookmark marks the end of the initial state.
+                watcher.queue.put_nowait(("INITIAL_END", self._rv))
         else:
             try:
                 since = int(resource_version)

@@ -666,3 +666,30 @@ async def test_dry_run_checks_but_keeps_nothing(api: client.ApiClient) -> None:
     assert invalid.value.status == 422
     after = (await core.list_namespaced_config_map(NS)).metadata.resource_version
     assert after == before
+
+
+async def test_watch_list_ends_initial_events_with_a_bookmark(cluster: Cluster) -> None:
+    """kubectl 1.35 lists through a watch (sendInitialEvents) and waits for this bookmark."""
+    assert cluster.server is not None
+    assert cluster.server.cert is not None
+    trust = ssl.create_default_context(cafile=str(cluster.server.cert.ca_file))
+    auth = {"Authorization": f"Bearer {cluster.config.token}"}
+    async with httpx.AsyncClient(verify=trust, headers=auth) as http:
+        url = f"{cluster.url}/api/v1/namespaces/default/configmaps"
+        await http.post(url, json={"metadata": {"name": "one"}})
+        reply = await http.get(
+            url,
+            params={
+                "watch": "true",
+                "sendInitialEvents": "true",
+                "allowWatchBookmarks": "true",
+                "resourceVersionMatch": "NotOlderThan",
+                "timeoutSeconds": "1",
+            },
+        )
+    events = [json.loads(line) for line in reply.text.splitlines()]
+    assert events[0]["type"] == "ADDED"
+    assert events[0]["object"]["metadata"]["name"] == "one"
+    end = events[1]
+    assert end["type"] == "BOOKMARK"
+    assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
