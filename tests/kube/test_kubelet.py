@@ -188,6 +188,46 @@ async def test_restart_always_keeps_running(cluster: Cluster) -> None:
     assert phase(cluster, "looping") == "Running"
 
 
+async def test_init_containers_run_first_in_order(cluster: Cluster) -> None:
+    body = shell(
+        "initialized",
+        f"cat {MOUNT}/steps",
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+        container={"volumeMounts": [{"name": "scratch", "mountPath": MOUNT}]},
+    )
+    mounts = [{"name": "scratch", "mountPath": MOUNT}]
+    body["spec"]["initContainers"] = [
+        {
+            "name": f"step-{i}",
+            "image": "busybox",
+            "args": [f"echo {i} >> {MOUNT}/steps"],
+            "volumeMounts": mounts,
+        }
+        for i in (1, 2)
+    ]
+    create(cluster, body)
+    pod = await reaches(cluster, "initialized", "Succeeded")
+    assert log(cluster, "initialized") == "1\n2\n"
+    inits = pod["status"]["initContainerStatuses"]
+    assert [i["state"]["terminated"]["exitCode"] for i in inits] == [0, 0]
+    path = kubelet(cluster).log_path("default", "initialized", "step-2")
+    assert path is not None
+
+
+async def test_failing_init_container_fails_the_pod(cluster: Cluster) -> None:
+    body = shell("never-initialized", "echo main ran")
+    body["spec"]["initContainers"] = [{"name": "check", "image": "busybox", "args": ["exit 2"]}]
+    create(cluster, body)
+    pod = await reaches(cluster, "never-initialized", "Failed")
+    (init,) = pod["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 2
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == (
+        "PodInitializing"
+    )
+    conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conditions["Initialized"] == "False"
+
+
 async def test_unknown_image_cannot_be_pulled(cluster: Cluster) -> None:
     body = shell("nowhere", "true", container={"image": "registry.example/nothing:v1"})
     create(cluster, body)

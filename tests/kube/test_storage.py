@@ -253,6 +253,31 @@ async def test_node_capacity_limit_fails_with_an_event(make_cluster: Factory) ->
     await eventually(lambda: has_event(cluster, "big", "ProvisioningFailed"))
     assert "on node node-1" in events(cluster, "big", "ProvisioningFailed")[0]["message"]
     assert phase(pvc(cluster, "big")) == "Pending"
+    # As the external-provisioner does on ResourceExhausted: let the scheduler pick again.
+    await eventually(
+        lambda: (
+            "volume.kubernetes.io/selected-node"
+            not in (pvc(cluster, "big")["metadata"].get("annotations") or {})
+        )
+    )
+
+
+async def test_clone_copies_the_source_volume(cluster: Cluster) -> None:
+    create_claim(cluster, claim("origin"))
+    origin = pv(cluster, (await bound(cluster, "origin"))["spec"]["volumeName"])
+    (Path(origin["spec"]["hostPath"]["path"]) / "disk.img").write_bytes(b"original")
+    source = {"kind": "PersistentVolumeClaim", "name": "origin"}
+    create_claim(cluster, claim("copy", dataSourceRef=source))
+    copy = pv(cluster, (await bound(cluster, "copy"))["spec"]["volumeName"])
+    assert (Path(copy["spec"]["hostPath"]["path"]) / "disk.img").read_bytes() == b"original"
+
+
+async def test_snapshot_source_that_does_not_exist_fails(cluster: Cluster) -> None:
+    source = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "snap"}
+    create_claim(cluster, claim("restored", dataSourceRef=source))
+    await eventually(lambda: has_event(cluster, "restored", "ProvisioningFailed"))
+    assert "VolumeSnapshot" in events(cluster, "restored", "ProvisioningFailed")[0]["message"]
+    assert not has_event(cluster, "restored", "UnrecognizedDataSourceKind")
 
 
 async def test_provisioning_fault_fails_then_recovers(cluster: Cluster) -> None:
@@ -618,4 +643,23 @@ async def test_static_wffc_without_a_fitting_volume_is_unschedulable(cluster: Cl
     await eventually(lambda: has_event(cluster, "stuck", "FailedScheduling"))
     assert events(cluster, "stuck", "FailedScheduling")[0]["message"] == (
         "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind."
+    )
+
+
+@needs_binding
+async def test_scheduler_avoids_a_node_without_free_storage(make_cluster: Factory) -> None:
+    cluster = await make_cluster(
+        nodes=[NodeConfig("node-1", storage_capacity=1 << 30), NodeConfig("node-2")]
+    )
+    create_claim(cluster, claim("roomy", "2Gi", storage_class="standard-wffc"))
+    create_pod(cluster, pod("needs-room", "roomy"))
+    assert await scheduled(cluster, "needs-room") == "node-2"
+    create_claim(cluster, claim("too-big", "2Gi", storage_class="standard-wffc"))
+    create_pod(
+        cluster, pod("no-room", "too-big", nodeSelector={"kubernetes.io/hostname": "node-1"})
+    )
+    await eventually(lambda: has_event(cluster, "no-room", "FailedScheduling"))
+    assert events(cluster, "no-room", "FailedScheduling")[0]["message"] == (
+        "0/2 nodes are available: 1 node(s) did not have enough free storage, "
+        "1 node(s) didn't match Pod's node affinity/selector."
     )

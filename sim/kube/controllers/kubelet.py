@@ -28,11 +28,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sim.kube.controllers import containers as ct
+from sim.kube.controllers.podstatus import TERMINAL, ContainerRun, PodRun, apply_status
 from sim.kube.controllers.queue import Item, QueueController
 from sim.kube.controllers.volumes import Obj
 from sim.kube.errors import ApiError
@@ -45,53 +45,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMPONENT = "kubelet"
-TERMINAL = ("Succeeded", "Failed")
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
 #: A container that ran this long before exiting restarts without backoff history.
 BACKOFF_RESET = 600.0
 WATCHED = ("secrets", "configmaps", "persistentvolumeclaims", "persistentvolumes")
-
-
-@dataclass
-class ContainerRun:
-    spec: Obj
-    restarts: int = 0
-    process: asyncio.subprocess.Process | None = None
-    state: Obj = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
-    last_state: Obj = field(default_factory=dict)
-    container_id: str = ""
-    started: bool = False
-    #: Exited for good (restartPolicy says no more runs).
-    done: bool = False
-    exit_code: int | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.spec["name"])
-
-
-@dataclass
-class PodRun:
-    uid: str
-    namespace: str
-    name: str
-    node: str
-    directory: Path
-    containers: dict[str, ContainerRun]
-    ip: str = ""
-    initialized: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    terminating: asyncio.Task[None] | None = None
-    #: Termination is over: the gate lets the deletion through.
-    terminated: bool = False
-    #: Mount targets this pod made use of (see Kubelet._targets).
-    targets: set[Path] = field(default_factory=set)
-    said: set[str] = field(default_factory=set)
-
-    def running(self) -> list[ContainerRun]:
-        return [c for c in self.containers.values() if c.process and c.process.returncode is None]
 
 
 class Kubelet(QueueController):
@@ -130,7 +88,7 @@ class Kubelet(QueueController):
             if len(run.containers) != 1:
                 return None
             container = next(iter(run.containers))
-        found = run.containers.get(container)
+        found = run.containers.get(container) or run.init_containers.get(container)
         if found is None:
             return None
         restarts = found.restarts - 1 if previous else found.restarts
@@ -195,14 +153,7 @@ class Kubelet(QueueController):
             "deletionTimestamp"
         ):
             return None
-        run = PodRun(
-            uid=pod["metadata"]["uid"],
-            namespace=namespace,
-            name=name,
-            node=pod["spec"]["nodeName"],
-            directory=self.root / pod["metadata"]["uid"],
-            containers={c["name"]: ContainerRun(c) for c in pod["spec"]["containers"]},
-        )
+        run = PodRun.of(pod, self.root / pod["metadata"]["uid"])
         run.directory.mkdir(parents=True, exist_ok=True)
         self._runs[run.uid] = run
         run.task = asyncio.create_task(self._run_pod(run), name=f"kubelet:{namespace}/{name}")
@@ -266,7 +217,7 @@ class Kubelet(QueueController):
         if run.task is not None and run.task is not asyncio.current_task():
             run.task.cancel()
             await asyncio.gather(run.task, return_exceptions=True)
-        for container in run.containers.values():
+        for container in run.every():
             if container.process is not None and container.process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     await container.process.wait()
@@ -326,14 +277,21 @@ class Kubelet(QueueController):
             if volumes is None:
                 return
             run.ip = self._allocate_ip()
-            run.initialized = True
-            pod = self._pod(run)
-            if pod is None:
-                return
             self._write_status(run)
-            await asyncio.gather(
-                *(self._run_container(run, c, volumes) for c in run.containers.values())
-            )
+            for init in run.init_containers.values():
+                await self._run_container(run, init, volumes)
+                if not init.done or init.exit_code != 0:
+                    break  # failed for good, or the pod is going away
+            else:
+                run.initialized = True
+                for container in run.containers.values():
+                    container.state = {"waiting": {"reason": "ContainerCreating"}}
+                self._write_status(run)
+                await asyncio.gather(
+                    *(self._run_container(run, c, volumes) for c in run.containers.values())
+                )
+            if run.init_failed():
+                self._write_status(run)
             if not run.terminated and run.terminating is None:
                 self._unmount(run)  # finished: the pod keeps its logs, not its mounts
         except asyncio.CancelledError:
@@ -385,6 +343,8 @@ class Kubelet(QueueController):
             if pod is None:
                 return
             policy = pod["spec"].get("restartPolicy", "Always")
+            if container.init and policy == "Always":
+                policy = "OnFailure"  # an init container that succeeded is never rerun
             problem = await self._start(run, container, pod, volumes)
             if problem is not None:
                 reason, message = problem
@@ -534,82 +494,15 @@ class Kubelet(QueueController):
 
     # -- status --------------------------------------------------------------------------
 
-    def _phase(self, run: PodRun) -> str:
-        states = list(run.containers.values())
-        if states and all(c.done for c in states):
-            return "Succeeded" if all(c.exit_code == 0 for c in states) else "Failed"
-        if run.initialized and all(c.started for c in states):
-            return "Running"
-        return "Pending"
-
     def _write_status(self, run: PodRun) -> None:
-        phase = self._phase(run)
-        ready = phase == "Running" and all("running" in c.state for c in run.containers.values())
         host_ip = self.cluster.config.host
-        statuses = []
-        for container in run.containers.values():
-            status: Obj = {
-                "name": container.name,
-                "image": container.spec.get("image", ""),
-                "imageID": f"sim://{ct.image_name(str(container.spec.get('image', '')))}",
-                "ready": "running" in container.state,
-                "started": "running" in container.state,
-                "restartCount": container.restarts,
-                "state": container.state,
-                "lastState": container.last_state,
-            }
-            if container.container_id:
-                status["containerID"] = container.container_id
-            statuses.append(status)
-
-        def condition(kind: str, value: bool, old: list[Obj], reason: str | None = None) -> Obj:
-            wanted = "True" if value else "False"
-            previous = next((c for c in old if c.get("type") == kind), None)
-            stamp = now()
-            if previous is not None and previous.get("status") == wanted:
-                stamp = previous.get("lastTransitionTime") or stamp
-            result: Obj = {
-                "type": kind,
-                "status": wanted,
-                "lastProbeTime": None,
-                "lastTransitionTime": stamp,
-            }
-            if reason and not value:
-                result["reason"] = reason
-            return result
 
         def change(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
-            old = status.get("conditions") or []
-            why = "PodCompleted" if phase in TERMINAL else "ContainersNotReady"
-            status["conditions"] = [
-                condition("PodReadyToStartContainers", bool(run.ip), old),
-                condition("Initialized", run.initialized, old),
-                condition("Ready", ready, old, why),
-                condition("ContainersReady", ready, old, why),
-                condition("PodScheduled", True, old),
-            ]
-            status["phase"] = phase
-            status["hostIP"] = host_ip
-            status["hostIPs"] = [{"ip": host_ip}]
-            if run.ip:
-                status["podIP"] = run.ip
-                status["podIPs"] = [{"ip": run.ip}]
-            status.setdefault("startTime", now())
-            status["containerStatuses"] = statuses
+            if obj["metadata"]["uid"] != run.uid:
+                raise ApiError(409, "Conflict", "the pod was replaced")
+            apply_status(obj, run, host_ip)
 
         try:
-            self.store.mutate(
-                self.pods, run.namespace, run.name, _if_uid(run.uid, change), subresource="status"
-            )
+            self.store.mutate(self.pods, run.namespace, run.name, change, subresource="status")
         except ApiError as exc:
             log.debug("kubelet: status of %s/%s: %s", run.namespace, run.name, exc)
-
-
-def _if_uid(uid: str, change: Any) -> Any:
-    def guarded(obj: Obj) -> None:
-        if obj["metadata"]["uid"] != uid:
-            raise ApiError(409, "Conflict", "the pod was replaced")
-        change(obj)
-
-    return guarded

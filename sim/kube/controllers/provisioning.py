@@ -40,6 +40,7 @@ from sim.kube.controllers.volumes import (
     requested_bytes,
     set_annotation,
     size_bytes,
+    stored_on,
 )
 from sim.kube.kinds import Kind
 from sim.kube.store import Change
@@ -241,21 +242,35 @@ class Provisioner(QueueController):
             raise ProvisioningError(f'rpc error: code = NotFound desc = node "{node}" not found')
         if config.storage_capacity is None:
             return
-        used = sum(
-            size_bytes(pv["spec"]["capacity"]["storage"])
-            for pv in self._provisioned()
-            if pv["spec"].get("nodeAffinity") == node_affinity(node)
-        )
+        used = stored_on(self._provisioned(), node)
         if used + size > config.storage_capacity:
+            self._reschedule(claim)
             raise ProvisioningError(
                 "rpc error: code = ResourceExhausted desc = insufficient capacity on node "
                 f"{node}: requested {size} bytes, {max(config.storage_capacity - used, 0)} "
                 "available"
             )
 
+    def _reschedule(self, claim: Obj) -> None:
+        """The node cannot hold the volume: drop `selected-node` so the scheduler picks
+        again (the external-provisioner's answer to ResourceExhausted under WFFC)."""
+
+        def forget(obj: Obj) -> None:
+            annotations_of(obj).pop(SELECTED_NODE, None)
+
+        meta = claim["metadata"]
+        self.store.mutate(self.pvcs, meta["namespace"], meta["name"], forget)
+
     async def _clone_source(self, claim: Obj) -> Path | None:
         """For a clone (dataSourceRef to a PVC), the data of the source volume."""
         ref = claim["spec"].get("dataSourceRef")
+        if ref and ref.get("kind") == "VolumeSnapshot":
+            name = ref.get("name")
+            raise ProvisioningError(
+                f"error getting handle for DataSource Type VolumeSnapshot by Name {name}: "
+                f"error getting snapshot {name} from api server: "
+                f'volumesnapshots.snapshot.storage.k8s.io "{name}" not found'
+            )
         if not ref or ref.get("kind") != "PersistentVolumeClaim" or ref.get("apiGroup"):
             return None
         namespace = ref.get("namespace") or claim["metadata"]["namespace"]

@@ -4,7 +4,8 @@ Filters as kube-scheduler's default plugins do where Hoist can notice: node
 unschedulable, nodeSelector and required node affinity, pod count and cpu/memory requests
 against the node's allocatable, the node affinity of the volumes the pod's claims are bound
 to, and for unbound WaitForFirstConsumer claims whether the node can get a volume (static
-classes need an Available volume the node may use). Of the nodes left it takes the least
+classes need an Available volume the node may use, the hostpath class enough free storage
+on the node). Of the nodes left it takes the least
 loaded. A pod with unbound WaitForFirstConsumer claims is bound only after those claims:
 the scheduler writes `volume.kubernetes.io/selected-node` on them and waits for the
 provisioner or the PV controller. A pod that names its node itself (`spec.nodeName`) never
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sim.kube.config import NO_PROVISIONER
+from sim.kube.config import HOSTPATH_PROVISIONER
 from sim.kube.controllers.binding import WFFC, matches
 from sim.kube.controllers.queue import Item, QueueController
 from sim.kube.controllers.volumes import (
@@ -29,8 +30,10 @@ from sim.kube.controllers.volumes import (
     Obj,
     annotations_of,
     quantity,
+    requested_bytes,
     selector_terms_allow,
     set_annotation,
+    stored_on,
     volume_allows_node,
 )
 from sim.kube.kinds import Kind
@@ -77,6 +80,8 @@ class Scheduler(QueueController):
         self.pvcs = cluster.kind("persistentvolumeclaims")
         self.pvs = cluster.kind("persistentvolumes")
         self.classes = cluster.kind("storageclasses", "storage.k8s.io")
+        #: Local storage per node (CSIStorageCapacity, in effect) for WFFC volumes.
+        self.capacity = {n.name: n.storage_capacity for n in cluster.config.nodes}
 
     # -- work items ----------------------------------------------------------------------
 
@@ -227,16 +232,27 @@ class Scheduler(QueueController):
                     return f"Insufficient {resource}"
         if any(not volume_allows_node(pv, node) for pv in volumes):
             return "node(s) had volume node affinity conflict"
+        wanted_here = 0
         for claim in unbound:
-            if not self._can_get_volume(claim, node):
+            provisioner = self._provisioner(claim)
+            if provisioner == HOSTPATH_PROVISIONER:
+                wanted_here += requested_bytes(claim)
+            elif not self._static_volume_for(claim, node):
                 return "node(s) didn't find available persistent volumes to bind"
+        capacity = self.capacity.get(name)
+        if wanted_here and capacity is not None:
+            stored = stored_on((e.obj for e in self.store.scan(self.pvs)), name)
+            if stored + wanted_here > capacity:
+                return "node(s) did not have enough free storage"
         return None
 
-    def _can_get_volume(self, claim: Obj, node: Obj) -> bool:
+    def _provisioner(self, claim: Obj) -> str:
         class_name = claim["spec"].get("storageClassName") or ""
         storage_class = self.store.find(self.classes, None, class_name)
-        if storage_class is not None and storage_class.obj.get("provisioner") != NO_PROVISIONER:
-            return True  # dynamic: the provisioner creates one on the node
+        return str(storage_class.obj.get("provisioner", "")) if storage_class else ""
+
+    def _static_volume_for(self, claim: Obj, node: Obj) -> bool:
+        """A no-provisioner claim can only bind an existing volume the node may use."""
         for entry in self.store.scan(self.pvs):
             pv = entry.obj
             ref = pv["spec"].get("claimRef")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sim.kube.config import HOSTPATH_PROVISIONER
 
 if TYPE_CHECKING:
     from sim.kube.kinds import Kind
@@ -190,3 +192,14 @@ def pending_claims(store: Store, pvcs: Kind) -> Iterator[tuple[str, str, str]]:
         meta = entry.obj["metadata"]
         if (entry.obj.get("status") or {}).get("phase") == "Pending":
             yield ("pvc", meta["namespace"], meta["name"])
+
+
+def stored_on(volumes: Iterable[Obj], node: str) -> int:
+    """Bytes of the hostpath provisioner's volumes on one node (local volumes)."""
+    affinity = node_affinity(node)
+    return sum(
+        size_bytes(pv["spec"]["capacity"]["storage"])
+        for pv in volumes
+        if annotations_of(pv).get(PROVISIONED_BY) == HOSTPATH_PROVISIONER
+        and pv["spec"].get("nodeAffinity") == affinity
+    )
