@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from sim.kube.controllers import containers as ct
 from sim.kube.controllers.podstatus import TERMINAL, ContainerRun, PodRun, apply_status
@@ -327,9 +328,10 @@ class Kubelet(QueueController):
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": "/root"}
         env["HOSTNAME"] = run.name
         server = getattr(self.cluster, "server", None)
-        url = getattr(server, "url", None) if server is not None else None
-        if url is not None:
-            env["KUBERNETES_SERVICE_HOST"] = str(url.host)
+        url = urlsplit(str(server.url)) if server is not None else None
+        if url is not None and url.hostname and url.port:
+            # What a pod finds the API server by (the `kubernetes` Service's env vars).
+            env["KUBERNETES_SERVICE_HOST"] = url.hostname
             env["KUBERNETES_SERVICE_PORT"] = str(url.port)
         return env
 
@@ -345,7 +347,13 @@ class Kubelet(QueueController):
             policy = pod["spec"].get("restartPolicy", "Always")
             if container.init and policy == "Always":
                 policy = "OnFailure"  # an init container that succeeded is never rerun
-            problem = await self._start(run, container, pod, volumes)
+            try:
+                problem = await self._start(run, container, pod, volumes)
+            except (OSError, ValueError, KeyError) as exc:
+                log.exception(
+                    "kubelet: starting %s in %s/%s", container.name, run.namespace, run.name
+                )
+                problem = ("RunContainerError", f"failed to start container: {exc}")
             if problem is not None:
                 reason, message = problem
                 container.state = {"waiting": {"reason": reason, "message": message}}
