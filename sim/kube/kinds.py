@@ -242,8 +242,9 @@ BUILTIN: list[Kind] = [
     Kind("apps", "v1", "StatefulSet", "statefulsets", True, True, ("sts",), ("all",)),
     Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, True, ("pdb",)),
     Kind("networking.k8s.io", "v1", "Ingress", "ingresses", True, True, ("ing",)),
-    Kind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True,
-         short_names=("netpol",)),
+    Kind(
+        "networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, short_names=("netpol",)
+    ),
     Kind("coordination.k8s.io", "v1", "Lease", "leases", True),
     Kind(
         "apiextensions.k8s.io",
