@@ -307,6 +307,22 @@ async def test_pod_waits_for_its_claim_to_bind(cluster: Cluster) -> None:
     assert phase(cluster, "patient") == "Pending"
 
 
+async def test_block_claim_cannot_be_mounted_as_a_filesystem(cluster: Cluster) -> None:
+    create(cluster, claim("raw-disk", "Block"), "persistentvolumeclaims")
+    body = shell(
+        "mismatched",
+        "true",
+        volumes=[{"name": "disk", "persistentVolumeClaim": {"claimName": "raw-disk"}}],
+        container={"volumeMounts": [{"name": "disk", "mountPath": MOUNT}]},
+    )
+    create(cluster, body)
+    wanted = "volume disk has volumeMode Block, but is specified in volumeMounts"
+    await eventually(
+        lambda: any(wanted in m for m in messages(cluster, "mismatched", "FailedMount"))
+    )
+    assert phase(cluster, "mismatched") == "Pending"
+
+
 async def test_secret_and_config_map_volumes(cluster: Cluster) -> None:
     create(
         cluster, {"metadata": {"name": "creds"}, "stringData": {"password": "s3cr3t"}}, "secrets"

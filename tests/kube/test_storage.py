@@ -580,7 +580,10 @@ async def test_unschedulable_pod_gets_a_condition_and_an_event(cluster: Cluster)
     create_pod(cluster, greedy)
     await eventually(lambda: has_event(cluster, "greedy", "FailedScheduling"))
     (event,) = events(cluster, "greedy", "FailedScheduling")
-    assert event["message"] == "0/2 nodes are available: 2 Insufficient cpu."
+    assert event["message"] == (
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: "
+        "2 No preemption victims found for incoming pod."
+    )
     status = cluster.store.get(cluster.kind("pods"), "default", "greedy")["status"]
     (condition,) = status["conditions"]
     assert condition["reason"] == "Unschedulable"
@@ -642,7 +645,8 @@ async def test_static_wffc_without_a_fitting_volume_is_unschedulable(cluster: Cl
     create_pod(cluster, pod("stuck", "nowhere"))
     await eventually(lambda: has_event(cluster, "stuck", "FailedScheduling"))
     assert events(cluster, "stuck", "FailedScheduling")[0]["message"] == (
-        "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind."
+        "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. "
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     )
 
 
@@ -661,5 +665,6 @@ async def test_scheduler_avoids_a_node_without_free_storage(make_cluster: Factor
     await eventually(lambda: has_event(cluster, "no-room", "FailedScheduling"))
     assert events(cluster, "no-room", "FailedScheduling")[0]["message"] == (
         "0/2 nodes are available: 1 node(s) did not have enough free storage, "
-        "1 node(s) didn't match Pod's node affinity/selector."
+        "1 node(s) didn't match Pod's node affinity/selector. "
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     )

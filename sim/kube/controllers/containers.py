@@ -195,6 +195,8 @@ class PodVolumes:
 
     paths: dict[str, Path] = field(default_factory=dict)
     read_only: set[str] = field(default_factory=set)
+    #: volumeMode of the pod's persistent volumes (the others are all Filesystem).
+    modes: dict[str, str] = field(default_factory=dict)
 
 
 def _write_keys(directory: Path, obj: Obj | None, secret: bool, source: Obj) -> None:
@@ -249,9 +251,10 @@ def prepare_volumes(store: Store, kinds: dict[str, Any], pod: Obj, pod_dir: Path
                 )
             pv = store.find(kinds["persistentvolumes"], None, volume_name)
             path = backing_path(pv.obj) if pv is not None else None
-            if path is None or not path.exists():
+            if pv is None or path is None or not path.exists():
                 raise MountError(f'volume "{volume_name}" has no data on this node')
             result.paths[name] = path
+            result.modes[name] = pv.obj["spec"].get("volumeMode", "Filesystem")
             if volume["persistentVolumeClaim"].get("readOnly"):
                 result.read_only.add(name)
         elif "secret" in volume or "configMap" in volume:
@@ -287,7 +290,21 @@ def prepare_volumes(store: Store, kinds: dict[str, Any], pod: Obj, pod_dir: Path
             result.paths[name] = host
         else:
             raise MountError(f'volume "{name}": this simulator does not support its type')
+    _check_modes(pod, result)
     return result
+
+
+def _check_modes(pod: Obj, volumes: PodVolumes) -> None:
+    """A Block volume only as a device, anything else only as a mount (the kubelet's rule)."""
+    spec = pod["spec"]
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        for where, wanted in (("volumeMounts", "Filesystem"), ("volumeDevices", "Block")):
+            for use in container.get(where) or []:
+                mode = volumes.modes.get(use["name"], "Filesystem")
+                if mode != wanted:
+                    raise MountError(
+                        f"volume {use['name']} has volumeMode {mode}, but is specified in {where}"
+                    )
 
 
 def container_mounts(container: Obj, volumes: PodVolumes) -> list[Mount]:

@@ -60,6 +60,19 @@ def pod_requests(pod: Obj) -> dict[str, Decimal]:
     return total
 
 
+def _message(nodes: int, detail: str, *, victims: bool) -> str:
+    """kube-scheduler's FailedScheduling message, preemption verdict included."""
+    preemption = (
+        "No preemption victims found for incoming pod"
+        if victims
+        else "Preemption is not helpful for scheduling"
+    )
+    return (
+        f"0/{nodes} nodes are available: {detail}. "
+        f"preemption: 0/{nodes} nodes are available: {nodes} {preemption}."
+    )
+
+
 def _waiting(pod: Obj) -> bool:
     meta, spec = pod["metadata"], pod["spec"]
     return (
@@ -165,7 +178,11 @@ class Scheduler(QueueController):
         return volumes, unbound
 
     def _place(self, pod: Obj) -> tuple[str, list[Obj]]:
-        volumes, unbound = self._claims(pod)
+        nodes = sorted(self.store.scan(self.nodes), key=lambda e: e.obj["metadata"]["name"])
+        try:
+            volumes, unbound = self._claims(pod)
+        except Unschedulable as exc:
+            raise Unschedulable(_message(len(nodes), str(exc), victims=False)) from None
         wanted = pod_requests(pod)
         load: Counter[str] = Counter()
         used: dict[str, dict[str, Decimal]] = {}
@@ -180,7 +197,6 @@ class Scheduler(QueueController):
         selected = {annotations_of(c).get(SELECTED_NODE) for c in unbound} - {None}
         reasons: Counter[str] = Counter()
         feasible: list[str] = []
-        nodes = sorted(self.store.scan(self.nodes), key=lambda e: e.obj["metadata"]["name"])
         for entry in nodes:
             node = entry.obj
             reason = self._misfit(pod, node, volumes, unbound, load, used, wanted)
@@ -192,7 +208,8 @@ class Scheduler(QueueController):
                 reasons[reason] += 1
         if not feasible:
             detail = ", ".join(f"{count} {why}" for why, count in sorted(reasons.items()))
-            raise Unschedulable(f"0/{len(nodes)} nodes are available: {detail}.")
+            resources = all(why.startswith(("Insufficient", "Too many")) for why in reasons)
+            raise Unschedulable(_message(len(nodes), detail, victims=resources))
         best = min(feasible, key=lambda n: (load[n], n))
         return best, [c for c in unbound if not c["spec"].get("volumeName")]
 
