@@ -7,6 +7,7 @@ bytes that land in a volume's backing directory or file.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -20,6 +21,7 @@ import pytest
 
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
+from sim.kube.controllers import containers as ct
 from sim.kube.controllers.kubelet import Kubelet
 from sim.kube.store import Obj
 from tests.conftest import eventually
@@ -155,11 +157,18 @@ async def test_pod_runs_to_completion(cluster: Cluster) -> None:
 
 
 async def test_exit_code_fails_the_pod(cluster: Cluster) -> None:
-    create(cluster, shell("broken", "exit 3"))
+    create(cluster, shell("broken", "echo disk not found > /dev/termination-log; exit 3"))
+    body = shell("fallback", "echo first; echo the last words; exit 4")
+    body["spec"]["containers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    create(cluster, body)
     await reaches(cluster, "broken", "Failed")
     terminated = container_status(cluster, "broken")["state"]["terminated"]
     assert terminated["exitCode"] == 3
     assert terminated["reason"] == "Error"
+    assert terminated["message"] == "disk not found\n"
+    await reaches(cluster, "fallback", "Failed")
+    fallback = container_status(cluster, "fallback")["state"]["terminated"]
+    assert fallback["message"] == "first\nthe last words\n"
 
 
 async def test_on_failure_restarts_with_backoff(cluster: Cluster) -> None:
@@ -532,3 +541,30 @@ async def test_stopping_the_cluster_kills_every_process(tmp_path: Path) -> None:
     pid = pid_of(sim, "lingering")
     await sim.stop()
     assert not alive(pid)
+
+
+async def test_placeholder_mounted_elsewhere_is_kept(tmp_path: Path) -> None:
+    """Another cluster on this machine may still use a mount target this one made."""
+    target = Path("/hoist-sim-test-held")
+    made = set(ct.make_target(target, is_file=False))
+    holder = await asyncio.create_subprocess_exec(
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        f"mount --bind {tmp_path} {target} && echo ready && exec sleep 30",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert await holder.stdout.readline() == b"ready\n"
+        assert ct.mounted_anywhere({target, Path("/proc")}) == {target, Path("/proc")}
+        assert ct.remove_targets(made, set()) == made
+        assert target.is_dir()
+    finally:
+        holder.kill()
+        await holder.wait()
+    assert ct.remove_targets(made, set()) == set()
+    assert not target.exists()

@@ -328,6 +328,13 @@ def mount_script(mounts: list[Mount], workdir: str) -> str:
     lines = ["set -e"]
     for mount in mounts:
         source, target = shlex.quote(str(mount.source)), shlex.quote(mount.target)
+        # Normally there already (make_target); made again if another cluster on this
+        # machine removed a placeholder it had made between then and now.
+        if mount.is_file:
+            parent = shlex.quote(str(Path(mount.target).parent))
+            lines.append(f"[ -e {target} ] || {{ mkdir -p {parent}; : > {target}; }}")
+        else:
+            lines.append(f"[ -e {target} ] || mkdir -p {target}")
         lines.append(f"mount --bind {source} {target}")
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
@@ -359,9 +366,11 @@ def remove_targets(made: set[Path], in_use: set[Path]) -> set[Path]:
     Returns what is left (still used, or no longer empty because someone put files in
     it: those stay, as does anything the kubelet did not create)."""
     left = set(made)
-    for part in sorted(made, key=lambda p: len(p.parts), reverse=True):
-        if part in in_use:
-            continue
+    candidates = made - in_use
+    busy = mounted_anywhere(candidates) if candidates else set()
+    for part in sorted(candidates, key=lambda p: len(p.parts), reverse=True):
+        if part in busy:
+            continue  # a pod of another cluster on this machine has it mounted
         try:
             if part.is_dir() and not part.is_symlink():
                 part.rmdir()
@@ -373,6 +382,31 @@ def remove_targets(made: set[Path], in_use: set[Path]) -> set[Path]:
         except OSError:
             pass  # not empty: a parent of a target in use, or someone else's files
     return left
+
+
+def mounted_anywhere(paths: set[Path]) -> set[Path]:
+    """Which of these paths are mount points in any mount namespace on this machine."""
+    wanted = {str(p) for p in paths}
+    found: set[Path] = set()
+    namespaces: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            namespace = os.readlink(proc / "ns" / "mnt")
+            if namespace in namespaces:
+                continue
+            namespaces.add(namespace)
+            table = (proc / "mountinfo").read_text()
+        except OSError:
+            continue  # gone, or not ours to read
+        for line in table.splitlines():
+            fields = line.split(" ")
+            if len(fields) > 4:
+                point = fields[4].replace("\\040", " ").replace("\\011", "\t")
+                if point in wanted:
+                    found.add(Path(point))
+    return found
 
 
 # -- processes ---------------------------------------------------------------------------

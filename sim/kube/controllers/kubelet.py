@@ -379,6 +379,9 @@ class Kubelet(QueueController):
                     "containerID": container.container_id,
                 }
             }
+            message = self._termination_message(run, container, code)
+            if message:
+                container.state["terminated"]["message"] = message
             if run.terminated or run.terminating is not None:
                 return
             again = policy == "Always" or (policy == "OnFailure" and code != 0)
@@ -443,6 +446,14 @@ class Kubelet(QueueController):
             self._event(pod, "Warning", "Failed", "Error: no command specified")
             return "CreateContainerError", "no command specified"
         mounts = ct.container_mounts(spec, volumes)
+        if os.geteuid() == 0:
+            # The file the program may write why it ended into (terminationMessagePath).
+            message_file = self._message_file(run, container)
+            message_file.parent.mkdir(parents=True, exist_ok=True)
+            message_file.write_bytes(b"")
+            message_file.chmod(0o666)
+            target = str(spec.get("terminationMessagePath") or "/dev/termination-log")
+            mounts.append(ct.Mount(message_file, target, read_only=False, is_file=True))
         try:
             for mount in mounts:
                 self._use_target(run, Path(mount.target), mount.is_file)
@@ -491,6 +502,22 @@ class Kubelet(QueueController):
         self._event(pod, "Normal", "Started", f"Started container {container.name}")
         self._write_status(run)
         return None
+
+    def _message_file(self, run: PodRun, container: ContainerRun) -> Path:
+        return run.directory / "termination" / f"{container.name}-{container.restarts}"
+
+    def _termination_message(self, run: PodRun, container: ContainerRun, code: int) -> str:
+        """What the program wrote to its termination-log (at most 4 KiB), or with
+        FallbackToLogsOnError and a failure, the end of its log (80 lines, 2 KiB)."""
+        path = self._message_file(run, container)
+        message = path.read_bytes()[:4096] if path.exists() else b""
+        policy = container.spec.get("terminationMessagePolicy", "File")
+        if not message.strip() and code != 0 and policy == "FallbackToLogsOnError":
+            log_file = self._log_file(run, container.name, container.restarts)
+            if log_file.exists():
+                lines = log_file.read_bytes().splitlines(keepends=True)[-80:]
+                message = b"".join(lines)[-2048:]
+        return message.decode(errors="replace")
 
     def _use_target(self, run: PodRun, target: Path, is_file: bool) -> None:
         if target in run.targets:
