@@ -207,9 +207,11 @@ def _check_pvc_update(old: Obj, new: Obj) -> list[dict[str, str]]:
     return []
 
 
-def _check_pod_update(old: Obj, new: Obj) -> list[dict[str, str]]:
+def _check_pod_update(old: Obj, new: Obj, binding: bool) -> list[dict[str, str]]:
     def mutable_removed(spec: dict[str, Any]) -> dict[str, Any]:
         spec = dict(spec)
+        if binding and not (old.get("spec") or {}).get("nodeName"):
+            spec.pop("nodeName", None)  # pods/binding assigns the node, once
         for field in ("activeDeadlineSeconds", "tolerations", "schedulingGates"):
             spec.pop(field, None)
         spec["containers"] = [
@@ -266,7 +268,7 @@ def _defaults(store: Store, kind: Kind, obj: Obj, old: Obj | None) -> list[dict[
                 problems += _check_pod(obj)
             else:
                 assert old is not None
-                problems += _check_pod_update(old, obj)
+                problems += _check_pod_update(old, obj, store.subresource == "binding")
         case ("", "PersistentVolumeClaim"):
             if creating:
                 _default_pvc(store, obj)

@@ -60,7 +60,11 @@ async def serve(
                 f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"',
             )
         cluster.store.mutate(
-            pods, namespace, name, lambda o: o["spec"].__setitem__("nodeName", target)
+            pods,
+            namespace,
+            name,
+            lambda o: o["spec"].__setitem__("nodeName", target),
+            subresource="binding",
         )
         await respond(
             send,

@@ -149,6 +149,7 @@ class Store:
         #: Called after every write (the garbage collector and controllers' indexes).
         self.listeners: list[Callable[[Kind, Change], None]] = []
         self._dry = False
+        self.subresource: str | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -374,7 +375,7 @@ class Store:
                     new.pop("status", None)
         return self._replace(kind, current, new)
 
-    def _replace(self, kind: Kind, current: Obj, new: Obj) -> Obj:
+    def _replace(self, kind: Kind, current: Obj, new: Obj, subresource: str | None = None) -> Obj:
         meta, old_meta = new["metadata"], current["metadata"]
         if old_meta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
@@ -386,7 +387,12 @@ class Store:
                     f"metadata.finalizers: Forbidden: no new finalizers can be added if the "
                     f"object is being deleted, found new finalizers {sorted(added)}",
                 )
-        self._admit(kind, new, current)
+        #: Admission may allow more through a subresource (`pods/binding` sets spec.nodeName).
+        self.subresource = subresource
+        try:
+            self._admit(kind, new, current)
+        finally:
+            self.subresource = None
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if new == current:
             # The real server does not write (nor bump the resourceVersion) for a no-op.
@@ -424,7 +430,7 @@ class Store:
                 new["status"] = copy.deepcopy(current["status"])
             else:
                 new.pop("status", None)
-        return self._replace(kind, current, new)
+        return self._replace(kind, current, new, subresource)
 
     def delete(
         self,
