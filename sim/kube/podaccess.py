@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from sim.kube.errors import ApiError, bad_request
+from sim.kube.routing import respond
 from sim.kube.store import encode
 
 HOP_HEADERS = frozenset(
@@ -44,8 +45,6 @@ async def serve(
     headers: dict[str, str],
     body: bytes,
 ) -> None:
-    from sim.kube.apiserver import respond
-
     pods = cluster.kind("pods")
     if subresource == "binding":
         binding = json.loads(body or b"{}")
@@ -164,8 +163,6 @@ async def _proxy(
     headers: dict[str, str],
     body: bytes,
 ) -> None:
-    from sim.kube.apiserver import respond
-
     ip = (pod.get("status") or {}).get("podIP")
     if not ip or pod.get("status", {}).get("phase") != "Running":
         raise ApiError(
