@@ -17,7 +17,6 @@ import pytest
 from sim.kube.cluster import CONTROLLERS, Cluster
 from sim.kube.config import HOSTPATH_PROVISIONER, NO_PROVISIONER, ClusterConfig, NodeConfig
 from sim.kube.controllers.volumes import quantity, size_bytes
-from sim.kube.errors import ApiError
 from sim.kube.faults import ProvisioningFault
 from sim.kube.store import Obj
 from tests.conftest import eventually
@@ -503,32 +502,6 @@ async def test_storage_profiles_follow_the_classes(cluster: Cluster) -> None:
 # -- scheduler --------------------------------------------------------------------------
 
 
-def _binding_allowed() -> bool:
-    """Whether admission lets a binding set `spec.nodeName` (what `pods/binding` does)."""
-    cluster = Cluster(ClusterConfig(storage_root=Path("/nonexistent")))
-    pods = cluster.kind("pods")
-    cluster.store.create(cluster.kind("namespaces"), {"metadata": {"name": "default"}})
-    body = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
-    cluster.store.create(pods, body, "default")
-    try:
-        cluster.store.mutate(
-            pods,
-            "default",
-            "p",
-            lambda o: o["spec"].__setitem__("nodeName", "node-1"),
-            subresource="binding",
-        )
-    except ApiError:
-        return False
-    return True
-
-
-needs_binding = pytest.mark.skipif(
-    not _binding_allowed(),
-    reason="admission refuses to set spec.nodeName on a pod (pods/binding is not allowed yet)",
-)
-
-
 def pod(name: str, *claims: str, **spec: Any) -> Obj:
     body: Obj = {
         "metadata": {"name": name},
@@ -559,7 +532,6 @@ async def scheduled(cluster: Cluster, name: str) -> str:
     return node
 
 
-@needs_binding
 async def test_scheduler_spreads_pods_and_honours_selectors(cluster: Cluster) -> None:
     for index in range(4):
         create_pod(cluster, pod(f"spread-{index}"))
@@ -591,7 +563,6 @@ async def test_unschedulable_pod_gets_a_condition_and_an_event(cluster: Cluster)
     assert node_of(cluster, "greedy") is None
 
 
-@needs_binding
 async def test_pod_with_a_missing_claim_waits_for_it(cluster: Cluster) -> None:
     create_pod(cluster, pod("needy", "later"))
     await eventually(lambda: has_event(cluster, "needy", "FailedScheduling"))
@@ -601,7 +572,6 @@ async def test_pod_with_a_missing_claim_waits_for_it(cluster: Cluster) -> None:
     await scheduled(cluster, "needy")
 
 
-@needs_binding
 async def test_wffc_claim_binds_on_the_node_the_pod_goes_to(cluster: Cluster) -> None:
     create_claim(cluster, claim("local-data", storage_class="standard-wffc"))
     create_pod(
@@ -617,7 +587,6 @@ async def test_wffc_claim_binds_on_the_node_the_pod_goes_to(cluster: Cluster) ->
     assert await scheduled(cluster, "follower") == "node-2"
 
 
-@needs_binding
 async def test_static_wffc_with_a_pinned_pod_never_binds(cluster: Cluster, tmp_path: Path) -> None:
     """populators.md: the populator pod pinned to a node bypasses the scheduler, so the
     prime claim never gets `selected-node` and never binds, though a volume is there."""
@@ -650,7 +619,6 @@ async def test_static_wffc_without_a_fitting_volume_is_unschedulable(cluster: Cl
     )
 
 
-@needs_binding
 async def test_scheduler_avoids_a_node_without_free_storage(make_cluster: Factory) -> None:
     cluster = await make_cluster(
         nodes=[NodeConfig("node-1", storage_capacity=1 << 30), NodeConfig("node-2")]

@@ -15,7 +15,7 @@ with the `ClaimMisbound` warning.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from sim.kube.controllers.queue import Item, QueueController
@@ -65,18 +65,62 @@ def matches(claim: Obj, pv: Obj) -> bool:
     return match_labels(spec.get("selector"), pv["metadata"].get("labels") or {})
 
 
+class VolumeIndex:
+    """The volumes a claim may bind: those whose claimRef names it, and the unclaimed ones.
+
+    Kept up to date from the store's changes by its controller, so finding a claim's
+    volume does not scan every volume of a cluster with thousands of them."""
+
+    def __init__(self, store: Store, pvs: Kind) -> None:
+        self.store = store
+        self.pvs = pvs
+        self._by_claim: dict[tuple[str, str], set[str]] = {}
+        self._free: set[str] = set()
+        self._keys: dict[str, tuple[str, str] | None] = {}
+
+    def load(self) -> None:
+        for entry in self.store.scan(self.pvs):
+            self.update(entry.obj)
+
+    def update(self, pv: Obj, deleted: bool = False) -> None:
+        name = pv["metadata"]["name"]
+        if name in self._keys:
+            old = self._keys.pop(name)
+            if old is None:
+                self._free.discard(name)
+            else:
+                self._by_claim.get(old, set()).discard(name)
+        if deleted:
+            return
+        ref = pv["spec"].get("claimRef")
+        if ref:
+            key = (ref.get("namespace") or "", ref.get("name") or "")
+            self._by_claim.setdefault(key, set()).add(name)
+            self._keys[name] = key
+        else:
+            self._free.add(name)
+            self._keys[name] = None
+
+    def candidates(self, claim: Obj) -> Iterator[Obj]:
+        meta = claim["metadata"]
+        names = sorted(self._by_claim.get((meta["namespace"], meta["name"]), ()))
+        for name in [*names, *sorted(self._free)]:
+            found = self.store.find(self.pvs, None, name)
+            if found is not None:
+                yield found.obj
+
+
 def find_volume(
-    store: Store, pvs: Kind, cluster: Cluster, claim: Obj, node_name: str | None
+    index: VolumeIndex, cluster: Cluster, claim: Obj, node_name: str | None
 ) -> Obj | None:
     """The volume a pending claim should bind to: pre-bound first, else the smallest match."""
     meta = claim["metadata"]
     node = None
     if node_name:
-        found = store.find(cluster.kind("nodes"), None, node_name)
+        found = cluster.store.find(cluster.kind("nodes"), None, node_name)
         node = found.obj if found is not None else None
     best: Obj | None = None
-    for entry in store.scan(pvs):
-        pv = entry.obj
+    for pv in index.candidates(claim):
         ref = pv["spec"].get("claimRef")
         if ref:
             if (
@@ -108,6 +152,7 @@ class Binder(QueueController):
         self.pvcs = cluster.kind("persistentvolumeclaims")
         self.pvs = cluster.kind("persistentvolumes")
         self.classes = cluster.kind("storageclasses", "storage.k8s.io")
+        self.index = VolumeIndex(self.store, self.pvs)
         #: The last waiting event told about each claim (uid -> reason/message), so a
         #: claim that keeps waiting is not told the same thing on every change.
         self._said: dict[str, str] = {}
@@ -129,6 +174,7 @@ class Binder(QueueController):
                     if ref.get("uid") == obj["metadata"]["uid"]:
                         yield ("pv", "", entry.obj["metadata"]["name"])
         elif kind.key == self.pvs.key:
+            self.index.update(obj, change.type == "DELETED")
             yield ("pv", "", name)
             for pv in (obj, change.old):
                 ref = (pv or {}).get("spec", {}).get("claimRef")
@@ -140,6 +186,7 @@ class Binder(QueueController):
             yield from pending_claims(self.store, self.pvcs)
 
     def initial(self) -> Iterable[Item]:
+        self.index.load()
         for entry in self.store.scan(self.pvs):
             yield ("pv", "", entry.obj["metadata"]["name"])
         for entry in self.store.scan(self.pvcs):
@@ -308,7 +355,7 @@ class Binder(QueueController):
                 "Normal",
             )
             return
-        pv = find_volume(self.store, self.pvs, self.cluster, claim, node)
+        pv = find_volume(self.index, self.cluster, claim, node)
         if pv is not None:
             self._bind(pv, claim)
             return

@@ -251,8 +251,13 @@ def prepare_volumes(store: Store, kinds: dict[str, Any], pod: Obj, pod_dir: Path
                 )
             pv = store.find(kinds["persistentvolumes"], None, volume_name)
             path = backing_path(pv.obj) if pv is not None else None
-            if pv is None or path is None or not path.exists():
+            if pv is None or path is None:
                 raise MountError(f'volume "{volume_name}" has no data on this node')
+            if not path.exists():
+                raise MountError(
+                    f'MountVolume.NewMounter initialization failed for volume "{volume_name}" '
+                    f': path "{path}" does not exist'
+                )
             result.paths[name] = path
             result.modes[name] = pv.obj["spec"].get("volumeMode", "Filesystem")
             if volume["persistentVolumeClaim"].get("readOnly"):

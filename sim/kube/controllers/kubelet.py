@@ -67,7 +67,7 @@ class Kubelet(QueueController):
         self._next_ip = 1
         self._ips: set[str] = set()
         self._runs: dict[str, PodRun] = {}
-        #: Mount targets created on the host -> (what was created, pods using it).
+        #: Mount targets in use -> the pods (uids) using them.
         self._targets: dict[Path, set[str]] = {}
         #: Paths the kubelet created on the host (mount targets and their parents).
         self._made: set[Path] = set()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim.kube.config import HOSTPATH_PROVISIONER
-from sim.kube.controllers.binding import find_volume
+from sim.kube.controllers.binding import VolumeIndex, find_volume
 from sim.kube.controllers.queue import Item, QueueController
 from sim.kube.controllers.volumes import (
     BETA_STORAGE_PROVISIONER,
@@ -68,6 +68,7 @@ class Provisioner(QueueController):
         self.pvs = cluster.kind("persistentvolumes")
         self.classes = cluster.kind("storageclasses", "storage.k8s.io")
         self.root = Path(cluster.config.storage_root)
+        self.index = VolumeIndex(self.store, self.pvs)
         #: Volumes deleted from the store, kept until their data is removed.
         self._gone: dict[str, Obj] = {}
         #: Claims warned about an unregistered data source kind (uid).
@@ -83,6 +84,7 @@ class Provisioner(QueueController):
         if kind.key == self.pvcs.key:
             yield ("pvc", meta["namespace"], meta["name"])
         elif kind.key == self.pvs.key:
+            self.index.update(obj, change.type == "DELETED")
             yield ("pv", "", meta["name"])
             if change.type == "DELETED":
                 self._gone[meta["name"]] = obj
@@ -91,6 +93,7 @@ class Provisioner(QueueController):
             yield from pending_claims(self.store, self.pvcs)
 
     def initial(self) -> Iterable[Item]:
+        self.index.load()
         yield from pending_claims(self.store, self.pvcs)
         for entry in self.store.scan(self.pvs):
             yield ("pv", "", entry.obj["metadata"]["name"])
@@ -136,7 +139,7 @@ class Provisioner(QueueController):
             return None
         if self.store.find(self.pvs, None, f"pvc-{claim['metadata']['uid']}") is not None:
             return None
-        if find_volume(self.store, self.pvs, self.cluster, claim, node) is not None:
+        if find_volume(self.index, self.cluster, claim, node) is not None:
             return None  # an existing volume matches: the binder binds it instead
         return claim, storage_class
 

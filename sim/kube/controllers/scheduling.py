@@ -95,28 +95,56 @@ class Scheduler(QueueController):
         self.classes = cluster.kind("storageclasses", "storage.k8s.io")
         #: Local storage per node (CSIStorageCapacity, in effect) for WFFC volumes.
         self.capacity = {n.name: n.storage_capacity for n in cluster.config.nodes}
+        #: Pods waiting to be scheduled (an ordered set).
+        self._waiting: dict[Item, None] = {}
+        #: Pods on a node and not finished -> (node, requests), and the sums per node.
+        self._placed: dict[Item, tuple[str, dict[str, Decimal]]] = {}
+        self._load: Counter[str] = Counter()
+        self._used: dict[str, dict[str, Decimal]] = {}
 
     # -- work items ----------------------------------------------------------------------
 
     def interest(self, kind: Kind, change: Change) -> Iterable[Item]:
         obj = change.entry.obj
         if kind.key == self.pods.key:
+            self._track(obj, change.type == "DELETED")
             if _waiting(obj):
                 yield ("pod", obj["metadata"]["namespace"], obj["metadata"]["name"])
             elif obj["spec"].get("nodeName") and (
                 change.type == "DELETED" or (obj.get("status") or {}).get("phase") in TERMINAL
             ):
-                yield from self._unscheduled()  # room was freed
+                yield from self._waiting  # room was freed
         elif kind.key in (self.nodes.key, self.pvcs.key, self.pvs.key):
-            yield from self._unscheduled()
+            yield from self._waiting
 
     def initial(self) -> Iterable[Item]:
-        return self._unscheduled()
+        for entry in self.store.scan(self.pods):
+            self._track(entry.obj, False)
+        return list(self._waiting)
 
-    def _unscheduled(self) -> Iterable[Item]:
-        for entry in self.store.scan(self.pods, None, _waiting):
-            meta = entry.obj["metadata"]
-            yield ("pod", meta["namespace"], meta["name"])
+    def _track(self, pod: Obj, deleted: bool) -> None:
+        """Keep the index of waiting pods and what each node runs (pods, requests)."""
+        meta = pod["metadata"]
+        item = ("pod", meta["namespace"], meta["name"])
+        old = self._placed.pop(item, None)
+        if old is not None:
+            node, requests = old
+            self._load[node] -= 1
+            for resource, amount in requests.items():
+                self._used[node][resource] -= amount
+        self._waiting.pop(item, None)
+        if deleted:
+            return
+        if _waiting(pod):
+            self._waiting[item] = None
+        node = pod["spec"].get("nodeName")
+        if node and (pod.get("status") or {}).get("phase") not in TERMINAL:
+            requests = pod_requests(pod)
+            self._placed[item] = (node, requests)
+            self._load[node] += 1
+            total = self._used.setdefault(node, {"cpu": Decimal(0), "memory": Decimal(0)})
+            for resource, amount in requests.items():
+                total[resource] += amount
 
     async def reconcile(self, item: Item) -> float | None:
         _, namespace, name = item
@@ -184,16 +212,7 @@ class Scheduler(QueueController):
         except Unschedulable as exc:
             raise Unschedulable(_message(len(nodes), str(exc), victims=False)) from None
         wanted = pod_requests(pod)
-        load: Counter[str] = Counter()
-        used: dict[str, dict[str, Decimal]] = {}
-        for entry in self.store.scan(self.pods):
-            other = entry.obj
-            node_name = other["spec"].get("nodeName")
-            if node_name and (other.get("status") or {}).get("phase") not in TERMINAL:
-                load[node_name] += 1
-                total = used.setdefault(node_name, {"cpu": Decimal(0), "memory": Decimal(0)})
-                for resource, amount in pod_requests(other).items():
-                    total[resource] += amount
+        load, used = self._load, self._used
         selected = {annotations_of(c).get(SELECTED_NODE) for c in unbound} - {None}
         reasons: Counter[str] = Counter()
         feasible: list[str] = []
