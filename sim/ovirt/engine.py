@@ -134,14 +134,21 @@ class Engine:
         await self.imageio.start()
         self.proxy = ImageProxy(self.imageio.port, self.cert)
         await self.proxy.start()
-        loop = asyncio.get_running_loop()
         for fault in self.faults:
-            if fault.kind == "disk_locked":
-                disk = self.inv.disk_by_name(fault.disk or "")
-                disk.status = "locked"
-                self._locked_until[disk.id] = loop.time() + fault.seconds
+            self._arm(fault)
         self.port = free_port()
         await self._serve(self._serving_cert)
+
+    def add_fault(self, fault: Fault) -> None:
+        """Faults can also be added while the engine runs (tests share one engine)."""
+        self.faults.append(fault)
+        self._arm(fault)
+
+    def _arm(self, fault: Fault) -> None:
+        if fault.kind == "disk_locked":
+            disk = self.inv.disk_by_name(fault.disk or "")
+            disk.status = "locked"
+            self._locked_until[disk.id] = asyncio.get_running_loop().time() + fault.seconds
 
     async def _serve(self, cert: ServerCert) -> None:
         config = uvicorn.Config(

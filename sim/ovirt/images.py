@@ -26,7 +26,7 @@ from sim.ovirt import children
 
 MiB = 1 << 20
 BLOCK = 4096
-_POOL = random.Random(42).randbytes(2 * MiB)
+_POOL = random.Random(42).randbytes(6 * MiB)  # offsets < 1 MiB + chunks <= 4 MiB
 
 
 @dataclass(frozen=True)
