@@ -136,6 +136,10 @@ def sha256(path: Path, size: int | None = None) -> str:
 async def assert_same_image(engine: Engine, disk: Disk, copy: Path) -> None:
     """Byte-exact: sha256 of the source's raw content and of the copy, and qemu-img compare."""
     src = await engine.image_path(disk.id)
+    await asyncio.to_thread(_compare, src, disk, copy)
+
+
+def _compare(src: Path, disk: Disk, copy: Path) -> None:
     fmt = "qcow2" if disk.image.fmt == "qcow2" else "raw"
     size = disk.provisioned_size
     if fmt == "qcow2":

@@ -13,6 +13,7 @@ refusal stops everything at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -102,8 +103,9 @@ class Copier:
             raise
         finally:
             reader.close()
-            view.release()
-            buf.close()
+            with contextlib.suppress(BufferError):  # a traceback may still hold a slice
+                view.release()
+                buf.close()
 
     def _copy_chunk(self, reader: Reader, view: memoryview, offset: int) -> None:
         delay = 0.1
