@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
 import urllib.parse
 import uuid
@@ -200,6 +201,34 @@ class Engine:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def start_churn(self, changes_per_second: float, seed: int = 0) -> None:
+        """A stream of inventory changes with their events, as a busy engine produces:
+        VMs change memory or CPU, get renamed NICs, or stop and start. Readers follow it with
+        ``/events?from=<last id>`` and reload what the events name."""
+        self._spawn(self._churn(changes_per_second, random.Random(seed)))
+
+    async def _churn(self, per_second: float, rng: random.Random) -> None:
+        vms = list(self.inv.vms.values())
+        while vms:
+            await asyncio.sleep(1 / per_second)
+            vm = rng.choice(vms)
+            kind = rng.choice(("memory", "cpu", "nic", "power"))
+            if kind == "memory":
+                vm.memory = rng.choice((1, 2, 4, 8, 16)) << 30
+                self.inv.add_event(35, f"VM {vm.name} configuration was updated", vm_id=vm.id)
+            elif kind == "cpu":
+                vm.cores = rng.choice((1, 2, 4, 8))
+                self.inv.add_event(35, f"VM {vm.name} configuration was updated", vm_id=vm.id)
+            elif kind == "nic" and vm.nics:
+                vm.nics[0].interface = rng.choice(("virtio", "e1000"))
+                self.inv.add_event(1005, f"Interface of VM {vm.name} was updated", vm_id=vm.id)
+            elif vm.status in ("up", "down"):
+                up = vm.status == "up"
+                vm.status = "down" if up else "up"
+                vm.host_id = None if up else next(iter(self.inv.hosts))
+                code, verb = (33, "stopped") if up else (32, "started")
+                self.inv.add_event(code, f"VM {vm.name} was {verb}", vm_id=vm.id)
 
     # ---- images ----------------------------------------------------------------------------
 
