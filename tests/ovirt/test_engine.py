@@ -16,7 +16,7 @@ from sim.ovirt.engine import Engine
 from tests.ovirt.conftest import new_disk
 
 
-def connect(engine: Engine, password: str = "secret") -> sdk.Connection:
+def connect(engine: Engine, password: str = "secret") -> sdk.Connection:  # noqa: S107
     return sdk.Connection(
         url=engine.api_url,
         username="admin@internal",
@@ -117,7 +117,8 @@ def transfer_cycle(engine: Engine, disk_id: str) -> list[str]:
             time.sleep(0.05)
             t = service.get()
         phases.append(t.phase.value)
-        assert t.transfer_url and t.proxy_url
+        assert t.transfer_url
+        assert t.proxy_url
         disk = conn.system_service().disks_service().disk_service(disk_id).get()
         phases.append(f"disk {disk.status.value}")
         service.finalize()

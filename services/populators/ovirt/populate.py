@@ -160,9 +160,10 @@ async def _transfer(
                 await asyncio.to_thread(copier.keepalive)
         copy.result()
         await asyncio.to_thread(volume.finish)
+        direct = volume.direct
     finally:
         volume.close()
     await asyncio.to_thread(engine.action, transfer.id, "finalize")
     await _wait_phase(engine, transfer.id, {"finished_success"})
     progress.done()
-    return Outcome(transfer.id, source.url, readers, data, copier.retries, volume.direct)
+    return Outcome(transfer.id, source.url, readers, data, copier.retries, direct)
