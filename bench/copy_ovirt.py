@@ -21,17 +21,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ovirtsdk4 as sdk
-import ovirtsdk4.types as types
-
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from sim.ovirt.images import data_extents
+from sim.ovirt.sdkclient import connect, download_transfer
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -53,17 +52,41 @@ class Sample:
     rss_mib: float
 
 
+def _hwm_mib(pid: int) -> float:
+    """Peak RSS of the running process (VmHWM: of its own image, not the parent's at fork)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def measured(argv: list[str], env: dict[str, str] | None = None) -> Sample:
-    """Run ``argv``; wall time, CPU (process and reaped children) and peak RSS from wait4."""
+    """Run ``argv``: wall time, CPU of it and its reaped children (wait4), and its peak RSS
+    (sampled from /proc every 20 ms: wait4's ru_maxrss counts the parent's pages at fork)."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0.0
+    stop = threading.Event()
+
+    def sample_rss() -> None:
+        nonlocal peak
+        while not stop.wait(0.02):
+            peak = max(peak, _hwm_mib(proc.pid))
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}): {err[-2000:]}")
-    return Sample(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    return Sample(seconds, usage.ru_utime + usage.ru_stime, peak)
 
 
 def populator(engine: Engine, disk_id: str, out: Path) -> Sample:
@@ -82,33 +105,13 @@ def populator(engine: Engine, disk_id: str, out: Path) -> Sample:
 
 
 def imageio_client(engine: Engine, disk_id: str, out: Path) -> Sample:
-    conn = sdk.Connection(
-        url=engine.api_url,
-        username="admin@internal",
-        password="secret",  # noqa: S106
-        ca_file=str(engine.cert.ca_file),
-    )
+    conn = connect(engine)
     try:
-        transfers = conn.system_service().image_transfers_service()
-        t = transfers.add(
-            types.ImageTransfer(
-                disk=types.Disk(id=disk_id),
-                direction=types.ImageTransferDirection.DOWNLOAD,
-                format=types.DiskFormat.RAW,
-            )
-        )
-        service = transfers.image_transfer_service(t.id)
-        while t.phase == types.ImageTransferPhase.INITIALIZING:
-            time.sleep(0.05)
-            t = service.get()
-        sample = measured(
-            [sys.executable, "-c", CLIENT, t.transfer_url, str(out / "disk.img"),
-             str(engine.cert.ca_file)]
-        )  # fmt: skip
-        service.finalize()
-        while service.get().phase != types.ImageTransferPhase.FINISHED_SUCCESS:
-            time.sleep(0.05)
-        return sample
+        with download_transfer(conn, disk_id) as (transfer, _):
+            return measured(
+                [sys.executable, "-c", CLIENT, transfer.transfer_url, str(out / "disk.img"),
+                 str(engine.cert.ca_file)]
+            )  # fmt: skip
     finally:
         conn.close()
 
