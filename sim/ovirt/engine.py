@@ -451,6 +451,13 @@ class Engine:
         if until is not None and asyncio.get_running_loop().time() >= until:
             disk.status = "ok"
             del self._locked_until[disk.id]
+        if disk.storage_type != "image":
+            return _fault(
+                409,
+                "Operation Failed",
+                f"[Cannot transfer Virtual Disk: disk {disk.name} has storage type "
+                f"{disk.storage_type}; only image disks can be transferred.]",
+            )
         if disk.status != "ok":
             return _fault(
                 409,
@@ -524,7 +531,7 @@ class Engine:
                 t.message = f"client idle for more than {t.inactivity_timeout} s"
                 await self.imageio.remove_ticket(t.ticket)
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.25)
 
     async def get_transfer(self, request: Request) -> Response:
         t = self.inv.transfers.get(request.path_params["id"])

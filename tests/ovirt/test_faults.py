@@ -130,3 +130,14 @@ async def test_insecure_skip_verify_only_when_told(engine: Engine, tmp_path: Pat
         engine, disk, tmp_path, creds_env(engine, cacert="", insecureSkipVerify="true")
     )
     assert run.returncode == 0, run.stderr
+
+
+async def test_illegal_and_lun_disks_fail_at_once(engine: Engine, tmp_path: Path) -> None:
+    illegal = new_disk(engine, status="illegal")
+    run = await run_populator(engine, illegal, tmp_path)
+    assert run.returncode == 1
+    assert "is illegal" in run.last_line
+    lun = new_disk(engine, storage_type="lun")
+    run = await run_populator(engine, lun, tmp_path)
+    assert run.returncode == 1
+    assert "storage type lun" in run.last_line
