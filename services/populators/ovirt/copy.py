@@ -59,15 +59,13 @@ class Copier:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._work: Iterator[tuple[int, int]] = iter(())
-        self._active: list[Reader] = []
+        self._last_activity = time.monotonic()
 
     @property
     def idle_seconds(self) -> float:
-        """Since the last request any reader made (for the ticket keep-alive)."""
-        with self._lock:
-            if not self._active:
-                return 0.0
-            return time.monotonic() - max(r.last_used for r in self._active)
+        """Since imageio last saw a request from us: zeroing a big block device before the
+        first read, or a stalled volume, must not let the ticket's inactivity timeout hit."""
+        return time.monotonic() - self._last_activity
 
     def run(self, extents: list[Extent]) -> None:
         for e in extents:
@@ -92,8 +90,6 @@ class Copier:
         reader = self.source.reader()
         buf = aligned_buffer(CHUNK)
         view = memoryview(buf)
-        with self._lock:
-            self._active.append(reader)
         try:
             while (item := self._next()) is not None:
                 offset, length = item
@@ -114,6 +110,7 @@ class Copier:
                 raise PopulatorFailure("stopped: another reader failed")
             try:
                 reader.read_into(offset, view)
+                self._last_activity = time.monotonic()
                 break
             except Transient as exc:
                 if attempt == ATTEMPTS:
@@ -135,6 +132,7 @@ class Copier:
         buf = bytearray(512)
         try:
             reader.read_into(0, memoryview(buf))
+            self._last_activity = time.monotonic()
         except Transient as exc:
             log.info("keep-alive read failed: %s", exc)
         finally:

@@ -13,7 +13,6 @@ whatever the disk size). Errors are sorted by what they mean for the copy:
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +87,6 @@ class Reader:
     def __init__(self, source: ImageioSource) -> None:
         self.source = source
         self._conn = HttpConnection(source.host, source.port, source.tls, TIMEOUT)
-        self.last_used = time.monotonic()
 
     def close(self) -> None:
         self._conn.close()
@@ -108,7 +106,6 @@ class Reader:
 
     def read_into(self, offset: int, view: memoryview) -> None:
         """Fill ``view`` with the image's bytes from ``offset``."""
-        self.last_used = time.monotonic()
         end = offset + len(view) - 1
         try:
             response = self._conn.request(
@@ -134,4 +131,3 @@ class Reader:
         except OSError as exc:
             self.close()
             raise Transient(f"{type(exc).__name__}: {exc}") from exc
-        self.last_used = time.monotonic()
