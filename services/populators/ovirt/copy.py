@@ -80,6 +80,10 @@ class Copier:
             first = next((e for e in failures if isinstance(e, PopulatorFailure)), failures[0])
             raise first
 
+    def stop(self) -> None:
+        """Readers finish the range they are on and quit (then ``run`` raises)."""
+        self._stop.set()
+
     def _next(self) -> tuple[int, int] | None:
         with self._lock:
             if self._stop.is_set():
