@@ -27,7 +27,7 @@ from services.populators.ovirt.source import Extent, ImageioSource, Reader, Tran
 
 log = logging.getLogger("populator")
 
-CHUNK = 4 << 20
+CHUNK = 8 << 20  # 4 MiB cost ~7% more CPU per GiB (more requests and writes)
 MAX_READERS = 4
 ATTEMPTS = 8  # per chunk; backoff 0.1 s doubling to 5 s
 
