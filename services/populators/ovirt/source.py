@@ -1,0 +1,133 @@
+"""Reading a disk from ovirt-imageio: OPTIONS, extents, and range reads into our buffers.
+
+One ``ImageioSource`` per transfer URL; each reader thread holds its own keep-alive
+connection (``Reader``) and reads ranges straight into its page-aligned buffer
+(``HttpConnection.readinto_exactly``: no intermediate bytes objects, so memory stays flat
+whatever the disk size). Errors are sorted by what they mean for the copy:
+
+* ``TicketGone`` (403): the ticket expired or was cancelled; nothing more can be read.
+* ``Transient``: connection reset, timeouts, 5xx: reconnect and read the range again.
+* ``TlsError``: the server is not the one we trust; never retried.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from services.populators.common.failure import PopulatorFailure
+from services.populators.common.http import HttpConnection
+from services.populators.common.tls import TlsError, TlsPolicy
+
+TIMEOUT = 60.0
+
+
+class TicketGone(PopulatorFailure):
+    """imageio answered 403: the transfer ticket expired or was cancelled."""
+
+
+class Transient(Exception):
+    """Worth reading the same range again on a fresh connection."""
+
+
+@dataclass(frozen=True)
+class Extent:
+    start: int
+    length: int
+    zero: bool
+
+
+class ImageioSource:
+    def __init__(self, url: str, tls: TlsPolicy) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise PopulatorFailure(f"transfer URL {url!r} is not an http(s) URL")
+        self.url = url
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.path = parts.path
+        self.tls = tls if parts.scheme == "https" else None
+
+    def reader(self) -> Reader:
+        return Reader(self)
+
+    def _json(self, method: str, path: str) -> Any:
+        reader = self.reader()
+        try:
+            status, body = reader.simple(method, path)
+        finally:
+            reader.close()
+        if status == 403:
+            raise TicketGone(
+                f"imageio refused the ticket at {self.url} (403: "
+                f"{body[:200].decode(errors='replace').strip()}): it expired or was cancelled"
+            )
+        if status != 200:
+            raise PopulatorFailure(
+                f"imageio answered HTTP {status} to {method} {path}: "
+                f"{body[:300].decode(errors='replace').strip()}"
+            )
+        return json.loads(body)
+
+    def options(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self._json("OPTIONS", self.path)
+        return answer
+
+    def extents(self) -> list[Extent]:
+        """The disk's extents (``context=zero``): data to read and zeros to skip."""
+        raw = self._json("GET", f"{self.path}/extents?context=zero")
+        return [Extent(int(e["start"]), int(e["length"]), bool(e["zero"])) for e in raw]
+
+
+class Reader:
+    """One keep-alive connection; ``read_into`` fills a buffer with one range."""
+
+    def __init__(self, source: ImageioSource) -> None:
+        self.source = source
+        self._conn = HttpConnection(source.host, source.port, source.tls, TIMEOUT)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def simple(self, method: str, path: str) -> tuple[int, bytes]:
+        try:
+            response = self._conn.request(method, path)
+            return response.status, self._conn.read()
+        except TlsError:
+            raise
+        except OSError as exc:
+            self.close()
+            raise PopulatorFailure(
+                f"imageio at {self.source.host}:{self.source.port} unreachable "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def read_into(self, offset: int, view: memoryview) -> None:
+        """Fill ``view`` with the image's bytes from ``offset``."""
+        end = offset + len(view) - 1
+        try:
+            response = self._conn.request(
+                "GET", self.source.path, {"Range": f"bytes={offset}-{end}"}
+            )
+            if response.status != 206:
+                body = self._conn.read()
+                text = body[:300].decode(errors="replace").strip()
+                if response.status == 403:
+                    raise TicketGone(
+                        f"imageio refused the ticket at byte {offset} (403: {text}): it "
+                        "expired or was cancelled"
+                    )
+                if response.status >= 500:
+                    raise Transient(f"HTTP {response.status} for bytes {offset}-{end}")
+                raise PopulatorFailure(
+                    f"imageio answered HTTP {response.status} for bytes {offset}-{end}: {text}"
+                )
+            self._conn.readinto_exactly(view)
+        except (TicketGone, Transient, TlsError, PopulatorFailure):
+            self.close()
+            raise
+        except OSError as exc:
+            self.close()
+            raise Transient(f"{type(exc).__name__}: {exc}") from exc
