@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
 import ssl
 import tempfile
 import threading
@@ -112,7 +113,12 @@ class MetricsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     @classmethod
-    async def start(cls, progress: Progress, port: int, host: str = "0.0.0.0") -> MetricsServer:  # noqa: S104
+    async def start(cls, progress: Progress, port: int, host: str | None = None) -> MetricsServer:
+        """Serve on `host`, else on the pod's own address when the pod spec passes it as
+        `POD_IP` (downward API), else on every address. Binding the pod IP keeps two
+        populators that share a network (the cluster simulator, hostNetwork pods) apart."""
+        host = host or os.environ.get("POD_IP") or "0.0.0.0"  # noqa: S104 - a pod's port
+
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
                 request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
