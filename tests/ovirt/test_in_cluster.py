@@ -116,7 +116,8 @@ async def test_populator_pod_copies_into_a_block_claim(engine: Engine, tmp_path:
     backing = Path((volume.spec.host_path or volume.spec.local).path)
     await assert_same_image(engine, disk, backing)
     assert await transfer_phase(engine, disk) == "finished_success"
-    assert percents and percents == sorted(percents)
+    assert percents
+    assert percents == sorted(percents)
 
 
 async def _scrape_until_done(core: client.CoreV1Api, name: str, uid: str) -> list[int]:
