@@ -609,7 +609,9 @@ async def test_static_wffc_with_a_pinned_pod_never_binds(cluster: Cluster, tmp_p
     assert pvc(cluster, "prime-2")["spec"]["volumeName"] == "disk"
 
 
-async def test_static_wffc_without_a_fitting_volume_is_unschedulable(cluster: Cluster) -> None:
+async def test_static_wffc_without_a_fitting_volume_is_unschedulable(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     create_claim(cluster, claim("nowhere", storage_class="local-static"))
     create_pod(cluster, pod("stuck", "nowhere"))
     await eventually(lambda: has_event(cluster, "stuck", "FailedScheduling"))
@@ -617,6 +619,13 @@ async def test_static_wffc_without_a_fitting_volume_is_unschedulable(cluster: Cl
         "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. "
         "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     )
+    # An administrator adds a volume on node-2: the pod goes there and the claim binds.
+    pvs = cluster.kind("persistentvolumes")
+    cluster.store.create(
+        pvs, static_volume("added", tmp_path / "v", nodeAffinity=on_node("node-2"))
+    )
+    assert await scheduled(cluster, "stuck") == "node-2"
+    assert pvc(cluster, "nowhere")["spec"]["volumeName"] == "added"
 
 
 async def test_scheduler_avoids_a_node_without_free_storage(make_cluster: Factory) -> None:

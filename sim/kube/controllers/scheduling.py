@@ -101,6 +101,9 @@ class Scheduler(QueueController):
         self._placed: dict[Item, tuple[str, dict[str, Decimal]]] = {}
         self._load: Counter[str] = Counter()
         self._used: dict[str, dict[str, Decimal]] = {}
+        #: Waiting pods by the claims they use, and the other way round.
+        self._users: dict[tuple[str, str], set[Item]] = {}
+        self._claims_of: dict[Item, list[tuple[str, str]]] = {}
 
     # -- work items ----------------------------------------------------------------------
 
@@ -114,8 +117,18 @@ class Scheduler(QueueController):
                 change.type == "DELETED" or (obj.get("status") or {}).get("phase") in TERMINAL
             ):
                 yield from self._waiting  # room was freed
-        elif kind.key in (self.nodes.key, self.pvcs.key, self.pvs.key):
+        elif kind.key == self.nodes.key:
             yield from self._waiting
+        elif kind.key == self.pvcs.key:
+            # Only the pods that use this claim can be helped by its change.
+            yield from self._users.get((obj["metadata"]["namespace"], obj["metadata"]["name"]), ())
+        elif kind.key == self.pvs.key:
+            if (obj.get("status") or {}).get("phase") == "Available":
+                for users in list(self._users.values()):
+                    yield from users  # a volume to bind: any claim might fit it
+            for pv in (obj, change.old):
+                ref = (pv or {}).get("spec", {}).get("claimRef") or {}
+                yield from self._users.get((ref.get("namespace", ""), ref.get("name", "")), ())
 
     def initial(self) -> Iterable[Item]:
         for entry in self.store.scan(self.pods):
@@ -133,10 +146,24 @@ class Scheduler(QueueController):
             for resource, amount in requests.items():
                 self._used[node][resource] -= amount
         self._waiting.pop(item, None)
+        for key in self._claims_of.pop(item, ()):
+            users = self._users.get(key, set())
+            users.discard(item)
+            if not users:
+                self._users.pop(key, None)
         if deleted:
             return
         if _waiting(pod):
             self._waiting[item] = None
+            keys = [
+                (meta["namespace"], v["persistentVolumeClaim"].get("claimName", ""))
+                for v in pod["spec"].get("volumes") or []
+                if v.get("persistentVolumeClaim")
+            ]
+            if keys:
+                self._claims_of[item] = keys
+                for key in keys:
+                    self._users.setdefault(key, set()).add(item)
         node = pod["spec"].get("nodeName")
         if node and (pod.get("status") or {}).get("phase") not in TERMINAL:
             requests = pod_requests(pod)
