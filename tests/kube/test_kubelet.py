@@ -457,6 +457,12 @@ async def test_pod_serves_http_on_its_own_ip(cluster: Cluster) -> None:
     assert conditions["Ready"] == "True"
 
 
+async def test_host_network_pod_has_the_node_address(cluster: Cluster) -> None:
+    create(cluster, shell("hosted", "true", hostNetwork=True))
+    pod = await reaches(cluster, "hosted", "Succeeded")
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"] == cluster.config.host
+
+
 # -- deletion and faults ----------------------------------------------------------------
 
 

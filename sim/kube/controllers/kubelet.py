@@ -232,7 +232,8 @@ class Kubelet(QueueController):
 
     def _unmount(self, run: PodRun) -> None:
         """Give back the pod's IP and the mount targets only it still needed."""
-        self._ips.discard(run.ip)
+        if run.ip != self.cluster.config.host:
+            self._ips.discard(run.ip)
         for target in run.targets:
             users = self._targets.get(target, set())
             users.discard(run.uid)
@@ -277,7 +278,13 @@ class Kubelet(QueueController):
             volumes = await self._mount_volumes(run)
             if volumes is None:
                 return
-            run.ip = self._allocate_ip()
+            pod = self._pod(run)
+            if pod is None:
+                return
+            if pod["spec"].get("hostNetwork"):
+                run.ip = self.cluster.config.host  # the node's own address, not allocated
+            else:
+                run.ip = self._allocate_ip()
             self._write_status(run)
             for init in run.init_containers.values():
                 await self._run_container(run, init, volumes)
