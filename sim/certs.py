@@ -1,14 +1,20 @@
-"""A throwaway certificate authority for simulators that serve HTTPS.
+"""Throwaway certificate authorities for the simulators that serve HTTPS.
 
 Clients are meant to verify TLS by default (CA bundle or pinned fingerprint), so every
-simulator serves a certificate signed by a CA generated for the run; tests hand the CA
-file (or the certificate's SHA-256 fingerprint) to the client exactly as a user would.
+simulator (the cluster's API server, the oVirt engine and imageio, Keystone, Glance and the
+OpenStack endpoints) serves a certificate signed by a CA generated for the run, and tests
+hand the CA file (or the certificate's SHA-256 fingerprint) to the client exactly as a user
+would. A second call with another `tag` makes an unrelated CA: the "certificate changed"
+fault.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
+import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,99 +23,128 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
 
 @dataclass(frozen=True)
-class ServingCert:
+class ServerCert:
+    """Files of one CA and one server certificate it signed."""
+
     ca_file: Path
     cert_file: Path
     key_file: Path
-    #: SHA-256 of the serving certificate (DER), as `AA:BB:...`: what a pinning client checks.
-    fingerprint: str
 
     @property
-    def ca_pem(self) -> bytes:
-        return self.ca_file.read_bytes()
+    def ca_pem(self) -> str:
+        return self.ca_file.read_text()
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the server certificate (DER), as ``AB:CD:...``: what clients pin."""
+        return cert_fingerprint(self.cert_file.read_bytes())
+
+
+def cert_fingerprint(pem: bytes) -> str:
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
         [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Hoist simulator"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
 
 
-def issue(directory: Path, hosts: list[str], common_name: str = "hoist-sim") -> ServingCert:
-    """Write `ca.crt`, `tls.crt` and `tls.key` for `hosts` (names and IPs) into `directory`."""
+def issue(
+    directory: Path,
+    hosts: Sequence[str] = LOCAL_HOSTS,
+    common_name: str = "hoist-sim",
+    tag: str = "",
+) -> ServerCert:
+    """A fresh CA and a server certificate for `hosts` (names and IPs) signed by it.
+
+    Files: `ca{tag}.pem`, `server{tag}.pem`, `server{tag}.key` (0600) in `directory`, so a
+    second call with another tag keeps the first set for comparison.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    end = start + datetime.timedelta(days=30)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(f"{common_name} CA{tag} {now.timestamp():.0f}")
     ca = (
         x509.CertificateBuilder()
-        .subject_name(_name(f"{common_name} CA"))
-        .issuer_name(_name(f"{common_name} CA"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
                 content_commitment=False,
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
                 encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
+    sans: list[x509.GeneralName] = []
     for host in hosts:
         try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
-            names.append(x509.DNSName(host))
+            sans.append(x509.DNSName(host))
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
-        .issuer_name(ca.subject)
+        .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
         )
         .sign(ca_key, hashes.SHA256())
     )
-    ca_file, cert_file, key_file = (directory / n for n in ("ca.crt", "tls.crt", "tls.key"))
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    pem = serialization.Encoding.PEM
+    files = ServerCert(
+        ca_file=directory / f"ca{tag}.pem",
+        cert_file=directory / f"server{tag}.pem",
+        key_file=directory / f"server{tag}.key",
     )
-    digest = cert.fingerprint(hashes.SHA256()).hex().upper()
-    fingerprint = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
-    return ServingCert(ca_file, cert_file, key_file, fingerprint)
+    files.ca_file.write_bytes(ca.public_bytes(pem))
+    files.cert_file.write_bytes(cert.public_bytes(pem))
+    files.key_file.touch(mode=0o600)
+    files.key_file.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return files
+
+
+def make_server_cert(directory: Path, hostname: str = "localhost", tag: str = "") -> ServerCert:
+    """A CA and a certificate for `hostname`, 127.0.0.1 and ::1."""
+    return issue(directory, (hostname, "127.0.0.1", "::1"), hostname, tag)
+
+
+def client_context(ca_file: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts exactly this CA (and checks the host name)."""
+    return ssl.create_default_context(cafile=str(ca_file))

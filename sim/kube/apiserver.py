@@ -476,7 +476,7 @@ class Server:
         task: asyncio.Task[None],
         url: str,
         ca_data: str | None,
-        cert: certs.ServingCert | None,
+        cert: certs.ServerCert | None,
     ) -> None:
         self._server = server
         self._task = task
@@ -525,5 +525,5 @@ async def serve(cluster: Any) -> Server:
             task.result()
         await asyncio.sleep(0.005)
     scheme = "https" if config.tls else "http"
-    ca_data = base64.b64encode(cert.ca_pem).decode() if cert else None
+    ca_data = base64.b64encode(cert.ca_pem.encode()).decode() if cert else None
     return Server(server, task, f"{scheme}://{config.host}:{port}", ca_data, cert)

@@ -36,9 +36,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.devservices import free_port
+from sim.certs import ServerCert, make_server_cert
 from sim.ovirt import model as m
 from sim.ovirt import xmlapi as x
-from sim.ovirt.certs import ServerCert, make_server_cert
 from sim.ovirt.imageio import ImageioDaemon
 from sim.ovirt.images import NbdExport, make_image
 from sim.ovirt.proxy import ImageProxy, Rules

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.devservices import free_port
+from sim.certs import ServerCert
 from sim.ovirt import children
-from sim.ovirt.certs import ServerCert
 
 CONFIG = """\
 [daemon]

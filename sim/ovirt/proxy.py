@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from shared.devservices import free_port
-from sim.ovirt.certs import ServerCert
+from sim.certs import ServerCert
 
 CHUNK = 256 * 1024
 

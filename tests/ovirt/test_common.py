@@ -20,7 +20,7 @@ from services.populators.common.http import HttpConnection
 from services.populators.common.metrics import Progress
 from services.populators.common.tls import TlsError, TlsPolicy
 from services.populators.common.volume import ALIGN, VolumeWriter, aligned_buffer
-from sim.ovirt.certs import ServerCert, make_server_cert
+from sim.certs import ServerCert, make_server_cert
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
