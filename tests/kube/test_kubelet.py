@@ -552,7 +552,7 @@ async def test_stopping_the_cluster_kills_every_process(tmp_path: Path) -> None:
 async def test_placeholder_mounted_elsewhere_is_kept(tmp_path: Path) -> None:
     """Another cluster on this machine may still use a mount target this one made."""
     target = Path("/hoist-sim-test-held")
-    made = set(ct.make_target(target, is_file=False))
+    ct.make_target(target, is_file=False)
     holder = await asyncio.create_subprocess_exec(
         "unshare",
         "--mount",
@@ -567,10 +567,29 @@ async def test_placeholder_mounted_elsewhere_is_kept(tmp_path: Path) -> None:
         assert holder.stdout is not None
         assert await holder.stdout.readline() == b"ready\n"
         assert ct.mounted_anywhere({target, Path("/proc")}) == {target, Path("/proc")}
-        assert ct.remove_targets(made, set()) == made
+        ct.sweep(set(), {target})
         assert target.is_dir()
     finally:
         holder.kill()
         await holder.wait()
-    assert ct.remove_targets(made, set()) == set()
+    ct.sweep(set(), {target})
     assert not target.exists()
+    assert target not in ct.registered()
+
+
+async def test_placeholder_left_by_another_cluster_is_swept(tmp_path: Path) -> None:
+    """A container's script makes a target again if it vanished, and notes it too."""
+    target = "/hoist-sim-test-remade/file"
+    script = tmp_path / "setup.sh"
+    source = tmp_path / "source"
+    source.write_text("x")
+    script.write_text(ct.mount_script([ct.Mount(source, target, True, True)], "/"))
+    process = await asyncio.create_subprocess_exec(
+        "unshare", "--mount", "--propagation", "private", "/bin/sh", str(script), "cat", target
+    )
+    assert await process.wait() == 0
+    assert Path(target) in ct.registered()
+    ct.sweep(set(), {Path(target)})
+    assert not Path(target).exists()
+    assert Path(target) not in ct.registered()
+    Path(target).parent.rmdir()  # the script's mkdir -p parent is not noted

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import os
 import re
 import shlex
@@ -28,6 +29,10 @@ from sim.kube.controllers.volumes import Obj, backing_path
 from sim.kube.store import Store
 
 PR_SET_PDEATHSIG = 1
+#: Where every simulated kubelet on this machine notes the placeholders it made on the
+#: host (mount targets that did not exist), so that any of them may remove one no pod
+#: mounts any more, even one another cluster made.
+PLACEHOLDERS = Path("/run/hoist-kube-placeholders")
 _REFERENCE = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _libc: Any = None
 
@@ -335,17 +340,43 @@ def mount_script(mounts: list[Mount], workdir: str) -> str:
         source, target = shlex.quote(str(mount.source)), shlex.quote(mount.target)
         # Normally there already (make_target); made again if another cluster on this
         # machine removed a placeholder it had made between then and now.
+        note = f"mkdir -p {PLACEHOLDERS}; printf %s {target} > {_note(Path(mount.target))}"
         if mount.is_file:
             parent = shlex.quote(str(Path(mount.target).parent))
-            lines.append(f"[ -e {target} ] || {{ mkdir -p {parent}; : > {target}; }}")
+            lines.append(f"[ -e {target} ] || {{ mkdir -p {parent}; : > {target}; {note}; }}")
         else:
-            lines.append(f"[ -e {target} ] || mkdir -p {target}")
+            lines.append(f"[ -e {target} ] || {{ mkdir -p {target}; {note}; }}")
         lines.append(f"mount --bind {source} {target}")
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
     lines.append(f"cd {shlex.quote(workdir)}")
     lines.append('exec "$@"')
     return "\n".join(lines) + "\n"
+
+
+def _note(path: Path) -> Path:
+    return PLACEHOLDERS / hashlib.sha256(str(path).encode()).hexdigest()[:32]
+
+
+def register(paths: list[Path]) -> None:
+    """Note placeholders made on the host where every kubelet on this machine looks."""
+    if paths:
+        PLACEHOLDERS.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in paths:
+        _note(path).write_text(str(path))
+
+
+def registered() -> dict[Path, Path]:
+    """Placeholder -> its note, for all the simulated clusters on this machine."""
+    result: dict[Path, Path] = {}
+    try:
+        notes = list(PLACEHOLDERS.iterdir())
+    except FileNotFoundError:
+        return result
+    for note in notes:
+        with contextlib.suppress(OSError):
+            result[Path(note.read_text())] = note
+    return result
 
 
 def make_target(path: Path, is_file: bool) -> list[Path]:
@@ -358,6 +389,7 @@ def make_target(path: Path, is_file: bool) -> list[Path]:
         else:
             part.mkdir()
         created.append(part)
+    register(created)
     if path.exists() and path.is_dir() == is_file:
         raise MountError(
             f"mount target {path} exists as a {'directory' if path.is_dir() else 'file'}"
@@ -365,28 +397,36 @@ def make_target(path: Path, is_file: bool) -> list[Path]:
     return created
 
 
-def remove_targets(made: set[Path], in_use: set[Path]) -> set[Path]:
-    """Remove what `make_target` created and no pod uses any more, innermost first.
+def sweep(in_use: set[Path], freed: set[Path] | None = None) -> None:
+    """Remove placeholders no pod mounts any more, innermost first.
 
-    Returns what is left (still used, or no longer empty because someone put files in
-    it: those stay, as does anything the kubelet did not create)."""
-    left = set(made)
-    candidates = made - in_use
-    busy = mounted_anywhere(candidates) if candidates else set()
+    Placeholders of every simulated cluster on this machine are candidates (one may
+    have made what another still uses, or left one behind in a race), but only empty
+    directories and empty files are ever removed, never while mounted in any mount
+    namespace, and never one of `in_use`. With `freed`, only those and their parents
+    are looked at (a pod ending must not cost a look at every other pod's mounts)."""
+    notes = registered()
+    candidates = set(notes) - in_use
+    if freed is not None:
+        wanted = freed | {parent for path in freed for parent in path.parents}
+        candidates &= wanted
+    if not candidates:
+        return
+    busy = mounted_anywhere(candidates)
     for part in sorted(candidates, key=lambda p: len(p.parts), reverse=True):
         if part in busy:
-            continue  # a pod of another cluster on this machine has it mounted
+            continue
         try:
             if part.is_dir() and not part.is_symlink():
                 part.rmdir()
             elif part.is_file() and part.stat().st_size == 0:
                 part.unlink()
-            left.discard(part)
+            # Anything else now holds someone's data: not a placeholder any more.
         except FileNotFoundError:
-            left.discard(part)
+            pass
         except OSError:
-            pass  # not empty: a parent of a target in use, or someone else's files
-    return left
+            continue  # not empty: a parent of a target still in use
+        notes[part].unlink(missing_ok=True)
 
 
 def mounted_anywhere(paths: set[Path]) -> set[Path]:

@@ -69,8 +69,6 @@ class Kubelet(QueueController):
         self._runs: dict[str, PodRun] = {}
         #: Mount targets in use -> the pods (uids) using them.
         self._targets: dict[Path, set[str]] = {}
-        #: Paths the kubelet created on the host (mount targets and their parents).
-        self._made: set[Path] = set()
         ct.load_libc()
         self.store.deletion_gates.append(self._gate)
 
@@ -234,13 +232,16 @@ class Kubelet(QueueController):
         """Give back the pod's IP and the mount targets only it still needed."""
         if run.ip != self.cluster.config.host:
             self._ips.discard(run.ip)
+        freed: set[Path] = set()
         for target in run.targets:
             users = self._targets.get(target, set())
             users.discard(run.uid)
             if not users:
                 self._targets.pop(target, None)
+                freed.add(target)
         run.targets.clear()
-        self._made = ct.remove_targets(self._made, set(self._targets))
+        if freed:
+            ct.sweep(set(self._targets), freed)
 
     async def shutdown(self) -> None:
         if self._gate in self.store.deletion_gates:
@@ -248,7 +249,7 @@ class Kubelet(QueueController):
         for run in list(self._runs.values()):
             await self._stop(run)
         self._targets.clear()
-        self._made = ct.remove_targets(self._made, set())
+        ct.sweep(set())
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- running a pod -------------------------------------------------------------------
@@ -530,7 +531,7 @@ class Kubelet(QueueController):
         if target in run.targets:
             return
         if target not in self._targets:
-            self._made.update(ct.make_target(target, is_file))
+            ct.make_target(target, is_file)
         self._targets.setdefault(target, set()).add(run.uid)
         run.targets.add(target)
 
