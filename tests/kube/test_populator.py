@@ -325,7 +325,7 @@ async def test_sample_populator_fills_the_users_claim(
 
         async def populated() -> Any:
             pvc = await core.read_namespaced_persistent_volume_claim("disk", NS)
-            done = pvc.status.phase == "Bound" and not pvc.metadata.finalizers
+            done = pvc.status.phase == "Bound" and FINALIZER not in (pvc.metadata.finalizers or [])
             return pvc if done else None
 
         pvc = await until(populated)

@@ -7,6 +7,7 @@ plus where the data lives on this machine.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -454,7 +455,14 @@ async def test_claim_ref_rebind_loses_the_prime(cluster: Cluster) -> None:
 async def test_claim_goes_lost_when_its_volume_is_deleted(cluster: Cluster) -> None:
     create_claim(cluster, claim("orphan"))
     name = (await bound(cluster, "orphan"))["spec"]["volumeName"]
-    cluster.store.delete(cluster.kind("persistentvolumes"), None, name)
+    pvs = cluster.kind("persistentvolumes")
+    cluster.store.delete(pvs, None, name)
+    # pv-protection holds a bound volume: it stays, Terminating, and its claim stays Bound.
+    await asyncio.sleep(0.2)
+    assert cluster.store.get(pvs, None, name)["metadata"]["deletionTimestamp"]
+    assert phase(pvc(cluster, "orphan")) == "Bound"
+    # An administrator forcing it away (dropping the finalizer) loses the claim's data.
+    cluster.store.mutate(pvs, None, name, lambda o: o["metadata"].pop("finalizers"))
     await eventually(lambda: phase(pvc(cluster, "orphan")) == "Lost")
     assert events(cluster, "orphan", "ClaimLost")
 
@@ -645,3 +653,29 @@ async def test_scheduler_avoids_a_node_without_free_storage(make_cluster: Factor
         "1 node(s) didn't match Pod's node affinity/selector. "
         "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     )
+
+
+async def test_a_claim_in_use_is_not_deleted_under_its_pod(cluster: Cluster) -> None:
+    """pvc-protection: deleting a claim a running pod uses leaves it Terminating."""
+    create_claim(cluster, claim("busy"))
+    await bound(cluster, "busy")
+    pods = cluster.kind("pods")
+    claims = cluster.kind("persistentvolumeclaims")
+    assert "kubernetes.io/pvc-protection" in pvc(cluster, "busy")["metadata"]["finalizers"]
+    cluster.store.create(
+        pods,
+        {
+            "metadata": {"name": "user"},
+            "spec": {
+                "nodeName": "node-1",
+                "containers": [{"name": "c", "image": "nothing"}],
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "busy"}}],
+            },
+        },
+        "default",
+    )
+    cluster.store.delete(claims, "default", "busy")
+    await asyncio.sleep(0.2)
+    assert pvc(cluster, "busy")["metadata"]["deletionTimestamp"]
+    cluster.store.delete(pods, "default", "user", grace_period=0)
+    await eventually(lambda: cluster.store.find(claims, "default", "busy") is None)
