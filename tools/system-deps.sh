@@ -1,10 +1,11 @@
 #!/bin/sh
 # Debian packages Hoist needs beyond Python: PostgreSQL server binaries (tests and the demo
 # start a private server), headers and libxml2 to build ovirt-engine-sdk-python's C
-# extension, and venv support. Installs only what is missing; needs root (or sudo) for that.
+# extension, venv support, and qemu-utils (qemu-img: the OpenStack populator converts qcow2
+# images, tests make them). Installs only what is missing; needs root (or sudo) for that.
 set -eu
 
-packages="postgresql libxml2-dev gcc python3-dev python3-venv"
+packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
