@@ -1,0 +1,138 @@
+"""Progress and the ``/metrics`` endpoint every populator pod serves (TLS, self-signed).
+
+Forklift's controller scrapes each pod's ``metrics`` port (8443) every few seconds and reads
+``<name>{ownerUID="<pvc uid>"} <percent>`` with a regex; Hoist's progress service reads the
+byte counters too. The populator updates ``Progress`` from its copy threads (plain integer
+adds under a lock) and the server renders it on each scrape.
+
+Usage::
+
+    progress = Progress(metric="ovirt_progress", owner_uid=args.owner_uid)
+    server = await MetricsServer.start(progress, args.metrics_port)
+    progress.set_total(data_bytes); progress.add(n) ...; progress.done()
+    await server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+class Progress:
+    def __init__(self, metric: str, owner_uid: str) -> None:
+        self.metric = metric
+        self.owner_uid = owner_uid
+        self.total = 0
+        self.transferred = 0
+        self.finished = False
+        self._lock = threading.Lock()
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.transferred += n
+
+    def done(self) -> None:
+        self.finished = True
+
+    @property
+    def percent(self) -> int:
+        """0-99 while copying (never "done" before the fsync), 100 only after ``done()``."""
+        if self.finished:
+            return 100
+        if self.total <= 0:
+            return 0
+        return min(99, self.transferred * 100 // self.total)
+
+    def render(self) -> str:
+        label = f'{{ownerUID="{self.owner_uid}"}}'
+        return (
+            f"# HELP {self.metric} Progress of the volume population in percent.\n"
+            f"# TYPE {self.metric} counter\n"
+            f"{self.metric}{label} {self.percent}\n"
+            "# HELP hoist_populator_bytes_transferred Bytes of data written to the volume.\n"
+            "# TYPE hoist_populator_bytes_transferred counter\n"
+            f"hoist_populator_bytes_transferred{label} {self.transferred}\n"
+            "# HELP hoist_populator_bytes_total Bytes of data the source disk holds.\n"
+            "# TYPE hoist_populator_bytes_total gauge\n"
+            f"hoist_populator_bytes_total{label} {self.total}\n"
+        )
+
+
+def self_signed_context() -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate (as Forklift's pods use)."""
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hoist-populator")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+class MetricsServer:
+    def __init__(self, server: asyncio.Server, progress: Progress) -> None:
+        self._server = server
+        self.progress = progress
+
+    @property
+    def port(self) -> int:
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @classmethod
+    async def start(cls, progress: Progress, port: int, host: str = "0.0.0.0") -> MetricsServer:  # noqa: S104
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+                request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
+                if path.split(b"?")[0] == b"/metrics":
+                    status, body = "200 OK", progress.render().encode()
+                else:
+                    status, body = "404 Not Found", b"only /metrics here\n"
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, host, port, ssl=self_signed_context())
+        return cls(server, progress)
+
+    async def stop(self) -> None:
+        self._server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 2)

@@ -1,0 +1,58 @@
+"""``python -m services.populators.ovirt``: the program the oVirt populator pod runs.
+
+Arguments as Forklift's ovirt-populator (``--volume-path --secret-name --cr-name
+--cr-namespace --owner-uid --pvc-size --engine-url --disk-id``), credentials from the env
+(``user``, ``password``, ``cacert``, ``insecureSkipVerify``, ``fingerprint``). Serves
+``ovirt_progress{ownerUID}`` on ``/metrics`` (TLS) while it copies. Exit 0 only when every
+byte is written and synced; otherwise one line on stderr says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from services.populators.common import args as common
+from services.populators.common.failure import run_main
+from services.populators.common.metrics import MetricsServer, Progress
+from services.populators.ovirt.populate import populate
+
+log = logging.getLogger("populator")
+NAME = "ovirt-populator"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser("Copies an oVirt disk through ovirt-imageio into a volume.")
+    p.add_argument("--engine-url", required=True, help="https://<engine>[/ovirt-engine/api]")
+    p.add_argument("--disk-id", required=True)
+    ns = p.parse_args(argv)
+
+    async def run() -> None:
+        creds = common.Credentials.from_env()
+        progress = Progress("ovirt_progress", ns.owner_uid)
+        metrics = await MetricsServer.start(progress, ns.metrics_port)
+        log.info("metrics on port %d", metrics.port)
+        started = time.monotonic()
+        try:
+            outcome = await populate(ns.engine_url, ns.disk_id, ns.volume_path, creds, progress)
+        finally:
+            await metrics.stop()
+        seconds = time.monotonic() - started
+        log.info(
+            "copied %d bytes of data in %.2f s (%.0f MiB/s) via %s, %d readers, "
+            "%d retries, O_DIRECT %s",
+            outcome.data_bytes,
+            seconds,
+            outcome.data_bytes / max(seconds, 1e-6) / (1 << 20),
+            outcome.url,
+            outcome.readers,
+            outcome.retries,
+            "on" if outcome.direct else "off",
+        )
+
+    return run_main(NAME, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The oVirt populator's flow: transfer, copy, finalize; or cancel, always.
+
+1. Log in (SSO) and create a download image transfer for ``--disk-id``; while the engine
+   says the disk is locked, wait and try again (up to ``LOCK_WAIT`` seconds).
+2. Wait for ``transferring``. ``paused_system`` means the engine could not set it up.
+3. Use ``transfer_url`` (the host's imageio) if it answers, else ``proxy_url``.
+4. Copy (``copy.Copier``), keeping the ticket alive if the copy goes idle; fsync.
+5. Finalize and wait for ``finished_success``. On any failure: cancel the transfer (so
+   the disk is unlocked at once, not after the inactivity timeout) and report one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.populators.common.args import Credentials
+from services.populators.common.failure import PopulatorFailure
+from services.populators.common.metrics import Progress
+from services.populators.common.tls import TlsError, TlsPolicy
+from services.populators.common.volume import VolumeWriter
+from services.populators.ovirt.copy import MAX_READERS, Copier
+from services.populators.ovirt.engine import DiskLocked, EngineClient, TransferState
+from services.populators.ovirt.source import ImageioSource
+
+log = logging.getLogger("populator")
+
+LOCK_WAIT = 600.0
+PHASE_WAIT = 300.0
+INACTIVITY_TIMEOUT = 120
+POLL = 0.2
+
+
+@dataclass
+class Outcome:
+    transfer_id: str
+    url: str
+    readers: int
+    data_bytes: int
+    retries: int
+    direct: bool
+
+
+async def _create(engine: EngineClient, disk_id: str) -> TransferState:
+    deadline = time.monotonic() + LOCK_WAIT
+    delay = 0.5
+    while True:
+        try:
+            return await asyncio.to_thread(engine.create_transfer, disk_id, INACTIVITY_TIMEOUT)
+        except DiskLocked as exc:
+            if time.monotonic() + delay > deadline:
+                raise PopulatorFailure(
+                    f"disk {disk_id} stayed locked for {LOCK_WAIT:.0f} s: {exc}"
+                ) from exc
+            log.info("disk %s is locked, trying again in %.1f s: %s", disk_id, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _wait_phase(engine: EngineClient, transfer_id: str, wanted: set[str]) -> TransferState:
+    deadline = time.monotonic() + PHASE_WAIT
+    while time.monotonic() < deadline:
+        state = await asyncio.to_thread(engine.get_transfer, transfer_id)
+        if state is None or state.phase in wanted:
+            return state or TransferState(transfer_id, "finished_success", None, None)
+        if state.phase in ("paused_system", "finished_failure", "cancelled_system"):
+            raise PopulatorFailure(
+                f"engine put transfer {transfer_id} in phase {state.phase} (setup failed on "
+                "the host, e.g. imageio not running)"
+            )
+        await asyncio.sleep(POLL)
+    raise PopulatorFailure(f"transfer {transfer_id} did not reach {sorted(wanted)} in time")
+
+
+async def _pick_source(
+    state: TransferState, tls: TlsPolicy
+) -> tuple[ImageioSource, dict[str, object]]:
+    """transfer_url when the host answers, else the engine's proxy."""
+    errors = []
+    for url in (state.transfer_url, state.proxy_url):
+        if not url:
+            continue
+        source = ImageioSource(url, tls)
+        try:
+            options = await asyncio.to_thread(source.options)
+            return source, options
+        except TlsError:
+            raise
+        except PopulatorFailure as exc:
+            log.info("imageio at %s not usable: %s", url, exc)
+            errors.append(str(exc))
+    raise PopulatorFailure("no imageio endpoint answered: " + "; ".join(errors or ["no URLs"]))
+
+
+async def populate(
+    engine_url: str, disk_id: str, volume_path: Path, creds: Credentials, progress: Progress
+) -> Outcome:
+    tls = TlsPolicy(creds)
+    engine = EngineClient(engine_url, creds.user, creds.password, tls)
+    log.info("engine %s, disk %s, %s", engine_url, disk_id, creds.describe())
+    try:
+        await asyncio.to_thread(engine.login)
+        transfer = await _create(engine, disk_id)
+        try:
+            outcome = await _transfer(engine, transfer, volume_path, tls, progress)
+        except BaseException as exc:
+            await _cancel(engine, transfer.id, exc)
+            raise
+        return outcome
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(engine.logout)
+        engine.close()
+
+
+async def _cancel(engine: EngineClient, transfer_id: str, why: BaseException) -> None:
+    log.info("cancelling transfer %s after: %s", transfer_id, why)
+    try:
+        await asyncio.to_thread(engine.action, transfer_id, "cancel")
+        await _wait_phase(engine, transfer_id, {"finished_cleanup", "finished_failure"})
+    except Exception as exc:
+        log.warning("could not cancel transfer %s: %s", transfer_id, exc)
+
+
+async def _transfer(
+    engine: EngineClient,
+    transfer: TransferState,
+    volume_path: Path,
+    tls: TlsPolicy,
+    progress: Progress,
+) -> Outcome:
+    state = await _wait_phase(engine, transfer.id, {"transferring"})
+    source, options = await _pick_source(state, tls)
+    max_readers = int(str(options.get("max_readers", 1)))
+    extents = await asyncio.to_thread(source.extents)
+    size = extents[-1].start + extents[-1].length if extents else 0
+    data = sum(e.length for e in extents if not e.zero)
+    progress.set_total(data)
+    readers = max(1, min(max_readers, MAX_READERS))
+    log.info(
+        "transfer %s via %s: %d bytes, %d of data in %d extents, %d readers",
+        transfer.id,
+        source.url,
+        size,
+        data,
+        sum(not e.zero for e in extents),
+        readers,
+    )
+    volume = await asyncio.to_thread(VolumeWriter.open, volume_path, size)
+    try:
+        copier = Copier(source, volume, progress, readers)
+        copy = asyncio.create_task(asyncio.to_thread(copier.run, extents))
+        while not copy.done():
+            await asyncio.wait({copy}, timeout=INACTIVITY_TIMEOUT / 4)
+            if not copy.done() and copier.idle_seconds > INACTIVITY_TIMEOUT / 4:
+                await asyncio.to_thread(copier.keepalive)
+        copy.result()
+        await asyncio.to_thread(volume.finish)
+    finally:
+        volume.close()
+    await asyncio.to_thread(engine.action, transfer.id, "finalize")
+    await _wait_phase(engine, transfer.id, {"finished_success"})
+    progress.done()
+    return Outcome(transfer.id, source.url, readers, data, copier.retries, volume.direct)

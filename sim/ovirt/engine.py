@@ -1,0 +1,569 @@
+"""The simulated oVirt engine: REST API, SSO, image transfers, faults.
+
+``async with Engine(inventory, faults, workdir) as engine:`` serves
+``engine.api_url`` (``https://127.0.0.1:<port>/ovirt-engine/api``) over TLS with a CA of its
+own (``engine.cert.ca_file``, fingerprint ``engine.cert.fingerprint``), starts a real
+ovirt-imageio daemon (the "host") and the engine's image proxy. Disk images are made when a
+disk is first transferred (``image_path``), exported through qemu-nbd, and handed to imageio
+as tickets, as vdsm does on a host.
+
+Transfer phases follow the engine: ``initializing`` -> ``transferring`` (ticket added) ->
+``finalizing_success`` -> ``finished_success`` on finalize; ``cancelled_user`` ->
+``finalizing_cleanup`` -> ``finished_cleanup`` on cancel; ``paused_system`` when setup fails
+or the client stays idle past ``inactivity_timeout`` (the ticket is then removed). The disk
+is ``locked`` while a transfer holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shared.devservices import free_port
+from sim.ovirt import model as m
+from sim.ovirt import xmlapi as x
+from sim.ovirt.certs import ServerCert, make_server_cert
+from sim.ovirt.imageio import ImageioDaemon
+from sim.ovirt.images import NbdExport, make_image
+from sim.ovirt.proxy import ImageProxy, Rules
+from sim.ovirt.scenario import Fault
+
+XML = "application/xml"
+PHASE_DELAY = 0.2  # seconds between automatic phase changes (the engine takes ~1-2 s)
+TICKET_TIMEOUT = 3600
+EVENT_TRANSFER_DONE = 1032  # TRANSFER_IMAGE_SUCCEEDED
+EVENT_TRANSFER_FAILED = 1033  # TRANSFER_IMAGE_FAILED
+
+_COLLECTIONS: dict[str, tuple[str, str, Callable[[Any], ET.Element]]] = {
+    "datacenters": ("data_centers", "data_centers", x.data_center),
+    "clusters": ("clusters", "clusters", x.cluster),
+    "hosts": ("hosts", "hosts", x.host),
+    "networks": ("networks", "networks", x.network),
+    "vnicprofiles": ("vnic_profiles", "vnic_profiles", x.vnic_profile),
+    "storagedomains": ("storage_domains", "storage_domains", x.storage_domain),
+    "diskprofiles": ("disk_profiles", "disk_profiles", x.disk_profile),
+    "disks": ("disks", "disks", x.disk),
+}
+
+
+class _QuietServer(uvicorn.Server):
+    """Leaves signals to whoever runs the simulator (a test, a benchmark, the demo)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The SSO endpoints take url-encoded forms (parsed here: no python-multipart needed)."""
+    pairs = urllib.parse.parse_qsl((await request.body()).decode())
+    return dict(pairs)
+
+
+def _xml(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type=XML)
+
+
+def _fault(status: int, reason: str, detail: str) -> Response:
+    return _xml(x.fault(reason, detail), status)
+
+
+class Engine:
+    def __init__(
+        self,
+        inventory: m.Inventory,
+        faults: list[Fault] | None = None,
+        workdir: Path | None = None,
+    ) -> None:
+        if workdir is None:
+            raise ValueError("Engine needs a workdir for its certificates, images and sockets")
+        self.inv = inventory
+        self.faults = list(faults or [])
+        self.workdir = workdir
+        self.port = 0
+        self.cert: ServerCert = make_server_cert(workdir / "pki")
+        self.imageio = ImageioDaemon(workdir / "imageio", self.cert)
+        self.proxy: ImageProxy | None = None
+        self.tokens: set[str] = set()
+        self.logins = 0
+        self.logouts = 0
+        self._exports: dict[str, NbdExport] = {}
+        self._images: dict[str, Path] = {}
+        self._server: uvicorn.Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._serving_cert = self.cert
+        self._locked_until: dict[str, float] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/ovirt-engine/api"
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        (self.workdir / "imageio").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "images").mkdir(parents=True, exist_ok=True)
+        await self.imageio.start()
+        self.proxy = ImageProxy(self.imageio.port, self.cert)
+        await self.proxy.start()
+        for fault in self.faults:
+            self._arm(fault)
+        self.port = free_port()
+        await self._serve(self._serving_cert)
+
+    def add_fault(self, fault: Fault) -> None:
+        """Faults can also be added while the engine runs (tests share one engine)."""
+        self.faults.append(fault)
+        self._arm(fault)
+
+    def _arm(self, fault: Fault) -> None:
+        if fault.kind == "disk_locked":
+            disk = self.inv.disk_by_name(fault.disk or "")
+            disk.status = "locked"
+            self._locked_until[disk.id] = asyncio.get_running_loop().time() + fault.seconds
+
+    async def _serve(self, cert: ServerCert) -> None:
+        config = uvicorn.Config(
+            self.app(),
+            host="127.0.0.1",
+            port=self.port,
+            ssl_certfile=str(cert.cert_file),
+            ssl_keyfile=str(cert.key_file),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        self._server = _QuietServer(config)
+        self._serving = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()
+                raise RuntimeError("the simulated engine stopped while starting")
+            await asyncio.sleep(0.02)
+
+    async def _unserve(self) -> None:
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            await self._serving
+            self._server = None
+
+    async def rotate_certificate(self) -> ServerCert:
+        """Fault "changed TLS certificate": serve a certificate from a new, unrelated CA on
+        the same port. ``self.cert`` (what clients were given) stays the old one."""
+        await self._unserve()
+        self._serving_cert = make_server_cert(self.workdir / "pki", tag="-rotated")
+        await self._serve(self._serving_cert)
+        return self._serving_cert
+
+    async def stop(self) -> None:
+        await self._unserve()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self.proxy is not None:
+            await self.proxy.stop()
+        for export in self._exports.values():
+            await export.stop()
+        await self.imageio.stop()
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start_churn(self, changes_per_second: float, seed: int = 0) -> None:
+        """A stream of inventory changes with their events, as a busy engine produces:
+        VMs change memory or CPU, get renamed NICs, or stop and start. Readers follow it with
+        ``/events?from=<last id>`` and reload what the events name."""
+        self._spawn(self._churn(changes_per_second, random.Random(seed)))
+
+    async def _churn(self, per_second: float, rng: random.Random) -> None:
+        vms = list(self.inv.vms.values())
+        while vms:
+            await asyncio.sleep(1 / per_second)
+            vm = rng.choice(vms)
+            kind = rng.choice(("memory", "cpu", "nic", "power"))
+            if kind == "memory":
+                vm.memory = rng.choice((1, 2, 4, 8, 16)) << 30
+                self.inv.add_event(35, f"VM {vm.name} configuration was updated", vm_id=vm.id)
+            elif kind == "cpu":
+                vm.cores = rng.choice((1, 2, 4, 8))
+                self.inv.add_event(35, f"VM {vm.name} configuration was updated", vm_id=vm.id)
+            elif kind == "nic" and vm.nics:
+                vm.nics[0].interface = rng.choice(("virtio", "e1000"))
+                self.inv.add_event(1005, f"Interface of VM {vm.name} was updated", vm_id=vm.id)
+            elif vm.status in ("up", "down"):
+                up = vm.status == "up"
+                vm.status = "down" if up else "up"
+                vm.host_id = None if up else next(iter(self.inv.hosts))
+                code, verb = (33, "stopped") if up else (32, "started")
+                self.inv.add_event(code, f"VM {vm.name} was {verb}", vm_id=vm.id)
+
+    # ---- images ----------------------------------------------------------------------------
+
+    async def image_path(self, disk_id: str) -> Path:
+        """The disk's image file, made on first use (big inventories cost no disk space)."""
+        if disk_id not in self._images:
+            disk = self.inv.disks[disk_id]
+            suffix = "qcow2" if disk.image.fmt == "qcow2" else "raw"
+            path = self.workdir / "images" / f"{disk.id}.{suffix}"
+            await asyncio.to_thread(make_image, path, disk.image)
+            self._images[disk_id] = path
+        return self._images[disk_id]
+
+    async def _export(self, disk: m.Disk) -> NbdExport:
+        if disk.id not in self._exports:
+            path = await self.image_path(disk.id)
+            export = NbdExport(path, disk.image.fmt, self.workdir / "images" / f"{disk.id}.sock")
+            await export.start()
+            self._exports[disk.id] = export
+        return self._exports[disk.id]
+
+    # ---- HTTP ------------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        api = "/ovirt-engine/api"
+        routes = [
+            Route("/ovirt-engine/sso/oauth/token", self.sso_token, methods=["POST"]),
+            Route("/ovirt-engine/services/sso-logout", self.sso_logout, methods=["POST", "GET"]),
+            Route("/ovirt-engine/services/pki-resource", self.pki_resource),
+            Route(api, self.guard(self.root)),
+            Route(f"{api}/vms", self.guard(self.list_vms)),
+            Route(f"{api}/vms/{{id}}", self.guard(self.get_vm)),
+            Route(f"{api}/vms/{{id}}/nics", self.guard(self.vm_nics)),
+            Route(f"{api}/vms/{{id}}/diskattachments", self.guard(self.vm_attachments)),
+            Route(f"{api}/vms/{{id}}/{{action}}", self.guard(self.vm_action), methods=["POST"]),
+            Route(f"{api}/events", self.guard(self.events)),
+            Route(f"{api}/imagetransfers", self.guard(self.transfers), methods=["GET", "POST"]),
+            Route(f"{api}/imagetransfers/{{id}}", self.guard(self.get_transfer)),
+            Route(
+                f"{api}/imagetransfers/{{id}}/{{action}}",
+                self.guard(self.transfer_action),
+                methods=["POST"],
+            ),
+            Route(f"{api}/storagedomains/{{id}}/disks", self.guard(self.domain_disks)),
+            Route(f"{api}/{{collection}}", self.guard(self.list_collection)),
+            Route(f"{api}/{{collection}}/{{id}}", self.guard(self.get_object)),
+        ]
+        return Starlette(routes=routes)
+
+    def guard(self, handler: Any) -> Any:
+        async def guarded(request: Request) -> Response:
+            auth = request.headers.get("authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+                return _fault(401, "Operation Failed", "Unauthorized: invalid or missing token")
+            response: Response = await handler(request)
+            return response
+
+        return guarded
+
+    async def sso_token(self, request: Request) -> Response:
+        form = await _form(request)
+        user, password = str(form.get("username", "")), str(form.get("password", ""))
+        if self.inv.users.get(user) != password or not user:
+            return JSONResponse(
+                {
+                    "error_code": "access_denied",
+                    "error": "Cannot authenticate user: wrong user name or password.",
+                },
+                status_code=401,
+            )
+        token = secrets.token_urlsafe(32)
+        self.tokens.add(token)
+        self.logins += 1
+        return JSONResponse(
+            {"access_token": token, "scope": "ovirt-app-api", "exp": "0", "token_type": "bearer"}
+        )
+
+    async def sso_logout(self, request: Request) -> Response:
+        form = await _form(request)
+        self.tokens.discard(str(form.get("token", "")))
+        self.logouts += 1
+        return JSONResponse({})
+
+    async def pki_resource(self, request: Request) -> Response:
+        return Response(self.cert.ca_pem, media_type="application/x-x509-ca-cert")
+
+    async def root(self, request: Request) -> Response:
+        return _xml(x.api_root())
+
+    async def list_collection(self, request: Request) -> Response:
+        entry = _COLLECTIONS.get(request.path_params["collection"])
+        if entry is None:
+            return _fault(404, "Not Found", f"no collection {request.path_params['collection']}")
+        attr, tag, render = entry
+        objs: dict[str, Any] = getattr(self.inv, attr)
+        items = self._page(request, list(objs.values()))
+        return _xml(x.collection(tag, (render(o) for o in items)))
+
+    async def get_object(self, request: Request) -> Response:
+        entry = _COLLECTIONS.get(request.path_params["collection"])
+        if entry is None:
+            return _fault(404, "Not Found", f"no collection {request.path_params['collection']}")
+        attr, _, render = entry
+        obj = getattr(self.inv, attr).get(request.path_params["id"])
+        if obj is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        return _xml(x.document(render(obj)))
+
+    @staticmethod
+    def _page(request: Request, items: list[Any]) -> list[Any]:
+        search = request.query_params.get("search", "")
+        if search.startswith("name="):
+            items = [i for i in items if getattr(i, "name", None) == search[5:]]
+        if "max" in request.query_params:
+            items = items[: int(request.query_params["max"])]
+        return items
+
+    def _follow(self, request: Request) -> frozenset[str]:
+        return frozenset(f.strip() for f in request.query_params.get("follow", "").split(","))
+
+    async def list_vms(self, request: Request) -> Response:
+        follow = self._follow(request)
+        vms = self._page(request, list(self.inv.vms.values()))
+        return _xml(x.collection("vms", (x.vm(v, follow, self.inv.disks) for v in vms)))
+
+    async def get_vm(self, request: Request) -> Response:
+        vm = self.inv.vms.get(request.path_params["id"])
+        if vm is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        return _xml(x.document(x.vm(vm, self._follow(request), self.inv.disks)))
+
+    async def vm_nics(self, request: Request) -> Response:
+        vm = self.inv.vms.get(request.path_params["id"])
+        if vm is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        return _xml(x.collection("nics", (x.nic(vm.id, n) for n in vm.nics)))
+
+    async def vm_attachments(self, request: Request) -> Response:
+        vm = self.inv.vms.get(request.path_params["id"])
+        if vm is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        embed = self.inv.disks if "disk" in self._follow(request) else None
+        return _xml(
+            x.collection(
+                "disk_attachments",
+                (
+                    x.disk_attachment(vm.id, a, embed.get(a.disk_id) if embed else None)
+                    for a in vm.disk_attachments
+                ),
+            )
+        )
+
+    async def domain_disks(self, request: Request) -> Response:
+        sd = request.path_params["id"]
+        disks = [d for d in self.inv.disks.values() if d.storage_domain_id == sd]
+        return _xml(x.collection("disks", (x.disk(d) for d in disks)))
+
+    async def vm_action(self, request: Request) -> Response:
+        vm = self.inv.vms.get(request.path_params["id"])
+        action = request.path_params["action"]
+        if vm is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        if action in ("stop", "shutdown"):
+            if vm.status == "down":
+                return _fault(409, "Operation Failed", f"[Cannot stop VM. VM {vm.name} is down.]")
+            steps: list[tuple[str, str | None]] = [("powering_down", None), ("down", None)]
+            code = 33  # USER_STOP_VM
+        elif action == "start":
+            if vm.status != "down":
+                return _fault(409, "Operation Failed", f"[Cannot run VM. VM {vm.name} is running.]")
+            host = next(iter(self.inv.hosts))
+            steps = [("wait_for_launch", host), ("powering_up", host), ("up", host)]
+            code = 32  # USER_STARTED_VM
+        else:
+            return _fault(404, "Not Found", f"no action {action} on VMs here")
+        self._spawn(self._vm_steps(vm, steps, code, action))
+        return _xml(x.action())
+
+    async def _vm_steps(
+        self, vm: m.Vm, steps: list[tuple[str, str | None]], code: int, action: str
+    ) -> None:
+        for status, host in steps:
+            vm.status, vm.host_id = status, host
+            await asyncio.sleep(PHASE_DELAY)
+        self.inv.add_event(code, f"VM {vm.name} {action} done, now {vm.status}", vm_id=vm.id)
+
+    async def events(self, request: Request) -> Response:
+        start = int(request.query_params.get("from", "0"))
+        found = [e for e in self.inv.events if e.id > start]
+        found.reverse()  # the engine lists the newest first
+        if "max" in request.query_params:
+            found = found[: int(request.query_params["max"])]
+        return _xml(x.collection("events", (x.event(e) for e in found)))
+
+    # ---- image transfers -------------------------------------------------------------------
+
+    def _faults_for(self, disk: m.Disk, kind: str) -> list[Fault]:
+        return [f for f in self.faults if f.kind == kind and f.applies(disk)]
+
+    async def transfers(self, request: Request) -> Response:
+        if request.method == "GET":
+            items = (x.transfer(t) for t in self.inv.transfers.values())
+            return _xml(x.collection("image_transfers", items))
+        try:
+            body = ET.fromstring(await request.body())  # noqa: S314 (a test simulator)
+        except ET.ParseError as exc:
+            return _fault(400, "Bad Request", f"malformed XML: {exc}")
+        ref = body.find("disk")
+        if ref is None:
+            ref = body.find("image")
+        disk_id = ref.get("id") if ref is not None else None
+        disk = self.inv.disks.get(disk_id or "")
+        if disk is None:
+            return _fault(404, "Not Found", f"Entity not found: disk {disk_id}")
+        direction = body.findtext("direction", "upload")
+        if direction != "download":
+            return _fault(400, "Bad Request", "this engine simulates downloads only")
+        until = self._locked_until.get(disk.id)
+        if until is not None and asyncio.get_running_loop().time() >= until:
+            disk.status = "ok"
+            del self._locked_until[disk.id]
+        if disk.status != "ok":
+            return _fault(
+                409,
+                "Operation Failed",
+                f"[Cannot transfer Virtual Disk: Disk {disk.name} is {disk.status}. "
+                "Please try again in a few minutes.]",
+            )
+        timeout = int(body.findtext("inactivity_timeout") or 60)
+        transfer = m.Transfer(
+            id=str(uuid.uuid4()),
+            disk_id=disk.id,
+            host_id=next(iter(self.inv.hosts)),
+            inactivity_timeout=timeout,
+        )
+        self.inv.transfers[transfer.id] = transfer
+        disk.status = "locked"
+        self._spawn(self._begin(transfer, disk))
+        return _xml(x.document(x.transfer(transfer)), 201)
+
+    async def _begin(self, t: m.Transfer, disk: m.Disk) -> None:
+        await asyncio.sleep(PHASE_DELAY)
+        if self._faults_for(disk, "paused_system"):
+            t.phase = m.Phase.PAUSED_SYSTEM
+            t.message = "imageio is not running on the host"
+            return
+        try:
+            export = await self._export(disk)
+            t.ticket = str(uuid.uuid4())
+            await self.imageio.add_ticket(
+                t.ticket,
+                size=disk.provisioned_size,
+                url=export.url,
+                transfer_id=t.id,
+                timeout=TICKET_TIMEOUT,
+                inactivity_timeout=t.inactivity_timeout,
+            )
+        except Exception as exc:
+            t.phase, t.message = m.Phase.PAUSED_SYSTEM, f"ticket setup failed: {exc}"
+            return
+        assert self.proxy is not None
+        t.proxy_url = f"{self.proxy.url}/images/{t.ticket}"
+        t.transfer_url = f"{self.imageio.url}/images/{t.ticket}"
+        rules = Rules()
+        for f in self._faults_for(disk, "bandwidth"):
+            rules.bytes_per_second = f.bytes_per_second
+        for f in self._faults_for(disk, "connection_reset"):
+            rules.reset_after_bytes, rules.resets_left = f.after_bytes, f.count
+        for f in self._faults_for(disk, "http_5xx"):
+            rules.errors_left, rules.error_status = f.count, f.status
+        if rules != Rules(started=rules.started):
+            self.proxy.rules[t.ticket] = rules
+            t.transfer_url = f"{self.proxy.url}/images/{t.ticket}"
+        if self._faults_for(disk, "host_unreachable"):
+            t.transfer_url = f"https://127.0.0.1:{free_port()}/images/{t.ticket}"
+        t.phase = m.Phase.TRANSFERRING
+        self._spawn(self._watch(t, disk))
+
+    async def _watch(self, t: m.Transfer, disk: m.Disk) -> None:
+        """What the engine does while a transfer runs: follow the ticket's progress, expire
+        it on the ticket_expiry fault, and pause the transfer when the client stays idle."""
+        expiry = self._faults_for(disk, "ticket_expiry")
+        while t.phase == m.Phase.TRANSFERRING and t.ticket is not None:
+            info = await self.imageio.ticket_info(t.ticket)
+            if info is None:
+                return
+            t.transferred = int(info.get("transferred", 0))
+            if expiry and t.transferred >= expiry[0].after_bytes:
+                await self.imageio.extend_ticket(t.ticket, 0)
+                expiry = []
+            if not info.get("active") and info.get("idle_time", 0) > t.inactivity_timeout:
+                t.phase = m.Phase.PAUSED_SYSTEM
+                t.message = f"client idle for more than {t.inactivity_timeout} s"
+                await self.imageio.remove_ticket(t.ticket)
+                return
+            await asyncio.sleep(0.05)
+
+    async def get_transfer(self, request: Request) -> Response:
+        t = self.inv.transfers.get(request.path_params["id"])
+        if t is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        return _xml(x.document(x.transfer(t)))
+
+    async def transfer_action(self, request: Request) -> Response:
+        t = self.inv.transfers.get(request.path_params["id"])
+        action = request.path_params["action"]
+        if t is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        if action == "extend":
+            return _xml(x.action())
+        if action == "finalize":
+            if t.phase != m.Phase.TRANSFERRING:
+                return _fault(409, "Operation Failed", f"[Cannot finalize: phase {t.phase}]")
+            t.phase = m.Phase.FINALIZING_SUCCESS
+            self._spawn(self._end(t, m.Phase.FINISHED_SUCCESS, EVENT_TRANSFER_DONE))
+            return _xml(x.action())
+        if action == "cancel":
+            if t.phase in (m.Phase.FINISHED_SUCCESS, m.Phase.FINISHED_CLEANUP):
+                return _fault(409, "Operation Failed", f"[Cannot cancel: phase {t.phase}]")
+            t.phase = m.Phase.CANCELLED_USER
+            self._spawn(self._end(t, m.Phase.FINISHED_CLEANUP, EVENT_TRANSFER_FAILED))
+            return _xml(x.action())
+        return _fault(404, "Not Found", f"no action {action} on image transfers")
+
+    async def _end(self, t: m.Transfer, final: m.Phase, code: int) -> None:
+        await asyncio.sleep(PHASE_DELAY)
+        if final == m.Phase.FINISHED_CLEANUP:
+            t.phase = m.Phase.FINALIZING_CLEANUP
+        if t.ticket is not None:
+            info = await self.imageio.ticket_info(t.ticket)
+            if info is not None:
+                t.transferred = int(info.get("transferred", t.transferred))
+            await self.imageio.remove_ticket(t.ticket)
+        await asyncio.sleep(PHASE_DELAY)
+        disk = self.inv.disks[t.disk_id]
+        disk.status = "ok"
+        t.phase = final
+        self.inv.add_event(code, f"Image transfer of disk {disk.name}: {final}", disk_id=disk.id)

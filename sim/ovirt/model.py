@@ -1,0 +1,211 @@
+"""The engine's objects, as plain data the XML renderer and the transfer logic share.
+
+Names and enumerations follow the oVirt API model (``ovirt-engine-api-model``): disk format
+``raw``/``cow``, status ``ok``/``locked``/``illegal``, storage type ``image``/``lun``/...,
+VM status ``up``/``down``/``powering_down``/..., firmware by the BIOS type (``q35_ovmf`` is
+UEFI), transfer phases ``initializing``/``transferring``/``finished_success``/...
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+from sim.ovirt.images import ImageSpec
+
+
+class Phase(enum.StrEnum):
+    INITIALIZING = "initializing"
+    TRANSFERRING = "transferring"
+    PAUSED_SYSTEM = "paused_system"
+    FINALIZING_SUCCESS = "finalizing_success"
+    FINISHED_SUCCESS = "finished_success"
+    CANCELLED_USER = "cancelled_user"
+    CANCELLED_SYSTEM = "cancelled_system"
+    FINALIZING_CLEANUP = "finalizing_cleanup"
+    FINISHED_CLEANUP = "finished_cleanup"
+    FINISHED_FAILURE = "finished_failure"
+
+
+@dataclass
+class DataCenter:
+    id: str
+    name: str
+    status: str = "up"
+
+
+@dataclass
+class Cluster:
+    id: str
+    name: str
+    data_center_id: str
+    cpu_type: str = "Intel Cascadelake Server Family"
+
+
+@dataclass
+class Host:
+    id: str
+    name: str
+    cluster_id: str
+    address: str = "127.0.0.1"
+    status: str = "up"
+
+
+@dataclass
+class Network:
+    id: str
+    name: str
+    data_center_id: str
+    vlan: int | None = None
+
+
+@dataclass
+class VnicProfile:
+    id: str
+    name: str
+    network_id: str
+    pass_through: bool = False
+
+
+@dataclass
+class StorageDomain:
+    id: str
+    name: str
+    data_center_id: str
+    storage_type: str = "nfs"
+    available: int = 10 << 40
+    used: int = 1 << 40
+
+
+@dataclass
+class DiskProfile:
+    id: str
+    name: str
+    storage_domain_id: str
+
+
+@dataclass
+class Disk:
+    id: str
+    name: str
+    storage_domain_id: str
+    disk_profile_id: str
+    image: ImageSpec
+    status: str = "ok"  # ok | locked | illegal
+    storage_type: str = "image"  # image | lun | cinder | managed_block_storage
+    sparse: bool = True
+    shareable: bool = False
+
+    @property
+    def format(self) -> str:
+        return "cow" if self.image.fmt == "qcow2" else "raw"
+
+    @property
+    def provisioned_size(self) -> int:
+        return self.image.virtual_size
+
+    @property
+    def actual_size(self) -> int:
+        return int(self.image.virtual_size * self.image.data_share)
+
+
+@dataclass
+class Nic:
+    id: str
+    name: str
+    mac: str
+    vnic_profile_id: str
+    interface: str = "virtio"  # virtio | e1000 | rtl8139 | pci_passthrough
+
+
+@dataclass
+class DiskAttachment:
+    disk_id: str
+    interface: str = "virtio_scsi"  # virtio_scsi | virtio | ide | sata
+    bootable: bool = False
+    active: bool = True
+
+
+@dataclass
+class Vm:
+    id: str
+    name: str
+    cluster_id: str
+    host_id: str | None
+    status: str = "up"
+    memory: int = 4 << 30
+    sockets: int = 1
+    cores: int = 2
+    threads: int = 1
+    bios_type: str = "q35_sea_bios"  # q35_ovmf = UEFI
+    os_type: str = "rhel_8x64"
+    nics: list[Nic] = field(default_factory=list)
+    disk_attachments: list[DiskAttachment] = field(default_factory=list)
+    ballooning: bool = False
+
+
+@dataclass
+class Event:
+    id: int
+    code: int
+    description: str
+    severity: str = "normal"
+    time: float = field(default_factory=time.time)
+    vm_id: str | None = None
+    disk_id: str | None = None
+
+
+@dataclass
+class Transfer:
+    """One image transfer; ``ticket`` is the imageio ticket id once the engine made one."""
+
+    id: str
+    disk_id: str
+    host_id: str
+    inactivity_timeout: int
+    phase: Phase = Phase.INITIALIZING
+    ticket: str | None = None
+    transfer_url: str | None = None
+    proxy_url: str | None = None
+    transferred: int = 0
+    message: str = ""
+
+
+@dataclass
+class Inventory:
+    """Everything one engine holds, keyed by id (dicts keep insertion order for listing)."""
+
+    data_centers: dict[str, DataCenter] = field(default_factory=dict)
+    clusters: dict[str, Cluster] = field(default_factory=dict)
+    hosts: dict[str, Host] = field(default_factory=dict)
+    networks: dict[str, Network] = field(default_factory=dict)
+    vnic_profiles: dict[str, VnicProfile] = field(default_factory=dict)
+    storage_domains: dict[str, StorageDomain] = field(default_factory=dict)
+    disk_profiles: dict[str, DiskProfile] = field(default_factory=dict)
+    vms: dict[str, Vm] = field(default_factory=dict)
+    disks: dict[str, Disk] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    transfers: dict[str, Transfer] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=lambda: {"admin@internal": "secret"})
+
+    def add_event(
+        self, code: int, description: str, *, vm_id: str | None = None, disk_id: str | None = None
+    ) -> Event:
+        event = Event(
+            id=(self.events[-1].id + 1) if self.events else 1,
+            code=code,
+            description=description,
+            vm_id=vm_id,
+            disk_id=disk_id,
+        )
+        self.events.append(event)
+        return event
+
+    def disk_by_name(self, name_or_id: str) -> Disk:
+        if name_or_id in self.disks:
+            return self.disks[name_or_id]
+        for disk in self.disks.values():
+            if disk.name == name_or_id:
+                return disk
+        raise KeyError(f"no disk named or with id {name_or_id!r}")

@@ -1,0 +1,159 @@
+"""An HTTP proxy in front of the imageio daemon: the engine's ``proxy_url`` and the way
+faults reach the data path.
+
+The real engine runs its own imageio in proxy mode (port 54323) for clients that cannot reach
+the host; this one forwards ``/images/<ticket>...`` to the host daemon the same way. When a
+transfer has data-path faults, its ``transfer_url`` points here too, and the proxy applies
+them per ticket: a bandwidth limit, a connection reset after N bytes of image data, and
+bursts of 5xx answers to range reads. Requests are forwarded one by one over one upstream
+keep-alive connection per client connection, so clients see imageio's own answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from shared.devservices import free_port
+from sim.ovirt.certs import ServerCert
+
+CHUNK = 256 * 1024
+
+
+@dataclass
+class Rules:
+    """Faults for one ticket; counters change as the faults fire."""
+
+    bytes_per_second: int = 0
+    reset_after_bytes: int = 0
+    resets_left: int = 0
+    errors_left: int = 0
+    error_status: int = 503
+    served: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class ImageProxy:
+    def __init__(self, upstream_port: int, cert: ServerCert) -> None:
+        self.upstream_port = upstream_port
+        self.cert = cert
+        self.rules: dict[str, Rules] = {}
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._upstream_ctx = ssl.create_default_context(cafile=str(cert.ca_file))
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.cert.cert_file), str(self.cert.key_file))
+        self.port = free_port()
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=ctx)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
+                }
+                body = b""
+                if int(headers.get("content-length", "0")):
+                    body = await reader.readexactly(int(headers["content-length"]))
+                ticket = path.split("?")[0].split("/")[2] if path.startswith("/images/") else ""
+                rules = self.rules.get(ticket)
+                if rules and rules.errors_left > 0 and method == "GET" and "range" in headers:
+                    rules.errors_left -= 1
+                    msg = b"Injected server error\n"
+                    writer.write(
+                        f"HTTP/1.1 {rules.error_status} Service Unavailable\r\n"
+                        f"Content-Length: {len(msg)}\r\nContent-Type: text/plain\r\n\r\n".encode()
+                        + msg
+                    )
+                    await writer.drain()
+                    continue
+                if upstream is None:
+                    upstream = await asyncio.open_connection(
+                        "127.0.0.1", self.upstream_port, ssl=self._upstream_ctx
+                    )
+                up_r, up_w = upstream
+                up_w.write(head + body)
+                await up_w.drain()
+                if not await self._relay(up_r, writer, rules, method):
+                    writer.transport.abort()
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            return
+        finally:
+            self._tasks.discard(task)
+            for w in (writer, upstream[1] if upstream else None):
+                if w is not None:
+                    w.close()
+
+    async def _relay(
+        self,
+        up: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        rules: Rules | None,
+        method: str,
+    ) -> bool:
+        """Copy one response; False when a reset fault fired (the caller aborts)."""
+        head = await up.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "content-length":
+                length = int(value)
+        writer.write(head)
+        if method == "HEAD":
+            await writer.drain()
+            return True
+        left = length
+        while left > 0:
+            data = await up.readexactly(min(CHUNK, left))
+            left -= len(data)
+            if rules is not None:
+                rules.served += len(data)
+                if (
+                    rules.resets_left > 0
+                    and rules.reset_after_bytes
+                    and rules.served >= rules.reset_after_bytes
+                ):
+                    rules.resets_left -= 1
+                    rules.reset_after_bytes = 0
+                    writer.write(data[: len(data) // 2])
+                    return False
+                if rules.bytes_per_second:
+                    ahead = rules.served / rules.bytes_per_second - (
+                        time.monotonic() - rules.started
+                    )
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+            writer.write(data)
+            await writer.drain()
+        await writer.drain()
+        return True

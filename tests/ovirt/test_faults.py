@@ -1,0 +1,132 @@
+"""Each simulated fault: the populator recovers, or fails with one precise line and leaves
+the transfer finalized or cancelled (never holding the disk locked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.ovirt.engine import Engine
+from sim.ovirt.scenario import Fault
+from tests.ovirt.conftest import (
+    MiB,
+    assert_same_image,
+    creds_env,
+    new_disk,
+    run_populator,
+    transfer_phase,
+)
+
+
+async def test_locked_disk_is_retried_until_unlocked(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    engine.add_fault(Fault("disk_locked", disk=disk.id, seconds=1.5))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "is locked, trying again" in run.stderr
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
+    assert await transfer_phase(engine, disk) == "finished_success"
+
+
+async def test_paused_system_fails_and_cancels(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    engine.add_fault(Fault("paused_system", disk=disk.id))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 1
+    assert run.last_line.startswith("ovirt-populator: failed: ")
+    assert "paused_system" in run.last_line
+    assert await transfer_phase(engine, disk) == "finished_cleanup"
+    assert engine.inv.disks[disk.id].status == "ok"
+
+
+async def test_ticket_expiry_mid_transfer_fails_with_403(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine, size="64MiB", allocated=0.5)
+    engine.add_fault(Fault("ticket_expiry", disk=disk.id, after_bytes=4 * MiB))
+    engine.add_fault(Fault("bandwidth", disk=disk.id, bytes_per_second=16 * MiB))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 1
+    assert "403" in run.last_line
+    assert "expired or was cancelled" in run.last_line
+    assert await transfer_phase(engine, disk) == "finished_cleanup"
+
+
+async def test_bandwidth_limit_still_copies_exactly(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    engine.add_fault(Fault("bandwidth", disk=disk.id, bytes_per_second=32 * MiB))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
+
+
+async def test_connection_reset_is_resumed(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine, format="cow")
+    engine.add_fault(Fault("connection_reset", disk=disk.id, after_bytes=3 * MiB, count=2))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "retrying bytes" in run.stderr
+    assert " 0 retries" not in run.stderr
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
+    assert await transfer_phase(engine, disk) == "finished_success"
+
+
+async def test_5xx_burst_is_retried(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    engine.add_fault(Fault("http_5xx", disk=disk.id, count=5, status=503))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "HTTP 503" in run.stderr
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
+
+
+async def test_unreachable_host_falls_back_to_proxy_url(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    engine.add_fault(Fault("host_unreachable", disk=disk.id))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert engine.proxy is not None
+    assert f"via {engine.proxy.url}" in run.stderr
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
+
+
+async def test_wrong_credentials_fail_before_any_transfer(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    run = await run_populator(engine, disk, tmp_path, creds_env(engine, password="wrong"))
+    assert run.returncode == 1
+    assert "engine refused the credentials of user admin@internal" in run.last_line
+    assert await transfer_phase(engine, disk, within=0.1) == "none"
+
+
+async def test_missing_credentials_are_a_usage_error(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    run = await run_populator(engine, disk, tmp_path, {"cacert": engine.cert.ca_pem})
+    assert run.returncode == 2
+    assert "no credentials" in run.last_line
+
+
+async def test_pinned_fingerprint_accepted(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    env = creds_env(engine, cacert="", fingerprint=engine.cert.fingerprint)
+    run = await run_populator(engine, disk, tmp_path, env)
+    assert run.returncode == 0, run.stderr
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
+
+
+async def test_wrong_fingerprint_refused(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    wrong = ":".join(["AB"] * 32)
+    run = await run_populator(
+        engine, disk, tmp_path, creds_env(engine, cacert="", fingerprint=wrong)
+    )
+    assert run.returncode == 1
+    assert f"not the pinned {wrong}" in run.last_line
+    assert await transfer_phase(engine, disk, within=0.1) == "none"
+
+
+async def test_insecure_skip_verify_only_when_told(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    refused = await run_populator(engine, disk, tmp_path, creds_env(engine, cacert=""))
+    assert refused.returncode == 1
+    assert "failed TLS verification" in refused.last_line
+    run = await run_populator(
+        engine, disk, tmp_path, creds_env(engine, cacert="", insecureSkipVerify="true")
+    )
+    assert run.returncode == 0, run.stderr

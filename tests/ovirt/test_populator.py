@@ -1,0 +1,108 @@
+"""The oVirt populator against the simulated engine and a real imageio: byte-exact copies
+from raw and qcow2 sources to Filesystem and Block volumes, metrics, and sparseness."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import ssl
+from pathlib import Path
+
+import pytest
+
+from sim.ovirt.engine import Engine
+from sim.ovirt.scenario import Fault
+from tests.ovirt.conftest import (
+    MiB,
+    assert_same_image,
+    new_disk,
+    run_populator,
+    start_populator,
+    transfer_phase,
+)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"), [("raw", "large"), ("cow", "scattered"), ("raw", "scattered")]
+)
+async def test_copy_to_filesystem_is_exact_and_sparse(
+    engine: Engine, tmp_path: Path, fmt: str, layout: str
+) -> None:
+    disk = new_disk(
+        engine, format=fmt, layout=layout, extent="1MiB" if layout == "scattered" else "4MiB"
+    )
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    image = tmp_path / "disk.img"
+    await assert_same_image(engine, disk, image)
+    assert image.stat().st_size == disk.provisioned_size
+    # holes stayed holes: allocated bytes about the data share, not the virtual size
+    assert image.stat().st_blocks * 512 <= disk.provisioned_size * 0.5
+    assert await transfer_phase(engine, disk) == "finished_success"
+    assert engine.inv.disks[disk.id].status == "ok"
+
+
+@pytest.mark.parametrize("fmt", ["raw", "cow"])
+async def test_copy_to_block_device_zeroes_what_the_source_does_not_hold(
+    engine: Engine, loop_device: Path, fmt: str
+) -> None:
+    disk = new_disk(engine, format=fmt, layout="scattered", extent="1MiB")
+    run = await run_populator(engine, disk, loop_device)
+    assert run.returncode == 0, run.stderr
+    await assert_same_image(engine, disk, loop_device)
+    assert await transfer_phase(engine, disk) == "finished_success"
+
+
+async def test_block_device_too_small_fails_and_cancels(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine, size="48MiB")
+    device = tmp_path / "small-device"
+    device.write_bytes(b"\0" * (8 * MiB))
+    run = await run_populator(engine, disk, device)
+    assert run.returncode == 1
+    assert "the PVC is too small" in run.last_line
+    assert await transfer_phase(engine, disk) == "finished_cleanup"
+    assert engine.inv.disks[disk.id].status == "ok"
+
+
+async def test_metrics_over_tls_while_copying(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine, size="32MiB", allocated=0.5)
+    engine.add_fault(Fault("bandwidth", disk=disk.id, bytes_per_second=4 * MiB))
+    proc = await start_populator(engine, disk, tmp_path)
+    assert proc.stderr is not None
+    port = None
+    while port is None:
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        assert line, "populator exited before serving metrics"
+        if match := re.search(r"metrics on port (\d+)", line):
+            port = int(match.group(1))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # self-signed, as Forklift
+    seen: list[int] = []
+    while proc.returncode is None and len(seen) < 50:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        except OSError:
+            break
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        body = (await reader.read()).decode()
+        writer.close()
+        match = re.search(r'^ovirt_progress\{ownerUID="uid-1234"\} (\d+)$', body, re.M)
+        assert match, body
+        assert "hoist_populator_bytes_total" in body
+        seen.append(int(match.group(1)))
+        await asyncio.sleep(0.2)
+    await asyncio.wait_for(proc.wait(), 60)
+    assert proc.returncode == 0
+    assert seen
+    assert max(seen) < 100
+    assert seen == sorted(seen)
+    assert any(p > 0 for p in seen)
+
+
+async def test_rerun_overwrites_a_previous_partial_copy(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine)
+    (tmp_path / "disk.img").write_bytes(os.urandom(4 * MiB))  # junk from an earlier pod
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
