@@ -22,6 +22,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from sim.openstack.certs import client_context
 from sim.openstack.faults import Faults
 from sim.openstack.state import CloudState, Server, Volume, new_id, now, sparse_copy
 
@@ -51,7 +52,7 @@ class Keystone:
     _cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(verify=str(self.ca_file), timeout=60)
+        return httpx.AsyncClient(verify=client_context(self.ca_file), timeout=60)
 
     async def admin_token(self, *, fresh: bool = False) -> str:
         if self._admin is None or fresh:
@@ -177,11 +178,11 @@ def build_app(sim: Sim) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         service = _service_of(request.url.path)
-        if (status := sim.faults.take_failure(service)) is not None:
-            body = {"computeFault": {"code": status, "message": "Service Unavailable (fault)"}}
-            return JSONResponse(body, status, headers={"Retry-After": "1"})
         parts = [p for p in request.url.path.split("/") if p]
-        if len(parts) > 2 or (service == "sim" and len(parts) > 1):
+        if len(parts) > 2 or (service == "sim" and len(parts) > 1):  # not version discovery
+            if service != "sim" and (status := sim.faults.take_failure(service)) is not None:
+                body = {"computeFault": {"code": status, "message": "Service Unavailable (fault)"}}
+                return JSONResponse(body, status, headers={"Retry-After": "1"})
             token = request.headers.get("X-Auth-Token", "")
             info = await sim.keystone.validate(token) if token else None
             if info is None:

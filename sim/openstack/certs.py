@@ -8,7 +8,9 @@ as they would for a private cloud's CA.
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +81,9 @@ def make_certs(directory: Path) -> CertFiles:
     )
     files.key_file.chmod(0o600)
     return files
+
+
+@functools.cache
+def client_context(ca_file: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the simulator's CA (one per CA file)."""
+    return ssl.create_default_context(cafile=str(ca_file))

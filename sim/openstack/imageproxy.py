@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sim.openstack.api import Keystone
+from sim.openstack.certs import client_context
 from sim.openstack.faults import ConnectionResetFault, Faults
 
 HOP_BY_HOP = {
@@ -37,7 +38,9 @@ HOP_BY_HOP = {
 
 def build_proxy(glance_url: str, faults: Faults, keystone: Keystone) -> Starlette:
     client = httpx.AsyncClient(
-        base_url=glance_url, verify=str(keystone.ca_file), timeout=httpx.Timeout(60, read=900)
+        base_url=glance_url,
+        verify=client_context(keystone.ca_file),
+        timeout=httpx.Timeout(60, read=900),
     )
 
     async def forward(request: Request) -> Response:

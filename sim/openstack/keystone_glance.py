@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from shared.devservices import _launch, _Proc, _stop, free_port
-from sim.openstack.certs import CertFiles
+from sim.openstack.certs import CertFiles, client_context
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "RegionOne"
@@ -65,7 +65,7 @@ class KeystoneGlance:
         return f"{self.keystone_url}/v3"
 
     def client(self, **kw: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(verify=str(self.ca_file), timeout=30, **kw)
+        return httpx.AsyncClient(verify=client_context(self.ca_file), timeout=30, **kw)
 
     async def admin_token(self) -> tuple[str, str]:
         """A project-scoped admin token and the admin project's id."""
@@ -89,7 +89,7 @@ async def password_token(
             "scope": {"project": {"name": project, "domain": {"id": "default"}}},
         }
     }
-    async with httpx.AsyncClient(verify=str(ca_file), timeout=30) as c:
+    async with httpx.AsyncClient(verify=client_context(ca_file), timeout=30) as c:
         r = await c.post(f"{kg.auth_url}/auth/tokens", json=body)
         r.raise_for_status()
         return r.headers["X-Subject-Token"], r.json()["token"]["project"]["id"]
@@ -170,7 +170,7 @@ async def _run(argv: list[str], log: Path, env: dict[str, str] | None = None) ->
 
 async def _answers(url: str, ca: Path) -> bool:
     try:
-        async with httpx.AsyncClient(verify=str(ca), timeout=2) as c:
+        async with httpx.AsyncClient(verify=client_context(ca), timeout=2) as c:
             return (await c.get(url)).status_code < 500
     except httpx.HTTPError:
         return False

@@ -1,0 +1,210 @@
+"""The copy: one ordered stream from Glance into the volume, hashed, sparse, resumable.
+
+Why this shape: Glance serves an image as one stream and its checksum covers the bytes in
+order, so the copy is one reader, not several range readers. Two threads form a pipeline so
+the network never waits for the disk or the hash: the reader fills large page-aligned
+buffers (``CHUNK``, reused, never reallocated) straight from the socket (``readinto``); the
+writer hashes each buffer (hashlib releases the GIL), writes its non-zero blocks (O_DIRECT
+when the volume allows) and leaves all-zero blocks as holes (Filesystem) or zeroes them
+cheaply (Block). A reset or timeout mid-stream reopens the download with ``Range`` from the
+first byte not yet received: nothing is read twice, and the hash carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import mmap
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.populators.common.failure import PopulatorFailure
+from services.populators.common.metrics import Progress
+from services.populators.common.tls import TlsError
+from services.populators.common.volume import VolumeWriter, aligned_buffer
+from services.populators.openstack.glance import ATTEMPTS, TRANSIENT, Glance, backoff
+
+log = logging.getLogger("populator")
+
+CHUNK = 8 << 20
+BUFFERS = 3
+BLOCK = 64 << 10  # zero detection granularity
+_ZERO = bytes(BLOCK)
+
+
+@dataclass
+class Result:
+    size: int
+    data_bytes: int  # written (non-zero blocks)
+    digest: str
+    resumes: int
+
+
+class _Reader:
+    """Fills buffers from the download, reopening it at the current offset after errors."""
+
+    def __init__(self, glance: Glance, image_id: str, size: int) -> None:
+        self.glance, self.image_id, self.size = glance, image_id, size
+        self.pos = 0
+        self.resumes = 0
+        self._resp: http.client.HTTPResponse | None = None
+
+    def _open(self) -> None:
+        resp, start = self.glance.open_data(self.image_id, self.pos, self.size)
+        skip = self.pos - start  # > 0 only if the server ignored Range
+        while skip > 0:
+            got = resp.read(min(skip, CHUNK))
+            if not got:
+                raise http.client.IncompleteRead(b"")
+            skip -= len(got)
+        self._resp = resp
+
+    def fill(self, buf: mmap.mmap) -> int:
+        """Read up to ``len(buf)`` bytes (fewer only at the end of the image)."""
+        want = min(len(buf), self.size - self.pos)
+        view = memoryview(buf)
+        got, failures = 0, 0
+        try:
+            while got < want:
+                try:
+                    if self._resp is None:
+                        self._open()
+                    assert self._resp is not None
+                    n = self._resp.readinto(view[got:want])
+                    if n == 0:
+                        raise http.client.IncompleteRead(b"", self.size - self.pos)
+                    got += n
+                    self.pos += n
+                    failures = 0
+                except TlsError:
+                    raise
+                except TRANSIENT as exc:
+                    failures += 1
+                    self.resumes += 1
+                    self._drop()
+                    if failures >= ATTEMPTS:
+                        raise PopulatorFailure(
+                            f"download of image {self.image_id} broke {ATTEMPTS} times in a row "
+                            f"at byte {self.pos} of {self.size}, last: {exc!r}"
+                        ) from exc
+                    delay = backoff(failures - 1)
+                    log.info(
+                        "download broke at byte %d (%r): resuming with Range in %.1f s",
+                        self.pos,
+                        exc,
+                        delay,
+                    )
+                    threading.Event().wait(delay)
+        finally:
+            view.release()
+        return got
+
+    def _drop(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+    def close(self) -> None:
+        self._drop()
+        self.glance.close()
+
+
+def _write_sparse(volume: VolumeWriter, buf: mmap.mmap, n: int, offset: int) -> int:
+    """Write the non-zero blocks of ``buf[:n]`` as runs; zero runs become holes. Returns the
+    bytes written."""
+    written = 0
+    run_start: int | None = None
+    zero_start: int | None = None
+    view = memoryview(buf)
+    try:
+        for i in range(0, n, BLOCK):
+            end = min(i + BLOCK, n)
+            is_zero = buf[i:end] == _ZERO[: end - i]
+            if is_zero:
+                if run_start is not None:
+                    volume.write(view[run_start:i], offset + run_start)
+                    written += i - run_start
+                    run_start = None
+                if zero_start is None:
+                    zero_start = i
+            else:
+                if zero_start is not None:
+                    volume.zero(offset + zero_start, i - zero_start)
+                    zero_start = None
+                if run_start is None:
+                    run_start = i
+        if run_start is not None:
+            volume.write(view[run_start:n], offset + run_start)
+            written += n - run_start
+        if zero_start is not None:
+            volume.zero(offset + zero_start, n - zero_start)
+    finally:
+        view.release()
+    return written
+
+
+def copy(
+    glance: Glance,
+    image_id: str,
+    size: int,
+    hash_algo: str,
+    open_volume: Callable[[bytes], VolumeWriter],
+    progress: Progress,
+) -> tuple[Result, VolumeWriter]:
+    """Stream the image into the volume ``open_volume(first_bytes)`` returns (the first bytes
+    tell a qcow2 image from a raw one). The volume is returned open and not yet synced."""
+    reader = _Reader(glance, image_id, size)
+    free: queue.Queue[mmap.mmap] = queue.Queue()
+    full: queue.Queue[tuple[mmap.mmap, int, int] | BaseException | None] = queue.Queue()
+    buffers = [aligned_buffer(CHUNK) for _ in range(BUFFERS)]
+    for b in buffers:
+        free.put(b)
+    stop = threading.Event()
+
+    def read_all() -> None:
+        try:
+            while reader.pos < size and not stop.is_set():
+                buf = free.get()
+                if stop.is_set():
+                    break
+                offset = reader.pos
+                n = reader.fill(buf)
+                full.put((buf, offset, n))
+            full.put(None)
+        except BaseException as exc:
+            full.put(exc)
+
+    hasher = hashlib.new(hash_algo)
+    volume: VolumeWriter | None = None
+    data_bytes = 0
+    thread = threading.Thread(target=read_all, name="glance-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := full.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            buf, offset, n = item
+            with memoryview(buf) as view:
+                hasher.update(view[:n])
+            if volume is None:
+                volume = open_volume(buf[:512])
+            data_bytes += _write_sparse(volume, buf, n, offset)
+            progress.add(n)
+            free.put(buf)
+        if volume is None:  # an empty image
+            volume = open_volume(b"")
+    except BaseException:
+        if volume is not None:
+            volume.close()
+        raise
+    finally:
+        stop.set()
+        free.put(buffers[0])  # wake a reader waiting for a buffer
+        thread.join(30)
+        reader.close()
+        for b in buffers:
+            b.close()
+    return Result(size, data_bytes, hasher.hexdigest(), reader.resumes), volume
