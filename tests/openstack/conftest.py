@@ -51,12 +51,19 @@ def cloud() -> Iterator[Cloud]:
         yield c
 
 
+@pytest.fixture(autouse=True)
+def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No fault outlives the test that set it."""
+    yield
+    if "cloud" in request.fixturenames:
+        request.getfixturevalue("cloud").faults.clear()
+
+
 @pytest.fixture
 def conn(cloud: Cloud) -> Iterator[Any]:
     c = cloud.connection()
     yield c
     c.close()
-    cloud.faults.clear()
 
 
 def wait_for(check: Callable[[], bool], what: str, within: float = 60.0) -> None:

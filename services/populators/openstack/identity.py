@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from services.populators.common.args import Credentials, UsageError
 from services.populators.common.failure import PopulatorFailure
-from services.populators.common.tls import TlsPolicy
+from services.populators.common.tls import TlsError, TlsPolicy
 
 log = logging.getLogger("populator")
 TIMEOUT = 60.0
@@ -173,7 +173,9 @@ class HttpClient:
     def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        """One small request (JSON); a stale keep-alive connection is retried once."""
+        """One small request (JSON). A keep-alive connection the server closed meanwhile
+        (gunicorn drops idle ones after seconds) fails in many ways; any of them gets one
+        more try on a new connection."""
         target = target_of(url)
         for attempt in (0, 1):
             conn = self.connection(url, fresh=attempt == 1)
@@ -182,7 +184,10 @@ class HttpClient:
                 resp = conn.getresponse()
                 data = resp.read()
                 return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except TlsError:
+                raise
+            except (http.client.HTTPException, OSError):
+                conn.close()
                 if attempt == 1:
                     raise
         raise AssertionError("unreachable")
