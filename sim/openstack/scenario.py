@@ -87,6 +87,10 @@ def write_disk(path: Path, disk: Disk, default_seed: int) -> None:
     sector would be), one block half zeros (zero detection must work below a buffer's size),
     the rest holes."""
     seed = disk.seed if disk.seed is not None else default_seed
+    if disk.data_mib <= 0:  # big generated inventories: holes only, nothing to write
+        with path.open("wb") as f:
+            f.truncate(disk.size_mib * MiB)
+        return
     blocks = max(1, disk.size_mib)
     rng = random.Random(seed)
     chosen = {0, *rng.sample(range(1, blocks), min(blocks - 1, max(0, disk.data_mib - 1)))}

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -108,7 +109,12 @@ def _convert(scratch: Path, target_dir: Path, pvc_size: int) -> None:
 
 
 def _copy_and_verify(
-    glance: Glance, image_id: str, meta: dict[str, object], volume_path: Path, progress: Progress
+    glance: Glance,
+    image_id: str,
+    meta: dict[str, object],
+    volume_path: Path,
+    progress: Progress,
+    opened: http.client.HTTPResponse | None,
 ) -> tuple[int, int, str, bool, bool, int]:
     """The blocking part: (size, data bytes, algo, converted, direct, resumes)."""
     size = int(str(meta.get("size") or 0))
@@ -132,7 +138,7 @@ def _copy_and_verify(
         log.info("image %s is qcow2: downloading to %s for conversion", image_id, scratch)
         return VolumeWriter.open(scratch, size)
 
-    result, volume = copy(glance, image_id, size, algo, open_volume, progress)
+    result, volume = copy(glance, image_id, size, algo, open_volume, progress, opened)
     try:
         if result.digest != expected:
             raise PopulatorFailure(
@@ -150,6 +156,16 @@ def _copy_and_verify(
     return size, result.data_bytes, algo, qcow2, direct, result.resumes
 
 
+def _open_early(glance: Glance, image_id: str) -> http.client.HTTPResponse | None:
+    """The download from offset 0, or None if Glance has no data to give yet."""
+    try:
+        resp, _ = glance.open_data(image_id, 0, 0)
+    except PopulatorFailure as exc:
+        log.info("image %s not downloadable yet: %s", image_id, exc)
+        return None
+    return resp
+
+
 async def populate(
     endpoint: str,
     image_id: str,
@@ -164,7 +180,18 @@ async def populate(
     log.info("identity %s, image %s, %s", endpoint, image_id, creds.describe())
     try:
         await asyncio.to_thread(session.authenticate)
-        meta = await asyncio.to_thread(glance.wait_active, image_id, image_wait)
+        # The metadata and the download are requested at once: each costs Glance a token
+        # validation, and most images are active already. If this one is not, the early
+        # download is dropped and we wait for the image.
+        meta, opened = await asyncio.gather(
+            asyncio.to_thread(glance.image, image_id),
+            asyncio.to_thread(_open_early, glance, image_id),
+        )
+        if meta.get("status") != "active" or opened is None:
+            if opened is not None:
+                opened.close()
+            opened = None
+            meta = await asyncio.to_thread(glance.wait_active, image_id, image_wait)
         log.info(
             "image %s: %s, %s bytes, disk_format %s",
             image_id,
@@ -173,7 +200,7 @@ async def populate(
             meta.get("disk_format"),
         )
         size, data, algo, converted, direct, resumes = await asyncio.to_thread(
-            _copy_and_verify, glance, image_id, meta, volume_path, progress
+            _copy_and_verify, glance, image_id, meta, volume_path, progress, opened
         )
     finally:
         client.close()

@@ -1,17 +1,19 @@
 """The copy: one ordered stream from Glance into the volume, hashed, sparse, resumable.
 
 Why this shape: Glance serves an image as one stream and its checksum covers the bytes in
-order, so the copy is one reader, not several range readers. Two threads form a pipeline so
+order, so the copy is one reader, not several range readers. Threads form a pipeline so
 the network never waits for the disk or the hash: the reader fills large page-aligned
-buffers (``CHUNK``, reused, never reallocated) straight from the socket (``readinto``); the
-writer hashes each buffer (hashlib releases the GIL), writes its non-zero blocks (O_DIRECT
-when the volume allows) and leaves all-zero blocks as holes (Filesystem) or zeroes them
-cheaply (Block). A reset or timeout mid-stream reopens the download with ``Range`` from the
-first byte not yet received: nothing is read twice, and the hash carries on.
+buffers (``CHUNK``, reused, never reallocated) straight from the socket (``readinto``); a
+hashing thread hashes each buffer in order (hashlib releases the GIL) while the writer
+writes its non-zero blocks (O_DIRECT when the volume allows) and leaves all-zero blocks as
+holes (Filesystem) or zeroes them cheaply (Block). A reset or timeout mid-stream reopens
+the download with ``Range`` from the first byte not yet received: nothing is read twice,
+and the hash carries on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -19,6 +21,7 @@ import mmap
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from services.populators.common.failure import PopulatorFailure
@@ -30,7 +33,7 @@ from services.populators.openstack.glance import ATTEMPTS, TRANSIENT, Glance, ba
 log = logging.getLogger("populator")
 
 CHUNK = 8 << 20
-BUFFERS = 3
+BUFFERS = 4
 BLOCK = 64 << 10  # zero detection granularity
 _ZERO = bytes(BLOCK)
 
@@ -46,11 +49,13 @@ class Result:
 class _Reader:
     """Fills buffers from the download, reopening it at the current offset after errors."""
 
-    def __init__(self, glance: Glance, image_id: str, size: int) -> None:
+    def __init__(
+        self, glance: Glance, image_id: str, size: int, opened: http.client.HTTPResponse | None
+    ) -> None:
         self.glance, self.image_id, self.size = glance, image_id, size
         self.pos = 0
         self.resumes = 0
-        self._resp: http.client.HTTPResponse | None = None
+        self._resp = opened  # a download already opened from offset 0, or None
 
     def _open(self) -> None:
         resp, start = self.glance.open_data(self.image_id, self.pos, self.size)
@@ -153,10 +158,14 @@ def copy(
     hash_algo: str,
     open_volume: Callable[[bytes], VolumeWriter],
     progress: Progress,
+    opened: http.client.HTTPResponse | None = None,
 ) -> tuple[Result, VolumeWriter]:
     """Stream the image into the volume ``open_volume(first_bytes)`` returns (the first bytes
-    tell a qcow2 image from a raw one). The volume is returned open and not yet synced."""
-    reader = _Reader(glance, image_id, size)
+    tell a qcow2 image from a raw one). The volume is returned open and not yet synced.
+
+    Three threads: the reader fills buffers; this one writes each buffer while a hashing
+    thread hashes it (in order); a buffer goes back to the reader once both are done."""
+    reader = _Reader(glance, image_id, size, opened)
     free: queue.Queue[mmap.mmap] = queue.Queue()
     full: queue.Queue[tuple[mmap.mmap, int, int] | BaseException | None] = queue.Queue()
     buffers = [aligned_buffer(CHUNK) for _ in range(BUFFERS)]
@@ -178,6 +187,7 @@ def copy(
             full.put(exc)
 
     hasher = hashlib.new(hash_algo)
+    hashing = ThreadPoolExecutor(1, thread_name_prefix="hash")  # one thread: updates in order
     volume: VolumeWriter | None = None
     data_bytes = 0
     thread = threading.Thread(target=read_all, name="glance-reader", daemon=True)
@@ -187,24 +197,26 @@ def copy(
             if isinstance(item, BaseException):
                 raise item
             buf, offset, n = item
-            with memoryview(buf) as view:
-                hasher.update(view[:n])
+            hashed = hashing.submit(hasher.update, memoryview(buf)[:n])
             if volume is None:
                 volume = open_volume(buf[:512])
             data_bytes += _write_sparse(volume, buf, n, offset)
             progress.add(n)
-            free.put(buf)
+            hashed.add_done_callback(lambda _f, b=buf: free.put(b))  # type: ignore[misc]
         if volume is None:  # an empty image
             volume = open_volume(b"")
+        hashing.shutdown(wait=True)
     except BaseException:
         if volume is not None:
             volume.close()
         raise
     finally:
         stop.set()
+        hashing.shutdown(wait=True)
         free.put(buffers[0])  # wake a reader waiting for a buffer
         thread.join(30)
         reader.close()
         for b in buffers:
-            b.close()
+            with contextlib.suppress(BufferError):  # a view still held by a dead thread
+                b.close()
     return Result(size, data_bytes, hasher.hexdigest(), reader.resumes), volume
