@@ -12,8 +12,6 @@ against the source volume's.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._report import emit, parser, target
 from sim.openstack import scenario as sc
 from sim.openstack.cloud import Cloud, running_cloud
 
@@ -154,33 +153,19 @@ def run(size_mib: int, data_mib: int, rounds: int) -> dict[str, Any]:
         "allocated_vs_source": round(target_alloc / max(source_alloc, 1), 3),
     }
     targets = {
-        "ratio_vs_curl": {
-            "value": figures["ratio_vs_curl"],
-            "target": ">= 1.0",
-            "met": figures["ratio_vs_curl"] >= 1.0,
-        },
-        "allocated_vs_source": {
-            "value": figures["allocated_vs_source"],
-            "target": "<= 1.0",
-            "met": figures["allocated_vs_source"] <= 1.0,
-        },
+        "ratio_vs_curl": target(figures["ratio_vs_curl"], ">=", 1.0),
+        "allocated_vs_source": target(figures["allocated_vs_source"], "<=", 1.0),
     }
     return {"bench": "copy_openstack", "figures": figures, "targets": targets}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--data-mib", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="print the result object last")
-    args = parser.parse_args()
-    result = run(args.size_mib, args.data_mib, args.rounds)
-    for key, value in result["figures"].items():
-        print(f"{key:>22}: {value}")
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    p = parser(__doc__)
+    p.add_argument("--size-mib", type=int, default=1024)
+    p.add_argument("--data-mib", type=int, default=512)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    return emit(run(args.size_mib, args.data_mib, args.rounds), args.json)
 
 
 if __name__ == "__main__":
