@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import secrets
 import urllib.parse
@@ -450,6 +451,13 @@ class Engine:
         if until is not None and asyncio.get_running_loop().time() >= until:
             disk.status = "ok"
             del self._locked_until[disk.id]
+        if disk.storage_type != "image":
+            return _fault(
+                409,
+                "Operation Failed",
+                f"[Cannot transfer Virtual Disk: disk {disk.name} has storage type "
+                f"{disk.storage_type}; only image disks can be transferred.]",
+            )
         if disk.status != "ok":
             return _fault(
                 409,
@@ -499,6 +507,9 @@ class Engine:
             rules.reset_after_bytes, rules.resets_left = f.after_bytes, f.count
         for f in self._faults_for(disk, "http_5xx"):
             rules.errors_left, rules.error_status = f.count, f.status
+        for f in self._faults_for(disk, "ticket_expiry"):
+            rules.expire_after_bytes = f.after_bytes
+            rules.expire = functools.partial(self.imageio.extend_ticket, t.ticket, 0)
         if rules != Rules(started=rules.started):
             self.proxy.rules[t.ticket] = rules
             t.transfer_url = f"{self.proxy.url}/images/{t.ticket}"
@@ -508,23 +519,19 @@ class Engine:
         self._spawn(self._watch(t, disk))
 
     async def _watch(self, t: m.Transfer, disk: m.Disk) -> None:
-        """What the engine does while a transfer runs: follow the ticket's progress, expire
-        it on the ticket_expiry fault, and pause the transfer when the client stays idle."""
-        expiry = self._faults_for(disk, "ticket_expiry")
+        """What the engine does while a transfer runs: follow the ticket's progress
+        and pause the transfer when the client stays idle."""
         while t.phase == m.Phase.TRANSFERRING and t.ticket is not None:
             info = await self.imageio.ticket_info(t.ticket)
             if info is None:
                 return
             t.transferred = int(info.get("transferred", 0))
-            if expiry and t.transferred >= expiry[0].after_bytes:
-                await self.imageio.extend_ticket(t.ticket, 0)
-                expiry = []
             if not info.get("active") and info.get("idle_time", 0) > t.inactivity_timeout:
                 t.phase = m.Phase.PAUSED_SYSTEM
                 t.message = f"client idle for more than {t.inactivity_timeout} s"
                 await self.imageio.remove_ticket(t.ticket)
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.25)
 
     async def get_transfer(self, request: Request) -> Response:
         t = self.inv.transfers.get(request.path_params["id"])

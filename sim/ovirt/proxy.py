@@ -4,8 +4,9 @@ faults reach the data path.
 The real engine runs its own imageio in proxy mode (port 54323) for clients that cannot reach
 the host; this one forwards ``/images/<ticket>...`` to the host daemon the same way. When a
 transfer has data-path faults, its ``transfer_url`` points here too, and the proxy applies
-them per ticket: a bandwidth limit, a connection reset after N bytes of image data, and
-bursts of 5xx answers to range reads. Requests are forwarded one by one over one upstream
+them per ticket: a bandwidth limit, a connection reset after N bytes of image data,
+bursts of 5xx answers to range reads, and expiring the ticket in imageio after N bytes (so
+the 403s clients then get are imageio's own). Requests are forwarded one by one over one upstream
 keep-alive connection per client connection, so clients see imageio's own answers.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from shared.devservices import free_port
@@ -32,6 +34,8 @@ class Rules:
     resets_left: int = 0
     errors_left: int = 0
     error_status: int = 503
+    expire_after_bytes: int = 0
+    expire: Callable[[], Awaitable[None]] | None = None  # expires the ticket in imageio
     served: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -138,6 +142,10 @@ class ImageProxy:
             left -= len(data)
             if rules is not None:
                 rules.served += len(data)
+                if rules.expire and rules.served >= rules.expire_after_bytes:
+                    # Requests already authorized finish; imageio refuses the next ones.
+                    expire, rules.expire = rules.expire, None
+                    await expire()
                 if (
                     rules.resets_left > 0
                     and rules.reset_after_bytes

@@ -13,16 +13,8 @@ import pytest
 
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
+from sim.ovirt.sdkclient import connect, download_transfer
 from tests.ovirt.conftest import new_disk
-
-
-def connect(engine: Engine, password: str = "secret") -> sdk.Connection:
-    return sdk.Connection(
-        url=engine.api_url,
-        username="admin@internal",
-        password=password,
-        ca_file=str(engine.cert.ca_file),
-    )
 
 
 def read_inventory(engine: Engine) -> dict[str, object]:
@@ -101,32 +93,13 @@ async def test_wrong_password_is_an_auth_error(engine: Engine) -> None:
 
 def transfer_cycle(engine: Engine, disk_id: str) -> list[str]:
     conn = connect(engine)
-    phases: list[str] = []
+    disks = conn.system_service().disks_service()
     try:
-        transfers = conn.system_service().image_transfers_service()
-        t = transfers.add(
-            types.ImageTransfer(
-                disk=types.Disk(id=disk_id),
-                direction=types.ImageTransferDirection.DOWNLOAD,
-                format=types.DiskFormat.RAW,
-            )
-        )
-        service = transfers.image_transfer_service(t.id)
-        phases.append(t.phase.value)
-        while t.phase == types.ImageTransferPhase.INITIALIZING:
-            time.sleep(0.05)
-            t = service.get()
-        phases.append(t.phase.value)
-        assert t.transfer_url and t.proxy_url
-        disk = conn.system_service().disks_service().disk_service(disk_id).get()
-        phases.append(f"disk {disk.status.value}")
-        service.finalize()
-        while t.phase != types.ImageTransferPhase.FINISHED_SUCCESS:
-            time.sleep(0.05)
-            t = service.get()
-        phases.append(t.phase.value)
-        disk = conn.system_service().disks_service().disk_service(disk_id).get()
-        phases.append(f"disk {disk.status.value}")
+        with download_transfer(conn, disk_id) as (transfer, phases):
+            assert transfer.transfer_url
+            assert transfer.proxy_url
+            phases.append(f"disk {disks.disk_service(disk_id).get().status.value}")
+        phases.append(f"disk {disks.disk_service(disk_id).get().status.value}")
     finally:
         conn.close()
     return phases
@@ -135,13 +108,7 @@ def transfer_cycle(engine: Engine, disk_id: str) -> list[str]:
 async def test_transfer_phases_through_ovirtsdk4(engine: Engine) -> None:
     disk = new_disk(engine)
     phases = await asyncio.to_thread(transfer_cycle, engine, disk.id)
-    assert phases == [
-        "initializing",
-        "transferring",
-        "disk locked",
-        "finished_success",
-        "disk ok",
-    ]
+    assert phases == ["initializing", "transferring", "disk locked", "finished_success", "disk ok"]
 
 
 def power_cycle(engine: Engine) -> tuple[list[str], list[int]]:

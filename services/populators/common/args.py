@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +99,3 @@ class Credentials:
             else "system CA store"
         )
         return f"user {self.user}, TLS verification: {how}"
-
-
-def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return p.parse_args(argv)

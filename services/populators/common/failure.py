@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,11 +25,32 @@ class PopulatorFailure(Exception):
 
 
 def run_main(name: str, main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run ``main``; SIGTERM (the pod being deleted) cancels it, so it can clean up (the
+    oVirt populator cancels its transfer) before we exit non-zero."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s {name} %(message)s"
     )
+    terminated = False
+
+    async def guarded() -> None:
+        nonlocal terminated
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_term() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_term)
+        await main()
+
     try:
-        asyncio.run(main())
+        asyncio.run(guarded())
+    except asyncio.CancelledError:
+        why = "terminated by SIGTERM" if terminated else "cancelled"
+        print(f"{name}: failed: {why}; the copy is incomplete", file=sys.stderr, flush=True)
+        return EXIT_FAILED
     except PopulatorFailure as exc:
         print(f"{name}: failed: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED

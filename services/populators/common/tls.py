@@ -10,8 +10,6 @@ bundle that holds more than it should. A pinned fingerprint is checked on every 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import socket
 import ssl
 
 from services.populators.common.args import Credentials
@@ -40,37 +38,13 @@ class TlsPolicy:
         if creds.ca_pem and creds.fingerprint:
             self.context.check_hostname = False  # the pin names the server exactly
 
-    def check(self, sock: ssl.SSLSocket, where: str) -> None:
+    def check(self, der: bytes, where: str) -> None:
+        """Raise ``TlsError`` unless the leaf certificate ``der`` matches the pin (if any)."""
         if self.fingerprint is None:
             return
-        der = sock.getpeercert(binary_form=True) or b""
         got = fingerprint_of(der)
         if got != self.fingerprint:
             raise TlsError(
                 f"{where} presented a certificate with SHA-256 fingerprint {got}, "
                 f"not the pinned {self.fingerprint}: refusing to talk to it"
             )
-
-    def connection(self, host: str, port: int, timeout: float) -> http.client.HTTPSConnection:
-        """A keep-alive HTTPS connection that checks the pin when it connects."""
-        return _PinnedConnection(self, host, port, timeout=timeout, context=self.context)
-
-
-class _PinnedConnection(http.client.HTTPSConnection):
-    def __init__(
-        self, policy: TlsPolicy, host: str, port: int, timeout: float, context: ssl.SSLContext
-    ) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._policy = policy
-
-    def connect(self) -> None:
-        try:
-            super().connect()
-        except ssl.SSLCertVerificationError as exc:
-            raise TlsError(
-                f"{self.host}:{self.port} failed TLS verification ({exc.verify_message}): "
-                "the CA bundle in the Secret does not vouch for this server"
-            ) from exc
-        assert isinstance(self.sock, ssl.SSLSocket)
-        self._policy.check(self.sock, f"{self.host}:{self.port}")
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

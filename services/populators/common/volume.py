@@ -116,13 +116,19 @@ class VolumeWriter:
         return st.st_size
 
     def write(self, data: memoryview, offset: int) -> None:
-        """Write all of ``data`` at ``offset``; ``data`` from ``aligned_buffer`` goes direct."""
+        """Write all of ``data`` at ``offset``; ``data`` from ``aligned_buffer`` goes direct,
+        anything else (or an unaligned tail) through the page cache."""
         n = len(data)
         aligned = n // ALIGN * ALIGN if offset % ALIGN == 0 else 0
         done = 0
         if self._direct_fd is not None and aligned:
-            while done < aligned:
-                done += os.pwrite(self._direct_fd, data[done:aligned], offset + done)
+            try:
+                while done < aligned:
+                    done += os.pwrite(self._direct_fd, data[done:aligned], offset + done)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # memory not page-aligned (not from aligned_buffer): the buffered path
         while done < n:
             done += os.pwrite(self._fd, data[done:], offset + done)
 

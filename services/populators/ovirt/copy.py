@@ -27,7 +27,7 @@ from services.populators.ovirt.source import Extent, ImageioSource, Reader, Tran
 
 log = logging.getLogger("populator")
 
-CHUNK = 4 << 20
+CHUNK = 8 << 20  # 4 MiB cost ~7% more CPU per GiB (more requests and writes)
 MAX_READERS = 4
 ATTEMPTS = 8  # per chunk; backoff 0.1 s doubling to 5 s
 
@@ -59,15 +59,13 @@ class Copier:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._work: Iterator[tuple[int, int]] = iter(())
-        self._active: list[Reader] = []
+        self._last_activity = time.monotonic()
 
     @property
     def idle_seconds(self) -> float:
-        """Since the last request any reader made (for the ticket keep-alive)."""
-        with self._lock:
-            if not self._active:
-                return 0.0
-            return time.monotonic() - max(r.last_used for r in self._active)
+        """Since imageio last saw a request from us: zeroing a big block device before the
+        first read, or a stalled volume, must not let the ticket's inactivity timeout hit."""
+        return time.monotonic() - self._last_activity
 
     def run(self, extents: list[Extent]) -> None:
         for e in extents:
@@ -82,6 +80,10 @@ class Copier:
             first = next((e for e in failures if isinstance(e, PopulatorFailure)), failures[0])
             raise first
 
+    def stop(self) -> None:
+        """Readers finish the range they are on and quit (then ``run`` raises)."""
+        self._stop.set()
+
     def _next(self) -> tuple[int, int] | None:
         with self._lock:
             if self._stop.is_set():
@@ -92,8 +94,6 @@ class Copier:
         reader = self.source.reader()
         buf = aligned_buffer(CHUNK)
         view = memoryview(buf)
-        with self._lock:
-            self._active.append(reader)
         try:
             while (item := self._next()) is not None:
                 offset, length = item
@@ -114,6 +114,7 @@ class Copier:
                 raise PopulatorFailure("stopped: another reader failed")
             try:
                 reader.read_into(offset, view)
+                self._last_activity = time.monotonic()
                 break
             except Transient as exc:
                 if attempt == ATTEMPTS:
@@ -135,6 +136,7 @@ class Copier:
         buf = bytearray(512)
         try:
             reader.read_into(0, memoryview(buf))
+            self._last_activity = time.monotonic()
         except Transient as exc:
             log.info("keep-alive read failed: %s", exc)
         finally:

@@ -1,20 +1,20 @@
 """The few engine API calls a populator makes: SSO login/logout and the image transfer.
 
-Plain ``http.client`` with XML, not ovirtsdk4: the populator needs five calls, asyncio
-callers run them in a thread, and our TLS policy (pinned fingerprints) must apply to the
-engine exactly as to imageio. Every call is one keep-alive connection's request; a dropped
-connection is reopened once.
+Our own small HTTP client (``common.http``) with XML, not ovirtsdk4: the populator needs
+five calls, asyncio callers run them in a thread, and our TLS policy (pinned fingerprints)
+must apply to the engine exactly as to imageio. All calls share one keep-alive connection;
+a dropped connection is reopened once.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import urllib.parse
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
 from services.populators.common.failure import PopulatorFailure
+from services.populators.common.http import HttpConnection
 from services.populators.common.tls import TlsError, TlsPolicy
 
 TIMEOUT = 60.0
@@ -60,28 +60,24 @@ class EngineClient:
         self.user = user
         self._password = password
         self._tls = tls
-        self._conn: http.client.HTTPSConnection | None = None
+        self._conn = HttpConnection(self.host, self.port, tls, TIMEOUT)
         self._token: str | None = None
 
     def _request(
         self,
         method: str,
         path: str,
-        body: bytes | None = None,
+        body: bytes = b"",
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = self._tls.connection(self.host, self.port, TIMEOUT)
             try:
-                self._conn.request(method, path, body=body, headers=headers or {})
-                response = self._conn.getresponse()
-                return response.status, response.read()
+                response = self._conn.request(method, path, headers, body)
+                return response.status, self._conn.read()
             except TlsError:
                 raise
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 self._conn.close()
-                self._conn = None
                 if attempt == 2:
                     raise PopulatorFailure(
                         f"engine {self.host}:{self.port} unreachable ({type(exc).__name__}: "
@@ -128,7 +124,7 @@ class EngineClient:
         )
         self._token = None
 
-    def _api(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    def _api(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Version": "4",
@@ -173,6 +169,4 @@ class EngineClient:
             )
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn.close()

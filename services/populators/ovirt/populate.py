@@ -61,13 +61,21 @@ async def _create(engine: EngineClient, disk_id: str) -> TransferState:
             delay = min(delay * 2, 10.0)
 
 
-async def _wait_phase(engine: EngineClient, transfer_id: str, wanted: set[str]) -> TransferState:
+FAILED_PHASES = frozenset({"paused_system", "finished_failure", "cancelled_system"})
+
+
+async def _wait_phase(
+    engine: EngineClient,
+    transfer_id: str,
+    wanted: set[str],
+    failed: frozenset[str] = FAILED_PHASES,
+) -> TransferState:
     deadline = time.monotonic() + PHASE_WAIT
     while time.monotonic() < deadline:
         state = await asyncio.to_thread(engine.get_transfer, transfer_id)
         if state is None or state.phase in wanted:
             return state or TransferState(transfer_id, "finished_success", None, None)
-        if state.phase in ("paused_system", "finished_failure", "cancelled_system"):
+        if state.phase in failed:
             raise PopulatorFailure(
                 f"engine put transfer {transfer_id} in phase {state.phase} (setup failed on "
                 "the host, e.g. imageio not running)"
@@ -121,7 +129,9 @@ async def _cancel(engine: EngineClient, transfer_id: str, why: BaseException) ->
     log.info("cancelling transfer %s after: %s", transfer_id, why)
     try:
         await asyncio.to_thread(engine.action, transfer_id, "cancel")
-        await _wait_phase(engine, transfer_id, {"finished_cleanup", "finished_failure"})
+        await _wait_phase(
+            engine, transfer_id, {"finished_cleanup", "finished_failure"}, failed=frozenset()
+        )
     except Exception as exc:
         log.warning("could not cancel transfer %s: %s", transfer_id, exc)
 
@@ -153,16 +163,22 @@ async def _transfer(
     volume = await asyncio.to_thread(VolumeWriter.open, volume_path, size)
     try:
         copier = Copier(source, volume, progress, readers)
-        copy = asyncio.create_task(asyncio.to_thread(copier.run, extents))
-        while not copy.done():
-            await asyncio.wait({copy}, timeout=INACTIVITY_TIMEOUT / 4)
-            if not copy.done() and copier.idle_seconds > INACTIVITY_TIMEOUT / 4:
-                await asyncio.to_thread(copier.keepalive)
+        copy = asyncio.ensure_future(asyncio.to_thread(copier.run, extents))
+        try:
+            while not copy.done():
+                await asyncio.wait({copy}, timeout=INACTIVITY_TIMEOUT / 4)
+                if not copy.done() and copier.idle_seconds > INACTIVITY_TIMEOUT / 4:
+                    await asyncio.to_thread(copier.keepalive)
+        finally:
+            if not copy.done():  # we were cancelled (SIGTERM): readers finish their range
+                copier.stop()
+                await asyncio.wait({copy})
         copy.result()
         await asyncio.to_thread(volume.finish)
+        direct = volume.direct
     finally:
         volume.close()
     await asyncio.to_thread(engine.action, transfer.id, "finalize")
     await _wait_phase(engine, transfer.id, {"finished_success"})
     progress.done()
-    return Outcome(transfer.id, source.url, readers, data, copier.retries, volume.direct)
+    return Outcome(transfer.id, source.url, readers, data, copier.retries, direct)

@@ -2,8 +2,8 @@
 
 One ``ImageioSource`` per transfer URL; each reader thread holds its own keep-alive
 connection (``Reader``) and reads ranges straight into its page-aligned buffer
-(``HTTPResponse.readinto``: no intermediate bytes objects, so memory stays flat whatever
-the disk size). Errors are sorted by what they mean for the copy:
+(``HttpConnection.readinto_exactly``: no intermediate bytes objects, so memory stays flat
+whatever the disk size). Errors are sorted by what they mean for the copy:
 
 * ``TicketGone`` (403): the ticket expired or was cancelled; nothing more can be read.
 * ``Transient``: connection reset, timeouts, 5xx: reconnect and read the range again.
@@ -12,15 +12,13 @@ the disk size). Errors are sorted by what they mean for the copy:
 
 from __future__ import annotations
 
-import http.client
 import json
-import ssl
-import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from services.populators.common.failure import PopulatorFailure
+from services.populators.common.http import HttpConnection
 from services.populators.common.tls import TlsError, TlsPolicy
 
 TIMEOUT = 60.0
@@ -44,13 +42,13 @@ class Extent:
 class ImageioSource:
     def __init__(self, url: str, tls: TlsPolicy) -> None:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise PopulatorFailure(f"transfer URL {url!r} is not an https URL")
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise PopulatorFailure(f"transfer URL {url!r} is not an http(s) URL")
         self.url = url
         self.host = parts.hostname
-        self.port = parts.port or 443
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.path = parts.path
-        self.tls = tls
+        self.tls = tls if parts.scheme == "https" else None
 
     def reader(self) -> Reader:
         return Reader(self)
@@ -62,7 +60,10 @@ class ImageioSource:
         finally:
             reader.close()
         if status == 403:
-            raise TicketGone(f"imageio refused the ticket ({body[:200]!r}) at {self.url}")
+            raise TicketGone(
+                f"imageio refused the ticket at {self.url} (403: "
+                f"{body[:200].decode(errors='replace').strip()}): it expired or was cancelled"
+            )
         if status != 200:
             raise PopulatorFailure(
                 f"imageio answered HTTP {status} to {method} {path}: "
@@ -85,28 +86,18 @@ class Reader:
 
     def __init__(self, source: ImageioSource) -> None:
         self.source = source
-        self._conn: http.client.HTTPSConnection | None = None
-        self.last_used = time.monotonic()
-
-    def _connection(self) -> http.client.HTTPSConnection:
-        if self._conn is None:
-            self._conn = self.source.tls.connection(self.source.host, self.source.port, TIMEOUT)
-        return self._conn
+        self._conn = HttpConnection(source.host, source.port, source.tls, TIMEOUT)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn.close()
 
     def simple(self, method: str, path: str) -> tuple[int, bytes]:
         try:
-            conn = self._connection()
-            conn.request(method, path)
-            response = conn.getresponse()
-            return response.status, response.read()
+            response = self._conn.request(method, path)
+            return response.status, self._conn.read()
         except TlsError:
             raise
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        except OSError as exc:
             self.close()
             raise PopulatorFailure(
                 f"imageio at {self.source.host}:{self.source.port} unreachable "
@@ -115,36 +106,28 @@ class Reader:
 
     def read_into(self, offset: int, view: memoryview) -> None:
         """Fill ``view`` with the image's bytes from ``offset``."""
-        self.last_used = time.monotonic()
         end = offset + len(view) - 1
         try:
-            conn = self._connection()
-            conn.request("GET", self.source.path, headers={"Range": f"bytes={offset}-{end}"})
-            response = conn.getresponse()
+            response = self._conn.request(
+                "GET", self.source.path, {"Range": f"bytes={offset}-{end}"}
+            )
             if response.status != 206:
-                body = response.read()
+                body = self._conn.read()
+                text = body[:300].decode(errors="replace").strip()
                 if response.status == 403:
                     raise TicketGone(
-                        f"imageio refused the ticket at byte {offset} (403: "
-                        f"{body[:200].decode(errors='replace').strip()}): it expired or "
-                        "was cancelled"
+                        f"imageio refused the ticket at byte {offset} (403: {text}): it "
+                        "expired or was cancelled"
                     )
                 if response.status >= 500:
                     raise Transient(f"HTTP {response.status} for bytes {offset}-{end}")
                 raise PopulatorFailure(
-                    f"imageio answered HTTP {response.status} for bytes {offset}-{end}: "
-                    f"{body[:300].decode(errors='replace').strip()}"
+                    f"imageio answered HTTP {response.status} for bytes {offset}-{end}: {text}"
                 )
-            got = 0
-            while got < len(view):
-                n = response.readinto(view[got:])
-                if not n:
-                    raise Transient(f"connection closed after {got} of {len(view)} bytes")
-                got += n
+            self._conn.readinto_exactly(view)
         except (TicketGone, Transient, TlsError, PopulatorFailure):
             self.close()
             raise
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        except OSError as exc:
             self.close()
             raise Transient(f"{type(exc).__name__}: {exc}") from exc
-        self.last_used = time.monotonic()

@@ -1,0 +1,214 @@
+"""services/populators/common on its own: HTTP framing (Content-Length, chunked, until
+close, plain and TLS), the volume writer's O_DIRECT fallback and unaligned tails, argument
+and credential parsing, and the progress rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import ssl
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.populators.common import args as common
+from services.populators.common.http import HttpConnection
+from services.populators.common.metrics import Progress
+from services.populators.common.tls import TlsError, TlsPolicy
+from services.populators.common.volume import ALIGN, VolumeWriter, aligned_buffer
+from sim.ovirt.certs import ServerCert, make_server_cert
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+BODY = bytes(range(256)) * 300
+
+
+async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One fixed answer per path, on a keep-alive connection."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            break
+        path = head.split(b" ")[1]
+        if path == b"/length":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY)
+        elif path == b"/chunked":
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(BODY), 7000):
+                part = BODY[i : i + 7000]
+                writer.write(b"%x\r\n" % len(part) + part + b"\r\n")
+            writer.write(b"0\r\n\r\n")
+        elif path == b"/close":
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BODY)
+            await writer.drain()
+            break
+        await writer.drain()
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> ServerCert:
+    return make_server_cert(tmp_path_factory.mktemp("pki"))
+
+
+async def serve(handler: Handler, cert: ServerCert | None) -> asyncio.Server:
+    ctx = None
+    if cert is not None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert.cert_file, cert.key_file)
+    return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ctx)
+
+
+@pytest.fixture(params=["tls", "plain"])
+async def server(
+    request: pytest.FixtureRequest, cert: ServerCert
+) -> AsyncIterator[tuple[int, TlsPolicy | None]]:
+    tls = request.param == "tls"
+    srv = await serve(answer, cert if tls else None)
+    policy = TlsPolicy(common.Credentials("u", "p", cert.ca_pem, None, False)) if tls else None
+    yield srv.sockets[0].getsockname()[1], policy
+    srv.close()
+
+
+def fetch_all(port: int, policy: TlsPolicy | None) -> list[bytes]:
+    conn = HttpConnection("127.0.0.1", port, policy, timeout=10)
+    got = []
+    for path in ("/length", "/chunked", "/length", "/close", "/length"):
+        response = conn.request("GET", path)
+        assert response.status == 200
+        got.append(conn.read())
+    view = memoryview(bytearray(len(BODY)))
+    conn.request("GET", "/length")
+    conn.readinto_exactly(view)
+    got.append(bytes(view))
+    conn.close()
+    return got
+
+
+async def test_http_framings_on_one_connection(server: tuple[int, TlsPolicy | None]) -> None:
+    port, policy = server
+    assert await asyncio.to_thread(fetch_all, port, policy) == [BODY] * 6
+
+
+async def test_pinned_fingerprint_is_checked(cert: ServerCert, tmp_path: Path) -> None:
+    srv = await serve(answer, cert)
+    port = srv.sockets[0].getsockname()[1]
+    good = TlsPolicy(common.Credentials("u", "p", None, cert.fingerprint, False))
+    bad = TlsPolicy(common.Credentials("u", "p", None, ":".join(["00"] * 32), False))
+    other_ca = make_server_cert(tmp_path, tag="-other").ca_pem
+    untrusted = TlsPolicy(common.Credentials("u", "p", other_ca, None, False))
+
+    def get(policy: TlsPolicy) -> int:
+        conn = HttpConnection("127.0.0.1", port, policy, timeout=10)
+        try:
+            status = conn.request("GET", "/length").status
+            conn.read()
+            return status
+        finally:
+            conn.close()
+
+    try:
+        assert await asyncio.to_thread(get, good) == 200
+        with pytest.raises(TlsError, match="not the pinned"):
+            await asyncio.to_thread(get, bad)
+        with pytest.raises(TlsError, match="failed TLS verification"):
+            await asyncio.to_thread(get, untrusted)
+    finally:
+        srv.close()
+
+
+def write_pattern(volume: VolumeWriter, size: int) -> bytes:
+    """Aligned and unaligned writes from several threads; returns what the volume holds."""
+    expected = bytearray(size)
+    buf = aligned_buffer(3 * ALIGN + 100)
+    view = memoryview(buf)
+    pieces = [(0, 2 * ALIGN), (5 * ALIGN, 3 * ALIGN + 100), (9 * ALIGN + 7, 1000)]
+    for i, (offset, length) in enumerate(pieces):
+        view[:length] = bytes([i + 1]) * length
+        expected[offset : offset + length] = view[:length]
+        volume.write(view[:length], offset)
+    threads = [
+        threading.Thread(target=volume.write, args=(memoryview(b"\x09" * ALIGN), off))
+        for off in (12 * ALIGN, 13 * ALIGN)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected[12 * ALIGN : 14 * ALIGN] = b"\x09" * (2 * ALIGN)
+    volume.finish()
+    return bytes(expected)
+
+
+@pytest.mark.parametrize("o_direct", ["accepted", "refused"])
+def test_volume_writer_direct_and_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, o_direct: str
+) -> None:
+    if o_direct == "refused":  # as tmpfs before Linux 6.6 and some FUSE filesystems
+        real_open = os.open
+
+        def refuse_direct(path: Any, flags: int, *args: Any) -> int:
+            if flags & os.O_DIRECT:
+                raise OSError(errno.EINVAL, "O_DIRECT refused")
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", refuse_direct)
+    size = 16 * ALIGN
+    with VolumeWriter.open(tmp_path, size) as volume:
+        assert volume.mode == "filesystem"
+        assert volume.direct == (o_direct == "accepted")
+        expected = write_pattern(volume, size)
+    assert (tmp_path / "disk.img").read_bytes() == expected
+
+
+def test_block_zeroing_on_a_file_standing_for_a_device(tmp_path: Path) -> None:
+    device = tmp_path / "device"
+    device.write_bytes(b"\xff" * (64 * ALIGN))
+    with VolumeWriter.open(device, 32 * ALIGN) as volume:
+        assert volume.mode == "block"
+        volume.zero(4 * ALIGN, 8 * ALIGN)
+        volume.finish()
+    data = device.read_bytes()
+    assert data[4 * ALIGN : 12 * ALIGN] == bytes(8 * ALIGN)
+    assert data[: 4 * ALIGN] == b"\xff" * (4 * ALIGN)
+
+
+def test_credentials_from_env() -> None:
+    fp = ":".join(["ab"] * 32)
+    creds = common.Credentials.from_env(
+        {"user": "u", "password": "p", "fingerprint": fp, "insecureSkipVerify": "false"}
+    )
+    assert creds.fingerprint == fp.upper()
+    assert not creds.insecure
+    assert "p" not in creds.describe().split()
+    with pytest.raises(common.UsageError, match="not a SHA-256 fingerprint"):
+        common.Credentials.from_env({"user": "u", "password": "p", "fingerprint": "ab:cd"})
+    with pytest.raises(common.UsageError, match="no credentials"):
+        common.Credentials.from_env({"user": "u"})
+
+
+def test_forklift_arguments_parse() -> None:
+    p = common.parser("test")
+    ns = p.parse_args(
+        ["--volume-path=/mnt", "--secret-name=s", "--cr-name=c", "--cr-namespace=n",
+         "--owner-uid=uid", "--pvc-size=10Gi"]
+    )  # fmt: skip
+    assert ns.pvc_size == 10 << 30
+    assert ns.metrics_port == common.METRICS_PORT
+    assert common.quantity("1073741824") == 1 << 30
+
+
+def test_progress_never_says_done_before_done() -> None:
+    progress = Progress("ovirt_progress", "uid-1")
+    progress.set_total(1000)
+    progress.add(1000)
+    assert progress.percent == 99
+    progress.done()
+    text = progress.render()
+    assert 'ovirt_progress{ownerUID="uid-1"} 100\n' in text
+    assert 'hoist_populator_bytes_transferred{ownerUID="uid-1"} 1000\n' in text
