@@ -8,15 +8,14 @@ an image that is ``killed``) fails at once with a line that says what to do.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import socket
-import ssl
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from services.populators.common.failure import PopulatorFailure
+from services.populators.common.http import HttpConnection, Response
 from services.populators.common.tls import TlsError
 from services.populators.openstack.identity import Session, target_of
 
@@ -24,13 +23,9 @@ log = logging.getLogger("populator")
 
 ATTEMPTS = 8
 REAUTHS = 3
-TRANSIENT = (
-    http.client.HTTPException,  # IncompleteRead, RemoteDisconnected, BadStatusLine ...
-    ConnectionError,
-    socket.timeout,
-    ssl.SSLError,
-    OSError,
-)
+# Resets, timeouts, TLS errors, malformed answers (ProtocolError): all OSError. TlsError
+# (a certificate we do not trust) is one too, and is always re-raised before this.
+TRANSIENT = (OSError,)
 NOT_YET = {"queued", "saving", "uploading", "importing"}
 DEAD = {"killed", "deleted", "pending_delete", "deactivated"}
 
@@ -44,7 +39,7 @@ class Glance:
         self.session = session
         self.retries = 0
         self.reauths = 0
-        self._data: http.client.HTTPConnection | None = None
+        self._data: HttpConnection | None = None
 
     def _url(self, path: str) -> str:
         return f"{self.session.image_url}/v2/{path}"
@@ -112,36 +107,32 @@ class Glance:
         log.info("%s: %s; retrying in %.1f s", what, why, delay)
         time.sleep(delay)
 
-    def open_data(
-        self, image_id: str, offset: int, size: int
-    ) -> tuple[http.client.HTTPResponse, int]:
-        """``GET /file`` from ``offset``; returns the response and the offset it starts at
-        (0 when the server ignored ``Range``: the caller skips what it has)."""
+    def open_data(self, image_id: str, offset: int, size: int) -> Download:
+        """``GET /file`` from ``offset`` on a connection of its own; the download says where
+        its body starts (0 when the server ignored ``Range``: the caller skips what it has)."""
         url = self._url(f"images/{image_id}/file")
         for attempt in range(ATTEMPTS):
             if self._data is not None:
                 self._data.close()
             try:
-                self._data = self.session.client.open(url)
+                self._data = conn = self.session.client.open(url)
                 headers = {"X-Auth-Token": self.session.token}
                 if offset:
                     headers["Range"] = f"bytes={offset}-{size - 1}"
-                self._data.request("GET", target_of(url), headers=headers)
-                resp = self._data.getresponse()
+                resp = conn.request("GET", target_of(url), headers)
+                if resp.status in (200, 206):
+                    start = _range_start(resp) if resp.status == 206 else 0
+                    if start != offset and resp.status == 206:
+                        raise PopulatorFailure(
+                            f"Glance answered Range {offset}- with {resp.headers['content-range']}"
+                        )
+                    return Download(conn, resp, start)
+                body = conn.read()
             except TlsError:
                 raise
             except TRANSIENT as exc:
                 self._transient(f"GET {url}", exc, attempt)
                 continue
-            if resp.status in (200, 206):
-                start = _range_start(resp) if resp.status == 206 else 0
-                if resp.status == 206 and start != offset:
-                    resp.close()
-                    raise PopulatorFailure(
-                        f"Glance answered Range {offset}- with {resp.getheader('Content-Range')}"
-                    )
-                return resp, start
-            body = resp.read()
             if resp.status == 401:
                 self._unauthorized(f"GET {url}")
             elif resp.status == 204:
@@ -160,8 +151,20 @@ class Glance:
             self._data.close()
 
 
-def _range_start(resp: http.client.HTTPResponse) -> int:
-    value = resp.getheader("Content-Range", "")  # bytes START-END/SIZE
+@dataclass
+class Download:
+    """An image download in flight: its connection, the response, where its body starts."""
+
+    conn: HttpConnection
+    response: Response
+    start: int
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _range_start(resp: Response) -> int:
+    value = resp.headers.get("content-range", "")  # bytes START-END/SIZE
     try:
         return int(value.split()[1].split("-")[0])
     except (IndexError, ValueError):

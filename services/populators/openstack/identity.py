@@ -15,7 +15,6 @@ so, since nothing can renew it.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 from services.populators.common.args import Credentials, UsageError
 from services.populators.common.failure import PopulatorFailure
+from services.populators.common.http import HttpConnection
 from services.populators.common.tls import TlsError, TlsPolicy
 
 log = logging.getLogger("populator")
@@ -143,23 +143,22 @@ class OpenStackCredentials:
 
 
 class HttpClient:
-    """Keep-alive HTTP(S) connections per host, TLS through the common policy."""
+    """Keep-alive HTTP(S) connections per host (the common client: TLS from memory)."""
 
     def __init__(self, tls: TlsPolicy) -> None:
         self.tls = tls
-        self._conns: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        self._conns: dict[tuple[str, str, int], HttpConnection] = {}
 
-    def open(self, url: str) -> http.client.HTTPConnection:
+    def open(self, url: str) -> HttpConnection:
         """A new connection of its own (the data stream's), not shared with others."""
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if parts.scheme == "https":
-            return self.tls.connection(parts.hostname or "", port, TIMEOUT)
-        if parts.scheme == "http":
-            return http.client.HTTPConnection(parts.hostname or "", port, timeout=TIMEOUT)
-        raise PopulatorFailure(f"{url}: only http and https URLs are supported")
+        if parts.scheme not in ("http", "https"):
+            raise PopulatorFailure(f"{url}: only http and https URLs are supported")
+        https = parts.scheme == "https"
+        port = parts.port or (443 if https else 80)
+        return HttpConnection(parts.hostname or "", port, self.tls if https else None, TIMEOUT)
 
-    def connection(self, url: str, *, fresh: bool = False) -> http.client.HTTPConnection:
+    def connection(self, url: str, *, fresh: bool = False) -> HttpConnection:
         """The shared keep-alive connection to ``url``'s host (a new one with ``fresh``)."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "", parts.port or 0)
@@ -171,7 +170,7 @@ class HttpClient:
         return conn
 
     def request(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
+        self, method: str, url: str, headers: dict[str, str], body: bytes = b""
     ) -> tuple[int, dict[str, str], bytes]:
         """One small request (JSON). A keep-alive connection the server closed meanwhile
         (gunicorn drops idle ones after seconds) fails in many ways; any of them gets one
@@ -180,13 +179,11 @@ class HttpClient:
         for attempt in (0, 1):
             conn = self.connection(url, fresh=attempt == 1)
             try:
-                conn.request(method, target, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+                resp = conn.request(method, target, headers, body)
+                return resp.status, resp.headers, conn.read()
             except TlsError:
                 raise
-            except (http.client.HTTPException, OSError):
+            except OSError:
                 conn.close()
                 if attempt == 1:
                     raise

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 from services.populators.common.failure import PopulatorFailure
 from services.populators.common.metrics import Progress
 from services.populators.common.volume import VolumeWriter
-from services.populators.openstack.glance import Glance
+from services.populators.openstack.glance import Download, Glance
 from services.populators.openstack.identity import HttpClient, OpenStackCredentials, Session
 from services.populators.openstack.stream import copy
 
@@ -114,7 +113,7 @@ def _copy_and_verify(
     meta: dict[str, object],
     volume_path: Path,
     progress: Progress,
-    opened: http.client.HTTPResponse | None,
+    opened: Download | None,
 ) -> tuple[int, int, str, bool, bool, int]:
     """The blocking part: (size, data bytes, algo, converted, direct, resumes)."""
     size = int(str(meta.get("size") or 0))
@@ -156,14 +155,13 @@ def _copy_and_verify(
     return size, result.data_bytes, algo, qcow2, direct, result.resumes
 
 
-def _open_early(glance: Glance, image_id: str) -> http.client.HTTPResponse | None:
+def _open_early(glance: Glance, image_id: str) -> Download | None:
     """The download from offset 0, or None if Glance has no data to give yet."""
     try:
-        resp, _ = glance.open_data(image_id, 0, 0)
+        return glance.open_data(image_id, 0, 0)
     except PopulatorFailure as exc:
         log.info("image %s not downloadable yet: %s", image_id, exc)
         return None
-    return resp
 
 
 async def populate(

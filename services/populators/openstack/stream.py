@@ -3,7 +3,8 @@
 Why this shape: Glance serves an image as one stream and its checksum covers the bytes in
 order, so the copy is one reader, not several range readers. Threads form a pipeline so
 the network never waits for the disk or the hash: the reader fills large page-aligned
-buffers (``CHUNK``, reused, never reallocated) straight from the socket (``readinto``); a
+buffers (``CHUNK``, reused, never reallocated), decrypting straight into them (the common
+client's ``readinto_exactly``); a
 hashing thread hashes each buffer in order (hashlib releases the GIL) while the writer
 writes its non-zero blocks (O_DIRECT when the volume allows) and leaves all-zero blocks as
 holes (Filesystem) or zeroes them cheaply (Block). A reset or timeout mid-stream reopens
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import logging
 import mmap
 import queue
@@ -28,7 +28,7 @@ from services.populators.common.failure import PopulatorFailure
 from services.populators.common.metrics import Progress
 from services.populators.common.tls import TlsError
 from services.populators.common.volume import VolumeWriter, aligned_buffer
-from services.populators.openstack.glance import ATTEMPTS, TRANSIENT, Glance, backoff
+from services.populators.openstack.glance import ATTEMPTS, TRANSIENT, Download, Glance, backoff
 
 log = logging.getLogger("populator")
 
@@ -49,44 +49,46 @@ class Result:
 class _Reader:
     """Fills buffers from the download, reopening it at the current offset after errors."""
 
-    def __init__(
-        self, glance: Glance, image_id: str, size: int, opened: http.client.HTTPResponse | None
-    ) -> None:
+    def __init__(self, glance: Glance, image_id: str, size: int, opened: Download | None) -> None:
         self.glance, self.image_id, self.size = glance, image_id, size
         self.pos = 0
         self.resumes = 0
-        self._resp = opened  # a download already opened from offset 0, or None
+        self._dl = opened  # a download already opened from offset 0, or None
 
-    def _open(self) -> None:
-        resp, start = self.glance.open_data(self.image_id, self.pos, self.size)
-        skip = self.pos - start  # > 0 only if the server ignored Range
-        while skip > 0:
-            got = resp.read(min(skip, CHUNK))
-            if not got:
-                raise http.client.IncompleteRead(b"")
-            skip -= len(got)
-        self._resp = resp
+    def _open(self) -> Download:
+        dl = self.glance.open_data(self.image_id, self.pos, self.size)
+        skip = self.pos - dl.start  # > 0 only if the server ignored Range
+        if skip > 0:
+            scratch = memoryview(bytearray(min(skip, CHUNK)))
+            while skip > 0:
+                n = min(skip, len(scratch))
+                dl.conn.readinto_exactly(scratch[:n])
+                skip -= n
+        self._dl = dl
+        return dl
 
     def fill(self, buf: mmap.mmap) -> int:
-        """Read up to ``len(buf)`` bytes (fewer only at the end of the image)."""
+        """Read ``min(len(buf), bytes left)`` bytes into ``buf``, resuming as needed."""
         want = min(len(buf), self.size - self.pos)
         view = memoryview(buf)
         got, failures = 0, 0
         try:
             while got < want:
+                dl = self._dl
+                left_before: int | None = None
                 try:
-                    if self._resp is None:
-                        self._open()
-                    assert self._resp is not None
-                    n = self._resp.readinto(view[got:want])
-                    if n == 0:
-                        raise http.client.IncompleteRead(b"", self.size - self.pos)
-                    got += n
-                    self.pos += n
-                    failures = 0
+                    if dl is None:
+                        dl = self._open()
+                    left_before = dl.conn.body_left
+                    dl.conn.readinto_exactly(view[got:want])
+                    self.pos += want - got
+                    got = want
                 except TlsError:
                     raise
                 except TRANSIENT as exc:
+                    if dl is not None and left_before is not None:
+                        n = left_before - (dl.conn.body_left or 0)
+                        got, self.pos = got + n, self.pos + n
                     failures += 1
                     self.resumes += 1
                     self._drop()
@@ -108,9 +110,9 @@ class _Reader:
         return got
 
     def _drop(self) -> None:
-        if self._resp is not None:
-            self._resp.close()
-            self._resp = None
+        if self._dl is not None:
+            self._dl.close()
+            self._dl = None
 
     def close(self) -> None:
         self._drop()
@@ -158,7 +160,7 @@ def copy(
     hash_algo: str,
     open_volume: Callable[[bytes], VolumeWriter],
     progress: Progress,
-    opened: http.client.HTTPResponse | None = None,
+    opened: Download | None = None,
 ) -> tuple[Result, VolumeWriter]:
     """Stream the image into the volume ``open_volume(first_bytes)`` returns (the first bytes
     tell a qcow2 image from a raw one). The volume is returned open and not yet synced.
