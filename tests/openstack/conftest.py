@@ -8,6 +8,7 @@ its normal arguments and env, as it would in its pod.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from sim.openstack import scenario as sc
 from sim.openstack.cloud import Cloud, running_cloud
 
 MiB = 1 << 20
+REPO = Path(__file__).resolve().parents[2]
 
 SCENARIO = sc.Scenario(
     servers=[
@@ -102,16 +104,16 @@ def last_line(run: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else ""
 
 
-def populate(
+def _command(
     cloud: Cloud,
     image_id: str,
     volume_path: Path,
-    *,
-    env: dict[str, str] | None = None,
-    extra: list[str] | None = None,
-    drop: tuple[str, ...] = (),
-) -> subprocess.CompletedProcess[str]:
-    """Run the populator as its pod would: Forklift's args, the Secret's keys as env."""
+    env: dict[str, str] | None,
+    extra: list[str] | None,
+    drop: tuple[str, ...],
+) -> tuple[list[str], dict[str, str]]:
+    """The populator's command line and env, as its pod has them: Forklift's args, the
+    Secret's keys as env."""
     creds = {k: v for k, v in cloud.credentials().items() if k not in drop}
     full_env = {"PATH": os.environ.get("PATH", ""), **creds, **(env or {})}
     argv = [
@@ -121,10 +123,40 @@ def populate(
         "--pvc-size", "1Gi", "--endpoint", cloud.auth_url, "--image-id", image_id,
         "--metrics-port", "0", *(extra or []),
     ]  # fmt: skip
+    return argv, full_env
+
+
+def populate(
+    cloud: Cloud,
+    image_id: str,
+    volume_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+    drop: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run the populator to its end."""
+    argv, full_env = _command(cloud, image_id, volume_path, env, extra, drop)
     return subprocess.run(
-        argv, env=full_env, capture_output=True, text=True, timeout=300, check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
+        argv, env=full_env, capture_output=True, text=True, timeout=300, check=False, cwd=REPO
+    )
+
+
+@contextlib.contextmanager
+def populating(
+    cloud: Cloud, image_id: str, volume_path: Path, *, extra: list[str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """The populator running in the background; killed if still running afterwards."""
+    argv, env = _command(cloud, image_id, volume_path, None, extra, ())
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def allocated(path: Path) -> int:

@@ -14,9 +14,19 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.devservices import free_port
 from sim.openstack.certs import client_context
 from sim.openstack.cloud import Cloud
-from tests.openstack.conftest import MiB, allocated, last_line, populate, volume_image, wait_image
+from tests.openstack.conftest import (
+    MiB,
+    allocated,
+    last_line,
+    populate,
+    populating,
+    volume_image,
+    wait_for,
+    wait_image,
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,10 +194,32 @@ def test_image_stuck_in_saving_fails_after_the_wait_then_succeeds(
     run = populate(cloud, out["image_id"], tmp_path, extra=["--image-wait", "2"])
     assert run.returncode == 1
     assert "is still saving after 2 s" in last_line(run)
-    cloud.faults.stuck_saving = False
-    run = populate(cloud, out["image_id"], tmp_path)
-    assert run.returncode == 0, run.stderr
+    # A patient populator waits, serving its metrics meanwhile, and copies once Glance is done.
+    port = free_port()
+    with populating(cloud, out["image_id"], tmp_path, extra=["--metrics-port", str(port)]) as proc:
+        metrics = scrape(port, proc)
+        assert 'openstack_populator_progress{ownerUID="uid-1"} 0' in metrics
+        assert 'hoist_populator_bytes_transferred{ownerUID="uid-1"} 0' in metrics
+        cloud.faults.stuck_saving = False
+        assert proc.wait(120) == 0
     assert (tmp_path / "disk.img").read_bytes() == cloud.state.volumes[vol.id].path.read_bytes()
+
+
+def scrape(port: int, proc: subprocess.Popen[str]) -> str:
+    """The populator's /metrics (TLS, self-signed), once it answers."""
+    text: list[str] = []
+
+    def answered() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            r = httpx.get(f"https://127.0.0.1:{port}/metrics", verify=False)  # noqa: S501
+        except httpx.TransportError:
+            return False
+        text.append(r.text)
+        return r.status_code == 200
+
+    wait_for(answered, "the populator's /metrics")
+    return text[-1]
 
 
 def test_checksum_mismatch_is_caught(cloud: Cloud, conn: Any, tmp_path: Path) -> None:
