@@ -103,6 +103,8 @@ connection = sqlite:///{base / "keystone.db"}
 [token]
 provider = fernet
 expiration = 7200
+caching = false
+cache_on_issue = false
 [fernet_tokens]
 key_repository = {base / "fernet-keys"}
 [fernet_receipts]
@@ -110,7 +112,12 @@ key_repository = {base / "fernet-keys"}
 [credential]
 key_repository = {base / "credential-keys"}
 [cache]
-enabled = false
+# Catalog, assignments and the like are cached per worker (as a real deployment does with
+# memcached); tokens and revocations are not, so a revoked token fails at once everywhere.
+enabled = true
+backend = dogpile.cache.memory
+[revoke]
+caching = false
 """
 
 
