@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from sim.openstack.certs import client_context
 from sim.openstack.faults import Faults
+from sim.openstack.keystone_glance import password_token
 from sim.openstack.state import CloudState, Server, Volume, new_id, now, sparse_copy
 
 MiB = 1 << 20
@@ -56,24 +57,9 @@ class Keystone:
 
     async def admin_token(self, *, fresh: bool = False) -> str:
         if self._admin is None or fresh:
-            body = {
-                "auth": {
-                    "identity": {
-                        "methods": ["password"],
-                        "password": {
-                            "user": {
-                                "name": "admin",
-                                "domain": {"id": "default"},
-                                "password": self.admin_password,
-                            }
-                        },
-                    },
-                    "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-                }
-            }
-            async with self.client() as c:
-                r = await c.post(f"{self.auth_url}/auth/tokens", json=body)
-                self._admin = r.raise_for_status().headers["X-Subject-Token"]
+            self._admin, _ = await password_token(
+                self.auth_url, "admin", self.admin_password, "admin", ca_file=self.ca_file
+            )
         return self._admin
 
     async def validate(self, token: str) -> dict[str, Any] | None:

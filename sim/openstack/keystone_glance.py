@@ -70,12 +70,12 @@ class KeystoneGlance:
     async def admin_token(self) -> tuple[str, str]:
         """A project-scoped admin token and the admin project's id."""
         return await password_token(
-            self, ADMIN_USER, self.admin_password, ADMIN_USER, ca_file=self.ca_file
+            self.auth_url, ADMIN_USER, self.admin_password, ADMIN_USER, ca_file=self.ca_file
         )
 
 
 async def password_token(
-    kg: KeystoneGlance, user: str, password: str, project: str, *, ca_file: Path
+    auth_url: str, user: str, password: str, project: str, *, ca_file: Path
 ) -> tuple[str, str]:
     """Authenticate with a password; returns (token, project id)."""
     body = {
@@ -90,7 +90,7 @@ async def password_token(
         }
     }
     async with httpx.AsyncClient(verify=client_context(ca_file), timeout=30) as c:
-        r = await c.post(f"{kg.auth_url}/auth/tokens", json=body)
+        r = await c.post(f"{auth_url}/auth/tokens", json=body)
         r.raise_for_status()
         return r.headers["X-Subject-Token"], r.json()["token"]["project"]["id"]
 

@@ -20,6 +20,7 @@ import logging
 import mmap
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -193,6 +194,7 @@ def copy(
     volume: VolumeWriter | None = None
     data_bytes = 0
     thread = threading.Thread(target=read_all, name="glance-reader", daemon=True)
+    started = time.monotonic()
     thread.start()
     try:
         while (item := full.get()) is not None:
@@ -221,4 +223,9 @@ def copy(
         for b in buffers:
             with contextlib.suppress(BufferError):  # a view still held by a dead thread
                 b.close()
+    seconds = time.monotonic() - started
+    log.info(
+        "streamed %d bytes in %.2f s (%.0f MiB/s), %d written, the rest holes",
+        size, seconds, size / max(seconds, 1e-6) / (1 << 20), data_bytes,
+    )  # fmt: skip
     return Result(size, data_bytes, hasher.hexdigest(), reader.resumes), volume
