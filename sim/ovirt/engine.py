@@ -148,9 +148,11 @@ class Engine:
 
     def _arm(self, fault: Fault) -> None:
         if fault.kind == "disk_locked":
-            disk = self.inv.disk_by_name(fault.disk or "")
-            disk.status = "locked"
-            self._locked_until[disk.id] = asyncio.get_running_loop().time() + fault.seconds
+            until = asyncio.get_running_loop().time() + fault.seconds
+            disks = [self.inv.disk_by_name(fault.disk)] if fault.disk else self.inv.disks.values()
+            for disk in disks:
+                disk.status = "locked"
+                self._locked_until[disk.id] = until
 
     async def _serve(self, cert: ServerCert) -> None:
         config = uvicorn.Config(

@@ -117,7 +117,9 @@ async def run_populator(
     proc = await start_populator(engine, disk, volume, env)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
-    return Run(proc.returncode, err.decode(errors="replace"))
+    run = Run(proc.returncode, err.decode(errors="replace"))
+    assert "failed: unexpected" not in run.stderr, run.stderr  # every failure understood
+    return run
 
 
 def sha256(path: Path, size: int | None = None) -> str:

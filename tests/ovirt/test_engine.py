@@ -169,3 +169,41 @@ async def test_generated_inventory_of_10000_vms_and_its_event_stream(tmp_path: P
     assert vms == 10_000
     assert changes > 10
     assert not list((tmp_path / "images").iterdir())  # no image made for listing
+
+
+SCENARIO = """
+users: {admin@internal: s3cret}
+networks: [{name: prod, vlan: 100}]
+vms:
+  - name: web-1
+    firmware: uefi
+    memory: 8GiB
+    nics: [{network: prod, model: e1000, mac: "56:6f:00:00:00:01"}]
+    disks:
+      - {name: web-1-root, size: 10GiB, allocated: 0.1, format: cow, layout: scattered,
+         extent: 1MiB, interface: virtio, bootable: true}
+      - {name: web-1-lun, size: 1GiB, storage_type: lun}
+faults:
+  - {kind: disk_locked, disk: web-1-root, seconds: 2}
+  - {kind: connection_reset, after_bytes: 3MiB, count: 2}
+"""
+
+
+def test_scenario_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO)
+    inv, faults = scenario.load(path)
+    assert inv.users == {"admin@internal": "s3cret"}
+    vm = next(iter(inv.vms.values()))
+    assert (vm.bios_type, vm.memory, vm.nics[0].mac) == ("q35_ovmf", 8 << 30, "56:6f:00:00:00:01")
+    root = inv.disk_by_name("web-1-root")
+    assert (root.format, root.provisioned_size, root.actual_size) == ("cow", 10 << 30, 1 << 30)
+    assert vm.disk_attachments[0].interface == "virtio"
+    assert inv.disk_by_name("web-1-lun").storage_type == "lun"
+    assert [f.kind for f in faults] == ["disk_locked", "connection_reset"]
+    assert faults[1].after_bytes == 3 << 20
+    assert faults[1].applies(root)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faults: [{kind: meteor_strike}]")
+    with pytest.raises(ValueError, match="fault kind 'meteor_strike'"):
+        scenario.load(bad)

@@ -95,8 +95,8 @@ async def test_metrics_over_tls_while_copying(engine: Engine, tmp_path: Path) ->
     await asyncio.wait_for(proc.wait(), 60)
     assert proc.returncode == 0
     assert seen
-    assert max(seen) < 100
     assert seen == sorted(seen)
+    assert max(seen[:-1], default=0) < 100  # 100 only once done (a last scrape may see it)
     assert any(p > 0 for p in seen)
 
 

@@ -13,10 +13,12 @@ import hashlib
 import ssl
 
 from services.populators.common.args import Credentials
+from services.populators.common.failure import PopulatorFailure
 
 
-class TlsError(ConnectionError):
-    """The server's certificate was not the one we trust: never retried."""
+class TlsError(PopulatorFailure):
+    """The server's certificate was not the one we trust: never retried (and, unlike
+    network errors, not an ``OSError``, so no retry loop catches it by accident)."""
 
 
 def fingerprint_of(der: bytes) -> str:

@@ -37,6 +37,8 @@ import struct
 from pathlib import Path
 from types import TracebackType
 
+from services.populators.common.failure import PopulatorFailure
+
 ALIGN = 4096
 BLKGETSIZE64 = 0x80081272
 BLKZEROOUT = 0x127F
@@ -50,8 +52,8 @@ _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int6
 _fallocate.restype = ctypes.c_int
 
 
-class VolumeError(OSError):
-    """The volume cannot hold the disk or refused a write."""
+class VolumeError(PopulatorFailure):
+    """The volume cannot hold the disk, or refused a write or the final sync."""
 
 
 def aligned_buffer(size: int) -> mmap.mmap:
@@ -74,6 +76,13 @@ class VolumeWriter:
 
     @classmethod
     def open(cls, volume_path: Path, size: int) -> VolumeWriter:
+        try:
+            return cls._open(volume_path, size)
+        except OSError as exc:
+            raise VolumeError(f"cannot open the volume at {volume_path}: {exc}") from exc
+
+    @classmethod
+    def _open(cls, volume_path: Path, size: int) -> VolumeWriter:
         try:
             st = os.stat(volume_path)
         except FileNotFoundError:
@@ -116,6 +125,14 @@ class VolumeWriter:
         return st.st_size
 
     def write(self, data: memoryview, offset: int) -> None:
+        try:
+            self._write(data, offset)
+        except OSError as exc:
+            raise VolumeError(
+                f"writing {len(data)} bytes at offset {offset} of {self.path} failed: {exc}"
+            ) from exc
+
+    def _write(self, data: memoryview, offset: int) -> None:
         """Write all of ``data`` at ``offset``; ``data`` from ``aligned_buffer`` goes direct,
         anything else (or an unaligned tail) through the page cache."""
         n = len(data)
@@ -145,18 +162,21 @@ class VolumeWriter:
             mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
             if _fallocate(self._fd, mode, offset, length) == 0:
                 return
-        zeros = bytes(_ZERO_CHUNK)
+        zeros = memoryview(bytes(_ZERO_CHUNK))
         pos = offset
         while pos < offset + length:
             n = min(_ZERO_CHUNK, offset + length - pos)
-            os.pwrite(self._fd, zeros[:n], pos)
+            self.write(zeros[:n], pos)
             pos += n
 
     def finish(self) -> None:
         """fsync: the copy counts only once the data is on stable storage."""
-        if self._direct_fd is not None:
-            os.fsync(self._direct_fd)
-        os.fsync(self._fd)
+        try:
+            if self._direct_fd is not None:
+                os.fsync(self._direct_fd)
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise VolumeError(f"syncing {self.path} to stable storage failed: {exc}") from exc
 
     def close(self) -> None:
         for fd in (self._direct_fd, self._fd):
