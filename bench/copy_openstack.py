@@ -88,7 +88,7 @@ def make_image(cloud: Cloud) -> str:
         conn.close()
 
 
-def run(size_mib: int, data_mib: int, rounds: int) -> dict[str, Any]:
+def run(size_mib: int, data_mib: int, rounds: int, hashing: str) -> dict[str, Any]:
     scenario = sc.Scenario(
         servers=[
             sc.Server(
@@ -104,7 +104,7 @@ def run(size_mib: int, data_mib: int, rounds: int) -> dict[str, Any]:
     sdk: list[float] = []
     streamed: list[float] = []
     rss: dict[str, int] = {"hoist": 0, "curl": 0, "sdk": 0}
-    with running_cloud(scenario, image_proxy=False) as cloud:
+    with running_cloud(scenario, image_proxy=False, hashing=hashing) as cloud:
         vol = next(v for v in cloud.state.volumes.values() if v.name == "bench-root")
         vol.name = "bench-root"
         image_id = make_image(cloud)
@@ -153,6 +153,7 @@ def run(size_mib: int, data_mib: int, rounds: int) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "image_mib": size // MiB,
         "image_data_mib": data_mib,
+        "glance_hash": hashing,
         "rounds": rounds,
         "hoist_mib_s": round(med(hoist)),
         "hoist_stream_mib_s": round(med(streamed)),
@@ -179,8 +180,9 @@ def main() -> int:
     p.add_argument("--size-mib", type=int, default=1024)
     p.add_argument("--data-mib", type=int, default=512)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--glance-hash", default="sha512", help="Glance's hashing_algorithm")
     args = p.parse_args()
-    return emit(run(args.size_mib, args.data_mib, args.rounds), args.json)
+    return emit(run(args.size_mib, args.data_mib, args.rounds, args.glance_hash), args.json)
 
 
 if __name__ == "__main__":

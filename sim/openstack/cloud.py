@@ -104,8 +104,10 @@ async def openstack_cloud(
     workdir: Path | None = None,
     *,
     image_proxy: bool = True,
+    hashing: str = "sha512",
 ) -> AsyncIterator[Cloud]:
-    """Start the cloud, load ``scenario`` into it, stop and clean up on exit."""
+    """Start the cloud, load ``scenario`` into it, stop and clean up on exit. ``hashing`` is
+    Glance's ``hashing_algorithm``."""
     scenario = scenario or sc.Scenario()
     base = Path(tempfile.mkdtemp(prefix="hoist-openstack-")) if workdir is None else workdir
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
@@ -114,7 +116,7 @@ async def openstack_cloud(
         sim_port, proxy_port = free_port(), free_port()
         sim_url, proxy_url = f"https://127.0.0.1:{sim_port}", f"https://127.0.0.1:{proxy_port}"
         async with kg.keystone_glance(
-            base, certs, image_url=proxy_url if image_proxy else None
+            base, certs, image_url=proxy_url if image_proxy else None, hashing=hashing
         ) as services:
             for kind, path in (
                 ("compute", "/compute/v2.1"),
@@ -166,7 +168,11 @@ async def openstack_cloud(
 
 @contextlib.contextmanager
 def running_cloud(
-    scenario: sc.Scenario | None = None, workdir: Path | None = None, *, image_proxy: bool = True
+    scenario: sc.Scenario | None = None,
+    workdir: Path | None = None,
+    *,
+    image_proxy: bool = True,
+    hashing: str = "sha512",
 ) -> Iterator[Cloud]:
     """``openstack_cloud()`` in a thread of its own; returns once everything answers."""
     ready: Future[Cloud] = Future()
@@ -177,7 +183,9 @@ def running_cloud(
         nonlocal stop, loop
         stop, loop = asyncio.Event(), asyncio.get_running_loop()
         try:
-            async with openstack_cloud(scenario, workdir, image_proxy=image_proxy) as cloud:
+            async with openstack_cloud(
+                scenario, workdir, image_proxy=image_proxy, hashing=hashing
+            ) as cloud:
                 ready.set_result(cloud)
                 await stop.wait()
         except BaseException as exc:

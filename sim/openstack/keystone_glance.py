@@ -121,9 +121,12 @@ caching = false
 """
 
 
-def _glance_conf(base: Path, venv: Path, auth_url: str, password: str, ca: Path) -> str:
+def _glance_conf(
+    base: Path, venv: Path, auth_url: str, password: str, ca: Path, hashing: str
+) -> str:
     return f"""[DEFAULT]
 log_file = {base / "glance-app.log"}
+hashing_algorithm = {hashing}
 enabled_backends = fs:file
 show_image_direct_url = false
 show_multiple_locations = false
@@ -270,12 +273,13 @@ async def register_service(kg: KeystoneGlance, kind: str, name: str, url: str) -
 
 @contextlib.asynccontextmanager
 async def keystone_glance(
-    workdir: Path, certs: CertFiles, *, image_url: str | None = None
+    workdir: Path, certs: CertFiles, *, image_url: str | None = None, hashing: str = "sha512"
 ) -> AsyncIterator[KeystoneGlance]:
     """Set up and run Keystone, then Glance; stop both on exit.
 
     ``image_url`` is what the catalog names as the image service (default: Glance itself; the
-    simulator passes its fault-injecting proxy).
+    simulator passes its fault-injecting proxy). ``hashing`` is Glance's
+    ``hashing_algorithm`` (the ``os_hash_algo`` of new images).
     """
     venv = openstack_venv()
     base = workdir / "openstack"
@@ -287,7 +291,7 @@ async def keystone_glance(
     kurl, gurl = f"https://127.0.0.1:{kport}", f"https://127.0.0.1:{gport}"
     admin_pw, glance_pw = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     kg = KeystoneGlance(kurl, gurl, admin_pw, certs.ca_file, base)
-    glance_conf = _glance_conf(gbase, venv, f"{kurl}/v3", glance_pw, certs.ca_file)
+    glance_conf = _glance_conf(gbase, venv, f"{kurl}/v3", glance_pw, certs.ca_file, hashing)
     try:
         kconf, _ = await asyncio.gather(
             _keystone_setup(venv, kbase, kurl, admin_pw), _glance_setup(venv, gbase, glance_conf)
