@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from sim.openstack.certs import client_context
 from sim.openstack.faults import Faults
-from sim.openstack.keystone_glance import password_token
-from sim.openstack.state import CloudState, Server, Volume, new_id, now, sparse_copy
+from sim.openstack.state import CloudState, Server, Snapshot, Volume, new_id, now, sparse_copy
+from sim.openstack.tokens import Keystone
 
 MiB = 1 << 20
 NOVA_MAX, CINDER_MAX = "2.60", "3.70"
@@ -39,55 +37,6 @@ class ApiError(Exception):
 
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, "itemNotFound", f"{what} {ident} could not be found.")
-
-
-@dataclass
-class Keystone:
-    """Validates callers' tokens against the real Keystone, as keystonemiddleware does, and
-    holds the simulator's own admin token (for uploads and revocations)."""
-
-    auth_url: str
-    admin_password: str
-    ca_file: Path
-    _admin: str | None = None
-    _cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(verify=client_context(self.ca_file), timeout=60)
-
-    async def admin_token(self, *, fresh: bool = False) -> str:
-        if self._admin is None or fresh:
-            self._admin, _ = await password_token(
-                self.auth_url, "admin", self.admin_password, "admin", ca_file=self.ca_file
-            )
-        return self._admin
-
-    async def validate(self, token: str) -> dict[str, Any] | None:
-        """The token's body if Keystone accepts it now (cached 2 s), else None."""
-        hit = self._cache.get(token)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        for fresh in (False, True):
-            headers = {
-                "X-Auth-Token": await self.admin_token(fresh=fresh),
-                "X-Subject-Token": token,
-            }
-            async with self.client() as c:
-                r = await c.get(f"{self.auth_url}/auth/tokens", headers=headers)
-            if r.status_code == 401 and not fresh:
-                continue  # our own admin token expired
-            if r.status_code != 200:
-                return None
-            body: dict[str, Any] = r.json()["token"]
-            self._cache[token] = (time.monotonic() + 2, body)
-            return body
-        return None
-
-    async def revoke(self, token: str) -> None:
-        self._cache.pop(token, None)
-        headers = {"X-Auth-Token": await self.admin_token(), "X-Subject-Token": token}
-        async with self.client() as c:
-            await c.delete(f"{self.auth_url}/auth/tokens", headers=headers)
 
 
 @dataclass
@@ -499,9 +448,7 @@ def _subnet(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k not in ("next_ip", "index")}
 
 
-def _snapshot(st: CloudState, vol: Volume, name: str) -> Any:
-    from sim.openstack.state import Snapshot
-
+def _snapshot(st: CloudState, vol: Volume, name: str) -> Snapshot:
     sid = new_id()
     path = st.disk_path("snapshot", sid)
     sparse_copy(vol.path, path)

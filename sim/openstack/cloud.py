@@ -25,11 +25,12 @@ import uvicorn
 from shared.devservices import _rmtree, free_port
 from sim.openstack import keystone_glance as kg
 from sim.openstack import scenario as sc
-from sim.openstack.api import Keystone, Sim, build_app
+from sim.openstack.api import Sim, build_app
 from sim.openstack.certs import make_certs
 from sim.openstack.faults import Faults
 from sim.openstack.imageproxy import build_proxy
 from sim.openstack.state import CloudState
+from sim.openstack.tokens import Keystone
 
 
 @dataclass

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sim.openstack.api import Keystone
 from sim.openstack.certs import client_context
 from sim.openstack.faults import ConnectionResetFault, Faults
+from sim.openstack.tokens import Keystone
 
 HOP_BY_HOP = {
     "connection",

@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             out = await populate(
-                ns.endpoint, ns.image_id, ns.volume_path, creds, progress, ns.image_wait
-            )
+                ns.endpoint, ns.image_id, ns.volume_path, creds, progress, ns.image_wait,
+                ns.pvc_size,
+            )  # fmt: skip
         finally:
             await metrics.stop()
         seconds = time.monotonic() - started

@@ -114,10 +114,15 @@ def _copy_and_verify(
     volume_path: Path,
     progress: Progress,
     opened: Download | None,
+    pvc_size: int,
 ) -> tuple[int, int, str, bool, bool, int]:
     """The blocking part: (size, data bytes, algo, converted, direct, resumes)."""
     size = int(str(meta.get("size") or 0))
     algo, expected = _expected(meta)
+    if pvc_size and size > pvc_size and meta.get("disk_format") != "qcow2":
+        raise PopulatorFailure(
+            f"image {image_id} holds {size} bytes, the PVC only {pvc_size}: the PVC is too small"
+        )
     progress.set_total(size)
     qcow2 = False
 
@@ -151,7 +156,7 @@ def _copy_and_verify(
     finally:
         volume.close()
     if qcow2:
-        _convert(volume_path / SCRATCH / "disk.img", volume_path, 0)
+        _convert(volume_path / SCRATCH / "disk.img", volume_path, pvc_size)
     return size, result.data_bytes, algo, qcow2, direct, result.resumes
 
 
@@ -171,6 +176,7 @@ async def populate(
     creds: OpenStackCredentials,
     progress: Progress,
     image_wait: float,
+    pvc_size: int = 0,
 ) -> Outcome:
     client = HttpClient(creds.tls())
     session = Session(endpoint, creds, client)
@@ -198,7 +204,7 @@ async def populate(
             meta.get("disk_format"),
         )
         size, data, algo, converted, direct, resumes = await asyncio.to_thread(
-            _copy_and_verify, glance, image_id, meta, volume_path, progress, opened
+            _copy_and_verify, glance, image_id, meta, volume_path, progress, opened, pvc_size
         )
     finally:
         client.close()
