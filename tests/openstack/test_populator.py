@@ -271,3 +271,12 @@ def test_qcow2_image_is_converted_to_raw(
     run = populate(cloud, image_id, block)
     assert run.returncode == 1
     assert "is qcow2 and needs conversion to raw" in last_line(run)
+
+
+def test_pvc_smaller_than_the_image_fails_precisely(
+    cloud: Cloud, db_image: tuple[str, Path], tmp_path: Path
+) -> None:
+    run = populate(cloud, db_image[0], tmp_path, extra=["--pvc-size", "1Mi"])
+    assert run.returncode == 1
+    assert "the PVC is too small" in last_line(run)
+    assert not (tmp_path / "disk.img").exists()
