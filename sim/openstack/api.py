@@ -425,7 +425,10 @@ def build_app(sim: Sim) -> FastAPI:
         values = await request.json()
         if values.get("clear"):
             sim.faults.clear()
-        sim.faults.update({k: v for k, v in values.items() if k != "clear"})
+        try:
+            sim.faults.update({k: v for k, v in values.items() if k != "clear"})
+        except ValueError as exc:
+            raise ApiError(400, "badRequest", str(exc)) from None
         return {"injected": sim.faults.injected}
 
     return app

@@ -141,3 +141,15 @@ def test_image_stuck_in_saving_until_the_fault_clears(cloud: Cloud, conn: Any) -
     assert conn.block_storage.get_volume(vol.id).status == "uploading"
     cloud.faults.stuck_saving = False
     wait_image(conn, out["image_id"], "active")
+
+
+def test_faults_can_be_set_over_http_with_a_valid_token(cloud: Cloud, conn: Any) -> None:
+    url = f"{cloud.sim_url}/sim/faults"
+    with httpx.Client(verify=client_context(cloud.ca_file)) as c:
+        assert c.post(url, json={"volume_quota": 1}).status_code == 401
+        headers = {"X-Auth-Token": conn.session.get_token()}
+        assert c.post(url, json={"volume_quota": 1}, headers=headers).status_code == 200
+        assert cloud.faults.volume_quota == 1
+        assert c.post(url, json={"clear": True}, headers=headers).status_code == 200
+        assert cloud.faults.volume_quota is None
+        assert c.post(url, json={"no_such_fault": 1}, headers=headers).status_code == 400
