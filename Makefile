@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml tools/system-deps.sh tools/kubebin.py | cksum | cut -d' ' -f1)
+# Real Keystone and Glance (the OpenStack simulator) pin libraries Hoist must not share: own venv.
+OS_VENV  ?= .venv-openstack
+OS_STAMP := $(OS_VENV)/.installed-$(shell cksum < sim/openstack/requirements.txt | cut -d' ' -f1)
 
 .PHONY: setup test lint demo bench clean help
 
@@ -16,7 +19,7 @@ help:
 	@echo "make demo    start NATS, PostgreSQL and the four services; show their health"
 	@echo "make bench   run every benchmark under bench/ and print a table"
 
-setup: $(STAMP)
+setup: $(STAMP) $(OS_STAMP)
 
 $(STAMP): pyproject.toml tools/system-deps.sh tools/kubebin.py
 	sh tools/system-deps.sh
@@ -25,6 +28,12 @@ $(STAMP): pyproject.toml tools/system-deps.sh tools/kubebin.py
 	$(PY) -m pip install --quiet -e ".[dev,sim]"
 	$(PY) -m tools.kubebin
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(OS_STAMP): sim/openstack/requirements.txt
+	test -x $(OS_VENV)/bin/python || $(PYTHON) -m venv $(OS_VENV)
+	$(OS_VENV)/bin/python -m pip install --quiet -r sim/openstack/requirements.txt
+	rm -f $(OS_VENV)/.installed-*
 	touch $@
 
 test: setup
@@ -43,4 +52,4 @@ bench: setup
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(OS_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

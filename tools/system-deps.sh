@@ -2,7 +2,8 @@
 # Debian packages Hoist needs beyond Python: PostgreSQL server binaries (tests and the demo
 # start a private server), headers and libxml2 to build ovirt-engine-sdk-python's C
 # extension, venv support, and qemu-utils (qemu-img, qemu-nbd) for the oVirt simulator's disk
-# images and the imageio client. Installs only what is missing; needs root (or sudo) for that.
+# images and the imageio client, and for the OpenStack populator's qcow2 conversion. Installs
+# only what is missing; needs root (or sudo) for that.
 set -eu
 
 packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils"

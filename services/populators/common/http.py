@@ -71,6 +71,12 @@ class HttpConnection:
     def connected(self) -> bool:
         return self._sock is not None
 
+    @property
+    def body_left(self) -> int | None:
+        """Bytes of the current Content-Length body not read yet (None for other framings).
+        After a failed ``readinto_exactly`` it tells how much of the view was filled."""
+        return self._left
+
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

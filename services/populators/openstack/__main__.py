@@ -1,0 +1,75 @@
+"""``python -m services.populators.openstack``: the program the OpenStack populator pod runs.
+
+Arguments as Forklift's openstack-populator (``--volume-path --secret-name --cr-name
+--cr-namespace --owner-uid --pvc-size --endpoint --image-id``), plus ``--image-wait``;
+credentials from the env under the Secret's keys (see ``identity``). Serves
+``openstack_populator_progress{ownerUID}`` and byte counters on ``/metrics`` (TLS) while it
+copies. Exit 0 only when every byte is written, verified and synced; otherwise exit 1 (2 for
+bad arguments or env) with one line on stderr that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from services.populators.common import args as common
+from services.populators.common.failure import run_main
+from services.populators.common.metrics import MetricsServer, Progress
+from services.populators.openstack.identity import OpenStackCredentials
+from services.populators.openstack.populate import populate
+
+log = logging.getLogger("populator")
+NAME = "openstack-populator"
+METRIC = "openstack_populator_progress"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser("Copies a Glance image into a volume.")
+    p.add_argument("--endpoint", required=True, help="Keystone URL (the provider's identityUrl)")
+    p.add_argument("--image-id", required=True)
+    p.add_argument(
+        "--image-wait",
+        type=float,
+        default=600.0,
+        help="seconds to wait for an image still queued/saving before failing",
+    )
+    ns = p.parse_args(argv)
+
+    async def run() -> None:
+        creds = OpenStackCredentials.from_env()
+        progress = Progress(METRIC, ns.owner_uid)
+        metrics = await MetricsServer.start(progress, ns.metrics_port)
+        log.info("metrics on port %d", metrics.port)
+        started = time.monotonic()
+        try:
+            out = await populate(
+                ns.endpoint, ns.image_id, ns.volume_path, creds, progress, ns.image_wait,
+                ns.pvc_size,
+            )  # fmt: skip
+        finally:
+            await metrics.stop()
+        seconds = time.monotonic() - started
+        log.info(
+            "copied image %s: %d bytes (%d of data) in %.2f s (%.0f MiB/s) from %s, %s verified, "
+            "%d resumes, %d retries, %d re-authentications, qcow2 converted: %s, O_DIRECT %s",
+            ns.image_id,
+            out.size,
+            out.data_bytes,
+            seconds,
+            out.size / max(seconds, 1e-6) / (1 << 20),
+            out.image_url,
+            out.algo,
+            out.resumes,
+            out.retries,
+            out.reauths,
+            "yes" if out.converted else "no",
+            "on" if out.direct else "off",
+        )
+
+    return run_main(NAME, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
