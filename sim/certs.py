@@ -11,6 +11,7 @@ fault.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import ssl
@@ -145,6 +146,8 @@ def make_server_cert(directory: Path, hostname: str = "localhost", tag: str = ""
     return issue(directory, (hostname, "127.0.0.1", "::1"), hostname, tag)
 
 
+@functools.cache
 def client_context(ca_file: Path) -> ssl.SSLContext:
-    """A client TLS context that trusts exactly this CA (and checks the host name)."""
+    """A client TLS context that trusts exactly this CA and checks host names (one per CA
+    file: building a context loads and parses the bundle every time)."""
     return ssl.create_default_context(cafile=str(ca_file))

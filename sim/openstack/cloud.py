@@ -23,10 +23,10 @@ from typing import Any
 import uvicorn
 
 from shared.devservices import _rmtree, free_port
+from sim.certs import issue
 from sim.openstack import keystone_glance as kg
 from sim.openstack import scenario as sc
 from sim.openstack.api import Sim, build_app
-from sim.openstack.certs import make_certs
 from sim.openstack.faults import Faults
 from sim.openstack.imageproxy import build_proxy
 from sim.openstack.state import CloudState
@@ -113,7 +113,7 @@ async def openstack_cloud(
     base = Path(tempfile.mkdtemp(prefix="hoist-openstack-")) if workdir is None else workdir
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
     try:
-        certs = make_certs(base / "tls")
+        certs = issue(base / "tls", common_name="hoist-openstack-sim")
         sim_port, proxy_port = free_port(), free_port()
         sim_url, proxy_url = f"https://127.0.0.1:{sim_port}", f"https://127.0.0.1:{proxy_port}"
         async with kg.keystone_glance(

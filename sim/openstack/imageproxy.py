@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sim.openstack.certs import client_context
+from sim.certs import client_context
 from sim.openstack.faults import ConnectionResetFault, Faults
 from sim.openstack.tokens import Keystone
 

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from shared.devservices import _launch, _Proc, _stop, free_port
-from sim.openstack.certs import CertFiles, client_context
+from sim.certs import ServerCert, client_context, issue
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "RegionOne"
@@ -187,7 +187,7 @@ async def _answers(url: str, ca: Path) -> bool:
 
 
 def _gunicorn(
-    venv: Path, app: str, port: int, certs: CertFiles, env: dict[str, str], log: Path
+    venv: Path, app: str, port: int, certs: ServerCert, env: dict[str, str], log: Path
 ) -> _Proc:
     """gunicorn with threads (long streams must not hit the worker timeout) and TLS."""
     argv = ["env", *(f"{k}={v}" for k, v in env.items()), str(venv / "bin" / "gunicorn")]
@@ -273,7 +273,7 @@ async def register_service(kg: KeystoneGlance, kind: str, name: str, url: str) -
 
 @contextlib.asynccontextmanager
 async def keystone_glance(
-    workdir: Path, certs: CertFiles, *, image_url: str | None = None, hashing: str = "sha512"
+    workdir: Path, certs: ServerCert, *, image_url: str | None = None, hashing: str = "sha512"
 ) -> AsyncIterator[KeystoneGlance]:
     """Set up and run Keystone, then Glance; stop both on exit.
 
@@ -322,10 +322,8 @@ async def keystone_glance(
 if __name__ == "__main__":  # a smoke run: python -m sim.openstack.keystone_glance DIR
     import tempfile
 
-    from sim.openstack.certs import make_certs
-
     async def _smoke(d: Path) -> None:
-        async with keystone_glance(d, make_certs(d / "tls")) as kg:
+        async with keystone_glance(d, issue(d / "tls")) as kg:
             print(kg, await kg.admin_token())
 
     asyncio.run(_smoke(Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp())))

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from sim.openstack.certs import client_context
+from sim.certs import client_context
 from sim.openstack.keystone_glance import password_token
 
 

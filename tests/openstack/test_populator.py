@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shared.devservices import free_port
-from sim.openstack.certs import client_context
+from sim.certs import client_context
 from sim.openstack.cloud import Cloud
 from tests.openstack.conftest import (
     MiB,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from openstack import exceptions as os_exc
 
-from sim.openstack.certs import client_context
+from sim.certs import client_context
 from sim.openstack.cloud import Cloud
 from tests.openstack.conftest import volume_image, wait_for, wait_image
 
