@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from shared.devservices import free_port
 from sim.certs import client_context
@@ -27,32 +26,6 @@ from tests.openstack.conftest import (
     wait_for,
     wait_image,
 )
-
-
-@pytest.fixture(scope="module")
-def web_image(cloud: Cloud) -> tuple[str, Path]:
-    """The image of web-1's root disk (createImage), and the disk it came from."""
-    conn = cloud.connection()
-    try:
-        web = next(conn.compute.servers(name="web-1"))
-        image = wait_image(conn, conn.compute.create_server_image(web, "populator-web-1").id)
-    finally:
-        conn.close()
-    root = cloud.state.servers[web.id].root_path
-    assert root is not None
-    return str(image.id), root
-
-
-@pytest.fixture(scope="module")
-def db_image(cloud: Cloud) -> tuple[str, Path]:
-    """The image of db-1's boot volume (os-volume_upload_image), and the volume's file."""
-    conn = cloud.connection()
-    try:
-        image_id = volume_image(conn, "db-1-root", "populator-db-1-root")
-    finally:
-        conn.close()
-    vol = next(v for v in cloud.state.volumes.values() if v.name == "db-1-root")
-    return image_id, vol.path
 
 
 def data_bytes(path: Path) -> int:
