@@ -9,7 +9,6 @@ throughput survives that. Rounds are interleaved so machine noise hits both side
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -21,6 +20,7 @@ from typing import Any
 import nats
 from nats.js import api
 
+from bench import _report
 from shared import catalog
 from shared import payloads as p
 from shared.bus import Bus, Consumer, Subscription
@@ -124,25 +124,16 @@ async def main_async(n: int, rounds: int) -> dict[str, Any]:
         "consume_ratio": round(med(hoist_con) / med(raw_con), 3),
     }
     floors = {"publish_ratio": 0.55, "consume_ratio": 0.5}
-    targets = {
-        name: {"value": figures[name], "target": f">= {floor}", "met": figures[name] >= floor}
-        for name, floor in floors.items()
-    }
+    targets = {name: _report.target(figures[name], ">=", floor) for name, floor in floors.items()}
     return {"bench": "bus", "figures": figures, "targets": targets}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _report.parser(__doc__)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="print the result object last")
     args = parser.parse_args()
-    result = asyncio.run(main_async(args.messages, args.rounds))
-    for key, value in result["figures"].items():
-        print(f"{key:>22}: {value}")
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return _report.emit(asyncio.run(main_async(args.messages, args.rounds)), args.json)
 
 
 if __name__ == "__main__":

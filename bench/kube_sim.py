@@ -14,7 +14,6 @@ Targets from the issue: list p99 and watch-event p99 under 100 ms.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import ssl
@@ -27,6 +26,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+
+from bench import _report
 
 NAMESPACES = 20
 WORKLOAD = ("scheduler", "kubelet")
@@ -276,24 +277,18 @@ async def run(pods: int, claims: int, watchers: int, patches: int, rate: float) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _report.parser(__doc__)
     parser.add_argument("--pods", type=int, default=2000)
     parser.add_argument("--pvcs", type=int, default=4000)
     parser.add_argument("--watchers", type=int, default=50)
     parser.add_argument("--patches", type=int, default=1500)
     parser.add_argument("--rate", type=float, default=150.0, help="patches per second")
-    parser.add_argument("--json", action="store_true", help="print the result object last")
     args = parser.parse_args()
     figures = asyncio.run(run(args.pods, args.pvcs, args.watchers, args.patches, args.rate))
     targets = {
-        name: {"value": figures[name], "target": "<= 100", "met": figures[name] <= 100}
-        for name in ("list_p99_ms", "watch_p99_ms")
+        name: _report.target(figures[name], "<=", 100) for name in ("list_p99_ms", "watch_p99_ms")
     }
-    for name, value in figures.items():
-        print(f"{name:28} {value}")
-    if args.json:
-        print(json.dumps({"bench": "kube_sim", "figures": figures, "targets": targets}))
-    return 0
+    return _report.emit({"bench": "kube_sim", "figures": figures, "targets": targets}, args.json)
 
 
 if __name__ == "__main__":
