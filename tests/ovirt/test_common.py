@@ -212,3 +212,41 @@ def test_progress_never_says_done_before_done() -> None:
     text = progress.render()
     assert 'ovirt_progress{ownerUID="uid-1"} 100\n' in text
     assert 'hoist_populator_bytes_transferred{ownerUID="uid-1"} 1000\n' in text
+
+
+async def test_metrics_certificate_is_a_valid_self_signed_p256(tmp_path: Path) -> None:
+    """The hand-made certificate (no `cryptography` at run time) parses, verifies with its
+    own key, matches the private key, and serves a TLS handshake."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from services.populators.common.metrics import MetricsServer
+    from services.populators.common.selfsigned import self_signed
+
+    for _ in range(5):  # several keys: DER lengths vary with the integers' leading bits
+        cert_pem, key_pem = self_signed()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, None)
+        public = cert.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        assert isinstance(public.curve, ec.SECP256R1)
+        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        assert key.public_key().public_numbers() == public.public_numbers()
+        assert cert.subject == cert.issuer
+        assert cert.not_valid_before_utc < cert.not_valid_after_utc
+        assert cert.serial_number > 0
+
+    server = await MetricsServer.start(Progress("m", "uid"), 0, "127.0.0.1")
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert b'm{ownerUID="uid"} 0' in answer
+    finally:
+        await server.stop()

@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import os
 import ssl
 import tempfile
 import threading
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from services.populators.common.selfsigned import self_signed
 
 
 class Progress:
@@ -74,31 +70,15 @@ class Progress:
 
 
 def self_signed_context() -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate (as Forklift's pods use)."""
-    now = datetime.datetime.now(datetime.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hoist-populator")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
+    """A server context with a fresh self-signed certificate (as Forklift's pods use); made
+    by ``selfsigned`` in ~10 ms, without importing ``cryptography`` (~70 ms of CPU)."""
+    cert_pem, key_pem = self_signed()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     with tempfile.TemporaryDirectory() as tmp:
         cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        cert_file.write_bytes(cert_pem)
+        key_file.touch(0o600)
+        key_file.write_bytes(key_pem)
         ctx.load_cert_chain(cert_file, key_file)
     return ctx
 
