@@ -480,8 +480,11 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie is dead too.
-    state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+    # A zombie is dead too; and the process may be reaped between the two looks.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+    except FileNotFoundError:
+        return False
     return state != "Z"
 
 
