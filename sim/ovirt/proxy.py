@@ -36,6 +36,7 @@ class Rules:
     error_status: int = 503
     expire_after_bytes: int = 0
     expire: Callable[[], Awaitable[None]] | None = None  # expires the ticket in imageio
+    expired: bool = False
     served: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -100,6 +101,11 @@ class ImageProxy:
                     )
                     await writer.drain()
                     continue
+                if rules and rules.expired and rules.expire:
+                    # imageio re-extends a ticket by its timeout whenever an operation ends
+                    # (Ticket.touch), so requests that were in flight would revive it:
+                    # expire it again before each new request reaches imageio.
+                    await rules.expire()
                 if upstream is None:
                     upstream = await asyncio.open_connection(
                         "127.0.0.1", self.upstream_port, ssl=self._upstream_ctx
@@ -142,10 +148,10 @@ class ImageProxy:
             left -= len(data)
             if rules is not None:
                 rules.served += len(data)
-                if rules.expire and rules.served >= rules.expire_after_bytes:
+                if rules.expire and not rules.expired and rules.served >= rules.expire_after_bytes:
                     # Requests already authorized finish; imageio refuses the next ones.
-                    expire, rules.expire = rules.expire, None
-                    await expire()
+                    rules.expired = True
+                    await rules.expire()
                 if (
                     rules.resets_left > 0
                     and rules.reset_after_bytes
