@@ -492,6 +492,15 @@ def _write_env_file(path: Path, text: str) -> None:
     path.with_name(path.name + ".tmp").replace(path)
 
 
+async def until_interrupted() -> None:
+    """Return on SIGINT or SIGTERM: how the dev servers, simulators and the demo stay up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def _serve(env_file: Path | None) -> None:
     """Run until SIGINT/SIGTERM. A signal during startup cancels it; later ones just stop."""
     loop, task, stop = asyncio.get_running_loop(), asyncio.current_task(), asyncio.Event()

@@ -13,11 +13,10 @@ import argparse
 import asyncio
 import os
 import secrets
-import signal
 import sys
 from pathlib import Path
 
-from shared.devservices import DevServices, dev_services
+from shared.devservices import DevServices, dev_services, until_interrupted
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
 from tools.processes import SERVICES, ServiceProcess
@@ -61,7 +60,7 @@ async def run(keep: bool, timeout: float) -> int:
             print("all four services are healthy.")
             if keep:
                 print(f"API token: {token}\nlogs: {log_dir}/\nCtrl-C stops everything.")
-                await _until_interrupted()
+                await until_interrupted()
             return 0
         finally:
             codes = await asyncio.gather(*(s.terminate() for s in services))
@@ -84,14 +83,6 @@ def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
-
-
-async def _until_interrupted() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 def main() -> int:

@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from shared.devservices import until_interrupted
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig, NodeConfig
 
@@ -60,11 +60,7 @@ async def run(args: argparse.Namespace) -> None:
     await cluster.start()
     kubeconfig = cluster.kubeconfig(Path(args.kubeconfig).resolve())
     print(json.dumps({"url": cluster.url, "kubeconfig": str(kubeconfig)}), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_interrupted()
     await cluster.stop()
 
 

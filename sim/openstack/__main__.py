@@ -10,19 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from pathlib import Path
 
+from shared.devservices import until_interrupted
 from sim.openstack import scenario as sc
 from sim.openstack.cloud import openstack_cloud
 
 
 async def _run(scenario: sc.Scenario, image_proxy: bool) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     async with openstack_cloud(scenario, image_proxy=image_proxy) as cloud:
         print(f"OS_AUTH_URL={cloud.auth_url}")
         print(f"OS_USERNAME={scenario.user}")
@@ -32,7 +28,7 @@ async def _run(scenario: sc.Scenario, image_proxy: bool) -> None:
         print(f"OS_CACERT={cloud.ca_file}")
         print(f"HOIST_SIM_URL={cloud.sim_url}", flush=True)
         print("cloud is up; Ctrl-C stops it", file=sys.stderr, flush=True)
-        await stop.wait()
+        await until_interrupted()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
+from shared.devservices import until_interrupted
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 
@@ -35,11 +35,7 @@ async def serve(args: argparse.Namespace, workdir: Path) -> None:
         for user, password in inventory.users.items():
             print(f"user:        {user} / {password}")
         print(f"inventory:   {len(inventory.vms)} VMs, {len(inventory.disks)} disks", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_interrupted()
 
 
 def main() -> int:
