@@ -17,7 +17,7 @@ populator is mostly its source protocol:
 * ``volume``: ``VolumeWriter.open(volume_path, size)`` picks Filesystem (``disk.img``) or
   Block, ``write()`` from ``aligned_buffer()`` memory with O_DIRECT when possible,
   ``zero()`` for holes, ``finish()`` to fsync.
-* ``metrics``: ``Progress(metric, owner_uid)`` and ``MetricsServer.start(progress, port)``,
+* ``metrics``: ``Progress(metric, owner_uid)`` and ``serving(progress, port)``,
   Prometheus text over TLS with a self-signed certificate (``selfsigned``: a P-256 key and
   certificate made without importing ``cryptography``, which cost ~70 ms of CPU per start).
 * ``failure``: ``PopulatorFailure`` and ``run_main()``: one clear line on stderr and a

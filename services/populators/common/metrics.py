@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl
 import tempfile
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from services.populators.common.selfsigned import self_signed
+
+log = logging.getLogger(__name__)
 
 
 class Progress:
@@ -122,3 +126,15 @@ class MetricsServer:
         self._server.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+@contextlib.asynccontextmanager
+async def serving(progress: Progress, port: int) -> AsyncIterator[MetricsServer]:
+    """`/metrics` up for the whole copy (and its port logged: a test or a human may need it
+    when the port was chosen freely), down however the copy ends."""
+    server = await MetricsServer.start(progress, port)
+    log.info("metrics on port %d", server.port)
+    try:
+        yield server
+    finally:
+        await server.stop()

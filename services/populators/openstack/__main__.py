@@ -16,7 +16,7 @@ import time
 
 from services.populators.common import args as common
 from services.populators.common.failure import run_main
-from services.populators.common.metrics import MetricsServer, Progress
+from services.populators.common.metrics import Progress, serving
 from services.populators.openstack.identity import OpenStackCredentials
 from services.populators.openstack.populate import populate
 
@@ -40,16 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         creds = OpenStackCredentials.from_env()
         progress = Progress(METRIC, ns.owner_uid)
-        metrics = await MetricsServer.start(progress, ns.metrics_port)
-        log.info("metrics on port %d", metrics.port)
         started = time.monotonic()
-        try:
+        async with serving(progress, ns.metrics_port):
             out = await populate(
                 ns.endpoint, ns.image_id, ns.volume_path, creds, progress, ns.image_wait,
                 ns.pvc_size,
             )  # fmt: skip
-        finally:
-            await metrics.stop()
         seconds = time.monotonic() - started
         log.info(
             "copied image %s: %d bytes (%d of data) in %.2f s (%.0f MiB/s) from %s, %s verified, "

@@ -15,7 +15,7 @@ import time
 
 from services.populators.common import args as common
 from services.populators.common.failure import run_main
-from services.populators.common.metrics import MetricsServer, Progress
+from services.populators.common.metrics import Progress, serving
 from services.populators.ovirt.populate import populate
 
 log = logging.getLogger("populator")
@@ -31,13 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         creds = common.Credentials.from_env()
         progress = Progress("ovirt_progress", ns.owner_uid)
-        metrics = await MetricsServer.start(progress, ns.metrics_port)
-        log.info("metrics on port %d", metrics.port)
         started = time.monotonic()
-        try:
+        async with serving(progress, ns.metrics_port):
             outcome = await populate(ns.engine_url, ns.disk_id, ns.volume_path, creds, progress)
-        finally:
-            await metrics.stop()
         seconds = time.monotonic() - started
         log.info(
             "copied %d bytes of data in %.2f s (%.0f MiB/s) via %s, %d readers, "
