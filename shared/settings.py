@@ -162,6 +162,49 @@ class OutboxSettings(BaseModel):
     retention_hours: float = Field(24.0, gt=0, description="Published rows kept this long.")
 
 
+class KubeSettings(BaseModel):
+    """The Kubernetes cluster Hoist runs in: where provider Secrets live, and the target
+    that a ``kubevirt`` provider without a URL means."""
+
+    kubeconfig: Path | None = Field(
+        None, description="Kubeconfig file; unset: the pod's in-cluster service account."
+    )
+    context: str | None = Field(None, description="Kubeconfig context; unset: its current one.")
+    namespace: str = Field(
+        "hoist",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Hoist's own namespace: provider credentials are kept as Secrets here.",
+    )
+
+
+class InventorySettings(BaseModel):
+    """How the inventory service collects from providers."""
+
+    refresh_seconds: float = Field(
+        10.0, gt=0, description="Interval of incremental refreshes (oVirt events, "
+        "OpenStack changes-since)."
+    )
+    full_resync_minutes: float = Field(
+        60.0, gt=0, description="A full reload this often, catching whatever increments miss."
+    )
+    workers: int = Field(
+        16, ge=2, le=256, description="Threads for the blocking SDK calls of all providers."
+    )
+    calls_per_provider: int = Field(
+        4, ge=1, le=64, description="Blocking calls one provider may run at once, so one slow "
+        "provider never takes every worker."
+    )
+    call_timeout_seconds: float = Field(
+        120.0, gt=0, description="A blocking SDK call running longer marks the provider failed."
+    )
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="Connection tests and TLS probes give up after this."
+    )
+    retry_max_seconds: float = Field(
+        60.0, gt=0, description="Longest wait before retrying a provider that failed."
+    )
+
+
 class HoistSettings(BaseSettings):
     """Everything a Hoist service reads from its environment."""
 
@@ -180,3 +223,5 @@ class HoistSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    kube: KubeSettings = Field(default_factory=KubeSettings)
+    inventory: InventorySettings = Field(default_factory=InventorySettings)

@@ -9,11 +9,11 @@ bundle that holds more than it should. A pinned fingerprint is checked on every 
 
 from __future__ import annotations
 
-import hashlib
 import ssl
 
 from services.populators.common.args import Credentials
 from services.populators.common.failure import PopulatorFailure
+from shared.tls import sha256_fingerprint
 
 
 class TlsError(PopulatorFailure):
@@ -22,8 +22,7 @@ class TlsError(PopulatorFailure):
 
 
 def fingerprint_of(der: bytes) -> str:
-    digest = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+    return sha256_fingerprint(der)
 
 
 class TlsPolicy:

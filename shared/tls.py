@@ -1,0 +1,184 @@
+"""Certificates of the servers Hoist talks to: fingerprints, probing, and trust options.
+
+Users confirm a source's certificate by its fingerprint (the SHA-256 and SHA-1 the oVirt
+and Forklift dialogs show) and then either pin it or hand over a CA bundle. The same three
+choices travel in the provider's Secret under Forklift's keys, so every consumer (the
+inventory's collectors, the populator pods) reads them alike:
+
+- ``cacert``: PEM bundle to verify the chain with (plus the host name);
+- ``fingerprint``: SHA-256 of the server's leaf certificate, ``AB:CD:...``; checked on every
+  connection and replacing chain verification when no ``cacert`` is given;
+- ``insecureSkipVerify``: ``true`` skips both; only ever set explicitly by a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+_SHA256 = re.compile(r"([0-9A-F]{2}:){31}[0-9A-F]{2}")
+
+
+def colon_hex(digest: bytes) -> str:
+    text = digest.hex().upper()
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
+
+
+def sha256_fingerprint(der: bytes) -> str:
+    return colon_hex(hashlib.sha256(der).digest())
+
+
+def sha1_fingerprint(der: bytes) -> str:
+    return colon_hex(hashlib.sha1(der, usedforsecurity=False).digest())
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``ab:cd..``, ``AB-CD..`` or bare hex -> ``AB:CD:..``; ValueError unless SHA-256."""
+    bare = re.sub(r"[\s:\-]", "", text).upper()
+    if not re.fullmatch(r"[0-9A-F]{64}", bare):
+        raise ValueError("not a SHA-256 fingerprint (64 hex digits, colons optional)")
+    return ":".join(bare[i : i + 2] for i in range(0, 64, 2))
+
+
+def is_fingerprint(text: str) -> bool:
+    return bool(_SHA256.fullmatch(text))
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What a user needs to decide whether to trust a server (nothing secret)."""
+
+    sha256: str
+    sha1: str
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    self_signed: bool
+    pem: str
+
+    @classmethod
+    def from_der(cls, der: bytes) -> CertificateInfo:
+        cert = x509.load_der_x509_certificate(der)
+        dns: tuple[str, ...] = ()
+        ips: tuple[str, ...] = ()
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            dns = tuple(san.get_values_for_type(x509.DNSName))
+            ips = tuple(str(a) for a in san.get_values_for_type(x509.IPAddress))
+        except x509.ExtensionNotFound:
+            pass
+        return cls(
+            sha256=sha256_fingerprint(der),
+            sha1=sha1_fingerprint(der),
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            dns_names=dns,
+            ip_addresses=ips,
+            self_signed=cert.subject == cert.issuer,
+            pem=cert.public_bytes(Encoding.PEM).decode(),
+        )
+
+    @property
+    def expired(self) -> bool:
+        return datetime.now(UTC) > self.not_after
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sha256Fingerprint": self.sha256,
+            "sha1Fingerprint": self.sha1,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "notBefore": self.not_before.isoformat(),
+            "notAfter": self.not_after.isoformat(),
+            "dnsNames": list(self.dns_names),
+            "ipAddresses": list(self.ip_addresses),
+            "selfSigned": self.self_signed,
+            "pem": self.pem,
+        }
+
+
+async def fetch_certificate(host: str, port: int, timeout: float) -> CertificateInfo:
+    """The leaf certificate ``host:port`` presents, without trusting it (for display and
+    pin checks). Raises ``OSError`` / ``TimeoutError`` / ``ssl.SSLError`` as the network does."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=context, server_hostname=host or None),
+        timeout,
+    )
+    try:
+        sslobj = writer.get_extra_info("ssl_object")
+        der = sslobj.getpeercert(binary_form=True) if sslobj else None
+        if not der:
+            raise ssl.SSLError("the server presented no certificate")
+        return CertificateInfo.from_der(der)
+    finally:
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), 2)
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass
+
+
+@dataclass(frozen=True)
+class TrustOptions:
+    """How to verify one server, read from a provider Secret's keys."""
+
+    ca_pem: str | None = None
+    fingerprint: str | None = None
+    insecure: bool = False
+
+    @classmethod
+    def from_secret(cls, data: Mapping[str, str]) -> TrustOptions:
+        raw = (data.get("fingerprint") or "").strip()
+        return cls(
+            ca_pem=(data.get("cacert") or "").strip() or None,
+            fingerprint=normalize_fingerprint(raw) if raw else None,
+            insecure=(data.get("insecureSkipVerify") or "").strip().lower()
+            in ("true", "1", "yes"),
+        )
+
+    def describe(self) -> str:
+        if self.fingerprint:
+            return f"pinned SHA-256 {self.fingerprint}"
+        if self.insecure:
+            return "not verified (insecureSkipVerify)"
+        return "CA bundle from the Secret" if self.ca_pem else "system CA store"
+
+    def context(self) -> ssl.SSLContext:
+        """An SSL context that verifies per these options. With a pin and no CA bundle the
+        chain is not verified here: the caller checks the pin with ``check_pin``."""
+        context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else (
+            ssl.create_default_context()
+        )
+        if (self.insecure or self.fingerprint) and not self.ca_pem:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def check_pin(self, der: bytes) -> str | None:
+        """None if ``der`` is acceptable under the pin (or there is none), else why not."""
+        if self.fingerprint is None:
+            return None
+        got = sha256_fingerprint(der)
+        if got == self.fingerprint:
+            return None
+        return (
+            f"the server presented a certificate with SHA-256 fingerprint {got}, not the "
+            f"pinned {self.fingerprint}: it changed (renewed, or someone in between); "
+            "confirm the new fingerprint and update the provider"
+        )
