@@ -181,8 +181,9 @@ class InventorySettings(BaseModel):
     """How the inventory service collects from providers."""
 
     refresh_seconds: float = Field(
-        10.0, gt=0, description="Interval of incremental refreshes (oVirt events, "
-        "OpenStack changes-since)."
+        10.0,
+        gt=0,
+        description="Interval of incremental refreshes (oVirt events, OpenStack changes-since).",
     )
     full_resync_minutes: float = Field(
         60.0, gt=0, description="A full reload this often, catching whatever increments miss."
@@ -191,8 +192,11 @@ class InventorySettings(BaseModel):
         16, ge=2, le=256, description="Threads for the blocking SDK calls of all providers."
     )
     calls_per_provider: int = Field(
-        4, ge=1, le=64, description="Blocking calls one provider may run at once, so one slow "
-        "provider never takes every worker."
+        4,
+        ge=1,
+        le=64,
+        description="Blocking calls one provider may run at once, so one slow "
+        "provider never takes every worker.",
     )
     call_timeout_seconds: float = Field(
         120.0, gt=0, description="A blocking SDK call running longer marks the provider failed."

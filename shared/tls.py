@@ -14,6 +14,7 @@ inventory's collectors, the populator pods) reads them alike:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import ssl
@@ -116,7 +117,7 @@ async def fetch_certificate(host: str, port: int, timeout: float) -> Certificate
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    reader, writer = await asyncio.wait_for(
+    _reader, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=context, server_hostname=host or None),
         timeout,
     )
@@ -128,10 +129,8 @@ async def fetch_certificate(host: str, port: int, timeout: float) -> Certificate
         return CertificateInfo.from_der(der)
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
             await asyncio.wait_for(writer.wait_closed(), 2)
-        except (OSError, TimeoutError, ssl.SSLError):
-            pass
 
 
 @dataclass(frozen=True)
@@ -148,8 +147,7 @@ class TrustOptions:
         return cls(
             ca_pem=(data.get("cacert") or "").strip() or None,
             fingerprint=normalize_fingerprint(raw) if raw else None,
-            insecure=(data.get("insecureSkipVerify") or "").strip().lower()
-            in ("true", "1", "yes"),
+            insecure=(data.get("insecureSkipVerify") or "").strip().lower() in ("true", "1", "yes"),
         )
 
     def describe(self) -> str:
@@ -162,8 +160,10 @@ class TrustOptions:
     def context(self) -> ssl.SSLContext:
         """An SSL context that verifies per these options. With a pin and no CA bundle the
         chain is not verified here: the caller checks the pin with ``check_pin``."""
-        context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else (
-            ssl.create_default_context()
+        context = (
+            ssl.create_default_context(cadata=self.ca_pem)
+            if self.ca_pem
+            else (ssl.create_default_context())
         )
         if (self.insecure or self.fingerprint) and not self.ca_pem:
             context.check_hostname = False

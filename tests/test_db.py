@@ -47,7 +47,9 @@ async def test_migrations_from_an_empty_database(empty_engine: AsyncEngine) -> N
         assert await migrating.current(empty_engine, s.schema) is None
         await migrating.upgrade(empty_engine, s.migrations, s.schema)
         assert await migrating.current(empty_engine, s.schema) == migrating.head(s.migrations)
-        assert await tables_of(empty_engine, name) == {"alembic_version", "inbox", "outbox"}
+        tables = {t.name for t in s.metadata.sorted_tables}
+        assert await tables_of(empty_engine, name) == {"alembic_version", *tables}
+        assert {"inbox", "outbox"} <= tables
 
     # Each service's history is its own: reverting one leaves the others untouched.
     planner = spec("planner")

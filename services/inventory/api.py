@@ -2,9 +2,291 @@
 
 Owns ``/api/v1/providers`` (providers, their credentials as Kubernetes Secrets, connection
 tests and status) and the inventory each provider exposes beneath it (VMs, disks, networks,
-storage, concerns). Every route here requires a bearer token (added by the runner).
+storage, concerns), plus ``/api/v1/inventory/events``, a server-sent-events stream of
+changes. Every route here requires a bearer token (added by the runner).
+
+Errors: 422 lists every problem of a definition at once (``loc`` names the field, ``type``
+the reason; a failed connection test carries the server's certificate for the user to
+confirm), 409 a duplicate name, 404 an unknown provider, collection or object, 400 a bad
+query parameter, 503 while the service is still starting or Kubernetes is unavailable.
 """
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from services.inventory import providers, querying, streaming
+from services.inventory.domain import Inventory
+from services.inventory.model import COLLECTIONS, KINDS, KINDS_BY_TYPE, Category
+from services.inventory.providers import (
+    Conflict,
+    Invalid,
+    NotFound,
+    ProviderCreate,
+    ProviderUpdate,
+)
+from services.inventory.secrets import SecretStoreError
+from services.inventory.sources.contract import ConnectionProblem, ProviderInfo, check_tls
+from shared.payloads import ProviderPhase, ProviderType
+from shared.tls import TrustOptions
 
 router = APIRouter(tags=["inventory"])
+T = TypeVar("T")
+
+
+def _inventory(request: Request) -> Inventory:
+    domain = request.app.state.runtime.domain
+    if domain is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the inventory is starting (waiting for PostgreSQL, NATS or Kubernetes); retry",
+            headers={"Retry-After": "2"},
+        )
+    assert isinstance(domain, Inventory)
+    return domain
+
+
+async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
+    """Translate domain errors to precise HTTP answers."""
+    try:
+        return await call()
+    except Invalid as exc:
+        problems: list[dict[str, Any]] = [
+            {"loc": loc, "type": t, "msg": msg} for loc, t, msg in exc.problems
+        ]
+        cert = getattr(exc, "certificate", None)
+        if cert is not None:
+            problems[0]["certificate"] = cert.as_dict()
+        raise HTTPException(422, problems) from None
+    except Conflict as exc:
+        raise HTTPException(409, [{"loc": exc.loc, "type": "conflict", "msg": str(exc)}]) from None
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except querying.BadQuery as exc:
+        raise HTTPException(
+            400, [{"loc": ["query", exc.param], "type": "value_error", "msg": str(exc)}]
+        ) from None
+    except SecretStoreError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"cannot use Kubernetes Secrets: {exc}",
+            headers={"Retry-After": "10"},
+        ) from None
+
+
+# --- providers ------------------------------------------------------------------------------
+
+
+@router.post("/api/v1/providers", status_code=201)
+async def create_provider(
+    request: Request,
+    body: ProviderCreate,
+    test_connection: Annotated[bool, Query(alias="testConnection")] = True,
+    dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+) -> JSONResponse:
+    """Create a provider (connection tested first), or with ``dryRun`` only test it."""
+    inv = _inventory(request)
+    if dry_run:
+
+        async def probe() -> dict[str, Any]:
+            providers.check_definition(body.type, body.url, body.credentials, body.tls)
+            info = ProviderInfo("dry-run", body.name, body.type, body.url, {})
+            secret = providers.secret_data(body.url, body.credentials, body.tls)
+            return await inv.registry.test_connection(providers.new_id(), info, secret)
+
+        facts = await _guarded(probe)
+        return JSONResponse({"connection": "ok", "facts": facts}, status_code=200)
+    row = await _guarded(lambda: inv.registry.create(body, test=test_connection))
+    return JSONResponse(providers.as_public(row), status_code=201)
+
+
+@router.get("/api/v1/providers")
+async def list_providers(
+    request: Request,
+    type: ProviderType | None = None,
+    phase: ProviderPhase | None = None,
+) -> dict[str, Any]:
+    inv = _inventory(request)
+    rows = await inv.list_providers(type, phase)
+    return {"items": [providers.as_public(r) for r in rows]}
+
+
+@router.get("/api/v1/providers/certificate")
+async def server_certificate(
+    request: Request, url: Annotated[str, Query(min_length=8, max_length=2048)]
+) -> dict[str, Any]:
+    """The certificate an https server presents, with its SHA-256 and SHA-1 fingerprints,
+    for the user to confirm before pinning it; and whether the system CAs trust it."""
+    inv = _inventory(request)
+    if not url.startswith("https://"):
+        raise HTTPException(
+            400, [{"loc": ["query", "url"], "type": "value_error", "msg": "not an https URL"}]
+        )
+    timeout = inv.settings.inventory.connect_timeout_seconds
+    trusted, reason = True, ""
+    try:
+        cert = await check_tls(url, TrustOptions(), timeout)
+    except ConnectionProblem as problem:
+        if problem.certificate is None:
+            raise HTTPException(
+                422,
+                [{"loc": ["query", "url"], "type": problem.reason.value, "msg": problem.message}],
+            ) from None
+        cert, trusted, reason = problem.certificate, False, problem.message
+    assert cert is not None
+    return {"url": url, "certificate": cert.as_dict(), "trustedBySystem": trusted, "reason": reason}
+
+
+@router.get("/api/v1/providers/{ref}")
+async def get_provider(request: Request, ref: str, response: Response) -> dict[str, Any]:
+    inv = _inventory(request)
+    row = await _guarded(lambda: inv.provider(ref))
+    response.headers["ETag"] = f'"{row["revision"]}"'
+    return providers.as_public(row)
+
+
+@router.patch("/api/v1/providers/{ref}")
+async def update_provider(
+    request: Request,
+    ref: str,
+    body: ProviderUpdate,
+    test_connection: Annotated[bool, Query(alias="testConnection")] = True,
+) -> dict[str, Any]:
+    inv = _inventory(request)
+    row = await _guarded(lambda: inv.registry.update(ref, body, test=test_connection))
+    return providers.as_public(row)
+
+
+@router.delete("/api/v1/providers/{ref}", status_code=204)
+async def delete_provider(request: Request, ref: str) -> Response:
+    inv = _inventory(request)
+    await _guarded(lambda: inv.registry.delete(ref))
+    return Response(status_code=204)
+
+
+@router.post("/api/v1/providers/{ref}/refresh", status_code=202)
+async def refresh_provider(request: Request, ref: str) -> dict[str, Any]:
+    """Reload the provider's whole inventory now (it refreshes by itself anyway)."""
+    inv = _inventory(request)
+    row = await _guarded(lambda: inv.provider(ref))
+    here = inv.collectors.refresh(row["id"])
+    return {"id": row["id"], "accepted": True, "collectedHere": here}
+
+
+# --- inventory --------------------------------------------------------------------------------
+
+
+def _kind(row: Any, collection: str) -> str:
+    kind = KINDS.get(collection)
+    if kind is None or kind not in KINDS_BY_TYPE[ProviderType(row["type"])]:
+        offered = ", ".join(COLLECTIONS[k] for k in KINDS_BY_TYPE[ProviderType(row["type"])])
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"a {row['type']} provider has no collection {collection!r}; it has: {offered}",
+        )
+    return kind
+
+
+@router.get("/api/v1/providers/{ref}/{collection}")
+async def list_collection(
+    request: Request,
+    ref: str,
+    collection: str,
+    name: str | None = Query(None, max_length=1024),
+    search: str | None = Query(None, max_length=256, description="Substring of the name."),
+    status_: str | None = Query(None, alias="status", max_length=64),
+    parent: str | None = Query(None, max_length=253),
+    concern: Category | None = Query(None, description="VMs with a concern of this category."),
+    sort: str = Query("name", pattern="^-?(name|status|revision|concerns)$"),
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = Query(None, max_length=2048),
+    detail: int = Query(0, ge=0, le=2),
+    if_none_match: str | None = Header(None),
+) -> Response:
+    inv = _inventory(request)
+    q = querying.Query(name, search, status_, parent, concern, sort, limit, cursor, detail)
+
+    async def run() -> Response:
+        async with inv.engine.connect() as conn:
+            row = await providers.find(conn, ref)
+            kind = _kind(row, collection)
+            revision = await querying.collection_revision(conn, row["id"], kind)
+            etag = f'W/"{revision}-{q.fingerprint()}"'
+            if if_none_match == etag:
+                return Response(status_code=304, headers={"ETag": etag})
+            items, next_cursor, total = await querying.page(conn, row["id"], kind, q)
+        return JSONResponse(
+            {"items": items, "next": next_cursor, "total": total, "revision": revision},
+            headers={"ETag": etag},
+        )
+
+    return await _guarded(run)
+
+
+@router.get("/api/v1/providers/{ref}/{collection}/{object_id}")
+async def get_object(
+    request: Request,
+    ref: str,
+    collection: str,
+    object_id: str,
+    detail: int = Query(2, ge=0, le=2),
+    if_none_match: str | None = Header(None),
+) -> Response:
+    inv = _inventory(request)
+
+    async def run() -> Response:
+        async with inv.engine.connect() as conn:
+            row = await providers.find(conn, ref)
+            kind = _kind(row, collection)
+            obj = await querying.one(conn, row["id"], kind, object_id)
+        if obj is None:
+            raise NotFound(f"no {kind} {object_id!r} in provider {row['name']!r}")
+        etag = f'"{obj["revision"]}"'
+        if if_none_match == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(querying.view(obj, detail), headers={"ETag": etag})
+
+    return await _guarded(run)
+
+
+@router.get("/api/v1/inventory/events")
+async def events(
+    request: Request,
+    provider: str | None = Query(None, description="Provider id or name; all if omitted."),
+    kind: list[str] = Query(default_factory=list, description="Kinds (vm, disk, ...)."),
+    since: int | None = Query(None, ge=0, description="Replay changes after this revision."),
+    last_event_id: str | None = Header(None),
+) -> StreamingResponse:
+    """Server-sent events: ``object`` (created, changed, deleted) and ``provider`` (status),
+    each with its revision as the event id; reconnect with ``Last-Event-ID`` to resume."""
+    inv = _inventory(request)
+    unknown = [k for k in kind if k not in COLLECTIONS]
+    if unknown:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown kinds {unknown}")
+    provider_id = None
+    if provider:
+        async with inv.engine.connect() as conn:
+            provider_id = (await _guarded(lambda: providers.find(conn, provider)))["id"]
+    start = since
+    if start is None and last_event_id:
+        if not last_event_id.isdigit():
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "Last-Event-ID is not a revision")
+        start = int(last_event_id)
+    if start is None:
+        start = await streaming.current_revision(inv.engine)
+    frames = streaming.changes(
+        inv.engine,
+        start,
+        provider_id=provider_id,
+        kinds=kind,
+        disconnected=request.is_disconnected,
+    )
+    return StreamingResponse(
+        frames,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -47,6 +47,8 @@ class Runtime:
             inbox=self.inbox,
         )
         self.consumers: list[Consumer] = []
+        self.domain: Any = None
+        self._domain_stack = contextlib.AsyncExitStack()
         self.started = asyncio.Event()
         self.phase = "starting"
         self._tasks: list[asyncio.Task[None]] = []
@@ -66,12 +68,18 @@ class Runtime:
             await self._until_done(f"declare consumer {consumer.durable}", consumer.declare)
             consumer.start()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox-relay"))
+        if self.spec.domain is not None:
+            await self._until_done("start the service's domain", self._enter_domain)
         self.phase = "running"
         self.started.set()
         log.info(
             "service started",
             extra={"subscriptions": [c.durable for c in self.consumers]},
         )
+
+    async def _enter_domain(self) -> None:
+        assert self.spec.domain is not None
+        self.domain = await self._domain_stack.enter_async_context(self.spec.domain(self))
 
     async def migrate(self) -> None:
         await migrating.upgrade(self.engine, self.spec.migrations, self.spec.schema)
@@ -117,6 +125,11 @@ class Runtime:
     async def stop(self) -> None:
         self.phase = "stopping"
         grace = self.settings.http.shutdown_grace_seconds
+        try:
+            await asyncio.wait_for(self._domain_stack.aclose(), grace)
+        except Exception as exc:
+            log.warning("stopping the service's domain: %s", exc)
+        self.domain = None
         await asyncio.gather(*(c.stop(grace) for c in self.consumers), return_exceptions=True)
         for task in self._tasks:
             task.cancel()

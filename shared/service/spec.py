@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,9 @@ class ServiceSpec:
     migrations: Path
     subscriptions: Callable[[Runtime], Sequence[Subscription]]
     version: str = "0.1.0"
+    domain: Callable[[Runtime], AbstractAsyncContextManager[object]] | None = None
+    """The service's own long-lived parts (clients, background loops): entered once NATS
+    and PostgreSQL are up, exited first on shutdown; what it yields is ``runtime.domain``."""
 
     @property
     def schema(self) -> str:
