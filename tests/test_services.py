@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import shutil
 import tempfile
@@ -13,7 +14,10 @@ from typing import Any
 import pytest
 
 from shared import catalog
+from sim.kube.cluster import Cluster
+from sim.kube.config import ClusterConfig
 from shared.bus import Bus
+from shared.db import migrating
 from shared.devservices import (
     DevServices,
     restart_nats,
@@ -50,14 +54,26 @@ async def forget(nats_url: str, prefix: str) -> None:
 
 
 @pytest.fixture(scope="module")
+async def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
+    """A simulated cluster for the services that keep things in Kubernetes (Secrets)."""
+    base = tmp_path_factory.mktemp("kube")
+    async with Cluster(ClusterConfig(storage_root=base / "volumes")) as cluster:
+        yield cluster.kubeconfig(base / "kubeconfig")
+
+
+@pytest.fixture(scope="module")
 async def fleet(
-    servers: DevServices, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    servers: DevServices,
+    database_url: str,
+    kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[dict[str, ServiceProcess]]:
     """All four services against the shared test servers, under one NATS prefix."""
     env = {
         "HOIST_NATS_URL": servers.nats_url,
         "HOIST_NATS_PREFIX": "fleet",
         "HOIST_DATABASE_URL": database_url,
+        "HOIST_KUBE_KUBECONFIG": str(kubeconfig),
     }
     logs = tmp_path_factory.mktemp("fleet")
     started = await asyncio.gather(*(launch(name, env, logs) for name in SERVICES))
@@ -103,7 +119,8 @@ async def test_status_shows_declared_subscriptions(
     svc = fleet[name]
     status = (await svc.client.get(f"/api/v1/{name}/status", headers=svc.auth())).json()
     assert status["phase"] == "running"
-    assert status["database_revision"] == status["database_head"] == "0001"
+    head = migrating.head(importlib.import_module(f"services.{name}").SPEC.migrations)
+    assert status["database_revision"] == status["database_head"] == head
     assert status["outbox_pending"] == 0
     expected = {
         "inventory": set(),

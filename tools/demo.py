@@ -39,7 +39,8 @@ async def run(keep: bool, timeout: float) -> int:
             f"PostgreSQL  {_redact(ds.database_url)}"
             f"{'' if ds.postgres else '  (from HOIST_DATABASE_URL)'}"
         )
-        services = [ServiceProcess(n, _env(ds), log_dir, token) for n in SERVICES]
+        env = _env(ds) | {"HOIST_KUBE_KUBECONFIG": str(kubeconfig.resolve())}
+        services = [ServiceProcess(n, env, log_dir, token) for n in SERVICES]
         try:
             await asyncio.gather(*(s.start() for s in services))
             ready = await asyncio.gather(*(s.wait_ready(timeout) for s in services))

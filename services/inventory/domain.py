@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inventory import db, providers
 from services.inventory.collecting import Collectors
-from services.inventory.kube import local_api_client
+from services.inventory.kube import local_client
 from services.inventory.registering import Registry
 from services.inventory.secrets import SecretStore
 from services.inventory.storing import Store
@@ -57,7 +57,7 @@ class Inventory:
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime) -> AsyncIterator[Inventory]:
     settings = runtime.settings
-    async with local_api_client(settings.kube) as api:
+    async with local_client(settings.kube) as api:
         secrets = SecretStore(api, settings.kube.namespace)
         store = Store(runtime.engine, runtime.outbox)
         collectors = Collectors(

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, any_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.inventory import db
@@ -120,7 +120,7 @@ async def page(
     if q.parent is not None:
         where.append(o.c.parent == q.parent)
     if q.concern is not None:
-        where.append(o.c.concern_categories.any(q.concern.value))
+        where.append(literal(q.concern.value) == any_(o.c.concern_categories))
     column = _SORT_COLUMNS[q.sort.lstrip("-")]
     descending = q.sort.startswith("-")
     conditions = list(where)

@@ -72,7 +72,7 @@ class Cluster:
     def bootstrap(self) -> None:
         """The objects every cluster has before anyone talks to it."""
         ns = self.kind("namespaces")
-        for name in ("default", "kube-system", "kube-public"):
+        for name in ("default", "kube-system", "kube-public", *self.config.namespaces):
             if self.store.find(ns, None, name) is None:
                 self.store.create(ns, {"metadata": {"name": name}})
         for name in ("default",):

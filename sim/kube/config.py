@@ -63,6 +63,9 @@ class ClusterConfig:
         default_factory=lambda: [NodeConfig("node-1"), NodeConfig("node-2")]
     )
     storage_classes: list[dict[str, Any]] = field(default_factory=default_storage_classes)
+    #: Namespaces that exist from the start besides default, kube-system and kube-public
+    #: (``hoist``: where a Helm install would have put Hoist and its provider Secrets).
+    namespaces: tuple[str, ...] = ("hoist",)
     #: Where volumes live (a directory per Filesystem PV, a sparse file per Block PV).
     storage_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hoist-kube-")))
     #: Bytes each StorageClass may provision in total (name -> bytes); absent: unbounded.
