@@ -1,0 +1,398 @@
+"""The inventory service as a real process, against the oVirt engine simulator, the cluster
+simulator (for Secrets and a KubeVirt target), real NATS and PostgreSQL.
+
+Each test makes its own providers (unique names), so the tests share one service and one
+engine without depending on one another's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes_asyncio import client, config
+
+from shared.bus import Bus
+from shared.devservices import DevServices
+from shared.settings import NatsSettings
+from sim.kube.cluster import Cluster
+from sim.kube.config import ClusterConfig
+from sim.ovirt import scenario
+from sim.ovirt.engine import Engine
+from tests.conftest import TOKEN, eventually
+from tools.processes import ServiceProcess
+
+PREFIX = "invsvc"
+
+
+@pytest.fixture(scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    base = tmp_path_factory.mktemp("kube")
+    async with Cluster(ClusterConfig(storage_root=base / "volumes")) as sim:
+        sim.kubeconfig(base / "kubeconfig")
+        yield sim
+
+
+@pytest.fixture(scope="module")
+async def kube(cluster: Cluster) -> AsyncIterator[client.ApiClient]:
+    configuration = client.Configuration()
+    await config.load_kube_config_from_dict(
+        cluster.kubeconfig_dict(), client_configuration=configuration
+    )
+    async with client.ApiClient(configuration) as api:
+        yield api
+
+
+def small_engine_inventory() -> Any:
+    inv, _ = scenario.from_dict(
+        {
+            "networks": [{"name": "prod", "vlan": 100}],
+            "vms": [
+                {
+                    "name": "web-1",
+                    "memory": "2GiB",
+                    "nics": [{"network": "prod", "model": "virtio"}],
+                    "disks": [{"name": "web-1-root", "size": "1GiB", "bootable": True}],
+                },
+                {
+                    "name": "db-1",
+                    "status": "down",
+                    "disks": [{"name": "db-1-data", "size": "2GiB", "format": "cow"}],
+                },
+                {"name": "app-1", "disks": [{"name": "app-1-root", "size": "1GiB"}]},
+            ],
+        }
+    )
+    return inv
+
+
+@pytest.fixture(scope="module")
+async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engine]:
+    async with Engine(small_engine_inventory(), [], tmp_path_factory.mktemp("engine")) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+async def svc(
+    servers: DevServices,
+    database_url: str,
+    cluster: Cluster,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[ServiceProcess]:
+    logs = tmp_path_factory.mktemp("inventory")
+    kubeconfig = cluster.kubeconfig(logs / "kubeconfig")
+    proc = ServiceProcess(
+        "inventory",
+        {
+            "HOIST_NATS_URL": servers.nats_url,
+            "HOIST_NATS_PREFIX": PREFIX,
+            "HOIST_DATABASE_URL": database_url,
+            "HOIST_KUBE_KUBECONFIG": str(kubeconfig),
+            "HOIST_INVENTORY_REFRESH_SECONDS": "0.5",
+            "HOIST_INVENTORY_RETRY_MAX_SECONDS": "2",
+            "HOIST_LOG_FORMAT": "json",
+        },
+        logs,
+        TOKEN,
+    )
+    await proc.start()
+    await proc.wait_ready(60)
+    yield proc
+    await proc.terminate()
+    bus = Bus(NatsSettings(url=servers.nats_url, prefix=PREFIX), source="/tests")
+    await bus.connect()
+    await bus.delete_streams()
+    await bus.drain()
+
+
+def unique(stem: str) -> str:
+    return f"{stem}-{uuid.uuid4().hex[:6]}"
+
+
+def ovirt_body(engine: Engine, name: str, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "type": "ovirt",
+        "url": engine.api_url,
+        "credentials": {"user": "admin@internal", "password": "secret"},
+        "tls": {"fingerprint": engine.cert.fingerprint},
+    }
+    body.update(over)
+    return body
+
+
+async def api(svc: ServiceProcess, method: str, path: str, **kw: Any) -> httpx.Response:
+    return await svc.client.request(method, f"/api/v1{path}", headers=svc.auth(), **kw)
+
+
+async def wait_phase(svc: ServiceProcess, pid: str, phase: str, within: float = 30) -> Any:
+    seen: dict[str, Any] = {}
+
+    async def check() -> bool:
+        seen.update((await api(svc, "GET", f"/providers/{pid}")).json())
+        return bool(seen["status"]["phase"] == phase)
+
+    await eventually(check, within=within, what=f"provider phase {phase} (last: {seen})")
+    return seen
+
+
+async def secrets_of(kube: client.ApiClient) -> dict[str, dict[str, str]]:
+    found = await client.CoreV1Api(kube).list_namespaced_secret(
+        "hoist", label_selector="hoist.io/provider"
+    )
+    return {
+        s.metadata.name: {k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()}
+        for s in found.items
+    }
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+async def test_bad_definitions_are_refused_precisely(
+    svc: ServiceProcess, engine: Engine, kube: client.ApiClient
+) -> None:
+    before = await secrets_of(kube)
+    cases: list[tuple[dict[str, Any], int, list[str | int]]] = [
+        ({**ovirt_body(engine, "x1"), "type": "vsphere"}, 422, ["body", "type"]),
+        (ovirt_body(engine, "x2", url="ftp://engine"), 422, ["body", "url"]),
+        (
+            ovirt_body(engine, "x3", credentials={"user": "admin@internal"}),
+            422,
+            ["body", "credentials", "password"],
+        ),
+        (ovirt_body(engine, "x4", tls={"fingerprint": "AB:CD"}), 422, ["body", "tls"]),
+        (
+            ovirt_body(
+                engine,
+                "x5",
+                tls={"fingerprint": engine.cert.fingerprint, "insecureSkipVerify": True},
+            ),
+            422,
+            ["body", "tls"],
+        ),
+        (ovirt_body(engine, "Not_A_Name"), 422, ["body", "name"]),
+        ({**ovirt_body(engine, "x6"), "colour": "red"}, 422, ["body", "colour"]),
+        (
+            ovirt_body(engine, "x7", credentials={"user": "a", "password": "b", "url": "x"}),
+            422,
+            ["body", "credentials"],
+        ),
+    ]
+    for body, code, loc in cases:
+        r = await api(svc, "POST", "/providers", json=body)
+        assert r.status_code == code, (body, r.text)
+        locs = [d["loc"][: len(loc)] for d in r.json()["detail"]]
+        assert loc in locs, (loc, r.json())
+        assert "secret" not in r.text or "password" not in json.dumps(body)  # never echoed
+    listed = (await api(svc, "GET", "/providers")).json()["items"]
+    assert not [p for p in listed if p["name"].startswith("x")]
+    assert await secrets_of(kube) == before  # nothing half-created
+
+
+async def test_untrusted_certificate_shows_fingerprints(
+    svc: ServiceProcess, engine: Engine
+) -> None:
+    r = await api(svc, "POST", "/providers", json=ovirt_body(engine, unique("ov"), tls={}))
+    assert r.status_code == 422
+    problem = r.json()["detail"][0]
+    assert problem["type"] == "TlsUntrusted"
+    assert problem["loc"] == ["body", "tls"]
+    assert problem["certificate"]["sha256Fingerprint"] == engine.cert.fingerprint
+    assert len(problem["certificate"]["sha1Fingerprint"]) == 59
+    shown = await api(svc, "GET", "/providers/certificate", params={"url": engine.api_url})
+    assert shown.status_code == 200
+    assert shown.json()["certificate"]["sha256Fingerprint"] == engine.cert.fingerprint
+    assert shown.json()["trustedBySystem"] is False
+
+
+async def test_wrong_password_and_unreachable_host(svc: ServiceProcess, engine: Engine) -> None:
+    wrong = ovirt_body(
+        engine, unique("ov"), credentials={"user": "admin@internal", "password": "nope"}
+    )
+    r = await api(svc, "POST", "/providers", json=wrong)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["type"] == "AuthRefused"
+    assert r.json()["detail"][0]["loc"] == ["body", "credentials"]
+    assert "nope" not in r.text
+    gone = ovirt_body(engine, unique("ov"), url="https://127.0.0.1:9/ovirt-engine/api")
+    r = await api(svc, "POST", "/providers", json=gone)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["type"] == "HostUnreachable"
+    dry = await api(
+        svc, "POST", "/providers", params={"dryRun": "true"}, json=ovirt_body(engine, unique("ov"))
+    )
+    assert dry.status_code == 200
+    assert dry.json()["connection"] == "ok"
+
+
+# --- a working provider -----------------------------------------------------------------------
+
+
+async def test_ovirt_provider_lifecycle(
+    svc: ServiceProcess, engine: Engine, kube: client.ApiClient
+) -> None:
+    name = unique("ovirt")
+    r = await api(svc, "POST", "/providers", json=ovirt_body(engine, name))
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert "secret" not in json.dumps(created["status"])
+    assert "password" not in r.text
+    assert created["tls"]["mode"] == "fingerprint"
+    pid = created["id"]
+    stored = (await secrets_of(kube))[created["secret"]["name"]]
+    assert stored["user"] == "admin@internal"
+    assert stored["password"] == "secret"
+    assert stored["fingerprint"] == engine.cert.fingerprint
+    assert stored["url"] == engine.api_url
+
+    ready = await wait_phase(svc, pid, "Ready")
+    assert ready["status"]["lastRefresh"]
+    assert ready["status"]["counts"]["vm"] == 3
+    assert ready["status"]["certificate"]["sha256Fingerprint"] == engine.cert.fingerprint
+    dup = await api(svc, "POST", "/providers", json=ovirt_body(engine, name))
+    assert dup.status_code == 409
+    assert dup.json()["detail"][0]["loc"] == ["body", "name"]
+
+    vms = await api(svc, "GET", f"/providers/{name}/vms", params={"detail": 1})
+    assert vms.status_code == 200
+    page = vms.json()
+    assert [v["name"] for v in page["items"]] == ["app-1", "db-1", "web-1"]
+    assert page["total"] == 3
+    assert page["next"] is None
+    etag = vms.headers["etag"]
+    again = await api(
+        svc,
+        "GET",
+        f"/providers/{name}/vms",
+        params={"detail": 1},
+        headers={"If-None-Match": etag, **svc.auth()},
+    )
+    assert again.status_code == 304
+    down = await api(svc, "GET", f"/providers/{pid}/vms", params={"status": "down"})
+    assert [v["name"] for v in down.json()["items"]] == ["db-1"]
+    first = await api(svc, "GET", f"/providers/{pid}/vms", params={"limit": 2})
+    second = await api(
+        svc, "GET", f"/providers/{pid}/vms", params={"limit": 2, "cursor": first.json()["next"]}
+    )
+    assert [v["name"] for v in second.json()["items"]] == ["web-1"]
+    web = next(v for v in page["items"] if v["name"] == "web-1")
+    one = await api(svc, "GET", f"/providers/{pid}/vms/{web['id']}")
+    assert one.status_code == 200
+    assert one.json()["data"]
+    assert (await api(svc, "GET", f"/providers/{pid}/disks")).json()["total"] == 3
+    for path, code in (
+        (f"/providers/{pid}/storageclasses", 404),
+        (f"/providers/{pid}/bogus", 404),
+        (f"/providers/{pid}/vms/nope", 404),
+        ("/providers/no-such-provider", 404),
+        (f"/providers/{pid}/vms?limit=0", 422),
+        (f"/providers/{pid}/vms?cursor=garbage", 400),
+        (f"/providers/{pid}/vms?sort=size", 422),
+    ):
+        assert (await api(svc, "GET", path)).status_code == code, path
+
+    assert (await api(svc, "DELETE", f"/providers/{pid}")).status_code == 204
+    assert (await api(svc, "GET", f"/providers/{pid}")).status_code == 404
+    assert created["secret"]["name"] not in await secrets_of(kube)
+
+
+async def test_a_change_reaches_nats_and_the_stream(
+    svc: ServiceProcess, engine: Engine, servers: DevServices
+) -> None:
+    r = await api(svc, "POST", "/providers", json=ovirt_body(engine, unique("ovirt")))
+    pid = r.json()["id"]
+    await wait_phase(svc, pid, "Ready")
+    bus = Bus(NatsSettings(url=servers.nats_url, prefix=PREFIX), source="/tests")
+    await bus.connect()
+    got: list[dict[str, Any]] = []
+
+    async def on_msg(msg: Any) -> None:
+        got.append(json.loads(msg.data))
+
+    sub = await bus.nc.subscribe(f"{PREFIX}.inventory.provider.{pid}.vm.changed", cb=on_msg)
+    frames: list[str] = []
+
+    async def read_stream() -> None:
+        async with svc.client.stream(
+            "GET",
+            "/api/v1/inventory/events",
+            params={"provider": pid, "kind": "vm"},
+            headers=svc.auth(),
+            timeout=None,
+        ) as resp:
+            async for line in resp.aiter_lines():
+                frames.append(line)
+
+    reader = asyncio.create_task(read_stream())
+    try:
+        await asyncio.sleep(0.5)
+        vm = next(v for v in engine.inv.vms.values() if v.name == "app-1")
+        vm.memory = 8 << 30
+        engine.inv.add_event(35, f"VM {vm.name} configuration was updated", vm_id=vm.id)
+        await eventually(lambda: bool(got), within=20, what="the vm changed event")
+        assert got[0]["data"]["object_id"] == vm.id
+        assert got[0]["data"]["action"] == "updated"
+        await eventually(
+            lambda: any(vm.id in f for f in frames if f.startswith("data:")),
+            within=10,
+            what="the SSE frame",
+        )
+        one = await api(svc, "GET", f"/providers/{pid}/vms/{vm.id}")
+        assert one.json()["revision"] == got[0]["data"]["revision"]
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await reader
+        await sub.unsubscribe()
+        await bus.drain()
+
+
+async def test_down_and_back_and_changed_certificate(svc: ServiceProcess, tmp_path: Path) -> None:
+    async with Engine(small_engine_inventory(), [], tmp_path / "engine") as engine:
+        r = await api(svc, "POST", "/providers", json=ovirt_body(engine, unique("flaky")))
+        pid = r.json()["id"]
+        await wait_phase(svc, pid, "Ready")
+        await engine._unserve()
+        failed = await wait_phase(svc, pid, "ConnectionFailed")
+        cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Connected")
+        assert cond["status"] is False
+        assert cond["reason"] in ("HostUnreachable", "Timeout")
+        await engine._serve(engine._serving_cert)
+        await wait_phase(svc, pid, "Ready")
+
+        rotated = await engine.rotate_certificate()
+        failed = await wait_phase(svc, pid, "ConnectionFailed")
+        cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Connected")
+        assert cond["reason"] == "TlsCertificateChanged"
+        assert rotated.fingerprint in cond["message"]
+        fixed = await api(
+            svc, "PATCH", f"/providers/{pid}", json={"tls": {"fingerprint": rotated.fingerprint}}
+        )
+        assert fixed.status_code == 200, fixed.text
+        await wait_phase(svc, pid, "Ready")
+        await api(svc, "DELETE", f"/providers/{pid}")
+
+
+async def test_local_cluster_as_kubevirt_target(svc: ServiceProcess) -> None:
+    r = await api(svc, "POST", "/providers", json={"name": unique("host"), "type": "kubevirt"})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    await wait_phase(svc, pid, "Ready")
+    classes = (
+        await api(svc, "GET", f"/providers/{pid}/storageclasses", params={"detail": 1})
+    ).json()["items"]
+    standard = next(c for c in classes if c["name"] == "standard")
+    assert standard["data"]["provisioner"]
+    namespaces = (await api(svc, "GET", f"/providers/{pid}/namespaces")).json()["items"]
+    assert "hoist" in {n["name"] for n in namespaces}
+    assert (await api(svc, "GET", f"/providers/{pid}/vms")).status_code == 404
+    await api(svc, "DELETE", f"/providers/{pid}")
