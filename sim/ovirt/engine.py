@@ -178,8 +178,14 @@ class Engine:
             await asyncio.sleep(0.02)
 
     async def _unserve(self) -> None:
+        """Stop serving as a restarted engine does: open connections are dropped (a graceful
+        TLS close would wait 30 s for idle keep-alive clients that never answer it)."""
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
+            for connection in list(self._server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
             await self._serving
             self._server = None
 

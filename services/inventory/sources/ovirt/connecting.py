@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -100,13 +101,18 @@ def check_definition(url: str, secret: Mapping[str, str]) -> list[tuple[str, str
     return problems
 
 
+_MULTI_ERROR = re.compile(r"Failed to read response: \[\(<[^>]*>, (\d+),")
+
+
 def _curl_code(exc: BaseException) -> int | None:
-    """The curl error code behind an SDK error (the SDK re-raises pycurl's error as its own)."""
+    """The curl error code behind an SDK error: the SDK re-raises pycurl's error as its own,
+    or (for a failed request of its multi handle) puts curl's error list in its message."""
     for cause in (exc.__cause__, exc.__context__):
         if isinstance(cause, pycurl.error) and cause.args:
             code = cause.args[0]
             return code if isinstance(code, int) else None
-    return None
+    match = _MULTI_ERROR.search(str(exc))
+    return int(match.group(1)) if match else None
 
 
 def problem_from(exc: Exception, where: str) -> ConnectionProblem:
