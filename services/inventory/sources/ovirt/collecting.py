@@ -121,9 +121,10 @@ class Collector:
         }
         disks = {}
         for d in raw_disks:
-            item = norm.disk(d)
+            summary = norm.disk_summary(d)
+            item = norm.disk(d, summary)
             disks[item.id] = item
-            lookups.disks[item.id] = norm.disk_summary(d)
+            lookups.disks[item.id] = summary
         batch.extend(disks.values())
         vm_disks: dict[str, list[str]] = {}
         for v in raw_vms:

@@ -164,8 +164,9 @@ def disk_summary(d: Any) -> dict[str, Any]:
     }
 
 
-def disk(d: Any) -> Item:
-    summary = disk_summary(d)
+def disk(d: Any, summary: dict[str, Any] | None = None) -> Item:
+    """A disk item; ``summary`` is its ``disk_summary`` when the caller already made it."""
+    summary = summary if summary is not None else disk_summary(d)
     data = {
         **summary,
         "disk_profile": ref(d.disk_profile),
