@@ -39,6 +39,7 @@ from shared.devservices import free_port
 from sim.certs import ServerCert, make_server_cert
 from sim.ovirt import model as m
 from sim.ovirt import xmlapi as x
+from sim.ovirt.changes import Changes
 from sim.ovirt.imageio import ImageioDaemon
 from sim.ovirt.images import NbdExport, make_image
 from sim.ovirt.proxy import ImageProxy, Rules
@@ -47,6 +48,7 @@ from sim.ovirt.scenario import Fault
 XML = "application/xml"
 PHASE_DELAY = 0.2  # seconds between automatic phase changes (the engine takes ~1-2 s)
 TICKET_TIMEOUT = 3600
+EVENT_TRANSFER_STARTED = 1031  # TRANSFER_IMAGE_INITIATED
 EVENT_TRANSFER_DONE = 1032  # TRANSFER_IMAGE_SUCCEEDED
 EVENT_TRANSFER_FAILED = 1033  # TRANSFER_IMAGE_FAILED
 
@@ -94,6 +96,8 @@ class Engine:
         if workdir is None:
             raise ValueError("Engine needs a workdir for its certificates, images and sockets")
         self.inv = inventory
+        self.changes = Changes(inventory)
+        self.version = "4.5.7"  # what the API root reports (set "3.6.13" for an old engine)
         self.faults = list(faults or [])
         self.workdir = workdir
         self.port = 0
@@ -174,8 +178,14 @@ class Engine:
             await asyncio.sleep(0.02)
 
     async def _unserve(self) -> None:
+        """Stop serving as a restarted engine does: open connections are dropped (a graceful
+        TLS close would wait 30 s for idle keep-alive clients that never answer it)."""
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
+            for connection in list(self._server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
             await self._serving
             self._server = None
 
@@ -319,7 +329,7 @@ class Engine:
         return Response(self.cert.ca_pem, media_type="application/x-x509-ca-cert")
 
     async def root(self, request: Request) -> Response:
-        return _xml(x.api_root())
+        return _xml(x.api_root(version=self.version))
 
     async def list_collection(self, request: Request) -> Response:
         entry = _COLLECTIONS.get(request.path_params["collection"])
@@ -476,6 +486,9 @@ class Engine:
         )
         self.inv.transfers[transfer.id] = transfer
         disk.status = "locked"
+        self.changes.disk_events(
+            EVENT_TRANSFER_STARTED, f"Image Download with disk {disk.name} was initiated", disk
+        )
         self._spawn(self._begin(transfer, disk))
         return _xml(x.document(x.transfer(transfer)), 201)
 
@@ -575,4 +588,4 @@ class Engine:
         disk = self.inv.disks[t.disk_id]
         disk.status = "ok"
         t.phase = final
-        self.inv.add_event(code, f"Image transfer of disk {disk.name}: {final}", disk_id=disk.id)
+        self.changes.disk_events(code, f"Image transfer of disk {disk.name}: {final}", disk)

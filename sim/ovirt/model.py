@@ -115,7 +115,7 @@ class Nic:
     id: str
     name: str
     mac: str
-    vnic_profile_id: str
+    vnic_profile_id: str | None  # None: oVirt's <empty> network
     interface: str = "virtio"  # virtio | e1000 | rtl8139 | pci_passthrough
 
 
@@ -138,11 +138,13 @@ class Vm:
     sockets: int = 1
     cores: int = 2
     threads: int = 1
-    bios_type: str = "q35_sea_bios"  # q35_ovmf = UEFI
+    bios_type: str = "q35_sea_bios"  # q35_ovmf = UEFI, q35_secure_boot = UEFI + Secure Boot
     os_type: str = "rhel_8x64"
     nics: list[Nic] = field(default_factory=list)
     disk_attachments: list[DiskAttachment] = field(default_factory=list)
     ballooning: bool = False
+    high_availability: bool = False
+    description: str = ""
 
 
 @dataclass
@@ -154,6 +156,10 @@ class Event:
     time: float = field(default_factory=time.time)
     vm_id: str | None = None
     disk_id: str | None = None
+    host_id: str | None = None
+    cluster_id: str | None = None
+    data_center_id: str | None = None
+    storage_domain_id: str | None = None
 
 
 @dataclass
@@ -190,17 +196,37 @@ class Inventory:
     users: dict[str, str] = field(default_factory=lambda: {"admin@internal": "secret"})
 
     def add_event(
-        self, code: int, description: str, *, vm_id: str | None = None, disk_id: str | None = None
+        self,
+        code: int,
+        description: str,
+        *,
+        vm_id: str | None = None,
+        disk_id: str | None = None,
+        host_id: str | None = None,
+        cluster_id: str | None = None,
+        data_center_id: str | None = None,
+        storage_domain_id: str | None = None,
     ) -> Event:
+        """Log an event as the engine's audit log does; ``refs`` name the objects it is about
+        (``disk_id`` is ours: the engine's API has no disk reference on events)."""
         event = Event(
             id=(self.events[-1].id + 1) if self.events else 1,
             code=code,
             description=description,
             vm_id=vm_id,
             disk_id=disk_id,
+            host_id=host_id,
+            cluster_id=cluster_id,
+            data_center_id=data_center_id,
+            storage_domain_id=storage_domain_id,
         )
         self.events.append(event)
         return event
+
+    def vms_of_disk(self, disk_id: str) -> list[Vm]:
+        return [
+            vm for vm in self.vms.values() if any(a.disk_id == disk_id for a in vm.disk_attachments)
+        ]
 
     def disk_by_name(self, name_or_id: str) -> Disk:
         if name_or_id in self.disks:

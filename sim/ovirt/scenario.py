@@ -10,9 +10,10 @@ A scenario file looks like::
         status: up                 # up | down
         memory: 4GiB
         cpu: {sockets: 1, cores: 2, threads: 1}
-        firmware: uefi             # bios | uefi
+        firmware: uefi             # bios | uefi | uefi-secure-boot
+        ballooning: false          # also high_availability, description
         os: rhel_8x64
-        nics: [{network: prod, model: virtio}]
+        nics: [{network: prod, model: virtio}]   # network: "" is no network (<empty>)
         disks:
           - {name: web-1-root, size: 64MiB, allocated: 0.25, format: cow,
              layout: scattered, extent: 1MiB, interface: virtio_scsi, bootable: true}
@@ -51,6 +52,7 @@ FAULT_KINDS = (
 )
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20}
 _UNITS |= {"g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+_BIOS = {"bios": "q35_sea_bios", "uefi": "q35_ovmf", "uefi-secure-boot": "q35_secure_boot"}
 
 
 @dataclass
@@ -149,6 +151,11 @@ class Builder:
         status = str(spec.get("status", "up"))
         hosts = list(self.inv.hosts)
         cpu = spec.get("cpu", {})
+        firmware = str(spec.get("firmware", "bios"))
+        if firmware not in _BIOS:
+            raise ValueError(
+                f"VM {name}: firmware {firmware!r}: expected one of {', '.join(_BIOS)}"
+            )
         vm = m.Vm(
             id=str(spec.get("id") or _id(self.rng)),
             name=name,
@@ -159,12 +166,17 @@ class Builder:
             sockets=int(cpu.get("sockets", 1)),
             cores=int(cpu.get("cores", 2)),
             threads=int(cpu.get("threads", 1)),
-            bios_type="q35_ovmf" if spec.get("firmware") == "uefi" else "q35_sea_bios",
+            bios_type=_BIOS[firmware],
             os_type=str(spec.get("os", "rhel_8x64")),
+            ballooning=bool(spec.get("ballooning", False)),
+            high_availability=bool(spec.get("high_availability", False)),
+            description=str(spec.get("description", "")),
         )
         for i, nic in enumerate(spec.get("nics", [{"network": "ovirtmgmt"}])):
             network = str(nic.get("network", "ovirtmgmt"))
-            profile = self.vnic_by_network.get(network) or self.network(network)
+            profile = (
+                (self.vnic_by_network.get(network) or self.network(network)) if network else None
+            )
             vm.nics.append(
                 m.Nic(
                     _id(self.rng),

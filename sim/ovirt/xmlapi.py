@@ -152,6 +152,7 @@ def vm(
 ) -> ET.Element:
     el = _root("vm", "vms", v.id, v.name)
     _links(el, f"{API}/vms/{v.id}", ("nics", "diskattachments"))
+    _text(el, "description", v.description)
     _text(el, "status", v.status)
     _text(el, "memory", v.memory)
     policy = ET.SubElement(el, "memory_policy")
@@ -167,6 +168,9 @@ def vm(
     os_el = ET.SubElement(el, "os")
     _text(os_el, "type", v.os_type)
     _text(el, "type", "server")
+    ha = ET.SubElement(el, "high_availability")
+    _text(ha, "enabled", v.high_availability)
+    _text(ha, "priority", 50 if v.high_availability else 0)
     _ref(el, "cluster", "clusters", v.cluster_id)
     _ref(el, "host", "hosts", v.host_id)
     if "nics" in follow:
@@ -190,6 +194,10 @@ def event(e: m.Event) -> ET.Element:
     _text(el, "time", iso(e.time))
     _text(el, "origin", "oVirt")
     _ref(el, "vm", "vms", e.vm_id)
+    _ref(el, "host", "hosts", e.host_id)
+    _ref(el, "cluster", "clusters", e.cluster_id)
+    _ref(el, "data_center", "datacenters", e.data_center_id)
+    _ref(el, "storage_domain", "storagedomains", e.storage_domain_id)
     _ref(el, "disk", "disks", e.disk_id)
     return el
 
@@ -236,7 +244,7 @@ def action(status: str = "complete") -> bytes:
     return document(el)
 
 
-def api_root(product: str = "oVirt Engine") -> bytes:
+def api_root(product: str = "oVirt Engine", version: str = "4.5.7") -> bytes:
     el = ET.Element("api")
     _links(
         el,
@@ -258,6 +266,7 @@ def api_root(product: str = "oVirt Engine") -> bytes:
     info = ET.SubElement(el, "product_info")
     _text(info, "name", product)
     ver = ET.SubElement(info, "version")
-    for tag, value in (("build", 0), ("full_version", "4.5.7"), ("major", 4), ("minor", 5)):
+    major, minor, *_ = (int(part) for part in version.split("."))
+    for tag, value in (("build", 0), ("full_version", version), ("major", major), ("minor", minor)):
         _text(ver, tag, value)
     return document(el)
