@@ -87,7 +87,8 @@ async def test_changes_deletions_and_events(store: Store, pid: str) -> None:
         ("vm-00009", "created"),
     ]
     revisions = [e["revision"] for e in events]
-    assert revisions == sorted(revisions) and len(set(revisions)) == 4
+    assert revisions == sorted(revisions)
+    assert len(set(revisions)) == 4
     # a deleted object that comes back is created again
     back = await store.apply(pid, OVIRT, Batch([vm(4)]), locked, announce=True)
     assert back.created == 1
@@ -114,7 +115,8 @@ async def test_concerns_are_stored_and_filterable(store: Store, pid: str) -> Non
         crit, _, total = await querying.page(
             conn, pid, "vm", querying.Query(concern=Category.CRITICAL, detail=1)
         )
-        assert total == 2 and [i["id"] for i in crit] == ["vm-00001", "vm-00003"]
+        assert total == 2
+        assert [i["id"] for i in crit] == ["vm-00001", "vm-00003"]
         assert crit[0]["concerns"][0]["id"] == "test.locked"
         assert crit[0]["concernLevel"] == "Critical"
         worst, _, _ = await querying.page(conn, pid, "vm", querying.Query(sort="-concerns"))
@@ -145,7 +147,8 @@ async def test_cursor_walk_sees_each_object_once(store: Store, pid: str) -> None
         assert sorted(seen) == sorted(i.id for i in items), sort
     async with store.engine.connect() as conn:
         down, _, total = await querying.page(conn, pid, "vm", querying.Query(status="DOWN"))
-        assert total == 86 and all(d["status"] == "down" for d in down)
+        assert total == 86
+        assert all(d["status"] == "down" for d in down)
         found, _, _ = await querying.page(conn, pid, "vm", querying.Query(search="0025"))
         assert [f["id"] for f in found] == ["vm-00025"] + [f"vm-0025{i}" for i in range(7)]
         with pytest.raises(querying.BadQuery):
