@@ -1,0 +1,103 @@
+"""SecretStore against the simulated cluster: round trips, replacement, errors, no leaks."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from kubernetes_asyncio import client
+
+from services.inventory.kube import local_client
+from services.inventory.secrets import (
+    NamespaceMissing,
+    SecretForbidden,
+    SecretNotFound,
+    SecretStore,
+    secret_name,
+)
+from shared.settings import KubeSettings
+
+PASSWORD = "s3cr3t-Pa55word-do-not-leak"
+
+
+@pytest.fixture(scope="module")
+async def store(api: client.ApiClient) -> AsyncIterator[SecretStore]:
+    await client.CoreV1Api(api).create_namespace({"metadata": {"name": "hoist"}})
+    yield SecretStore(api, "hoist")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def test_put_get_replace_delete(store: SecretStore, api: client.ApiClient) -> None:
+    provider = new_id()
+    data = {"username": "admin@internal", "password": PASSWORD, "cacert": "-----BEGIN X-----\n"}
+    name = await store.put(provider, data)
+    assert name == f"hoist-provider-{provider}"
+    assert await store.get(provider) == data
+
+    stored = await client.CoreV1Api(api).read_namespaced_secret(name, "hoist")
+    assert stored.type == "Opaque"
+    assert stored.metadata.labels == {
+        "app.kubernetes.io/managed-by": "hoist",
+        "hoist.io/provider": provider,
+    }
+    assert stored.data["password"] == base64.b64encode(PASSWORD.encode()).decode()
+    assert PASSWORD not in str(stored.data)
+
+    # Replacing keeps the name and drops keys no longer given (idempotent).
+    assert await store.put(provider, {"token": "t0k3n"}) == name
+    assert await store.put(provider, {"token": "t0k3n"}) == name
+    assert await store.get(provider) == {"token": "t0k3n"}
+
+    await store.delete(provider)
+    await store.delete(provider)  # already gone: fine
+    with pytest.raises(SecretNotFound) as caught:
+        await store.get(provider)
+    assert name in str(caught.value)
+
+
+async def test_list_ids_finds_only_hoist_provider_secrets(
+    store: SecretStore, api: client.ApiClient
+) -> None:
+    first, second = new_id(), new_id()
+    await store.put(first, {"token": "a"})
+    await store.put(second, {"token": "b"})
+    await client.CoreV1Api(api).create_namespaced_secret(
+        "hoist", {"metadata": {"name": "someone-elses"}, "stringData": {"x": "y"}}
+    )
+    ids = await store.list_ids()
+    assert {first, second} <= ids
+    await store.delete(first)
+    ids = await store.list_ids()
+    assert second in ids and first not in ids
+
+
+async def test_missing_namespace_and_forbidden_say_what_next(
+    api: client.ApiClient, viewer_settings: KubeSettings
+) -> None:
+    missing = SecretStore(api, "no-such-namespace")
+    with pytest.raises(NamespaceMissing) as caught:
+        await missing.put(new_id(), {"password": PASSWORD})
+    message = str(caught.value)
+    assert "no-such-namespace" in message and "create it" in message
+    assert PASSWORD not in message and caught.value.__cause__ is None
+    assert await missing.list_ids() == set()
+
+    async with local_client(viewer_settings) as viewer:
+        readonly = SecretStore(viewer, "hoist")
+        with pytest.raises(SecretForbidden) as refused:
+            await readonly.put(new_id(), {"password": PASSWORD})
+        assert "grant" in str(refused.value) and PASSWORD not in str(refused.value)
+        with pytest.raises(SecretForbidden):
+            await readonly.delete(new_id())
+
+
+def test_provider_ids_must_make_valid_names() -> None:
+    assert secret_name("abc-123") == "hoist-provider-abc-123"
+    for bad in ("", "UPPER", "a_b", "x" * 64, "-a"):
+        with pytest.raises(ValueError):
+            secret_name(bad)
