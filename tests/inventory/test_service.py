@@ -130,7 +130,8 @@ def ovirt_body(engine: Engine, name: str, **over: Any) -> dict[str, Any]:
 
 
 async def api(svc: ServiceProcess, method: str, path: str, **kw: Any) -> httpx.Response:
-    return await svc.client.request(method, f"/api/v1{path}", headers=svc.auth(), **kw)
+    headers = {**svc.auth(), **kw.pop("headers", {})}
+    return await svc.client.request(method, f"/api/v1{path}", headers=headers, **kw)
 
 
 async def wait_phase(svc: ServiceProcess, pid: str, phase: str, within: float = 30) -> Any:
