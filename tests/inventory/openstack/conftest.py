@@ -30,22 +30,33 @@ def _server(name: str, **kw: Any) -> sc.Server:
 
 
 SCENARIO = sc.Scenario(
-    flavors=[sc.Flavor(name="m1.small", vcpus=2, ram_mib=2048, disk_gib=20),
-             sc.Flavor(name="m1.large", vcpus=8, ram_mib=16384, disk_gib=80)],  # fmt: skip
-    networks=[sc.Network(name="private", cidr="10.1.0.0/24"),
-              sc.Network(name="storage", cidr="10.2.0.0/24")],  # fmt: skip
+    flavors=[
+        sc.Flavor(name="m1.small", vcpus=2, ram_mib=2048, disk_gib=20),
+        sc.Flavor(name="m1.large", vcpus=8, ram_mib=16384, disk_gib=80),
+    ],
+    networks=[
+        sc.Network(name="private", cidr="10.1.0.0/24"),
+        sc.Network(name="storage", cidr="10.2.0.0/24"),
+    ],
     volume_types=["standard", "ssd"],
     servers=[
         _server("web-1", volumes=[sc.Volume(name="web-1-data", size_mib=4, data_mib=0)]),
-        _server("db-1", boot="volume", status="SHUTOFF", networks=["private", "storage"],
-                volumes=[sc.Volume(name="db-1-logs", size_mib=4, data_mib=0, type="ssd")]),
+        _server(
+            "db-1",
+            boot="volume",
+            status="SHUTOFF",
+            networks=["private", "storage"],
+            volumes=[sc.Volume(name="db-1-logs", size_mib=4, data_mib=0, type="ssd")],
+        ),
         _server("lonely", networks=[]),
         # One server per test that changes the cloud:
-        *(_server(n) for n in ("stop-me", "delete-me", "vol-change", "error-me", "shelve-me",
-                                "vif-me", "bad-volume", "multi")),
-    ]
-    + [_server(f"multi-data-{i}", volumes=[sc.Volume(size_mib=4, data_mib=0)]) for i in (1,)],
-)  # fmt: skip
+        *(_server(n) for n in ("stop-me", "delete-me", "error-me", "shelve-me", "vif-me")),
+        *(
+            _server(n, volumes=[sc.Volume(size_mib=4, data_mib=0)])
+            for n in ("vol-change", "bad-volume", "multi")
+        ),
+    ],
+)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +70,14 @@ def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "cloud" in request.fixturenames:
         request.getfixturevalue("cloud").faults.clear()
+
+
+@pytest.fixture
+def conn(cloud: Cloud) -> Iterator[Any]:
+    """openstacksdk as the scenario's user, to change the cloud through its APIs."""
+    c = cloud.connection()
+    yield c
+    c.close()
 
 
 @pytest.fixture(scope="session")

@@ -45,9 +45,7 @@ class Lister:
     def close(self) -> None:
         self.connected.close()
 
-    def _paged(
-        self, proxy: Any, path: str, key: str, params: dict[str, Any], **kw: Any
-    ) -> Listed:
+    def _paged(self, proxy: Any, path: str, key: str, params: dict[str, Any], **kw: Any) -> Listed:
         rows: list[dict[str, Any]] = []
         server_time = None
         url: str | None = path

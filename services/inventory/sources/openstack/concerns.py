@@ -143,6 +143,12 @@ def _disks(d: Mapping[str, Any]) -> list[Concern]:
                       "their contents are not migrated."))  # fmt: skip
     props = d.get("imageProperties") or {}
     if str(props.get("hw_firmware_type", "")).lower() == "uefi":
-        out.append(_c("openstack.firmware.uefi", "UEFI firmware", Category.INFORMATION,
-                      "The image asks for UEFI: the KubeVirt VM is created with EFI firmware."))
+        out.append(
+            _c(
+                "openstack.firmware.uefi",
+                "UEFI firmware",
+                Category.INFORMATION,
+                "The image asks for UEFI: the KubeVirt VM is created with EFI firmware.",
+            )
+        )
     return out

@@ -283,9 +283,7 @@ def problem_of(exc: BaseException, where: str) -> ConnectionProblem:
         return ConnectionProblem(
             Reason.NOT_AN_API, f"{where} does not answer as an OpenStack API ({_short(exc)})"
         )
-    return ConnectionProblem(
-        Reason.SERVER_ERROR, f"{where} failed ({_short(exc)}); retrying later"
-    )
+    return ConnectionProblem(Reason.SERVER_ERROR, f"{where} failed ({_short(exc)}); retrying later")
 
 
 def _short(exc: BaseException) -> str:

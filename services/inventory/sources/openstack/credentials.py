@@ -184,8 +184,7 @@ def check_secret(secret: Mapping[str, str]) -> list[tuple[str, str]]:
         problems.append(
             (
                 "credentials.projectName",
-                "a project scope is needed: give `projectName` (with `domainName`) or "
-                "`projectID`",
+                "a project scope is needed: give `projectName` (with `domainName`) or `projectID`",
             )
         )
     if c.project_name and c.project_id:

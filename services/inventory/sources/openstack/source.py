@@ -180,9 +180,7 @@ class OpenStackSource(Source):
             self._call(lister.servers, _since(self._server_mark)),
         )  # fmt: skip
         batch = Batch(complete=frozenset(ALWAYS_RELISTED))
-        self._server_mark = _marker(
-            servers.rows, "updated", servers.server_time, self._server_mark
-        )
+        self._server_mark = _marker(servers.rows, "updated", servers.server_time, self._server_mark)
         self._image_mark = _marker(images.rows, "updated_at", images.server_time, self._image_mark)
         for i in images.rows:
             self._images[i["id"]] = i
