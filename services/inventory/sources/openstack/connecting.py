@@ -124,8 +124,10 @@ def discover(http: requests.Session, verify: bool | str, url: str, timeout: floa
     doc = _get_json(http, verify, root, timeout) if root != v3_url else None
     versions = _versions(doc)
     if any(_is_identity(v) for v in versions):
-        if any(_major(v) == 3 for v in versions):
-            return v3_url if _get_json(http, verify, v3_url, timeout) else root + "/v3"
+        for v in versions:
+            if _major(v) == 3:  # served elsewhere than <url>/v3: where the document says
+                links = [lk.get("href") for lk in v.get("links") or [] if lk.get("rel") == "self"]
+                return str(links[0]).rstrip("/") if links and links[0] else root + "/v3"
         found = ", ".join(str(v.get("id")) for v in versions)
         raise ConnectionProblem(
             Reason.API_UNSUPPORTED,

@@ -11,8 +11,9 @@ Refresh, every interval:
   are ``complete``. Ports are relisted too (they are not a kind, but part of each VM);
 - a VM is re-emitted when one of its volumes or ports changed, though Nova did not.
 
-Clock skew: the markers are the servers' own timestamps (the newest ``updated`` seen, else
-the response's ``Date``), never this host's clock, moved back by ``OVERLAP``; what is sent
+Clock skew: the markers are the cloud's own times (the ``Date`` of the listing response,
+or a newer ``updated`` seen), never this host's clock, moved back by ``OVERLAP`` for skew
+between the cloud's API and database nodes and Nova's whole-second timestamps; what is sent
 again unchanged hashes alike and the store drops it.
 """
 
@@ -56,10 +57,11 @@ def _marker(
     rows: list[dict[str, Any]], field: str, server_time: dt.datetime | None,
     previous: dt.datetime | None,
 ) -> dt.datetime | None:  # fmt: skip
-    """The newest server-reported time seen (else the server's Date), never going back."""
+    """The newest of: the service's clock when the listing began (its ``Date``), the
+    newest ``updated`` among the rows (a database clock ahead of the API's), the previous
+    marker. Without the ``Date``, a quiet cloud would be re-sent the last window forever."""
     seen = [t for r in rows if (t := _ts(r.get(field))) is not None]
-    newest = max(seen) if seen else server_time
-    candidates = [t for t in (newest, previous) if t is not None]
+    candidates = [t for t in (*seen, server_time, previous) if t is not None]
     return max(candidates) if candidates else None
 
 
