@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from sim.openstack.discovery import add_discovery
 from sim.openstack.faults import Faults
 from sim.openstack.state import CloudState, Server, Snapshot, Volume, new_id, now, sparse_copy
 from sim.openstack.tokens import Keystone
@@ -145,11 +146,11 @@ def build_app(sim: Sim) -> FastAPI:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(_service_of(request.url.path), exc)
 
-    _discovery(app, sim)
+    add_discovery(app, sim.base_url, NOVA_MAX, CINDER_MAX)
 
     # ------------------------------------------------------------------ Nova
     def server(sid: str) -> Server:
-        if sid not in st.servers:
+        if sid not in st.servers or st.servers[sid].deleted_at is not None:
             raise not_found("Instance", sid)
         return st.servers[sid]
 
@@ -159,16 +160,26 @@ def build_app(sim: Sim) -> FastAPI:
     @app.get(nova + "/servers/detail")
     async def servers(request: Request) -> dict[str, Any]:
         q = request.query_params
-        found = [s for s in st.servers.values() if "name" not in q or q["name"] in s.name]
+        since = q.get("changes-since")
+        # Like Nova, changes-since also returns recently deleted servers (status DELETED).
+        found = [
+            s
+            for s in st.servers.values()
+            if ("name" not in q or q["name"] in s.name) and (since or s.deleted_at is None)
+        ]
         if "status" in q:
             found = [s for s in found if s.status == q["status"]]
-        if since := q.get("changes-since"):
+        if since:
             found = [s for s in found if s.updated_at >= since.replace("Z", "")[:26]]
         return {"servers": [st.server_json(s, sim.base_url + nova) for s in found]}
 
     @app.get(nova + "/servers/{sid}")
     async def get_server(sid: str) -> dict[str, Any]:
         return {"server": st.server_json(server(sid), sim.base_url + nova)}
+
+    @app.delete(nova + "/servers/{sid}", status_code=204)
+    async def delete_server(sid: str) -> None:
+        st.delete_server(server(sid).id)
 
     @app.get(nova + "/servers/{sid}/os-volume_attachments")
     async def attachments(sid: str) -> dict[str, Any]:
@@ -526,53 +537,3 @@ def _error(service: str, exc: ApiError) -> JSONResponse:
     else:
         body = {exc.kind: {"code": exc.status, "message": exc.message}}
     return JSONResponse(body, exc.status)
-
-
-def _discovery(app: FastAPI, sim: Sim) -> None:
-    """The version documents keystoneauth reads before the first call to each service."""
-
-    def link(path: str) -> list[dict[str, str]]:
-        return [{"rel": "self", "href": f"{sim.base_url}{path}"}]
-
-    def compute() -> dict[str, Any]:
-        return {
-            "id": "v2.1",
-            "status": "CURRENT",
-            "version": NOVA_MAX,
-            "min_version": "2.1",
-            "updated": "2013-07-23T11:33:21Z",
-            "links": link("/compute/v2.1/"),
-        }
-
-    def volume() -> dict[str, Any]:
-        return {
-            "id": "v3.0",
-            "status": "CURRENT",
-            "version": CINDER_MAX,
-            "min_version": "3.0",
-            "updated": "2023-08-31T00:00:00Z",
-            "links": link("/volume/v3/"),
-        }
-
-    def network() -> dict[str, Any]:
-        return {"id": "v2.0", "status": "CURRENT", "links": link("/network/v2.0/")}
-
-    for prefix, versioned, doc in (
-        ("/compute", "/compute/v2.1", compute),
-        ("/volume", "/volume/v3", volume),
-        ("/network", "/network/v2.0", network),
-    ):
-        _version_routes(app, prefix, versioned, doc)
-
-
-def _version_routes(app: FastAPI, root: str, versioned: str, doc: Callable[[], Any]) -> None:
-    async def versions() -> JSONResponse:
-        return JSONResponse({"versions": [doc()]}, 300 if root != "/network" else 200)
-
-    async def version() -> dict[str, Any]:
-        return {"version": doc()}
-
-    for path in (root, root + "/"):
-        app.add_api_route(path, versions, methods=["GET"])
-    for path in (versioned, versioned + "/"):
-        app.add_api_route(path, version, methods=["GET"])

@@ -111,6 +111,7 @@ class Port:
     ip: str
     subnet_id: str
     project_id: str
+    vnic_type: str = "normal"
 
     def json(self) -> dict[str, Any]:
         return {
@@ -125,7 +126,7 @@ class Port:
             "admin_state_up": True,
             "project_id": self.project_id,
             "tenant_id": self.project_id,
-            "binding:vnic_type": "normal",
+            "binding:vnic_type": self.vnic_type,
             "security_groups": [],
             "tags": [],
         }
@@ -143,6 +144,9 @@ class Volume:
     snapshot_id: str | None = None
     attachments: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    multiattach: bool = False
+    encrypted: bool = False
+    image_metadata: dict[str, str] = field(default_factory=dict)  # volume_image_metadata
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 
@@ -166,9 +170,10 @@ class Volume:
             "source_volid": None,
             "attachments": self.attachments,
             "availability_zone": "nova",
-            "encrypted": False,
-            "multiattach": False,
+            "encrypted": self.encrypted,
+            "multiattach": self.multiattach,
             "metadata": self.metadata,
+            **({"volume_image_metadata": self.image_metadata} if self.image_metadata else {}),
             "description": None,
             "os-vol-tenant-attr:tenant_id": self.project_id,
             "user_id": None,
@@ -216,8 +221,27 @@ class Server:
     status: str = "ACTIVE"
     task_state: str | None = None
     image_id: str = field(default_factory=new_id)  # the (notional) image it booted from
+    metadata: dict[str, str] = field(default_factory=dict)
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
+    deleted_at: str | None = None  # kept, as Nova keeps soft-deleted rows: changes-since
+
+    def touch(self) -> None:
+        self.updated_at = now()
+
+
+# Nova status -> (vm_state, power_state), as nova/api/openstack/common.py maps them back.
+VM_STATES: dict[str, tuple[str, int]] = {
+    "ACTIVE": ("active", 1),
+    "SHUTOFF": ("stopped", 4),
+    "ERROR": ("error", 0),
+    "PAUSED": ("paused", 3),
+    "SUSPENDED": ("suspended", 7),
+    "SHELVED": ("shelved", 4),
+    "SHELVED_OFFLOADED": ("shelved_offloaded", 0),
+    "RESIZE": ("active", 1),
+    "DELETED": ("deleted", 0),
+}
 
 
 class CloudState:
@@ -349,7 +373,8 @@ class CloudState:
             ports,
             status=srv.status,
         )
-        for n, vid in enumerate(volume_ids):
+        first = 1 if srv.boot == "image" else 0  # an image-backed root disk is /dev/vda
+        for n, vid in enumerate(volume_ids, start=first):
             vol = self.volumes[vid]
             vol.status = "in-use"
             vol.attachments = [
@@ -411,11 +436,11 @@ class CloudState:
             "os-extended-volumes:volumes_attached": [
                 {"id": v, "delete_on_termination": False} for v in s.volume_ids
             ],
-            "OS-EXT-STS:vm_state": "active" if s.status == "ACTIVE" else "stopped",
+            "OS-EXT-STS:vm_state": VM_STATES.get(s.status, ("active", 1))[0],
             "OS-EXT-STS:task_state": s.task_state,
-            "OS-EXT-STS:power_state": 1 if s.status == "ACTIVE" else 4,
+            "OS-EXT-STS:power_state": VM_STATES.get(s.status, ("active", 1))[1],
             "OS-EXT-AZ:availability_zone": "nova",
-            "metadata": {},
+            "metadata": s.metadata,
             "key_name": None,
             "security_groups": [{"name": "default"}],
             "hostId": "sim",
@@ -423,3 +448,43 @@ class CloudState:
             "updated": s.updated_at,
             "links": [{"rel": "self", "href": f"{base_url}/servers/{s.id}"}],
         }
+
+    # -- changing the cloud from a test or benchmark (another thread: attribute writes
+    # only, which the serving loop sees whole; deletions go through the Nova API) --------
+
+    def set_server_status(self, sid: str, status: str, task_state: str | None = None) -> None:
+        """What Nova shows after a failure, a shelve, a pause...: ``ERROR``,
+        ``SHELVED_OFFLOADED``, ``PAUSED``; ``updated`` moves, as in Nova."""
+        s = self.servers[sid]
+        s.status, s.task_state = status, task_state
+        s.touch()
+
+    def set_server_image(self, sid: str, image_id: str) -> None:
+        """Point an image-backed server at a (real Glance) image, as a rebuild does."""
+        s = self.servers[sid]
+        s.image_id = image_id
+        s.touch()
+
+    def update_volume(self, vid: str, **fields: Any) -> None:
+        """Change a volume as Cinder would (``status``, ``multiattach``, ``encrypted``,
+        ``image_metadata``, ``metadata``); ``updated_at`` moves, the server's does not."""
+        vol = self.volumes[vid]
+        for key, value in fields.items():
+            if not hasattr(vol, key) or key in ("id", "path"):
+                raise ValueError(f"volume has no settable field {key!r}")
+            setattr(vol, key, value)
+        vol.updated_at = now()
+
+    def delete_server(self, sid: str) -> None:
+        """Nova's delete: volumes detached (available), the ports Nova made removed, the
+        server kept as ``DELETED`` for ``changes-since``. Runs in the serving loop."""
+        s = self.servers[sid]
+        for vid in s.volume_ids:
+            if vid in self.volumes:
+                vol = self.volumes[vid]
+                vol.status, vol.attachments, vol.updated_at = "available", [], now()
+        for pid in s.port_ids:
+            self.ports.pop(pid, None)
+        s.volume_ids, s.port_ids = [], []
+        s.status, s.task_state, s.deleted_at = "DELETED", None, now()
+        s.touch()

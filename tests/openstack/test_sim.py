@@ -31,7 +31,7 @@ def test_inventory_as_openstacksdk_reads_it(cloud: Cloud, conn: Any) -> None:
     assert len(web.attached_volumes) == 1
     assert len(db.attached_volumes) == 1
     attachments = list(conn.compute.volume_attachments(web))
-    assert attachments[0].device == "/dev/vda"
+    assert attachments[0].device == "/dev/vdb"  # the root disk is vda
     assert [f.name for f in conn.compute.flavors()] == ["m1.small"]
     volumes = {v.name: v for v in conn.block_storage.volumes()}
     assert volumes["db-1-root"].is_bootable
