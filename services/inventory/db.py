@@ -95,6 +95,14 @@ objects = Table(
         "id",
         postgresql_where=text("NOT deleted"),
     ),
+    # Status filters (case-insensitive) and their counts, without visiting the rows.
+    Index(
+        "ix_objects_status",
+        "provider_id",
+        "kind",
+        func.lower(text("status")),
+        postgresql_where=text("NOT deleted"),
+    ),
     Index("ix_objects_revision", "revision"),
     Index("ix_objects_kind_revision", "provider_id", "kind", "revision"),
 )

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, func, literal, or_, select
+from sqlalchemy import ColumnElement, any_, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.inventory import db
@@ -126,14 +126,10 @@ async def page(
     conditions = list(where)
     if q.cursor:
         last_value, last_id = decode_cursor(q.cursor)
-        if descending:
-            conditions.append(
-                or_(column < last_value, and_(column == last_value, o.c.id < last_id))
-            )
-        else:
-            conditions.append(
-                or_(column > last_value, and_(column == last_value, o.c.id > last_id))
-            )
+        # A row-value comparison, not an OR of two: PostgreSQL walks the listing index
+        # straight to the position instead of sorting the whole collection.
+        key, after = tuple_(column, o.c.id), tuple_(literal(last_value), literal(last_id))
+        conditions.append(key < after if descending else key > after)
     order = [column.desc(), o.c.id.desc()] if descending else [column.asc(), o.c.id.asc()]
     columns = [
         o.c.id,

@@ -8,47 +8,24 @@ engine without depending on one another's state.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from shared.bus import Bus
 from shared.devservices import DevServices
 from shared.settings import NatsSettings
-from sim.kube.cluster import Cluster
-from sim.kube.config import ClusterConfig
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from tests.conftest import TOKEN, eventually
+from tests.conftest import eventually
+from tests.inventory.conftest import PREFIX, api, secrets_of, unique, wait_phase
 from tools.processes import ServiceProcess
-
-PREFIX = "invsvc"
-
-
-@pytest.fixture(scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    base = tmp_path_factory.mktemp("kube")
-    async with Cluster(ClusterConfig(storage_root=base / "volumes")) as sim:
-        sim.kubeconfig(base / "kubeconfig")
-        yield sim
-
-
-@pytest.fixture(scope="module")
-async def kube(cluster: Cluster) -> AsyncIterator[client.ApiClient]:
-    configuration = client.Configuration()
-    await config.load_kube_config_from_dict(
-        cluster.kubeconfig_dict(), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api:
-        yield api
 
 
 def small_engine_inventory() -> Any:
@@ -80,43 +57,6 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engi
         yield e
 
 
-@pytest.fixture(scope="module")
-async def svc(
-    servers: DevServices,
-    database_url: str,
-    cluster: Cluster,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[ServiceProcess]:
-    logs = tmp_path_factory.mktemp("inventory")
-    kubeconfig = cluster.kubeconfig(logs / "kubeconfig")
-    proc = ServiceProcess(
-        "inventory",
-        {
-            "HOIST_NATS_URL": servers.nats_url,
-            "HOIST_NATS_PREFIX": PREFIX,
-            "HOIST_DATABASE_URL": database_url,
-            "HOIST_KUBE_KUBECONFIG": str(kubeconfig),
-            "HOIST_INVENTORY_REFRESH_SECONDS": "0.5",
-            "HOIST_INVENTORY_RETRY_MAX_SECONDS": "2",
-            "HOIST_LOG_FORMAT": "json",
-        },
-        logs,
-        TOKEN,
-    )
-    await proc.start()
-    await proc.wait_ready(60)
-    yield proc
-    await proc.terminate()
-    bus = Bus(NatsSettings(url=servers.nats_url, prefix=PREFIX), source="/tests")
-    await bus.connect()
-    await bus.delete_streams()
-    await bus.drain()
-
-
-def unique(stem: str) -> str:
-    return f"{stem}-{uuid.uuid4().hex[:6]}"
-
-
 def ovirt_body(engine: Engine, name: str, **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": name,
@@ -129,37 +69,11 @@ def ovirt_body(engine: Engine, name: str, **over: Any) -> dict[str, Any]:
     return body
 
 
-async def api(svc: ServiceProcess, method: str, path: str, **kw: Any) -> httpx.Response:
-    headers = {**svc.auth(), **kw.pop("headers", {})}
-    return await svc.client.request(method, f"/api/v1{path}", headers=headers, **kw)
-
-
-async def wait_phase(svc: ServiceProcess, pid: str, phase: str, within: float = 30) -> Any:
-    seen: dict[str, Any] = {}
-
-    async def check() -> bool:
-        seen.update((await api(svc, "GET", f"/providers/{pid}")).json())
-        return bool(seen["status"]["phase"] == phase)
-
-    await eventually(check, within=within, what=f"provider phase {phase} (last: {seen})")
-    return seen
-
-
-async def secrets_of(kube: client.ApiClient) -> dict[str, dict[str, str]]:
-    found = await client.CoreV1Api(kube).list_namespaced_secret(
-        "hoist", label_selector="hoist.io/provider"
-    )
-    return {
-        s.metadata.name: {k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()}
-        for s in found.items
-    }
-
-
 # --- bad input ------------------------------------------------------------------------------
 
 
 async def test_bad_definitions_are_refused_precisely(
-    svc: ServiceProcess, engine: Engine, kube: client.ApiClient
+    inventory: ServiceProcess, engine: Engine, kube: client.ApiClient
 ) -> None:
     before = await secrets_of(kube)
     cases: list[tuple[dict[str, Any], int, list[str | int]]] = [
@@ -189,47 +103,53 @@ async def test_bad_definitions_are_refused_precisely(
         ),
     ]
     for body, code, loc in cases:
-        r = await api(svc, "POST", "/providers", json=body)
+        r = await api(inventory, "POST", "/providers", json=body)
         assert r.status_code == code, (body, r.text)
         locs = [d["loc"][: len(loc)] for d in r.json()["detail"]]
         assert loc in locs, (loc, r.json())
         assert "secret" not in r.text or "password" not in json.dumps(body)  # never echoed
-    listed = (await api(svc, "GET", "/providers")).json()["items"]
+    listed = (await api(inventory, "GET", "/providers")).json()["items"]
     assert not [p for p in listed if p["name"].startswith("x")]
     assert await secrets_of(kube) == before  # nothing half-created
 
 
 async def test_untrusted_certificate_shows_fingerprints(
-    svc: ServiceProcess, engine: Engine
+    inventory: ServiceProcess, engine: Engine
 ) -> None:
-    r = await api(svc, "POST", "/providers", json=ovirt_body(engine, unique("ov"), tls={}))
+    r = await api(inventory, "POST", "/providers", json=ovirt_body(engine, unique("ov"), tls={}))
     assert r.status_code == 422
     problem = r.json()["detail"][0]
     assert problem["type"] == "TlsUntrusted"
     assert problem["loc"] == ["body", "tls"]
     assert problem["certificate"]["sha256Fingerprint"] == engine.cert.fingerprint
     assert len(problem["certificate"]["sha1Fingerprint"]) == 59
-    shown = await api(svc, "GET", "/providers/certificate", params={"url": engine.api_url})
+    shown = await api(inventory, "GET", "/providers/certificate", params={"url": engine.api_url})
     assert shown.status_code == 200
     assert shown.json()["certificate"]["sha256Fingerprint"] == engine.cert.fingerprint
     assert shown.json()["trustedBySystem"] is False
 
 
-async def test_wrong_password_and_unreachable_host(svc: ServiceProcess, engine: Engine) -> None:
+async def test_wrong_password_and_unreachable_host(
+    inventory: ServiceProcess, engine: Engine
+) -> None:
     wrong = ovirt_body(
         engine, unique("ov"), credentials={"user": "admin@internal", "password": "nope"}
     )
-    r = await api(svc, "POST", "/providers", json=wrong)
+    r = await api(inventory, "POST", "/providers", json=wrong)
     assert r.status_code == 422
     assert r.json()["detail"][0]["type"] == "AuthRefused"
     assert r.json()["detail"][0]["loc"] == ["body", "credentials"]
     assert "nope" not in r.text
     gone = ovirt_body(engine, unique("ov"), url="https://127.0.0.1:9/ovirt-engine/api")
-    r = await api(svc, "POST", "/providers", json=gone)
+    r = await api(inventory, "POST", "/providers", json=gone)
     assert r.status_code == 422
     assert r.json()["detail"][0]["type"] == "HostUnreachable"
     dry = await api(
-        svc, "POST", "/providers", params={"dryRun": "true"}, json=ovirt_body(engine, unique("ov"))
+        inventory,
+        "POST",
+        "/providers",
+        params={"dryRun": "true"},
+        json=ovirt_body(engine, unique("ov")),
     )
     assert dry.status_code == 200
     assert dry.json()["connection"] == "ok"
@@ -239,10 +159,10 @@ async def test_wrong_password_and_unreachable_host(svc: ServiceProcess, engine: 
 
 
 async def test_ovirt_provider_lifecycle(
-    svc: ServiceProcess, engine: Engine, kube: client.ApiClient
+    inventory: ServiceProcess, engine: Engine, kube: client.ApiClient
 ) -> None:
     name = unique("ovirt")
-    r = await api(svc, "POST", "/providers", json=ovirt_body(engine, name))
+    r = await api(inventory, "POST", "/providers", json=ovirt_body(engine, name))
     assert r.status_code == 201, r.text
     created = r.json()
     assert "secret" not in json.dumps(created["status"])
@@ -255,15 +175,15 @@ async def test_ovirt_provider_lifecycle(
     assert stored["fingerprint"] == engine.cert.fingerprint
     assert stored["url"] == engine.api_url
 
-    ready = await wait_phase(svc, pid, "Ready")
+    ready = await wait_phase(inventory, pid, "Ready")
     assert ready["status"]["lastRefresh"]
     assert ready["status"]["counts"]["vm"] == 3
     assert ready["status"]["certificate"]["sha256Fingerprint"] == engine.cert.fingerprint
-    dup = await api(svc, "POST", "/providers", json=ovirt_body(engine, name))
+    dup = await api(inventory, "POST", "/providers", json=ovirt_body(engine, name))
     assert dup.status_code == 409
     assert dup.json()["detail"][0]["loc"] == ["body", "name"]
 
-    vms = await api(svc, "GET", f"/providers/{name}/vms", params={"detail": 1})
+    vms = await api(inventory, "GET", f"/providers/{name}/vms", params={"detail": 1})
     assert vms.status_code == 200
     page = vms.json()
     assert [v["name"] for v in page["items"]] == ["app-1", "db-1", "web-1"]
@@ -271,25 +191,28 @@ async def test_ovirt_provider_lifecycle(
     assert page["next"] is None
     etag = vms.headers["etag"]
     again = await api(
-        svc,
+        inventory,
         "GET",
         f"/providers/{name}/vms",
         params={"detail": 1},
-        headers={"If-None-Match": etag, **svc.auth()},
+        headers={"If-None-Match": etag, **inventory.auth()},
     )
     assert again.status_code == 304
-    down = await api(svc, "GET", f"/providers/{pid}/vms", params={"status": "down"})
+    down = await api(inventory, "GET", f"/providers/{pid}/vms", params={"status": "down"})
     assert [v["name"] for v in down.json()["items"]] == ["db-1"]
-    first = await api(svc, "GET", f"/providers/{pid}/vms", params={"limit": 2})
+    first = await api(inventory, "GET", f"/providers/{pid}/vms", params={"limit": 2})
     second = await api(
-        svc, "GET", f"/providers/{pid}/vms", params={"limit": 2, "cursor": first.json()["next"]}
+        inventory,
+        "GET",
+        f"/providers/{pid}/vms",
+        params={"limit": 2, "cursor": first.json()["next"]},
     )
     assert [v["name"] for v in second.json()["items"]] == ["web-1"]
     web = next(v for v in page["items"] if v["name"] == "web-1")
-    one = await api(svc, "GET", f"/providers/{pid}/vms/{web['id']}")
+    one = await api(inventory, "GET", f"/providers/{pid}/vms/{web['id']}")
     assert one.status_code == 200
     assert one.json()["data"]
-    assert (await api(svc, "GET", f"/providers/{pid}/disks")).json()["total"] == 3
+    assert (await api(inventory, "GET", f"/providers/{pid}/disks")).json()["total"] == 3
     for path, code in (
         (f"/providers/{pid}/storageclasses", 404),
         (f"/providers/{pid}/bogus", 404),
@@ -299,19 +222,19 @@ async def test_ovirt_provider_lifecycle(
         (f"/providers/{pid}/vms?cursor=garbage", 400),
         (f"/providers/{pid}/vms?sort=size", 422),
     ):
-        assert (await api(svc, "GET", path)).status_code == code, path
+        assert (await api(inventory, "GET", path)).status_code == code, path
 
-    assert (await api(svc, "DELETE", f"/providers/{pid}")).status_code == 204
-    assert (await api(svc, "GET", f"/providers/{pid}")).status_code == 404
+    assert (await api(inventory, "DELETE", f"/providers/{pid}")).status_code == 204
+    assert (await api(inventory, "GET", f"/providers/{pid}")).status_code == 404
     assert created["secret"]["name"] not in await secrets_of(kube)
 
 
 async def test_a_change_reaches_nats_and_the_stream(
-    svc: ServiceProcess, engine: Engine, servers: DevServices
+    inventory: ServiceProcess, engine: Engine, servers: DevServices
 ) -> None:
-    r = await api(svc, "POST", "/providers", json=ovirt_body(engine, unique("ovirt")))
+    r = await api(inventory, "POST", "/providers", json=ovirt_body(engine, unique("ovirt")))
     pid = r.json()["id"]
-    await wait_phase(svc, pid, "Ready")
+    await wait_phase(inventory, pid, "Ready")
     bus = Bus(NatsSettings(url=servers.nats_url, prefix=PREFIX), source="/tests")
     await bus.connect()
     got: list[dict[str, Any]] = []
@@ -323,11 +246,11 @@ async def test_a_change_reaches_nats_and_the_stream(
     frames: list[str] = []
 
     async def read_stream() -> None:
-        async with svc.client.stream(
+        async with inventory.client.stream(
             "GET",
             "/api/v1/inventory/events",
             params={"provider": pid, "kind": "vm"},
-            headers=svc.auth(),
+            headers=inventory.auth(),
             timeout=None,
         ) as resp:
             async for line in resp.aiter_lines():
@@ -347,7 +270,7 @@ async def test_a_change_reaches_nats_and_the_stream(
             within=10,
             what="the SSE frame",
         )
-        one = await api(svc, "GET", f"/providers/{pid}/vms/{vm.id}")
+        one = await api(inventory, "GET", f"/providers/{pid}/vms/{vm.id}")
         assert one.json()["revision"] == got[0]["data"]["revision"]
     finally:
         reader.cancel()
@@ -357,43 +280,50 @@ async def test_a_change_reaches_nats_and_the_stream(
         await bus.drain()
 
 
-async def test_down_and_back_and_changed_certificate(svc: ServiceProcess, tmp_path: Path) -> None:
+async def test_down_and_back_and_changed_certificate(
+    inventory: ServiceProcess, tmp_path: Path
+) -> None:
     async with Engine(small_engine_inventory(), [], tmp_path / "engine") as engine:
-        r = await api(svc, "POST", "/providers", json=ovirt_body(engine, unique("flaky")))
+        r = await api(inventory, "POST", "/providers", json=ovirt_body(engine, unique("flaky")))
         pid = r.json()["id"]
-        await wait_phase(svc, pid, "Ready")
+        await wait_phase(inventory, pid, "Ready")
         await engine._unserve()
-        failed = await wait_phase(svc, pid, "ConnectionFailed")
+        failed = await wait_phase(inventory, pid, "ConnectionFailed")
         cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Connected")
         assert cond["status"] is False
         assert cond["reason"] in ("HostUnreachable", "Timeout")
         await engine._serve(engine._serving_cert)
-        await wait_phase(svc, pid, "Ready")
+        await wait_phase(inventory, pid, "Ready")
 
         rotated = await engine.rotate_certificate()
-        failed = await wait_phase(svc, pid, "ConnectionFailed")
+        failed = await wait_phase(inventory, pid, "ConnectionFailed")
         cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Connected")
         assert cond["reason"] == "TlsCertificateChanged"
         assert rotated.fingerprint in cond["message"]
         fixed = await api(
-            svc, "PATCH", f"/providers/{pid}", json={"tls": {"fingerprint": rotated.fingerprint}}
+            inventory,
+            "PATCH",
+            f"/providers/{pid}",
+            json={"tls": {"fingerprint": rotated.fingerprint}},
         )
         assert fixed.status_code == 200, fixed.text
-        await wait_phase(svc, pid, "Ready")
-        await api(svc, "DELETE", f"/providers/{pid}")
+        await wait_phase(inventory, pid, "Ready")
+        await api(inventory, "DELETE", f"/providers/{pid}")
 
 
-async def test_local_cluster_as_kubevirt_target(svc: ServiceProcess) -> None:
-    r = await api(svc, "POST", "/providers", json={"name": unique("host"), "type": "kubevirt"})
+async def test_local_cluster_as_kubevirt_target(inventory: ServiceProcess) -> None:
+    r = await api(
+        inventory, "POST", "/providers", json={"name": unique("host"), "type": "kubevirt"}
+    )
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
-    await wait_phase(svc, pid, "Ready")
+    await wait_phase(inventory, pid, "Ready")
     classes = (
-        await api(svc, "GET", f"/providers/{pid}/storageclasses", params={"detail": 1})
+        await api(inventory, "GET", f"/providers/{pid}/storageclasses", params={"detail": 1})
     ).json()["items"]
     standard = next(c for c in classes if c["name"] == "standard")
     assert standard["data"]["provisioner"]
-    namespaces = (await api(svc, "GET", f"/providers/{pid}/namespaces")).json()["items"]
+    namespaces = (await api(inventory, "GET", f"/providers/{pid}/namespaces")).json()["items"]
     assert "hoist" in {n["name"] for n in namespaces}
-    assert (await api(svc, "GET", f"/providers/{pid}/vms")).status_code == 404
-    await api(svc, "DELETE", f"/providers/{pid}")
+    assert (await api(inventory, "GET", f"/providers/{pid}/vms")).status_code == 404
+    await api(inventory, "DELETE", f"/providers/{pid}")

@@ -80,6 +80,13 @@ def upgrade() -> None:
         schema=S,
         postgresql_where=sa.text("NOT deleted"),
     )
+    op.create_index(
+        "ix_objects_status",
+        "objects",
+        ["provider_id", "kind", sa.text("lower(status)")],
+        schema=S,
+        postgresql_where=sa.text("NOT deleted"),
+    )
     op.create_index("ix_objects_revision", "objects", ["revision"], schema=S)
     op.create_index(
         "ix_objects_kind_revision", "objects", ["provider_id", "kind", "revision"], schema=S
