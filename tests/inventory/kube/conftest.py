@@ -83,4 +83,3 @@ async def make_source(
     yield make
     for source in made:
         await source.close()
-

@@ -51,6 +51,7 @@ SCENARIO = sc.Scenario(
         _server("lonely", networks=[]),
         # One server per test that changes the cloud:
         *(_server(n) for n in ("stop-me", "delete-me", "error-me", "shelve-me", "vif-me")),
+        _server("api-error"),  # test_provider_api.py
         *(
             _server(n, volumes=[sc.Volume(size_mib=4, data_mib=0)])
             for n in ("vol-change", "bad-volume", "multi")
