@@ -59,6 +59,9 @@ async def inventory(
             "HOIST_KUBE_KUBECONFIG": str(kubeconfig),
             "HOIST_INVENTORY_REFRESH_SECONDS": "0.5",
             "HOIST_INVENTORY_RETRY_MAX_SECONDS": "2",
+            # A provider that hangs is given up on quickly (its own tests wait for that).
+            "HOIST_INVENTORY_CONNECT_TIMEOUT_SECONDS": "3",
+            "HOIST_INVENTORY_CALL_TIMEOUT_SECONDS": "4",
             "HOIST_LOG_FORMAT": "json",
         },
         logs,

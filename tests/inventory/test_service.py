@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from kubernetes_asyncio import client
 from shared.bus import Bus
 from shared.devservices import DevServices
 from shared.settings import NatsSettings
+from sim.certs import make_server_cert
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from tests.conftest import eventually
@@ -327,3 +329,64 @@ async def test_local_cluster_as_kubevirt_target(inventory: ServiceProcess) -> No
     assert "hoist" in {n["name"] for n in namespaces}
     assert (await api(inventory, "GET", f"/providers/{pid}/vms")).status_code == 404
     await api(inventory, "DELETE", f"/providers/{pid}")
+
+
+@contextlib.asynccontextmanager
+async def silent_tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """A server that completes the TLS handshake and then never answers: the worst kind of
+    provider, whose calls hang rather than fail."""
+    cert = make_server_cert(tmp_path / "pki")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert.cert_file, cert.key_file)
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        with contextlib.suppress(Exception):
+            while await reader.read(65536):
+                pass
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}/ovirt-engine/api", cert.fingerprint
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+
+
+async def test_a_hanging_provider_delays_no_other(
+    inventory: ServiceProcess, engine: Engine, tmp_path: Path
+) -> None:
+    good = await api(inventory, "POST", "/providers", json=ovirt_body(engine, unique("good")))
+    good_id = good.json()["id"]
+    await wait_phase(inventory, good_id, "Ready")
+    async with silent_tls_server(tmp_path) as (url, fingerprint):
+        stuck = await api(
+            inventory,
+            "POST",
+            "/providers",
+            params={"testConnection": "false"},
+            json=ovirt_body(engine, unique("stuck"), url=url, tls={"fingerprint": fingerprint}),
+        )
+        assert stuck.status_code == 201, stuck.text
+        stuck_id = stuck.json()["id"]
+        # While the stuck provider's calls hang, the good one still follows its engine.
+        vm = next(v for v in engine.inv.vms.values() if v.name == "web-1")
+        vm.memory = (vm.memory or 0) + (1 << 30)
+        engine.inv.add_event(35, f"VM {vm.name} configuration was updated", vm_id=vm.id)
+
+        async def followed() -> bool:
+            one = await api(inventory, "GET", f"/providers/{good_id}/vms/{vm.id}")
+            return bool(one.json()["data"].get("memory") == vm.memory)
+
+        await eventually(followed, within=20, what="the good provider's refresh")
+        failed = await wait_phase(inventory, stuck_id, "ConnectionFailed", within=30)
+        cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Connected")
+        assert cond["reason"] == "Timeout"
+        assert (await api(inventory, "GET", f"/providers/{good_id}")).json()["status"][
+            "phase"
+        ] == "Ready"
+        await api(inventory, "DELETE", f"/providers/{stuck_id}")
+    await api(inventory, "DELETE", f"/providers/{good_id}")
