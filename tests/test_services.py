@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 
 from shared import catalog
-from sim.kube.cluster import Cluster
-from sim.kube.config import ClusterConfig
 from shared.bus import Bus
 from shared.db import migrating
 from shared.devservices import (
@@ -28,6 +26,8 @@ from shared.devservices import (
     stop_postgres,
 )
 from shared.settings import NatsSettings
+from sim.kube.cluster import Cluster
+from sim.kube.config import ClusterConfig
 from tests.conftest import SERVICES, TOKEN, eventually
 from tools.processes import ServiceProcess
 
