@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import shutil
 import ssl
 import tempfile
@@ -35,6 +36,17 @@ from kubernetes_asyncio import client, config
 
 from shared.settings import KubeSettings
 from shared.tls import TrustOptions
+
+
+class _NoResponseBodies(logging.Filter):
+    """kubernetes-asyncio logs every response body at DEBUG: a Secret read would put its
+    data into Hoist's logs. Drop those records, whatever the log level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("response body")
+
+
+logging.getLogger("kubernetes_asyncio.client.rest").addFilter(_NoResponseBodies())
 
 
 class KubeConfigProblem(ValueError):
