@@ -263,11 +263,6 @@ async def remote_client(url: str, secret: Mapping[str, str]) -> AsyncIterator[cl
         yield api
 
 
-def server_url(url: str, secret: Mapping[str, str]) -> str:
-    """Where a provider's API is: the kubeconfig's server if it has one, else ``url``."""
-    return remote_cluster(url, secret).server if url else ""
-
-
 def origin(url: str) -> str:
     """``scheme://host:port`` of a URL (ports made explicit), for comparisons."""
     parts = urlsplit(url)

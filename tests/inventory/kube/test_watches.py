@@ -13,6 +13,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from services.inventory.model import Batch
+from services.inventory.sources.contract import ConnectionProblem, Reason
 from services.inventory.sources.kubevirt import KubeVirtSource
 from shared.settings import KubeSettings
 from sim.kube import crds
@@ -204,3 +205,24 @@ async def test_a_crd_going_away_and_coming_back(
         source,
         lambda b: "networkattachmentdefinition" in b.complete and LATE not in keys(b),
     )
+
+
+async def test_a_cluster_going_down_fails_refresh(
+    small_history: tuple[Cluster, KubeSettings], make_source: SourceFactory
+) -> None:
+    sim, kube = small_history
+    source = make_source(kube=kube)
+    await source.load()
+    await sim.stop()
+
+    async def until_refused() -> ConnectionProblem:
+        while True:
+            try:
+                await source.refresh()
+            except ConnectionProblem as found:
+                return found
+            await asyncio.sleep(0.05)
+
+    found = await asyncio.wait_for(until_refused(), 10)
+    assert found.reason == Reason.HOST_UNREACHABLE
+    assert not found.permanent
