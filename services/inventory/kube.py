@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import shutil
 import ssl
 import tempfile
@@ -35,6 +36,17 @@ from kubernetes_asyncio import client, config
 
 from shared.settings import KubeSettings
 from shared.tls import TrustOptions
+
+
+class _NoResponseBodies(logging.Filter):
+    """kubernetes-asyncio logs every response body at DEBUG: a Secret read would put its
+    data into Hoist's logs. Drop those records, whatever the log level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("response body")
+
+
+logging.getLogger("kubernetes_asyncio.client.rest").addFilter(_NoResponseBodies())
 
 
 class KubeConfigProblem(ValueError):
@@ -249,11 +261,6 @@ async def local_client(settings: KubeSettings) -> AsyncIterator[client.ApiClient
 async def remote_client(url: str, secret: Mapping[str, str]) -> AsyncIterator[client.ApiClient]:
     async with await connect_remote(url, secret) as api:
         yield api
-
-
-def server_url(url: str, secret: Mapping[str, str]) -> str:
-    """Where a provider's API is: the kubeconfig's server if it has one, else ``url``."""
-    return remote_cluster(url, secret).server if url else ""
 
 
 def origin(url: str) -> str:

@@ -59,7 +59,7 @@ def blocking() -> Iterator[Blocking]:
     pool.shutdown()
 
 
-SourceFactory = Callable[[str, Mapping[str, str]], KubeVirtSource]
+SourceFactory = Callable[..., KubeVirtSource]
 
 
 @pytest.fixture
@@ -72,10 +72,12 @@ async def make_source(
         connect_timeout_seconds=3, refresh_seconds=0.2, retry_max_seconds=1
     )
 
-    def make(url: str = "", secret: Mapping[str, str] | None = None) -> KubeVirtSource:
+    def make(
+        url: str = "", secret: Mapping[str, str] | None = None, kube: KubeSettings | None = None
+    ) -> KubeVirtSource:
         provider_id = uuid.uuid4().hex[:12]
         provider = ProviderInfo(provider_id, f"target-{provider_id}", ProviderType.KUBEVIRT, url)
-        context = SourceContext(blocking.for_provider(provider_id), settings, kube_settings)
+        context = SourceContext(blocking.for_provider(provider_id), settings, kube or kube_settings)
         source = KubeVirtSource(provider, dict(secret or {}), context)
         made.append(source)
         return source

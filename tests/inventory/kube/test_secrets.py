@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from kubernetes_asyncio import client
@@ -23,21 +23,27 @@ PASSWORD = "s3cr3t-Pa55word-do-not-leak"
 
 
 @pytest.fixture(scope="module")
-async def store(api: client.ApiClient) -> AsyncIterator[SecretStore]:
+async def store(api: client.ApiClient) -> SecretStore:
     await client.CoreV1Api(api).create_namespace({"metadata": {"name": "hoist"}})
-    yield SecretStore(api, "hoist")
+    return SecretStore(api, "hoist")
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
 
 
-async def test_put_get_replace_delete(store: SecretStore, api: client.ApiClient) -> None:
+async def test_put_get_replace_delete(
+    store: SecretStore, api: client.ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
     provider = new_id()
     data = {"username": "admin@internal", "password": PASSWORD, "cacert": "-----BEGIN X-----\n"}
-    name = await store.put(provider, data)
-    assert name == f"hoist-provider-{provider}"
-    assert await store.get(provider) == data
+    with caplog.at_level(logging.DEBUG):
+        name = await store.put(provider, data)
+        assert name == f"hoist-provider-{provider}"
+        assert await store.get(provider) == data
+    encoded = base64.b64encode(PASSWORD.encode()).decode()
+    assert PASSWORD not in caplog.text
+    assert encoded not in caplog.text
 
     stored = await client.CoreV1Api(api).read_namespaced_secret(name, "hoist")
     assert stored.type == "Opaque"
@@ -73,7 +79,8 @@ async def test_list_ids_finds_only_hoist_provider_secrets(
     assert {first, second} <= ids
     await store.delete(first)
     ids = await store.list_ids()
-    assert second in ids and first not in ids
+    assert second in ids
+    assert first not in ids
 
 
 async def test_missing_namespace_and_forbidden_say_what_next(
@@ -83,15 +90,18 @@ async def test_missing_namespace_and_forbidden_say_what_next(
     with pytest.raises(NamespaceMissing) as caught:
         await missing.put(new_id(), {"password": PASSWORD})
     message = str(caught.value)
-    assert "no-such-namespace" in message and "create it" in message
-    assert PASSWORD not in message and caught.value.__cause__ is None
+    assert "no-such-namespace" in message
+    assert "create it" in message
+    assert PASSWORD not in message
+    assert caught.value.__cause__ is None
     assert await missing.list_ids() == set()
 
     async with local_client(viewer_settings) as viewer:
         readonly = SecretStore(viewer, "hoist")
         with pytest.raises(SecretForbidden) as refused:
             await readonly.put(new_id(), {"password": PASSWORD})
-        assert "grant" in str(refused.value) and PASSWORD not in str(refused.value)
+        assert "grant" in str(refused.value)
+        assert PASSWORD not in str(refused.value)
         with pytest.raises(SecretForbidden):
             await readonly.delete(new_id())
 
@@ -99,5 +109,5 @@ async def test_missing_namespace_and_forbidden_say_what_next(
 def test_provider_ids_must_make_valid_names() -> None:
     assert secret_name("abc-123") == "hoist-provider-abc-123"
     for bad in ("", "UPPER", "a_b", "x" * 64, "-a"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="provider id"):
             secret_name(bad)

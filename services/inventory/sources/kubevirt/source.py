@@ -244,7 +244,19 @@ class KubeVirtSource(Source):
                 )
         for found in self._problems.values():
             raise found
+        await self._alive()
         return self._pending.take()
+
+    async def _alive(self) -> None:
+        """One small request per refresh: a watch stays silent when nothing changes, so
+        without it a server that went away (or a token revoked) would go unnoticed until
+        the watch's read timeout; ``/version`` costs the server nothing."""
+        api = await self._api()
+        limit = aiohttp.ClientTimeout(total=self.context.settings.connect_timeout_seconds)
+        try:
+            await get_json(api, "/version", timeout=limit)
+        except TRANSLATED as exc:
+            raise problem(exc, self.where) from None
 
     async def _stop_watches(self) -> None:
         tasks = list(self._tasks.values())

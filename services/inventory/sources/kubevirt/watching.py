@@ -39,7 +39,8 @@ WATCH_SECONDS = 300
 
 
 class Gone(Exception):
-    """The watch's resourceVersion is older than the server keeps: relist."""
+    """The watch cannot continue from its resourceVersion (too old, or its CRD went away):
+    relist."""
 
 
 class Pending:
@@ -138,6 +139,9 @@ class KindWatcher:
             except Gone:
                 log.info("the %s watch expired (410 Gone): relisting", self.spec.kind)
                 version, backoff = None, 0.0
+            except ValueError as exc:  # a line that is not JSON: the stream is broken
+                log.warning("the %s watch sent garbage (%s); relisting", self.spec.kind, exc)
+                version, backoff = None, max(backoff, 1.0)
             except TRANSLATED as exc:
                 found = problem(exc, self.spec.path)
                 log.warning("the %s watch failed: %s; relisting", self.spec.kind, found.message)
@@ -182,8 +186,8 @@ class KindWatcher:
         try:
             if response.status != 200:
                 body = await response.read()
-                if response.status == 410:
-                    raise Gone()
+                if response.status == 410 or (response.status == 404 and self.spec.optional):
+                    raise Gone()  # too old, or the CRD went away: the relist tells which
                 error = ApiException(status=response.status, reason=response.reason)
                 error.body = body.decode(errors="replace")
                 raise error
