@@ -24,7 +24,8 @@ PASSWORD = "s3cr3t-Pa55word-do-not-leak"
 
 @pytest.fixture(scope="module")
 async def store(api: client.ApiClient) -> SecretStore:
-    await client.CoreV1Api(api).create_namespace({"metadata": {"name": "hoist"}})
+    # The simulated cluster starts with Hoist's namespace, as a Helm install leaves it.
+    await client.CoreV1Api(api).read_namespace("hoist")
     return SecretStore(api, "hoist")
 
 
