@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inventory import db, providers
 from services.inventory.collecting import Collectors
-from services.inventory.kube import local_client
+from shared.kube import local_client
 from services.inventory.registering import Registry
 from services.inventory.secrets import SecretStore
 from services.inventory.storing import Store

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 import pytest
 from kubernetes_asyncio import client
 
-from services.inventory.kube import local_client
+from shared.kube import local_client
 from services.inventory.sources.contract import Blocking, ProviderInfo, SourceContext
 from services.inventory.sources.kubevirt import KubeVirtSource
 from shared.payloads import ProviderType

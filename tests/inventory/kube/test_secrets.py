@@ -9,7 +9,7 @@ import uuid
 import pytest
 from kubernetes_asyncio import client
 
-from services.inventory.kube import local_client
+from shared.kube import local_client
 from services.inventory.secrets import (
     NamespaceMissing,
     SecretForbidden,

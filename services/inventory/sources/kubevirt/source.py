@@ -23,7 +23,7 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
 
-from services.inventory.kube import (
+from shared.kube import (
     KubeConfigProblem,
     KubeConnection,
     connect_local,

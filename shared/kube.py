@@ -1,4 +1,4 @@
-"""Kubernetes API clients of the inventory: the cluster Hoist runs in, and remote targets.
+"""Kubernetes API clients: the cluster Hoist runs in, and remote target clusters.
 
 Two kinds of cluster, trusted differently:
 
