@@ -22,9 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 _SHA256 = re.compile(r"([0-9A-F]{2}:){31}[0-9A-F]{2}")
 
 
@@ -70,6 +67,11 @@ class CertificateInfo:
 
     @classmethod
     def from_der(cls, der: bytes) -> CertificateInfo:
+        # Imported here: the populators use this module's fingerprints at start-up, where
+        # importing cryptography would cost tens of milliseconds of every pod's CPU.
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
         cert = x509.load_der_x509_certificate(der)
         dns: tuple[str, ...] = ()
         ips: tuple[str, ...] = ()

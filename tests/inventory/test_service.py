@@ -390,3 +390,62 @@ async def test_a_hanging_provider_delays_no_other(
         ] == "Ready"
         await api(inventory, "DELETE", f"/providers/{stuck_id}")
     await api(inventory, "DELETE", f"/providers/{good_id}")
+
+
+async def sse_frames(
+    inventory: ServiceProcess, params: dict[str, Any], headers: dict[str, str], count: int
+) -> list[dict[str, Any]]:
+    """The first ``count`` events of the stream, each as ``{id, event, data}``."""
+    frames: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async with inventory.client.stream(
+        "GET",
+        "/api/v1/inventory/events",
+        params=params,
+        headers={**inventory.auth(), **headers},
+        timeout=20,
+    ) as resp:
+        assert resp.status_code == 200
+        async for line in resp.aiter_lines():
+            if line.startswith(("id:", "event:", "data:")):
+                key, _, value = line.partition(": ")
+                current[key] = json.loads(value) if key == "data" else value
+            elif not line and current:
+                frames.append(current)
+                current = {}
+                if len(frames) >= count:
+                    break
+    return frames
+
+
+async def test_the_stream_replays_and_resumes(inventory: ServiceProcess, engine: Engine) -> None:
+    r = await api(inventory, "POST", "/providers", json=ovirt_body(engine, unique("sse")))
+    pid = r.json()["id"]
+    await wait_phase(inventory, pid, "Ready")
+    replay = await sse_frames(inventory, {"provider": pid, "kind": "vm", "since": 0}, {}, 3)
+    assert {f["data"]["name"] for f in replay} == {"web-1", "db-1", "app-1"}
+    assert all(f["event"] == "object" for f in replay)
+    last = replay[-1]["id"]
+
+    vm = next(v for v in engine.inv.vms.values() if v.name == "db-1")
+    vm.memory = (vm.memory or 0) + (1 << 30)
+    engine.inv.add_event(35, f"VM {vm.name} configuration was updated", vm_id=vm.id)
+    resumed = await sse_frames(
+        inventory, {"provider": pid, "kind": "vm"}, {"Last-Event-ID": last}, 2
+    )
+    # The provider's own status frames come whatever the kinds (it turned Ready after its
+    # objects were stored); then the change.
+    assert [f["event"] for f in resumed] == ["provider", "object"]
+    assert resumed[0]["data"]["status"]["phase"] == "Ready"
+    assert resumed[1]["data"]["id"] == vm.id
+    assert int(resumed[1]["id"]) > int(resumed[0]["id"]) > int(last)
+    for bad in ({"since": -1}, {"kind": "bogus"}, {"provider": "no-such"}):
+        code = (await api(inventory, "GET", "/inventory/events", params=bad)).status_code
+        assert code in (400, 404, 422), bad
+    refreshed = await api(inventory, "POST", f"/providers/{pid}/refresh")
+    assert refreshed.status_code == 202
+    assert refreshed.json()["collectedHere"] is True
+    ovirts = (await api(inventory, "GET", "/providers", params={"type": "ovirt"})).json()
+    assert pid in {p["id"] for p in ovirts["items"]}
+    assert (await api(inventory, "GET", "/providers", params={"type": "x"})).status_code == 422
+    await api(inventory, "DELETE", f"/providers/{pid}")
