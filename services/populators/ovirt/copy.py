@@ -31,6 +31,8 @@ log = logging.getLogger("populator")
 
 CHUNK = 8 << 20  # 4 MiB cost ~7% more CPU per GiB (more requests and writes)
 MAX_READERS = 4
+SMALL_RANGES_READERS = 2
+SMALL_RANGE = 4 << 20
 ATTEMPTS = 8  # per chunk; backoff 0.1 s doubling to 5 s
 
 
@@ -43,6 +45,24 @@ def chunks(extents: list[Extent], size: int = CHUNK) -> Iterator[tuple[int, int]
             n = min(size, e.start + e.length - pos)
             yield pos, n
             pos += n
+
+
+def readers_for(extents: list[Extent], max_readers: int) -> int:
+    """How many connections to read with: at most imageio's ``max_readers``; four when the
+    ranges are large, two when they are small (mean under ``SMALL_RANGE``).
+
+    Why: with large ranges more connections mean more of the daemon's threads reading
+    qemu-nbd and encrypting at once (two readers were ~5% slower on the 4 GiB benchmark
+    disk). With small ranges (a disk of scattered 1 MiB extents) each range costs the
+    client a request and a wake-up per thread, and four threads on two cores hand the GIL
+    back and forth at every TLS record: two readers took ~10% off the CPU per GiB there,
+    at the same speed, since pipelined requests already keep each connection busy."""
+    spans = list(chunks(extents))
+    if not spans:
+        return 1
+    mean = sum(n for _, n in spans) / len(spans)
+    wanted = MAX_READERS if mean >= SMALL_RANGE else SMALL_RANGES_READERS
+    return max(1, min(max_readers, wanted))
 
 
 class Copier:
