@@ -10,7 +10,7 @@ connection reset, a timeout or a 5xx burst makes that reader reconnect and read 
 chunk again (with backoff), so a run resumes where it was; a 403 (ticket gone) or a TLS
 refusal stops everything at once. Each reader asks for its next chunk before it takes the
 bytes of the current one (HTTP pipelining), so imageio reads ahead from qemu-nbd while the
-reader decrypts and writes: four connections stay busy without more threads.
+reader decrypts and writes: each connection stays busy without more threads.
 """
 
 from __future__ import annotations
