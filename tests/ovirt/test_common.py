@@ -95,6 +95,26 @@ async def test_http_framings_on_one_connection(server: tuple[int, TlsPolicy | No
     assert await asyncio.to_thread(fetch_all, port, policy) == [BODY] * 6
 
 
+def fetch_pipelined(port: int, policy: TlsPolicy | None) -> list[bytes]:
+    """Requests sent before the answers to the earlier ones are read come back in order."""
+    conn = HttpConnection("127.0.0.1", port, policy, timeout=10)
+    got = []
+    for path in ("/length", "/chunked", "/length"):
+        conn.send_request("GET", path)
+    for _ in range(3):
+        assert conn.read_response().status == 200
+        got.append(conn.read())
+    with pytest.raises(OSError, match="no request is waiting"):
+        conn.read_response()
+    conn.close()
+    return got
+
+
+async def test_pipelined_requests(server: tuple[int, TlsPolicy | None]) -> None:
+    port, policy = server
+    assert await asyncio.to_thread(fetch_pipelined, port, policy) == [BODY] * 3
+
+
 async def test_pinned_fingerprint_is_checked(cert: ServerCert, tmp_path: Path) -> None:
     srv = await serve(answer, cert)
     port = srv.sockets[0].getsockname()[1]
@@ -250,3 +270,43 @@ async def test_metrics_certificate_is_a_valid_self_signed_p256(tmp_path: Path) -
         assert b'm{ownerUID="uid"} 0' in answer
     finally:
         await server.stop()
+
+
+def test_fingerprint_matches_the_shared_form() -> None:
+    """The populators compute pins without importing ``shared.tls`` (its ``cryptography``
+    import costs every pod start ~70 ms of CPU); the text must be the same all the same."""
+    from services.populators.common.tls import fingerprint_of
+    from shared.tls import sha256_fingerprint
+
+    der = os.urandom(700)
+    assert fingerprint_of(der) == sha256_fingerprint(der)
+
+
+def test_all_zero_compares_in_place() -> None:
+    from services.populators.common.volume import all_zero, buffer_address
+
+    buf = aligned_buffer(1 << 20)
+    address = buffer_address(buf)
+    assert all_zero(buf, address, 0, len(buf))
+    assert all_zero(buf, address, 9, 9)  # empty
+    buf[70000] = 1
+    assert not all_zero(buf, address, 0, len(buf))
+    assert all_zero(buf, address, 0, 70000)
+    assert not all_zero(buf, address, 70000, 70001)
+    assert all_zero(buf, address, 70001, len(buf))
+    buf[len(buf) - 1] = 7  # a difference in the very last byte counts
+    assert not all_zero(buf, address, 70001, len(buf))
+    buf.close()  # no export left behind by buffer_address
+
+
+def test_readers_follow_range_sizes() -> None:
+    from services.populators.ovirt.copy import readers_for
+    from services.populators.ovirt.source import Extent
+
+    mib = 1 << 20
+    large = [Extent(0, 512 * mib, False), Extent(512 * mib, 512 * mib, True)]
+    scattered = [Extent(i * 4 * mib, mib, i % 2 == 1) for i in range(64)]
+    assert readers_for(large, 8) == 4
+    assert readers_for(large, 1) == 1  # never more than imageio allows
+    assert readers_for(scattered, 8) == 2
+    assert readers_for([Extent(0, mib, True)], 8) == 1  # nothing to read

@@ -17,6 +17,13 @@ Usage::
     conn.readinto(view)   # body bytes into view, returns how many (0: body done)
     conn.read()           # or the whole (small) body as bytes
 
+    conn.send_request("GET", path, {"Range": ...})   # pipelining: the next request goes
+    conn.read_response()                             # out before this body is read
+
+Pipelining lets the server start on the next range while the client is still writing the
+last one (it keeps an imageio connection busy without more reader threads); answers come
+back in request order, each read to its end before the next ``read_response``.
+
 Bodies framed by Content-Length, chunked, or the end of the connection are all understood.
 A response must be read to its end before the next request on the same connection.
 Network and TLS failures surface as ``OSError`` (``ssl.SSLError`` is one); a certificate
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -64,6 +72,7 @@ class HttpConnection:
         self._chunk_left = 0
         self._until_close = False
         self._done = True
+        self._sent: deque[str] = deque()  # methods of requests whose answers are unread
 
     # ---- connection ------------------------------------------------------------------------
 
@@ -82,6 +91,7 @@ class HttpConnection:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._pending.clear()
+        self._sent.clear()
         self._done = True
         if self.tls is None:
             return
@@ -122,6 +132,7 @@ class HttpConnection:
         self._sock = None
         self._ssl = None
         self._pending.clear()
+        self._sent.clear()
         self._done = True
 
     def _flush(self, obj: ssl.SSLObject) -> None:
@@ -172,8 +183,16 @@ class HttpConnection:
     def request(
         self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
     ) -> Response:
-        if not self._done:
+        if not self._done or self._sent:
             raise ProtocolError("the previous response was not read to its end")
+        self.send_request(method, path, headers, body)
+        return self.read_response()
+
+    def send_request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> None:
+        """Send a request now, even while earlier answers are still unread (pipelining);
+        ``read_response`` takes the answers in order."""
         if self._sock is None:
             self.connect()
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
@@ -181,6 +200,15 @@ class HttpConnection:
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
         self._send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self._sent.append(method)
+
+    def read_response(self) -> Response:
+        """The head of the answer to the oldest request sent and not answered yet."""
+        if not self._done:
+            raise ProtocolError("the previous response was not read to its end")
+        if not self._sent:
+            raise ProtocolError("no request is waiting for an answer")
+        method = self._sent.popleft()
         response = self._read_head()
         self._frame(method, response)
         return response
@@ -286,7 +314,7 @@ class HttpConnection:
             try:
                 while got - start < want:
                     try:
-                        n = cast(int, read(want - (got - start), view[got:]))
+                        n: int = read(want - (got - start), view[got:])  # type: ignore[assignment]
                     except ssl.SSLWantReadError:
                         if not self._fill():
                             raise ConnectionResetError(

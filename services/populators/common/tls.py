@@ -9,11 +9,11 @@ bundle that holds more than it should. A pinned fingerprint is checked on every 
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 
 from services.populators.common.args import Credentials
 from services.populators.common.failure import PopulatorFailure
-from shared.tls import sha256_fingerprint
 
 
 class TlsError(PopulatorFailure):
@@ -22,7 +22,11 @@ class TlsError(PopulatorFailure):
 
 
 def fingerprint_of(der: bytes) -> str:
-    return sha256_fingerprint(der)
+    """``AB:CD:...``, the form ``shared.tls.sha256_fingerprint`` gives (a test holds them
+    equal). Not imported from there: ``shared.tls`` imports ``cryptography`` at module
+    level, ~70 ms of CPU at every populator start for a two-line digest."""
+    text = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
 
 
 class TlsPolicy:

@@ -50,6 +50,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _fallocate = _libc.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _fallocate.restype = ctypes.c_int
+_memcmp = _libc.memcmp
+_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+_memcmp.restype = ctypes.c_int
 
 
 class VolumeError(PopulatorFailure):
@@ -59,6 +62,29 @@ class VolumeError(PopulatorFailure):
 def aligned_buffer(size: int) -> mmap.mmap:
     """Page-aligned memory for O_DIRECT, allocated once per reader and reused."""
     return mmap.mmap(-1, (size + ALIGN - 1) // ALIGN * ALIGN)
+
+
+def buffer_address(buf: mmap.mmap) -> int:
+    """Where ``buf``'s memory starts; valid while ``buf`` stays open (an mmap never moves).
+    The ctypes view is dropped at once, so ``buf.close()`` still works afterwards."""
+    ref = ctypes.c_char.from_buffer(buf)
+    address = ctypes.addressof(ref)
+    del ref
+    return address
+
+
+def all_zero(buf: mmap.mmap, address: int, start: int, end: int) -> bool:
+    """Whether ``buf[start:end]`` holds only zero bytes (``address`` from ``buffer_address``).
+
+    Why not ``buf[start:end] == bytes(n)``: that copies the block first, with the GIL held.
+    Here it is one ``memcmp`` of the block against itself shifted by a byte (all bytes equal
+    to their neighbour, and the first is zero), in place, with the GIL released; a data block
+    usually fails on its first byte."""
+    if end - start <= 0:
+        return True
+    if buf[start] != 0:
+        return False
+    return int(_memcmp(address + start, address + start + 1, end - start - 1)) == 0
 
 
 class VolumeWriter:

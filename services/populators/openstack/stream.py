@@ -28,7 +28,12 @@ from dataclasses import dataclass
 from services.populators.common.failure import PopulatorFailure
 from services.populators.common.metrics import Progress
 from services.populators.common.tls import TlsError
-from services.populators.common.volume import VolumeWriter, aligned_buffer
+from services.populators.common.volume import (
+    VolumeWriter,
+    aligned_buffer,
+    all_zero,
+    buffer_address,
+)
 from services.populators.openstack.glance import ATTEMPTS, TRANSIENT, Download, Glance, backoff
 
 log = logging.getLogger("populator")
@@ -36,9 +41,6 @@ log = logging.getLogger("populator")
 CHUNK = 8 << 20
 BUFFERS = 4
 BLOCK = 64 << 10  # zero detection granularity
-_ZERO = bytes(BLOCK)
-_PROBE = 16
-_ZERO_PROBE = bytes(_PROBE)
 
 
 @dataclass
@@ -124,23 +126,19 @@ class _Reader:
 
 def _write_sparse(volume: VolumeWriter, buf: mmap.mmap, n: int, offset: int) -> int:
     """Write the non-zero blocks of ``buf[:n]`` as runs; zero runs become holes. Returns the
-    bytes written."""
+    bytes written. A buffer of zeros only (the common case in a sparse image's holes) is
+    recognised with one in-place compare; otherwise each block is (``all_zero``)."""
+    address = buffer_address(buf)
+    if all_zero(buf, address, 0, n):
+        volume.zero(offset, n)
+        return 0
     written = 0
     run_start: int | None = None
     zero_start: int | None = None
     view = memoryview(buf)
     try:
         for i in range(0, n, BLOCK):
-            end = min(i + BLOCK, n)
-            # Data blocks almost always show a non-zero byte at either end: only blocks that
-            # do not are compared whole (a 64 KiB copy and compare, with the GIL held).
-            probe = min(_PROBE, end - i)
-            is_zero = (
-                buf[i : i + probe] == _ZERO_PROBE[:probe]
-                and buf[end - probe : end] == _ZERO_PROBE[:probe]
-                and buf[i:end] == _ZERO[: end - i]
-            )
-            if is_zero:
+            if all_zero(buf, address, i, min(i + BLOCK, n)):
                 if run_start is not None:
                     volume.write(view[run_start:i], offset + run_start)
                     written += i - run_start

@@ -8,7 +8,9 @@ next chunk of a data extent, read it straight into the buffer and ``pwrite`` it
 (O_DIRECT when the volume allows). Zero extents are never read: they become holes. A
 connection reset, a timeout or a 5xx burst makes that reader reconnect and read the same
 chunk again (with backoff), so a run resumes where it was; a 403 (ticket gone) or a TLS
-refusal stops everything at once.
+refusal stops everything at once. Each reader asks for its next chunk before it takes the
+bytes of the current one (HTTP pipelining), so imageio reads ahead from qemu-nbd while the
+reader decrypts and writes: each connection stays busy without more threads.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ log = logging.getLogger("populator")
 
 CHUNK = 8 << 20  # 4 MiB cost ~7% more CPU per GiB (more requests and writes)
 MAX_READERS = 4
+SMALL_RANGES_READERS = 2
+SMALL_RANGE = 4 << 20
 ATTEMPTS = 8  # per chunk; backoff 0.1 s doubling to 5 s
 
 
@@ -41,6 +45,24 @@ def chunks(extents: list[Extent], size: int = CHUNK) -> Iterator[tuple[int, int]
             n = min(size, e.start + e.length - pos)
             yield pos, n
             pos += n
+
+
+def readers_for(extents: list[Extent], max_readers: int) -> int:
+    """How many connections to read with: at most imageio's ``max_readers``; four when the
+    ranges are large, two when they are small (mean under ``SMALL_RANGE``).
+
+    Why: with large ranges more connections mean more of the daemon's threads reading
+    qemu-nbd and encrypting at once (two readers were ~5% slower on the 4 GiB benchmark
+    disk). With small ranges (a disk of scattered 1 MiB extents) each range costs the
+    client a request and a wake-up per thread, and four threads on two cores hand the GIL
+    back and forth at every TLS record: two readers took ~10% off the CPU per GiB there,
+    at the same speed, since pipelined requests already keep each connection busy."""
+    spans = list(chunks(extents))
+    if not spans:
+        return 1
+    mean = sum(n for _, n in spans) / len(spans)
+    wanted = MAX_READERS if mean >= SMALL_RANGE else SMALL_RANGES_READERS
+    return max(1, min(max_readers, wanted))
 
 
 class Copier:
@@ -95,9 +117,12 @@ class Copier:
         buf = aligned_buffer(CHUNK)
         view = memoryview(buf)
         try:
-            while (item := self._next()) is not None:
+            item, asked = self._next(), False
+            while item is not None and not self._stop.is_set():
+                then = self._next()
                 offset, length = item
-                self._copy_chunk(reader, view[:length], offset)
+                asked = self._copy_chunk(reader, view[:length], offset, asked, then)
+                item = then
         except BaseException:
             self._stop.set()
             raise
@@ -107,16 +132,33 @@ class Copier:
                 view.release()
                 buf.close()
 
-    def _copy_chunk(self, reader: Reader, view: memoryview, offset: int) -> None:
+    def _copy_chunk(
+        self,
+        reader: Reader,
+        view: memoryview,
+        offset: int,
+        asked: bool,
+        then: tuple[int, int] | None,
+    ) -> bool:
+        """Read one chunk (already requested if ``asked``), request ``then`` before taking
+        this chunk's bytes (pipelined: imageio prepares it while we write this one), write.
+        Returns whether ``then`` was requested on the connection that is still open."""
         delay = 0.1
         for attempt in range(1, ATTEMPTS + 1):
-            if self._stop.is_set():
+            if attempt > 1 and self._stop.is_set():
                 raise PopulatorFailure("stopped: another reader failed")
+            then_asked = False
             try:
-                reader.read_into(offset, view)
+                if not asked:
+                    reader.ask(offset, len(view))
+                if then is not None:
+                    reader.ask(*then)
+                    then_asked = True
+                reader.receive_into(offset, view)
                 self._last_activity = time.monotonic()
                 break
             except Transient as exc:
+                asked = False  # the reader closed its connection: every request is lost
                 if attempt == ATTEMPTS:
                     raise PopulatorFailure(
                         f"reading bytes {offset}-{offset + len(view) - 1} failed {ATTEMPTS} "
@@ -129,6 +171,7 @@ class Copier:
                 delay = min(delay * 2, 5.0)
         self.volume.write(view, offset)
         self.progress.add(len(view))
+        return then_asked
 
     def keepalive(self) -> None:
         """A tiny read, so imageio and the engine see activity on an idle transfer."""

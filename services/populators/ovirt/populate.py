@@ -23,7 +23,7 @@ from services.populators.common.failure import PopulatorFailure
 from services.populators.common.metrics import Progress
 from services.populators.common.tls import TlsError, TlsPolicy
 from services.populators.common.volume import VolumeWriter
-from services.populators.ovirt.copy import MAX_READERS, Copier
+from services.populators.ovirt.copy import Copier, readers_for
 from services.populators.ovirt.engine import DiskLocked, EngineClient, TransferState
 from services.populators.ovirt.source import ImageioSource
 
@@ -150,7 +150,7 @@ async def _transfer(
     size = extents[-1].start + extents[-1].length if extents else 0
     data = sum(e.length for e in extents if not e.zero)
     progress.set_total(data)
-    readers = max(1, min(max_readers, MAX_READERS))
+    readers = readers_for(extents, max_readers)
     log.info(
         "transfer %s via %s: %d bytes, %d of data in %d extents, %d readers",
         transfer.id,

@@ -106,11 +106,29 @@ class Reader:
 
     def read_into(self, offset: int, view: memoryview) -> None:
         """Fill ``view`` with the image's bytes from ``offset``."""
+        self.ask(offset, len(view))
+        self.receive_into(offset, view)
+
+    def ask(self, offset: int, length: int) -> None:
+        """Request a range now; its bytes come with a later ``receive_into`` (after the
+        ranges asked before it). imageio serves a connection's requests in order, so asking
+        for the next range before writing this one keeps the daemon busy meanwhile."""
+        try:
+            self._conn.send_request(
+                "GET", self.source.path, {"Range": f"bytes={offset}-{offset + length - 1}"}
+            )
+        except TlsError:
+            self.close()
+            raise
+        except OSError as exc:
+            self.close()
+            raise Transient(f"{type(exc).__name__}: {exc}") from exc
+
+    def receive_into(self, offset: int, view: memoryview) -> None:
+        """The answer to the oldest range asked: its bytes into ``view``."""
         end = offset + len(view) - 1
         try:
-            response = self._conn.request(
-                "GET", self.source.path, {"Range": f"bytes={offset}-{end}"}
-            )
+            response = self._conn.read_response()
             if response.status != 206:
                 body = self._conn.read()
                 text = body[:300].decode(errors="replace").strip()
