@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inventory import db, providers
 from services.inventory.collecting import Collectors
-from shared.kube import local_client
 from services.inventory.registering import Registry
 from services.inventory.secrets import SecretStore
 from services.inventory.storing import Store
+from shared.kube import local_client
 from shared.payloads import ProviderPhase, ProviderType
 from shared.service.runtime import Runtime
 from shared.settings import HoistSettings

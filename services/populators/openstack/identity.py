@@ -27,51 +27,26 @@ from services.populators.common.args import Credentials, UsageError
 from services.populators.common.failure import PopulatorFailure
 from services.populators.common.http import HttpConnection
 from services.populators.common.tls import TlsError, TlsPolicy
+from shared import openstack_auth as shared_auth
 
 log = logging.getLogger("populator")
 TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
-class OpenStackCredentials:
-    username: str = ""
-    user_id: str = ""
-    password: str = ""
-    app_cred_id: str = ""
-    app_cred_name: str = ""
-    app_cred_secret: str = ""
-    token: str = ""
-    project_name: str = ""
-    project_id: str = ""
-    user_domain: str = "Default"
-    project_domain: str = "Default"
-    region: str = ""
+class OpenStackCredentials(shared_auth.OpenStackCredentials):
+    """The Secret's keys as the pod's env carries them, plus how to verify TLS."""
+
     ca_pem: str | None = None
     insecure: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OpenStackCredentials:
         env = os.environ if env is None else env
-
-        def get(key: str) -> str:
-            return env.get(key, "").strip()
-
-        domain = get("domainName") or "Default"
         creds = cls(
-            username=get("username"),
-            user_id=get("userID"),
-            password=env.get("password", ""),
-            app_cred_id=get("applicationCredentialID"),
-            app_cred_name=get("applicationCredentialName"),
-            app_cred_secret=env.get("applicationCredentialSecret", ""),
-            token=get("token"),
-            project_name=get("projectName"),
-            project_id=get("projectID"),
-            user_domain=get("userDomainName") or domain,
-            project_domain=get("projectDomainName") or domain,
-            region=get("regionName"),
-            ca_pem=get("cacert") or None,
-            insecure=get("insecureSkipVerify").lower() in ("true", "1", "yes"),
+            **cls.fields_of(env),
+            ca_pem=env.get("cacert", "").strip() or None,
+            insecure=env.get("insecureSkipVerify", "").strip().lower() in ("true", "1", "yes"),
         )
         if creds.method is None:
             raise UsageError(
@@ -79,16 +54,6 @@ class OpenStackCredentials:
                 "`applicationCredentialID` and `applicationCredentialSecret`, or `token`"
             )
         return creds
-
-    @property
-    def method(self) -> str | None:
-        if self.app_cred_secret and (self.app_cred_id or self.app_cred_name):
-            return "application_credential"
-        if self.password and (self.username or self.user_id):
-            return "password"
-        if self.token:
-            return "token"
-        return None
 
     def tls(self) -> TlsPolicy:
         """Verify with ``cacert`` (else the system store); skip only on insecureSkipVerify."""
@@ -102,44 +67,6 @@ class OpenStackCredentials:
         )
         who = self.app_cred_id or self.username or self.user_id or "(token)"
         return f"{self.method} auth as {who}, TLS verification: {how}"
-
-    def auth_body(self) -> dict[str, Any]:
-        """The body of ``POST /v3/auth/tokens`` for these credentials."""
-        identity: dict[str, Any]
-        if self.method == "application_credential":
-            cred: dict[str, Any] = {"secret": self.app_cred_secret}
-            if self.app_cred_id:
-                cred["id"] = self.app_cred_id
-            else:
-                cred["name"] = self.app_cred_name
-                cred["user"] = self._user()
-            # An application credential carries its own project scope.
-            return {
-                "auth": {
-                    "identity": {
-                        "methods": ["application_credential"],
-                        "application_credential": cred,
-                    }
-                }
-            }
-        if self.method == "password":
-            user = {**self._user(), "password": self.password}
-            identity = {"methods": ["password"], "password": {"user": user}}
-        else:
-            identity = {"methods": ["token"], "token": {"id": self.token}}
-        body: dict[str, Any] = {"auth": {"identity": identity}}
-        if self.project_id:
-            body["auth"]["scope"] = {"project": {"id": self.project_id}}
-        elif self.project_name:
-            body["auth"]["scope"] = {
-                "project": {"name": self.project_name, "domain": {"name": self.project_domain}}
-            }
-        return body
-
-    def _user(self) -> dict[str, Any]:
-        if self.user_id:
-            return {"id": self.user_id}
-        return {"name": self.username, "domain": {"name": self.user_domain}}
 
 
 class HttpClient:

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 import pytest
 from kubernetes_asyncio import client
 
-from shared.kube import local_client
 from services.inventory.sources.contract import Blocking, ProviderInfo, SourceContext
 from services.inventory.sources.kubevirt import KubeVirtSource
+from shared.kube import local_client
 from shared.payloads import ProviderType
 from shared.settings import InventorySettings, KubeSettings
 from sim.kube.cluster import Cluster

@@ -9,7 +9,6 @@ import uuid
 import pytest
 from kubernetes_asyncio import client
 
-from shared.kube import local_client
 from services.inventory.secrets import (
     NamespaceMissing,
     SecretForbidden,
@@ -17,6 +16,7 @@ from services.inventory.secrets import (
     SecretStore,
     secret_name,
 )
+from shared.kube import local_client
 from shared.settings import KubeSettings
 
 PASSWORD = "s3cr3t-Pa55word-do-not-leak"

@@ -23,16 +23,6 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
 
-from shared.kube import (
-    KubeConfigProblem,
-    KubeConnection,
-    connect_local,
-    connect_remote,
-    origin,
-    parse_remote_kubeconfig,
-    remote_cluster,
-    remote_trust,
-)
 from services.inventory.model import Batch, Item
 from services.inventory.sources.contract import (
     ConnectionProblem,
@@ -43,6 +33,16 @@ from services.inventory.sources.contract import (
 from services.inventory.sources.kubevirt.kinds import SPECS, KindSpec, is_default_class
 from services.inventory.sources.kubevirt.rest import TRANSLATED, get_json, list_all, problem
 from services.inventory.sources.kubevirt.watching import KindWatcher, Pending, normalize_all
+from shared.kube import (
+    KubeConfigProblem,
+    KubeConnection,
+    connect_local,
+    connect_remote,
+    origin,
+    parse_remote_kubeconfig,
+    remote_cluster,
+    remote_trust,
+)
 from shared.payloads import ProviderType
 from shared.tls import normalize_fingerprint
 

@@ -34,12 +34,8 @@ from keystoneauth1.identity import v3
 from requests.adapters import HTTPAdapter
 
 from services.inventory.sources.contract import ConnectionProblem, Reason
-from services.inventory.sources.openstack.credentials import (
-    APP_CREDENTIAL,
-    PASSWORD,
-    OpenStackCredentials,
-    keystone_v3_url,
-)
+from services.inventory.sources.openstack.credentials import keystone_v3_url
+from shared.openstack_auth import APP_CREDENTIAL, PASSWORD, OpenStackCredentials
 from shared.tls import TrustOptions
 
 # The catalog types a migration needs, and the names each may go by.
@@ -101,7 +97,7 @@ def http_session(trust: TrustOptions) -> tuple[requests.Session, bool | str, str
 
 
 def auth_plugin(creds: OpenStackCredentials, auth_url: str) -> Any:
-    args = creds.auth(auth_url)
+    args = creds.keystoneauth_args(auth_url)
     if creds.method == APP_CREDENTIAL:
         return v3.ApplicationCredential(**args)
     if creds.method == PASSWORD:

@@ -5,112 +5,25 @@ The keys are Forklift's (its openstack-populator and Hoist's populator read the 
 ``applicationCredentialName`` with the user) with ``applicationCredentialSecret``; or a ready
 ``token``. Scope: ``projectName``/``projectID`` and ``domainName``
 (``userDomainName``/``projectDomainName`` override it); ``regionName`` picks the catalog
-region. The parsing is re-implemented here rather than imported from the populator: services
-do not import each other (a shared/ home for it is proposed in the report that added this).
+region. The parsing itself is shared with the populator (``shared.openstack_auth``); what is
+here are the checks the inventory makes before connecting.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
 
+from shared.openstack_auth import PASSWORD, TOKEN, OpenStackCredentials
 from shared.tls import normalize_fingerprint
 
-PASSWORD, APP_CREDENTIAL, TOKEN = "password", "application_credential", "token"
+__all__ = ["OpenStackCredentials", "check_secret", "check_url", "keystone_v3_url"]
+
 _TRUTHY = ("true", "1", "yes")
 _FALSY = ("", "false", "0", "no")
-
-
-@dataclass(frozen=True)
-class OpenStackCredentials:
-    username: str = ""
-    user_id: str = ""
-    password: str = ""
-    app_cred_id: str = ""
-    app_cred_name: str = ""
-    app_cred_secret: str = ""
-    token: str = ""
-    project_name: str = ""
-    project_id: str = ""
-    user_domain: str = "Default"
-    project_domain: str = "Default"
-    region: str = ""
-
-    @classmethod
-    def from_secret(cls, secret: Mapping[str, str]) -> OpenStackCredentials:
-        def get(key: str) -> str:
-            return (secret.get(key) or "").strip()
-
-        domain = get("domainName") or "Default"
-        return cls(
-            username=get("username"),
-            user_id=get("userID"),
-            password=secret.get("password") or "",
-            app_cred_id=get("applicationCredentialID"),
-            app_cred_name=get("applicationCredentialName"),
-            app_cred_secret=secret.get("applicationCredentialSecret") or "",
-            token=get("token"),
-            project_name=get("projectName"),
-            project_id=get("projectID"),
-            user_domain=get("userDomainName") or domain,
-            project_domain=get("projectDomainName") or domain,
-            region=get("regionName"),
-        )
-
-    def methods(self) -> list[str]:
-        """Every auth method the keys make usable (exactly one is valid)."""
-        found = []
-        if self.password and (self.username or self.user_id):
-            found.append(PASSWORD)
-        if self.app_cred_secret and (self.app_cred_id or self.app_cred_name):
-            found.append(APP_CREDENTIAL)
-        if self.token:
-            found.append(TOKEN)
-        return found
-
-    @property
-    def method(self) -> str:
-        found = self.methods()
-        if len(found) != 1:
-            raise ValueError(f"the Secret holds {len(found)} usable auth methods, not one")
-        return found[0]
-
-    def who(self) -> str:
-        return self.app_cred_id or self.app_cred_name or self.username or self.user_id or "token"
-
-    def auth(self, auth_url: str) -> dict[str, Any]:
-        """The arguments of keystoneauth's v3 plugin for ``method``."""
-        method = self.method
-        args: dict[str, Any] = {"auth_url": auth_url}
-        if method == APP_CREDENTIAL:
-            # An application credential carries its own project scope.
-            args["application_credential_secret"] = self.app_cred_secret
-            if self.app_cred_id:
-                args["application_credential_id"] = self.app_cred_id
-            else:
-                args["application_credential_name"] = self.app_cred_name
-                args.update(self._user())
-            return args
-        if method == PASSWORD:
-            args.update(self._user(), password=self.password)
-        else:
-            args["token"] = self.token
-        if self.project_id:
-            args["project_id"] = self.project_id
-        elif self.project_name:
-            args["project_name"] = self.project_name
-            args["project_domain_name"] = self.project_domain
-        return args
-
-    def _user(self) -> dict[str, str]:
-        if self.user_id:
-            return {"user_id": self.user_id}
-        return {"username": self.username, "user_domain_name": self.user_domain}
 
 
 def keystone_v3_url(url: str) -> str:
