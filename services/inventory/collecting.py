@@ -44,7 +44,7 @@ from services.inventory.sources.contract import (
     SourceContext,
     host_port,
 )
-from services.inventory.storing import Store
+from services.inventory.storing import ProviderGone, Store
 from shared.db.messaging import Outbox
 from shared.payloads import ProviderPhase
 from shared.settings import HoistSettings
@@ -202,6 +202,8 @@ class Collector:
                 await self._follow(source, info)
             except asyncio.CancelledError:
                 raise
+            except ProviderGone:
+                return  # deleted while collecting; the supervisor forgets this collector
             except ConnectionProblem as problem:
                 delay = settings.retry_max_seconds if problem.permanent else delay
                 await self._failed(problem.reason.value, problem.message, problem.permanent)

@@ -256,11 +256,15 @@ def as_public(row: Any) -> dict[str, Any]:
     }
 
 
-async def find(conn: AsyncConnection | AsyncSession, ref: str) -> Any:
-    """A provider by id or by name; ``NotFound`` otherwise."""
+async def find(conn: AsyncConnection | AsyncSession, ref: str, *, lock: bool = False) -> Any:
+    """A provider by id or by name; ``NotFound`` otherwise. ``lock`` holds its row until
+    the transaction ends (a delete waits for a batch being stored, and the other way)."""
     p = db.providers
     column = p.c.id if _is_uuid(ref) else p.c.name
-    row = (await conn.execute(select(p).where(column == ref))).mappings().first()
+    query = select(p).where(column == ref)
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).mappings().first()
     if row is None:
         raise NotFound(f"no provider {ref!r}")
     return row

@@ -150,7 +150,7 @@ class Registry:
     async def delete(self, ref: str) -> None:
         """Remove the provider, its inventory and its Secret; announce it as Deleting."""
         async with self.runtime.sessionmaker() as session, session.begin():
-            row = await providers.find(session, ref)
+            row = await providers.find(session, ref, lock=True)
             pid = row["id"]
             revision = await session.scalar(select(db.revision_seq.next_value()))
             await self.runtime.outbox.add(

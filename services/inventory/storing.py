@@ -33,6 +33,10 @@ T = TypeVar("T")
 Assess = Callable[[Item], list[Concern]]
 
 
+class ProviderGone(Exception):
+    """The provider was deleted while its batch was collected; nothing was stored."""
+
+
 @dataclass
 class Applied:
     created: int = 0
@@ -91,6 +95,15 @@ class Store:
             raise ValueError(f"a {provider_type} source produced kinds {sorted(stray)}")
         result = Applied()
         async with self.engine.begin() as conn:
+            # The provider's row lock: a delete takes it too, so a batch is stored either
+            # before the provider goes (and deleted with it) or not at all, never as orphans.
+            alive = await conn.scalar(
+                select(db.providers.c.id)
+                .where(db.providers.c.id == provider_id)
+                .with_for_update(key_share=True)  # FOR NO KEY UPDATE: batches in turn
+            )
+            if alive is None:
+                raise ProviderGone(provider_id)
             known = await self._digests(conn, provider_id, batch, list(rows))
             changed = [r for key, r in rows.items() if known.get(key) != r.digest]
             result.unchanged = len(rows) - len(changed)

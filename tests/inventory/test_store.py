@@ -7,12 +7,12 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inventory import db, querying
 from services.inventory.model import Batch, Category, Concern, Item
-from services.inventory.storing import Store
+from services.inventory.storing import ProviderGone, Store
 from shared.bus import Bus
 from shared.db.messaging import Outbox
 from shared.payloads import ProviderType
@@ -41,8 +41,22 @@ def store(migrated_engine: AsyncEngine) -> Store:
 
 
 @pytest.fixture
-def pid() -> str:
-    return str(uuid.uuid4())
+async def pid(migrated_engine: AsyncEngine) -> str:
+    """A provider row of the test's own (batches of unknown providers are refused)."""
+    provider_id = str(uuid.uuid4())
+    async with migrated_engine.begin() as conn:
+        await conn.execute(
+            insert(db.providers).values(
+                id=provider_id,
+                name=f"p-{provider_id[:8]}",
+                type="ovirt",
+                secret_namespace="hoist",
+                secret_name=f"hoist-provider-{provider_id}",
+                phase="Ready",
+                revision=db.revision_seq.next_value(),
+            )
+        )
+    return provider_id
 
 
 async def events_of(engine: AsyncEngine, pid: str) -> list[dict[str, Any]]:
@@ -94,7 +108,12 @@ async def test_changes_deletions_and_events(store: Store, pid: str) -> None:
     assert back.created == 1
     async with store.engine.connect() as conn:
         counts = await conn.scalar(select(db.providers.c.counts).where(db.providers.c.id == pid))
-    assert counts is None  # no provider row in this test: counts go nowhere, harmlessly
+    assert counts == {"vm": 5}
+
+
+async def test_a_deleted_provider_stores_nothing(store: Store) -> None:
+    with pytest.raises(ProviderGone):
+        await store.apply(str(uuid.uuid4()), OVIRT, Batch([vm(0)]), locked, announce=True)
 
 
 async def test_kinds_a_type_does_not_collect_are_refused(store: Store, pid: str) -> None:
