@@ -10,6 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
@@ -94,12 +95,16 @@ async def test_real_ovirt_populator_is_found_by_the_watch_and_stored(
     assert [p["bytes_done"] for p in history] == sorted(p["bytes_done"] for p in history)
 
     body = (await get(svc, f"/disks/{d['disk_id']}")).json()
-    assert body["state"] == "succeeded" and body["percent"] == 100.0
-    assert body["history"] and body["pod"]["namespace"] == NS
+    assert body["state"] == "succeeded"
+    assert body["percent"] == 100.0
+    assert body["history"]
+    assert body["pod"]["namespace"] == NS
     vm = (await get(svc, f"/vms/{d['vm_id']}")).json()
-    assert vm["disksDone"] == 1 and vm["disks"][0]["diskId"] == d["disk_id"]
+    assert vm["disksDone"] == 1
+    assert vm["disks"][0]["diskId"] == d["disk_id"]
     plan = (await get(svc, f"/plans/{d['plan_id']}")).json()
-    assert plan["state"] == "succeeded" and plan["vms"][0]["vmId"] == d["vm_id"]
+    assert plan["state"] == "succeeded"
+    assert plan["vms"][0]["vmId"] == d["vm_id"]
 
 
 async def test_a_restarting_pod_keeps_being_scraped(
@@ -130,7 +135,9 @@ async def test_a_restarting_pod_keeps_being_scraped(
         what="progress after the restart",
     )
     row = await rows.disk(d["disk_id"])
-    assert row is not None and row["state"] == "running" and before["pod"] == row["pod"]
+    assert row is not None
+    assert row["state"] == "running"
+    assert before["pod"] == row["pod"]
     assert await svc.healthy()
 
 
@@ -149,8 +156,8 @@ async def test_garbage_and_foreign_pages_are_logged_and_survived(
         ip = await metrics_pod(core, name, owner, mode=mode)
         await announce(publisher, d, name, ip, owner, 1 << 30)
     start = now()
-    await sampled_after(rows, good["disk_id"], start)
-    await sampled_after(rows, good["disk_id"], (await rows.disk(good["disk_id"]))["observed_at"])
+    first = await sampled_after(rows, good["disk_id"], start)
+    await sampled_after(rows, good["disk_id"], first["observed_at"])  # a second round
 
     def complaints(disk_id: str) -> list[str]:
         return [
@@ -165,19 +172,24 @@ async def test_garbage_and_foreign_pages_are_logged_and_survived(
     assert len(complaints(bad["disk_id"])) == 1
     for d in (bad, foreign):
         row = await rows.disk(d["disk_id"])
-        assert row is not None and row["observed_at"] is None and row["state"] == "running"
+        assert row is not None
+        assert row["observed_at"] is None
+        assert row["state"] == "running"
     assert await svc.healthy()
 
 
 async def test_api_answers_precisely(svc: ServiceProcess) -> None:
     unknown = await get(svc, "/disks/no-such-disk")
-    assert unknown.status_code == 404 and "no-such-disk" in unknown.json()["detail"]
+    assert unknown.status_code == 404
+    assert "no-such-disk" in unknown.json()["detail"]
     assert (await get(svc, "/vms/no-such-vm")).status_code == 404
     assert (await get(svc, "/plans/no-such-plan")).status_code == 404
     bad = await get(svc, "/disks/bad%20id")
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["path", "disk_id"]
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["path", "disk_id"]
     limit = await get(svc, "/disks/x", params={"historyLimit": "-1"})
-    assert limit.status_code == 422 and limit.json()["detail"][0]["loc"] == [
+    assert limit.status_code == 422
+    assert limit.json()["detail"][0]["loc"] == [
         "query",
         "historyLimit",
     ]
@@ -192,7 +204,7 @@ async def test_sse_stream_carries_disk_and_vm_progress(
     d, owner = ids("sse"), str(uuid.uuid4())
     name = f"pop-{d['disk_id']}"
     ip = await metrics_pod(core, name, owner)
-    kinds: dict[str, dict[str, object]] = {}
+    kinds: dict[str, dict[str, Any]] = {}
     async with svc.client.stream(
         "GET",
         "/api/v1/progress/events",
@@ -212,8 +224,10 @@ async def test_sse_stream_carries_disk_and_vm_progress(
                     kinds[event] = json.loads(line.removeprefix("data: "))
                     if {"disk", "vm"} <= set(kinds):
                         break
-    assert kinds["disk"]["diskId"] == d["disk_id"] and kinds["disk"]["bytesDone"] > 0
-    assert kinds["vm"]["vmId"] == d["vm_id"] and kinds["vm"]["disksTotal"] == 1
+    assert kinds["disk"]["diskId"] == d["disk_id"]
+    assert kinds["disk"]["bytesDone"] > 0
+    assert kinds["vm"]["vmId"] == d["vm_id"]
+    assert kinds["vm"]["disksTotal"] == 1
 
 
 async def test_pods_are_found_again_after_a_restart(
@@ -227,5 +241,6 @@ async def test_pods_are_found_again_after_a_restart(
     assert await rows.disk(d["disk_id"]) is None
     again = await replicas.start()
     row = await sampled_after(rows, d["disk_id"], now())
-    assert row["source"] == "watch" and row["bytes_done"] > 0
+    assert row["source"] == "watch"
+    assert row["bytes_done"] > 0
     assert (await get(again, f"/disks/{d['disk_id']}")).status_code == 200
