@@ -43,13 +43,14 @@ class Clusters:
         self._local: KubeConnection | None = None
         self._local_failed_at = 0.0
         self._remote: dict[str, tuple[float, KubeConnection | None]] = {}
-        self._lock = asyncio.Lock()
+        self._local_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # remote resolution; takes _local_lock inside, never back
 
     async def local(self) -> client.ApiClient:
         """The cluster Hoist runs in; ``ClusterUnavailable`` when it is not configured."""
         if self._local is not None:
             return self._local.api
-        async with self._lock:
+        async with self._local_lock:
             if self._local is None:
                 if time.monotonic() - self._local_failed_at < 10:
                     raise ClusterUnavailable("the local cluster's API is not configured or down")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,6 +39,8 @@ from shared.payloads import DiskProgress, VmProgress
 from shared.settings import ProgressSettings
 
 log = logging.getLogger("hoist.progress.recording")
+
+WRITES = Counter("hoist_progress_db_writes_total", "Write statements issued.", ["table"])
 
 UPDATE_LATEST = text(
     """
@@ -192,6 +195,7 @@ class Recorder:
                     if latest:
                         await conn.execute(UPDATE_LATEST, _columns(latest))
                         self.statements += 1
+                        WRITES.labels("disks").inc()
                     if points:
                         await conn.execute(
                             INSERT_HISTORY,
@@ -203,6 +207,7 @@ class Recorder:
                             },
                         )
                         self.statements += 1
+                        WRITES.labels("history").inc()
             except Exception as exc:
                 log.warning(
                     "could not store %d samples (%s); the next round writes newer ones",

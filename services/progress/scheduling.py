@@ -233,7 +233,7 @@ class Scheduler:
             t.namespace,
             t.pod,
             t.disk_id,
-            exc or type(exc).__name__,
+            str(exc) or type(exc).__name__,
             f" ({count} more failures since the last report)" if count else "",
             self.interval,
         )
