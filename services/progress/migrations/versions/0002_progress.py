@@ -51,9 +51,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("disk_id", name="pk_disks"),
         schema=S,
     )
-    op.create_index("ix_disks_plan_id", "disks", ["plan_id"], schema=S)
-    op.create_index("ix_disks_vm_id", "disks", ["vm_id"], schema=S)
-    op.create_index("ix_disks_rev", "disks", ["rev"], schema=S)
+    op.create_index("ix_progress_disks_plan_id", "disks", ["plan_id"], schema=S)
+    op.create_index("ix_progress_disks_vm_id", "disks", ["vm_id"], schema=S)
+    op.create_index("ix_progress_disks_rev", "disks", ["rev"], schema=S)
     op.create_table(
         "history",
         sa.Column("disk_id", sa.String(253), nullable=False),
