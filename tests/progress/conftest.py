@@ -5,6 +5,7 @@ real processes against it, real NATS and PostgreSQL; a database and NATS prefix 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -205,7 +206,18 @@ async def metrics_pod(
             },
         },
     )
-    return await pod_ip(core, name)
+    ip = await pod_ip(core, name)
+
+    async def listening() -> bool:
+        try:
+            _, writer = await asyncio.open_connection(ip, 8443)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await eventually(listening, within=30, what=f"pod {name} serving metrics")
+    return ip
 
 
 async def pod_ip(core: client.CoreV1Api, name: str) -> str:

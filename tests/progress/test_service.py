@@ -29,6 +29,7 @@ from tests.progress.conftest import (
     Replicas,
     Rows,
     announce,
+    announce_finished,
     get,
     hoist_metadata,
     ids,
@@ -228,6 +229,17 @@ async def test_sse_stream_carries_disk_and_vm_progress(
     assert kinds["disk"]["bytesDone"] > 0
     assert kinds["vm"]["vmId"] == d["vm_id"]
     assert kinds["vm"]["disksTotal"] == 1
+    # The orchestrator says the pod is done: the disk stops being scraped, at 100 %.
+    await announce_finished(publisher, d, name, owner)
+
+    async def done() -> bool:
+        body = (await get(svc, f"/disks/{d['disk_id']}")).json()
+        return bool(body["state"] == "succeeded" and body["percent"] == 100.0)
+
+    await eventually(done, within=15, what="the disk finished by the event")
+    vm = (await get(svc, f"/vms/{d['vm_id']}")).json()
+    assert vm["state"] == "succeeded"
+    assert vm["etaSeconds"] == 0.0
 
 
 async def test_pods_are_found_again_after_a_restart(
