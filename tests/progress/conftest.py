@@ -233,13 +233,19 @@ async def pod_ip(core: client.CoreV1Api, name: str) -> str:
 
 
 async def announce(
-    bus: Bus, disk: dict[str, str], pod: str, ip: str | None, owner_uid: str, total: int
+    bus: Bus,
+    disk: dict[str, str],
+    pod: str,
+    ip: str | None,
+    owner_uid: str,
+    total: int,
+    cluster: str = "local",
 ) -> None:
     await bus.publish(
         catalog.POPULATOR_POD_STARTED,
         PopulatorPodStarted(
             **disk,
-            cluster_id="local",
+            cluster_id=cluster,
             pod=ResourceRef(namespace=NS, name=pod),
             pod_ip=ip,
             owner_uid=owner_uid,

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes_asyncio import client
 
 from shared.bus import Bus
@@ -145,6 +146,32 @@ async def test_a_restarting_pod_keeps_being_scraped(
 async def _bytes_above(rows: Rows, disk_id: str, floor: int) -> bool:
     row = await rows.disk(disk_id)
     return bool(row and row["bytes_done"] > floor)
+
+
+async def test_a_remote_cluster_is_scraped_through_its_api_server(
+    svc: ServiceProcess, core: client.CoreV1Api, kube_sim: Cluster, publisher: Bus, rows: Rows
+) -> None:
+    """A target provider whose Secret has a kubeconfig is a remote cluster: its pods are
+    reached through its API server's pod proxy (the simulator plays the remote cluster; the
+    announced pod IP leads nowhere, so only the proxy can succeed)."""
+    provider = f"remote-{uuid.uuid4().hex[:6]}"
+    await core.create_namespaced_secret(
+        "hoist",
+        {
+            "metadata": {"name": f"hoist-provider-{provider}"},
+            "stringData": {
+                "url": kube_sim.url,
+                "kubeconfig": yaml.safe_dump(kube_sim.kubeconfig_dict()),
+            },
+        },
+    )
+    d, owner = ids("remote"), str(uuid.uuid4())
+    name = f"pop-{d['disk_id']}"
+    await metrics_pod(core, name, owner)
+    await announce(publisher, d, name, "127.42.255.254", owner, 1 << 30, cluster=provider)
+    row = await sampled_after(rows, d["disk_id"], now())
+    assert row["bytes_done"] > 0
+    assert row["cluster_id"] == provider
 
 
 async def test_garbage_and_foreign_pages_are_logged_and_survived(
