@@ -200,10 +200,12 @@ class Scheduler:
             t = self.targets.get(disk_id)
             if t is None or t.state != RUNNING:
                 continue
-            rev, at = t.rev, time.time()
+            rev = t.rev
             try:
                 async with asyncio.timeout(guard):
                     page = await self.fetcher.fetch(t)
+                # The populator renders its counters when it answers: that is the sample's time.
+                at = time.time()
                 sample = parse(page, t.owner_uid)
             except (ScrapeError, ClusterUnavailable, TimeoutError) as exc:
                 SCRAPES.labels("failed").inc()
