@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import yaml
 from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from shared.settings import KubeSettings
 from shared.tls import TrustOptions
@@ -268,3 +269,26 @@ def origin(url: str) -> str:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+PROVIDER_SECRET_PREFIX = "hoist-provider-"  # noqa: S105 - a name, not a secret
+
+
+def provider_secret_name(provider_id: str) -> str:
+    """The deterministic name of a provider's credentials Secret in Hoist's namespace."""
+    return PROVIDER_SECRET_PREFIX + provider_id
+
+
+async def read_secret_data(
+    api: client.ApiClient, namespace: str, name: str
+) -> dict[str, str] | None:
+    """A Secret's data, decoded; ``None`` when it does not exist. Other failures raise
+    ``ApiException`` whose message must not be logged as is (it may quote the body): log
+    its ``status`` only."""
+    try:
+        secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()}

@@ -209,6 +209,51 @@ class InventorySettings(BaseModel):
     )
 
 
+class ProgressSettings(BaseModel):
+    """How the progress service scrapes populator pods and publishes their progress."""
+
+    scrape_seconds: float = Field(
+        5.0, gt=0, le=300, description="Each populator pod's metrics are read this often."
+    )
+    timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="A scrape that takes longer counts as failed."
+    )
+    concurrency: int = Field(
+        64, ge=1, le=4096, description="Scrapes in flight at once, per replica."
+    )
+    via: Literal["auto", "direct", "proxy"] = Field(
+        "auto",
+        description="How pods are reached: direct (pod IP), proxy (the API server's pod "
+        "proxy), auto (direct in the cluster Hoist runs in, proxy in a remote one).",
+    )
+    flush_seconds: float = Field(
+        0.5, gt=0, le=30, description="Samples are written in one statement this often."
+    )
+    publish_min_seconds: float = Field(
+        2.0, ge=0, description="At most one disk (and VM) progress event per disk this often."
+    )
+    history_seconds: float = Field(
+        30.0, gt=0, description="One history point per disk this often (charts)."
+    )
+    history_points: int = Field(
+        2000, ge=10, le=100_000, description="History points kept per disk (oldest dropped)."
+    )
+    heartbeat_seconds: float = Field(
+        1.0, gt=0, description="Replicas renew their entry in the NATS KV bucket this often."
+    )
+    replica_ttl_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="A replica not heard of this long is dead and its pods are taken "
+        "over; default: one scrape interval.",
+    )
+    watch_pods: bool = Field(
+        True,
+        description="Also discover populator pods by watching labelled pods in the "
+        "cluster Hoist runs in (finds them again after a restart).",
+    )
+
+
 class HoistSettings(BaseSettings):
     """Everything a Hoist service reads from its environment."""
 
@@ -229,3 +274,4 @@ class HoistSettings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     kube: KubeSettings = Field(default_factory=KubeSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
+    progress: ProgressSettings = Field(default_factory=ProgressSettings)

@@ -105,7 +105,7 @@ async def test_concurrent_migrations_serialize(empty_engine: AsyncEngine) -> Non
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     ran = sum(b"Running upgrade" in out for out, _ in outputs)
     assert ran == 1, outputs
-    assert await migrating.current(empty_engine, "progress") == "0001"
+    assert await migrating.current(empty_engine, "progress") == "0002"
 
 
 async def test_rolled_back_isolation_part_1(db_session: AsyncSession) -> None:

@@ -1,10 +1,76 @@
 """HTTP API of the progress service.
 
-Owns ``/api/v1/progress``: per plan, VM and disk the latest bytes, rate and ETA, with
-history and a server-sent-events stream. Every route requires a bearer token (added by the
-runner).
+Owns ``/api/v1/progress``: per plan, VM and disk the latest bytes, percent, rate and ETA
+(a disk with its downsampled history), and ``/api/v1/progress/events``, a server-sent-events
+stream of the disk and VM progress events (optionally for one plan or VM). Every route
+requires a bearer token (added by the runner).
+
+Errors: 404 for a plan, VM or disk no populator pod was ever seen for; 422 (``loc`` names the
+parameter) for an id that cannot be one (empty, too long, characters outside
+``[A-Za-z0-9._:-]``) or a bad query parameter; 503 while the service is starting.
 """
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter(tags=["progress"])
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from services.progress import querying
+from services.progress.domain import Progress
+
+router = APIRouter(prefix="/api/v1/progress", tags=["progress"])
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+IdPath = Annotated[str, Path(min_length=1, max_length=253, pattern=ID_PATTERN)]
+IdQuery = Annotated[str | None, Query(min_length=1, max_length=253, pattern=ID_PATTERN)]
+
+
+def _progress(request: Request) -> Progress:
+    domain = request.app.state.runtime.domain
+    if domain is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the progress service is starting (waiting for PostgreSQL or NATS); retry",
+            headers={"Retry-After": "2"},
+        )
+    assert isinstance(domain, Progress)
+    return domain
+
+
+async def _found(call: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = await call
+    except querying.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return result
+
+
+@router.get("/plans/{plan_id}", summary="Progress of a plan, per VM")
+async def get_plan(request: Request, plan_id: IdPath) -> dict[str, Any]:
+    return await _found(querying.plan(_progress(request).engine, plan_id))
+
+
+@router.get("/vms/{vm_id}", summary="Progress of a VM, per disk")
+async def get_vm(request: Request, vm_id: IdPath) -> dict[str, Any]:
+    return await _found(querying.vm(_progress(request).engine, vm_id))
+
+
+@router.get("/disks/{disk_id}", summary="Progress of a disk, with its history")
+async def get_disk(
+    request: Request,
+    disk_id: IdPath,
+    history_limit: Annotated[int, Query(alias="historyLimit", ge=0, le=100_000)] = 2000,
+) -> dict[str, Any]:
+    return await _found(querying.disk(_progress(request).engine, disk_id, history_limit))
+
+
+@router.get("/events", summary="Server-sent events: disk and VM progress as it changes")
+async def events(request: Request, plan: IdQuery = None, vm: IdQuery = None) -> StreamingResponse:
+    hub = _progress(request).hub
+    return StreamingResponse(
+        hub.frames(plan, vm, request.is_disconnected),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

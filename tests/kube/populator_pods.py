@@ -13,7 +13,7 @@ import asyncio
 import base64
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +61,11 @@ async def run_populator(
     block: bool,
     size: str,
     metric: str,
+    metadata: Callable[[str], dict[str, Any]] | None = None,
 ) -> PopulatorRun:
-    """Create the Secret, the prime claim and the populator pod; wait for the pod to end."""
+    """Create the Secret, the prime claim and the populator pod; wait for the pod to end.
+
+    ``metadata(owner_uid)`` adds labels and annotations to the pod (Hoist's, for discovery)."""
     await core.create_namespaced_secret(
         NS,
         {
@@ -92,7 +95,7 @@ async def run_populator(
     await core.create_namespaced_pod(
         NS,
         {
-            "metadata": {"name": name},
+            "metadata": {"name": name, **(metadata(uid) if metadata else {})},
             "spec": {
                 "restartPolicy": "Never",
                 "containers": [
