@@ -23,7 +23,7 @@ from services.progress.scraping import Fetcher
 from services.progress.sharding import Membership
 from services.progress.streaming import Hub
 from services.progress.targets import Target
-from services.progress.watching import watch_pods
+from services.progress.watching import watch_clusters
 from shared import catalog
 from shared.service.runtime import Runtime
 
@@ -64,7 +64,9 @@ async def running(runtime: Runtime) -> AsyncIterator[Progress]:
         asyncio.create_task(scheduler.run(), name="progress-scrape"),
     ]
     if settings.watch_pods:
-        tasks.append(asyncio.create_task(watch_pods(runtime.engine, clusters), name="pod-watch"))
+        tasks.append(
+            asyncio.create_task(watch_clusters(runtime.engine, clusters), name="pod-watches")
+        )
     log.info(
         "progress replica %s: scraping every %.1f s (via %s)",
         membership.me,

@@ -8,8 +8,12 @@ everything from the pod's labels and annotations (``shared.labels``), so the orc
 must set them.
 
 Each replica runs it (upserts are idempotent and change nothing when nothing moved); a pod
-that ended (``Succeeded``/``Failed``) finishes its disk as the event would. Remote target
-clusters are not watched: their pods come from events only.
+that ended (``Succeeded``/``Failed``) finishes its disk as the event would.
+
+Clusters watched: the one Hoist runs in, always; and every remote target cluster that has a
+disk still running in the ``disks`` table (learnt from an event, and still there after a
+restart), through the credentials of its provider Secret. A remote cluster whose disks all
+ended is no longer watched.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.progress import db
 from services.progress import targets as tg
 from services.progress.clusters import Clusters, ClusterUnavailable
 from shared import labels
@@ -82,12 +88,62 @@ async def apply(engine: AsyncEngine, kind: str, pod: Any) -> None:
             )
 
 
-async def watch_pods(engine: AsyncEngine, clusters: Clusters) -> None:
-    """Watch labelled pods in every namespace, forever; reconnects with backoff."""
+REMOTE_RECHECK_SECONDS = 5.0
+
+
+async def watch_clusters(engine: AsyncEngine, clusters: Clusters) -> None:
+    """The local cluster's watch, plus one per remote cluster with running disks."""
+    tasks: dict[str | None, asyncio.Task[None]] = {
+        None: asyncio.create_task(watch_pods(engine, clusters), name="pod-watch-local")
+    }
+    try:
+        while True:
+            try:
+                wanted = await _remote_clusters(engine, clusters)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("listing target clusters to watch: %s", exc)
+                wanted = {cid for cid in tasks if cid is not None}
+            for cid in wanted - set(tasks):
+                log.info("watching populator pods in remote cluster %s", cid)
+                tasks[cid] = asyncio.create_task(
+                    watch_pods(engine, clusters, cid), name=f"pod-watch-{cid}"
+                )
+            for cid in [c for c in tasks if c is not None and c not in wanted]:
+                tasks.pop(cid).cancel()
+            await asyncio.sleep(REMOTE_RECHECK_SECONDS)
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def _remote_clusters(engine: AsyncEngine, clusters: Clusters) -> set[str]:
+    d = db.disks
+    async with engine.connect() as conn:
+        ids = (
+            await conn.scalars(select(d.c.cluster_id).where(d.c.state == tg.RUNNING).distinct())
+        ).all()
+    remote: set[str] = set()
+    for cid in ids:
+        try:
+            if await clusters.is_remote(cid):
+                remote.add(cid)
+        except ClusterUnavailable:
+            continue
+    return remote
+
+
+async def watch_pods(
+    engine: AsyncEngine, clusters: Clusters, cluster_id: str | None = None
+) -> None:
+    """Watch labelled pods in every namespace of one cluster (None: the local one),
+    forever; reconnects with backoff."""
     delay = 1.0
     while True:
         try:
-            api = await clusters.local()
+            api = await (clusters.local() if cluster_id is None else clusters.api(cluster_id))
             core = client.CoreV1Api(api)
             w = watch.Watch()
             async with w.stream(
