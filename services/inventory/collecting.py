@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import zlib
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.inventory import db, providers
@@ -312,7 +313,7 @@ class Collector:
         async with self.owner.sessionmaker() as session, session.begin():
             p = db.providers
             await session.execute(
-                update(p).where(p.c.id == self.provider_id).values(last_refresh=_now())
+                update(p).where(p.c.id == self.provider_id).values(last_refresh=func.now())
             )
 
     async def _failed(self, reason: str, message: str, permanent: bool) -> None:
@@ -343,12 +344,6 @@ class Collector:
         self._wake.clear()
 
 
-def _now() -> Any:
-    from sqlalchemy import func
-
-    return func.now()
-
-
 async def _certificate(url: str, settings: Any) -> dict[str, Any] | None:
     """The server's certificate as last seen (shown with its fingerprints); best effort."""
     if not url.startswith("https://"):
@@ -362,6 +357,5 @@ async def _certificate(url: str, settings: Any) -> dict[str, Any] | None:
 
 
 def _jsonable(value: Any) -> Any:
-    import json
-
+    """Facts as JSONB takes them (datetimes and the like as strings)."""
     return json.loads(json.dumps(value, default=str))
