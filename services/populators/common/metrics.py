@@ -20,10 +20,8 @@ import contextlib
 import logging
 import os
 import ssl
-import tempfile
 import threading
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from services.populators.common.selfsigned import self_signed
 
@@ -75,15 +73,19 @@ class Progress:
 
 def self_signed_context() -> ssl.SSLContext:
     """A server context with a fresh self-signed certificate (as Forklift's pods use); made
-    by ``selfsigned`` in ~10 ms, without importing ``cryptography`` (~70 ms of CPU)."""
+    by ``selfsigned`` in ~10 ms, without importing ``cryptography`` (~70 ms of CPU).
+
+    ``load_cert_chain`` wants a path, so the PEM goes to an anonymous in-memory file
+    (``memfd``, opened as ``/proc/self/fd/N``): the private key never touches a disk, and
+    the populator's start skips importing ``tempfile`` (~5 ms of CPU)."""
     cert_pem, key_pem = self_signed()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory() as tmp:
-        cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-        cert_file.write_bytes(cert_pem)
-        key_file.touch(0o600)
-        key_file.write_bytes(key_pem)
-        ctx.load_cert_chain(cert_file, key_file)
+    fd = os.memfd_create("metrics-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, cert_pem + key_pem)
+        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
     return ctx
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -161,6 +162,10 @@ async def _transfer(
         readers,
     )
     volume = await asyncio.to_thread(VolumeWriter.open, volume_path, size)
+    # The imports' and the setup's objects live as long as the process: frozen, the
+    # collections that the copy's short-lived objects trigger stop walking them (~1% of a
+    # scattered copy's CPU went to those walks).
+    gc.freeze()
     try:
         copier = Copier(source, volume, progress, readers)
         copy = asyncio.ensure_future(asyncio.to_thread(copier.run, extents))
