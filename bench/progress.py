@@ -3,8 +3,8 @@
 Set-up, all on two CPU cores (the whole process tree is pinned to two): private NATS and
 PostgreSQL; one process serving the populators' own metrics page (``Progress.render`` of
 ``services.populators.common``) over TLS with a self-signed certificate on 2,000 loopback
-addresses ``127.42.x.y:8443`` (the simulator's pod network), one connection per request as
-a populator answers, counters advancing with time; the progress service as its own process
+addresses ``127.42.x.y:8443`` (the simulator's pod network), through the populators' own
+metrics server (persistent connections), counters advancing with time; the progress service as its own process
 with its defaults (5 s interval, one replica, pods reached directly by IP). The 2,000 pods
 (500 VMs x 4 disks) are announced by ``populator.pod.started`` events.
 
@@ -17,8 +17,8 @@ Figures:
 - ``db_writes_per_s``: write statements the service issued per second (its
   ``hoist_progress_db_writes_total``), and ``rows_updated_per_s`` as PostgreSQL counted them.
 - Baseline, same run, same machine: ``baseline_fetch_all_s``/``baseline_cpu_ms_per_fetch``,
-  fetching every endpoint once with a plain aiohttp client (64 at a time) from the
-  benchmark's own process: the floor of what a scrape round costs.
+  fetching every endpoint once with a plain aiohttp client (64 at a time, a new connection
+  each) from the benchmark's own process: what one cold scrape round costs.
 
 Target from the issue: staleness p99 under 7 s with one replica.
 """
@@ -39,7 +39,7 @@ import aiohttp
 import asyncpg
 
 from bench import _report
-from services.populators.common.metrics import Progress, self_signed_context
+from services.populators.common.metrics import MetricsServer, Progress, self_signed_context
 from shared import catalog
 from shared.bus import Bus
 from shared.devservices import dev_services
@@ -72,36 +72,27 @@ async def serve(n: int) -> None:
     started = time.monotonic()
     total = 50 << 30
 
-    def handler(i: int) -> Any:
-        progress = Progress("openstack_populator_progress", owner(i))
-        progress.set_total(total)
-        rate = (40 + i % 80) << 20  # 40-120 MiB/s, different per disk
+    class Advancing(Progress):
+        """A populator's progress at a steady rate, 40-120 MiB/s, different per disk."""
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-                progress.transferred = min(total, int(rate * (time.monotonic() - started)))
-                body = progress.render().encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-            except Exception:  # noqa: S110 - a client gone mid-request is not news here
-                pass
-            writer.close()
+        def __init__(self, i: int) -> None:
+            super().__init__("openstack_populator_progress", owner(i))
+            self.set_total(total)
+            self.rate = (40 + i % 80) << 20
 
-        return handle
+        def render(self) -> str:
+            self.transferred = min(total, int(self.rate * (time.monotonic() - started)))
+            return super().render()
 
+    # The populators' own metrics server (persistent connections and all), one per address.
     servers = [
-        await asyncio.start_server(handler(i), address(i), PORT, ssl=ctx, backlog=64)
+        await MetricsServer.start(Advancing(i), PORT, host=address(i), context=ctx)
         for i in range(n)
     ]
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     for s in servers:
-        s.close()
+        await s.stop()
 
 
 # --- the benchmark ------------------------------------------------------------------------

@@ -89,6 +89,9 @@ def self_signed_context() -> ssl.SSLContext:
     return ctx
 
 
+IDLE_SECONDS = 60.0  # longer than any scrape interval (Forklift: 3 s, Hoist: 5 s)
+
+
 class MetricsServer:
     def __init__(self, server: asyncio.Server, progress: Progress) -> None:
         self._server = server
@@ -99,29 +102,49 @@ class MetricsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     @classmethod
-    async def start(cls, progress: Progress, port: int, host: str | None = None) -> MetricsServer:
+    async def start(
+        cls,
+        progress: Progress,
+        port: int,
+        host: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> MetricsServer:
         """Serve on `host`, else on the pod's own address when the pod spec passes it as
         `POD_IP` (downward API), else on every address. Binding the pod IP keeps two
         populators that share a network (the cluster simulator, hostNetwork pods) apart."""
         host = host or os.environ.get("POD_IP") or "0.0.0.0"  # noqa: S104 - a pod's port
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
-                request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-                path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
-                if path.split(b"?")[0] == b"/metrics":
-                    status, body = "200 OK", progress.render().encode()
-                else:
-                    status, body = "404 Not Found", b"only /metrics here\n"
-                writer.write(
-                    f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
+            # Persistent connections (HTTP/1.1's default): a scraper that keeps its
+            # connection pays the TLS handshake once per pod, not once per scrape, which is
+            # most of a scrape's CPU on both sides. An idle connection is closed after
+            # IDLE_SECONDS; a client asking for "Connection: close" gets it.
+            with contextlib.suppress(
+                ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError
+            ):
+                while True:
+                    request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_SECONDS)
+                    line, _, head = request.partition(b"\r\n")
+                    parts = line.split(b" ")
+                    path = parts[1] if len(parts) >= 3 else b""
+                    close = b"connection: close" in head.lower() or parts[-1] == b"HTTP/1.0"
+                    if path.split(b"?")[0] == b"/metrics":
+                        status, body = "200 OK", progress.render().encode()
+                    else:
+                        status, body = "404 Not Found", b"only /metrics here\n"
+                    writer.write(
+                        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                        f"Content-Length: {len(body)}\r\n"
+                        f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n".encode()
+                        + body
+                    )
+                    await writer.drain()
+                    if close:
+                        break
             writer.close()
 
-        server = await asyncio.start_server(serve, host, port, ssl=self_signed_context())
+        tls = context or self_signed_context()
+        server = await asyncio.start_server(serve, host, port, ssl=tls, backlog=64)
         return cls(server, progress)
 
     async def stop(self) -> None:
