@@ -108,7 +108,7 @@ async def page(
     where: list[ColumnElement[bool]] = [
         o.c.provider_id == provider_id,
         o.c.kind == kind,
-        o.c.deleted.is_(False),
+        ~o.c.deleted,
     ]
     if q.name is not None:
         where.append(o.c.name == q.name)
@@ -181,7 +181,7 @@ async def one(conn: AsyncConnection, provider_id: str, kind: str, oid: str) -> A
                     o.c.provider_id == provider_id,
                     o.c.kind == kind,
                     o.c.id == oid,
-                    o.c.deleted.is_(False),
+                    ~o.c.deleted,
                 )
             )
         )

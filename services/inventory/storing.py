@@ -233,7 +233,7 @@ class Store:
             (
                 await conn.execute(
                     select(o.c.kind, func.count())
-                    .where(o.c.provider_id == provider_id, o.c.deleted.is_(False))
+                    .where(o.c.provider_id == provider_id, ~o.c.deleted)
                     .group_by(o.c.kind)
                 )
             ).all()
