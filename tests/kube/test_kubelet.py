@@ -483,7 +483,7 @@ def alive(pid: int) -> bool:
     # A zombie is dead too; and the process may be reaped between the two looks.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped mid-read: ENOENT or ESRCH
         return False
     return state != "Z"
 

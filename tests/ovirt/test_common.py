@@ -263,11 +263,20 @@ async def test_metrics_certificate_is_a_valid_self_signed_p256(tmp_path: Path) -
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
-        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await reader.read()
+        # Two requests on one connection (kept open, framed by length), then a last one
+        # asking to close, after which the server does.
+        for _ in range(2):
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert b"Connection: keep-alive" in head
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            assert b'm{ownerUID="uid"} 0' in await reader.readexactly(length)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)  # EOF: the server closed
         writer.close()
         assert answer.startswith(b"HTTP/1.1 200 OK")
-        assert b'm{ownerUID="uid"} 0' in answer
+        assert b"Connection: close" in answer
     finally:
         await server.stop()
 
