@@ -32,6 +32,7 @@ from services.inventory.providers import (
 from services.inventory.secrets import SecretStoreError
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo, check_tls
 from shared.payloads import ProviderPhase, ProviderType
+from shared.service.app import domain_of
 from shared.tls import TrustOptions
 
 router = APIRouter(tags=["inventory"])
@@ -39,15 +40,7 @@ T = TypeVar("T")
 
 
 def _inventory(request: Request) -> Inventory:
-    domain = request.app.state.runtime.domain
-    if domain is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the inventory is starting (waiting for PostgreSQL, NATS or Kubernetes); retry",
-            headers={"Retry-After": "2"},
-        )
-    assert isinstance(domain, Inventory)
-    return domain
+    return domain_of(request, Inventory, "PostgreSQL, NATS or Kubernetes")
 
 
 async def _guarded(call: Callable[[], Awaitable[T]]) -> T:

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from services.progress import querying
 from services.progress.domain import Progress
+from shared.service.app import domain_of
 
 router = APIRouter(prefix="/api/v1/progress", tags=["progress"])
 
@@ -28,15 +29,7 @@ IdQuery = Annotated[str | None, Query(min_length=1, max_length=253, pattern=ID_P
 
 
 def _progress(request: Request) -> Progress:
-    domain = request.app.state.runtime.domain
-    if domain is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the progress service is starting (waiting for PostgreSQL or NATS); retry",
-            headers={"Retry-After": "2"},
-        )
-    assert isinstance(domain, Progress)
-    return domain
+    return domain_of(request, Progress, "PostgreSQL or NATS")
 
 
 async def _found(call: Any) -> dict[str, Any]:

@@ -22,8 +22,9 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -146,3 +147,21 @@ def _install_request_logging(app: FastAPI) -> None:
                 )
         response.headers["x-request-id"] = request_id
         return response
+
+
+D = TypeVar("D")
+
+
+def domain_of(request: Request, kind: type[D], waiting_for: str) -> D:
+    """The service's domain (``ServiceSpec.domain``) for a route; 503 with ``Retry-After``
+    while the service is still starting (``waiting_for`` says on what)."""
+    domain = request.app.state.runtime.domain
+    if domain is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the service is starting (waiting for {waiting_for}); retry",
+            headers={"Retry-After": "2"},
+        )
+    if not isinstance(domain, kind):
+        raise TypeError(f"the service's domain is a {type(domain).__name__}, not {kind.__name__}")
+    return domain
