@@ -280,6 +280,7 @@ async def test_a_change_reaches_nats_and_the_stream(
             await reader
         await sub.unsubscribe()
         await bus.drain()
+        await api(inventory, "DELETE", f"/providers/{pid}")
 
 
 async def test_down_and_back_and_changed_certificate(
