@@ -4,9 +4,10 @@ Set-up, all on two CPU cores (the whole process tree is pinned to two): private 
 PostgreSQL; one process serving the populators' own metrics page (``Progress.render`` of
 ``services.populators.common``) over TLS with a self-signed certificate on 2,000 loopback
 addresses ``127.42.x.y:8443`` (the simulator's pod network), through the populators' own
-metrics server (persistent connections), counters advancing with time; the progress service as its own process
-with its defaults (5 s interval, one replica, pods reached directly by IP). The 2,000 pods
-(500 VMs x 4 disks) are announced by ``populator.pod.started`` events.
+metrics server (persistent connections), counters advancing with time; the progress
+service as its own process with its defaults (5 s interval, one replica, pods reached
+directly by IP). The 2,000 pods (500 VMs x 4 disks) are announced by
+``populator.pod.started`` events.
 
 Figures:
 
