@@ -163,11 +163,11 @@ async def delete_provider(request: Request, ref: str) -> Response:
 
 @router.post("/api/v1/providers/{ref}/refresh", status_code=202)
 async def refresh_provider(request: Request, ref: str) -> dict[str, Any]:
-    """Reload the provider's whole inventory now (it refreshes by itself anyway)."""
+    """Reconnect and reload the provider's whole inventory now (it refreshes by itself
+    anyway), whichever replica collects it."""
     inv = _inventory(request)
-    row = await _guarded(lambda: inv.provider(ref))
-    here = inv.collectors.refresh(row["id"])
-    return {"id": row["id"], "accepted": True, "collectedHere": here}
+    pid = await _guarded(lambda: inv.registry.reload(ref))
+    return {"id": pid, "accepted": True}
 
 
 # --- inventory --------------------------------------------------------------------------------

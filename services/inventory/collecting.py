@@ -86,14 +86,6 @@ class Collectors:
         """Reconcile now (a provider was created, changed or deleted)."""
         self._kick.set()
 
-    def refresh(self, provider_id: str) -> bool:
-        """Ask a provider's collector for a full reload; False if it runs elsewhere."""
-        collector = self.running.get(provider_id)
-        if collector is None:
-            return False
-        collector.request_full()
-        return True
-
     async def run(self) -> None:
         while True:
             try:
@@ -166,7 +158,6 @@ class Collector:
         self.generation = generation
         self.task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._full = False
 
     @property
     def finished(self) -> bool:
@@ -180,10 +171,6 @@ class Collector:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
-
-    def request_full(self) -> None:
-        self._full = True
-        self._wake.set()
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -269,7 +256,6 @@ class Collector:
             applied.updated,
             applied.deleted,
         )
-        self._full = False
         async with self.owner.sessionmaker() as session, session.begin():
             await providers.set_status(
                 session,
@@ -289,7 +275,7 @@ class Collector:
         next_full = time.monotonic() + settings.full_resync_minutes * 60
         while True:
             await self._sleep(interval)
-            if self._full or time.monotonic() >= next_full:
+            if time.monotonic() >= next_full:
                 await self._load(source, info, announce=True)
                 next_full = time.monotonic() + settings.full_resync_minutes * 60
                 continue

@@ -147,6 +147,19 @@ class Registry:
         async with self.runtime.sessionmaker() as session:
             return await providers.find(session, pid)
 
+    async def reload(self, ref: str) -> str:
+        """Have the provider reconnected and fully reloaded: a new generation restarts its
+        collector in whichever replica holds it (the same path as a changed definition)."""
+        async with self.runtime.sessionmaker() as session, session.begin():
+            pid: str = (await providers.find(session, ref, lock=True))["id"]
+            await session.execute(
+                update(db.providers)
+                .where(db.providers.c.id == pid)
+                .values(generation=db.providers.c.generation + 1)
+            )
+        self.collectors.kick()
+        return pid
+
     async def delete(self, ref: str) -> None:
         """Remove the provider, its inventory and its Secret; announce it as Deleting."""
         async with self.runtime.sessionmaker() as session, session.begin():

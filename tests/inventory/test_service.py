@@ -443,9 +443,19 @@ async def test_the_stream_replays_and_resumes(inventory: ServiceProcess, engine:
     for bad in ({"since": -1}, {"kind": "bogus"}, {"provider": "no-such"}):
         code = (await api(inventory, "GET", "/inventory/events", params=bad)).status_code
         assert code in (400, 404, 422), bad
+    # A change the engine logs no event for: only a full reload can see it.
+    silent = next(v for v in engine.inv.vms.values() if v.name == "web-1")
+    silent.memory = (silent.memory or 0) + (3 << 30)
     refreshed = await api(inventory, "POST", f"/providers/{pid}/refresh")
     assert refreshed.status_code == 202
-    assert refreshed.json()["collectedHere"] is True
+    assert refreshed.json() == {"id": pid, "accepted": True}
+
+    async def reloaded() -> bool:
+        one = (await api(inventory, "GET", f"/providers/{pid}/vms/{silent.id}")).json()
+        return bool(one["data"].get("memory") == silent.memory)
+
+    await eventually(reloaded, within=20, what="the reload asked for")
+    assert (await api(inventory, "POST", "/providers/no-such/refresh")).status_code == 404
     ovirts = (await api(inventory, "GET", "/providers", params={"type": "ovirt"})).json()
     assert pid in {p["id"] for p in ovirts["items"]}
     assert (await api(inventory, "GET", "/providers", params={"type": "x"})).status_code == 422
