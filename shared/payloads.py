@@ -237,15 +237,32 @@ class PlanStatusChanged(Payload):
 # --- orchestrator --------------------------------------------------------------------------
 
 
+class StepProgress(Payload):
+    """How far a step (or one task of it) got: bytes for DiskTransfer, items elsewhere."""
+
+    completed: int = Field(ge=0)
+    total: int = Field(ge=0)
+
+
 class VmStepChanged(Payload):
+    """A step of one VM's pipeline, or one task of a step, changed state.
+
+    ``task`` names a task within the step (DiskTransfer: the disk id; DiskAllocation: the
+    disk id); ``None`` means the step itself. Events may arrive twice or out of order, so
+    consumers order them by ``(attempt, state)``: a higher attempt supersedes, and within an
+    attempt Pending < Running < a final state.
+    """
+
     plan_id: Id
     migration_id: Id
     vm_id: Id
     step: Step
     state: StepState
+    task: Id | None = None
     attempt: int = Field(1, ge=1)
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    progress: StepProgress | None = None
     error: ErrorInfo | None = None
     detail: dict[str, object] = Field(default_factory=dict)
 

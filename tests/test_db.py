@@ -57,7 +57,7 @@ async def test_migrations_from_an_empty_database(empty_engine: AsyncEngine) -> N
     assert await tables_of(empty_engine, "planner") == {"alembic_version"}
     assert await tables_of(empty_engine, "orchestrator") == {"alembic_version", "inbox", "outbox"}
     await migrating.upgrade(empty_engine, planner.migrations, planner.schema)
-    assert await migrating.current(empty_engine, "planner") == "0001"
+    assert await migrating.current(empty_engine, "planner") == "0002"
 
 
 async def test_models_match_migrations(migrated_engine: AsyncEngine) -> None:
