@@ -258,7 +258,13 @@ class VmStepChanged(Payload):
     vm_id: Id
     step: Step
     state: StepState
-    task: Id | None = None
+    task: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description="A task of the step (DiskTransfer, DiskAllocation: the disk id); unset: "
+        "the step itself.",
+    )
     attempt: int = Field(1, ge=1)
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -254,6 +254,46 @@ class ProgressSettings(BaseModel):
     )
 
 
+class PlannerSettings(BaseModel):
+    """How the planner reaches the inventory it validates plans against, and its defaults."""
+
+    inventory_url: str = Field(
+        "http://127.0.0.1:8101",
+        pattern=r"^https?://",
+        description="Base URL of the inventory service's API.",
+    )
+    inventory_token: SecretStr | None = Field(
+        None, description="Bearer token for the inventory API; unset: the first HOIST_AUTH_TOKENS."
+    )
+    inventory_ca_file: Path | None = Field(
+        None, description="CA bundle to verify an https inventory URL with (default: system)."
+    )
+    inventory_timeout_seconds: float = Field(
+        15.0, gt=0, le=300, description="One inventory request gives up after this."
+    )
+    inventory_concurrency: int = Field(
+        16, ge=1, le=256, description="Inventory requests in flight at once per validation."
+    )
+    revalidate_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Plans whose providers changed in the inventory are validated again "
+        "at most this often.",
+    )
+    progress_flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="Progress samples are written in one batch this often."
+    )
+    max_disks_in_flight: int = Field(
+        10, ge=1, le=10_000, description="Default limit of disks copied at once per plan."
+    )
+    max_disks_in_flight_per_source: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Default limit of disks copied at once from one source provider.",
+    )
+
+
 class HoistSettings(BaseSettings):
     """Everything a Hoist service reads from its environment."""
 
@@ -275,3 +315,4 @@ class HoistSettings(BaseSettings):
     kube: KubeSettings = Field(default_factory=KubeSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)

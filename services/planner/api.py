@@ -1,10 +1,282 @@
 """HTTP API of the planner service.
 
-Owns ``/api/v1/plans``, ``/api/v1/networkmaps`` and ``/api/v1/storagemaps``: maps, plans,
-validation, start, cancel, re-run and the status users read. Every route requires a bearer
-token (added by the runner).
+Owns ``/api/v1/networkmaps``, ``/api/v1/storagemaps`` and ``/api/v1/plans``: maps, plans,
+their validation, start (and re-run), cancel, archive, and the status users read
+(``statusroutes``: VMs, their pipelines, past migrations, and a server-sent-events stream).
+Every route requires a bearer token (added by the runner).
+
+Errors: 422 for input that is wrong in itself (``loc`` names the field; a start refused by
+validation lists its ``problems``), 404 an unknown map, plan or VM, 409 a taken name, a map
+in use or a plan running or archived, 412 ``If-Match`` naming an older revision, 503 (with
+``Retry-After``) while the service starts or the inventory cannot be asked.
 """
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from services.planner import launching, maps, plans
+from services.planner.domain import Planner
+from services.planner.errors import (
+    Conflict,
+    Invalid,
+    InventoryUnavailable,
+    NotFound,
+    NotStartable,
+    PreconditionFailed,
+)
+from services.planner.model import (
+    CancelRequest,
+    NetworkMapCreate,
+    NetworkMapUpdate,
+    PlanCreate,
+    PlanUpdate,
+    StorageMapCreate,
+    StorageMapUpdate,
+)
+from shared.service.app import domain_of
 
 router = APIRouter(tags=["planner"])
+T = TypeVar("T")
+RefPath = Annotated[str, Path(min_length=1, max_length=253)]
+MapKind = Literal["network", "storage"]
+
+
+def _planner(request: Request) -> Planner:
+    return domain_of(request, Planner, "PostgreSQL or NATS")
+
+
+async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
+    """Translate domain errors to precise HTTP answers."""
+    try:
+        return await call()
+    except Invalid as exc:
+        raise HTTPException(
+            422, [{"loc": loc, "type": t, "msg": msg} for loc, t, msg in exc.problems]
+        ) from None
+    except NotStartable as exc:
+        raise HTTPException(422, {"message": str(exc), "problems": exc.problems}) from None
+    except Conflict as exc:
+        raise HTTPException(409, [{"loc": exc.loc, "type": "conflict", "msg": str(exc)}]) from None
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except PreconditionFailed as exc:
+        raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(exc)) from None
+    except InventoryUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the inventory cannot be asked right now ({exc}); retry",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+
+
+def _revision(if_match: str | None) -> int | None:
+    """``If-Match: "12"`` (or ``W/"12"``, or ``12``) -> 12."""
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise HTTPException(
+            status.HTTP_412_PRECONDITION_FAILED, "If-Match must be a revision this API returned"
+        )
+    return int(text)
+
+
+def _tagged(body: dict[str, Any], code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=code, headers={"ETag": f'"{body["revision"]}"'})
+
+
+# --- maps -----------------------------------------------------------------------------------
+
+
+def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
+    base = f"/api/v1/{kind}maps"
+
+    async def create_map(request: Request, body: Any) -> JSONResponse:
+        p = _planner(request)
+        row = await _guarded(lambda: maps.create(p.engine, p.inventory, kind, body))
+        return _tagged(maps.public(kind, row), 201)
+
+    async def list_maps(
+        request: Request,
+        provider: Annotated[str | None, Query(max_length=253)] = None,
+    ) -> dict[str, Any]:
+        p = _planner(request)
+        async with p.engine.connect() as conn:
+            rows = await maps.listing(conn, kind, provider)
+        return {"items": [maps.public(kind, r) for r in rows]}
+
+    async def get_map(request: Request, ref: RefPath) -> JSONResponse:
+        p = _planner(request)
+
+        async def run() -> Any:
+            async with p.engine.connect() as conn:
+                return await maps.find(conn, kind, ref)
+
+        return _tagged(maps.public(kind, await _guarded(run)))
+
+    async def update_map(
+        request: Request,
+        ref: RefPath,
+        body: Any,
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        p = _planner(request)
+        revision = _revision(if_match)
+        row = await _guarded(lambda: maps.update(p.engine, p.inventory, kind, ref, body, revision))
+        return _tagged(maps.public(kind, row))
+
+    async def delete_map(request: Request, ref: RefPath) -> Response:
+        p = _planner(request)
+        await _guarded(lambda: maps.remove(p.engine, kind, ref))
+        return Response(status_code=204)
+
+    # The body models differ per kind; FastAPI reads them from the annotations (strings
+    # here, under ``from __future__ import annotations``, which a closure cannot resolve).
+    create_map.__annotations__["body"] = create_model
+    update_map.__annotations__["body"] = update_model
+    title = f"{kind} map"
+    router.add_api_route(base, create_map, methods=["POST"], status_code=201,
+                         summary=f"Create a {title}")  # fmt: skip
+    router.add_api_route(base, list_maps, methods=["GET"], summary=f"List {title}s")
+    router.add_api_route(f"{base}/{{ref}}", get_map, methods=["GET"], summary=f"Read a {title}")
+    router.add_api_route(f"{base}/{{ref}}", update_map, methods=["PATCH"],
+                         summary=f"Change a {title}'s description or entries")  # fmt: skip
+    router.add_api_route(f"{base}/{{ref}}", delete_map, methods=["DELETE"], status_code=204,
+                         summary=f"Delete a {title} no plan uses")  # fmt: skip
+
+
+_map_routes("network", NetworkMapCreate, NetworkMapUpdate)
+_map_routes("storage", StorageMapCreate, StorageMapUpdate)
+
+
+# --- plans ----------------------------------------------------------------------------------
+
+
+@router.post("/api/v1/plans", status_code=201, summary="Create a plan (validated at once)")
+async def create_plan(request: Request, body: PlanCreate) -> JSONResponse:
+    p = _planner(request)
+    row = await _guarded(lambda: plans.create(p.engine, p.inventory, body))
+    return _tagged(plans.public(row, p.settings), 201)
+
+
+@router.get("/api/v1/plans", summary="List plans")
+async def list_plans(
+    request: Request,
+    archived: bool = False,
+    phase: Annotated[
+        str | None, Query(pattern="^(NotReady|Ready|Running|Succeeded|Failed|Canceled)$")
+    ] = None,
+    provider: Annotated[str | None, Query(max_length=253)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=63, description="`next` of a page")] = None,
+) -> dict[str, Any]:
+    p = _planner(request)
+    async with p.engine.connect() as conn:
+        rows = await plans.listing(
+            conn, archived=archived, phase=phase, provider=provider, limit=limit, after=cursor
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": [plans.public(r, p.settings) for r in rows],
+        "next": rows[-1]["name"] if more and rows else None,
+    }
+
+
+@router.get("/api/v1/plans/{ref}", summary="Read a plan: definition, problems, phase")
+async def get_plan(
+    request: Request, ref: RefPath, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    p = _planner(request)
+
+    async def run() -> Any:
+        async with p.engine.connect() as conn:
+            return await plans.find(conn, ref)
+
+    row = await _guarded(run)
+    etag = f'"{row["revision"]}"'
+    if if_none_match == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return _tagged(plans.public(row, p.settings))
+
+
+@router.patch("/api/v1/plans/{ref}", summary="Change a plan (validated again)")
+async def update_plan(
+    request: Request,
+    ref: RefPath,
+    body: PlanUpdate,
+    if_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    p = _planner(request)
+    revision = _revision(if_match)
+    row = await _guarded(lambda: plans.update(p.engine, p.inventory, ref, body, revision))
+    return _tagged(plans.public(row, p.settings))
+
+
+@router.delete("/api/v1/plans/{ref}", status_code=204, summary="Delete a plan not running")
+async def delete_plan(request: Request, ref: RefPath) -> Response:
+    p = _planner(request)
+    await _guarded(lambda: plans.remove(p.engine, ref))
+    return Response(status_code=204)
+
+
+@router.post("/api/v1/plans/{ref}/validate", summary="Validate a plan against the inventory now")
+async def validate_plan(request: Request, ref: RefPath) -> JSONResponse:
+    p = _planner(request)
+    empty = PlanUpdate()
+    row = await _guarded(lambda: plans.update(p.engine, p.inventory, ref, empty, None))
+    return _tagged(plans.public(row, p.settings))
+
+
+@router.post(
+    "/api/v1/plans/{ref}/start",
+    status_code=202,
+    summary="Start the plan, or re-run it: VMs an earlier run migrated are skipped",
+)
+async def start_plan(request: Request, ref: RefPath) -> JSONResponse:
+    p = _planner(request)
+    row, migration = await _guarded(
+        lambda: launching.start(p.engine, p.sessionmaker, p.outbox, p.inventory, p.settings, ref)
+    )
+    body = plans.public(row, p.settings)
+    body["migration"] = {
+        "id": migration["id"],
+        "number": migration["number"],
+        "vms": migration["vms_total"],
+        "skipped": migration["vms_skipped"],
+        "startedAt": migration["started_at"].isoformat(),
+    }
+    return _tagged(body, 202)
+
+
+@router.post(
+    "/api/v1/plans/{ref}/cancel",
+    status_code=202,
+    summary="Cancel the running migration, or chosen VMs of it",
+)
+async def cancel_plan(
+    request: Request, ref: RefPath, body: CancelRequest | None = None
+) -> dict[str, Any]:
+    p = _planner(request)
+    return await _guarded(
+        lambda: launching.cancel(p.sessionmaker, p.outbox, ref, body or CancelRequest())
+    )
+
+
+@router.post("/api/v1/plans/{ref}/archive", summary="Archive a plan (read-only, hidden)")
+async def archive_plan(request: Request, ref: RefPath) -> JSONResponse:
+    p = _planner(request)
+    row = await _guarded(lambda: plans.set_archived(p.engine, ref, True))
+    return _tagged(plans.public(row, p.settings))
+
+
+@router.post("/api/v1/plans/{ref}/unarchive", summary="Bring an archived plan back")
+async def unarchive_plan(request: Request, ref: RefPath) -> JSONResponse:
+    p = _planner(request)
+    row = await _guarded(lambda: plans.set_archived(p.engine, ref, False))
+    return _tagged(plans.public(row, p.settings))

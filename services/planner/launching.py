@@ -9,15 +9,34 @@ start entirely (the user retries) or keeps all of it (the outbox publishes it).
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+import sqlalchemy as sa
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.planner import db
-from shared.payloads import PlanStarted, ProviderType, Step, StepState
+from services.planner import db, plans
+from services.planner.errors import Conflict, Invalid, NotStartable
+from services.planner.inventoryclient import InventoryClient
+from services.planner.model import CancelRequest
+from shared import catalog
+from shared.db.messaging import Outbox
+from shared.payloads import (
+    MigrationType,
+    PlanCancelRequested,
+    PlanStarted,
+    PowerState,
+    ProviderType,
+    Step,
+    StepState,
+)
+from shared.settings import PlannerSettings
+
+log = logging.getLogger("hoist.planner.launching")
 
 # The steps each source's cold pipeline runs, in order (see the orchestrator).
 _COLD: dict[ProviderType, tuple[Step, ...]] = {
@@ -147,3 +166,197 @@ async def _insert_many(session: AsyncSession, table: Any, rows: Sequence[dict[st
     # asyncpg caps a statement at 32,767 parameters; 1,000 rows stay far below.
     for i in range(0, len(rows), 1000):
         await session.execute(insert(table), list(rows[i : i + 1000]))
+
+
+# --- start, re-run, cancel ------------------------------------------------------------------
+
+
+async def start(
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    inv: InventoryClient,
+    settings: PlannerSettings,
+    ref: str,
+) -> tuple[Any, Any]:
+    """Validate the plan again and, if nothing is an error, start its next migration.
+
+    A re-run is the same call on a plan whose last migration ended: VMs an earlier
+    migration migrated are left out (counted as skipped), the others are tried again.
+    Returns the plan and the new migration rows."""
+    async with engine.connect() as conn:
+        row = await plans.find(conn, ref)
+        _startable(row)
+        plan = dict(row)
+        res = await plans.check(conn, inv, plan)
+    outcome = plans.outcome(plan, res, keep_phase=False)
+    if not res.ok:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(db.plans)
+                .where(db.plans.c.id == plan["id"], db.plans.c.revision == plan["revision"])
+                .values(**outcome, revision=db.revision_seq.next_value())
+            )
+        errors = [p.as_dict() for p in res.problems if p.severity == "error"]
+        raise NotStartable(
+            f"the plan has {len(errors)} problem(s) that block a start; fix them and start again",
+            [p.as_dict() for p in res.problems],
+        )
+    if not res.vms:
+        raise Conflict(
+            ["path", "plan"], "every VM of the plan was migrated by an earlier run: nothing to do"
+        )
+    assert res.source is not None
+    assert res.target is not None
+    limits = plans.limits_of(plan, settings)
+    async with sessionmaker() as session, session.begin():
+        locked = (
+            (
+                await session.execute(
+                    select(db.plans).where(db.plans.c.id == plan["id"]).with_for_update()
+                )
+            )
+            .mappings()
+            .one()
+        )
+        _startable(locked)
+        if locked["revision"] != plan["revision"]:
+            raise Conflict(["path", "plan"], "the plan changed while starting; start it again")
+        number = (
+            await session.scalar(
+                select(func.coalesce(func.max(db.migrations.c.number), 0)).where(
+                    db.migrations.c.plan_id == plan["id"]
+                )
+            )
+            or 0
+        ) + 1
+        frozen = PlanStarted(
+            plan_id=plan["id"],
+            migration_id=str(uuid.uuid4()),
+            plan_name=plan["name"],
+            source=res.source,
+            target=res.target,
+            target_namespace=plan["target_namespace"],
+            migration_type=MigrationType(plan["migration_type"]),
+            target_power_state=PowerState(plan["target_power_state"]),
+            transfer_network=_transfer_network(plan),
+            max_disks_in_flight=limits["maxDisksInFlight"],
+            max_disks_in_flight_per_source=limits["maxDisksInFlightPerSource"],
+            vms=res.vms,
+        )
+        rev = await next_revision(session)
+        await record_migration(
+            session,
+            frozen,
+            number=number,
+            skipped=len([v for v in plan["vms"] if v.get("id")]) - len(res.vms),
+            revision=rev,
+        )
+        outcome.update(phase=plans.RUNNING, migration_id=frozen.migration_id, revision=rev)
+        updated = (
+            (
+                await session.execute(
+                    sa.update(db.plans)
+                    .where(db.plans.c.id == plan["id"])
+                    .values(**outcome, updated_at=datetime.now(UTC))
+                    .returning(db.plans)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        await outbox.add(
+            session, catalog.PLAN_STARTED, frozen, event_id=f"plan-started-{frozen.migration_id}"
+        )
+        migration = (
+            (
+                await session.execute(
+                    select(db.migrations).where(db.migrations.c.id == frozen.migration_id)
+                )
+            )
+            .mappings()
+            .one()
+        )
+    log.info(
+        "plan %s started: migration %d (%s) with %d VMs",
+        plan["name"],
+        number,
+        frozen.migration_id,
+        len(frozen.vms),
+    )
+    return updated, migration
+
+
+def _transfer_network(plan: dict[str, Any]) -> str | None:
+    ref = plan["transfer_network"]
+    if not ref:
+        return None
+    return ref if "/" in ref else f"{plan['target_namespace']}/{ref}"
+
+
+def _startable(row: Any) -> None:
+    if row["archived"]:
+        raise Conflict(["path", "plan"], "the plan is archived; unarchive it to start it")
+    if row["phase"] == plans.RUNNING:
+        raise Conflict(
+            ["path", "plan"],
+            f"the plan is running (migration {row['migration_id']}); wait for it or cancel it",
+        )
+
+
+async def cancel(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    ref: str,
+    body: CancelRequest,
+) -> dict[str, Any]:
+    """Ask the orchestrator to cancel the running migration, or chosen VMs of it.
+
+    The VMs' status changes when the orchestrator reports them Canceled (it stops their
+    steps and deletes what they created); until then they show ``cancelRequested``."""
+    async with sessionmaker() as session, session.begin():
+        row = await plans.find(await session.connection(), ref, lock=True)
+        if row["phase"] != plans.RUNNING or row["migration_id"] is None:
+            raise Conflict(["path", "plan"], f"the plan is not running (it is {row['phase']})")
+        mid = row["migration_id"]
+        v = db.vms
+        vms = {
+            r["vm_id"]: r["phase"]
+            for r in (
+                await session.execute(select(v.c.vm_id, v.c.phase).where(v.c.migration_id == mid))
+            ).mappings()
+        }
+        wanted = list(dict.fromkeys(body.vms)) if body.vms else list(vms)
+        unknown: list[tuple[list[str | int], str, str]] = [
+            (["body", "vms", i], "not_found", f"VM {w!r} is not in the running migration")
+            for i, w in enumerate(wanted)
+            if w not in vms
+        ]
+        if unknown:
+            raise Invalid(unknown)
+        final = [w for w in wanted if vms[w] in plans.OUTCOMES]
+        active = [w for w in wanted if vms[w] not in plans.OUTCOMES]
+        if active:
+            rev = await next_revision(session)
+            await session.execute(
+                sa.update(v)
+                .where(v.c.migration_id == mid, v.c.vm_id.in_(active))
+                .values(cancel_requested=True, revision=rev, updated_at=datetime.now(UTC))
+            )
+            if not body.vms:
+                await session.execute(
+                    sa.update(db.migrations)
+                    .where(db.migrations.c.id == mid)
+                    .values(cancel_requested=True, revision=rev)
+                )
+            await outbox.add(
+                session,
+                catalog.PLAN_CANCEL_REQUESTED,
+                PlanCancelRequested(
+                    plan_id=row["id"],
+                    migration_id=mid,
+                    vm_ids=[] if not body.vms else active,
+                    reason=body.reason,
+                ),
+            )
+    return {"migrationId": mid, "canceling": active, "alreadyFinished": final}
