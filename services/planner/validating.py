@@ -152,8 +152,10 @@ async def validate(inv: InventoryClient, plan: PlanInput) -> Result:
                 "MapProvidersMismatch",
                 f"map {m['name']!r} maps other providers than the plan's",
             )
-    if source is None or target is None or not res.ok:
-        return res
+    if source is None or target is None or any(
+        p.path in ("sourceProvider", "targetProvider") for p in res.problems
+    ):
+        return res  # without both providers nothing else can be checked
     res.source, res.target = provider_ref(source), provider_ref(target)
     ptype = ProviderType(source["type"])
     sid, tid = source["id"], target["id"]
