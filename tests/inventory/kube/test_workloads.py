@@ -153,12 +153,12 @@ async def test_full_load_sees_vms_pvcs_and_capacities(
     pool = items["storagecapacity", "kube-system/csisc-standard"]
     assert (pool.name, pool.parent) == ("csisc-standard", "standard")
     assert pool.data["storageClassName"] == "standard"
-    assert pool.data["capacityBytes"] == 7 * GiB
-    assert pool.data["maximumVolumeSizeBytes"] == 8 * GiB
+    assert pool.data["capacity"] == 7 * GiB
+    assert pool.data["maximumVolumeSize"] == 8 * GiB
     assert pool.data["nodeTopology"] == {}
     node = items["storagecapacity", "kube-system/csisc-standard-wffc-node-1"]
     assert node.parent == "standard-wffc"
-    assert node.data["capacityBytes"] == node.data["maximumVolumeSizeBytes"] == 4 * GiB
+    assert node.data["capacity"] == node.data["maximumVolumeSize"] == 4 * GiB
     assert node.data["nodeTopology"] == {"matchLabels": {"kubernetes.io/hostname": "node-1"}}
 
     # An unchanged cluster loads to the same digests (nothing volatile is kept).
@@ -195,7 +195,7 @@ async def test_watches_follow_each_kind(api: client.ApiClient, make_source: Sour
             and claim is not None
             and claim.status == "Bound"
             and pool is not None
-            and pool.data["capacityBytes"] == start - 2 * GiB
+            and pool.data["capacity"] == start - 2 * GiB
         )
 
     batch = await collect(source, provisioned)
@@ -211,7 +211,7 @@ async def test_watches_follow_each_kind(api: client.ApiClient, make_source: Sour
         return (
             {claim_key, vm_key} <= set(b.deleted)
             and pool is not None
-            and pool.data["capacityBytes"] == start
+            and pool.data["capacity"] == start
         )
 
     batch = await collect(source, released)
@@ -280,6 +280,6 @@ def test_odd_objects_normalize() -> None:
         {"metadata": {"name": "s", "namespace": "kube-system"}, "storageClassName": "fast"}
     )
     assert unknown.parent == "fast"
-    assert unknown.data["capacityBytes"] is None
-    assert unknown.data["maximumVolumeSizeBytes"] is None
+    assert unknown.data["capacity"] is None
+    assert unknown.data["maximumVolumeSize"] is None
     assert unknown.data["nodeTopology"] is None  # absent: no node reaches it

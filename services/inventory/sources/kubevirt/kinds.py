@@ -263,9 +263,9 @@ def persistent_volume_claim(obj: Obj) -> Item:
 
 def storage_capacity(obj: Obj) -> Item:
     """A CSIStorageCapacity: what a CSI driver can still provision for one class in one
-    topology segment. ``capacity`` absent means unknown (the scheduler reads it as none);
-    ``nodeTopology`` is kept as given: absent means no node reaches the storage, ``{}``
-    every node."""
+    topology segment. ``capacity`` and ``maximumVolumeSize`` are in bytes, None when absent
+    (an absent capacity means unknown, which the scheduler reads as none); ``nodeTopology``
+    is kept as given: absent means no node reaches the storage, ``{}`` every node."""
     meta = _meta(obj)
     ns, key = _namespaced(obj)
     capacity, largest = obj.get("capacity"), obj.get("maximumVolumeSize")
@@ -279,10 +279,8 @@ def storage_capacity(obj: Obj) -> Item:
             **_common(obj),
             "namespace": ns,
             "storageClassName": str(obj.get("storageClassName") or ""),
-            "capacity": str(capacity) if capacity is not None else None,
-            "capacityBytes": _bytes(capacity),
-            "maximumVolumeSize": str(largest) if largest is not None else None,
-            "maximumVolumeSizeBytes": _bytes(largest),
+            "capacity": _bytes(capacity),
+            "maximumVolumeSize": _bytes(largest),
             "nodeTopology": topology if isinstance(topology, dict) else None,
         },
     )
