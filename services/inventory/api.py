@@ -220,7 +220,9 @@ async def list_collection(
     return await _guarded(run)
 
 
-@router.get("/api/v1/providers/{ref}/{collection}/{object_id}")
+# ``:path``: the ids of namespaced target objects are ``namespace/name``, and a ``%2F``
+# would not help (the server decodes the path before routing).
+@router.get("/api/v1/providers/{ref}/{collection}/{object_id:path}")
 async def get_object(
     request: Request,
     ref: str,

@@ -41,6 +41,9 @@ COLLECTIONS: dict[str, str] = {
     "storageclass": "storageclasses",
     "storageprofile": "storageprofiles",
     "networkattachmentdefinition": "networkattachmentdefinitions",
+    "virtualmachine": "virtualmachines",
+    "persistentvolumeclaim": "persistentvolumeclaims",
+    "storagecapacity": "storagecapacities",
 }
 KINDS: dict[str, str] = {c: k for k, c in COLLECTIONS.items()}
 
@@ -73,6 +76,9 @@ KINDS_BY_TYPE: dict[ProviderType, tuple[str, ...]] = {
         "storageclass",
         "storageprofile",
         "networkattachmentdefinition",
+        "virtualmachine",
+        "persistentvolumeclaim",
+        "storagecapacity",
     ),
 }
 

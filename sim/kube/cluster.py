@@ -39,13 +39,16 @@ CONTROLLERS: dict[str, str] = {
     "scheduler": "sim.kube.controllers.scheduling:Scheduler",
     "kubelet": "sim.kube.controllers.kubelet:Kubelet",
     "protection": "sim.kube.controllers.protection:Protection",
+    "capacity": "sim.kube.controllers.capacity:CapacityPublisher",
 }
 
 
 class Cluster:
     def __init__(self, config: ClusterConfig | None = None, **overrides: Any) -> None:
         self.config = config or ClusterConfig(**overrides)
-        self.registry = Registry(BUILTIN)
+        self.registry = Registry(
+            [k for k in BUILTIN if self.config.kubevirt or k.group != "kubevirt.io"]
+        )
         self.store = Store(self.registry, history=self.config.history)
         self.validator = Validator(self.config.kube_version, strict=self.config.strict_fields)
         self.store.admitters.append(Admission(self.store, self.validator))

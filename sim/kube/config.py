@@ -69,6 +69,8 @@ class ClusterConfig:
     #: Where volumes live (a directory per Filesystem PV, a sparse file per Block PV).
     storage_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hoist-kube-")))
     #: Bytes each StorageClass may provision in total (name -> bytes); absent: unbounded.
+    #: Published as CSIStorageCapacity objects in kube-system, as the CSI
+    #: external-provisioner does with capacity tracking on.
     storage_capacity: dict[str, int] = field(default_factory=dict)
     #: image (without tag) -> argv that stands for the image's entrypoint.
     images: dict[str, list[str]] = field(default_factory=dict)
@@ -76,6 +78,9 @@ class ClusterConfig:
     #: "kubelet".
     disabled: frozenset[str] = frozenset()
     kube_version: str = "1.30"
+    #: Serve KubeVirt's ``kubevirt.io/v1`` (False: a cluster KubeVirt is not installed on,
+    #: whose VirtualMachine paths answer 404 as a real one's do).
+    kubevirt: bool = True
     #: Refuse unknown fields (kubectl's default `--validate=strict`), rather than drop them.
     strict_fields: bool = True
     host: str = "127.0.0.1"

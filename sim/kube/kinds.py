@@ -234,6 +234,17 @@ BUILTIN: list[Kind] = [
             ("VolumeBindingMode", ".volumeBindingMode", "string"),
         ),
     ),
+    Kind(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        True,
+        columns=(
+            ("StorageClassName", ".storageClassName", "string"),
+            ("Capacity", ".capacity", "string"),
+        ),
+    ),
     Kind("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     Kind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     Kind("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),

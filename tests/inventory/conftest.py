@@ -26,7 +26,9 @@ PREFIX = "invsvc"
 @pytest.fixture(scope="module")
 async def kube_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     base = tmp_path_factory.mktemp("kube")
-    async with Cluster(ClusterConfig(storage_root=base / "volumes")) as sim:
+    # A capacity limit, so the target publishes a CSIStorageCapacity the API can show.
+    config = ClusterConfig(storage_root=base / "volumes", storage_capacity={"standard": 64 << 30})
+    async with Cluster(config) as sim:
         sim.kubeconfig(base / "kubeconfig")
         yield sim
 

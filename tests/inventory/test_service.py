@@ -332,6 +332,71 @@ async def test_local_cluster_as_kubevirt_target(inventory: ServiceProcess) -> No
     await api(inventory, "DELETE", f"/providers/{pid}")
 
 
+async def test_kubevirt_target_workloads_through_the_api(
+    inventory: ServiceProcess, kube: client.ApiClient
+) -> None:
+    """What the planner asks a target: is this PVC (or VM) name taken in the namespace, and
+    how much can the class still hold."""
+    ns = unique("apps")
+    core = client.CoreV1Api(kube)
+    await core.create_namespace({"metadata": {"name": ns}})
+    r = await api(
+        inventory, "POST", "/providers", json={"name": unique("target"), "type": "kubevirt"}
+    )
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    await wait_phase(inventory, pid, "Ready")
+    claim = {
+        "metadata": {"name": "web-root"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": "standard",
+        },
+    }
+    await core.create_namespaced_persistent_volume_claim(ns, claim)
+
+    async def claims() -> list[Any]:
+        page = await api(
+            inventory,
+            "GET",
+            f"/providers/{pid}/persistentvolumeclaims",
+            params={"parent": ns, "detail": 1},
+        )
+        assert page.status_code == 200, page.text
+        items: list[Any] = page.json()["items"]
+        return items
+
+    async def bound() -> bool:
+        return [(c["name"], c["status"]) for c in await claims()] == [("web-root", "Bound")]
+
+    await eventually(bound, what="the claim, bound, in the target's inventory")
+    (found,) = await claims()
+    assert found["id"] == f"{ns}/web-root"
+    assert found["data"]["requestedBytes"] == 1 << 30
+    one = await api(inventory, "GET", f"/providers/{pid}/persistentvolumeclaims/{ns}/web-root")
+    assert one.status_code == 200, one.text
+    assert one.json()["data"]["storageClassName"] == "standard"
+
+    pools = await api(
+        inventory, "GET", f"/providers/{pid}/storagecapacities", params={"parent": "standard"}
+    )
+    assert pools.status_code == 200, pools.text
+    assert [p["id"] for p in pools.json()["items"]] == ["kube-system/csisc-standard"]
+    vms = await api(inventory, "GET", f"/providers/{pid}/virtualmachines", params={"parent": ns})
+    assert (vms.status_code, vms.json()["items"]) == (200, [])
+
+    await core.delete_namespaced_persistent_volume_claim("web-root", ns)
+
+    async def gone() -> bool:
+        return await claims() == []
+
+    await eventually(gone, what="the deleted claim gone from the inventory")
+    missing = await api(inventory, "GET", f"/providers/{pid}/persistentvolumeclaims/{ns}/web-root")
+    assert missing.status_code == 404
+    await api(inventory, "DELETE", f"/providers/{pid}")
+
+
 @contextlib.asynccontextmanager
 async def silent_tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     """A server that completes the TLS handshake and then never answers: the worst kind of

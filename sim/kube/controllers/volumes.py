@@ -1,18 +1,18 @@
 """What the storage controllers, the scheduler and the kubelet share about volumes.
 
-Kubernetes quantities, the annotations the PV controller and the external-provisioner
-write, and where a PersistentVolume's data lives on this machine.
+Kubernetes quantities (parsed by ``shared.quantity``, re-exported here), the annotations
+the PV controller and the external-provisioner write, and where a PersistentVolume's data
+lives on this machine.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Iterator
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.quantity import quantity as quantity  # re-exported for the controllers
+from shared.quantity import size_bytes as size_bytes
 from sim.kube.config import HOSTPATH_PROVISIONER
 
 if TYPE_CHECKING:
@@ -30,50 +30,6 @@ STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
 BETA_STORAGE_PROVISIONER = "volume.beta.kubernetes.io/storage-provisioner"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
-
-_SUFFIXES: dict[str, Decimal] = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-_QUANTITY = re.compile(
-    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$"
-)
-
-
-def quantity(value: str | int | float) -> Decimal:
-    """A Kubernetes quantity ("10Gi", "500m", "1.5G", "1e3", 1024) as a number."""
-    if isinstance(value, int | float):
-        return Decimal(str(value))
-    match = _QUANTITY.match(str(value).strip())
-    if match is None:
-        raise ValueError(f"quantities must match the regular expression: {value!r}")
-    number, exponent, suffix = match.groups()
-    try:
-        result = Decimal(number)
-    except InvalidOperation as exc:  # pragma: no cover - the regex only lets numbers through
-        raise ValueError(f"invalid quantity {value!r}") from exc
-    if exponent:
-        return result * Decimal(10) ** int(exponent[1:])
-    return result * _SUFFIXES[suffix or ""]
-
-
-def size_bytes(value: str | int | float) -> int:
-    """Bytes of a storage quantity, rounded up as the API server rounds a request."""
-    return math.ceil(quantity(value))
 
 
 def requested_bytes(claim: Obj) -> int:

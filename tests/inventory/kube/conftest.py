@@ -1,13 +1,16 @@
-"""Fixtures: one simulated cluster per module, Hoist's settings pointing at it, sources."""
+"""Fixtures: one simulated cluster per module, Hoist's settings pointing at it, sources;
+and ``collect``, which merges a source's refresh() batches until a change has arrived."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import pytest
 from kubernetes_asyncio import client
 
+from services.inventory.model import Batch
 from services.inventory.sources.contract import Blocking, ProviderInfo, SourceContext
 from services.inventory.sources.kubevirt import KubeVirtSource
 from shared.kube import local_client
@@ -85,3 +88,29 @@ async def make_source(
     yield make
     for source in made:
         await source.close()
+
+
+async def collect(
+    source: KubeVirtSource, done: Callable[[Batch], bool], seconds: float = 10
+) -> Batch:
+    """Merge refresh() batches until ``done`` holds for the merge (hang guard ``seconds``)."""
+    merged = Batch()
+    complete: set[str] = set()
+
+    async def loop() -> Batch:
+        nonlocal complete
+        while True:
+            batch = await source.refresh()
+            merged.items.extend(batch.items)
+            merged.deleted.extend(batch.deleted)
+            complete |= batch.complete
+            merged.complete = frozenset(complete)
+            if done(merged):
+                return merged
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(loop(), seconds)
+
+
+def keys(batch: Batch) -> set[tuple[str, str]]:
+    return {item.key for item in batch.items}

@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 import yaml
 
+from services.inventory.model import KINDS_BY_TYPE
 from services.inventory.sources.contract import ConnectionProblem, Reason
 from services.inventory.sources.kubevirt import KubeVirtSource
+from shared.payloads import ProviderType
 from shared.settings import KubeSettings
 from shared.tls import fetch_certificate
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
 from tests.inventory.kube.conftest import GETTER, SourceFactory
 
-KINDS = {"namespace", "storageclass", "storageprofile", "networkattachmentdefinition"}
+KINDS = set(KINDS_BY_TYPE[ProviderType.KUBEVIRT])
 
 
 def ca_pem(cluster: Cluster) -> str:

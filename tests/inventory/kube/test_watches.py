@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,42 +14,15 @@ from kubernetes_asyncio import client
 
 from services.inventory.model import Batch
 from services.inventory.sources.contract import ConnectionProblem, Reason
-from services.inventory.sources.kubevirt import KubeVirtSource
 from shared.settings import KubeSettings
 from sim.kube import crds
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.inventory.kube.conftest import SourceFactory
+from tests.inventory.kube.conftest import SourceFactory, collect, keys
 
 NAD_CRD = "network-attachment-definitions.k8s.cni.cncf.io"
 RWX_BLOCK = [{"accessModes": ["ReadWriteMany"], "volumeMode": "Block"}]
 LATE = ("networkattachmentdefinition", "default/late")
-
-
-async def collect(
-    source: KubeVirtSource, done: Callable[[Batch], bool], seconds: float = 10
-) -> Batch:
-    """Merge refresh() batches until ``done`` holds for the merge (hang guard ``seconds``)."""
-    merged = Batch()
-    complete: set[str] = set()
-
-    async def loop() -> Batch:
-        nonlocal complete
-        while True:
-            batch = await source.refresh()
-            merged.items.extend(batch.items)
-            merged.deleted.extend(batch.deleted)
-            complete |= batch.complete
-            merged.complete = frozenset(complete)
-            if done(merged):
-                return merged
-            await asyncio.sleep(0.05)
-
-    return await asyncio.wait_for(loop(), seconds)
-
-
-def keys(batch: Batch) -> set[tuple[str, str]]:
-    return {item.key for item in batch.items}
 
 
 async def test_changes_arrive_through_refresh(
@@ -135,11 +108,11 @@ async def test_dropped_watches_resume(
 
     async def drop(times: int) -> None:
         dropped = 0
-        while dropped < times:  # each of the 4 watches, about twice, as they reconnect
+        while dropped < times:  # each of the 7 watches, about twice, as they reconnect
             dropped += cluster.store.drop_watches()
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(drop(8), 10)
+    await asyncio.wait_for(drop(14), 10)
     await client.CoreV1Api(api).create_namespace({"metadata": {"name": "after-drop"}})
     await collect(source, lambda b: ("namespace", "after-drop") in keys(b))
 

@@ -1,10 +1,11 @@
-"""The four kinds a KubeVirt target is collected for, and how each becomes an ``Item``.
+"""The kinds a KubeVirt target is collected for, and how each becomes an ``Item``.
 
 Objects are read as raw JSON (no model classes: custom resources have none, and the raw
-dict is what the store keeps under ``data``). Ids are names (``namespace/name`` for the
-namespaced NetworkAttachmentDefinition) because storage and network maps refer to them by
-name; only fields that mean something to a migration are kept, never ``resourceVersion``
-or ``managedFields``, so an object re-listed unchanged hashes alike.
+dict is what the store keeps under ``data``). Ids are names (``namespace/name`` for
+namespaced kinds) because storage and network maps refer to them by name and the planner
+checks the names it will create against them; only fields that mean something to a
+migration are kept, never ``resourceVersion`` or ``managedFields``, so an object re-listed
+unchanged hashes alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.inventory.model import Item
+from shared.labels import PREFIX as HOIST_LABEL_PREFIX
+from shared.quantity import size_bytes
 
 Obj = dict[str, Any]
 
@@ -33,17 +36,18 @@ class KindSpec:
     version: str
     plural: str
     normalize: Callable[[Obj], Item]
+    #: Ids are ``namespace/name``.
+    namespaced: bool = False
+    #: A 404 means "not installed here" (an add-on's CRD, an API an older cluster lacks):
+    #: an empty kind, listed again until it appears. For the others a 404 means the URL is
+    #: not a Kubernetes API server.
+    optional: bool = False
 
     @property
     def path(self) -> str:
         """The cluster-wide collection (all namespaces for a namespaced kind)."""
         base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
         return f"{base}/{self.plural}"
-
-    @property
-    def optional(self) -> bool:
-        """Served by an add-on's CRD: a 404 means not installed, an empty kind."""
-        return self.group not in ("", "storage.k8s.io")
 
 
 def _meta(obj: Obj) -> Obj:
@@ -58,6 +62,25 @@ def _common(obj: Obj) -> Obj:
         "labels": dict(meta.get("labels") or {}),
         "created": meta.get("creationTimestamp", ""),
     }
+
+
+def _namespaced(obj: Obj) -> tuple[str, str]:
+    """(namespace, the ``namespace/name`` id) of a namespaced object."""
+    meta = _meta(obj)
+    ns = str(meta.get("namespace", ""))
+    return ns, f"{ns}/{meta['name']}"
+
+
+def _bytes(value: object) -> int | None:
+    """Bytes of a quantity; None when absent or unparsable (the server validates
+    quantities, so unparsable means a server Hoist cannot read, not a reason to drop the
+    object: its name still counts)."""
+    if value is None or value == "":
+        return None
+    try:
+        return size_bytes(str(value))
+    except ValueError:
+        return None
 
 
 def namespace(obj: Obj) -> Item:
@@ -153,11 +176,11 @@ def cni_config(text: object) -> Obj:
 
 def network_attachment_definition(obj: Obj) -> Item:
     meta = _meta(obj)
-    ns = meta.get("namespace", "")
+    ns, key = _namespaced(obj)
     annotations = meta.get("annotations") or {}
     return Item(
         kind="networkattachmentdefinition",
-        id=f"{ns}/{meta['name']}",
+        id=key,
         name=meta["name"],
         parent=ns,
         data={
@@ -169,16 +192,148 @@ def network_attachment_definition(obj: Obj) -> Item:
     )
 
 
+def hoist_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The ``hoist.io/*`` labels: what tells the planner an object is Hoist's own (a VM it
+    created for a plan) rather than a name collision with someone else's."""
+    return {k: v for k, v in labels.items() if k.startswith(HOIST_LABEL_PREFIX)}
+
+
+def virtual_machine(obj: Obj) -> Item:
+    """A KubeVirt VirtualMachine. ``runStrategy`` is the effective one: KubeVirt treats the
+    deprecated ``running: true/false`` as ``Always``/``Halted``."""
+    meta = _meta(obj)
+    ns, key = _namespaced(obj)
+    spec = obj.get("spec") or {}
+    running = spec.get("running")
+    strategy = spec.get("runStrategy") or ""
+    if not strategy and isinstance(running, bool):
+        strategy = "Always" if running else "Halted"
+    common = _common(obj)
+    return Item(
+        kind="virtualmachine",
+        id=key,
+        name=meta["name"],
+        parent=ns,
+        status=str((obj.get("status") or {}).get("printableStatus") or ""),
+        data={
+            **common,
+            "namespace": ns,
+            "hoist": hoist_labels(common["labels"]),
+            "running": running if isinstance(running, bool) else None,
+            "runStrategy": str(strategy),
+        },
+    )
+
+
+def persistent_volume_claim(obj: Obj) -> Item:
+    """A PVC. ``storageClassName`` stays as given: absent (None) means the default class,
+    ``""`` means no class (only pre-provisioned volumes), which a capacity check must tell
+    apart. Status is the phase, or ``Terminating`` while deletion waits (as kubectl shows)."""
+    meta = _meta(obj)
+    ns, key = _namespaced(obj)
+    spec = obj.get("spec") or {}
+    phase = str((obj.get("status") or {}).get("phase") or "Pending")
+    requested = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+    ref = spec.get("dataSourceRef") or spec.get("dataSource")
+    source = (
+        {k: str(ref[k]) for k in ("apiGroup", "kind", "name", "namespace") if ref.get(k)}
+        if isinstance(ref, dict)
+        else None
+    )
+    return Item(
+        kind="persistentvolumeclaim",
+        id=key,
+        name=meta["name"],
+        parent=ns,
+        status="Terminating" if meta.get("deletionTimestamp") else phase,
+        data={
+            **_common(obj),
+            "namespace": ns,
+            "phase": phase,
+            "storageClassName": spec.get("storageClassName"),
+            "volumeMode": spec.get("volumeMode") or "Filesystem",
+            "accessModes": list(spec.get("accessModes") or []),
+            "requested": str(requested) if requested is not None else "",
+            "requestedBytes": _bytes(requested),
+            "volumeName": spec.get("volumeName") or "",
+            "dataSourceRef": source,
+        },
+    )
+
+
+def storage_capacity(obj: Obj) -> Item:
+    """A CSIStorageCapacity: what a CSI driver can still provision for one class in one
+    topology segment. ``capacity`` and ``maximumVolumeSize`` are in bytes, None when absent
+    (an absent capacity means unknown, which the scheduler reads as none); ``nodeTopology``
+    is kept as given: absent means no node reaches the storage, ``{}`` every node."""
+    meta = _meta(obj)
+    ns, key = _namespaced(obj)
+    capacity, largest = obj.get("capacity"), obj.get("maximumVolumeSize")
+    topology = obj.get("nodeTopology")
+    return Item(
+        kind="storagecapacity",
+        id=key,
+        name=meta["name"],
+        parent=str(obj.get("storageClassName") or ""),
+        data={
+            **_common(obj),
+            "namespace": ns,
+            "storageClassName": str(obj.get("storageClassName") or ""),
+            "capacity": _bytes(capacity),
+            "maximumVolumeSize": _bytes(largest),
+            "nodeTopology": topology if isinstance(topology, dict) else None,
+        },
+    )
+
+
 SPECS: tuple[KindSpec, ...] = (
     KindSpec("namespace", "", "v1", "namespaces", namespace),
     KindSpec("storageclass", "storage.k8s.io", "v1", "storageclasses", storage_class),
-    KindSpec("storageprofile", "cdi.kubevirt.io", "v1beta1", "storageprofiles", storage_profile),
+    KindSpec(
+        "storageprofile",
+        "cdi.kubevirt.io",
+        "v1beta1",
+        "storageprofiles",
+        storage_profile,
+        optional=True,
+    ),
     KindSpec(
         "networkattachmentdefinition",
         "k8s.cni.cncf.io",
         "v1",
         "network-attachment-definitions",
         network_attachment_definition,
+        namespaced=True,
+        optional=True,
+    ),
+    # The probe refuses a target without kubevirt.io/v1, but a load does not depend on it:
+    # KubeVirt uninstalled after the provider was made empties the kind, nothing more.
+    KindSpec(
+        "virtualmachine",
+        "kubevirt.io",
+        "v1",
+        "virtualmachines",
+        virtual_machine,
+        namespaced=True,
+        optional=True,
+    ),
+    KindSpec(
+        "persistentvolumeclaim",
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        persistent_volume_claim,
+        namespaced=True,
+    ),
+    # storage.k8s.io/v1 since Kubernetes 1.24; a server without it is an empty kind.
+    KindSpec(
+        "storagecapacity",
+        "storage.k8s.io",
+        "v1",
+        "csistoragecapacities",
+        storage_capacity,
+        namespaced=True,
+        optional=True,
     ),
 )
 
@@ -186,6 +341,6 @@ SPECS: tuple[KindSpec, ...] = (
 def item_key(spec: KindSpec, obj: Obj) -> tuple[str, str]:
     """The key a (possibly partial, e.g. DELETED) object has, without normalizing it."""
     meta = _meta(obj)
-    if spec.kind == "networkattachmentdefinition":
+    if spec.namespaced:
         return spec.kind, f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     return spec.kind, str(meta.get("name", ""))

@@ -1,9 +1,9 @@
 """Raw JSON reads over a kubernetes-asyncio ApiClient, and what their failures mean.
 
 The typed API classes would turn every object into a model only for it to be turned back
-into a dict, and custom resources (StorageProfile, NetworkAttachmentDefinition) have no
-models; ``ApiClient.call_api`` with ``object`` as the response type keeps the JSON, with
-the client's authentication and TLS.
+into a dict, and custom resources (StorageProfile, NetworkAttachmentDefinition,
+VirtualMachine) have no models; ``ApiClient.call_api`` with ``object`` as the response type
+keeps the JSON, with the client's authentication and TLS.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def problem(exc: BaseException, where: str) -> ConnectionProblem:
                 Reason.PERMISSION_DENIED,
                 f"{where}: forbidden (403){': ' + detail if detail else ''}; grant the "
                 "provider's identity get, list and watch on namespaces, storageclasses, "
+                "csistoragecapacities, persistentvolumeclaims, virtualmachines, "
                 "storageprofiles and network-attachment-definitions",
             )
         if status == 404:

@@ -6,6 +6,10 @@ receive a single VM, so the probe fails with ``API_UNSUPPORTED``). CDI's Storage
 (``cdi.kubevirt.io/v1beta1``) and Multus' NetworkAttachmentDefinitions are optional: Hoist's
 own populators copy the disks without CDI, and a target may use only the pod network.
 Their presence is reported in the probe's facts, and a missing one is an empty kind.
+
+Besides what maps refer to (namespaces, storage classes and profiles, NADs), a target's
+VirtualMachines and PVCs are collected so the planner can refuse a plan whose names are
+taken, and its CSIStorageCapacity objects so it can tell a plan that does not fit.
 """
 
 from __future__ import annotations
