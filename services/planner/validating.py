@@ -87,6 +87,19 @@ class Result:
     target: ProviderRef | None = None
     #: Names of the VMs found in the inventory (id -> name), for display.
     names: dict[str, str] = field(default_factory=dict)
+    #: Problems of map entries, reported only if a VM of the plan uses the entry (a map
+    #: serves many plans; an entry another plan needs must not block this one).
+    deferred: dict[tuple[str, str], list[Problem]] = field(default_factory=dict)
+    #: Severity of a map entry whose source does not exist (a plan: harmless, a warning).
+    missing_source: str = ERROR
+
+    def use(self, kind: str, key: str) -> bool:
+        """Report the deferred problems of the entry ``key`` maps through; True if any."""
+        found = self.deferred.get((kind, key), [])
+        for p in found:
+            if p not in self.problems:
+                self.problems.append(p)
+        return bool(found)
 
     @property
     def ok(self) -> bool:
@@ -152,11 +165,14 @@ async def validate(inv: InventoryClient, plan: PlanInput) -> Result:
                 "MapProvidersMismatch",
                 f"map {m['name']!r} maps other providers than the plan's",
             )
-    if source is None or target is None or any(
-        p.path in ("sourceProvider", "targetProvider") for p in res.problems
+    if (
+        source is None
+        or target is None
+        or any(p.path in ("sourceProvider", "targetProvider") for p in res.problems)
     ):
         return res  # without both providers nothing else can be checked
     res.source, res.target = provider_ref(source), provider_ref(target)
+    res.missing_source = WARNING
     ptype = ProviderType(source["type"])
     sid, tid = source["id"], target["id"]
     tgt, vms = await asyncio.gather(
@@ -255,13 +271,23 @@ async def _resolve_sources(
         if src.get("id") is not None:
             one = by_id.get(src["id"])
             if one is None:
-                res.add(f"{path}.entries[{i}].source", "SourceNotFound", _gone(collection, src))
+                res.add(
+                    f"{path}.entries[{i}].source",
+                    "SourceNotFound",
+                    _gone(collection, src),
+                    res.missing_source,
+                )
                 continue
             o = one
         else:
             found = by_name.get(src["name"], [])
             if not found:
-                res.add(f"{path}.entries[{i}].source", "SourceNotFound", _gone(collection, src))
+                res.add(
+                    f"{path}.entries[{i}].source",
+                    "SourceNotFound",
+                    _gone(collection, src),
+                    res.missing_source,
+                )
                 continue
             if len(found) > 1:
                 res.add(
@@ -293,11 +319,13 @@ async def _network_destinations(
         if target == "multus":
             target = _nad_id(f"{dest.get('namespace') or plan.target_namespace}/{dest['name']}", "")
             if target not in tgt.nads:
-                res.add(
+                problem = Problem(
                     f"networkMap.entries[{i}].destination",
                     "NetworkAttachmentDefinitionNotFound",
                     f"no NetworkAttachmentDefinition {target} in the target cluster",
                 )
+                for k in keys.get(i, []):
+                    res.deferred.setdefault(("network", k), []).append(problem)
         for k in keys.get(i, []):
             out[k] = target
     return out
@@ -318,10 +346,12 @@ async def _storage_destinations(
     keys = await _resolve_sources(inv, res, "storageMap", sid, collection, entries)
     out: dict[str, _Storage] = {}
     for i, e in enumerate(entries):
-        storage = _storage_of(res, f"storageMap.entries[{i}].destination", e["destination"], tgt)
-        if storage is not None:
-            for k in keys.get(i, []):
+        found = Result()
+        storage = _storage_of(found, f"storageMap.entries[{i}].destination", e["destination"], tgt)
+        for k in keys.get(i, []):
+            if storage is not None:
                 out[k] = storage
+            res.deferred.setdefault(("storage", k), []).extend(found.problems)
     return out
 
 
@@ -527,6 +557,8 @@ def _plan_disks(
     for j, d in enumerate(shaping.disks(ptype, vm)):
         dpath = f"{path}.disks[{j}]"
         storage = storages.get(d.storage)
+        if res.use("storage", d.storage):
+            continue  # the entry's own problem says why
         if storage is None:
             where = "image-backed root disk (Glance)" if d.storage == shaping.GLANCE else (
                 f"storage {d.storage!r}" if d.storage else "no storage (no volume type)"
@@ -598,6 +630,7 @@ def _plan_nics(
             continue
         else:
             target = networks[n.network]
+            res.use("network", n.network)
         pod += target == "pod"
         out.append(
             PlannedNic(
@@ -662,4 +695,6 @@ async def validate_map(
         pvcs=[],
     )
     await _storage_destinations(inv, res, plan, ptype, source["id"], tgt)
+    for kind, key in list(res.deferred):  # on its own, a map's every entry counts
+        res.use(kind, key)
     return res.problems

@@ -145,9 +145,7 @@ async def _populate(sim: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-async def providers(
-    inventory: ServiceProcess, engine: Engine, kube_sim: Cluster
-) -> dict[str, str]:
+async def providers(inventory: ServiceProcess, engine: Engine, kube_sim: Cluster) -> dict[str, str]:
     """An oVirt source and the simulated cluster as target, both Ready; name -> id."""
     out: dict[str, str] = {}
     body = {
@@ -160,7 +158,8 @@ async def providers(
     r = await api(inventory, "POST", "/providers", json=body)
     assert r.status_code == 201, r.text
     out["ovirt"] = r.json()["id"]
-    r = await api(inventory, "POST", "/providers", json={"name": unique("host"), "type": "kubevirt"})
+    host = {"name": unique("host"), "type": "kubevirt"}
+    r = await api(inventory, "POST", "/providers", json=host)
     assert r.status_code == 201, r.text
     out["cluster"] = r.json()["id"]
     for pid in out.values():
@@ -215,7 +214,9 @@ def network_map_body(providers: dict[str, str], **over: Any) -> dict[str, Any]:
     return body
 
 
-def storage_map_body(providers: dict[str, str], cls: str = "standard", **over: Any) -> dict[str, Any]:
+def storage_map_body(
+    providers: dict[str, str], cls: str = "standard", **over: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": unique("store"),
         "sourceProvider": providers["ovirt"],

@@ -24,6 +24,12 @@ from tests.planner.conftest import (
 from tools.processes import ServiceProcess
 
 
+def has_loc(body: dict[str, Any], loc: list[Any]) -> bool:
+    """A 422 names the field ``loc`` (or a field beneath it)."""
+    want = [str(x) for x in loc]
+    return any([str(x) for x in d["loc"][: len(want)]] == want for d in body["detail"])
+
+
 def codes(body: dict[str, Any]) -> set[tuple[str, str]]:
     return {(p["path"], p["code"]) for p in body["problems"]}
 
@@ -83,8 +89,7 @@ async def test_maps_refuse_bad_input(planner: ServiceProcess, providers: dict[st
     for path, body, loc in cases:
         r = await api(planner, "POST", path, json=body)
         assert r.status_code == 422, (body, r.text)
-        locs = [d["loc"] for d in r.json()["detail"]]
-        assert any(list(map(str, l[: len(loc)])) == list(map(str, loc)) for l in locs), (loc, locs)
+        assert has_loc(r.json(), loc), (loc, r.json())
 
 
 async def test_map_problems_come_from_the_inventory(
@@ -116,8 +121,10 @@ async def test_map_problems_come_from_the_inventory(
         "storageClass": "unknown-csi", "volumeMode": "Filesystem",
         "accessMode": "ReadWriteOnce"}}])  # fmt: skip
     assert (await api(planner, "POST", "/storagemaps", json=given)).json()["problems"] == []
-    glance = storage_map_body(providers, entries=[
-        {"source": {"type": "glance"}, "destination": {"storageClass": "standard"}}])
+    glance = storage_map_body(
+        providers,
+        entries=[{"source": {"type": "glance"}, "destination": {"storageClass": "standard"}}],
+    )
     r = await api(planner, "POST", "/storagemaps", json=glance)
     assert codes(r.json()) == {("storageMap.entries[0].source", "SourceInvalid")}
 
@@ -166,7 +173,8 @@ async def test_plan_crud_and_names(
     assert cached.status_code == 304
     r = await api(planner, "PATCH", f"/plans/{plan['id']}", json={"description": "x"},
                   headers={"If-Match": got.headers["ETag"]})  # fmt: skip
-    assert r.status_code == 200 and r.json()["description"] == "x"
+    assert r.status_code == 200
+    assert r.json()["description"] == "x"
     r = await api(planner, "PATCH", f"/plans/{plan['id']}", json={"description": "y"},
                   headers={"If-Match": got.headers["ETag"]})  # fmt: skip
     assert r.status_code == 412
@@ -180,7 +188,8 @@ async def test_plan_crud_and_names(
     assert (await api(planner, "POST", f"/plans/{plan['id']}/start")).status_code == 409
     listed = await api(planner, "GET", "/plans", params={"provider": providers["ovirt"]})
     assert plan["id"] not in [p["id"] for p in listed.json()["items"]]
-    assert (await api(planner, "POST", f"/plans/{plan['id']}/unarchive")).json()["archived"] is False
+    unarchived = await api(planner, "POST", f"/plans/{plan['id']}/unarchive")
+    assert unarchived.json()["archived"] is False
     assert (await api(planner, "DELETE", f"/plans/{plan['id']}")).status_code == 204
     assert (await api(planner, "GET", f"/plans/{plan['id']}")).status_code == 404
 
@@ -206,8 +215,7 @@ async def test_plans_refuse_bad_input(planner: ServiceProcess, providers: dict[s
     for body, loc in cases:
         r = await api(planner, "POST", "/plans", json=body)
         assert r.status_code == 422, (body, r.text)
-        locs = [d["loc"] for d in r.json()["detail"]]
-        assert any(list(map(str, l[: len(loc)])) == list(map(str, loc)) for l in locs), (loc, locs)
+        assert has_loc(r.json(), loc), (loc, r.json())
     for method, path in (("GET", "/plans/nope"), ("POST", "/plans/nope/start"),
                          ("POST", "/plans/nope/cancel"), ("DELETE", "/plans/nope")):  # fmt: skip
         assert (await api(planner, method, path)).status_code == 404, path
@@ -251,7 +259,8 @@ async def test_every_validation_problem_at_once(
     }
     assert expected <= found, expected - found
     for p in plan["problems"]:
-        assert p["message"] and p["severity"] in ("error", "warning")
+        assert p["message"]
+        assert p["severity"] in ("error", "warning")
     start = await api(planner, "POST", f"/plans/{plan['id']}/start")
     assert start.status_code == 422
     assert expected <= {(p["path"], p["code"]) for p in start.json()["detail"]["problems"]}
@@ -277,13 +286,17 @@ async def test_names_are_valid_and_unique(
                                        {"name": "db-1"}],
                      naming={"vm": "same-{plan}", "pvc": "{vm}-{disk}"})  # fmt: skip
     r = await api(planner, "POST", "/plans", json=body)
-    assert r.status_code == 201 and r.json()["phase"] == "Ready", r.text
+    assert r.status_code == 201, r.text
+    assert r.json()["phase"] == "Ready", r.text
     frozen = await _start_and_capture(planner, r.json()["id"], servers)
     names = [v["target_name"] for v in frozen["vms"]]
     pvcs = [d["pvc_name"] for v in frozen["vms"] for d in v["disks"]]
-    assert len(set(names)) == 3 and len(set(pvcs)) == len(pvcs) == 4
+    assert len(set(names)) == 3
+    assert len(set(pvcs)) == len(pvcs) == 4
     for n in names + pvcs:
-        assert len(n) <= 63 and n.replace("-", "").isalnum() and n == n.lower(), n
+        assert len(n) <= 63, n
+        assert n.replace("-", "").isalnum(), n
+        assert n == n.lower(), n
 
 
 async def _start_and_capture(
@@ -320,15 +333,18 @@ async def test_start_publishes_the_frozen_plan(
     plan = (await api(planner, "POST", "/plans", json=body)).json()
     assert plan["phase"] == "Ready", plan["problems"]
     frozen = await _start_and_capture(planner, plan["id"], servers)
-    assert frozen["plan_id"] == plan["id"] and frozen["plan_name"] == body["name"]
-    assert frozen["source"]["id"] == providers["ovirt"] and frozen["source"]["type"] == "ovirt"
+    assert frozen["plan_id"] == plan["id"]
+    assert frozen["plan_name"] == body["name"]
+    assert frozen["source"]["id"] == providers["ovirt"]
+    assert frozen["source"]["type"] == "ovirt"
     assert frozen["source"]["secret"]["name"].startswith("hoist-provider-")
     assert frozen["target"]["type"] == "kubevirt"
     assert frozen["target_namespace"] == NAMESPACE
     assert frozen["transfer_network"] == f"{NAMESPACE}/blue"
     assert frozen["target_power_state"] == "off"
     web, weird = frozen["vms"]
-    assert web["vm_id"] == ids["web-1"] and web["target_name"] == "web-1"
+    assert web["vm_id"] == ids["web-1"]
+    assert web["target_name"] == "web-1"
     assert weird["target_name"].startswith("weird-name-1-")
     assert [d["size_bytes"] for d in web["disks"]] == [GIB, 2 * GIB]
     assert [d["format"] for d in web["disks"]] == ["raw", "qcow2"]
@@ -339,14 +355,16 @@ async def test_start_publishes_the_frozen_plan(
     assert {(d["storage_class"], d["volume_mode"], d["access_mode"]) for d in web["disks"]} == {
         ("standard", "Block", "ReadWriteOnce")
     }
-    assert web["nics"][0]["target"] == "pod" and web["nics"][0]["mac"]
+    assert web["nics"][0]["target"] == "pod"
+    assert web["nics"][0]["mac"]
     assert weird["nics"][0]["target"] == f"{NAMESPACE}/blue"
     assert web["detail"]["firmware"] == "uefi"
     assert web["detail"]["cpu"] == {"sockets": 2, "cores": 2, "threads": 1}
     assert web["detail"]["memoryBytes"] == 2 * GIB
 
     got = (await api(planner, "GET", f"/plans/{plan['id']}")).json()
-    assert got["phase"] == "Running" and got["migrationId"] == frozen["migration_id"]
+    assert got["phase"] == "Running"
+    assert got["migrationId"] == frozen["migration_id"]
     assert (await api(planner, "POST", f"/plans/{plan['id']}/start")).status_code == 409
     assert (await api(planner, "PATCH", f"/plans/{plan['id']}", json={"description": "x"})
             ).status_code == 409  # fmt: skip
@@ -372,4 +390,7 @@ async def test_revalidated_when_the_inventory_changes(
         seen.update((await api(planner, "GET", f"/plans/{plan['id']}")).json())
         return bool(seen["phase"] == "Ready")
 
-    await eventually(ready, within=60, what=f"Ready after validating again (last: {seen})")
+    try:
+        await eventually(ready, within=60, what="Ready after validating again")
+    except AssertionError:
+        raise AssertionError(f"still {seen['phase']}: {seen['problems']}") from None
