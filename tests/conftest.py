@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -126,6 +126,18 @@ async def bus(settings: HoistSettings) -> AsyncIterator[Bus]:
     yield b
     await b.delete_streams()
     await b.drain()
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[Any]:
+    """One simulated OpenStack cloud (real Keystone and Glance, ~20 s to start) for the
+    inventory's and the planner's tests, with the servers of ``tests.inventory.openstack``'s
+    scenario. (The populator tests in ``tests/openstack`` start one of their own.)"""
+    from sim.openstack.cloud import running_cloud
+    from tests.inventory.openstack.conftest import SCENARIO
+
+    with running_cloud(SCENARIO) as c:
+        yield c
 
 
 async def eventually(

@@ -1,5 +1,5 @@
-"""One simulated cloud for the OpenStack source's tests (real Keystone and Glance, ~20 s to
-start), and sources built as the inventory service builds them.
+"""The scenario of the simulated cloud the ``cloud`` fixture (``tests/conftest.py``) starts
+for the OpenStack source's tests, and sources built as the inventory service builds them.
 
 Tests that change the cloud each change servers of their own, so their order does not
 matter; faults are cleared after every test.
@@ -17,7 +17,7 @@ from services.inventory.sources.openstack import OpenStackSource
 from shared.payloads import ProviderType
 from shared.settings import InventorySettings, KubeSettings
 from sim.openstack import scenario as sc
-from sim.openstack.cloud import Cloud, running_cloud
+from sim.openstack.cloud import Cloud
 
 
 def _disk(size: int = 4) -> sc.Disk:
@@ -58,12 +58,6 @@ SCENARIO = sc.Scenario(
         ),
     ],
 )
-
-
-@pytest.fixture(scope="session")
-def cloud() -> Iterator[Cloud]:
-    with running_cloud(SCENARIO) as c:
-        yield c
 
 
 @pytest.fixture(autouse=True)
