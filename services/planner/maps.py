@@ -18,7 +18,7 @@ from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.planner import db, validating
+from services.planner import db, mapping
 from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.planner.inventoryclient import InventoryClient, Obj
 from services.planner.model import (
@@ -86,7 +86,7 @@ def _entries(body: NetworkMapCreate | StorageMapCreate | Any) -> list[dict[str, 
 async def _problems(
     inv: InventoryClient, kind: str, source: Obj, target: Obj, entries: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    found = await validating.validate_map(inv, kind, source, target, entries)
+    found = await mapping.validate_map(inv, kind, source, target, entries)
     return [p.as_dict() for p in found]
 
 

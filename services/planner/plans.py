@@ -28,6 +28,7 @@ from services.planner import db, maps, validating
 from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.planner.inventoryclient import LIST_THRESHOLD, InventoryClient, InventoryUnavailable
 from services.planner.model import PlanCreate, PlanUpdate, VmRef, VmSelector
+from services.planner.problems import Result
 from shared.payloads import ProviderType
 from shared.settings import PlannerSettings
 
@@ -197,9 +198,7 @@ async def _context(
     return nm, sm, done, taken
 
 
-async def check(
-    conn: AsyncConnection, inv: InventoryClient, plan: dict[str, Any]
-) -> validating.Result:
+async def check(conn: AsyncConnection, inv: InventoryClient, plan: dict[str, Any]) -> Result:
     """Validate a plan (a row, or the values about to be written)."""
     nm, sm, done, taken = await _context(conn, plan)
     return await validating.validate(
@@ -222,7 +221,7 @@ async def check(
     )
 
 
-def outcome(plan: dict[str, Any], res: validating.Result, keep_phase: bool) -> dict[str, Any]:
+def outcome(plan: dict[str, Any], res: Result, keep_phase: bool) -> dict[str, Any]:
     """Columns a validation sets: problems, names found, and the phase it implies."""
     vms = [dict(v, name=res.names[v["id"]]) if v.get("id") in res.names else v for v in plan["vms"]]
     phase = plan.get("phase")
