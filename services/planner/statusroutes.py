@@ -1,0 +1,178 @@
+"""HTTP routes of plan status: a plan's VMs (a page, or one with its pipeline), its
+migrations, and the server-sent-events stream of status changes.
+
+``{plan}`` is a plan's id or its name. Errors: 404 for an unknown plan, migration (by id or
+number) or VM; 422 (``loc`` names the parameter) for a bad parameter or cursor; 503 while
+the service is starting. Every route requires a bearer token (added by the runner).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.planner import status as st
+from services.planner import streaming
+
+router = APIRouter(tags=["plan status"])
+
+T = TypeVar("T")
+
+PlanRef = Annotated[str, Path(min_length=1, max_length=63, description="Plan id or name.")]
+VmId = Annotated[str, Path(min_length=1, max_length=253)]
+MigrationRef = Annotated[
+    str | None,
+    Query(
+        alias="migration",
+        min_length=1,
+        max_length=36,
+        description="Migration id or number; default: the plan's current one.",
+    ),
+]
+
+
+class VmPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+def _engine(request: Request) -> AsyncEngine:
+    runtime = request.app.state.runtime
+    if not runtime.started.is_set():
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the service is starting (waiting for PostgreSQL or NATS); retry",
+            headers={"Retry-After": "2"},
+        )
+    engine: AsyncEngine = runtime.engine
+    return engine
+
+
+def _invalid(where: str, param: str, msg: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_ENTITY,
+        [{"loc": [where, param], "type": "value_error", "msg": msg}],
+    )
+
+
+async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except st.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except st.BadCursor as exc:
+        raise _invalid("query", "cursor", str(exc)) from None
+
+
+@router.get("/api/v1/plans/{plan}/vms", summary="A page of the VMs of a plan's migration")
+async def list_vms(
+    request: Request,
+    plan: PlanRef,
+    migration: MigrationRef = None,
+    phase: VmPhase | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=1400)] = None,
+) -> dict[str, Any]:
+    """VM summaries (no pipeline) ordered by VM id; follow ``next`` for the next page."""
+
+    async def run() -> dict[str, Any]:
+        async with _engine(request).connect() as conn:
+            row = await st.find_plan(conn, plan)
+            mig = await st.find_migration(conn, row, migration)
+            return await st.list_vms(
+                conn,
+                row["id"],
+                mig["id"] if mig else None,
+                phase.value if phase else None,
+                limit,
+                cursor,
+            )
+
+    return await _guarded(run)
+
+
+@router.get("/api/v1/plans/{plan}/vms/{vm}", summary="A VM of a plan, with its pipeline")
+async def get_vm(
+    request: Request,
+    plan: PlanRef,
+    vm: VmId,
+    migration: MigrationRef = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Phase, current step, times, error, target VM, bytes, rate, ETA and every step with
+    its tasks. Without ``migration``: the plan's latest migration that has the VM."""
+
+    async def run() -> Response:
+        async with _engine(request).connect() as conn:
+            row = await st.find_plan(conn, plan)
+            mig = await st.find_migration(conn, row, migration) if migration else None
+            view = await st.vm_status(conn, row["id"], vm, mig["id"] if mig else None)
+        if view is None:
+            where = f"migration {migration!r} of " if migration else ""
+            raise st.NotFound(f"no VM {vm!r} in {where}plan {row['name']!r}")
+        etag = f'"{view["revision"]}"'
+        if if_none_match == etag:
+            return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+        return JSONResponse(view, headers={"ETag": etag})
+
+    return await _guarded(run)
+
+
+@router.get("/api/v1/plans/{plan}/migrations", summary="Every migration of a plan")
+async def list_migrations(request: Request, plan: PlanRef) -> dict[str, Any]:
+    """Newest first, each with its phase, times, VM counts and bytes."""
+
+    async def run() -> dict[str, Any]:
+        async with _engine(request).connect() as conn:
+            row = await st.find_plan(conn, plan)
+            return {"items": await st.migrations_of(conn, row["id"])}
+
+    return await _guarded(run)
+
+
+@router.get("/api/v1/planner/events", summary="Server-sent events: plan status as it changes")
+async def events(
+    request: Request,
+    plan: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    since: Annotated[int | None, Query(ge=0, description="Replay after this revision.")] = None,
+    pipeline: Annotated[bool, Query(description="VM frames carry their pipeline.")] = False,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> StreamingResponse:
+    """Frames ``plan``, ``migration`` and ``vm`` with the row's revision as event id.
+    ``since=0`` replays the current state of everything first; without ``since`` or
+    ``Last-Event-ID`` the stream starts with the changes from now on."""
+    engine = _engine(request)
+    plan_id = None
+    if plan is not None:
+
+        async def lookup() -> str:
+            async with engine.connect() as conn:
+                return str((await st.find_plan(conn, plan))["id"])
+
+        plan_id = await _guarded(lookup)
+    start = since
+    if start is None and last_event_id is not None:
+        if not last_event_id.isdigit():
+            raise _invalid("header", "last-event-id", "not a revision of this stream")
+        start = int(last_event_id)
+    if start is None:
+        start = await streaming.current_revision(engine, plan_id)
+    return StreamingResponse(
+        streaming.changes(
+            engine,
+            start,
+            plan_id=plan_id,
+            pipeline=pipeline,
+            disconnected=request.is_disconnected,
+        ),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
