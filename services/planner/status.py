@@ -267,9 +267,13 @@ def encode_cursor(vm_id: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        vm_id = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor("not a cursor of this list; use the 'next' of a page") from None
+        vm_id = ""
+    if not vm_id or encode_cursor(vm_id) != cursor:
+        raise BadCursor("not a cursor of this list; use the 'next' of a page")
+    return vm_id
 
 
 async def list_vms(

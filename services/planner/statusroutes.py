@@ -58,7 +58,7 @@ def _engine(request: Request) -> AsyncEngine:
 
 def _invalid(where: str, param: str, msg: str) -> HTTPException:
     return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_ENTITY,
+        422,
         [{"loc": [where, param], "type": "value_error", "msg": msg}],
     )
 
