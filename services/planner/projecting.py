@@ -23,10 +23,11 @@ monotonic and gives the same rows whatever order the same events come in:
   was canceled, else Succeeded; each change of the counts or phase goes out as
   ``PLAN_STATUS`` with an event id made of the counts, so the same fact is published once.
 
-Locks: an event locks its VM row first (``FOR UPDATE``), so two events of one VM never
-interleave; ``VmFinished`` then locks the migration row (so concurrent outcomes count each
-other) and the plan row. The progress follower locks VM rows (sorted) before their tasks too,
-so nothing takes these locks in the opposite order.
+Locks, always in this order: plan, VM, migration. A step event locks its VM row
+(``FOR UPDATE``) before its steps and tasks, so two events of one VM never interleave;
+``VmFinished`` locks the plan row, then the VM, then the migration (so concurrent outcomes
+count each other), as starting and canceling a plan lock the plan before its VMs. The
+progress follower locks VM rows (in key order) before their tasks.
 
 Unknown migrations and VMs (a plan deleted meanwhile) are ignored.
 """
@@ -219,6 +220,9 @@ class Projector:
     # --- outcomes --------------------------------------------------------------------------
 
     async def _finished(self, ev: VmFinished, at: datetime, session: AsyncSession) -> None:
+        # The plan first: starting and canceling lock the plan, then its VMs.
+        plan = select(db.plans.c.id).where(db.plans.c.id == ev.plan_id).with_for_update()
+        await session.execute(plan)
         vm = await _lock_vm(session, ev.migration_id, ev.vm_id)
         if vm is None:
             log.debug("outcome of unknown VM %s/%s ignored", ev.migration_id, ev.vm_id)
