@@ -149,7 +149,10 @@ class ProgressFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("last progress samples not stored (%s)", exc)
 
     async def on_event(self, event: env.Envelope[Any]) -> None:
         data = event.data

@@ -43,7 +43,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.planner import db
-from services.planner.launching import POSITION
+from services.planner.launching import POSITION, next_revision
 from shared import catalog
 from shared import envelope as env
 from shared.db.messaging import Outbox
@@ -263,11 +263,8 @@ class Projector:
 
     async def _recount(self, session: AsyncSession, migration_id: str, at: datetime) -> None:
         m, v = db.migrations, db.vms
-        mig = (
-            (await session.execute(select(m).where(m.c.id == migration_id).with_for_update()))
-            .mappings()
-            .one()
-        )
+        mig = await _row(session, m, {"id": migration_id}, lock=True)
+        assert mig is not None  # its VM row exists, and references it
         by_phase: dict[str, int] = dict(
             (
                 await session.execute(
@@ -294,25 +291,15 @@ class Projector:
             values["completed_at"] = (await session.scalar(last)) or at
         if all(mig[k] == values[k] for k in values):
             return
-        rev = await _next_revision(session)
+        rev = await next_revision(session)
         stmt = update(m).where(m.c.id == migration_id).values(**values, revision=rev)
         await session.execute(stmt)
-        merged = {**dict(mig), **values}
-        await self._plan_status(session, merged, at)
+        await self._plan_status(session, {**mig, **values}, at)
 
     async def _plan_status(self, session: AsyncSession, mig: dict[str, Any], at: datetime) -> None:
         p = db.plans
-        plan = (
-            (
-                await session.execute(
-                    select(p.c.id, p.c.phase)
-                    .where(p.c.id == mig["plan_id"], p.c.migration_id == mig["id"])
-                    .with_for_update()
-                )
-            )
-            .mappings()
-            .first()
-        )
+        key = {"id": mig["plan_id"], "migration_id": mig["id"]}
+        plan = await _row(session, p, key, lock=True)
         if plan is None:  # a later migration of the plan is the one it shows now
             return
         phase = mig["phase"] if mig["phase"] in FINAL_PHASES else plan["phase"]
@@ -320,7 +307,7 @@ class Projector:
             await session.execute(
                 update(p)
                 .where(p.c.id == plan["id"])
-                .values(phase=phase, revision=await _next_revision(session), updated_at=at)
+                .values(phase=phase, revision=await next_revision(session), updated_at=at)
             )
         status = PlanStatusChanged(
             plan_id=plan["id"],
@@ -364,28 +351,16 @@ def conditions(mig: Mapping[str, Any], at: datetime) -> list[Condition]:
 # --- rows ----------------------------------------------------------------------------------
 
 
-async def _next_revision(session: AsyncSession) -> int:
-    return int((await session.execute(select(db.revision_seq.next_value()))).scalar_one())
-
-
 async def _lock_vm(session: AsyncSession, migration_id: str, vm_id: str) -> dict[str, Any] | None:
-    v = db.vms
-    row = (
-        (
-            await session.execute(
-                select(v)
-                .where(v.c.migration_id == migration_id, v.c.vm_id == vm_id)
-                .with_for_update()
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row is not None else None
+    return await _row(session, db.vms, {"migration_id": migration_id, "vm_id": vm_id}, lock=True)
 
 
-async def _row(session: AsyncSession, table: Any, key: dict[str, str]) -> dict[str, Any] | None:
+async def _row(
+    session: AsyncSession, table: Any, key: dict[str, str], *, lock: bool = False
+) -> dict[str, Any] | None:
     query = select(table).where(*(table.c[k] == v for k, v in key.items()))
+    if lock:
+        query = query.with_for_update()
     row = (await session.execute(query)).mappings().first()
     return dict(row) if row is not None else None
 
@@ -450,5 +425,5 @@ async def _update_vm(session: AsyncSession, vm: Mapping[str, Any], values: dict[
     await session.execute(
         update(v)
         .where(v.c.migration_id == vm["migration_id"], v.c.vm_id == vm["vm_id"])
-        .values(**values, revision=await _next_revision(session), updated_at=text("now()"))
+        .values(**values, revision=await next_revision(session), updated_at=text("now()"))
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,9 +28,12 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Table, any_, bindparam, func, not_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.planner import db, status
+
+log = logging.getLogger("hoist.planner.streaming")
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
@@ -171,10 +175,14 @@ async def changes(
     beat = time.monotonic()
     yield f"retry: 2000\n: resuming after revision {since}\n\n"
     while not await disconnected():
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                frames = await poll(conn, cursor, plan_id, pipeline)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    frames = await poll(conn, cursor, plan_id, pipeline)
+        except (OSError, SQLAlchemyError) as exc:  # PostgreSQL away: keep the client
+            log.warning("status stream: %s; trying again", exc)
+            frames = []
         for f in frames:
             yield f
         if frames:
