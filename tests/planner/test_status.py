@@ -42,7 +42,7 @@ OUTCOMES = (Oc.SUCCEEDED, Oc.FAILED, Oc.CANCELED)
 
 
 @pytest.fixture(scope="module")
-async def engine(servers: DevServices) -> AsyncIterator[AsyncEngine]:
+async def status_db(servers: DevServices) -> AsyncIterator[AsyncEngine]:
     async for e in planner_database(servers):
         yield e
 
@@ -291,15 +291,15 @@ async def test_an_earlier_migration_does_not_move_the_plan(db_session: AsyncSess
 # --- concurrency --------------------------------------------------------------------------------
 
 
-async def test_concurrent_events_of_one_migration(engine: AsyncEngine) -> None:
+async def test_concurrent_events_of_one_migration(status_db: AsyncEngine) -> None:
     """Events handled at once, each in its own transaction (as the consumer does): the row
     locks keep counts and pipelines right."""
-    maker = async_sessionmaker(engine, expire_on_commit=False)
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
         plan = await started_plan(session, vms=4, disks=2)
         reference = await started_plan(session, vms=4, disks=2)
     outcomes = [Oc.SUCCEEDED, Oc.SUCCEEDED, Oc.FAILED, Oc.CANCELED]
-    projector = Projector(outbox(engine))
+    projector = Projector(outbox(status_db))
     handler = idempotent(maker, db.inbox, "planner-migrations", projector.apply)
     for p_, concurrent in ((reference, False), (plan, True)):
         events = [e for i, o in enumerate(outcomes) for e in vm_story(p_, i, o)]
@@ -310,7 +310,7 @@ async def test_concurrent_events_of_one_migration(engine: AsyncEngine) -> None:
         else:
             for e in sorted(events, key=lambda e: e.time):
                 await handler(e)
-    async with engine.connect() as conn:
+    async with status_db.connect() as conn:
         got, want = (
             await snapshot(conn, plan.migration_id),
             await snapshot(conn, reference.migration_id),
@@ -359,11 +359,11 @@ def vm_sample(plan: p.PlanStarted, vm: int, rate: float, when: float) -> env.Env
     return env.build(catalog.VM_PROGRESS, data, source="/hoist/progress")
 
 
-async def test_progress_keeps_the_newest_sample(engine: AsyncEngine) -> None:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
+async def test_progress_keeps_the_newest_sample(status_db: AsyncEngine) -> None:
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
         plan = await started_plan(session, vms=1, disks=2)
-    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), engine)
+    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), status_db)
     for e in (disk_sample(plan, 0, 0, 300, 3), disk_sample(plan, 0, 0, 100, 1)):
         await follower.on_event(e)
     await follower.on_event(disk_sample(plan, 0, 1, 50, 2))
@@ -390,8 +390,8 @@ async def test_progress_keeps_the_newest_sample(engine: AsyncEngine) -> None:
     )
 
 
-async def test_progress_of_a_finished_task_or_vm(engine: AsyncEngine) -> None:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
+async def test_progress_of_a_finished_task_or_vm(status_db: AsyncEngine) -> None:
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
         plan = await started_plan(session, vms=2, disks=1)
         disk = plan.vms[0].disks[0].disk_id
@@ -407,7 +407,7 @@ async def test_progress_of_a_finished_task_or_vm(engine: AsyncEngine) -> None:
             .where(db.tasks.c.migration_id == plan.migration_id, db.tasks.c.task == disk)
             .values(progress_total=0, progress_completed=0)
         )
-    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), engine)
+    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), status_db)
     for e in (
         disk_sample(plan, 0, 0, 10, 9, total=777),
         disk_sample(plan, 1, 0, 10, 9),
@@ -425,18 +425,18 @@ async def test_progress_of_a_finished_task_or_vm(engine: AsyncEngine) -> None:
     assert (failed["phase"], failed["rate"], failed["bytes_done"]) == ("Failed", None, 10)
 
 
-async def test_two_thousand_disks_in_one_flush(engine: AsyncEngine) -> None:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
+async def test_two_thousand_disks_in_one_flush(status_db: AsyncEngine) -> None:
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
         plan = await started_plan(session, vms=500, disks=4)
-    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), engine)
+    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), status_db)
     for rnd in range(3):  # three rounds of samples between two flushes
         for v in range(500):
             for d in range(4):
                 await follower.on_event(disk_sample(plan, v, d, (rnd + 1) * (v + d), rnd))
     assert await follower.flush() == 4
     assert follower.statements == 4
-    async with engine.connect() as conn:
+    async with status_db.connect() as conn:
         vms = (
             await conn.execute(
                 select(db.vms.c.vm_id, db.vms.c.bytes_done, db.vms.c.revision)
@@ -452,12 +452,12 @@ async def test_two_thousand_disks_in_one_flush(engine: AsyncEngine) -> None:
 
 
 async def test_events_from_nats_are_projected(
-    engine: AsyncEngine, bus: Bus, settings: HoistSettings
+    status_db: AsyncEngine, bus: Bus, settings: HoistSettings
 ) -> None:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
         plan = await started_plan(session, vms=1, disks=1)
-    projector = Projector(outbox(engine))
+    projector = Projector(outbox(status_db))
     consumer = Consumer(
         bus,
         Subscription(
@@ -470,7 +470,7 @@ async def test_events_from_nats_are_projected(
     )
     await consumer.declare()
     consumer.start()
-    follower = ProgressFollower(bus, engine, interval=0.05)
+    follower = ProgressFollower(bus, status_db, interval=0.05)
     await follower.start()
     vm, disk = plan.vms[0].vm_id, plan.vms[0].disks[0].disk_id
     try:
@@ -480,7 +480,7 @@ async def test_events_from_nats_are_projected(
         await bus.publish(catalog.DISK_PROGRESS, disk_sample(plan, 0, 0, 4096, 2).data)
 
         async def transferred() -> bool:
-            async with engine.connect() as conn:
+            async with status_db.connect() as conn:
                 s = await snapshot(conn, plan.migration_id)
             return bool(s["vms"][0]["bytes_done"] == 4096 and s["vms"][0]["phase"] == "Running")
 
@@ -488,7 +488,7 @@ async def test_events_from_nats_are_projected(
         await bus.publish_envelope(finished(plan, vm, Oc.SUCCEEDED, time=3))
 
         async def done() -> bool:
-            async with engine.connect() as conn:
+            async with status_db.connect() as conn:
                 phase = (await snapshot(conn, plan.migration_id))["plan_phase"]
             return bool(phase == "Succeeded")
 
@@ -496,6 +496,6 @@ async def test_events_from_nats_are_projected(
     finally:
         await follower.stop()
         await consumer.stop(1)
-    async with engine.connect() as conn:
+    async with status_db.connect() as conn:
         statuses = await plan_statuses(conn, plan.plan_id)
     assert [s["phase"] for s in statuses] == ["Succeeded"]

@@ -42,19 +42,19 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-async def engine(servers: DevServices) -> AsyncIterator[AsyncEngine]:
+async def status_db(servers: DevServices) -> AsyncIterator[AsyncEngine]:
     async for e in planner_database(servers):
         yield e
 
 
 @pytest.fixture
-def app(engine: AsyncEngine, settings: HoistSettings) -> FastAPI:
+def app(status_db: AsyncEngine, settings: HoistSettings) -> FastAPI:
     """The planner's app with only these routes, its runtime reduced to what they use."""
     spec = dataclasses.replace(services.planner.SPEC, router=statusroutes.router)
     application = create_app(spec, settings)
     started = asyncio.Event()
     started.set()
-    application.state.runtime = SimpleNamespace(started=started, engine=engine)
+    application.state.runtime = SimpleNamespace(started=started, engine=status_db)
     return application
 
 
@@ -70,17 +70,17 @@ async def get(client: httpx.AsyncClient, path: str, **params: Any) -> httpx.Resp
 
 
 async def seeded(
-    engine: AsyncEngine, vms: int, events: int = 0, runs: int = 1
+    status_db: AsyncEngine, vms: int, events: int = 0, runs: int = 1
 ) -> tuple[dict[str, Any], list[p.PlanStarted]]:
     """A plan started ``runs`` times; the first VM of the last run fully migrated."""
-    maker = async_sessionmaker(engine, expire_on_commit=False)
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
         plan = await seed_plan(session)
         started = [
             await start(session, plan["plan_id"], vms=vms, disks=2, number=n + 1)
             for n in range(runs)
         ]
-        projector = Projector(outbox(engine))
+        projector = Projector(outbox(status_db))
         for e in vm_story(started[-1], 0, Oc.SUCCEEDED)[: events or None]:
             await projector.apply(e, session)
     return plan, started
@@ -89,8 +89,8 @@ async def seeded(
 # --- views --------------------------------------------------------------------------------------
 
 
-async def test_a_vm_with_its_pipeline(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    plan, [run] = await seeded(engine, vms=2)
+async def test_a_vm_with_its_pipeline(client: httpx.AsyncClient, status_db: AsyncEngine) -> None:
+    plan, [run] = await seeded(status_db, vms=2)
     resp = await get(client, f"/plans/{plan['name']}/vms/vm-0000")
     assert resp.status_code == 200, resp.text
     vm = resp.json()
@@ -137,8 +137,8 @@ async def test_a_vm_with_its_pipeline(client: httpx.AsyncClient, engine: AsyncEn
     assert {s["state"] for s in pending["pipeline"]} == {"Pending"}
 
 
-async def test_pages_of_vms(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    plan, [run] = await seeded(engine, vms=5)
+async def test_pages_of_vms(client: httpx.AsyncClient, status_db: AsyncEngine) -> None:
+    plan, [run] = await seeded(status_db, vms=5)
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 2}
     while True:
@@ -158,8 +158,8 @@ async def test_pages_of_vms(client: httpx.AsyncClient, engine: AsyncEngine) -> N
     assert by_number["total"] == 5
 
 
-async def test_migrations_newest_first(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    plan, runs = await seeded(engine, vms=2, runs=2)
+async def test_migrations_newest_first(client: httpx.AsyncClient, status_db: AsyncEngine) -> None:
+    plan, runs = await seeded(status_db, vms=2, runs=2)
     resp = await get(client, f"/plans/{plan['name']}/migrations")
     assert resp.status_code == 200
     items = resp.json()["items"]
@@ -179,8 +179,8 @@ async def test_migrations_newest_first(client: httpx.AsyncClient, engine: AsyncE
     assert (older["migrationNumber"], older["phase"]) == (1, "Pending")
 
 
-async def test_precise_errors(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
-    plan, _ = await seeded(engine, vms=1, events=1)
+async def test_precise_errors(client: httpx.AsyncClient, status_db: AsyncEngine) -> None:
+    plan, _ = await seeded(status_db, vms=1, events=1)
     name = plan["name"]
     not_found = [
         "/plans/no-such-plan/vms",
@@ -227,17 +227,17 @@ def parse(frame: str) -> dict[str, Any]:
     return {"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])}
 
 
-async def poll_once(engine: AsyncEngine, cursor: streaming.Cursor, plan_id: str) -> list[Any]:
-    async with engine.connect() as conn:
+async def poll_once(status_db: AsyncEngine, cursor: streaming.Cursor, plan_id: str) -> list[Any]:
+    async with status_db.connect() as conn:
         conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
             return [parse(f) for f in await streaming.poll(conn, cursor, plan_id, True)]
 
 
-async def test_stream_replays_then_follows(engine: AsyncEngine) -> None:
-    plan, [run] = await seeded(engine, vms=2, events=3)
+async def test_stream_replays_then_follows(status_db: AsyncEngine) -> None:
+    plan, [run] = await seeded(status_db, vms=2, events=3)
     cursor = streaming.Cursor(floor=0)
-    frames = await poll_once(engine, cursor, plan["plan_id"])
+    frames = await poll_once(status_db, cursor, plan["plan_id"])
     kinds = [f["event"] for f in frames]
     assert sorted(kinds) == ["migration", "plan", "vm", "vm"]
     assert [f["id"] for f in frames] == sorted(f["id"] for f in frames)
@@ -246,23 +246,23 @@ async def test_stream_replays_then_follows(engine: AsyncEngine) -> None:
     vm = next(f["data"] for f in frames if f["event"] == "vm" and f["data"]["id"] == "vm-0000")
     assert vm["phase"] == "Running"
     assert vm["pipeline"][0]["state"] == "Completed"
-    assert await poll_once(engine, cursor, plan["plan_id"]) == []
+    assert await poll_once(status_db, cursor, plan["plan_id"]) == []
 
-    maker = async_sessionmaker(engine, expire_on_commit=False)
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
-        await Projector(outbox(engine)).apply(finished(run, "vm-0001", Oc.CANCELED), session)
-    frames = await poll_once(engine, cursor, plan["plan_id"])
+        await Projector(outbox(status_db)).apply(finished(run, "vm-0001", Oc.CANCELED), session)
+    frames = await poll_once(status_db, cursor, plan["plan_id"])
     assert {(f["event"], f["data"]["id"]) for f in frames} == {
         ("vm", "vm-0001"),
         ("migration", run.migration_id),
     }
 
 
-async def test_stream_misses_no_late_commit(engine: AsyncEngine) -> None:
+async def test_stream_misses_no_late_commit(status_db: AsyncEngine) -> None:
     """A revision taken before another but committed after it still goes out."""
-    plan, [run] = await seeded(engine, vms=2)
+    plan, [run] = await seeded(status_db, vms=2)
     cursor = streaming.Cursor(floor=0)
-    await poll_once(engine, cursor, plan["plan_id"])
+    await poll_once(status_db, cursor, plan["plan_id"])
     v = db.vms
 
     async def touch(session: AsyncSession, vm: str) -> int:
@@ -274,20 +274,20 @@ async def test_stream_misses_no_late_commit(engine: AsyncEngine) -> None:
         )
         return rev
 
-    async with AsyncSession(engine) as slow, AsyncSession(engine) as quick:
+    async with AsyncSession(status_db) as slow, AsyncSession(status_db) as quick:
         async with slow.begin():
             early = await touch(slow, "vm-0000")
             async with quick.begin():
                 late = await touch(quick, "vm-0001")
-            frames = await poll_once(engine, cursor, plan["plan_id"])
+            frames = await poll_once(status_db, cursor, plan["plan_id"])
             assert [(f["id"], f["data"]["id"]) for f in frames] == [(late, "vm-0001")]
         assert early < late
-    frames = await poll_once(engine, cursor, plan["plan_id"])
+    frames = await poll_once(status_db, cursor, plan["plan_id"])
     assert [(f["id"], f["data"]["step"]) for f in frames] == [(early, f"touched-{early}")]
 
 
-async def test_stream_over_http(app: FastAPI, engine: AsyncEngine) -> None:
-    plan, [run] = await seeded(engine, vms=1, events=2)
+async def test_stream_over_http(app: FastAPI, status_db: AsyncEngine) -> None:
+    plan, [run] = await seeded(status_db, vms=1, events=2)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
