@@ -113,11 +113,17 @@ async def test_rolled_back_isolation_part_1(db_session: AsyncSession) -> None:
         text("INSERT INTO planner.inbox (consumer, event_id, event_type) VALUES ('iso', 'x', 't')")
     )
     await db_session.commit()  # a savepoint inside the test's transaction
-    assert await db_session.scalar(text("SELECT count(*) FROM planner.inbox")) == 1
+    assert (
+        await db_session.scalar(text("SELECT count(*) FROM planner.inbox WHERE consumer = 'iso'"))
+        == 1
+    )
 
 
 async def test_rolled_back_isolation_part_2(db_session: AsyncSession) -> None:
-    assert await db_session.scalar(text("SELECT count(*) FROM planner.inbox")) == 0
+    assert (
+        await db_session.scalar(text("SELECT count(*) FROM planner.inbox WHERE consumer = 'iso'"))
+        == 0
+    )
 
 
 def cancel_event(event_id: str = "evt-1") -> env.Envelope[Any]:

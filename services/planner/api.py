@@ -13,13 +13,15 @@ in use or a plan running or archived, 412 ``If-Match`` naming an older revision,
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from services.planner import launching, maps, plans
+from services.planner import launching, maps, plans, statusroutes
 from services.planner.domain import Planner
 from services.planner.errors import (
     Conflict,
@@ -38,9 +40,11 @@ from services.planner.model import (
     StorageMapCreate,
     StorageMapUpdate,
 )
+from services.planner.status import plan_status
 from shared.service.app import domain_of
 
 router = APIRouter(tags=["planner"])
+router.include_router(statusroutes.router)
 T = TypeVar("T")
 RefPath = Annotated[str, Path(min_length=1, max_length=253)]
 MapKind = Literal["network", "storage"]
@@ -198,11 +202,40 @@ async def get_plan(
         async with p.engine.connect() as conn:
             return await plans.find(conn, ref)
 
-    row = await _guarded(run)
-    etag = f'"{row["revision"]}"'
+    body, etag = await _plan_view(p, await _guarded(run))
     if if_none_match == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    return _tagged(plans.public(row, p.settings))
+    return JSONResponse(body, headers={"ETag": etag})
+
+
+async def _plan_view(p: Planner, row: Any) -> tuple[dict[str, Any], str]:
+    """A plan with its status, and its tag. The plan's revision does not move with its VMs'
+    progress, so the tag hashes the body (weak: equal content, not equal bytes)."""
+    async with p.engine.connect() as conn:
+        summary = await plan_status(conn, row)
+    body = plans.public(row, p.settings)
+    body["status"] = summary
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
+    return body, f'W/"{digest}"'
+
+
+async def _plan_revision(p: Planner, ref: str, if_match: str | None) -> int | None:
+    """``If-Match`` as a plan revision: a revision as given, or a tag of ``GET`` checked
+    against the plan as it is now (412 if it changed)."""
+    if if_match is None or if_match.strip().strip('"').isdigit():
+        return _revision(if_match)
+
+    async def run() -> Any:
+        async with p.engine.connect() as conn:
+            return await plans.find(conn, ref)
+
+    row = await _guarded(run)
+    _, etag = await _plan_view(p, row)
+    if if_match.strip() != etag:
+        raise HTTPException(
+            status.HTTP_412_PRECONDITION_FAILED, "the plan changed since it was read; read it again"
+        )
+    return int(row["revision"])
 
 
 @router.patch("/api/v1/plans/{ref}", summary="Change a plan (validated again)")
@@ -213,7 +246,7 @@ async def update_plan(
     if_match: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     p = _planner(request)
-    revision = _revision(if_match)
+    revision = await _plan_revision(p, ref, if_match)
     row = await _guarded(lambda: plans.update(p.engine, p.inventory, ref, body, revision))
     return _tagged(plans.public(row, p.settings))
 

@@ -12,10 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.planner import plans
+from services.planner.projecting import Projector
 from shared import catalog
 from shared import envelope as env
 from shared.bus import Subscription
+from shared.db.messaging import idempotent
 from shared.service.runtime import Runtime
+
+MIGRATIONS_CONSUMER = "planner-migrations"
 
 
 def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
@@ -34,8 +38,14 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
             handler=on_inventory,
         ),
         Subscription(
-            name="planner-migrations",
+            name=MIGRATIONS_CONSUMER,
             events=(catalog.VM_STEP_CHANGED, catalog.VM_FINISHED),
             description="VM pipeline steps and outcomes, projected into plan status.",
+            handler=idempotent(
+                runtime.sessionmaker,
+                runtime.inbox,
+                MIGRATIONS_CONSUMER,
+                Projector(runtime.outbox).apply,
+            ),
         ),
     )

@@ -337,6 +337,14 @@ async def cancel(
         final = [w for w in wanted if vms[w] in plans.OUTCOMES]
         active = [w for w in wanted if vms[w] not in plans.OUTCOMES]
         if active:
+            # Lock the VM rows in key order first, as the projector and the progress
+            # follower do, so a cancel and a flush never wait on each other in a cycle.
+            await session.execute(
+                select(v.c.vm_id)
+                .where(v.c.migration_id == mid, v.c.vm_id.in_(active))
+                .order_by(v.c.vm_id)
+                .with_for_update()
+            )
             rev = await next_revision(session)
             await session.execute(
                 sa.update(v)
