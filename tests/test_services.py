@@ -155,6 +155,22 @@ async def test_errors_are_precise_json(fleet: dict[str, ServiceProcess]) -> None
     assert wrong_method.status_code == 405
 
 
+@pytest.mark.parametrize("name", SERVICES)
+async def test_nul_characters_are_refused(fleet: dict[str, ServiceProcess], name: str) -> None:
+    """PostgreSQL refuses NUL in text: every service says so with a 4xx before a handler
+    could fail on it with a 500."""
+    svc = fleet[name]
+    path = await svc.client.get(f"/api/v1/{name}/deadletters/%00", headers=svc.auth())
+    assert path.status_code == 400
+    query = await svc.client.get(f"/api/v1/{name}/deadletters?x=%00", headers=svc.auth())
+    assert query.status_code == 400
+    body = await svc.client.post(
+        f"/api/v1/{name}/deadletters/x/replay", json={"a": "b\x00"}, headers=svc.auth()
+    )
+    assert body.status_code == 422
+    assert body.json()["detail"][0]["loc"] == ["body"]
+
+
 async def test_dead_letters_can_be_listed_replayed_and_discarded(
     fleet: dict[str, ServiceProcess], servers: DevServices
 ) -> None:

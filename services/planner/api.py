@@ -46,7 +46,9 @@ from shared.service.app import domain_of
 router = APIRouter(tags=["planner"])
 router.include_router(statusroutes.router)
 T = TypeVar("T")
-RefPath = Annotated[str, Path(min_length=1, max_length=253)]
+# No control characters: PostgreSQL refuses NUL in text, and no id or name has them.
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+RefPath = Annotated[str, Path(min_length=1, max_length=253, pattern=PRINTABLE)]
 MapKind = Literal["network", "storage"]
 
 
@@ -107,7 +109,7 @@ def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
 
     async def list_maps(
         request: Request,
-        provider: Annotated[str | None, Query(max_length=253)] = None,
+        provider: Annotated[str | None, Query(max_length=253, pattern=PRINTABLE)] = None,
     ) -> dict[str, Any]:
         p = _planner(request)
         async with p.engine.connect() as conn:
@@ -175,9 +177,11 @@ async def list_plans(
     phase: Annotated[
         str | None, Query(pattern="^(NotReady|Ready|Running|Succeeded|Failed|Canceled)$")
     ] = None,
-    provider: Annotated[str | None, Query(max_length=253)] = None,
+    provider: Annotated[str | None, Query(max_length=253, pattern=PRINTABLE)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=63, description="`next` of a page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=63, pattern=PRINTABLE, description="`next` of a page")
+    ] = None,
 ) -> dict[str, Any]:
     p = _planner(request)
     async with p.engine.connect() as conn:

@@ -23,14 +23,19 @@ router = APIRouter(tags=["plan status"])
 
 T = TypeVar("T")
 
-PlanRef = Annotated[str, Path(min_length=1, max_length=63, description="Plan id or name.")]
-VmId = Annotated[str, Path(min_length=1, max_length=253)]
+# No control characters: PostgreSQL refuses NUL in text, and no id or name has them.
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+PlanRef = Annotated[
+    str, Path(min_length=1, max_length=63, pattern=PRINTABLE, description="Plan id or name.")
+]
+VmId = Annotated[str, Path(min_length=1, max_length=253, pattern=PRINTABLE)]
 MigrationRef = Annotated[
     str | None,
     Query(
         alias="migration",
         min_length=1,
         max_length=36,
+        pattern=PRINTABLE,
         description="Migration id or number; default: the plan's current one.",
     ),
 ]
@@ -79,7 +84,7 @@ async def list_vms(
     migration: MigrationRef = None,
     phase: VmPhase | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=1400)] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=1400, pattern=PRINTABLE)] = None,
 ) -> dict[str, Any]:
     """VM summaries (no pipeline) ordered by VM id; follow ``next`` for the next page."""
 
@@ -141,7 +146,7 @@ async def list_migrations(request: Request, plan: PlanRef) -> dict[str, Any]:
 @router.get("/api/v1/planner/events", summary="Server-sent events: plan status as it changes")
 async def events(
     request: Request,
-    plan: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    plan: Annotated[str | None, Query(min_length=1, max_length=63, pattern=PRINTABLE)] = None,
     since: Annotated[int | None, Query(ge=0, description="Replay after this revision.")] = None,
     pipeline: Annotated[bool, Query(description="VM frames carry their pipeline.")] = False,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -131,7 +132,8 @@ def _install_request_logging(app: FastAPI) -> None:
         request.state.request_id = request_id
         started = time.monotonic()
         with logs.bound(request_id=request_id):
-            response = await call_next(request)
+            refused = await _refuse_nul(request)
+            response = refused or await call_next(request)
             route = request.scope.get("route")
             name = getattr(route, "path", "unmatched")
             elapsed = time.monotonic() - started
@@ -147,6 +149,30 @@ def _install_request_logging(app: FastAPI) -> None:
                 )
         response.headers["x-request-id"] = request_id
         return response
+
+
+# A JSON string escape of NUL that is not itself escaped (``\\u0000`` is a literal backslash).
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+async def _refuse_nul(request: Request) -> Response | None:
+    """NUL anywhere in a path, query or JSON string: 400/422 here rather than a 500 from
+    PostgreSQL, which refuses NUL in text, deep in whichever handler would store it."""
+    if "\x00" in request.scope.get("path", "") or b"%00" in request.scope.get("query_string", b""):
+        return JSONResponse(
+            {"detail": "NUL characters are not allowed in the path or the query"}, status_code=400
+        )
+    if (
+        request.method in ("POST", "PUT", "PATCH")
+        and "json" in request.headers.get("content-type", "")
+        and _JSON_NUL.search(await request.body())
+    ):
+        return JSONResponse(
+            {"detail": [{"loc": ["body"], "type": "value_error",
+                         "msg": "NUL characters (\\u0000) are not allowed"}]},
+            status_code=422,
+        )  # fmt: skip
+    return None
 
 
 D = TypeVar("D")
