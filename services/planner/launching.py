@@ -220,7 +220,7 @@ async def start(
             .one()
         )
         _startable(locked)
-        if locked["revision"] != plan["revision"]:
+        if definition(locked) != definition(plan):
             raise Conflict(["path", "plan"], "the plan changed while starting; start it again")
         number = (
             await session.scalar(
@@ -285,6 +285,21 @@ async def start(
         len(frozen.vms),
     )
     return updated, migration
+
+
+#: What a user defines; a revalidation meanwhile changes other columns, and must not make
+#: a start fail (a busy provider marks its plans stale every few seconds).
+DEFINITION = (
+    "source_provider", "target_provider", "target_namespace", "network_map", "storage_map",
+    "migration_type", "target_power_state", "transfer_network", "naming", "limits", "vms",
+    "archived",
+)  # fmt: skip
+
+
+def definition(row: Any) -> tuple[Any, ...]:
+    """The plan as its user defined it (VM names the inventory filled in aside)."""
+    vms = [{k: v for k, v in vm.items() if k != "name"} for vm in row["vms"]]
+    return tuple(vms if k == "vms" else row[k] for k in DEFINITION)
 
 
 def _transfer_network(plan: dict[str, Any]) -> str | None:

@@ -11,6 +11,7 @@ a VM and a PVC whose names a plan may collide with.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,14 +168,10 @@ async def providers(inventory: ServiceProcess, engine: Engine, kube_sim: Cluster
     return out
 
 
-@pytest.fixture(scope="module")
-async def planner(
-    servers: DevServices,
-    database_url: str,
-    inventory: ServiceProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[ServiceProcess]:
-    proc = ServiceProcess(
+def planner_process(
+    servers: DevServices, database_url: str, inventory: ServiceProcess, logs: Path
+) -> ServiceProcess:
+    return ServiceProcess(
         "planner",
         {
             "HOIST_NATS_URL": servers.nats_url,
@@ -185,9 +182,19 @@ async def planner(
             "HOIST_PLANNER_PROGRESS_FLUSH_SECONDS": "0.2",
             "HOIST_LOG_FORMAT": "json",
         },
-        tmp_path_factory.mktemp("planner"),
+        logs,
         TOKEN,
     )
+
+
+@pytest.fixture(scope="module")
+async def planner(
+    servers: DevServices,
+    database_url: str,
+    inventory: ServiceProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[ServiceProcess]:
+    proc = planner_process(servers, database_url, inventory, tmp_path_factory.mktemp("planner"))
     await proc.start()
     await proc.wait_ready(60)
     yield proc
