@@ -28,6 +28,7 @@ from services.inventory.sources import source_class
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo
 from shared import catalog
 from shared.db.messaging import Outbox
+from shared.ids import is_uuid
 from shared.payloads import Condition, ProviderPhase, ProviderStatusChanged, ProviderType
 from shared.tls import normalize_fingerprint
 
@@ -260,7 +261,7 @@ async def find(conn: AsyncConnection | AsyncSession, ref: str, *, lock: bool = F
     """A provider by id or by name; ``NotFound`` otherwise. ``lock`` holds its row until
     the transaction ends (a delete waits for a batch being stored, and the other way)."""
     p = db.providers
-    column = p.c.id if _is_uuid(ref) else p.c.name
+    column = p.c.id if is_uuid(ref) else p.c.name
     query = select(p).where(column == ref)
     if lock:
         query = query.with_for_update()
@@ -268,14 +269,6 @@ async def find(conn: AsyncConnection | AsyncSession, ref: str, *, lock: bool = F
     if row is None:
         raise NotFound(f"no provider {ref!r}")
     return row
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 def condition(

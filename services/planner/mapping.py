@@ -88,34 +88,21 @@ async def _resolve_sources(
             out[i] = [shaping.GLANCE]
             continue
         if src.get("id") is not None:
-            one = by_id.get(src["id"])
-            if one is None:
-                res.add(
-                    f"{path}.entries[{i}].source",
-                    "SourceNotFound",
-                    _gone(collection, src),
-                    res.missing_source,
-                )
-                continue
-            o = one
+            found = [by_id[src["id"]]] if src["id"] in by_id else []
         else:
             found = by_name.get(src["name"], [])
-            if not found:
-                res.add(
-                    f"{path}.entries[{i}].source",
-                    "SourceNotFound",
-                    _gone(collection, src),
-                    res.missing_source,
-                )
-                continue
-            if len(found) > 1:
-                res.add(
-                    f"{path}.entries[{i}].source",
-                    "SourceAmbiguous",
-                    f"{len(found)} {collection} are named {src['name']!r}; refer to one by id",
-                )
-                continue
-            o = found[0]
+        where = f"{path}.entries[{i}].source"
+        if not found:
+            res.add(where, "SourceNotFound", _gone(collection, src), res.missing_source)
+            continue
+        if len(found) > 1:
+            res.add(
+                where,
+                "SourceAmbiguous",
+                f"{len(found)} {collection} are named {src['name']!r}; refer to one by id",
+            )
+            continue
+        o = found[0]
         out[i] = [o["id"], o["name"]]
     return out
 

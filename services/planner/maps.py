@@ -28,17 +28,11 @@ from services.planner.model import (
     StorageMapCreate,
     StorageMapUpdate,
 )
+from shared.ids import is_uuid
 from shared.payloads import ProviderType
 
 TABLES: dict[str, Table] = {"network": db.network_maps, "storage": db.storage_maps}
 SOURCE_TYPES = (ProviderType.OVIRT, ProviderType.OPENSTACK)
-
-
-def is_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text.lower()
-    except ValueError:
-        return False
 
 
 async def provider(

@@ -29,6 +29,7 @@ from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFai
 from services.planner.inventoryclient import LIST_THRESHOLD, InventoryClient, InventoryUnavailable
 from services.planner.model import PlanCreate, PlanUpdate, VmRef, VmSelector
 from services.planner.problems import Result
+from shared.ids import is_uuid
 from shared.payloads import ProviderType
 from shared.settings import PlannerSettings
 
@@ -41,7 +42,7 @@ IN_FLIGHT = ("Pending", "Running")
 
 async def find(conn: AsyncConnection, ref: str, *, lock: bool = False) -> Any:
     p = db.plans
-    column = p.c.id if maps.is_uuid(ref) else p.c.name
+    column = p.c.id if is_uuid(ref) else p.c.name
     q = select(p).where(column == ref)
     if lock:
         q = q.with_for_update()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.planner import db
+from shared.ids import is_uuid
 
 Conn = AsyncConnection | AsyncSession
 VmKey = tuple[str, str]
@@ -45,18 +45,10 @@ def _progress(done: int, total: int) -> dict[str, int]:
 # --- lookups -------------------------------------------------------------------------------
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
-
-
 async def find_plan(conn: Conn, ref: str) -> Mapping[Any, Any]:
     """A plan by id (when ``ref`` is a UUID) or by name."""
     p = db.plans
-    column = p.c.id if _is_uuid(ref) else p.c.name
+    column = p.c.id if is_uuid(ref) else p.c.name
     row = (await conn.execute(select(p).where(column == ref))).mappings().first()
     if row is None:
         raise NotFound(f"no plan {ref!r}")

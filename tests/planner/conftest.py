@@ -10,13 +10,17 @@ a VM and a PVC whose names a plan may collide with.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 from kubernetes_asyncio import client, config
 
+from shared import envelope as env
 from shared.devservices import DevServices
 from sim.kube.cluster import Cluster
 from sim.kube.config import HOSTPATH_PROVISIONER, ClusterConfig, default_storage_classes
@@ -258,3 +262,32 @@ def plan_body(
     }
     body.update(over)
     return body
+
+
+async def post_and_capture(
+    planner: ServiceProcess, path: str, subject: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """POST to the planner and return the envelope it published on ``subject`` (relative to
+    the installation prefix; JetStream publishes reach core subscribers too)."""
+    nc = await nats.connect(planner.env["HOIST_NATS_URL"])
+    got: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    async def on_msg(msg: Any) -> None:
+        if not got.done():
+            got.set_result(json.loads(msg.data))
+
+    await nc.subscribe(f"{PREFIX}.{subject}", cb=on_msg)
+    try:
+        r = await api(planner, "POST", path, json=body)
+        assert r.status_code == 202, r.text
+        return await asyncio.wait_for(got, 30)
+    finally:
+        await nc.drain()
+
+
+async def start_and_capture(planner: ServiceProcess, plan_id: str) -> dict[str, Any]:
+    """Start a plan and return the frozen plan its ``plan.started`` event carried."""
+    envelope = await post_and_capture(planner, f"/plans/{plan_id}/start", f"plan.{plan_id}.started")
+    event = env.decode(json.dumps(envelope).encode())
+    data: dict[str, Any] = event.data.model_dump(mode="json")
+    return data

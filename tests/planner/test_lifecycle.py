@@ -3,13 +3,10 @@ orchestrator would, out of order and twice), progress while copying, cancel, re-
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import nats
 import pytest
 
 from shared import catalog
@@ -19,8 +16,7 @@ from shared.devservices import DevServices
 from shared.settings import NatsSettings
 from tests.conftest import eventually
 from tests.inventory.conftest import PREFIX, api
-from tests.planner.conftest import make_maps, plan_body
-from tests.planner.test_plans import _start_and_capture
+from tests.planner.conftest import make_maps, plan_body, post_and_capture, start_and_capture
 from tools.processes import ServiceProcess
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -69,7 +65,6 @@ async def get(planner: ServiceProcess, path: str) -> dict[str, Any]:
 async def test_start_progress_outcome_rerun_cancel(
     planner: ServiceProcess,
     providers: dict[str, str],
-    servers: DevServices,
     orchestrator: Bus,
 ) -> None:
     maps = await make_maps(planner, providers)
@@ -77,7 +72,7 @@ async def test_start_progress_outcome_rerun_cancel(
     plan = (await api(planner, "POST", "/plans", json=body)).json()
     assert plan["phase"] == "Ready", plan["problems"]
     pid = plan["id"]
-    frozen = await _start_and_capture(planner, pid, servers)
+    frozen = await start_and_capture(planner, pid)
     a, b = (v["vm_id"] for v in frozen["vms"])
     disk_a = frozen["vms"][0]["disks"][0]
 
@@ -143,7 +138,7 @@ async def test_start_progress_outcome_rerun_cancel(
 
     # Cancel is refused when nothing runs; a re-run migrates only B.
     assert (await api(planner, "POST", f"/plans/{pid}/cancel")).status_code == 409
-    rerun = await _start_and_capture(planner, pid, servers)
+    rerun = await start_and_capture(planner, pid)
     assert [v["vm_id"] for v in rerun["vms"]] == [b]
     assert rerun["migration_id"] != frozen["migration_id"]
     migrations = await get(planner, f"/plans/{pid}/migrations")
@@ -156,7 +151,11 @@ async def test_start_progress_outcome_rerun_cancel(
     # Cancel B (an unknown VM is refused first), and see the request on the bus.
     bad = await api(planner, "POST", f"/plans/{pid}/cancel", json={"vms": ["nope"]})
     assert bad.status_code == 422
-    cancel = await _cancel_and_capture(planner, pid, servers, {"vms": [b], "reason": "test"})
+    cancel = (
+        await post_and_capture(
+            planner, f"/plans/{pid}/cancel", f"plan.{pid}.cancel", {"vms": [b], "reason": "test"}
+        )
+    )["data"]
     assert cancel["vm_ids"] == [b]
     assert cancel["migration_id"] == rerun["migration_id"]
     assert (await get(planner, f"/plans/{pid}/vms/{b}"))["cancelRequested"] is True
@@ -174,24 +173,3 @@ async def test_start_progress_outcome_rerun_cancel(
     vm_a = await get(planner, f"/plans/{pid}/vms/{a}")
     assert vm_a["phase"] == "Succeeded"
     assert vm_a["migrationId"] == frozen["migration_id"]
-
-
-async def _cancel_and_capture(
-    planner: ServiceProcess, plan_id: str, servers: DevServices, body: dict[str, Any]
-) -> dict[str, Any]:
-    nc = await nats.connect(servers.nats_url)
-    got: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-    async def on_msg(msg: Any) -> None:
-        if not got.done():
-            got.set_result(json.loads(msg.data))
-
-    await nc.subscribe(f"{PREFIX}.plan.{plan_id}.cancel", cb=on_msg)
-    try:
-        r = await api(planner, "POST", f"/plans/{plan_id}/cancel", json=body)
-        assert r.status_code == 202, r.text
-        envelope = await asyncio.wait_for(got, 30)
-    finally:
-        await nc.drain()
-    data: dict[str, Any] = envelope["data"]
-    return data

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from shared.devservices import DevServices
 from shared.sizing import GIB
 from sim.openstack.cloud import Cloud
 from tests.inventory.conftest import api, unique, wait_phase
-from tests.planner.conftest import NAMESPACE
-from tests.planner.test_plans import _start_and_capture, codes
+from tests.planner.conftest import NAMESPACE, start_and_capture
+from tests.planner.test_plans import codes
 from tools.processes import ServiceProcess
 
 
@@ -68,7 +67,7 @@ def _plan(p: dict[str, str], maps: tuple[str, str], vms: list[Any]) -> dict[str,
 
 
 async def test_image_and_volume_backed_servers(
-    planner: ServiceProcess, openstack: dict[str, str], servers: DevServices
+    planner: ServiceProcess, openstack: dict[str, str]
 ) -> None:
     storage = [
         {"source": {"type": "glance"}, "destination": {"storageClass": "standard"}},
@@ -82,7 +81,7 @@ async def test_image_and_volume_backed_servers(
     assert r.status_code == 201, r.text
     plan = r.json()
     assert plan["phase"] == "Ready", plan["problems"]
-    frozen = await _start_and_capture(planner, plan["id"], servers)
+    frozen = await start_and_capture(planner, plan["id"])
     assert frozen["source"]["type"] == "openstack"
     web, db = frozen["vms"]
     root, data = web["disks"]

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
-import nats
-
-from shared import envelope as env
-from shared.devservices import DevServices
 from tests.conftest import eventually
-from tests.inventory.conftest import PREFIX, api, unique
+from tests.inventory.conftest import api, unique
 from tests.planner.conftest import (
     GIB,
     NAMESPACE,
     make_maps,
     network_map_body,
     plan_body,
+    start_and_capture,
     storage_map_body,
     vm_ids,
 )
@@ -279,7 +274,7 @@ async def test_every_validation_problem_at_once(
 
 
 async def test_names_are_valid_and_unique(
-    planner: ServiceProcess, providers: dict[str, str], servers: DevServices
+    planner: ServiceProcess, providers: dict[str, str]
 ) -> None:
     maps = await make_maps(planner, providers)
     body = plan_body(providers, maps, [{"name": "Weird Name_#1"}, {"name": "web-1"},
@@ -288,7 +283,7 @@ async def test_names_are_valid_and_unique(
     r = await api(planner, "POST", "/plans", json=body)
     assert r.status_code == 201, r.text
     assert r.json()["phase"] == "Ready", r.text
-    frozen = await _start_and_capture(planner, r.json()["id"], servers)
+    frozen = await start_and_capture(planner, r.json()["id"])
     names = [v["target_name"] for v in frozen["vms"]]
     pvcs = [d["pvc_name"] for v in frozen["vms"] for d in v["disks"]]
     assert len(set(names)) == 3
@@ -299,32 +294,8 @@ async def test_names_are_valid_and_unique(
         assert n == n.lower(), n
 
 
-async def _start_and_capture(
-    planner: ServiceProcess, plan_id: str, servers: DevServices
-) -> dict[str, Any]:
-    """Start a plan and return the frozen plan its ``plan.started`` event carried."""
-    nc = await nats.connect(servers.nats_url)
-    got: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-    async def on_msg(msg: Any) -> None:
-        if not got.done():
-            got.set_result(json.loads(msg.data))
-
-    await nc.subscribe(f"{PREFIX}.plan.{plan_id}.started", cb=on_msg)
-    try:
-        r = await api(planner, "POST", f"/plans/{plan_id}/start")
-        assert r.status_code == 202, r.text
-        envelope = await asyncio.wait_for(got, 30)
-    finally:
-        await nc.drain()
-    event = env.decode(json.dumps(envelope).encode())
-    data: dict[str, Any] = event.data.model_dump(mode="json")
-    return data
-
-
 async def test_start_publishes_the_frozen_plan(
     planner: ServiceProcess, inventory: ServiceProcess, providers: dict[str, str],
-    servers: DevServices,
 ) -> None:  # fmt: skip
     maps = await make_maps(planner, providers)
     ids = await vm_ids(inventory, providers["ovirt"])
@@ -332,7 +303,7 @@ async def test_start_publishes_the_frozen_plan(
                      transferNetwork="blue", targetPowerState="off")  # fmt: skip
     plan = (await api(planner, "POST", "/plans", json=body)).json()
     assert plan["phase"] == "Ready", plan["problems"]
-    frozen = await _start_and_capture(planner, plan["id"], servers)
+    frozen = await start_and_capture(planner, plan["id"])
     assert frozen["plan_id"] == plan["id"]
     assert frozen["plan_name"] == body["name"]
     assert frozen["source"]["id"] == providers["ovirt"]

@@ -15,8 +15,7 @@ from shared.devservices import DevServices
 from shared.settings import NatsSettings
 from tests.conftest import eventually
 from tests.inventory.conftest import PREFIX, api
-from tests.planner.conftest import make_maps, plan_body, planner_process
-from tests.planner.test_plans import _start_and_capture
+from tests.planner.conftest import make_maps, plan_body, planner_process, start_and_capture
 from tools.processes import ServiceProcess
 
 
@@ -34,7 +33,7 @@ async def test_killed_planner_resumes_projection(
     maps = await make_maps(first, providers)
     body = plan_body(providers, maps, [{"name": "rerun-a"}, {"name": "rerun-b"}])
     plan = (await api(first, "POST", "/plans", json=body)).json()
-    frozen = await _start_and_capture(first, plan["id"], servers)
+    frozen = await start_and_capture(first, plan["id"])
     assert first.proc is not None
     first.proc.send_signal(signal.SIGKILL)
     await first.proc.wait()
