@@ -40,7 +40,11 @@ async def run(keep: bool, timeout: float) -> int:
             f"{'' if ds.postgres else '  (from HOIST_DATABASE_URL)'}"
         )
         env = _env(ds) | {"HOIST_KUBE_KUBECONFIG": str(kubeconfig.resolve())}
-        services = [ServiceProcess(n, env, log_dir, token) for n in SERVICES]
+        services: list[ServiceProcess] = []
+        for name in SERVICES:
+            # The planner validates plans against the inventory, wherever that listens.
+            extra = {"HOIST_PLANNER_INVENTORY_URL": services[0].url} if name == "planner" else {}
+            services.append(ServiceProcess(name, env | extra, log_dir, token))
         try:
             await asyncio.gather(*(s.start() for s in services))
             ready = await asyncio.gather(*(s.wait_ready(timeout) for s in services))
