@@ -214,6 +214,16 @@ class PlanStarted(Payload):
     max_disks_in_flight: int = Field(10, ge=1)
     max_disks_in_flight_per_source: int = Field(20, ge=1)
     vms: list[PlannedVm]
+    part: int = Field(
+        1,
+        ge=1,
+        description="A large plan is published in parts (NATS caps a message's size, 1 MiB "
+        "by default): each part repeats everything but ``vms`` and carries some of them.",
+    )
+    parts: int = Field(1, ge=1, description="How many parts this migration's plan has.")
+    vms_total: int | None = Field(
+        None, ge=0, description="VMs in all parts together (unset: ``len(vms)``)."
+    )
 
 
 class PlanCancelRequested(Payload):

@@ -283,6 +283,13 @@ class PlannerSettings(BaseModel):
     progress_flush_seconds: float = Field(
         1.0, gt=0, le=60, description="Progress samples are written in one batch this often."
     )
+    started_event_bytes: int = Field(
+        256 * 1024,
+        ge=4096,
+        le=8 * 1024 * 1024,
+        description="Largest plan.started event; a bigger plan is published in parts "
+        "(NATS refuses messages over its max_payload, 1 MiB by default).",
+    )
     max_disks_in_flight: int = Field(
         10, ge=1, le=10_000, description="Default limit of disks copied at once per plan."
     )

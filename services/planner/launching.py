@@ -28,6 +28,7 @@ from shared.db.messaging import Outbox
 from shared.payloads import (
     MigrationType,
     PlanCancelRequested,
+    PlannedVm,
     PlanStarted,
     PowerState,
     ProviderType,
@@ -265,9 +266,13 @@ async def start(
             .mappings()
             .one()
         )
-        await outbox.add(
-            session, catalog.PLAN_STARTED, frozen, event_id=f"plan-started-{frozen.migration_id}"
-        )
+        for part in split(frozen, settings.started_event_bytes):
+            await outbox.add(
+                session,
+                catalog.PLAN_STARTED,
+                part,
+                event_id=f"plan-started-{frozen.migration_id}-{part.part}",
+            )
         migration = (
             (
                 await session.execute(
@@ -300,6 +305,27 @@ def definition(row: Any) -> tuple[Any, ...]:
     """The plan as its user defined it (VM names the inventory filled in aside)."""
     vms = [{k: v for k, v in vm.items() if k != "name"} for vm in row["vms"]]
     return tuple(vms if k == "vms" else row[k] for k in DEFINITION)
+
+
+def split(frozen: PlanStarted, budget: int) -> list[PlanStarted]:
+    """The frozen plan in parts of at most about ``budget`` bytes of JSON each (one part if
+    it fits). VMs are packed in order; a VM larger than the budget on its own goes alone
+    (its part may then exceed the budget: one VM is never split)."""
+    header = len(frozen.model_copy(update={"vms": []}).model_dump_json()) + 512
+    groups: list[list[PlannedVm]] = [[]]
+    used = header
+    for vm in frozen.vms:
+        size = len(vm.model_dump_json()) + 1
+        if groups[-1] and used + size > budget:
+            groups.append([])
+            used = header
+        groups[-1].append(vm)
+        used += size
+    total = len(frozen.vms)
+    return [
+        frozen.model_copy(update={"vms": g, "part": i, "parts": len(groups), "vms_total": total})
+        for i, g in enumerate(groups, start=1)
+    ]
 
 
 def _transfer_network(plan: dict[str, Any]) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,11 @@ async def providers(inventory: ServiceProcess, engine: Engine, kube_sim: Cluster
 
 
 def planner_process(
-    servers: DevServices, database_url: str, inventory: ServiceProcess, logs: Path
+    servers: DevServices,
+    database_url: str,
+    inventory: ServiceProcess,
+    logs: Path,
+    **env: str,
 ) -> ServiceProcess:
     return ServiceProcess(
         "planner",
@@ -185,6 +189,7 @@ def planner_process(
             "HOIST_PLANNER_REVALIDATE_SECONDS": "1",
             "HOIST_PLANNER_PROGRESS_FLUSH_SECONDS": "0.2",
             "HOIST_LOG_FORMAT": "json",
+            **env,
         },
         logs,
         TOKEN,
@@ -265,29 +270,47 @@ def plan_body(
 
 
 async def post_and_capture(
-    planner: ServiceProcess, path: str, subject: str, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """POST to the planner and return the envelope it published on ``subject`` (relative to
-    the installation prefix; JetStream publishes reach core subscribers too)."""
+    planner: ServiceProcess,
+    path: str,
+    subject: str,
+    body: dict[str, Any] | None = None,
+    count: Callable[[dict[str, Any]], int] = lambda _: 1,
+) -> list[dict[str, Any]]:
+    """POST to the planner and return the envelopes it published on ``subject`` (relative
+    to the installation prefix; JetStream publishes reach core subscribers too): as many as
+    ``count(first envelope)`` says."""
     nc = await nats.connect(planner.env["HOIST_NATS_URL"])
-    got: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    got: list[dict[str, Any]] = []
+    done = asyncio.Event()
 
     async def on_msg(msg: Any) -> None:
-        if not got.done():
-            got.set_result(json.loads(msg.data))
+        got.append(json.loads(msg.data))
+        if len(got) >= count(got[0]):
+            done.set()
 
     await nc.subscribe(f"{PREFIX}.{subject}", cb=on_msg)
     try:
         r = await api(planner, "POST", path, json=body)
         assert r.status_code == 202, r.text
-        return await asyncio.wait_for(got, 30)
+        await asyncio.wait_for(done.wait(), 30)
+        return got
     finally:
         await nc.drain()
 
 
 async def start_and_capture(planner: ServiceProcess, plan_id: str) -> dict[str, Any]:
-    """Start a plan and return the frozen plan its ``plan.started`` event carried."""
-    envelope = await post_and_capture(planner, f"/plans/{plan_id}/start", f"plan.{plan_id}.started")
-    event = env.decode(json.dumps(envelope).encode())
-    data: dict[str, Any] = event.data.model_dump(mode="json")
-    return data
+    """Start a plan and return the frozen plan its ``plan.started`` event carried: all its
+    parts' VMs in one list, in order, and the number of parts under ``parts``."""
+    envelopes = await post_and_capture(
+        planner, f"/plans/{plan_id}/start", f"plan.{plan_id}.started",
+        count=lambda first: int(first["data"]["parts"]),
+    )  # fmt: skip
+    parts = sorted(
+        (env.decode(json.dumps(e).encode()).data.model_dump(mode="json") for e in envelopes),
+        key=lambda d: d["part"],
+    )
+    assert [d["part"] for d in parts] == list(range(1, parts[0]["parts"] + 1))
+    whole: dict[str, Any] = dict(parts[0])
+    whole["vms"] = [vm for d in parts for vm in d["vms"]]
+    assert len(whole["vms"]) == (whole["vms_total"] or len(whole["vms"]))
+    return whole

@@ -155,7 +155,7 @@ async def test_start_progress_outcome_rerun_cancel(
         await post_and_capture(
             planner, f"/plans/{pid}/cancel", f"plan.{pid}.cancel", {"vms": [b], "reason": "test"}
         )
-    )["data"]
+    )[0]["data"]
     assert cancel["vm_ids"] == [b]
     assert cancel["migration_id"] == rerun["migration_id"]
     assert (await get(planner, f"/plans/{pid}/vms/{b}"))["cancelRequested"] is True

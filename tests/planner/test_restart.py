@@ -27,13 +27,16 @@ async def test_killed_planner_resumes_projection(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     logs = tmp_path_factory.mktemp("restart")
-    first = planner_process(servers, database_url, inventory, logs)
+    # A tiny event budget: the two VMs' plan goes out in two parts.
+    small = {"HOIST_PLANNER_STARTED_EVENT_BYTES": "4096"}
+    first = planner_process(servers, database_url, inventory, logs, **small)
     await first.start()
     await first.wait_ready(60)
     maps = await make_maps(first, providers)
     body = plan_body(providers, maps, [{"name": "rerun-a"}, {"name": "rerun-b"}])
     plan = (await api(first, "POST", "/plans", json=body)).json()
     frozen = await start_and_capture(first, plan["id"])
+    assert frozen["parts"] == 2
     assert first.proc is not None
     first.proc.send_signal(signal.SIGKILL)
     await first.proc.wait()
