@@ -9,6 +9,7 @@ own (dropped at the end), and ``db_session`` rolls back everything a test wrote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -138,6 +139,20 @@ def cloud() -> Iterator[Any]:
 
     with running_cloud(SCENARIO) as c:
         yield c
+
+
+@contextlib.asynccontextmanager
+async def kube_client(sim: Any) -> AsyncIterator[Any]:
+    """A kubernetes-asyncio ``ApiClient`` on a simulated cluster (``sim.kube.Cluster``), as
+    a user's kubeconfig would give one."""
+    from kubernetes_asyncio import client, config
+
+    configuration = client.Configuration()
+    await config.load_kube_config_from_dict(
+        sim.kubeconfig_dict(), client_configuration=configuration
+    )
+    async with client.ApiClient(configuration) as api:
+        yield api
 
 
 async def eventually(

@@ -10,14 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from shared.bus import Bus
 from shared.devservices import DevServices
 from shared.settings import NatsSettings
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.conftest import TOKEN, eventually
+from tests.conftest import TOKEN, eventually, kube_client
 from tools.processes import ServiceProcess
 
 PREFIX = "invsvc"
@@ -35,11 +35,7 @@ async def kube_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cl
 
 @pytest.fixture(scope="module")
 async def kube(kube_sim: Cluster) -> AsyncIterator[client.ApiClient]:
-    configuration = client.Configuration()
-    await config.load_kube_config_from_dict(
-        kube_sim.kubeconfig_dict(), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api:
+    async with kube_client(kube_sim) as api:
         yield api
 
 

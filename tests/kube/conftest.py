@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
+from tests.conftest import kube_client
 
 
 @pytest.fixture
@@ -30,9 +31,5 @@ async def cluster(cluster_config: ClusterConfig) -> AsyncIterator[Cluster]:
 
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[client.ApiClient]:
-    configuration = client.Configuration()
-    await config.load_kube_config_from_dict(
-        cluster.kubeconfig_dict(), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api_client:
+    async with kube_client(cluster) as api_client:
         yield api_client

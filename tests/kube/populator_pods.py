@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiException
 
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
+from tests.conftest import kube_client
 
 NS = "default"
 
@@ -43,13 +44,9 @@ class PopulatorRun:
 async def cluster_for(tmp_path: Path, image: str, module: str) -> AsyncIterator[Any]:
     """A cluster whose `image` runs `python -m module`, and a CoreV1Api on it."""
     images = {image: [sys.executable, "-m", module]}
-    async with Cluster(ClusterConfig(storage_root=tmp_path / "volumes", images=images)) as sim:
-        configuration = client.Configuration()
-        await config.load_kube_config_from_dict(
-            sim.kubeconfig_dict(), client_configuration=configuration
-        )
-        async with client.ApiClient(configuration) as api:
-            yield client.CoreV1Api(api)
+    config = ClusterConfig(storage_root=tmp_path / "volumes", images=images)
+    async with Cluster(config) as sim, kube_client(sim) as api:
+        yield client.CoreV1Api(api)
 
 
 async def run_populator(

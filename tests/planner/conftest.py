@@ -18,7 +18,7 @@ from typing import Any
 
 import nats
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from shared import envelope as env
 from shared.devservices import DevServices
@@ -26,7 +26,7 @@ from sim.kube.cluster import Cluster
 from sim.kube.config import HOSTPATH_PROVISIONER, ClusterConfig, default_storage_classes
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, kube_client
 from tests.inventory.conftest import PREFIX, api, inventory, kube, unique, wait_phase
 from tools.processes import ServiceProcess
 
@@ -111,11 +111,7 @@ async def kube_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cl
 
 async def _populate(sim: Cluster) -> None:
     """What a plan may collide with or name: a Multus network, a VM and a PVC."""
-    configuration = client.Configuration()
-    await config.load_kube_config_from_dict(
-        sim.kubeconfig_dict(), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api_client:
+    async with kube_client(sim) as api_client:
         custom = client.CustomObjectsApi(api_client)
         await custom.create_namespaced_custom_object(
             "k8s.cni.cncf.io", "v1", NAMESPACE, "network-attachment-definitions",

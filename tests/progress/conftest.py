@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from shared import catalog, labels
 from shared.bus import Bus
@@ -30,7 +30,7 @@ from shared.payloads import (
 from shared.settings import NatsSettings
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.conftest import TOKEN, create_database, drop_database, eventually, plain_dsn
+from tests.conftest import TOKEN, create_database, drop_database, eventually, kube_client, plain_dsn
 from tools.processes import ServiceProcess
 
 METRICS_IMAGE = "quay.io/hoist-tests/metrics-pod"
@@ -62,11 +62,7 @@ async def kube_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cl
 
 @pytest.fixture(scope="module")
 async def core(kube_sim: Cluster) -> AsyncIterator[client.CoreV1Api]:
-    configuration = client.Configuration()
-    await config.load_kube_config_from_dict(
-        kube_sim.kubeconfig_dict(), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api:
+    async with kube_client(kube_sim) as api:
         yield client.CoreV1Api(api)
 
 

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 import yaml
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from shared.bus import Bus
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
+from tests.conftest import kube_client
 from tests.progress.conftest import (
     METRICS_IMAGE,
     Replicas,
@@ -47,11 +48,7 @@ async def remote(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clus
 
 @pytest.fixture(scope="module")
 async def remote_core(remote: Cluster) -> AsyncIterator[client.CoreV1Api]:
-    configuration = client.Configuration()
-    await config.load_kube_config_from_dict(
-        remote.kubeconfig_dict(), client_configuration=configuration
-    )
-    async with client.ApiClient(configuration) as api:
+    async with kube_client(remote) as api:
         yield client.CoreV1Api(api)
 
 
