@@ -238,6 +238,12 @@ class ProgressSettings(BaseModel):
     history_points: int = Field(
         2000, ge=10, le=100_000, description="History points kept per disk (oldest dropped)."
     )
+    retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Disks finished longer ago than this are forgotten, with their history "
+        "(the planner keeps each migration's outcome and bytes).",
+    )
     heartbeat_seconds: float = Field(
         1.0, gt=0, description="Replicas renew their entry in the NATS KV bucket this often."
     )

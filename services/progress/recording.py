@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -66,6 +66,19 @@ INSERT_HISTORY = text(
     ON CONFLICT DO NOTHING
     """
 )
+
+EXPIRE_DISKS = text(
+    """
+    WITH gone AS (
+        DELETE FROM progress.disks
+        WHERE state <> 'running' AND coalesce(finished_at, updated_at) < :cutoff
+        RETURNING disk_id
+    )
+    DELETE FROM progress.history AS h USING gone WHERE h.disk_id = gone.disk_id
+    """
+)
+# Points older than the retention, even of disks still known (``ix_history_at`` finds them).
+EXPIRE_HISTORY = text("DELETE FROM progress.history WHERE at < :cutoff")
 
 PRUNE_HISTORY = text(
     """
@@ -215,6 +228,15 @@ class Recorder:
                     exc,
                 )
         await self._publish()
+
+    async def expire(self) -> int:
+        """Forget disks finished more than ``retention_days`` ago, and their history: what a
+        migration copied stays in the planner's status; samples need not stay forever."""
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
+        async with self.engine.begin() as conn:
+            await conn.execute(EXPIRE_DISKS, {"cutoff": cutoff})
+            points = await conn.execute(EXPIRE_HISTORY, {"cutoff": cutoff})
+        return int(points.rowcount or 0)
 
     async def prune(self, disk_ids: list[str]) -> None:
         """Keep at most ``history_points`` points per disk (the newest)."""

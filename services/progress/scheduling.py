@@ -169,6 +169,9 @@ class Scheduler:
                 last_prune = time.monotonic()
                 try:
                     await self.recorder.prune([d for d in self._due if d in self.targets])
+                    expired = await self.recorder.expire()
+                    if expired:
+                        log.info("forgot %d history points older than the retention", expired)
                 except Exception as exc:
                     log.warning("history pruning failed (%s); next try in 10 min", exc)
 
