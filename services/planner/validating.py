@@ -174,9 +174,20 @@ def _check_vms(
     if not plan.vms:
         res.add("vms", "NoVms", "the plan names no VM")
     # Overrides are taken first, so a templated name never takes a name a user chose.
-    for ref in plan.vms:
-        if ref.get("targetName"):
-            vm_names.take(ref["targetName"], ref.get("id") or ref.get("name", ""))
+    chosen: dict[str, int] = {}
+    for i, ref in enumerate(plan.vms):
+        name = ref.get("targetName")
+        if not name:
+            continue
+        if name in chosen:
+            res.add(
+                f"vms[{i}].targetName",
+                "TargetNameDuplicate",
+                f"vms[{chosen[name]}] already has the targetName {name!r}",
+                vm=ref.get("id"),
+            )
+        chosen.setdefault(name, i)
+        vm_names.take(name, ref.get("id") or ref.get("name", ""))
     seen: set[str] = set()
     for i, ref in enumerate(plan.vms):
         path, vid = f"vms[{i}]", ref.get("id")

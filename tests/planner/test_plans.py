@@ -234,7 +234,8 @@ async def test_every_validation_problem_at_once(
     ids = await vm_ids(inventory, providers["ovirt"])
     vms = [{"name": "locked-1"}, {"name": "two-pods"}, {"name": "mgmt-1"}, {"name": "taken-vm"},
            {"id": "no-such-vm"}, {"name": "no-such-name"}, {"id": ids["db-1"]},
-           {"id": ids["db-1"]}]  # fmt: skip
+           {"id": ids["db-1"]}, {"name": "web-1", "targetName": "same"},
+           {"name": "rerun-a", "targetName": "same"}]  # fmt: skip
     r = await api(planner, "POST", "/plans", json=plan_body(
         providers, maps, vms, migrationType="warm", transferNetwork="no-such-nad"))  # fmt: skip
     assert r.status_code == 201, r.text
@@ -251,6 +252,7 @@ async def test_every_validation_problem_at_once(
         ("vms[4]", "VmNotFound"),
         ("vms[5]", "VmNotFound"),
         ("vms[7]", "VmDuplicate"),
+        ("vms[9].targetName", "TargetNameDuplicate"),
     }
     assert expected <= found, expected - found
     for p in plan["problems"]:
