@@ -39,7 +39,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Boolean,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.planner import db
@@ -184,44 +196,44 @@ class Projector:
         steps, tasks = await _pipeline(session, key, name)
         step = steps.get(name)
         if step is None:  # a step the pipeline did not foresee: shown where it runs
-            step = {"step": name, "position": POSITION.get(name, len(POSITION))}
-            step |= {"state": "Pending", "attempt": 1, "progress_completed": 0}
-            step |= {"progress_total": 0, "started_at": None, "completed_at": None}
-            step |= {"error": None, "detail": {}}
-            await session.execute(
-                insert(db.steps).values(
-                    migration_id=ev.migration_id,
-                    vm_id=ev.vm_id,
-                    step=name,
-                    position=step["position"],
-                    state="Pending",
-                )
-            )
+            step = await _insert_step(session, ev)
         new = dict(step)
+        task: dict[str, Any] | None = None
+        new_task: dict[str, Any] | None = None
         if ev.task is None:
             new.update(merge(step, ev, at))
             if ev.detail and order(ev.state, ev.attempt) >= order(step["state"], step["attempt"]):
                 new["detail"] = {**(step["detail"] or {}), **ev.detail}
         else:
-            tasks[ev.task] = await _task(session, ev, at, tasks.get(ev.task))
+            task = tasks.get(ev.task) or await _insert_task(session, ev)
+            new_task = tasks[ev.task] = _merge_task(task, ev, at)
         if tasks:  # a step with tasks takes its progress from them (as RESUM_STEPS does)
             done = sum(t["progress_completed"] for t in tasks.values())
             total = sum(t["progress_total"] for t in tasks.values())
             new["progress_completed"] = max(done, total) if new["state"] == "Completed" else done
             new["progress_total"] = total
-        if any(new[k] != step[k] for k in _STEP_WRITTEN):
-            await session.execute(
-                UPDATE_STEP,
-                {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": name}
-                | {f"p_{k}": new[k] for k in _STEP_WRITTEN},
-            )
         steps[name] = new
-        await _refresh_vm(
-            session,
-            vm,
-            list(steps.values()),
-            started=ev.started_at,
-            active=ev.state != StepState.PENDING,
+        vm_new = _vm_row(
+            vm, list(steps.values()), started=ev.started_at, active=ev.state != StepState.PENDING
+        )
+        writes = {
+            "s_write": any(new[k] != step[k] for k in _STEP_WRITTEN),
+            "t_write": task is not None
+            and new_task is not None
+            and any(new_task[k] != task[k] for k in _TASK_WRITTEN),
+            "v_write": vm_new is not None,
+        }
+        if not any(writes.values()):
+            return  # the same fact again
+        after = new_task or {}
+        vm_after = vm_new or vm
+        await session.execute(
+            WRITE_STEP,
+            writes
+            | {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": name, "k_task": ev.task}
+            | {f"s_{k}": new[k] for k in _STEP_WRITTEN}
+            | {f"t_{k}": after.get(k) for k in _TASK_WRITTEN}
+            | {f"v_{k}": vm_after[k] for k in _VM_WRITTEN},
         )
 
     # --- outcomes --------------------------------------------------------------------------
@@ -255,8 +267,7 @@ class Projector:
                 await _update_vm(session, vm, filled)
             return
         steps, _ = await _pipeline(session, key, None)
-        await _refresh_vm(
-            session,
+        vm_new = _vm_row(
             vm,
             list(steps.values()),
             final={
@@ -268,6 +279,8 @@ class Projector:
                 "eta_seconds": None,
             },
         )
+        if vm_new is not None:
+            await _update_vm(session, vm, vm_new)
         await self._recount(session, plan, ev.migration_id, at)
 
     async def _recount(
@@ -377,8 +390,7 @@ _MIG_WRITTEN = ("vms_succeeded", "vms_failed", "vms_canceled", "phase", "complet
 
 
 def _param(table: Any, column: str) -> Any:
-    """``p_<column>``, typed as the column (JSONB values are serialized as for a plain
-    ``values()``)."""
+    """``:p_<column>``, typed as the column."""
     return bindparam(f"p_{column}", type_=table.c[column].type)
 
 
@@ -392,17 +404,23 @@ LOCK_PLAN = (
     .where(_P.c.id == bindparam("pid"))
     .with_for_update()
 )
-# Without ``frozen``: the frozen plan of 1,000 VMs is megabytes of JSON.
-LOCK_MIGRATION = (
-    select(*(c for c in _M.c if c.name != "frozen"))
-    .where(_M.c.id == bindparam("id"))
-    .with_for_update()
-)
+LOCK_MIGRATION = select(*db.migration_status).where(_M.c.id == bindparam("id")).with_for_update()
 # Every step of a VM, and the tasks of one of them (``with_tasks``; NULL: none). A separate
 # statement from the lock: one that waited for the VM's lock would otherwise return the
 # steps as they were before the holder of the lock changed them.
+_STEP_READ = ("step", "position", *_ROW, "detail")
+_ONE_STEP = _S.c.step == bindparam("with_tasks", type_=String)
 READ_PIPELINE = (
-    select(_S, *(_T.c[k].label(f"task_{k}") for k in ("task", *_TASK_WRITTEN)))
+    select(
+        # error and detail of the event's step only: the others' are not needed.
+        *(
+            case((_ONE_STEP, _S.c[k]), else_=null()).label(k)
+            if k in ("error", "detail")
+            else _S.c[k]
+            for k in _STEP_READ
+        ),
+        *(_T.c[k].label(f"task_{k}") for k in ("task", *_TASK_WRITTEN)),
+    )
     .select_from(
         _S.outerjoin(
             _T,
@@ -410,7 +428,7 @@ READ_PIPELINE = (
                 _T.c.migration_id == _S.c.migration_id,
                 _T.c.vm_id == _S.c.vm_id,
                 _T.c.step == _S.c.step,
-                _S.c.step == bindparam("with_tasks", type_=String),
+                _ONE_STEP,
             ),
         )
     )
@@ -422,35 +440,45 @@ COUNT_PHASES = (
     .group_by(_V.c.phase)
 )
 LAST_COMPLETED = select(func.max(_V.c.completed_at)).where(_V.c.migration_id == bindparam("mid"))
-UPDATE_STEP = (
-    update(_S)
-    .where(
-        _S.c.migration_id == bindparam("k_mid"),
-        _S.c.vm_id == bindparam("k_vid"),
-        _S.c.step == bindparam("k_step"),
+
+
+def _set(table: Any, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
+    """``SET column = :<prefix><column>`` for ``columns``, typed as the columns (JSONB values
+    are serialized as a plain ``values()`` would), and ``updated_at``."""
+    return {
+        **{k: bindparam(f"{prefix}{k}", type_=table.c[k].type) for k in columns},
+        "updated_at": func.now(),
+    }
+
+
+# The writes of a step event in one statement: its step, its task and its VM, each only if
+# its flag says it changed (data-modifying CTEs run whether or not they are referenced).
+_KEY = {"mid": bindparam("k_mid"), "vid": bindparam("k_vid"), "step": bindparam("k_step")}
+WRITE_STEP = (
+    update(_V)
+    .where(_V.c.migration_id == _KEY["mid"], _V.c.vm_id == _KEY["vid"])
+    .where(bindparam("v_write", type_=Boolean))
+    .values({**_set(_V, "v_", _VM_WRITTEN), "revision": db.revision_seq.next_value()})
+    .add_cte(
+        update(_S)
+        .where(_S.c.migration_id == _KEY["mid"], _S.c.vm_id == _KEY["vid"])
+        .where(_S.c.step == _KEY["step"], bindparam("s_write", type_=Boolean))
+        .values(_set(_S, "s_", _STEP_WRITTEN))
+        .cte("step_written")
     )
-    .values({**{k: _param(_S, k) for k in _STEP_WRITTEN}, "updated_at": func.now()})
-)
-UPDATE_TASK = (
-    update(_T)
-    .where(
-        _T.c.migration_id == bindparam("k_mid"),
-        _T.c.vm_id == bindparam("k_vid"),
-        _T.c.step == bindparam("k_step"),
-        _T.c.task == bindparam("k_task"),
+    .add_cte(
+        update(_T)
+        .where(_T.c.migration_id == _KEY["mid"], _T.c.vm_id == _KEY["vid"])
+        .where(_T.c.step == _KEY["step"], _T.c.task == bindparam("k_task", type_=String))
+        .where(bindparam("t_write", type_=Boolean))
+        .values(_set(_T, "t_", _TASK_WRITTEN))
+        .cte("task_written")
     )
-    .values({**{k: _param(_T, k) for k in _TASK_WRITTEN}, "updated_at": func.now()})
 )
 UPDATE_VM = (
     update(_V)
     .where(_V.c.migration_id == bindparam("k_mid"), _V.c.vm_id == bindparam("k_vid"))
-    .values(
-        {
-            **{k: _param(_V, k) for k in _VM_WRITTEN},
-            "revision": db.revision_seq.next_value(),
-            "updated_at": func.now(),
-        }
-    )
+    .values({**_set(_V, "p_", _VM_WRITTEN), "revision": db.revision_seq.next_value()})
 )
 UPDATE_MIGRATION = (
     update(_M)
@@ -482,57 +510,71 @@ async def _pipeline(
     steps: dict[str, dict[str, Any]] = {}
     tasks: dict[str, dict[str, Any]] = {}
     for r in (await session.execute(READ_PIPELINE, {**key, "with_tasks": with_tasks})).mappings():
-        steps.setdefault(r["step"], {c.name: r[c.name] for c in _S.c})
+        steps.setdefault(r["step"], {k: r[k] for k in _STEP_READ})
         if r["task_task"] is not None:
             tasks[r["task_task"]] = {k: r[f"task_{k}"] for k in ("task", *_TASK_WRITTEN)}
     return steps, tasks
 
 
-async def _task(
-    session: AsyncSession, ev: VmStepChanged, at: datetime, task: dict[str, Any] | None
-) -> dict[str, Any]:
-    """Merge ``ev`` into its task (created if the pipeline did not foresee it); the row."""
-    assert ev.task is not None
-    if task is None:
-        name = str(ev.detail.get("name") or ev.task)
-        await session.execute(
-            insert(db.tasks).values(
-                migration_id=ev.migration_id,
-                vm_id=ev.vm_id,
-                step=ev.step.value,
-                task=ev.task,
-                name=name[:253],
-                state="Pending",
-            )
+async def _insert_step(session: AsyncSession, ev: VmStepChanged) -> dict[str, Any]:
+    """A step the pipeline did not foresee, Pending, where it runs; its row."""
+    name = ev.step.value
+    step = {"step": name, "position": POSITION.get(name, len(POSITION))}
+    step |= {"state": "Pending", "attempt": 1, "progress_completed": 0}
+    step |= {"progress_total": 0, "started_at": None, "completed_at": None}
+    step |= {"error": None, "detail": {}}
+    await session.execute(
+        insert(db.steps).values(
+            migration_id=ev.migration_id,
+            vm_id=ev.vm_id,
+            step=name,
+            position=step["position"],
+            state="Pending",
         )
-        task = {k: None for k in ("task", *_TASK_WRITTEN)}
-        task |= {"task": ev.task, "state": "Pending", "attempt": 1}
-        task |= {"progress_completed": 0, "progress_total": 0}
+    )
+    return step
+
+
+async def _insert_task(session: AsyncSession, ev: VmStepChanged) -> dict[str, Any]:
+    """A task the pipeline did not foresee (named by the event's ``detail.name``), Pending;
+    its row."""
+    assert ev.task is not None
+    name = str(ev.detail.get("name") or ev.task)
+    await session.execute(
+        insert(db.tasks).values(
+            migration_id=ev.migration_id,
+            vm_id=ev.vm_id,
+            step=ev.step.value,
+            task=ev.task,
+            name=name[:253],
+            state="Pending",
+        )
+    )
+    task = {k: None for k in ("task", *_TASK_WRITTEN)}
+    task |= {"task": ev.task, "state": "Pending", "attempt": 1}
+    return task | {"progress_completed": 0, "progress_total": 0}
+
+
+def _merge_task(task: dict[str, Any], ev: VmStepChanged, at: datetime) -> dict[str, Any]:
+    """The task row after ``ev``."""
     new = {**task, **merge(task, ev, at)}
     if new["attempt"] > task["attempt"] and ev.started_at:
         # Samples taken before this attempt started belong to the last one.
         new["observed_at"] = max(task["observed_at"] or ev.started_at, ev.started_at)
-    if any(new[k] != task[k] for k in _TASK_WRITTEN):
-        await session.execute(
-            UPDATE_TASK,
-            {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": ev.step.value}
-            | {"k_task": ev.task}
-            | {f"p_{k}": new[k] for k in _TASK_WRITTEN},
-        )
     return new
 
 
-async def _refresh_vm(
-    session: AsyncSession,
+def _vm_row(
     vm: dict[str, Any],
     steps: list[dict[str, Any]],
     *,
     started: datetime | None = None,
     active: bool = False,
     final: dict[str, Any] | None = None,
-) -> None:
-    """Derive the VM row from its ``steps`` (as they are after this event) and ``final``
-    (what ``VmFinished`` says); ``active``: a step or a task of it left Pending."""
+) -> dict[str, Any] | None:
+    """The VM row derived from its ``steps`` (as they are after this event) and ``final``
+    (what ``VmFinished`` says), or None if nothing changes; ``active``: a step or a task of
+    it left Pending."""
     values: dict[str, Any] = dict(final or {})
     phase = values.get("phase", vm["phase"])
     if phase == "Pending" and (active or any(r["state"] != StepState.PENDING for r in steps)):
@@ -549,8 +591,9 @@ async def _refresh_vm(
         values["bytes_done"] = total
     elif transfer is not None:
         values["bytes_done"] = transfer["progress_completed"]
-    if any(vm[k] != val for k, val in values.items()):
-        await _update_vm(session, vm, values)
+    if all(vm[k] == val for k, val in values.items()):
+        return None
+    return {**vm, **values}
 
 
 async def _update_vm(session: AsyncSession, vm: Mapping[str, Any], values: dict[str, Any]) -> None:
