@@ -440,7 +440,7 @@ async def _project(
 ) -> dict[str, float]:
     """Publish ``events`` (batches awaited together, in order on one connection) and wait
     until the plan is Succeeded with every VM counted. Its status is read from the API (a
-    request every 0.2 s), not from ``plan.status`` events, which wait in the planner's
+    request every 0.5 s), not from ``plan.status`` events, which wait in the planner's
     outbox behind a ``plan.started`` it could not publish."""
     total = len(frozen["vms"])
     bus = Bus(NatsSettings(url=nats_url, prefix=PREFIX), source="/hoist/orchestrator")
@@ -469,7 +469,7 @@ async def _project(
                 break
             if got["phase"] not in ("Running", "Succeeded") or time.monotonic() > deadline:
                 raise RuntimeError(f"plan {got['phase']} with {counts}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
         seconds = time.perf_counter() - t
         publish_s = await publishing
     finally:

@@ -188,12 +188,12 @@ class Projector:
 
     async def _step(self, ev: VmStepChanged, at: datetime, session: AsyncSession) -> None:
         key = {"mid": ev.migration_id, "vid": ev.vm_id}
-        vm = await _first(session, LOCK_VM, key)
+        vm = await _first(session, LOCK_VM_FOR_STEP, key)
         if vm is None:
             log.debug("step of unknown VM %s/%s ignored", ev.migration_id, ev.vm_id)
             return
         name = ev.step.value
-        steps, tasks = await _pipeline(session, key, name)
+        steps, tasks = await _pipeline(session, key, name, ev.task)
         step = steps.get(name)
         if step is None:  # a step the pipeline did not foresee: shown where it runs
             step = await _insert_step(session, ev)
@@ -233,7 +233,7 @@ class Projector:
             | {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": name, "k_task": ev.task}
             | {f"s_{k}": new[k] for k in _STEP_WRITTEN}
             | {f"t_{k}": after.get(k) for k in _TASK_WRITTEN}
-            | {f"v_{k}": vm_after[k] for k in _VM_WRITTEN},
+            | {f"v_{k}": vm_after[k] for k in _VM_STEPPED},
         )
 
     # --- outcomes --------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class Projector:
             if any(filled[k] != vm[k] for k in filled):
                 await _update_vm(session, vm, filled)
             return
-        steps, _ = await _pipeline(session, key, None)
+        steps, _ = await _pipeline(session, key, None, None)
         vm_new = _vm_row(
             vm,
             list(steps.values()),
@@ -394,6 +394,13 @@ def _param(table: Any, column: str) -> Any:
     return bindparam(f"p_{column}", type_=table.c[column].type)
 
 
+# A step event changes only these of its VM (not its outcome, error, target, rate or ETA).
+_VM_STEPPED = ("phase", "step", "started_at", "bytes_done", "bytes_total")
+LOCK_VM_FOR_STEP = (
+    select(_V.c.migration_id, _V.c.vm_id, *(_V.c[k] for k in _VM_STEPPED))
+    .where(_V.c.migration_id == bindparam("mid"), _V.c.vm_id == bindparam("vid"))
+    .with_for_update()
+)
 LOCK_VM = (
     select(_V)
     .where(_V.c.migration_id == bindparam("mid"), _V.c.vm_id == bindparam("vid"))
@@ -419,7 +426,14 @@ READ_PIPELINE = (
             else _S.c[k]
             for k in _STEP_READ
         ),
-        *(_T.c[k].label(f"task_{k}") for k in ("task", *_TASK_WRITTEN)),
+        *(
+            case((_T.c.task == bindparam("the_task", type_=String), _T.c[k]), else_=null()).label(
+                f"task_{k}"
+            )
+            if k == "error"
+            else _T.c[k].label(f"task_{k}")
+            for k in ("task", *_TASK_WRITTEN)
+        ),
     )
     .select_from(
         _S.outerjoin(
@@ -453,12 +467,16 @@ def _set(table: Any, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
 
 # The writes of a step event in one statement: its step, its task and its VM, each only if
 # its flag says it changed (data-modifying CTEs run whether or not they are referenced).
-_KEY = {"mid": bindparam("k_mid"), "vid": bindparam("k_vid"), "step": bindparam("k_step")}
+_KEY: dict[str, Any] = {
+    "mid": bindparam("k_mid"),
+    "vid": bindparam("k_vid"),
+    "step": bindparam("k_step"),
+}
 WRITE_STEP = (
     update(_V)
     .where(_V.c.migration_id == _KEY["mid"], _V.c.vm_id == _KEY["vid"])
     .where(bindparam("v_write", type_=Boolean))
-    .values({**_set(_V, "v_", _VM_WRITTEN), "revision": db.revision_seq.next_value()})
+    .values({**_set(_V, "v_", _VM_STEPPED), "revision": db.revision_seq.next_value()})
     .add_cte(
         update(_S)
         .where(_S.c.migration_id == _KEY["mid"], _S.c.vm_id == _KEY["vid"])
@@ -504,12 +522,14 @@ async def _first(
 
 
 async def _pipeline(
-    session: AsyncSession, key: dict[str, str], with_tasks: str | None
+    session: AsyncSession, key: dict[str, str], with_tasks: str | None, task: str | None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """A VM's steps (name -> row) and the tasks of step ``with_tasks`` (task -> row)."""
+    """A VM's steps (name -> row) and the tasks of step ``with_tasks`` (task -> row); the
+    JSON columns of step ``with_tasks`` and task ``task`` only."""
     steps: dict[str, dict[str, Any]] = {}
     tasks: dict[str, dict[str, Any]] = {}
-    for r in (await session.execute(READ_PIPELINE, {**key, "with_tasks": with_tasks})).mappings():
+    params = {**key, "with_tasks": with_tasks, "the_task": task}
+    for r in (await session.execute(READ_PIPELINE, params)).mappings():
         steps.setdefault(r["step"], {k: r[k] for k in _STEP_READ})
         if r["task_task"] is not None:
             tasks[r["task_task"]] = {k: r[f"task_{k}"] for k in ("task", *_TASK_WRITTEN)}
@@ -550,7 +570,7 @@ async def _insert_task(session: AsyncSession, ev: VmStepChanged) -> dict[str, An
             state="Pending",
         )
     )
-    task = {k: None for k in ("task", *_TASK_WRITTEN)}
+    task: dict[str, Any] = {k: None for k in ("task", *_TASK_WRITTEN)}
     task |= {"task": ev.task, "state": "Pending", "attempt": 1}
     return task | {"progress_completed": 0, "progress_total": 0}
 
