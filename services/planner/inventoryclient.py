@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -102,12 +102,33 @@ class InventoryClient:
             params["cursor"] = page["next"]
 
     async def objects(
-        self, provider_id: str, collection: str, ids: Iterable[str]
+        self,
+        provider_id: str,
+        collection: str,
+        ids: Iterable[str],
+        *,
+        known: Mapping[str, Obj] | None = None,
+        within: Mapping[str, str] | None = None,
     ) -> dict[str, Obj]:
-        """The objects with these ids that exist (missing ones are simply absent)."""
+        """The objects with these ids that exist (missing ones are simply absent).
+
+        ``known``: objects this request already read (a selector's listing), not asked
+        again. ``within``: list filters that should cover most of the ids (the selector
+        that chose them): many ids are then read with one filtered listing rather than
+        the whole collection, and only those it missed (renamed, powered off) by id, or by
+        the whole listing if they are many."""
         wanted = list(dict.fromkeys(ids))
-        if len(wanted) > LIST_THRESHOLD:
-            keep = set(wanted)
-            return {o["id"]: o for o in await self.list(provider_id, collection) if o["id"] in keep}
-        found = await asyncio.gather(*(self.object(provider_id, collection, i) for i in wanted))
-        return {i: o for i, o in zip(wanted, found, strict=True) if o is not None}
+        found = {i: known[i] for i in wanted if known and i in known}
+        if within and len(wanted) - len(found) > LIST_THRESHOLD:
+            keep = set(wanted) - set(found)
+            listed = await self.list(provider_id, collection, **within)
+            found.update((o["id"], o) for o in listed if o["id"] in keep)
+        rest = [i for i in wanted if i not in found]
+        if len(rest) > LIST_THRESHOLD:
+            keep = set(rest)
+            listed = await self.list(provider_id, collection)
+            found.update((o["id"], o) for o in listed if o["id"] in keep)
+        elif rest:
+            one = await asyncio.gather(*(self.object(provider_id, collection, i) for i in rest))
+            found.update((i, o) for i, o in zip(rest, one, strict=True) if o is not None)
+        return {i: found[i] for i in wanted if i in found}

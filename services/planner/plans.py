@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.planner import db, maps, validating
 from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFailed
-from services.planner.inventoryclient import LIST_THRESHOLD, InventoryClient, InventoryUnavailable
+from services.planner.inventoryclient import (
+    LIST_THRESHOLD,
+    InventoryClient,
+    InventoryUnavailable,
+    Obj,
+)
 from services.planner.model import PlanCreate, PlanUpdate, VmRef, VmSelector
 from services.planner.problems import Result
 from shared.ids import is_uuid
@@ -100,21 +106,22 @@ async def _map_id(conn: AsyncConnection, kind: str, ref: str, loc: str) -> str:
         raise Invalid([(["body", loc], "not_found", f"no {kind} map {ref!r}")]) from None
 
 
+def selector_filters(selector: Mapping[str, Any] | None) -> dict[str, str]:
+    """The inventory list filters of a selector (as the API takes it, or as stored)."""
+    return {
+        k: str(selector[k]) for k in ("search", "status", "parent") if selector and selector.get(k)
+    }
+
+
 async def resolve_vms(
     inv: InventoryClient, source_id: str, refs: list[VmRef] | None, selector: VmSelector | None
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Obj]]:
     """The plan's VMs as ``[{id, name?, targetName?}]``; a name no VM has stays a name
-    (validation reports it), a name two VMs share is refused (which one would it be?)."""
+    (validation reports it), a name two VMs share is refused (which one would it be?).
+    Also the VM objects read on the way (id -> object), which validation need not read
+    again."""
     if selector is not None:
-        filters = {
-            k: v
-            for k, v in (
-                ("search", selector.search),
-                ("status", selector.status),
-                ("parent", selector.parent),
-            )
-            if v
-        }
+        filters = selector_filters(selector.model_dump(by_alias=True, exclude_none=True))
         found = await inv.list(source_id, "vms", **filters)
         worst = {"Critical": ("Critical",), "Warning": ("Critical", "Warning")}.get(
             selector.exclude_concerns or "", ()
@@ -127,7 +134,7 @@ async def resolve_vms(
         ]
         if not chosen:
             raise Invalid([(["body", "vmSelector"], "empty", "the selector matches no VM")])
-        return chosen
+        return chosen, {vm["id"]: vm for vm in found}
     refs = refs or []
     names = [r.name for r in refs if r.name is not None]
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -164,7 +171,7 @@ async def resolve_vms(
         out.append(entry)
     if problems:
         raise Invalid(problems)
-    return out
+    return out, {vm["id"]: vm for found in by_name.values() for vm in found}
 
 
 async def _context(
@@ -199,8 +206,14 @@ async def _context(
     return nm, sm, done, taken
 
 
-async def check(conn: AsyncConnection, inv: InventoryClient, plan: dict[str, Any]) -> Result:
-    """Validate a plan (a row, or the values about to be written)."""
+async def check(
+    conn: AsyncConnection,
+    inv: InventoryClient,
+    plan: dict[str, Any],
+    known: dict[str, Obj] | None = None,
+) -> Result:
+    """Validate a plan (a row, or the values about to be written); ``known``: source VMs
+    read from the inventory while resolving them, moments ago."""
     nm, sm, done, taken = await _context(conn, plan)
     return await validating.validate(
         inv,
@@ -218,6 +231,8 @@ async def check(conn: AsyncConnection, inv: InventoryClient, plan: dict[str, Any
             storage_map=sm,
             done=done,
             taken=taken,
+            known_vms=known or {},
+            selector_filters=selector_filters(plan.get("selector")),
         ),
     )
 
@@ -248,7 +263,7 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
     async with engine.connect() as conn:
         nm = await _map_id(conn, "network", body.network_map, "networkMap")
         sm = await _map_id(conn, "storage", body.storage_map, "storageMap")
-    vms = await resolve_vms(inv, source["id"], body.vms, body.vm_selector)
+    vms, known = await resolve_vms(inv, source["id"], body.vms, body.vm_selector)
     plan: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "name": body.name,
@@ -269,7 +284,7 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
         "vms": vms,
     }
     async with engine.connect() as conn:
-        res = await check(conn, inv, plan)
+        res = await check(conn, inv, plan, known)
     plan.update(outcome(plan, res, keep_phase=False))
     try:
         async with engine.begin() as conn:
@@ -325,15 +340,18 @@ async def update(
             plan["naming"] = body.naming.model_dump()
         if body.limits is not None:
             plan["limits"] = body.limits.model_dump(by_alias=True, exclude_none=True)
+    known: dict[str, Obj] = {}
     if body.vms is not None or body.vm_selector is not None:
-        plan["vms"] = await resolve_vms(inv, plan["source_provider"], body.vms, body.vm_selector)
+        plan["vms"], known = await resolve_vms(
+            inv, plan["source_provider"], body.vms, body.vm_selector
+        )
         plan["selector"] = (
             body.vm_selector.model_dump(by_alias=True, exclude_none=True)
             if body.vm_selector
             else None
         )
     async with engine.connect() as conn:
-        res = await check(conn, inv, plan)
+        res = await check(conn, inv, plan, known)
     plan.update(outcome(plan, res, keep_phase=False))
     async with engine.begin() as conn:
         row = await find(conn, current["id"], lock=True)

@@ -60,15 +60,15 @@ async def find_migration(
 ) -> Mapping[Any, Any] | None:
     """A migration of ``plan`` by id or by number; ``None`` means the plan's current one
     (``None`` back if the plan never started)."""
-    m = db.migrations
+    m, columns = db.migrations, db.migration_status
     if ref is None:
         if plan["migration_id"] is None:
             return None
-        query = select(m).where(m.c.id == plan["migration_id"])
+        query = select(*columns).where(m.c.id == plan["migration_id"])
     elif ref.isdigit():
-        query = select(m).where(m.c.plan_id == plan["id"], m.c.number == int(ref))
+        query = select(*columns).where(m.c.plan_id == plan["id"], m.c.number == int(ref))
     else:
-        query = select(m).where(m.c.plan_id == plan["id"], m.c.id == ref)
+        query = select(*columns).where(m.c.plan_id == plan["id"], m.c.id == ref)
     row = (await conn.execute(query)).mappings().first()
     if row is None and ref is not None:
         raise NotFound(f"plan {plan['name']!r} has no migration {ref!r}")
@@ -129,7 +129,13 @@ async def migrations_of(conn: Conn, plan_id: str) -> list[dict[str, Any]]:
     """Every migration of a plan, newest first."""
     m = db.migrations
     rows = (
-        (await conn.execute(select(m).where(m.c.plan_id == plan_id).order_by(m.c.number.desc())))
+        (
+            await conn.execute(
+                select(*db.migration_status)
+                .where(m.c.plan_id == plan_id)
+                .order_by(m.c.number.desc())
+            )
+        )
         .mappings()
         .all()
     )

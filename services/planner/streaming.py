@@ -114,7 +114,8 @@ async def poll(
     found: dict[str, list[Any]] = {}
     cutoff: int | None = None
     for kind, table in (("plan", db.plans), ("migration", db.migrations), ("vm", db.vms)):
-        q = select(table).where(table.c.revision > cursor.floor)
+        columns = db.migration_status if table is db.migrations else tuple(table.c)
+        q = select(*columns).where(table.c.revision > cursor.floor)
         if cursor.sent:
             sent = bindparam("sent", sorted(cursor.sent), type_=ARRAY(BigInteger))
             q = q.where(not_(table.c.revision == any_(sent)))

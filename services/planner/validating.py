@@ -59,6 +59,10 @@ class PlanInput:
     done: frozenset[str] = frozenset()
     #: Target VM names other plans hold in the same namespace (name -> plan name).
     taken: dict[str, str] = field(default_factory=dict)
+    #: Source VMs this request already read from the inventory (id -> object).
+    known_vms: dict[str, Obj] = field(default_factory=dict)
+    #: List filters of the selector that chose the VMs (they cover most of them still).
+    selector_filters: dict[str, str] = field(default_factory=dict)
 
 
 def provider_ref(p: Obj) -> ProviderRef:
@@ -108,7 +112,13 @@ async def validate(inv: InventoryClient, plan: PlanInput) -> Result:
     sid, tid = source["id"], target["id"]
     tgt, vms = await asyncio.gather(
         mapping.load_target(inv, tid, plan.target_namespace),
-        inv.objects(sid, "vms", [v["id"] for v in plan.vms if v.get("id")]),
+        inv.objects(
+            sid,
+            "vms",
+            [v["id"] for v in plan.vms if v.get("id")],
+            known=plan.known_vms,
+            within=plan.selector_filters,
+        ),
     )
     ns = tgt.namespaces.get(plan.target_namespace)
     if ns is None:
