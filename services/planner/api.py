@@ -40,7 +40,7 @@ from services.planner.model import (
     StorageMapCreate,
     StorageMapUpdate,
 )
-from services.planner.status import plan_status
+from services.planner.status import current_migrations, plan_status
 from shared.service.app import domain_of
 
 router = APIRouter(tags=["planner"])
@@ -188,12 +188,15 @@ async def list_plans(
         rows = await plans.listing(
             conn, archived=archived, phase=phase, provider=provider, limit=limit, after=cursor
         )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "items": [plans.public(r, p.settings) for r in rows],
-        "next": rows[-1]["name"] if more and rows else None,
-    }
+        more = len(rows) > limit
+        rows = rows[:limit]
+        current = await current_migrations(conn, rows)
+    items = []
+    for r in rows:
+        item = plans.public(r, p.settings)
+        item["migration"] = current.get(r["id"])  # counts and bytes of the current run
+        items.append(item)
+    return {"items": items, "next": rows[-1]["name"] if more and rows else None}
 
 
 @router.get("/api/v1/plans/{ref}", summary="Read a plan: definition, problems, phase")

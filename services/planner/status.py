@@ -142,6 +142,18 @@ async def migrations_of(conn: Conn, plan_id: str) -> list[dict[str, Any]]:
     return await migration_views(conn, rows)
 
 
+async def current_migrations(
+    conn: Conn, plan_rows: Sequence[Mapping[Any, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The current migration of each of these plans (plan id -> view), in two queries."""
+    ids = [r["migration_id"] for r in plan_rows if r["migration_id"]]
+    if not ids:
+        return {}
+    m = db.migrations
+    rows = (await conn.execute(select(*db.migration_status).where(m.c.id.in_(ids)))).mappings()
+    return {v["planId"]: v for v in await migration_views(conn, rows.all())}
+
+
 async def plan_status(conn: Conn, plan_row: Mapping[Any, Any]) -> dict[str, Any]:
     """A plan's phase, its current migration (or ``None``) and the earlier ones."""
     views = await migrations_of(conn, plan_row["id"])

@@ -132,6 +132,9 @@ async def test_start_progress_outcome_rerun_cancel(
     got = await get(planner, f"/plans/{pid}")
     current = got["status"]["migration"]
     assert current["id"] == frozen["migration_id"]
+    listed = await api(planner, "GET", "/plans", params={"phase": "Failed", "limit": 1000})
+    mine = next(i for i in listed.json()["items"] if i["id"] == pid)
+    assert mine["migration"]["vms"]["succeeded"] == mine["migration"]["vms"]["failed"] == 1
     vm_b = await get(planner, f"/plans/{pid}/vms/{b}")
     assert vm_b["phase"] == "Failed"
     assert vm_b["error"]["reason"] == "DiskLocked"
