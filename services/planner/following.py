@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.planner.projecting import RESUM_STEPS
+from services.planner.statusrows import RESUM_STEPS
 from shared import catalog
 from shared import envelope as env
 from shared.bus import Bus

@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
@@ -215,7 +214,10 @@ class Consumer:
                     await self._slot_freed.wait()
                 try:
                     msgs = await psub.fetch(self.concurrency - len(self._tasks), timeout=1.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
+                    # Nothing to deliver within the timeout. nats-py raises its own
+                    # TimeoutError or, on some paths of a batch fetch, asyncio's (the
+                    # builtin): both are an empty fetch, not a failure to back off from.
                     continue
                 delay = 0.5
                 for msg in msgs:
