@@ -261,6 +261,13 @@ async def measure(
         "start_request_s": round(started["request_s"], 3),
         "start_1000_s": started["seconds"] and round(started["seconds"], 3),
         "plan_started_bytes": started["bytes"],
+        "plan_started_bytes_per_vm": round(started["bytes"] / max(selected, 1)),
+        # How much of it is the VMs' ``detail`` (their source configuration, whole).
+        "plan_started_detail_share": round(
+            sum(len(json.dumps(v["detail"], separators=(",", ":"))) for v in frozen["vms"])
+            / started["bytes"],
+            2,
+        ),
         "nats_max_payload": started["max_payload"],
         "plan_started_published": started["seconds"] is not None,
         "plan_started_error": started["error"],

@@ -30,6 +30,13 @@ count each other), as starting and canceling a plan lock the plan before its VMs
 progress follower locks VM rows (in key order) before their tasks.
 
 Unknown migrations and VMs (a plan deleted meanwhile) are ignored.
+
+Cost: a step event is the inbox claim and three round trips (lock the VM; read its steps,
+with the tasks of the event's step; one statement writing the step, the task and the VM,
+each only if it changed); the step's progress is summed from the task rows read under the
+lock, as ``RESUM_STEPS`` does in SQL for the follower. ``VmFinished`` adds the plan lock,
+the recount and the ``PLAN_STATUS`` row. The statements are in ``statusrows``, compiled once
+and run on asyncpg: see there, and ``docs/planner-performance.md``, for why.
 """
 
 from __future__ import annotations
