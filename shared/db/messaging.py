@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import nats.errors
 from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
@@ -204,6 +205,25 @@ class Outbox:
                         ce_type=row.event_type,
                         delivery=Delivery(row.delivery),
                     )
+                except nats.errors.MaxPayloadError as exc:
+                    # Permanent: retrying cannot shrink it, and rows leave in order, so
+                    # keeping it would hold back every later event of this service.
+                    log.error(
+                        "outbox relay gave up on %s %s (%s): larger than the server accepts",
+                        row.event_type,
+                        row.event_id,
+                        exc,
+                    )
+                    await conn.execute(
+                        update(t)
+                        .where(t.c.seq == row.seq)
+                        .values(
+                            attempts=t.c.attempts + 1,
+                            last_error=f"gave up, never published: {exc}"[:1000],
+                            published_at=func.now(),
+                        )
+                    )
+                    continue
                 except (BusUnavailable, ConnectionError) as exc:
                     failure = str(exc)
                     await conn.execute(
