@@ -213,6 +213,26 @@ async def test_outbox_publishes_after_commit_only(
     assert await outbox.pending() == 0
 
 
+async def test_an_event_too_large_for_nats_blocks_nothing(
+    migrated_engine: AsyncEngine, scratch_schema: MetaData, bus: Bus
+) -> None:
+    """NATS refuses a message over its max_payload for ever: the relay gives that one up
+    (marked, logged) and publishes the events after it, rather than stall behind it."""
+    outbox = outbox_for(migrated_engine, scratch_schema, bus)
+    huge = p.PlanCancelRequested(plan_id="p", migration_id="m", reason="x" * (2 << 20))
+    small = p.PlanCancelRequested(plan_id="p", migration_id="m")
+    async with AsyncSession(migrated_engine) as session, session.begin():
+        await outbox.add(session, catalog.PLAN_CANCEL_REQUESTED, huge, event_id="huge")
+        await outbox.add(session, catalog.PLAN_CANCEL_REQUESTED, small, event_id="small")
+    assert await outbox.publish_pending() == 1
+    assert await outbox.pending() == 0
+    t = scratch_schema.tables[f"{scratch_schema.schema}.outbox"]
+    async with migrated_engine.connect() as conn:
+        rows = {r.event_id: r for r in await conn.execute(select(t))}
+    assert rows["huge"].last_error.startswith("gave up")
+    assert rows["small"].last_error is None
+
+
 async def test_outbox_survives_nats_outage(
     migrated_engine: AsyncEngine,
     scratch_schema: MetaData,
