@@ -183,7 +183,11 @@ class Projector:
             and new_task is not None
             and (any(new_task[k] != task[k] for k in rows.TASK_WRITTEN))
         )
-        if step_changed or task_changed or vm_new is not None:
+        if (step_changed or task_changed) and vm_new is None:
+            # The VM's revision covers its pipeline (streams and ETags follow it): rewrite
+            # the VM as it is, for a new revision.
+            vm_new = {k: vm[k] for k in rows.VM_STEPPED}
+        if vm_new is not None:
             await rows.write_step(
                 session,
                 {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": name, "k_task": ev.task},

@@ -124,6 +124,23 @@ async def test_completed_before_running_keeps_the_start(db_session: AsyncSession
     )
 
 
+async def test_a_step_change_alone_moves_the_vm_revision(db_session: AsyncSession) -> None:
+    """The VM's revision covers its pipeline: streams and tags that follow it see a step
+    change even when the VM's own columns stay as they were."""
+    plan = await started_plan(db_session, vms=1, disks=1)
+    vm = plan.vms[0].vm_id
+    key = {"migration_id": plan.migration_id, "vm_id": vm}
+    await project(db_session, [step_event(plan, vm, S.INITIALIZE, St.RUNNING, started=1)])
+    before = (await row(db_session, db.vms, **key))["revision"]
+    # Initialize completes while PowerOffSource runs: the VM's current step does not move.
+    await project(db_session, [step_event(plan, vm, S.POWER_OFF_SOURCE, St.RUNNING, started=2)])
+    middle = (await row(db_session, db.vms, **key))["revision"]
+    await project(db_session, [step_event(plan, vm, S.INITIALIZE, St.COMPLETED, completed=3)])
+    after = await row(db_session, db.vms, **key)
+    assert before < middle < after["revision"]
+    assert after["step"] == "PowerOffSource"
+
+
 async def test_the_same_event_twice_changes_nothing_the_second_time(
     db_session: AsyncSession,
 ) -> None:
