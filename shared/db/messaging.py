@@ -151,6 +151,7 @@ class Outbox:
     async def run(self) -> None:
         """Publish pending rows forever; woken by commits, polling as a safety net."""
         last_prune = datetime.min.replace(tzinfo=UTC)
+        backoff = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
@@ -158,13 +159,18 @@ class Outbox:
             try:
                 while await self.publish_pending() >= self.settings.batch_size:
                     pass
+                backoff = 0.0
                 if datetime.now(UTC) - last_prune > timedelta(minutes=10):
                     await self.prune()
                     last_prune = datetime.now(UTC)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outbox relay: %s; retry in %.1f s", exc, self.settings.poll_seconds)
+                # Failing again at once on every commit's wake-up would only spin: back off,
+                # doubling up to 10 s, until a round succeeds.
+                backoff = min(max(backoff * 2, self.settings.poll_seconds), 10.0)
+                log.warning("outbox relay: %s; retry in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
 
     async def publish_pending(self) -> int:
         """Publish one batch in order; returns how many rows it published.
