@@ -100,7 +100,9 @@ def test_create_image_of_volume_backed_server_snapshots_its_volumes(
 def test_volume_upload_image_puts_the_volume_bytes_into_glance(cloud: Cloud, conn: Any) -> None:
     image_id = volume_image(conn, "web-1-data", "web-1-data-image")
     vol = next(v for v in cloud.state.volumes.values() if v.name == "web-1-data")
-    assert vol.status == "in-use"  # back from "uploading"
+    # Back from "uploading" once the upload task ends, which may be just after Glance
+    # marks the image active (as in Cinder, the two are not one step).
+    wait_for(lambda: vol.status == "in-use", "the volume back from uploading")
     assert download(conn, image_id) == vol.path.read_bytes()
 
 
