@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.planner import db, mapping
+from services.planner import db, mapping, shaping
 from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.planner.inventoryclient import InventoryClient, Obj
 from services.planner.model import (
@@ -32,7 +32,7 @@ from shared.ids import is_uuid
 from shared.payloads import ProviderType
 
 TABLES: dict[str, Table] = {"network": db.network_maps, "storage": db.storage_maps}
-SOURCE_TYPES = (ProviderType.OVIRT, ProviderType.OPENSTACK)
+SOURCE_TYPES = shaping.SOURCE_TYPES
 
 
 async def provider(
@@ -198,7 +198,3 @@ async def listing(conn: AsyncConnection, kind: str, provider_id: str | None = No
     if provider_id is not None:
         q = q.where((t.c.source_provider == provider_id) | (t.c.target_provider == provider_id))
     return list((await conn.execute(q)).mappings().all())
-
-
-async def total(conn: AsyncConnection, kind: str) -> int:
-    return int(await conn.scalar(select(func.count()).select_from(TABLES[kind])) or 0)

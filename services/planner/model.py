@@ -19,8 +19,6 @@ from shared.payloads import MigrationType, PowerState
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 Ref = Annotated[str, Field(min_length=1, max_length=253, description="An id or a name.")]
-VOLUME_MODES = ("Filesystem", "Block")
-ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod")
 
 
 class Strict(BaseModel):

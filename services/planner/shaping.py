@@ -18,6 +18,8 @@ from shared.sizing import GIB, MIB
 Obj = dict[str, Any]
 
 GLANCE = "glance"
+#: The provider types a plan migrates from (the others are targets).
+SOURCE_TYPES = (ProviderType.OVIRT, ProviderType.OPENSTACK)
 
 # oVirt disk interfaces -> KubeVirt disk buses (KubeVirt has no IDE: SATA is the equivalent).
 _OVIRT_BUS = {"virtio": "virtio", "virtio_scsi": "scsi", "sata": "sata", "ide": "sata"}

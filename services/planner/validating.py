@@ -37,8 +37,6 @@ from shared.payloads import (
 )
 from shared.sizing import claim_bytes
 
-SOURCE_TYPES = (ProviderType.OVIRT, ProviderType.OPENSTACK)
-
 
 @dataclass
 class PlanInput:
@@ -88,7 +86,7 @@ async def validate(inv: InventoryClient, plan: PlanInput) -> Result:
     source, target = await asyncio.gather(
         inv.provider(plan.source_provider), inv.provider(plan.target_provider)
     )
-    _check_provider(res, "sourceProvider", source, SOURCE_TYPES)
+    _check_provider(res, "sourceProvider", source, shaping.SOURCE_TYPES)
     _check_provider(res, "targetProvider", target, (ProviderType.KUBEVIRT,))
     for path, m in (("networkMap", plan.network_map), ("storageMap", plan.storage_map)):
         if (m["source_provider"], m["target_provider"]) != (
