@@ -307,6 +307,63 @@ class PlannerSettings(BaseModel):
     )
 
 
+class OrchestratorSettings(BaseModel):
+    """The orchestrator (``HOIST_ORCHESTRATOR_*``): the per-VM pipelines and the populator
+    controller process."""
+
+    workers: int = Field(
+        16, ge=1, le=1024, description="VM pipeline steps run at once by one replica."
+    )
+    poll_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often a waiting step looks at the cluster again."
+    )
+    lease_seconds: float = Field(
+        60.0,
+        ge=5,
+        description="A replica holds a VM this long per step; a crashed one's VMs are taken "
+        "over after it.",
+    )
+    power_off_timeout_seconds: float = Field(
+        300.0, gt=0, description="Graceful shutdown of a source VM; then it is forced off."
+    )
+    source_timeout_seconds: float = Field(
+        60.0, gt=0, description="One call to a source provider (oVirt engine, OpenStack API)."
+    )
+    snapshot_timeout_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="OpenStack: waiting for a snapshot, volume or image to become ready.",
+    )
+    transfer_timeout_hours: float = Field(
+        72.0, gt=0, description="A disk that has not finished copying after this fails."
+    )
+    populator_image: str = Field(
+        "ghcr.io/hoist-io/hoist:0.1.0",
+        description="Image of the populator pods (the one Hoist image holds both populators).",
+    )
+    populator_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of populator pods."
+    )
+    populator_cpu_request: str = Field("500m", description="CPU request of a populator pod.")
+    populator_cpu_limit: str = Field("2", description="CPU limit of a populator pod.")
+    populator_memory_request: str = Field("256Mi", description="Memory request.")
+    populator_memory_limit: str = Field("1Gi", description="Memory limit.")
+    populator_uid: int = Field(107, ge=1, description="Non-root uid populator pods run as.")
+    populator_max_recreations: int = Field(
+        3, ge=0, le=100, description="A failed populator pod is recreated this often, then the "
+        "disk fails.",
+    )
+    controller_resync_seconds: float = Field(
+        30.0, gt=0, description="Populator controller: every claim is looked at again this often."
+    )
+    controller_workers: int = Field(
+        8, ge=1, le=256, description="Populator controller: claims reconciled at once."
+    )
+    controller_port: int = Field(
+        8105, ge=1, le=65535, description="Populator controller: /healthz, /readyz, /metrics."
+    )
+
+
 class HoistSettings(BaseSettings):
     """Everything a Hoist service reads from its environment."""
 
@@ -329,3 +386,4 @@ class HoistSettings(BaseSettings):
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
