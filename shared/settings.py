@@ -337,6 +337,11 @@ class OrchestratorSettings(BaseModel):
     transfer_timeout_hours: float = Field(
         72.0, gt=0, description="A disk that has not finished copying after this fails."
     )
+    keep_failed: bool = Field(
+        False,
+        description="Keep a failed VM's claims and VirtualMachine for inspection (a cancel "
+        "always removes them).",
+    )
     populator_image: str = Field(
         "ghcr.io/hoist-io/hoist:0.1.0",
         description="Image of the populator pods (the one Hoist image holds both populators).",
@@ -350,8 +355,10 @@ class OrchestratorSettings(BaseModel):
     populator_memory_limit: str = Field("1Gi", description="Memory limit.")
     populator_uid: int = Field(107, ge=1, description="Non-root uid populator pods run as.")
     populator_max_recreations: int = Field(
-        3, ge=0, le=100, description="A failed populator pod is recreated this often, then the "
-        "disk fails.",
+        3,
+        ge=0,
+        le=100,
+        description="A failed populator pod is recreated this often, then the disk fails.",
     )
     controller_resync_seconds: float = Field(
         30.0, gt=0, description="Populator controller: every claim is looked at again this often."

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from services.orchestrator import api, db, events
+from services.orchestrator import api, db, domain, events
 from shared.service.spec import ServiceSpec
 
 SPEC = ServiceSpec(
@@ -15,4 +15,5 @@ SPEC = ServiceSpec(
     metadata=db.metadata,
     migrations=Path(__file__).parent / "migrations",
     subscriptions=events.subscriptions,
+    domain=domain.running,
 )

@@ -1,8 +1,41 @@
 """Tables of the orchestrator service, all in its own PostgreSQL schema ``orchestrator``.
 
 No other service reads them; they change only through this service's migrations.
+
+- ``migrations``: one row per started (or re-run) plan: the frozen header of the
+  ``plan.started`` event (source, target, namespace, limits; ``header``), which parts of it
+  arrived, and whether the whole plan was asked to cancel (a cancel may arrive before the
+  start: the row then exists with no header yet; ``cancel_vms`` keeps the VMs a cancel
+  named before they arrived).
+- ``vms``: one row per VM of a migration, the state machine the runner drives: ``phase``
+  (Queued, Running, Failing, Canceling, Succeeded, Failed, Canceled), the current ``step``
+  and what the step remembered between polls (``memory``: the source's power state, the
+  images of a conversion, when a shutdown was sent...), ``holding`` (disks admitted in flight,
+  counted against the plan's and the source's limits), when to look again
+  (``next_run_at``) and which replica holds it for how long (``lease_owner``,
+  ``lease_until``): a crashed replica's VMs are taken over once the lease ends.
+- ``steps``: one row per step of a VM and per task of a step (``task`` = the disk id for
+  DiskAllocation and DiskTransfer, ``''`` for the step itself): state, times, progress,
+  error. The API reads them; every change is also published as ``migration.vm.step``.
 """
 
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db.messaging import service_metadata
@@ -16,3 +49,80 @@ class Base(DeclarativeBase):
 
 inbox = metadata.tables["orchestrator.inbox"]
 outbox = metadata.tables["orchestrator.outbox"]
+
+S = "orchestrator"
+
+migrations = Table(
+    "migrations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), nullable=False, server_default=""),
+    Column("plan_name", String(253), nullable=False, server_default=""),
+    # The plan.started payload without its VMs; NULL until a part arrives.
+    Column("header", JSONB, nullable=True),
+    Column("source_provider", String(36), nullable=False, server_default=""),
+    Column("parts", Integer, nullable=False, server_default="0"),
+    Column("parts_seen", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("vms_total", Integer, nullable=False, server_default="0"),
+    Column("cancel_all", Boolean, nullable=False, server_default=text("false")),
+    Column("cancel_vms", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("cancel_reason", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    schema=S,
+)
+
+vms = Table(
+    "vms",
+    metadata,
+    Column("migration_id", String(36), primary_key=True),
+    Column("vm_id", String(255), primary_key=True),
+    Column("plan_id", String(36), nullable=False),
+    Column("source_provider", String(36), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("spec", JSONB, nullable=False),  # the PlannedVm
+    Column("phase", String(16), nullable=False, server_default="Queued"),
+    Column("step", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("memory", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("holding", Integer, nullable=False, server_default="0"),
+    Column("error", JSONB, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("revision", BigInteger, nullable=False, server_default="0"),
+    Column("next_run_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ForeignKeyConstraint(["migration_id"], [f"{S}.migrations.id"], ondelete="CASCADE"),
+    schema=S,
+)
+# The runner's question, many times a second: which unfinished VMs are due?
+Index(
+    "vms_due",
+    vms.c.next_run_at,
+    postgresql_where=vms.c.phase.in_(("Queued", "Running", "Failing", "Canceling")),
+)
+# Admission sums what a source's (and a plan's) VMs hold.
+Index("vms_source_holding", vms.c.source_provider, postgresql_where=vms.c.holding > 0)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("migration_id", String(36), primary_key=True),
+    Column("vm_id", String(255), primary_key=True),
+    Column("step", String(32), primary_key=True),
+    Column("task", String(255), primary_key=True, server_default=""),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("progress_completed", BigInteger, nullable=True),
+    Column("progress_total", BigInteger, nullable=True),
+    Column("error", JSONB, nullable=True),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    ForeignKeyConstraint(
+        ["migration_id", "vm_id"], [f"{S}.vms.migration_id", f"{S}.vms.vm_id"], ondelete="CASCADE"
+    ),
+    schema=S,
+)

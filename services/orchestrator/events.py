@@ -1,27 +1,50 @@
 """What the orchestrator consumes and publishes.
 
-Consumes ``PLAN_STARTED`` and ``PLAN_CANCEL_REQUESTED``; publishes ``VM_STEP_CHANGED``,
-``VM_FINISHED``, ``POPULATOR_POD_STARTED`` and ``POPULATOR_POD_FINISHED`` through its outbox.
+Consumes ``PLAN_STARTED`` (in parts) and ``PLAN_CANCEL_REQUESTED``, each applied exactly
+once with its inbox claim (``intake``); publishes ``VM_STEP_CHANGED`` and ``VM_FINISHED``
+through its outbox (``recording``). ``POPULATOR_POD_STARTED`` and ``POPULATOR_POD_FINISHED``
+are published by the populator controller process, straight to JetStream with ids derived
+from the pod's uid.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from services.orchestrator import intake
 from shared import catalog
+from shared import envelope as env
 from shared.bus import Subscription
+from shared.db.messaging import idempotent
 from shared.service.runtime import Runtime
+
+PLANS_CONSUMER = "orchestrator-plans"
 
 
 def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
     """Durable consumers of this service; created at start-up so nothing published for it
     is lost, whether or not a handler is attached yet."""
+
+    async def effect(event: env.Envelope[Any], session: Any) -> None:
+        if event.type == catalog.PLAN_STARTED.ce_type:
+            await intake.accept_part(event, session)
+        else:
+            await intake.accept_cancel(event, session)
+
+    apply = idempotent(runtime.sessionmaker, runtime.inbox, PLANS_CONSUMER, effect)
+
+    async def handler(event: env.Envelope[Any]) -> None:
+        await apply(event)
+        if runtime.domain is not None:  # the runner takes the new work at once
+            runtime.domain.runner.wake()
+
     return (
         Subscription(
-            name="orchestrator-plans",
+            name=PLANS_CONSUMER,
             events=(catalog.PLAN_STARTED, catalog.PLAN_CANCEL_REQUESTED),
             description="Plans to run and cancellations of running ones.",
-            # A plan start fans out into many VMs; it must not be retried in a hurry.
+            handler=handler,
             concurrency=4,
         ),
     )

@@ -99,9 +99,7 @@ def object_labels(plan_id: str, migration_id: str, vm_id: str, disk_id: str = ""
 
 def vm_selector(migration_id: str, vm_id: str) -> str:
     """Label selector of everything one VM of one migration owns."""
-    return (
-        f"{labels.MIGRATION}={label_value(migration_id)},{labels.VM}={label_value(vm_id)}"
-    )
+    return f"{labels.MIGRATION}={label_value(migration_id)},{labels.VM}={label_value(vm_id)}"
 
 
 def label_value(value: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.progress.clusters import Clusters
+from shared.clusters import Clusters
 from services.progress.recording import Recorder
 from services.progress.scheduling import Scheduler
 from services.progress.scraping import Fetcher

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.progress import targets as tg
-from services.progress.clusters import ClusterUnavailable
+from shared.clusters import ClusterUnavailable
 from services.progress.recording import Recorder
 from services.progress.scraping import Fetcher, ScrapeError, parse
 from services.progress.sharding import Membership

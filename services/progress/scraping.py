@@ -28,7 +28,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.progress.clusters import Clusters
+from shared.clusters import Clusters
 from services.progress.targets import Target
 from shared.settings import ProgressSettings
 

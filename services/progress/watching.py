@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.progress import db
 from services.progress import targets as tg
-from services.progress.clusters import Clusters, ClusterUnavailable
+from shared.clusters import Clusters, ClusterUnavailable
 from shared import labels
 
 log = logging.getLogger("hoist.progress.watch")

@@ -1,4 +1,4 @@
-"""The clusters populator pods run in: the local one, and remote targets from provider Secrets.
+"""The clusters Hoist works in: the local one, and remote targets from provider Secrets.
 
 A populator pod runs in the target cluster of its migration, named by ``cluster_id`` (the
 target provider's id). Whether that is the cluster Hoist runs in or a remote one is read
@@ -28,7 +28,7 @@ from shared.kube import (
 )
 from shared.settings import KubeSettings
 
-log = logging.getLogger("hoist.progress.clusters")
+log = logging.getLogger("hoist.clusters")
 
 RESOLVE_TTL = 60.0
 

@@ -1,0 +1,45 @@
+"""The orchestrator's long-lived parts, started once NATS and PostgreSQL are up.
+
+``running()`` is the service's ``ServiceSpec.domain``: the clusters (the one Hoist runs in,
+where provider Secrets live, and the targets), one connection per source provider, and the
+runner that drives every VM's pipeline from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from services.orchestrator.context import SourcePool
+from services.orchestrator.running import Runner
+from shared.clusters import Clusters
+from shared.service.runtime import Runtime
+
+
+@dataclass
+class Orchestrator:
+    runner: Runner
+    clusters: Clusters
+    sources: SourcePool
+
+
+@contextlib.asynccontextmanager
+async def running(runtime: Runtime) -> AsyncIterator[Orchestrator]:
+    settings = runtime.settings.orchestrator
+    clusters = Clusters(runtime.settings.kube)
+    sources = SourcePool(clusters, settings)
+    runner = Runner(
+        runtime.engine, runtime.sessionmaker, runtime.outbox, clusters, sources, settings
+    )
+    task = asyncio.create_task(runner.run(), name="pipeline-runner")
+    try:
+        yield Orchestrator(runner, clusters, sources)
+    finally:
+        await runner.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sources.close()
+        await clusters.close()

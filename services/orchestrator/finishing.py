@@ -1,0 +1,128 @@
+"""VirtualMachineCreation, Cleanup, and the teardown of a failed or canceled VM.
+
+VirtualMachineCreation creates the ``kubevirt.io/v1`` VirtualMachine from the source's
+configuration and then makes it the owner of its claims: deleting the migrated VM deletes its
+disks, as a VM with data volume templates does.
+
+Cleanup (after success) removes what only the migration needed: the consumer pod, the
+populator CRs, the copied Secret, and on OpenStack the temporary snapshots, volumes and
+images. Teardown (after a failure or a cancel) removes everything this VM of this
+migration created, selected by the labels ``hoist.io/migration`` and ``hoist.io/vm`` (never
+another VM's objects), and powers the source VM back on when Hoist powered it off. With
+``HOIST_ORCHESTRATOR_KEEP_FAILED`` a failed VM's claims and VM are kept for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.orchestrator import naming
+from services.orchestrator.context import StepContext
+from services.orchestrator.objects import (
+    CLEANUP_ORDER,
+    OPENSTACK_POPULATOR,
+    OVIRT_POPULATOR,
+    POD,
+    PVC,
+    SECRET,
+    VIRTUAL_MACHINE,
+    owner_reference,
+)
+from services.orchestrator.pipeline import Answer, Done, Retry, Wait
+from services.orchestrator.sources.contract import Power, SourceError
+from services.orchestrator.virtualmachines import virtual_machine
+from shared.payloads import PowerState
+
+log = logging.getLogger("hoist.orchestrator.finishing")
+
+TEARDOWN_ATTEMPTS = 30
+"""A teardown that keeps failing (a source that stays unreachable) gives up after this many
+tries, about 5 minutes, and says in the VM's error what it left behind."""
+
+
+def should_run(ctx: StepContext) -> bool:
+    wanted = ctx.header.target_power_state
+    if wanted is PowerState.ON:
+        return True
+    if wanted is PowerState.OFF:
+        return False
+    return ctx.memory.get("source_power") == Power.ON.value
+
+
+async def create_vm(ctx: StepContext) -> Answer:
+    objects = await ctx.objects()
+    claims = {d.disk_id: d.pvc_name for d in ctx.vm.disks}
+    body = virtual_machine(ctx.header, ctx.vm, claims, running=should_run(ctx))
+    created = await objects.ensure(
+        VIRTUAL_MACHINE, body, migration_id=ctx.migration_id, vm_id=ctx.vm.vm_id
+    )
+    owner = owner_reference(created)
+    for disk in ctx.vm.disks:
+        claim = await objects.get(PVC, disk.pvc_name)
+        if claim is None:
+            continue
+        owners = claim["metadata"].get("ownerReferences") or []
+        if not any(o.get("uid") == owner["uid"] for o in owners):
+            await objects.patch(
+                PVC, disk.pvc_name, {"metadata": {"ownerReferences": [*owners, owner]}}
+            )
+    meta = created["metadata"]
+    ctx.memory["target_vm"] = {
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+    }
+    return Done(detail={"virtualMachine": f"{meta['namespace']}/{meta['name']}"})
+
+
+async def cleanup(ctx: StepContext) -> Answer:
+    objects = await ctx.objects()
+    selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
+    left = 0
+    for kind in (POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET):
+        left += await objects.delete_selected(kind, selector)
+    source = await ctx.source()
+    await source.remove_artifacts(ctx.migration_id, ctx.vm)
+    if left:
+        # Deleted now; the next call confirms they are gone (finalizers, GC).
+        return Wait(1.0, note=f"removing {left} temporary object(s)")
+    return Done()
+
+
+async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
+    """Remove this VM's objects and restore the source; ``(answer, what was left behind)``.
+
+    Each part is tried on every call, so one that fails (the source is unreachable) does not
+    keep the others from being done; after ``TEARDOWN_ATTEMPTS`` calls the VM is finished
+    anyway and the leftovers are named."""
+    attempts = int(ctx.memory.get("teardown_attempts", 0)) + 1
+    ctx.memory["teardown_attempts"] = attempts
+    problems: list[str] = []
+    remaining = 0
+    try:
+        objects = await ctx.objects()
+        selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
+        kinds = [POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET]
+        if not keep:
+            kinds = [VIRTUAL_MACHINE, *CLEANUP_ORDER]
+        for kind in kinds:
+            remaining += await objects.delete_selected(kind, selector)
+    except Retry as exc:
+        problems.append(f"target cluster: {exc.message}")
+    try:
+        source = await ctx.source()
+        await source.remove_artifacts(ctx.migration_id, ctx.vm)
+        if ctx.memory.get("powered_off_by_hoist") and ctx.memory.get("source_power") == "On":
+            now = await source.inspect(ctx.vm)
+            if now.power is Power.OFF:
+                await source.start(ctx.vm.vm_id)
+                ctx.memory["restarted_source"] = True
+    except (SourceError, Retry) as exc:
+        problems.append(f"source: {getattr(exc, 'message', str(exc))}")
+    if problems and attempts < TEARDOWN_ATTEMPTS:
+        return Wait(10.0, note="; ".join(problems)), problems
+    if remaining and attempts < TEARDOWN_ATTEMPTS:
+        return Wait(1.0, note=f"removing {remaining} object(s)"), []
+    if remaining:
+        problems.append(f"{remaining} object(s) still terminating")
+    return Done(), problems

@@ -1,0 +1,134 @@
+"""The steps before any disk moves: Initialize, PowerOffSource, ConvertOpenstackSnapshot.
+
+Initialize checks again, at the moment the VM's turn comes, what the planner validated
+earlier: the source VM still exists with the planned disks and nothing holds it (a locked
+disk, a running snapshot), the target namespace exists, and no other VM already has the
+target name. It remembers the source's power state, so a failure or a cancel can leave the
+source as it was and a target power state of ``auto`` can follow it.
+
+PowerOffSource asks the guest to shut down (ACPI), waits up to
+``HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS`` and then forces the VM off; a VM that is
+already off is left alone (and will not be powered on after a failure).
+"""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from services.orchestrator import naming
+from services.orchestrator.context import StepContext
+from services.orchestrator.objects import VIRTUAL_MACHINE
+from services.orchestrator.pipeline import Answer, Done, Fail, Retry, Wait, error
+from services.orchestrator.sources.contract import Power
+from shared import labels
+
+BLOCKED_LIMIT = 15 * 60.0
+"""How long Initialize waits for a source VM that something holds (locked disk...)."""
+
+
+async def initialize(ctx: StepContext) -> Answer:
+    source = await ctx.source()
+    now = await source.inspect(ctx.vm)
+    if now.blockers:
+        since = float(ctx.memory.setdefault("blocked_since", time.time()))
+        why = "; ".join(now.blockers)
+        if time.time() - since > BLOCKED_LIMIT:
+            return Fail(
+                error(
+                    "SourceBusy",
+                    f"the source VM is still busy after {BLOCKED_LIMIT / 60:.0f} min: {why}",
+                    permanent=False,
+                )
+            )
+        return Wait(15.0, note=f"waiting for the source VM: {why}")
+    ctx.memory.pop("blocked_since", None)
+    if now.disk_ids:
+        known = set(now.disk_ids)
+        missing = [
+            d.disk_id
+            for d in ctx.vm.disks
+            if d.disk_id not in known and not d.disk_id.endswith("-root")
+        ]
+        if missing:
+            return Fail(
+                error(
+                    "DiskNotFound",
+                    f"the source VM no longer has disk(s) {', '.join(missing)}; validate the "
+                    "plan again",
+                )
+            )
+    problem = await _check_target(ctx)
+    if problem is not None:
+        return problem
+    ctx.memory.setdefault("source_power", now.power.value)
+    return Done(detail={"sourcePowerState": ctx.memory["source_power"]})
+
+
+async def _check_target(ctx: StepContext) -> Fail | None:
+    api = await ctx.target()
+    namespace = ctx.header.target_namespace
+    try:
+        await client.CoreV1Api(api).read_namespace(namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return Fail(
+                error("NamespaceNotFound", f"the target namespace {namespace!r} does not exist")
+            )
+        raise Retry(f"cannot read namespace {namespace} ({exc.status}); retried in 5 s") from None
+    objects = await ctx.objects()
+    existing = await objects.get(VIRTUAL_MACHINE, ctx.vm.target_name)
+    if existing is not None:
+        mine = existing["metadata"].get("labels") or {}
+        if mine.get(labels.MIGRATION) != naming.label_value(ctx.migration_id):
+            return Fail(
+                error(
+                    "TargetConflict",
+                    f"a VirtualMachine {namespace}/{ctx.vm.target_name} already exists; rename "
+                    "the target in the plan or remove it",
+                )
+            )
+    return None
+
+
+async def power_off(ctx: StepContext) -> Answer:
+    source = await ctx.source()
+    now = await source.inspect(ctx.vm)
+    memory = ctx.memory
+    if now.power is Power.OFF:
+        return Done(detail={"sourcePowerState": memory.get("source_power", Power.OFF.value)})
+    poll = ctx.settings.poll_seconds
+    timeout = ctx.settings.power_off_timeout_seconds
+    if "shutdown_at" not in memory:
+        memory["powered_off_by_hoist"] = True
+        memory["shutdown_at"] = time.time()
+        await source.shutdown(ctx.vm.vm_id)
+        return Wait(poll, note="asked the guest to shut down")
+    waited = time.time() - float(memory["shutdown_at"])
+    if "forced_at" not in memory:
+        if waited < timeout:
+            return Wait(poll, note=f"waiting for the guest to shut down ({waited:.0f} s)")
+        memory["forced_at"] = time.time()
+        await source.stop(ctx.vm.vm_id)
+        return Wait(poll, note=f"the guest did not shut down in {timeout:.0f} s; forced off")
+    if time.time() - float(memory["forced_at"]) > timeout:
+        return Fail(
+            error(
+                "PowerOffFailed",
+                f"the source VM is still {now.status} after a forced power-off",
+                permanent=False,
+            )
+        )
+    return Wait(poll, note="waiting for the forced power-off")
+
+
+async def convert(ctx: StepContext) -> Answer:
+    source = await ctx.source()
+    conversion = await source.convert(ctx.migration_id, ctx.vm)
+    if not conversion.done:
+        return Wait(ctx.settings.poll_seconds, note=conversion.waiting)
+    ctx.memory["images"] = dict(conversion.images)
+    ctx.memory["image_sizes"] = dict(conversion.sizes)
+    return Done(detail={"images": dict(conversion.images)})

@@ -1,0 +1,218 @@
+"""Writing what a step did: the VM row, its step and task rows, and the events, in one commit.
+
+Every change of a step or task is published as ``migration.vm.step`` (and the end of a VM as
+``migration.vm.finished``) through the outbox, in the same transaction as the rows: the
+planner's status can never disagree with what this service recorded. Event ids are derived
+from the VM's ``revision``, which the same transaction bumps: a transaction retried after a
+crash writes the same ids, and JetStream drops the repeat.
+
+Only real changes are published: a poll that learns nothing new (same state, same progress,
+same note) writes the VM's ``next_run_at`` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orchestrator.db import steps, vms
+from shared import catalog
+from shared.db.messaging import Outbox
+from shared.payloads import (
+    ErrorInfo,
+    Outcome,
+    ResourceRef,
+    Step,
+    StepProgress,
+    StepState,
+    VmFinished,
+    VmStepChanged,
+)
+
+
+@dataclass
+class StepChange:
+    step: Step
+    state: StepState
+    task: str = ""
+    progress: StepProgress | None = None
+    error: ErrorInfo | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VmChange:
+    """What becomes of the VM row; ``None`` fields stay as they are."""
+
+    phase: str | None = None
+    step: Step | None = None
+    memory: dict[str, Any] | None = None
+    holding: int | None = None
+    error: ErrorInfo | None = None
+    delay: float = 0.0
+    started: bool = False
+    finished: Outcome | None = None
+    target_vm: ResourceRef | None = None
+    changes: list[StepChange] = field(default_factory=list)
+
+
+Snapshot = dict[tuple[str, str], tuple[str, int | None, int | None, str, str]]
+
+
+async def snapshot(session: AsyncSession, migration_id: str, vm_id: str) -> Snapshot:
+    """The VM's step and task rows as last recorded: what counts as a change."""
+    rows = await session.execute(
+        select(steps).where(and_(steps.c.migration_id == migration_id, steps.c.vm_id == vm_id))
+    )
+    return {(r.step, r.task): _key_of_row(r) for r in rows}
+
+
+def _key_of_row(r: Any) -> tuple[str, int | None, int | None, str, str]:
+    error = (r.error or {}).get("reason", "") if r.error else ""
+    return (
+        r.state,
+        r.progress_completed,
+        r.progress_total,
+        error,
+        str((r.detail or {}).get("note", "")),
+    )
+
+
+def _key_of(c: StepChange) -> tuple[str, int | None, int | None, str, str]:
+    return (
+        c.state.value,
+        c.progress.completed if c.progress else None,
+        c.progress.total if c.progress else None,
+        c.error.reason if c.error else "",
+        str(c.detail.get("note", "")),
+    )
+
+
+async def commit(
+    session: AsyncSession,
+    outbox: Outbox,
+    row: Any,
+    change: VmChange,
+    before: Snapshot,
+    *,
+    owner: str,
+) -> bool:
+    """Apply ``change`` to the VM ``row`` if this replica still holds it; False if not (its
+    lease ran out and another replica took the VM: this result is dropped)."""
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "revision": vms.c.revision + 1,
+        "updated_at": now,
+        "next_run_at": now + timedelta(seconds=change.delay),
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    for name in ("phase", "memory", "holding"):
+        value = getattr(change, name)
+        if value is not None:
+            values[name] = value
+    if change.step is not None:
+        values["step"] = change.step.value
+    if change.error is not None:
+        values["error"] = change.error.model_dump(mode="json")
+    if change.started:
+        values["started_at"] = now
+    if change.finished is not None:
+        values["finished_at"] = now
+    result = await session.execute(
+        update(vms)
+        .where(
+            and_(
+                vms.c.migration_id == row.migration_id,
+                vms.c.vm_id == row.vm_id,
+                vms.c.lease_owner == owner,
+            )
+        )
+        .values(**values)
+        .returning(vms.c.revision)
+    )
+    revision = result.scalar_one_or_none()
+    if revision is None:
+        return False
+    for index, c in enumerate(change.changes):
+        if before.get((c.step.value, c.task)) == _key_of(c):
+            continue
+        await _record_step(session, row, c, now)
+        await outbox.add(
+            session,
+            catalog.VM_STEP_CHANGED,
+            VmStepChanged(
+                plan_id=row.plan_id,
+                migration_id=row.migration_id,
+                vm_id=row.vm_id,
+                step=c.step,
+                state=c.state,
+                task=c.task or None,
+                attempt=row.attempt,
+                started_at=now if c.state is StepState.RUNNING else None,
+                completed_at=now if c.state not in (StepState.PENDING, StepState.RUNNING) else None,
+                progress=c.progress,
+                error=c.error,
+                detail=c.detail,
+            ),
+            event_id=f"vm-step-{row.migration_id}-{row.vm_id}-{revision}-{index}",
+        )
+    if change.finished is not None:
+        await outbox.add(
+            session,
+            catalog.VM_FINISHED,
+            VmFinished(
+                plan_id=row.plan_id,
+                migration_id=row.migration_id,
+                vm_id=row.vm_id,
+                outcome=change.finished,
+                target_vm=change.target_vm,
+                error=change.error if change.finished is not Outcome.SUCCEEDED else None,
+            ),
+            event_id=f"vm-finished-{row.migration_id}-{row.vm_id}",
+        )
+    return True
+
+
+async def _record_step(session: AsyncSession, row: Any, c: StepChange, now: datetime) -> None:
+    final = c.state not in (StepState.PENDING, StepState.RUNNING)
+    insert = pg_insert(steps).values(
+        migration_id=row.migration_id,
+        vm_id=row.vm_id,
+        step=c.step.value,
+        task=c.task,
+        state=c.state.value,
+        attempt=row.attempt,
+        started_at=now if c.state is not StepState.PENDING else None,
+        completed_at=now if final else None,
+        progress_completed=c.progress.completed if c.progress else None,
+        progress_total=c.progress.total if c.progress else None,
+        error=c.error.model_dump(mode="json") if c.error else None,
+        detail=c.detail,
+    )
+    excluded = insert.excluded
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[steps.c.migration_id, steps.c.vm_id, steps.c.step, steps.c.task],
+            set_={
+                "state": excluded.state,
+                "started_at": _coalesce(steps.c.started_at, excluded.started_at),
+                "completed_at": excluded.completed_at,
+                "progress_completed": _coalesce(
+                    excluded.progress_completed, steps.c.progress_completed
+                ),
+                "progress_total": _coalesce(excluded.progress_total, steps.c.progress_total),
+                "error": excluded.error,
+                "detail": steps.c.detail.op("||")(excluded.detail),
+            },
+        )
+    )
+
+
+def _coalesce(a: Any, b: Any) -> Any:
+    return func.coalesce(a, b)

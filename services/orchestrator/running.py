@@ -1,0 +1,360 @@
+"""The runner: takes due VMs from PostgreSQL, runs one step call each, records the answer.
+
+Nothing about a VM lives only in memory. A replica *leases* a due VM (``FOR UPDATE SKIP
+LOCKED``: replicas never take the same one), calls its current step once, and commits the
+answer with the lease released and ``next_run_at`` set (now, to go on; later, to look
+again). A replica killed mid-call leaves a lease that simply runs out
+(``HOIST_ORCHESTRATOR_LEASE_SECONDS``); whoever takes the VM then calls the same step again,
+which finds what the first call did (deterministic names, create-or-get) and goes on.
+
+Errors are sorted here, once, for every step: ``Retry`` and temporary ``SourceError`` wait
+and try again (the step shows why); permanent ``SourceError``, a ``Conflict`` with an object
+Hoist did not make, or an object the API server refuses fail the VM; an unexpected exception
+is retried a few times and then fails the VM as ``InternalError`` (logged with its
+traceback, never shown to users).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.orchestrator import admission, disks, finishing, preparing, recording
+from services.orchestrator.context import SourcePool, StepContext
+from services.orchestrator.objects import Conflict, Invalid
+from services.orchestrator.pipeline import (
+    CANCELED,
+    CANCELING,
+    FAILED,
+    FAILING,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Answer,
+    Done,
+    Fail,
+    Retry,
+    Wait,
+    error,
+    next_step,
+)
+from services.orchestrator.recording import StepChange, VmChange
+from services.orchestrator.sources.contract import SourceError
+from shared.clusters import Clusters
+from shared.db.messaging import Outbox
+from shared.payloads import (
+    ErrorInfo,
+    Outcome,
+    PlannedVm,
+    PlanStarted,
+    ResourceRef,
+    Step,
+    StepState,
+)
+from shared.settings import OrchestratorSettings
+
+log = logging.getLogger("hoist.orchestrator.running")
+
+Handler = Callable[[StepContext], Awaitable[Answer]]
+HANDLERS: dict[Step, Handler] = {
+    Step.INITIALIZE: preparing.initialize,
+    Step.POWER_OFF_SOURCE: preparing.power_off,
+    Step.CONVERT_OPENSTACK_SNAPSHOT: preparing.convert,
+    Step.DISK_ALLOCATION: disks.allocate,
+    Step.DISK_TRANSFER: disks.transfer,
+    Step.VIRTUAL_MACHINE_CREATION: finishing.create_vm,
+    Step.CLEANUP: finishing.cleanup,
+}
+INTERNAL_ERRORS = 5
+SOURCE_ERRORS = 30
+
+_CLAIM = text(
+    """
+    UPDATE orchestrator.vms v
+    SET lease_owner = :owner, lease_until = now() + make_interval(secs => :lease)
+    FROM (
+        SELECT migration_id, vm_id FROM orchestrator.vms
+        WHERE phase IN ('Queued', 'Running', 'Failing', 'Canceling')
+          AND next_run_at <= now()
+          AND (lease_until IS NULL OR lease_until < now())
+        ORDER BY next_run_at, position
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ) due
+    WHERE v.migration_id = due.migration_id AND v.vm_id = due.vm_id
+    RETURNING v.*
+    """
+)
+_HEADER = text("SELECT header FROM orchestrator.migrations WHERE id = :id")
+
+
+class Runner:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        clusters: Clusters,
+        sources: SourcePool,
+        settings: OrchestratorSettings,
+    ) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker
+        self.outbox = outbox
+        self.clusters = clusters
+        self.sources = sources
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}-{os.getpid()}"[:64]
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._headers: dict[str, PlanStarted] = {}
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            free = self.settings.workers - len(self._running)
+            if free > 0:
+                try:
+                    rows = await self._claim(free)
+                except Exception:  # the database may be restarting
+                    log.warning("cannot take due VMs; trying again", exc_info=True)
+                    rows = []
+                for row in rows:
+                    task = asyncio.create_task(self._one(row), name=f"vm-{row.vm_id}")
+                    self._running.add(task)
+                    task.add_done_callback(self._done)
+                if len(rows) == free:
+                    continue  # more may be due
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds / 2)
+            self._wake.clear()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Let the step calls in progress finish (their answers are committed), up to the
+        lease; those still running then are cancelled and their VMs are taken up again."""
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await asyncio.wait(self._running, timeout=self.settings.lease_seconds / 2)
+        for task in list(self._running):
+            task.cancel()
+
+    async def _claim(self, limit: int) -> list[Any]:
+        async with self.sessionmaker() as session, session.begin():
+            result = await session.execute(
+                _CLAIM,
+                {"owner": self.owner, "lease": self.settings.lease_seconds, "limit": limit},
+            )
+            return list(result)
+
+    async def _header(self, migration_id: str) -> PlanStarted:
+        cached = self._headers.get(migration_id)
+        if cached is None:
+            async with self.engine.connect() as conn:
+                header = (await conn.execute(_HEADER, {"id": migration_id})).scalar_one()
+            cached = PlanStarted.model_validate({**header, "vms": []})
+            self._headers[migration_id] = cached
+        return cached
+
+    async def _one(self, row: Any) -> None:
+        try:
+            header = await self._header(row.migration_id)
+            vm = PlannedVm.model_validate(row.spec)
+            ctx = StepContext(
+                migration_id=row.migration_id,
+                plan_id=row.plan_id,
+                header=header.model_copy(update={"vms": [vm]}),
+                vm=vm,
+                memory=dict(row.memory or {}),
+                settings=self.settings,
+                clusters=self.clusters,
+                sources=self.sources,
+            )
+            async with asyncio.timeout(self.settings.lease_seconds * 0.8):
+                change = await self._advance(row, ctx)
+            await self._commit(row, change)
+        except Exception:
+            # The lease runs out and the VM is taken up again; nothing is lost.
+            log.exception("VM %s of migration %s: step call failed", row.vm_id, row.migration_id)
+
+    async def _commit(self, row: Any, change: VmChange) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            before = await recording.snapshot(session, row.migration_id, row.vm_id)
+            kept = await recording.commit(
+                session, self.outbox, row, change, before, owner=self.owner
+            )
+        if not kept:
+            log.warning("VM %s: lease lost before its step ended; result dropped", row.vm_id)
+        elif change.delay == 0:
+            self._wake.set()
+
+    # --- one call -------------------------------------------------------------------------
+
+    async def _advance(self, row: Any, ctx: StepContext) -> VmChange:
+        step = Step(row.step)
+        if row.phase in (FAILING, CANCELING):
+            return await self._teardown(row, ctx, step)
+        if row.cancel_requested and row.phase == QUEUED:
+            # Nothing was done for it yet: nothing to undo.
+            return VmChange(
+                phase=CANCELED,
+                memory=ctx.memory,
+                error=ErrorInfo(reason="Canceled", message="canceled by request", permanent=False),
+                finished=Outcome.CANCELED,
+                changes=[StepChange(step, StepState.CANCELED)],
+            )
+        if row.cancel_requested and step is not Step.CLEANUP:
+            return VmChange(
+                phase=CANCELING,
+                holding=0,
+                memory=ctx.memory,
+                changes=[StepChange(step, StepState.CANCELED)],
+            )
+        starting = row.phase == QUEUED
+        if step is Step.DISK_ALLOCATION and row.holding == 0:
+            decision = await self._admit(row, ctx)
+            if not decision.admitted:
+                return VmChange(
+                    phase=RUNNING if starting else None,
+                    started=starting,
+                    delay=self.settings.poll_seconds,
+                    changes=[StepChange(step, StepState.PENDING, detail={"note": decision.why})],
+                )
+        answer = await self._call(step, ctx)
+        change = self._change(row, ctx, step, answer)
+        if starting:
+            change.phase = change.phase or RUNNING
+            change.started = True
+        return change
+
+    async def _admit(self, row: Any, ctx: StepContext) -> admission.Decision:
+        async with self.sessionmaker() as session, session.begin():
+            return await admission.admit(
+                session,
+                migration_id=row.migration_id,
+                vm_id=row.vm_id,
+                source_provider=row.source_provider,
+                disks=len(ctx.vm.disks),
+                plan_limit=ctx.header.max_disks_in_flight,
+                source_limit=ctx.header.max_disks_in_flight_per_source,
+            )
+
+    async def _call(self, step: Step, ctx: StepContext) -> Answer:
+        memory = ctx.memory
+        try:
+            answer = await HANDLERS[step](ctx)
+        except Retry as exc:
+            return Wait(exc.delay, note=exc.message)
+        except SourceError as exc:
+            if exc.permanent:
+                return Fail(error(exc.reason, exc.message, permanent=True))
+            count = int(memory.get("source_errors", 0)) + 1
+            memory["source_errors"] = count
+            if count >= SOURCE_ERRORS:
+                return Fail(error(exc.reason, exc.message, permanent=False))
+            await self.sources.drop(ctx.header.source.id)
+            return Wait(10.0, note=f"{exc.reason}: {exc.message}; retried in 10 s")
+        except Conflict as exc:
+            return Fail(error("TargetConflict", str(exc)))
+        except Invalid as exc:
+            return Fail(error("ObjectRefused", str(exc)))
+        except TimeoutError:
+            return Wait(5.0, note="the step took too long; trying again")
+        except Exception:  # sorted below; the traceback goes to the log only
+            count = int(memory.get("internal_errors", 0)) + 1
+            memory["internal_errors"] = count
+            log.exception("VM %s, step %s: unexpected error (%d)", ctx.vm.vm_id, step, count)
+            if count >= INTERNAL_ERRORS:
+                return Fail(
+                    error(
+                        "InternalError",
+                        f"step {step.value} failed {count} times with an unexpected error; "
+                        "see the orchestrator's log",
+                        permanent=False,
+                    )
+                )
+            return Wait(15.0, note="unexpected error; retried in 15 s")
+        memory.pop("source_errors", None)
+        memory.pop("internal_errors", None)
+        return answer
+
+    def _change(self, row: Any, ctx: StepContext, step: Step, answer: Answer) -> VmChange:
+        tasks = [
+            StepChange(step, t.state, t.task, t.progress, t.error, t.detail)
+            for t in getattr(answer, "tasks", [])
+        ]
+        if isinstance(answer, Wait):
+            detail = {**answer.detail, "note": answer.note}
+            return VmChange(
+                memory=ctx.memory,
+                delay=answer.seconds,
+                changes=[
+                    StepChange(step, StepState.RUNNING, "", answer.progress, None, detail),
+                    *tasks,
+                ],
+            )
+        if isinstance(answer, Fail):
+            return VmChange(
+                phase=FAILING,
+                holding=0,
+                memory=ctx.memory,
+                error=answer.error,
+                changes=[StepChange(step, StepState.FAILED, error=answer.error), *tasks],
+            )
+        assert isinstance(answer, Done)
+        following = next_step(ctx.source_type, step)
+        done = StepChange(
+            step, StepState.COMPLETED, "", answer.progress, None, {**answer.detail, "note": ""}
+        )
+        change = VmChange(memory=ctx.memory, step=following, changes=[*tasks, done])
+        if step is Step.DISK_TRANSFER:
+            change.holding = 0
+        if following is Step.COMPLETED:
+            change.phase = SUCCEEDED
+            change.finished = Outcome.SUCCEEDED
+            target = ctx.memory.get("target_vm")
+            change.target_vm = ResourceRef(**target) if target else None
+            change.changes.append(StepChange(Step.COMPLETED, StepState.COMPLETED))
+        else:
+            change.changes.append(StepChange(following, StepState.RUNNING))
+        return change
+
+    async def _teardown(self, row: Any, ctx: StepContext, step: Step) -> VmChange:
+        keep = row.phase == FAILING and self.settings.keep_failed
+        answer, problems = await finishing.teardown(ctx, keep=keep)
+        if isinstance(answer, Wait):
+            return VmChange(memory=ctx.memory, delay=answer.seconds)
+        canceled = row.phase == CANCELING
+        previous = ErrorInfo.model_validate(row.error) if row.error else None
+        if canceled:
+            message = "canceled by request"
+            if problems:
+                message += "; left behind: " + "; ".join(problems)
+            final_error = ErrorInfo(reason="Canceled", message=message, permanent=False)
+        else:
+            final_error = previous or error("Failed", "the VM failed")
+            if problems:
+                final_error = final_error.model_copy(
+                    update={"message": f"{final_error.message}; left behind: {'; '.join(problems)}"}
+                )
+        return VmChange(
+            phase=CANCELED if canceled else FAILED,
+            memory=ctx.memory,
+            error=final_error,
+            finished=Outcome.CANCELED if canceled else Outcome.FAILED,
+        )
