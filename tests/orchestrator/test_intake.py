@@ -1,0 +1,132 @@
+"""Plan parts and cancels become VM rows exactly as planned; admission keeps the limits.
+
+On a real PostgreSQL, each test in a transaction that is rolled back."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orchestrator import admission, intake
+from services.orchestrator.db import migrations, vms
+from shared import catalog
+from shared import envelope as env
+from shared import payloads as p
+from tests.orchestrator.plans import disk, provider, started, vm
+
+
+def envelope(spec: catalog.EventSpec[p.PlanStarted] | catalog.EventSpec[p.PlanCancelRequested], data: object) -> env.Envelope[object]:
+    return env.build(spec, data, source="/test")  # type: ignore[arg-type]
+
+
+def some_vms(n: int, disks: int = 1) -> list[p.PlannedVm]:
+    return [
+        vm(str(uuid.uuid4()), [disk(str(uuid.uuid4())) for _ in range(disks)]) for _ in range(n)
+    ]
+
+
+async def rows(session: AsyncSession, migration_id: str) -> list[object]:
+    result = await session.execute(
+        select(vms).where(vms.c.migration_id == migration_id).order_by(vms.c.position)
+    )
+    return list(result)
+
+
+async def test_parts_in_any_order_twice_make_each_vm_once(db_session: AsyncSession) -> None:
+    members = some_vms(5)
+    whole = started(members, parts=3, vms_total=5)
+    parts = [
+        whole.model_copy(update={"part": 2, "vms": members[2:4]}),
+        whole.model_copy(update={"part": 1, "vms": members[:2]}),
+        whole.model_copy(update={"part": 2, "vms": members[2:4]}),  # redelivered
+        whole.model_copy(update={"part": 3, "vms": members[4:]}),
+    ]
+    for part in parts:
+        await intake.accept_part(envelope(catalog.PLAN_STARTED, part), db_session)
+    got = await rows(db_session, whole.migration_id)
+    assert [r.vm_id for r in got] == [m.vm_id for m in members]  # the plan's order
+    assert {r.step for r in got} == {"Initialize"}
+    assert {r.phase for r in got} == {"Queued"}
+    m = (await db_session.execute(select(migrations).where(migrations.c.id == whole.migration_id))).one()
+    assert m.parts == 3 and m.vms_total == 5
+    assert sorted(set(m.parts_seen)) == [1, 2, 3]
+    assert m.header["source"]["id"] == whole.source.id and "vms" not in m.header
+
+
+async def test_openstack_vms_start_at_initialize_too(db_session: AsyncSession) -> None:
+    data = started(some_vms(1), source=provider("openstack"))
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
+    (row,) = await rows(db_session, data.migration_id)
+    assert row.step == "Initialize" and row.source_provider == data.source.id
+
+
+async def test_a_cancel_before_the_part_applies_when_it_arrives(db_session: AsyncSession) -> None:
+    members = some_vms(3)
+    data = started(members)
+    cancel = p.PlanCancelRequested(
+        plan_id=data.plan_id, migration_id=data.migration_id, vm_ids=[members[1].vm_id]
+    )
+    assert await intake.accept_cancel(envelope(catalog.PLAN_CANCEL_REQUESTED, cancel), db_session) == 0
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
+    got = await rows(db_session, data.migration_id)
+    assert [r.cancel_requested for r in got] == [False, True, False]
+    whole = p.PlanCancelRequested(plan_id=data.plan_id, migration_id=data.migration_id)
+    assert await intake.accept_cancel(envelope(catalog.PLAN_CANCEL_REQUESTED, whole), db_session) == 2
+    assert all(r.cancel_requested for r in await rows(db_session, data.migration_id))
+
+
+async def admit(session: AsyncSession, row: object, plan_limit: int, source_limit: int) -> bool:
+    decision = await admission.admit(
+        session,
+        migration_id=row.migration_id,  # type: ignore[attr-defined]
+        vm_id=row.vm_id,  # type: ignore[attr-defined]
+        source_provider=row.source_provider,  # type: ignore[attr-defined]
+        disks=len(row.spec["disks"]),  # type: ignore[attr-defined]
+        plan_limit=plan_limit,
+        source_limit=source_limit,
+    )
+    return decision.admitted
+
+
+async def at_allocation(session: AsyncSession, migration_id: str) -> list[object]:
+    await session.execute(
+        update(vms).where(vms.c.migration_id == migration_id).values(step="DiskAllocation", phase="Running")
+    )
+    return await rows(session, migration_id)
+
+
+async def test_limits_per_plan_and_per_source(db_session: AsyncSession) -> None:
+    source = provider("ovirt")
+    data = started(some_vms(4, disks=2), source=source, max_disks_in_flight=4)
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
+    members = await at_allocation(db_session, data.migration_id)
+    # Plan limit 4: two VMs of two disks each, not a third.
+    assert [await admit(db_session, r, 4, 100) for r in members[:3]] == [True, True, False]
+    # A VM bigger than the limit still runs when its plan holds nothing.
+    big = started(some_vms(1, disks=6), source=provider("ovirt"))
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, big), db_session)
+    (alone,) = await at_allocation(db_session, big.migration_id)
+    assert await admit(db_session, alone, 4, 4)
+    # Source limit 5: the first plan holds 4 on this source; one more 2-disk VM does not fit.
+    other = started(some_vms(1, disks=2), source=source)
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, other), db_session)
+    (second,) = await at_allocation(db_session, other.migration_id)
+    assert not await admit(db_session, second, 10, 5)
+    assert await admit(db_session, second, 10, 6)
+
+
+async def test_a_waiting_plan_holding_less_goes_first(db_session: AsyncSession) -> None:
+    source = provider("ovirt")
+    busy = started(some_vms(3), source=source)
+    fresh = started(some_vms(1), source=source)
+    for data in (busy, fresh):
+        await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
+    busy_rows = await at_allocation(db_session, busy.migration_id)
+    (fresh_row,) = await at_allocation(db_session, fresh.migration_id)
+    assert await admit(db_session, busy_rows[0], 10, 10)
+    # ``busy`` holds one disk and ``fresh`` none while both wait: ``fresh`` is next.
+    assert not await admit(db_session, busy_rows[1], 10, 10)
+    assert await admit(db_session, fresh_row, 10, 10)
+    assert await admit(db_session, busy_rows[1], 10, 10)
