@@ -1,0 +1,302 @@
+"""The Kubernetes objects DiskAllocation creates, as plain dicts: pure functions of the plan.
+
+Each builder takes the frozen plan (``PlanStarted``) and the VM (and disk) it is for and
+returns the object to create, nothing read from a cluster but what the caller passes in
+(owner references, Secret data, the image id a conversion made). Being pure keeps three
+promises of the pipeline:
+
+- a step that runs again after a crash builds the very same object (names come from
+  ``naming``, never drawn at random), so create-or-get finds what the first run made;
+- every object is checked against the upstream schemas in tests (``kubernetes-validate``
+  for core kinds), without a cluster;
+- the labels cleanup selects by (``naming.object_labels``) are on every object, spelled once.
+
+Order of creation, and why owner references point where they do: the user claim comes first
+(its UID is what the populator pod's metrics and the prime claim are keyed by); the
+populator CR and the copied Secret are owned by the claims, so deleting a VM's claims lets
+the garbage collector take the rest; the Secret names *every* claim of the VM as an owner,
+and the collector deletes a dependent only once all its owners are gone.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from services.orchestrator import naming
+from shared import labels
+from shared.payloads import PlannedDisk, PlannedVm, PlanStarted, ProviderType
+from shared.sizing import claim_bytes
+
+Obj = dict[str, Any]
+
+#: On the copied Secret: ``namespace/name`` of the provider Secret it copies (for people
+#: and audits; nothing reads it back).
+COPIED_FROM = f"{naming.GROUP}/copied-from"
+#: Value of ``naming.CONSUMER_LABEL`` on the WaitForFirstConsumer consumer pod.
+CONSUMER_VALUE = "pvcinit"
+#: The consumer pod's command by default: the populator image is Hoist's, which has Python.
+CONSUMER_COMMAND = ("python", "-c", "pass")
+#: Where the consumer pod mounts Filesystem claims and attaches Block claims. Nothing reads
+#: them: a pod must name a path to use a claim at all.
+MOUNT_ROOT = "/mnt/hoist"
+DEVICE_ROOT = "/dev/hoist"
+
+
+def owner_reference(obj: Mapping[str, Any], *, controller: bool = False, block: bool = True) -> Obj:
+    """An owner reference to ``obj`` as the API returned it (apiVersion, kind, metadata).
+
+    ``block`` (``blockOwnerDeletion``) makes a foreground deletion of the owner wait for
+    this dependent; the API server requires permission to update the owner's finalizers
+    for it, which Hoist's service account has for claims. Raises ``ValueError`` when a field
+    is missing: list items come back without apiVersion/kind, and a reference without them
+    is refused by the API server (a programming error, not worth retrying)."""
+    meta = obj.get("metadata") or {}
+    ref = {
+        "apiVersion": obj.get("apiVersion") or obj.get("api_version"),
+        "kind": obj.get("kind"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+    }
+    missing = [k for k, v in ref.items() if not v]
+    if missing:
+        raise ValueError(
+            f"cannot refer to an owner without {', '.join(missing)} (read the object by name, "
+            "list items lack apiVersion and kind); this is a bug, retrying cannot help"
+        )
+    ref["controller"] = controller
+    ref["blockOwnerDeletion"] = block
+    return ref
+
+
+def populator_kind(started: PlanStarted) -> str:
+    """The populator kind that fills claims of this plan's source (``ValueError`` for a
+    provider that is not a source: the planner never starts such a plan)."""
+    kind = naming.KIND_OF_SOURCE.get(started.source.type.value)
+    if kind is None:
+        raise ValueError(f"provider type {started.source.type.value!r} is not a migration source")
+    return kind
+
+
+def claim(started: PlanStarted, vm: PlannedVm, disk: PlannedDisk) -> Obj:
+    """The user claim of ``disk``: the volume the migrated VM will use.
+
+    Its ``dataSourceRef`` names the disk's populator CR, so Kubernetes leaves it unbound
+    (no provisioner fills a claim with a populator data source) until the populator
+    controller rebinds a filled volume to it. The size counts the Filesystem overhead
+    (``shared.sizing``), the request is a plain byte count (no unit rounding surprises);
+    annotations carry what the populator pod's discovery needs (cluster, size, kind)."""
+    kind = populator_kind(started)
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": disk.pvc_name,
+            "namespace": started.target_namespace,
+            "labels": _labels(started, vm, disk),
+            "annotations": {
+                labels.CLUSTER: started.target.id,
+                labels.TOTAL_BYTES: str(disk.size_bytes),
+                labels.POPULATOR_KIND: kind,
+            },
+        },
+        "spec": {
+            "accessModes": [disk.access_mode],
+            "volumeMode": disk.volume_mode,
+            "storageClassName": disk.storage_class,
+            "resources": {
+                "requests": {"storage": str(claim_bytes(disk.size_bytes, disk.volume_mode))}
+            },
+            "dataSourceRef": {
+                "apiGroup": naming.GROUP,
+                "kind": kind,
+                "name": naming.populator_cr(disk.pvc_name),
+            },
+        },
+    }
+
+
+def populator(
+    started: PlanStarted,
+    vm: PlannedVm,
+    disk: PlannedDisk,
+    *,
+    secret_name: str,
+    owner: Mapping[str, Any],
+    image_id: str | None = None,
+) -> Obj:
+    """The populator CR the disk's claim names: where its data comes from.
+
+    Field names are Forklift's (``engineUrl``/``engineSecretName``/``diskId`` for oVirt,
+    ``identityUrl``/``secretName``/``imageId`` for OpenStack) in Hoist's own group, so both
+    can live in one cluster. OpenStack disks are read from the Glance image the conversion
+    step made (``image_id``, required there); oVirt disks straight from the engine.
+    ``owner`` is the claim's owner reference: the CR goes when the claim goes."""
+    kind = populator_kind(started)
+    spec: Obj
+    if started.source.type is ProviderType.OPENSTACK:
+        if not image_id:
+            raise ValueError(
+                f"disk {disk.disk_id} of VM {vm.vm_id}: an OpenStack populator needs the id "
+                "of the image the conversion step made; run that step first"
+            )
+        spec = {"identityUrl": started.source.url, "secretName": secret_name, "imageId": image_id}
+    else:
+        spec = {
+            "engineUrl": started.source.url,
+            "engineSecretName": secret_name,
+            "diskId": disk.disk_id,
+        }
+    if started.transfer_network:
+        spec["transferNetwork"] = started.transfer_network
+    return {
+        "apiVersion": naming.API_VERSION,
+        "kind": kind,
+        "metadata": {
+            "name": naming.populator_cr(disk.pvc_name),
+            "namespace": started.target_namespace,
+            "labels": _labels(started, vm, disk),
+            "ownerReferences": [dict(owner)],
+        },
+        "spec": spec,
+    }
+
+
+def source_secret(
+    started: PlanStarted,
+    vm: PlannedVm,
+    data: Mapping[str, str],
+    owners: Iterable[Mapping[str, Any]],
+    *,
+    encoded: bool = True,
+) -> Obj:
+    """The copy of the source provider's Secret, in the target namespace, for one VM.
+
+    Populator pods read credentials from a Secret in their own namespace; the provider's
+    lives in Hoist's. One copy per VM (not per plan) so that deleting one VM's objects never
+    takes another VM's credentials away; owned by all the VM's claims, so the collector
+    deletes it once the last claim is gone.
+
+    ``data`` is the provider Secret's ``data`` as the API returns it (base64 values,
+    ``encoded=True``) or plain text values (``encoded=False``, encoded here). The object
+    always carries base64 ``data``, never ``stringData``: the API server turns stringData
+    into data, so only this form reads back the same as it was written."""
+    if encoded:
+        values = {k: str(v) for k, v in data.items()}
+    else:
+        values = {k: base64.b64encode(str(v).encode()).decode() for k, v in data.items()}
+    src = started.source.secret
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": naming.source_secret(vm.target_name, started.migration_id),
+            "namespace": started.target_namespace,
+            "labels": {**_labels(started, vm), naming.SECRET_LABEL: naming.SECRET_KIND},
+            "annotations": {COPIED_FROM: f"{src.namespace}/{src.name}"},
+            "ownerReferences": [dict(o) for o in owners],
+        },
+        "data": values,
+    }
+
+
+def consumer_pod(
+    started: PlanStarted,
+    vm: PlannedVm,
+    claim_names: Sequence[str],
+    owners: Iterable[Mapping[str, Any]],
+    *,
+    image: str,
+    command: Sequence[str] = CONSUMER_COMMAND,
+    pull_policy: str = "IfNotPresent",
+    run_as_user: int = 107,
+) -> Obj:
+    """The pod that makes WaitForFirstConsumer claims bind (Forklift's ``pvcinit``).
+
+    Under WFFC nothing provisions, and so nothing populates, until a pod that uses the claim
+    is scheduled: the scheduler then writes ``volume.kubernetes.io/selected-node`` on each
+    claim, which the populator controller waits for. One pod mounts *all* the VM's claims
+    (``claim_names``, each a claim of a disk of ``vm``) so that they land on one node, where
+    the VM can then run. It is scheduled normally (no ``nodeName``: a pinned pod bypasses
+    the scheduler and would never select a node), runs a command that exits at once once
+    the claims are bound, and never restarts. Block claims are attached as devices, others
+    mounted: a pod that mounts a Block claim fails to start.
+
+    Hardened like the populator pods (non-root, no capabilities, RuntimeDefault seccomp,
+    read-only root, no service account token) so restricted namespaces admit it. It has no
+    ``hoist.io/disk`` label, so the progress service's populator pod watch ignores it.
+
+    The pipeline deletes it itself once the claims are bound, and at cleanup: while it may
+    still run, the claims it uses are not deleted (``kubernetes.io/pvc-protection``), so
+    owner references to those claims alone would never let the collector take either."""
+    modes = {d.pvc_name: d.volume_mode for d in vm.disks}
+    unknown = [n for n in claim_names if n not in modes]
+    if unknown:
+        raise ValueError(
+            f"claims {', '.join(unknown)} are not disks of VM {vm.vm_id}; this is a bug, "
+            "retrying cannot help"
+        )
+    if not claim_names:
+        raise ValueError(f"VM {vm.vm_id}: a consumer pod needs at least one claim")
+    volumes: list[Obj] = []
+    mounts: list[Obj] = []
+    devices: list[Obj] = []
+    for i, name in enumerate(claim_names):
+        volume = f"disk-{i}"
+        volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": name}})
+        if modes[name] == "Block":
+            devices.append({"name": volume, "devicePath": f"{DEVICE_ROOT}/{volume}"})
+        else:
+            mounts.append({"name": volume, "mountPath": f"{MOUNT_ROOT}/{volume}"})
+    container: Obj = {
+        "name": CONSUMER_VALUE,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": list(command),
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "100m", "memory": "128Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
+    }
+    if mounts:
+        container["volumeMounts"] = mounts
+    if devices:
+        container["volumeDevices"] = devices
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": naming.consumer_pod(vm.target_name, started.migration_id),
+            "namespace": started.target_namespace,
+            "labels": {**_labels(started, vm), naming.CONSUMER_LABEL: CONSUMER_VALUE},
+            "ownerReferences": [dict(o) for o in owners],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": run_as_user,
+                "runAsGroup": run_as_user,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def _labels(started: PlanStarted, vm: PlannedVm, disk: PlannedDisk | None = None) -> dict[str, str]:
+    return naming.object_labels(
+        started.plan_id, started.migration_id, vm.vm_id, disk.disk_id if disk else ""
+    )
