@@ -25,7 +25,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.orchestrator import manifests, naming
 from services.orchestrator.context import StepContext
-from services.orchestrator.objects import POD, POPULATORS, PVC, SECRET, owner_reference
+from services.orchestrator.manifests import owner_reference
+from services.orchestrator.objects import POD, POPULATORS, PVC, SECRET
 from services.orchestrator.pipeline import Answer, Done, Fail, Retry, Task, Wait, error
 from shared.payloads import PlannedDisk, StepProgress, StepState
 
@@ -50,7 +51,9 @@ async def allocate(ctx: StepContext) -> Answer:
     owners = [owner_reference(c) for c in claims]
     secret_name = naming.source_secret(ctx.vm.target_name, ctx.migration_id)
     data = await ctx.sources.secret(ctx.header.source)
-    await objects.ensure(SECRET, manifests.source_secret(ctx.header, ctx.vm, data, owners), **ids)
+    await objects.ensure(
+        SECRET, manifests.source_secret(ctx.header, ctx.vm, data, owners, encoded=False), **ids
+    )
     kind = POPULATORS[populator_kind(ctx)]
     tasks: list[Task] = []
     for disk, claim in zip(ctx.vm.disks, claims, strict=True):
@@ -78,6 +81,8 @@ async def allocate(ctx: StepContext) -> Answer:
             [d.pvc_name for d in ctx.vm.disks],
             owners,
             image=ctx.settings.populator_image,
+            pull_policy=ctx.settings.populator_pull_policy,
+            run_as_user=ctx.settings.populator_uid,
         )
         await objects.ensure(POD, pod, **ids)
     ctx.memory["claims"] = {

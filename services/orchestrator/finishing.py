@@ -18,6 +18,7 @@ import logging
 
 from services.orchestrator import naming
 from services.orchestrator.context import StepContext
+from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import (
     CLEANUP_ORDER,
     OPENSTACK_POPULATOR,
@@ -26,7 +27,6 @@ from services.orchestrator.objects import (
     PVC,
     SECRET,
     VIRTUAL_MACHINE,
-    owner_reference,
 )
 from services.orchestrator.pipeline import Answer, Done, Retry, Wait
 from services.orchestrator.sources.contract import Power, SourceError

@@ -36,8 +36,9 @@ Obj = dict[str, Any]
 COPIED_FROM = f"{naming.GROUP}/copied-from"
 #: Value of ``naming.CONSUMER_LABEL`` on the WaitForFirstConsumer consumer pod.
 CONSUMER_VALUE = "pvcinit"
-#: The consumer pod's command by default: the populator image is Hoist's, which has Python.
-CONSUMER_COMMAND = ("python", "-c", "pass")
+#: The consumer pod's arguments by default: the populator image's entrypoint
+#: (``python -m services.populators``) knows ``pvcinit``, which exits at once.
+CONSUMER_ARGS = ("pvcinit",)
 #: Where the consumer pod mounts Filesystem claims and attaches Block claims. Nothing reads
 #: them: a pod must name a path to use a claim at all.
 MOUNT_ROOT = "/mnt/hoist"
@@ -209,7 +210,8 @@ def consumer_pod(
     owners: Iterable[Mapping[str, Any]],
     *,
     image: str,
-    command: Sequence[str] = CONSUMER_COMMAND,
+    command: Sequence[str] = (),
+    args: Sequence[str] = CONSUMER_ARGS,
     pull_policy: str = "IfNotPresent",
     run_as_user: int = 107,
 ) -> Obj:
@@ -254,7 +256,8 @@ def consumer_pod(
         "name": CONSUMER_VALUE,
         "image": image,
         "imagePullPolicy": pull_policy,
-        "command": list(command),
+        **({"command": list(command)} if command else {}),
+        "args": list(args),
         "resources": {
             "requests": {"cpu": "10m", "memory": "32Mi"},
             "limits": {"cpu": "100m", "memory": "128Mi"},

@@ -206,14 +206,3 @@ def _message(exc: ApiException) -> str:
 
 def _temporary(exc: ApiException, what: str) -> Retry:
     return Retry(f"cannot {what} ({exc.status} {exc.reason}); retried in 5 s", 5)
-
-
-def owner_reference(obj: Mapping[str, Any], *, controller: bool = False) -> dict[str, Any]:
-    return {
-        "apiVersion": obj["apiVersion"],
-        "kind": obj["kind"],
-        "name": obj["metadata"]["name"],
-        "uid": obj["metadata"]["uid"],
-        "blockOwnerDeletion": True,
-        "controller": controller,
-    }

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.clusters import Clusters
 from services.progress.recording import Recorder
 from services.progress.scheduling import Scheduler
 from services.progress.scraping import Fetcher
@@ -25,6 +24,7 @@ from services.progress.streaming import Hub
 from services.progress.targets import Target
 from services.progress.watching import watch_clusters
 from shared import catalog
+from shared.clusters import Clusters
 from shared.service.runtime import Runtime
 
 log = logging.getLogger("hoist.progress")

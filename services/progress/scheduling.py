@@ -26,11 +26,11 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.progress import targets as tg
-from shared.clusters import ClusterUnavailable
 from services.progress.recording import Recorder
 from services.progress.scraping import Fetcher, ScrapeError, parse
 from services.progress.sharding import Membership
 from services.progress.targets import RUNNING, Target
+from shared.clusters import ClusterUnavailable
 from shared.settings import ProgressSettings
 
 log = logging.getLogger("hoist.progress.scrape")

@@ -28,8 +28,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.clusters import Clusters
 from services.progress.targets import Target
+from shared.clusters import Clusters
 from shared.settings import ProgressSettings
 
 PERCENT_METRICS = frozenset({"ovirt_progress", "openstack_populator_progress"})

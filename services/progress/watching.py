@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.progress import db
 from services.progress import targets as tg
-from shared.clusters import Clusters, ClusterUnavailable
 from shared import labels
+from shared.clusters import Clusters, ClusterUnavailable
 
 log = logging.getLogger("hoist.progress.watch")
 

@@ -8,7 +8,9 @@ from typing import Any
 from shared import payloads as p
 
 
-def disk(disk_id: str, *, size: int = 8 << 20, mode: str = "Filesystem", **extra: Any) -> p.PlannedDisk:
+def disk(
+    disk_id: str, *, size: int = 8 << 20, mode: str = "Filesystem", **extra: Any
+) -> p.PlannedDisk:
     return p.PlannedDisk(
         disk_id=disk_id,
         name=extra.pop("name", disk_id[:8]),

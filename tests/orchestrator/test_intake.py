@@ -5,6 +5,7 @@ On a real PostgreSQL, each test in a transaction that is rolled back."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,8 +18,8 @@ from shared import payloads as p
 from tests.orchestrator.plans import disk, provider, started, vm
 
 
-def envelope(spec: catalog.EventSpec[p.PlanStarted] | catalog.EventSpec[p.PlanCancelRequested], data: object) -> env.Envelope[object]:
-    return env.build(spec, data, source="/test")  # type: ignore[arg-type]
+def envelope(spec: catalog.EventSpec[Any], data: Any) -> env.Envelope[Any]:
+    return env.build(spec, data, source="/test")
 
 
 def some_vms(n: int, disks: int = 1) -> list[p.PlannedVm]:
@@ -27,7 +28,7 @@ def some_vms(n: int, disks: int = 1) -> list[p.PlannedVm]:
     ]
 
 
-async def rows(session: AsyncSession, migration_id: str) -> list[object]:
+async def rows(session: AsyncSession, migration_id: str) -> list[Any]:
     result = await session.execute(
         select(vms).where(vms.c.migration_id == migration_id).order_by(vms.c.position)
     )
@@ -49,17 +50,22 @@ async def test_parts_in_any_order_twice_make_each_vm_once(db_session: AsyncSessi
     assert [r.vm_id for r in got] == [m.vm_id for m in members]  # the plan's order
     assert {r.step for r in got} == {"Initialize"}
     assert {r.phase for r in got} == {"Queued"}
-    m = (await db_session.execute(select(migrations).where(migrations.c.id == whole.migration_id))).one()
-    assert m.parts == 3 and m.vms_total == 5
+    m = (
+        await db_session.execute(select(migrations).where(migrations.c.id == whole.migration_id))
+    ).one()
+    assert m.parts == 3
+    assert m.vms_total == 5
     assert sorted(set(m.parts_seen)) == [1, 2, 3]
-    assert m.header["source"]["id"] == whole.source.id and "vms" not in m.header
+    assert m.header["source"]["id"] == whole.source.id
+    assert "vms" not in m.header
 
 
 async def test_openstack_vms_start_at_initialize_too(db_session: AsyncSession) -> None:
     data = started(some_vms(1), source=provider("openstack"))
     await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
     (row,) = await rows(db_session, data.migration_id)
-    assert row.step == "Initialize" and row.source_provider == data.source.id
+    assert row.step == "Initialize"
+    assert row.source_provider == data.source.id
 
 
 async def test_a_cancel_before_the_part_applies_when_it_arrives(db_session: AsyncSession) -> None:
@@ -68,31 +74,37 @@ async def test_a_cancel_before_the_part_applies_when_it_arrives(db_session: Asyn
     cancel = p.PlanCancelRequested(
         plan_id=data.plan_id, migration_id=data.migration_id, vm_ids=[members[1].vm_id]
     )
-    assert await intake.accept_cancel(envelope(catalog.PLAN_CANCEL_REQUESTED, cancel), db_session) == 0
+    assert (
+        await intake.accept_cancel(envelope(catalog.PLAN_CANCEL_REQUESTED, cancel), db_session) == 0
+    )
     await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
     got = await rows(db_session, data.migration_id)
     assert [r.cancel_requested for r in got] == [False, True, False]
     whole = p.PlanCancelRequested(plan_id=data.plan_id, migration_id=data.migration_id)
-    assert await intake.accept_cancel(envelope(catalog.PLAN_CANCEL_REQUESTED, whole), db_session) == 2
+    assert (
+        await intake.accept_cancel(envelope(catalog.PLAN_CANCEL_REQUESTED, whole), db_session) == 2
+    )
     assert all(r.cancel_requested for r in await rows(db_session, data.migration_id))
 
 
-async def admit(session: AsyncSession, row: object, plan_limit: int, source_limit: int) -> bool:
+async def admit(session: AsyncSession, row: Any, plan_limit: int, source_limit: int) -> bool:
     decision = await admission.admit(
         session,
-        migration_id=row.migration_id,  # type: ignore[attr-defined]
-        vm_id=row.vm_id,  # type: ignore[attr-defined]
-        source_provider=row.source_provider,  # type: ignore[attr-defined]
-        disks=len(row.spec["disks"]),  # type: ignore[attr-defined]
+        migration_id=row.migration_id,
+        vm_id=row.vm_id,
+        source_provider=row.source_provider,
+        disks=len(row.spec["disks"]),
         plan_limit=plan_limit,
         source_limit=source_limit,
     )
     return decision.admitted
 
 
-async def at_allocation(session: AsyncSession, migration_id: str) -> list[object]:
+async def at_allocation(session: AsyncSession, migration_id: str) -> list[Any]:
     await session.execute(
-        update(vms).where(vms.c.migration_id == migration_id).values(step="DiskAllocation", phase="Running")
+        update(vms)
+        .where(vms.c.migration_id == migration_id)
+        .values(step="DiskAllocation", phase="Running")
     )
     return await rows(session, migration_id)
 
