@@ -1,1 +1,0 @@
-async def connect(*a, **k): raise NotImplementedError  # TEMP
