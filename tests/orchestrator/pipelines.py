@@ -1,0 +1,242 @@
+"""Running whole pipelines in tests: the orchestrator as a real process, plans published on
+JetStream as the planner publishes them, and the migrated objects read back.
+
+The pieces are real: the orchestrator service (``python -m services.orchestrator``), the
+populator controller process, the simulated cluster (whose kubelet runs the real populators),
+the oVirt engine with its real imageio, or the OpenStack cloud with real Keystone and Glance.
+Only the planner is left out: tests publish ``plan.started`` themselves, so each one states
+exactly the plan it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes_asyncio import client
+
+from shared import catalog
+from shared import payloads as p
+from shared.bus import Bus
+from shared.devservices import DevServices
+from shared.settings import NatsSettings
+from sim.kube.cluster import Cluster
+from tests.conftest import TOKEN, eventually
+from tools.processes import ServiceProcess
+
+POPULATOR_IMAGE = "registry.example/hoist/hoist:test"
+NAMESPACE = "migrated"
+FINAL = ("Succeeded", "Failed", "Canceled")
+
+
+def images() -> dict[str, list[str]]:
+    """What the simulated kubelet runs for the populator image: its real entrypoint."""
+    return {POPULATOR_IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"]}
+
+
+def orchestrator_env(
+    servers: DevServices, database_url: str, prefix: str, kubeconfig: Path, **extra: str
+) -> dict[str, str]:
+    return {
+        "HOIST_NATS_URL": servers.nats_url,
+        "HOIST_NATS_PREFIX": prefix,
+        "HOIST_DATABASE_URL": database_url,
+        "HOIST_KUBE_KUBECONFIG": str(kubeconfig),
+        "HOIST_ORCHESTRATOR_POLL_SECONDS": "0.3",
+        "HOIST_ORCHESTRATOR_LEASE_SECONDS": "8",
+        "HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS": "3",
+        "HOIST_ORCHESTRATOR_POPULATOR_IMAGE": POPULATOR_IMAGE,
+        "HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS": "1",
+        "HOIST_LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+def orchestrator(env: dict[str, str], logs: Path) -> ServiceProcess:
+    return ServiceProcess("orchestrator", env, logs, TOKEN)
+
+
+class ControllerProcess:
+    """``python -m services.orchestrator.controller`` with the orchestrator's environment."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = {**os.environ, **env, "HOIST_ORCHESTRATOR_CONTROLLER_PORT": str(_port())}
+        self.log_path = logs / f"controller-{self.env['HOIST_ORCHESTRATOR_CONTROLLER_PORT']}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.orchestrator.controller",
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+        port = self.env["HOIST_ORCHESTRATOR_CONTROLLER_PORT"]
+
+        async def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"the controller exited:\n{self.logs()[-4000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                async with httpx.AsyncClient() as http:
+                    r = await http.get(f"http://127.0.0.1:{port}/readyz")
+                    return r.status_code == 200
+            return False
+
+        await eventually(ready, within=60, what="the populator controller ready")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+def _port() -> int:
+    from shared.devservices import free_port
+
+    return free_port()
+
+
+@contextlib.asynccontextmanager
+async def publisher(servers: DevServices, prefix: str) -> AsyncIterator[Bus]:
+    bus = Bus(NatsSettings(url=servers.nats_url, prefix=prefix), source="/hoist/planner")
+    await bus.connect()
+    await bus.ensure_streams()
+    try:
+        yield bus
+    finally:
+        await bus.drain()
+
+
+async def start_plan(bus: Bus, plan: p.PlanStarted) -> None:
+    """Publish a plan as the planner does: one part, the planner's event id."""
+    await bus.publish(
+        catalog.PLAN_STARTED, plan, event_id=f"plan-started-{plan.migration_id}-{plan.part}"
+    )
+
+
+async def cancel(bus: Bus, plan: p.PlanStarted, vm_ids: list[str] | None = None) -> None:
+    data = p.PlanCancelRequested(
+        plan_id=plan.plan_id, migration_id=plan.migration_id, vm_ids=vm_ids or []
+    )
+    await bus.publish(catalog.PLAN_CANCEL_REQUESTED, data)
+
+
+async def vm_state(svc: ServiceProcess, plan: p.PlanStarted, vm_id: str) -> dict[str, Any]:
+    r = await svc.client.get(
+        f"/api/v1/migrations/{plan.migration_id}/vms/{vm_id}", headers=svc.auth()
+    )
+    return r.json() if r.status_code == 200 else {"phase": None, "status": r.status_code}
+
+
+async def wait_vm(
+    svc: ServiceProcess,
+    plan: p.PlanStarted,
+    vm_id: str,
+    phases: tuple[str, ...] = FINAL,
+    *,
+    step: str | None = None,
+    within: float = 120,
+) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    async def check() -> bool:
+        seen.clear()
+        seen.update(await vm_state(svc, plan, vm_id))
+        if step is not None:
+            return bool(seen.get("step") == step and seen.get("phase") in phases)
+        return seen.get("phase") in phases
+
+    await eventually(
+        check,
+        within=within,
+        what=f"VM {vm_id} in {phases} (step {step}); last: {seen}\n{svc.logs()[-3000:]}",
+    )
+    return seen
+
+
+async def target_file(api: client.ApiClient, namespace: str, claim: str) -> Path:
+    """The file holding a claim's bytes in the simulated cluster (Block: the PV's sparse
+    file; Filesystem: ``disk.img`` in the PV's directory)."""
+    core = client.CoreV1Api(api)
+    pvc = await core.read_namespaced_persistent_volume_claim(claim, namespace)
+    pv = await core.read_persistent_volume(pvc.spec.volume_name)
+    backing = Path((pv.spec.host_path or pv.spec.local).path)
+    return backing if pvc.spec.volume_mode == "Block" else backing / "disk.img"
+
+
+def sha256_prefix(path: Path, size: int) -> str:
+    """sha256 of the first ``size`` bytes (a Block volume is rounded up to whole MiB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        left = size
+        while left:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                digest.update(bytes(left))  # a sparse tail reads as zeros
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+async def put_secret(api: client.ApiClient, name: str, data: dict[str, str]) -> None:
+    body = {
+        "metadata": {"name": name, "namespace": "hoist"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    with contextlib.suppress(client.ApiException):
+        await client.CoreV1Api(api).create_namespaced_secret("hoist", body)
+
+
+async def labelled(api: client.ApiClient, selector: str) -> dict[str, list[str]]:
+    """Names of what exists in the target namespace with these labels, by kind."""
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    out: dict[str, list[str]] = {}
+    out["pvc"] = [
+        o.metadata.name
+        for o in (
+            await core.list_namespaced_persistent_volume_claim(NAMESPACE, label_selector=selector)
+        ).items
+    ]
+    out["pod"] = [
+        o.metadata.name
+        for o in (await core.list_namespaced_pod(NAMESPACE, label_selector=selector)).items
+    ]
+    out["secret"] = [
+        o.metadata.name
+        for o in (await core.list_namespaced_secret(NAMESPACE, label_selector=selector)).items
+    ]
+    for group, version, plural in (
+        ("hoist.io", "v1beta1", "ovirtvolumepopulators"),
+        ("hoist.io", "v1beta1", "openstackvolumepopulators"),
+        ("kubevirt.io", "v1", "virtualmachines"),
+    ):
+        found = await custom.list_namespaced_custom_object(
+            group, version, NAMESPACE, plural, label_selector=selector
+        )
+        out[plural] = [o["metadata"]["name"] for o in found["items"]]
+    return out
+
+
+__all__ = ["Cluster"]
