@@ -77,7 +77,10 @@ class Collectors:
         self.store = store
         self.secrets = secrets
         self.settings = settings
-        self.blocking = Blocking.from_settings(settings.inventory)
+        s = settings.inventory
+        self.blocking = Blocking(
+            s.workers, s.calls_per_provider, s.call_timeout_seconds, name="inventory-sdk"
+        )
         self.running: dict[str, Collector] = {}
         self._kick = asyncio.Event()
         self._locks: AsyncConnection | None = None

@@ -220,6 +220,13 @@ def build_app(sim: Sim) -> FastAPI:
         s, body = server(sid), await request.json()
         if "os-stop" in body or "os-start" in body:
             want = "SHUTOFF" if "os-stop" in body else "ACTIVE"
+            if s.task_state is not None:  # Nova's check_instance_state: no task running
+                raise ApiError(
+                    409,
+                    "conflictingRequest",
+                    f"Cannot '{next(iter(body))}' "
+                    f"instance {sid} while it is in task_state {s.task_state}",
+                )
             if s.status == want:
                 raise ApiError(
                     409,

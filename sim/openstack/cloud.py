@@ -29,7 +29,7 @@ from sim.openstack import scenario as sc
 from sim.openstack.api import Sim, build_app
 from sim.openstack.faults import Faults
 from sim.openstack.imageproxy import build_proxy
-from sim.openstack.state import CloudState
+from sim.openstack.state import CloudState, Server
 from sim.openstack.tokens import Keystone
 
 
@@ -47,6 +47,20 @@ class Cloud:
     faults: Faults
     workdir: Path
     _sim: Sim
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def add_server(self, server: sc.Server) -> Server:
+        """Add a server (with its volumes and ports) to the running cloud. From another
+        thread the change is made in the cloud's own loop, so no request being served sees
+        the object tables change under it."""
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            return self.state.add_server(server, self.project_id)
+
+        async def add() -> Server:
+            return self.state.add_server(server, self.project_id)
+
+        return asyncio.run_coroutine_threadsafe(add(), loop).result(60)
 
     def credentials(self) -> dict[str, str]:
         """The scenario user's credentials under Forklift's Secret key names."""
@@ -75,6 +89,13 @@ class Cloud:
             **overrides,
         }
         return openstack.connect(**kw)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _serve(app: Any, port: int, certs: Any) -> tuple[uvicorn.Server, asyncio.Task[None]]:
@@ -151,6 +172,7 @@ async def openstack_cloud(
                 faults=faults,
                 workdir=base,
                 _sim=sim,
+                _loop=asyncio.get_running_loop(),
             )
             faults.clear()  # release stalled uploads so the servers can stop
             for server, task in servers:

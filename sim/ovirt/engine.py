@@ -51,6 +51,8 @@ TICKET_TIMEOUT = 3600
 EVENT_TRANSFER_STARTED = 1031  # TRANSFER_IMAGE_INITIATED
 EVENT_TRANSFER_DONE = 1032  # TRANSFER_IMAGE_SUCCEEDED
 EVENT_TRANSFER_FAILED = 1033  # TRANSFER_IMAGE_FAILED
+EVENT_SHUTDOWN_STARTED = 73  # USER_INITIATED_SHUTDOWN_VM
+EVENT_SHUTDOWN_FAILED = 147  # VM_POWER_DOWN_FAILED
 
 _COLLECTIONS: dict[str, tuple[str, str, Callable[[Any], ET.Element]]] = {
     "datacenters": ("data_centers", "data_centers", x.data_center),
@@ -276,6 +278,7 @@ class Engine:
             Route(f"{api}/vms/{{id}}", self.guard(self.get_vm)),
             Route(f"{api}/vms/{{id}}/nics", self.guard(self.vm_nics)),
             Route(f"{api}/vms/{{id}}/diskattachments", self.guard(self.vm_attachments)),
+            Route(f"{api}/vms/{{id}}/snapshots", self.guard(self.vm_snapshots)),
             Route(f"{api}/vms/{{id}}/{{action}}", self.guard(self.vm_action), methods=["POST"]),
             Route(f"{api}/events", self.guard(self.events)),
             Route(f"{api}/imagetransfers", self.guard(self.transfers), methods=["GET", "POST"]),
@@ -399,34 +402,52 @@ class Engine:
         disks = [d for d in self.inv.disks.values() if d.storage_domain_id == sd]
         return _xml(x.collection("disks", (x.disk(d) for d in disks)))
 
+    async def vm_snapshots(self, request: Request) -> Response:
+        vm = self.inv.vms.get(request.path_params["id"])
+        if vm is None:
+            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
+        return _xml(x.snapshots(vm))
+
     async def vm_action(self, request: Request) -> Response:
+        """``stop`` powers off at once; ``shutdown`` presses the ACPI button: a guest that
+        ignores it goes ``powering_down`` and comes back ``up`` (the engine logs that the
+        shutdown failed), as vdsm reports a guest that did not power off in time."""
         vm = self.inv.vms.get(request.path_params["id"])
         action = request.path_params["action"]
         if vm is None:
             return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
         if action in ("stop", "shutdown"):
             if vm.status == "down":
-                return _fault(409, "Operation Failed", f"[Cannot stop VM. VM {vm.name} is down.]")
+                verb = "stop" if action == "stop" else "shut down"
+                return _fault(409, "Operation Failed", f"[Cannot {verb} VM. VM {vm.name} is down.]")
             steps: list[tuple[str, str | None]] = [("powering_down", None), ("down", None)]
-            code = 33  # USER_STOP_VM
+            code, done = 33, f"VM {vm.name} {action} done, now down"  # USER_STOP_VM
+            if action == "shutdown":
+                self.inv.add_event(
+                    EVENT_SHUTDOWN_STARTED, f"VM shutdown initiated on {vm.name}", vm_id=vm.id
+                )
+                if not vm.acpi:
+                    host = vm.host_id
+                    steps = [("powering_down", host), ("up", host)]
+                    code, done = EVENT_SHUTDOWN_FAILED, f"Shutdown of VM {vm.name} failed."
         elif action == "start":
             if vm.status != "down":
                 return _fault(409, "Operation Failed", f"[Cannot run VM. VM {vm.name} is running.]")
             host = next(iter(self.inv.hosts))
             steps = [("wait_for_launch", host), ("powering_up", host), ("up", host)]
-            code = 32  # USER_STARTED_VM
+            code, done = 32, f"VM {vm.name} start done, now up"  # USER_STARTED_VM
         else:
             return _fault(404, "Not Found", f"no action {action} on VMs here")
-        self._spawn(self._vm_steps(vm, steps, code, action))
+        self._spawn(self._vm_steps(vm, steps, code, done))
         return _xml(x.action())
 
     async def _vm_steps(
-        self, vm: m.Vm, steps: list[tuple[str, str | None]], code: int, action: str
+        self, vm: m.Vm, steps: list[tuple[str, str | None]], code: int, done: str
     ) -> None:
         for status, host in steps:
             vm.status, vm.host_id = status, host
             await asyncio.sleep(PHASE_DELAY)
-        self.inv.add_event(code, f"VM {vm.name} {action} done, now {vm.status}", vm_id=vm.id)
+        self.inv.add_event(code, done, vm_id=vm.id)
 
     async def events(self, request: Request) -> Response:
         start = int(request.query_params.get("from", "0"))

@@ -128,6 +128,19 @@ class DiskAttachment:
 
 
 @dataclass
+class Snapshot:
+    """A VM snapshot the user made (the engine also lists an "Active VM" one per VM, which
+    the renderer adds). ``status`` ``locked`` while the engine creates or removes it,
+    ``in_preview`` while the VM runs a preview of it."""
+
+    id: str
+    description: str
+    status: str = "ok"  # ok | locked | in_preview
+    type: str = "regular"  # regular | preview | stateless
+    date: float = field(default_factory=time.time)
+
+
+@dataclass
 class Vm:
     id: str
     name: str
@@ -145,6 +158,10 @@ class Vm:
     ballooning: bool = False
     high_availability: bool = False
     description: str = ""
+    snapshots: list[Snapshot] = field(default_factory=list)
+    #: The guest honours an ACPI power button (``shutdown``); one that does not stays up
+    #: and must be stopped (powered off) instead.
+    acpi: bool = True
 
 
 @dataclass

@@ -12,6 +12,8 @@ A scenario file looks like::
         cpu: {sockets: 1, cores: 2, threads: 1}
         firmware: uefi             # bios | uefi | uefi-secure-boot
         ballooning: false          # also high_availability, description
+        acpi: true                 # false: the guest ignores shutdown, only stop powers off
+        snapshots: [{description: before-upgrade, status: ok}]   # ok | locked | in_preview
         os: rhel_8x64
         nics: [{network: prod, model: virtio}]   # network: "" is no network (<empty>)
         disks:
@@ -171,7 +173,16 @@ class Builder:
             ballooning=bool(spec.get("ballooning", False)),
             high_availability=bool(spec.get("high_availability", False)),
             description=str(spec.get("description", "")),
+            acpi=bool(spec.get("acpi", True)),
         )
+        for snap in spec.get("snapshots", []):
+            vm.snapshots.append(
+                m.Snapshot(
+                    _id(self.rng),
+                    str(snap.get("description", "snapshot")),
+                    status=str(snap.get("status", "ok")),
+                )
+            )
         for i, nic in enumerate(spec.get("nics", [{"network": "ovirtmgmt"}])):
             network = str(nic.get("network", "ovirtmgmt"))
             profile = (

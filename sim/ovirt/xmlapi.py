@@ -9,6 +9,7 @@ ISO 8601 with offset.
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Iterable
 from xml.etree import ElementTree as ET
 
@@ -151,7 +152,7 @@ def vm(
     v: m.Vm, follow: frozenset[str] = frozenset(), disks: dict[str, m.Disk] | None = None
 ) -> ET.Element:
     el = _root("vm", "vms", v.id, v.name)
-    _links(el, f"{API}/vms/{v.id}", ("nics", "diskattachments"))
+    _links(el, f"{API}/vms/{v.id}", ("nics", "diskattachments", "snapshots"))
     _text(el, "description", v.description)
     _text(el, "status", v.status)
     _text(el, "memory", v.memory)
@@ -184,6 +185,25 @@ def vm(
             for a in v.disk_attachments
         )
     return el
+
+
+def snapshot(vm_id: str, s: m.Snapshot) -> ET.Element:
+    el = ET.Element("snapshot", id=s.id, href=f"{API}/vms/{vm_id}/snapshots/{s.id}")
+    _text(el, "description", s.description)
+    _text(el, "date", iso(s.date))
+    _text(el, "snapshot_status", s.status)
+    _text(el, "snapshot_type", s.type)
+    _text(el, "persist_memorystate", False)
+    _ref(el, "vm", "vms", vm_id)
+    return el
+
+
+def snapshots(v: m.Vm) -> bytes:
+    """The VM's snapshots as the engine lists them: its "Active VM" (the running state,
+    always there, type ``active``) first, then those users made."""
+    active = m.Snapshot(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{v.id}/active")), "Active VM")
+    active.type = "active"
+    return collection("snapshots", (snapshot(v.id, s) for s in (active, *v.snapshots)))
 
 
 def event(e: m.Event) -> ET.Element:

@@ -2,5 +2,6 @@
 (OpenStack) turn its disks into Glance images the populator can read.
 
 ``contract`` declares what the pipeline calls; ``ovirt`` and ``openstack`` implement it with
-ovirtsdk4 and openstacksdk. ``connect()`` picks one by the provider's type.
+ovirtsdk4 and openstacksdk; ``connecting.connect()`` picks one by the provider's type;
+``errors`` spells the reasons of ``SourceError``.
 """

@@ -16,11 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import openstack.connection
 
-from services.inventory.sources.openstack.connecting import (
-    COMPUTE_MICROVERSION,
-    Connected,
-    problem_of,
-)
+from shared.sources.openstack_connect import COMPUTE_MICROVERSION, Connected, problem_of
 
 PAGE = 1000  # per request; the services cap it at their own maximum
 

@@ -20,16 +20,10 @@ from cryptography import x509
 from shared.openstack_auth import PASSWORD, TOKEN, OpenStackCredentials
 from shared.tls import normalize_fingerprint
 
-__all__ = ["OpenStackCredentials", "check_secret", "check_url", "keystone_v3_url"]
+__all__ = ["OpenStackCredentials", "check_secret", "check_url"]
 
 _TRUTHY = ("true", "1", "yes")
 _FALSY = ("", "false", "0", "no")
-
-
-def keystone_v3_url(url: str) -> str:
-    """The Keystone v3 URL a user's URL names (``.../v3`` appended when absent)."""
-    base = url.rstrip("/")
-    return base if re.search(r"/v3(\.\d+)?$", base) else f"{base}/v3"
 
 
 def check_url(url: str) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from services.inventory.model import Batch, Concern, Item
 from services.inventory.sources.contract import Source, check_tls
-from services.inventory.sources.openstack import collecting, concerns, connecting
+from services.inventory.sources.openstack import collecting, concerns
 from services.inventory.sources.openstack import normalizing as norm
 from services.inventory.sources.openstack.credentials import (
     OpenStackCredentials,
@@ -36,6 +36,7 @@ from services.inventory.sources.openstack.credentials import (
     check_url,
 )
 from shared.payloads import ProviderType
+from shared.sources import openstack_connect
 from shared.tls import TrustOptions
 
 OVERLAP = dt.timedelta(seconds=5)
@@ -102,12 +103,13 @@ class OpenStackSource(Source):
         cert = await check_tls(self.provider.url, trust, timeout)
         await self.close()
         connected = await self.context.calls(
-            connecting.connect,
+            openstack_connect.connect,
             self.provider.url,
             dict(self.secret),
             trust,
             timeout,
             self.context.settings.call_timeout_seconds,
+            "hoist-inventory",
         )
         region = OpenStackCredentials.from_secret(self.secret).region
         admin = "admin" in connected.facts.get("roles", [])

@@ -36,8 +36,8 @@ import ovirtsdk4 as sdk
 
 from services.inventory.model import KINDS_BY_TYPE, Batch, Item
 from services.inventory.sources.ovirt import normalizing as norm
-from services.inventory.sources.ovirt.connecting import EngineClient
 from shared.payloads import ProviderType
+from shared.sources.ovirt_connect import EngineClient
 
 T = TypeVar("T")
 

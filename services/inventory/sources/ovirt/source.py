@@ -1,6 +1,7 @@
 """``OvirtSource``: the oVirt engine as an inventory source (see the modules it delegates to).
 
-- ``connecting``: definition checks, TLS, SSO and the pool of ovirtsdk4 connections;
+- ``definition``: checks of a definition before connecting;
+- ``shared.sources.ovirt_connect``: TLS, SSO and the pool of ovirtsdk4 connections;
 - ``collecting``: the full load and the event-driven refresh;
 - ``normalizing``: SDK objects -> items;
 - ``concerns``: validation concerns of a VM.
@@ -13,9 +14,10 @@ from typing import Any, ClassVar
 
 from services.inventory.model import Batch, Concern, Item
 from services.inventory.sources.contract import ProviderInfo, Source, SourceContext
-from services.inventory.sources.ovirt import concerns, connecting
+from services.inventory.sources.ovirt import concerns, definition
 from services.inventory.sources.ovirt.collecting import Collector
 from shared.payloads import ProviderType
+from shared.sources.ovirt_connect import EngineClient
 
 
 class OvirtSource(Source):
@@ -25,18 +27,19 @@ class OvirtSource(Source):
         self, provider: ProviderInfo, secret: Mapping[str, str], context: SourceContext
     ) -> None:
         super().__init__(provider, secret, context)
-        self.client = connecting.EngineClient(
+        self.client = EngineClient(
             provider.url,
             secret,
             context.calls,
-            context.settings,
+            connect_timeout=context.settings.connect_timeout_seconds,
+            call_timeout=context.settings.call_timeout_seconds,
             size=context.calls.pool.per_provider,
         )
         self.collector = Collector(self.client)
 
     @classmethod
     def check_definition(cls, url: str, secret: Mapping[str, str]) -> list[tuple[str, str]]:
-        return connecting.check_definition(url, secret)
+        return definition.check_definition(url, secret)
 
     async def probe(self) -> dict[str, Any]:
         return await self.client.open()

@@ -1,4 +1,4 @@
-"""Talking to one oVirt engine through ovirtsdk4: definition checks, TLS, SSO, errors.
+"""Talking to one oVirt engine through ovirtsdk4: TLS, SSO, a pool of connections, errors.
 
 ovirtsdk4 is blocking (pycurl) and one ``Connection`` serves one request at a time (it holds
 a lock around its curl handle), so ``EngineClient`` keeps a small pool of connections that
@@ -33,21 +33,14 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pycurl
 
-from services.inventory.sources.contract import (
-    Calls,
-    ConnectionProblem,
-    Reason,
-    check_tls,
-    host_port,
-)
-from shared.settings import InventorySettings
-from shared.tls import CertificateInfo, TrustOptions, normalize_fingerprint
+from shared.sources.blocking import Calls
+from shared.sources.problems import ConnectionProblem, Reason, check_tls, host_port
+from shared.tls import CertificateInfo, TrustOptions
 
 T = TypeVar("T")
 
@@ -56,49 +49,6 @@ MIN_MAJOR = 4
 # curl error codes that mean the TLS handshake or the certificate failed
 _TLS_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
 _UNREACHABLE_CODES = frozenset({5, 6, 7, 52, 55, 56})  # proxy/host resolve, connect, reset
-
-
-def check_definition(url: str, secret: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Every problem of a definition at once, before connecting."""
-    problems: list[tuple[str, str]] = []
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https"):
-        problems.append(("url", f"the URL must start with https:// (or http://), not {url!r}"))
-    elif not parts.hostname:
-        problems.append(("url", f"the URL {url!r} names no host"))
-    else:
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError:
-            problems.append(("url", f"the URL {url!r} has an invalid port"))
-        if parts.path.rstrip("/") != API_PATH:
-            problems.append(
-                (
-                    "url",
-                    f"the URL must be the engine's API, https://<engine>{API_PATH}; "
-                    f"its path is {parts.path or '/'!r}",
-                )
-            )
-        if parts.query or parts.fragment:
-            problems.append(("url", "the URL must not carry a query or fragment"))
-    user = (secret.get("user") or "").strip()
-    if not user:
-        problems.append(("credentials.user", "the user is required, e.g. admin@internal"))
-    elif "@" not in user:
-        problems.append(
-            ("credentials.user", f"the user {user!r} lacks its profile, e.g. {user}@internal")
-        )
-    if not secret.get("password"):
-        problems.append(("credentials.password", "the password is required"))
-    if secret.get("fingerprint"):
-        try:
-            normalize_fingerprint(secret["fingerprint"])
-        except ValueError as exc:
-            problems.append(("credentials.fingerprint", str(exc)))
-    insecure = (secret.get("insecureSkipVerify") or "").strip().lower()
-    if insecure not in ("", "true", "false", "1", "0", "yes", "no"):
-        problems.append(("credentials.insecureSkipVerify", "must be true or false"))
-    return problems
 
 
 _MULTI_ERROR = re.compile(r"Failed to read response: \[\(<[^>]*>, (\d+),")
@@ -167,7 +117,9 @@ class EngineClient:
         url: str,
         secret: Mapping[str, str],
         calls: Calls,
-        settings: InventorySettings,
+        *,
+        connect_timeout: float,
+        call_timeout: float,
         size: int,
     ) -> None:
         self.url = url.strip().rstrip("/")
@@ -175,7 +127,8 @@ class EngineClient:
         self._password = secret.get("password") or ""
         self._secret = secret
         self.calls = calls
-        self.settings = settings
+        self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
         self.size = max(1, size)
         host, port = host_port(self.url)
         self.where = f"the engine at {host}:{port}"
@@ -230,11 +183,9 @@ class EngineClient:
         """TLS check, SSO login, the API root: the facts a connection test shows."""
         await self.close()
         self.trust = self._trust()
-        self.certificate = await check_tls(
-            self.url, self.trust, self.settings.connect_timeout_seconds
-        )
+        self.certificate = await check_tls(self.url, self.trust, self.connect_timeout)
         self._tls = self._tls_files(self.trust, self.certificate)
-        first = self._connection(self.settings.connect_timeout_seconds, None)
+        first = self._connection(self.connect_timeout, None)
         self._login = first  # owns the token: logging it out at close() ends the session
 
         def login() -> tuple[str, Any]:
@@ -283,7 +234,7 @@ class EngineClient:
         problem = problem_from(exc, self.where)
         if problem.reason == Reason.TLS_UNTRUSTED and self.trust is not None:
             try:
-                cert = await check_tls(self.url, self.trust, self.settings.connect_timeout_seconds)
+                cert = await check_tls(self.url, self.trust, self.connect_timeout)
             except ConnectionProblem as precise:
                 return precise
             problem.certificate = cert
@@ -300,7 +251,7 @@ class EngineClient:
         if not self._opened:
             await self.open()
         if self._idle.empty() and len(self._all) < self.size:
-            conn = self._connection(self.settings.call_timeout_seconds, self._token)
+            conn = self._connection(self.call_timeout, self._token)
             self._all.append(conn)
         else:
             conn = await self._idle.get()

@@ -1,8 +1,8 @@
 """An openstacksdk connection from a provider Secret: TLS as the Secret says, Keystone v3
 discovery, authentication, the catalog check, and every failure mapped to a ``Reason``.
 
-Everything here blocks (keystoneauth and requests): the source runs each function through
-its ``Calls``, never on the event loop.
+Everything here blocks (keystoneauth and requests): callers run each function through
+their ``Calls`` (``shared.sources.blocking``), never on the event loop.
 
 TLS, per ``TrustOptions``:
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,9 +34,8 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 from requests.adapters import HTTPAdapter
 
-from services.inventory.sources.contract import ConnectionProblem, Reason
-from services.inventory.sources.openstack.credentials import keystone_v3_url
 from shared.openstack_auth import APP_CREDENTIAL, PASSWORD, OpenStackCredentials
+from shared.sources.problems import ConnectionProblem, Reason
 from shared.tls import TrustOptions
 
 # The catalog types a migration needs, and the names each may go by.
@@ -76,6 +76,12 @@ class Connected:
             with contextlib.suppress(OSError):
                 os.unlink(self._cafile)
             self._cafile = None
+
+
+def keystone_v3_url(url: str) -> str:
+    """The Keystone v3 URL a user's URL names (``.../v3`` appended when absent)."""
+    base = url.rstrip("/")
+    return base if re.search(r"/v3(\.\d+)?$", base) else f"{base}/v3"
 
 
 def http_session(trust: TrustOptions) -> tuple[requests.Session, bool | str, str | None]:
@@ -170,10 +176,15 @@ def _major(version: dict[str, Any]) -> int | None:
 
 
 def connect(
-    url: str, secret: dict[str, str], trust: TrustOptions, timeout: float, call_timeout: float
+    url: str,
+    secret: dict[str, str],
+    trust: TrustOptions,
+    timeout: float,
+    call_timeout: float,
+    app_name: str = "hoist",
 ) -> Connected:
     """Discover, authenticate and check the catalog: an authenticated session or a
-    ``ConnectionProblem``."""
+    ``ConnectionProblem``. ``app_name`` names the caller in the User-Agent."""
     creds = OpenStackCredentials.from_secret(secret)
     http, verify, cafile = http_session(trust)
     try:
@@ -183,7 +194,7 @@ def connect(
             session=http,
             verify=verify,
             timeout=call_timeout,
-            app_name="hoist-inventory",
+            app_name=app_name,
         )
         conn = Connected(sess, auth_url, _cafile=cafile)
         try:
