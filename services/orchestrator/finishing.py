@@ -117,6 +117,9 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
             if now.power is Power.OFF:
                 await source.start(ctx.vm.vm_id)
                 ctx.memory["restarted_source"] = True
+            elif now.power is Power.OTHER and not ctx.memory.get("restarted_source"):
+                # Still powering down from our shutdown: start it once it is off.
+                problems.append(f"source: the VM is {now.status}; powering it on when it is off")
     except (SourceError, Retry) as exc:
         problems.append(f"source: {getattr(exc, 'message', str(exc))}")
     if problems and attempts < TEARDOWN_ATTEMPTS:

@@ -32,19 +32,6 @@ BLOCKED_LIMIT = 15 * 60.0
 async def initialize(ctx: StepContext) -> Answer:
     source = await ctx.source()
     now = await source.inspect(ctx.vm)
-    if now.blockers:
-        since = float(ctx.memory.setdefault("blocked_since", time.time()))
-        why = "; ".join(now.blockers)
-        if time.time() - since > BLOCKED_LIMIT:
-            return Fail(
-                error(
-                    "SourceBusy",
-                    f"the source VM is still busy after {BLOCKED_LIMIT / 60:.0f} min: {why}",
-                    permanent=False,
-                )
-            )
-        return Wait(15.0, note=f"waiting for the source VM: {why}")
-    ctx.memory.pop("blocked_since", None)
     if now.disk_ids:
         known = set(now.disk_ids)
         missing = [
@@ -60,6 +47,19 @@ async def initialize(ctx: StepContext) -> Answer:
                     "plan again",
                 )
             )
+    if now.blockers:
+        since = float(ctx.memory.setdefault("blocked_since", time.time()))
+        why = "; ".join(now.blockers)
+        if time.time() - since > BLOCKED_LIMIT:
+            return Fail(
+                error(
+                    "SourceBusy",
+                    f"the source VM is still busy after {BLOCKED_LIMIT / 60:.0f} min: {why}",
+                    permanent=False,
+                )
+            )
+        return Wait(15.0, note=f"waiting for the source VM: {why}")
+    ctx.memory.pop("blocked_since", None)
     problem = await _check_target(ctx)
     if problem is not None:
         return problem
@@ -126,8 +126,19 @@ async def power_off(ctx: StepContext) -> Answer:
 
 async def convert(ctx: StepContext) -> Answer:
     source = await ctx.source()
+    since = float(ctx.memory.setdefault("convert_started", time.time()))
     conversion = await source.convert(ctx.migration_id, ctx.vm)
     if not conversion.done:
+        limit = ctx.settings.snapshot_timeout_seconds
+        if time.time() - since > limit:
+            return Fail(
+                error(
+                    "ConversionTimeout",
+                    f"the snapshots, volumes and images were not ready in {limit:.0f} s; "
+                    f"last waiting for: {conversion.waiting}",
+                    permanent=False,
+                )
+            )
         return Wait(ctx.settings.poll_seconds, note=conversion.waiting)
     ctx.memory["images"] = dict(conversion.images)
     ctx.memory["image_sizes"] = dict(conversion.sizes)
