@@ -274,7 +274,9 @@ def test_consumer_pod_uses_every_claim_the_way_its_mode_needs() -> None:
 
     filesystem_only = manifests.consumer_pod(started, vm, ["accounting-db-data"], [], image=IMAGE)
     assert "volumeDevices" not in filesystem_only["spec"]["containers"][0]
-    assert filesystem_only["spec"]["containers"][0]["command"] == ["python", "-c", "pass"]
+    # By default the image's own entrypoint runs, told to exit at once.
+    assert "command" not in filesystem_only["spec"]["containers"][0]
+    assert filesystem_only["spec"]["containers"][0]["args"] == ["pvcinit"]
     with pytest.raises(ValueError, match="not disks of VM"):
         manifests.consumer_pod(started, vm, ["legacy-disk"], [], image=IMAGE)
     with pytest.raises(ValueError, match="at least one claim"):
