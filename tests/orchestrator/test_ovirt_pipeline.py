@@ -10,7 +10,6 @@ byte for byte with its source.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -23,19 +22,16 @@ from kubernetes_asyncio import client
 
 from shared import payloads as p
 from shared.devservices import DevServices
-from sim.kube.cluster import Cluster
-from sim.kube.config import ClusterConfig
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from tests.conftest import eventually, kube_client, plain_dsn
+from tests.conftest import eventually, plain_dsn
+from tests.orchestrator.conftest import Events
 from tests.orchestrator.pipelines import (
     NAMESPACE,
     ControllerProcess,
     cancel,
-    images,
     labelled,
     orchestrator,
-    orchestrator_env,
     publisher,
     put_secret,
     start_plan,
@@ -90,54 +86,6 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engi
     inv, faults = scenario.from_dict(SCENARIO)
     async with Engine(inv, faults, tmp_path_factory.mktemp("engine")) as e:
         yield e
-
-
-@pytest.fixture(scope="module")
-async def kube_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    base = tmp_path_factory.mktemp("kube")
-    config = ClusterConfig(
-        storage_root=base / "volumes", images=images(), namespaces=("hoist", NAMESPACE)
-    )
-    async with Cluster(config) as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-async def kube(kube_sim: Cluster) -> AsyncIterator[client.ApiClient]:
-    async with kube_client(kube_sim) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def prefix() -> str:
-    return f"orch{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def env(
-    servers: DevServices,
-    database_url: str,
-    prefix: str,
-    kube_sim: Cluster,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, str]:
-    kubeconfig = kube_sim.kubeconfig(tmp_path_factory.mktemp("kubeconfig") / "config")
-    return orchestrator_env(servers, database_url, prefix, kubeconfig)
-
-
-@pytest.fixture(scope="module")
-async def running(
-    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[ServiceProcess, ControllerProcess]]:
-    logs = tmp_path_factory.mktemp("logs")
-    controller = ControllerProcess(env, logs)
-    await controller.start()
-    svc = orchestrator(env, logs)
-    await svc.start()
-    await svc.wait_ready(60)
-    yield svc, controller
-    await svc.terminate()
-    await controller.stop()
 
 
 @pytest.fixture(scope="module")
@@ -229,34 +177,6 @@ def plan_of(source: p.ProviderRef, vms: list[p.PlannedVm], **extra: Any) -> p.Pl
 
 def vm_status(engine: Engine, vm_id: str) -> str:
     return engine.inv.vms[vm_id].status
-
-
-class Events:
-    """Every event on the migration and populator subjects of this test's prefix."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    def of(self, kind: str, vm_id: str) -> list[dict[str, Any]]:
-        return [
-            e for e in self.items if e["type"].startswith(kind) and e["data"].get("vm_id") == vm_id
-        ]
-
-
-@pytest.fixture
-async def events(servers: DevServices, prefix: str) -> AsyncIterator[Events]:
-    import nats
-
-    seen = Events()
-    nc = await nats.connect(servers.nats_url)
-
-    async def on(msg: Any) -> None:
-        seen.items.append(json.loads(msg.data))
-
-    await nc.subscribe(f"{prefix}.migration.>", cb=on)
-    await nc.subscribe(f"{prefix}.populator.>", cb=on)
-    yield seen
-    await nc.drain()
 
 
 async def test_two_vms_migrate_byte_exact(
