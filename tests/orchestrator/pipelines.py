@@ -166,11 +166,10 @@ async def wait_vm(
             return bool(seen.get("step") == step and seen.get("phase") in phases)
         return seen.get("phase") in phases
 
-    await eventually(
-        check,
-        within=within,
-        what=f"VM {vm_id} in {phases} (step {step}); last: {seen}\n{svc.logs()[-3000:]}",
-    )
+    try:
+        await eventually(check, within=within, what=f"VM {vm_id} in {phases} (step {step})")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last: {seen}\n{svc.logs()[-6000:]}") from None
     return seen
 
 
