@@ -350,8 +350,10 @@ class OrchestratorSettings(BaseModel):
     populator_memory_limit: str = Field("1Gi", description="Memory limit.")
     populator_uid: int = Field(107, ge=1, description="Non-root uid populator pods run as.")
     populator_max_recreations: int = Field(
-        3, ge=0, le=100, description="A failed populator pod is recreated this often, then the "
-        "disk fails.",
+        3,
+        ge=0,
+        le=100,
+        description="A failed populator pod is recreated this often, then the disk fails.",
     )
     controller_resync_seconds: float = Field(
         30.0, gt=0, description="Populator controller: every claim is looked at again this often."

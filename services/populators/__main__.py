@@ -10,7 +10,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-KINDS = {"ovirt": "services.populators.ovirt.__main__", "openstack": "services.populators.openstack.__main__"}
+KINDS = {
+    "ovirt": "services.populators.ovirt.__main__",
+    "openstack": "services.populators.openstack.__main__",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
