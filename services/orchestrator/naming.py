@@ -46,6 +46,31 @@ PHASE_RUNNING = "Running"
 PHASE_SUCCEEDED = "Succeeded"
 PHASE_FAILED = "Failed"
 
+# --- the populator controller --------------------------------------------------------------
+SOURCE_OF_KIND = {kind: source for source, kind in KIND_OF_SOURCE.items()}
+"""The populator kind -> the first argument of ``python -m services.populators``."""
+SECRET_FIELD = {OVIRT_KIND: "engineSecretName", OPENSTACK_KIND: "secretName"}
+"""The field of a populator CR's spec naming the source credentials Secret."""
+VOLUME_POPULATOR = {OVIRT_KIND: "hoist-ovirt", OPENSTACK_KIND: "hoist-openstack"}
+"""Names of the cluster-scoped ``VolumePopulator`` objects registering Hoist's kinds."""
+LAST_FAILED_POD = f"{GROUP}/last-failed-pod"
+"""On a user claim: uid of the failed populator pod last counted in ``RECREATIONS`` (so a
+controller restarted between counting and deleting the pod does not count it twice)."""
+COMPONENT_LABEL = "app.kubernetes.io/component"
+POPULATOR_COMPONENT = "populator"
+"""``COMPONENT_LABEL`` of populator pods (the controller watches pods by it)."""
+PRIME_COMPONENT = "prime-claim"
+CONTROLLER_COMPONENT = "hoist-populator-controller"
+"""``source.component`` of the Kubernetes Events the populator controller records."""
+
+# CR ``status.reason`` values a pipeline may act on (Failed is final).
+REASON_STATIC_STORAGE = "StaticStorageClass"
+REASON_POPULATOR_FAILED = "PopulatorFailed"
+REASON_POD_FAILED = "PopulatorPodFailed"
+"""A pod failed and another is being made (phase stays Running)."""
+REASON_BOUND_WITHOUT_DATA = "BoundWithoutPopulation"
+REASON_COMPLETED = "Populated"
+
 
 def short(text: str, length: int = 10) -> str:
     """A stable hex digest: ids (UUIDs, long OpenStack ids) shortened for object names."""

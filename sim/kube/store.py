@@ -461,7 +461,9 @@ class Store:
             finalizers.append("orphan")
         deferred = any(gate(kind, current, grace_period) for gate in self.deletion_gates)
         if finalizers or deferred:
-            if meta.get("deletionTimestamp") and finalizers == meta.get("finalizers"):
+            # Deleting what is already being deleted changes nothing (and writes nothing:
+            # the garbage collector would otherwise see its own write and delete again).
+            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
                 return current
             new = copy.deepcopy(current)
             new["metadata"]["finalizers"] = finalizers

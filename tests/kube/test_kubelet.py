@@ -506,6 +506,20 @@ async def test_graceful_delete_sends_sigterm_first(cluster: Cluster, tmp_path: P
     assert "Killing" in reasons(cluster, "polite")
 
 
+async def test_deleting_a_terminating_pod_again_writes_nothing(cluster: Cluster) -> None:
+    """The garbage collector deletes a pod whose owner is gone even when the pod is already
+    terminating; that second delete must not write (it once made the collector see its own
+    write, delete again, and spin forever without yielding)."""
+    create(cluster, shell("lingering", "trap 'sleep 1; exit 0' TERM; while :; do sleep 0.05; done"))
+    await reaches(cluster, "lingering", "Running")
+    pods = cluster.kind("pods")
+    first = cluster.store.delete(pods, "default", "lingering")
+    assert first["metadata"]["deletionTimestamp"]
+    again = cluster.store.delete(pods, "default", "lingering", propagation="Background")
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    await eventually(lambda: get(cluster, "lingering") is None, what="pod removed")
+
+
 async def test_graceful_delete_kills_after_the_grace_period(cluster: Cluster) -> None:
     body = shell("stubborn", "trap '' TERM; while :; do sleep 0.05; done")
     body["spec"]["terminationGracePeriodSeconds"] = 1

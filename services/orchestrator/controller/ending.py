@@ -1,0 +1,339 @@
+"""How a population ends: completed, failed (again, or for good), or abandoned.
+
+Every path that deletes a populator pod first announces its end on NATS (``finished``
+with the outcome its phase says) and deletes it by uid, so a newer pod of the same name is
+never hit. The finalizer comes off last, after the prime claim and the pod are gone (or
+their deletion is under way), so a crash anywhere in between is resumed by the next
+reconcile. A failed pod's log and termination message reach the CR's status before the
+pod is deleted: once it is gone, that is all anyone will have.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from services.orchestrator import naming
+from services.orchestrator.controller import metrics, pods, status
+from services.orchestrator.controller.announcing import Announcer
+from services.orchestrator.controller.kubeapi import Kube, Obj
+from services.orchestrator.controller.recording import NORMAL, WARNING, Recorder
+from services.orchestrator.controller.watching import Source
+from shared.payloads import ErrorInfo, Outcome
+from shared.settings import OrchestratorSettings
+
+log = logging.getLogger("hoist.controller.ending")
+
+RETRY_SECONDS = 2.0
+POLL_SECONDS = 3.0
+DONE_MEMORY = 50_000
+"""Claims remembered as finished, so resyncs skip them (older ones cost a few reads)."""
+
+
+def last_line(text: str, limit: int = 400) -> str:
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
+
+
+class Ending:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OrchestratorSettings,
+        recorder: Recorder,
+        announcer: Announcer,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.recorder = recorder
+        self.announcer = announcer
+        self._done: OrderedDict[str, None] = OrderedDict()
+
+    def is_done(self, uid: str) -> bool:
+        return uid in self._done
+
+    def _finished(self, uid: str) -> None:
+        self._done[uid] = None
+        while len(self._done) > DONE_MEMORY:
+            self._done.popitem(last=False)
+        self.recorder.forget(uid)
+
+    @staticmethod
+    def recreations(claim: Obj) -> int:
+        value = ((claim["metadata"].get("annotations") or {}).get(naming.RECREATIONS)) or "0"
+        try:
+            return max(0, int(value))
+        except ValueError:
+            return 0
+
+    # --- the user claim is gone, or bound ------------------------------------------------
+
+    async def claim_deleted(self, claim: Obj, source: Source) -> float | None:
+        """Deleted mid-population (or after): stop the pod, delete the prime, let go."""
+        meta = claim["metadata"]
+        pod = await self.kube.pod(meta["namespace"], naming.populator_pod(meta["uid"]))
+        if pod is not None and not await self._remove_pod(claim, source, pod):
+            return RETRY_SECONDS
+        await self.kube.delete_claim(meta["namespace"], naming.prime_claim(meta["uid"]))
+        if naming.FINALIZER in (meta.get("finalizers") or []):
+            await self._record(
+                claim,
+                NORMAL,
+                "PopulationAbandoned",
+                "the claim is being deleted: populator pod and prime claim deleted",
+            )
+            await self.remove_finalizer(claim)
+            metrics.POPULATIONS.labels("abandoned").inc()
+        self._finished(meta["uid"])
+        return None
+
+    async def claim_bound(self, claim: Obj, source: Source) -> float | None:
+        """The user claim is Bound: to the populated volume (finish up), or to one nobody
+        populated (a static volume it bound to by itself: the data cannot be trusted)."""
+        meta, uid = claim["metadata"], claim["metadata"]["uid"]
+        volume_name = claim["spec"].get("volumeName", "")
+        volume = await self.kube.volume(volume_name) if volume_name else None
+        vmeta = (volume or {}).get("metadata") or {}
+        ref = ((volume or {}).get("spec") or {}).get("claimRef") or {}
+        populated = naming.POPULATED_FROM in (vmeta.get("annotations") or {})
+        if not (populated and ref.get("uid") == uid):
+            return await self._bound_without_data(claim, source, volume_name)
+        prime = await self.kube.claim(meta["namespace"], naming.prime_claim(uid))
+        if prime is not None and (prime.get("status") or {}).get("phase") != "Lost":
+            return POLL_SECONDS  # the binder has not marked it Lost yet
+        pod = await self.kube.pod(meta["namespace"], naming.populator_pod(uid))
+        if pod is not None and not await self._remove_pod(claim, source, pod):
+            return RETRY_SECONDS
+        if prime is not None:
+            await self.kube.delete_claim(meta["namespace"], prime["metadata"]["name"])
+        populator = await self.kube.populator(source.kind, source.namespace, source.name)
+        message = (
+            f"volume {volume_name} holds the data of {source.kind} {source.namespace}/{source.name}"
+        )
+        if populator is not None:
+            populator.setdefault("kind", source.kind)
+            await status.write(
+                self.kube,
+                populator,
+                uid,
+                phase=naming.PHASE_SUCCEEDED,
+                progress="100",
+                reason=naming.REASON_COMPLETED,
+                message=message,
+            )
+        if naming.FINALIZER in (meta.get("finalizers") or []):
+            await self._record(claim, NORMAL, "PopulationCompleted", message)
+            await self.remove_finalizer(claim)
+            metrics.POPULATIONS.labels("succeeded").inc()
+        self._finished(uid)
+        return None
+
+    async def _bound_without_data(
+        self, claim: Obj, source: Source, volume_name: str
+    ) -> float | None:
+        uid = claim["metadata"]["uid"]
+        if self.is_done(uid):
+            return None
+        message = (
+            f"the claim bound to volume {volume_name} without this controller populating "
+            "it (a statically provisioned or pre-existing volume?): it does not hold the "
+            "source disk; give the claim a storage class with a dynamic provisioner"
+        )
+        populator = await self.kube.populator(source.kind, source.namespace, source.name)
+        if populator is not None:
+            populator.setdefault("kind", source.kind)
+            if not status.is_final_failure(populator, uid):
+                await status.write(
+                    self.kube,
+                    populator,
+                    uid,
+                    phase=naming.PHASE_FAILED,
+                    reason=naming.REASON_BOUND_WITHOUT_DATA,
+                    message=message,
+                )
+        await self._record(claim, WARNING, naming.REASON_BOUND_WITHOUT_DATA, message)
+        # Without its CR the failure has nowhere to be read from yet: keep looking, so a
+        # CR created later gets it.
+        return await self.clean_up_failed(claim, source, final=populator is not None)
+
+    # --- failures ------------------------------------------------------------------------
+
+    async def pod_failed(
+        self, claim: Obj, source: Source, populator: Obj, pod: Obj
+    ) -> float | None:
+        """Keep the evidence, announce, then replace the pod or fail the CR for good."""
+        meta = claim["metadata"]
+        uid, pod_name, pod_uid = meta["uid"], pod["metadata"]["name"], pod["metadata"]["uid"]
+        ended = pods.termination(pod)
+        code = ended.get("exitCode")
+        log_tail = await self.kube.pod_log(meta["namespace"], pod_name, pods.CONTAINER)
+        why = (
+            last_line(str(ended.get("message") or ""))
+            or last_line(log_tail)
+            or str(ended.get("reason") or "no output")
+        )
+        done = self.recreations(claim)
+        counted = (meta.get("annotations") or {}).get(naming.LAST_FAILED_POD) == pod_uid
+        limit = self.settings.populator_max_recreations
+        again = counted or done < limit
+        made = done if counted else done + (1 if again else 0)
+        pod_message = f"populator pod {pod_name} failed with exit code {code}: {why}"
+        if again:
+            fields = {
+                "phase": naming.PHASE_RUNNING,
+                "reason": naming.REASON_POD_FAILED,
+                "message": f"{pod_message}; making another ({made}/{limit})",
+            }
+        else:
+            fields = {
+                "phase": naming.PHASE_FAILED,
+                "reason": naming.REASON_POPULATOR_FAILED,
+                "message": f"the populator failed {done + 1} times; the last pod "
+                f"({pod_name}) exited with code {code}: {why}",
+            }
+        await status.write(
+            self.kube,
+            populator,
+            uid,
+            log=log_tail or str(ended.get("message") or ""),
+            recreations=made,
+            pod=pod_name,
+            **fields,
+        )
+        error = ErrorInfo(reason=str(fields["reason"]), message=pod_message, permanent=not again)
+        if not await self.announcer.finished(claim, source.kind, pod, Outcome.FAILED, error):
+            return RETRY_SECONDS  # the pod stays until its end is announced
+        metrics.POD_FAILURES.inc()
+        if not again:
+            await self._record(
+                claim, WARNING, naming.REASON_POPULATOR_FAILED, str(fields["message"])
+            )
+            metrics.POPULATIONS.labels("failed").inc()
+            return await self.clean_up_failed(claim, source)
+        if not counted:
+            # Counted together with the pod's uid: a controller that restarts before the
+            # pod is deleted sees this pod counted already and does not count it again.
+            await self.kube.patch_claim(
+                meta["namespace"],
+                meta["name"],
+                {
+                    "metadata": {
+                        "annotations": {
+                            naming.RECREATIONS: str(made),
+                            naming.LAST_FAILED_POD: pod_uid,
+                        },
+                        "resourceVersion": meta["resourceVersion"],
+                    }
+                },
+            )
+        await self._record(
+            claim,
+            WARNING,
+            naming.REASON_POD_FAILED,
+            f"{pod_message}; making another ({made}/{limit})",
+        )
+        await self.kube.delete_pod(meta["namespace"], pod_name, pod_uid)
+        self.announcer.forget(pod_uid)
+        return None  # the pod's deletion wakes us, and the next pod is made
+
+    async def clean_up_failed(
+        self, claim: Obj, source: Source, *, final: bool = True
+    ) -> float | None:
+        """The CR failed for good: nothing more will be copied. Pod and prime go, and the
+        finalizer, so the pipeline can delete the claim without this controller."""
+        meta = claim["metadata"]
+        pod = await self.kube.pod(meta["namespace"], naming.populator_pod(meta["uid"]))
+        if pod is not None and not await self._remove_pod(claim, source, pod):
+            return RETRY_SECONDS
+        await self.kube.delete_claim(meta["namespace"], naming.prime_claim(meta["uid"]))
+        if naming.FINALIZER in (meta.get("finalizers") or []):
+            await self.remove_finalizer(claim)
+        if not final:
+            return self.settings.controller_resync_seconds
+        self._finished(meta["uid"])
+        return None
+
+    async def retire_pod(self, claim: Obj, source: Source, pod: Obj, why: str) -> float | None:
+        """Delete a pod whose work cannot be used; the next reconcile starts over."""
+        if not await self._remove_pod(claim, source, pod):
+            return RETRY_SECONDS
+        await self._record(
+            claim,
+            WARNING,
+            "PopulatorPodRetired",
+            f"deleted populator pod {pod['metadata']['name']}: {why}",
+        )
+        return 0.5
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _remove_pod(self, claim: Obj, source: Source, pod: Obj) -> bool:
+        """Announce the pod's end, then delete it; False when NATS did not take the news."""
+        pod_status = pod.get("status") or {}
+        phase = pod_status.get("phase") or "Pending"
+        pod_uid = pod["metadata"]["uid"]
+        if phase != "Pending":
+            if phase == "Succeeded":
+                outcome, error = Outcome.SUCCEEDED, None
+            elif phase == "Failed":
+                ended = pods.termination(pod)
+                outcome = Outcome.FAILED
+                error = ErrorInfo(
+                    reason=naming.REASON_POD_FAILED,
+                    message=f"exit code {ended.get('exitCode')}: "
+                    f"{last_line(str(ended.get('message') or '')) or 'no message'}",
+                    permanent=False,
+                )
+            else:
+                outcome = Outcome.CANCELED
+                error = ErrorInfo(
+                    reason="Canceled",
+                    message="the populator pod was deleted before it finished",
+                    permanent=False,
+                )
+            if not await self.announcer.started(claim, source.kind, pod):
+                return False
+            if not await self.announcer.finished(claim, source.kind, pod, outcome, error):
+                return False
+        await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], pod_uid)
+        self.announcer.forget(pod_uid)
+        return True
+
+    async def remove_finalizer(self, claim: Obj) -> None:
+        """Drop the finalizer, keeping everyone else's; on a conflict read and try again."""
+        meta = claim["metadata"]
+        namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        current: Obj | None = claim
+        for _ in range(10):
+            if current is None or current["metadata"]["uid"] != uid:
+                return
+            cmeta = current["metadata"]
+            finalizers = list(cmeta.get("finalizers") or [])
+            if naming.FINALIZER not in finalizers:
+                return
+            try:
+                await self.kube.patch_claim(
+                    namespace,
+                    name,
+                    {
+                        "metadata": {
+                            "finalizers": [f for f in finalizers if f != naming.FINALIZER],
+                            "resourceVersion": cmeta["resourceVersion"],
+                        }
+                    },
+                )
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if exc.status != 409:
+                    raise
+            current = await self.kube.claim(namespace, name)
+        raise RuntimeError(f"claim {namespace}/{name} kept changing; finalizer removal retried")
+
+    async def _record(self, claim: Obj, event_type: str, reason: str, message: str) -> None:
+        await self.recorder.record(claim, event_type, reason, message)

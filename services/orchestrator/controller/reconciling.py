@@ -1,0 +1,385 @@
+"""One user claim, brought one step closer to populated: level-triggered and idempotent.
+
+Each call reads everything fresh (claim, CR, class, Secret, prime claim, pod, volume) and
+does the next thing the mechanism needs, so a call after a crash, a duplicate event or a
+restart of the whole controller simply continues (see ../shared/reference/populators.md):
+
+1. wait, with an Event, for the CR, the StorageClass, the selected node (under
+   WaitForFirstConsumer) and the Secret; refuse static storage (CR Failed);
+2. add the finalizer (race-safe: the patch carries the claim's resourceVersion);
+3. create the prime claim and the populator pod; announce the pod once it runs;
+4. pod Succeeded: hand the prime's volume to the user claim (claimRef + populated-from);
+5. user claim Bound (prime Lost): delete pod and prime, CR Succeeded, drop the finalizer.
+
+A failed pod's log goes into the CR first; it is then replaced while the claim's
+``recreations`` allows, else the CR fails for good (``ending``). A deleted user claim is
+cleaned up at once. The return value is a delay after which to look again (None: the
+watches will say when).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from services.orchestrator import naming
+from services.orchestrator.controller import metrics, pods, status
+from services.orchestrator.controller.announcing import Announcer
+from services.orchestrator.controller.ending import Ending
+from services.orchestrator.controller.kubeapi import Kube, Obj
+from services.orchestrator.controller.progress import ProgressReader
+from services.orchestrator.controller.queue import Key
+from services.orchestrator.controller.recording import NORMAL, WARNING, Recorder
+from services.orchestrator.controller.watching import Source, source_of
+from shared.payloads import Outcome
+from shared.settings import OrchestratorSettings
+
+log = logging.getLogger("hoist.controller.reconcile")
+
+NO_PROVISIONER = "kubernetes.io/no-provisioner"
+WFFC = "WaitForFirstConsumer"
+POLL_SECONDS = 3.0
+"""How soon a wait nothing watched (StorageClass, Secret, the binder) is looked at again."""
+RETRY_SECONDS = 2.0
+"""How soon a step that needs NATS is tried again."""
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OrchestratorSettings,
+        recorder: Recorder,
+        announcer: Announcer,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.recorder = recorder
+        self.announcer = announcer
+        self.ending = Ending(kube, settings, recorder, announcer)
+        self.progress = ProgressReader(kube)
+        self.poll = min(POLL_SECONDS, settings.controller_resync_seconds)
+
+    async def reconcile(self, key: Key) -> float | None:
+        namespace, name = key
+        claim = await self.kube.claim(namespace, name)
+        if claim is None:
+            return None
+        claim.setdefault("apiVersion", "v1")
+        claim.setdefault("kind", "PersistentVolumeClaim")
+        source = source_of(claim)
+        if source is None:
+            return None
+        meta = claim["metadata"]
+        uid = meta["uid"]
+        if meta.get("deletionTimestamp"):
+            return await self.ending.claim_deleted(claim, source)
+        if self.ending.is_done(uid) and naming.FINALIZER not in (meta.get("finalizers") or []):
+            return None
+        if (claim.get("status") or {}).get("phase") == "Bound":
+            return await self.ending.claim_bound(claim, source)
+
+        populator = await self.kube.populator(source.kind, source.namespace, source.name)
+        if populator is None:
+            await self._say(
+                claim,
+                "WaitingForSource",
+                f"waiting for {source.kind} {source.namespace}/{source.name} to exist",
+            )
+            return self.settings.controller_resync_seconds
+        populator.setdefault("kind", source.kind)
+        if status.is_stale(populator, uid):
+            populator = await status.write(self.kube, populator, uid, **status.FRESH)
+        if status.is_final_failure(populator, uid):
+            return await self.ending.clean_up_failed(claim, source)
+        return await self._populate(claim, source, populator)
+
+    async def _populate(self, claim: Obj, source: Source, populator: Obj) -> float | None:
+        meta, spec = claim["metadata"], claim["spec"]
+        namespace, uid = meta["namespace"], meta["uid"]
+
+        class_name = spec.get("storageClassName")
+        if not class_name:
+            return await self._refuse_static(
+                claim,
+                source,
+                populator,
+                'the claim has no storage class (storageClassName ""): statically '
+                "provisioned volumes cannot be populated; use a class with a dynamic "
+                "provisioner",
+            )
+        storage_class = await self.kube.storage_class(class_name)
+        if storage_class is None:
+            await self._wait(
+                claim,
+                populator,
+                "WaitingForStorageClass",
+                f"waiting for StorageClass {class_name} to exist",
+            )
+            return self.poll
+        if storage_class.get("provisioner") == NO_PROVISIONER:
+            return await self._refuse_static(
+                claim,
+                source,
+                populator,
+                f"StorageClass {class_name} has no dynamic provisioner ({NO_PROVISIONER}): "
+                "statically provisioned volumes cannot be populated; use a class with a "
+                "dynamic provisioner",
+            )
+        node = (meta.get("annotations") or {}).get(naming.SELECTED_NODE) or None
+        if storage_class.get("volumeBindingMode") == WFFC and not node:
+            await self._wait(
+                claim,
+                populator,
+                "WaitingForFirstConsumer",
+                f"StorageClass {class_name} binds on first consumer: waiting for a pod that "
+                "uses the claim to be scheduled",
+            )
+            return None  # the scheduler's selected-node annotation is a claim change
+        secret = str((populator.get("spec") or {}).get(naming.SECRET_FIELD[source.kind], ""))
+        if not secret or not await self.kube.secret_exists(namespace, secret):
+            await self._wait(
+                claim,
+                populator,
+                "WaitingForSecret",
+                f"waiting for Secret {namespace}/{secret or '?'} (the source credentials)",
+            )
+            return self.poll
+
+        claim = await self._with_finalizer(claim)
+        prime = await self.kube.claim(namespace, naming.prime_claim(uid))
+        pod = await self.kube.pod(namespace, naming.populator_pod(uid))
+        if prime is None:
+            if pod is not None:
+                # The volume this pod wrote is gone (someone deleted the prime claim):
+                # its copy is worthless; retire it and start over.
+                return await self.ending.retire_pod(claim, source, pod, "the prime claim is gone")
+            prime = await self._create_prime(claim, node)
+        if pod is None:
+            if await self._handed_over(prime, uid):
+                return self.poll  # the binder binds the user claim next
+            return await self._create_pod(claim, source, populator, node)
+        if pod["metadata"].get("deletionTimestamp"):
+            return None  # its deletion wakes us
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        if phase == "Pending":
+            waiting = pods.waiting_reason(pod) or "Pending"
+            await status.write(
+                self.kube,
+                populator,
+                uid,
+                phase=naming.PHASE_PENDING,
+                reason=waiting,
+                message=f"populator pod {pod['metadata']['name']} is starting ({waiting})",
+                pod=pod["metadata"]["name"],
+            )
+            return None
+        if phase == "Running":
+            return await self._running(claim, source, populator, pod)
+        if phase == "Succeeded":
+            return await self._succeeded(claim, source, populator, prime, pod)
+        if phase == "Failed":
+            return await self.ending.pod_failed(claim, source, populator, pod)
+        return self.poll  # Unknown: the node is not reporting; look again
+
+    # --- steps ---------------------------------------------------------------------------
+
+    async def _refuse_static(
+        self, claim: Obj, source: Source, populator: Obj, message: str
+    ) -> float | None:
+        await status.write(
+            self.kube,
+            populator,
+            claim["metadata"]["uid"],
+            phase=naming.PHASE_FAILED,
+            reason=naming.REASON_STATIC_STORAGE,
+            message=message,
+        )
+        await self.recorder.record(claim, WARNING, naming.REASON_STATIC_STORAGE, message)
+        metrics.POPULATIONS.labels("failed").inc()
+        return await self.ending.clean_up_failed(claim, source)
+
+    async def _with_finalizer(self, claim: Obj) -> Obj:
+        """The claim with the finalizer on it. The patch names the resourceVersion read, so
+        a concurrent change (the scheduler, a user) makes it a 409 and the reconcile
+        runs again on fresh data instead of overwriting the finalizer list."""
+        meta = claim["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if naming.FINALIZER in finalizers:
+            return claim
+        patched = await self.kube.patch_claim(
+            meta["namespace"],
+            meta["name"],
+            {
+                "metadata": {
+                    "finalizers": [*finalizers, naming.FINALIZER],
+                    "resourceVersion": meta["resourceVersion"],
+                }
+            },
+        )
+        patched.setdefault("apiVersion", "v1")
+        patched.setdefault("kind", "PersistentVolumeClaim")
+        return patched
+
+    async def _create_prime(self, claim: Obj, node: str | None) -> Obj:
+        body = pods.prime_claim(claim, node)
+        namespace = claim["metadata"]["namespace"]
+        try:
+            prime = await self.kube.create_claim(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            found = await self.kube.claim(namespace, body["metadata"]["name"])
+            if found is None:
+                raise
+            return found
+        where = f" on node {node}" if node else ""
+        await self._say(
+            claim,
+            "PrimeClaimCreated",
+            f"created prime claim {body['metadata']['name']}{where} for the populator to fill",
+        )
+        return prime
+
+    async def _handed_over(self, prime: Obj, uid: str) -> bool:
+        """Whether the prime's volume already names the user claim (the rebind happened,
+        and the pod that wrote it is gone): then no pod is needed any more."""
+        volume_name = (prime.get("spec") or {}).get("volumeName")
+        if not volume_name:
+            return False
+        volume = await self.kube.volume(volume_name)
+        ref = ((volume or {}).get("spec") or {}).get("claimRef") or {}
+        return bool(ref.get("uid") == uid)
+
+    async def _create_pod(
+        self, claim: Obj, source: Source, populator: Obj, node: str | None
+    ) -> float | None:
+        meta = claim["metadata"]
+        body = pods.populator_pod(claim, populator, self.settings, node)
+        name = body["metadata"]["name"]
+        try:
+            await self.kube.create_pod(meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return 0.0  # made already (by a run this one raced): look at it
+        metrics.PODS_CREATED.inc()
+        recreations = self.ending.recreations(claim)
+        attempt = f" (attempt {recreations + 1})" if recreations else ""
+        where = f" on node {node}" if node else ""
+        await self._say(
+            claim,
+            "PopulatorPodCreated",
+            f"created populator pod {name}{where} to copy from {source.kind} "
+            f"{source.namespace}/{source.name}{attempt}",
+        )
+        await status.write(
+            self.kube,
+            populator,
+            meta["uid"],
+            phase=naming.PHASE_PENDING,
+            progress="0",
+            reason="PodCreated",
+            message=f"populator pod {name} created",
+            recreations=recreations,
+            pod=name,
+        )
+        return None
+
+    async def _running(self, claim: Obj, source: Source, populator: Obj, pod: Obj) -> float | None:
+        pod_status = pod.get("status") or {}
+        name = pod["metadata"]["name"]
+        uid = claim["metadata"]["uid"]
+        if not pod_status.get("podIP"):
+            return None  # the IP comes with a status update, which wakes us
+        announced = await self.announcer.started(claim, source.kind, pod)
+        node = pod.get("spec", {}).get("nodeName", "?")
+        fields: dict[str, object] = {
+            "phase": naming.PHASE_RUNNING,
+            "reason": "Copying",
+            "message": f"populator pod {name} is copying on node {node}",
+            "pod": name,
+        }
+        percent = await self.progress.percent(pod, source.kind, uid)
+        current = status.of(populator).get("progress")
+        if percent is not None and percent > _int(current):
+            fields["progress"] = str(percent)
+        await status.write(self.kube, populator, uid, **fields)
+        await self._say(claim, "PopulatorRunning", f"populator pod {name} is copying on {node}")
+        return None if announced else RETRY_SECONDS
+
+    async def _succeeded(
+        self, claim: Obj, source: Source, populator: Obj, prime: Obj, pod: Obj
+    ) -> float | None:
+        """The copy is complete: give the prime's volume to the user claim. The binder then
+        binds the user claim and marks the prime Lost; ``ending.claim_bound`` finishes."""
+        meta = claim["metadata"]
+        uid, name = meta["uid"], pod["metadata"]["name"]
+        # Announced now for the progress service; the pod is only deleted once it is.
+        await self.announcer.started(claim, source.kind, pod)
+        await self.announcer.finished(claim, source.kind, pod, Outcome.SUCCEEDED)
+        await status.write(
+            self.kube,
+            populator,
+            uid,
+            phase=naming.PHASE_RUNNING,
+            progress="100",
+            reason="Rebinding",
+            message=f"populator pod {name} succeeded; handing its volume to the claim",
+            pod=name,
+        )
+        volume_name = str((prime.get("spec") or {}).get("volumeName") or "")
+        volume = await self.kube.volume(volume_name) if volume_name else None
+        if volume is None:
+            return self.poll
+        ref = (volume.get("spec") or {}).get("claimRef") or {}
+        if ref.get("uid") != uid:
+            origin = f"{source.namespace}/{source.name}"
+            await self.kube.patch_volume(
+                volume_name,
+                {
+                    "metadata": {"annotations": {naming.POPULATED_FROM: origin}},
+                    "spec": {
+                        "claimRef": {
+                            "apiVersion": "v1",
+                            "kind": "PersistentVolumeClaim",
+                            "namespace": meta["namespace"],
+                            "name": meta["name"],
+                            "uid": uid,
+                            "resourceVersion": meta["resourceVersion"],
+                        }
+                    },
+                },
+            )
+            await self._say(
+                claim,
+                "VolumeHandedOver",
+                f"populator pod {name} succeeded; volume {volume_name} handed from the "
+                f"prime claim to this claim",
+            )
+        return self.poll  # the binder's change wakes us; this bounds a missed one
+
+    # --- events --------------------------------------------------------------------------
+
+    async def _say(self, claim: Obj, reason: str, message: str) -> None:
+        await self.recorder.record(claim, NORMAL, reason, message)
+
+    async def _wait(self, claim: Obj, populator: Obj, reason: str, message: str) -> None:
+        """A wait: an Event on the claim, and the CR says what it waits for."""
+        await self._say(claim, reason, message)
+        await status.write(
+            self.kube,
+            populator,
+            claim["metadata"]["uid"],
+            phase=naming.PHASE_PENDING,
+            reason=reason,
+            message=message,
+        )
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
