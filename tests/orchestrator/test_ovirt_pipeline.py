@@ -379,12 +379,12 @@ async def test_two_plans_sharing_a_source_keep_its_limit(
                 source.id,
             )
             peaks.append(int(held))
-            left = await db.fetchval(
+            done = await db.fetchval(
                 "SELECT count(*) FROM orchestrator.vms WHERE migration_id = ANY($1::text[])"
-                " AND phase NOT IN ('Succeeded', 'Failed', 'Canceled')",
+                " AND phase IN ('Succeeded', 'Failed', 'Canceled')",
                 [plan.migration_id for plan in plans],
             )
-            return bool(left == 0)
+            return bool(done == 4)
 
         await eventually(finished, within=240, what="both plans finished")
     finally:
