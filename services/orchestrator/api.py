@@ -15,12 +15,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.orchestrator import naming
 from services.orchestrator.db import migrations, steps, vms
+from shared.service.app import engine_of
 
 router = APIRouter(tags=["orchestrator"])
 
@@ -37,18 +38,6 @@ class Phase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELED = "Canceled"
-
-
-def _engine(request: Request) -> AsyncEngine:
-    runtime = request.app.state.runtime
-    if not runtime.started.is_set():
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the service is starting (waiting for PostgreSQL or NATS); retry",
-            headers={"Retry-After": "2"},
-        )
-    engine: AsyncEngine = runtime.engine
-    return engine
 
 
 def _iso(value: Any) -> str | None:
@@ -93,7 +82,7 @@ async def list_migrations(
     plan: Annotated[str | None, Query(min_length=1, max_length=36, pattern=PRINTABLE)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    engine = _engine(request)
+    engine = engine_of(request)
     query = select(migrations).order_by(migrations.c.created_at.desc()).limit(limit)
     if plan is not None:
         query = query.where(migrations.c.plan_id == plan)
@@ -109,7 +98,7 @@ async def get_migration(
     migration_id: MigrationId,
     phase: Annotated[Phase | None, Query()] = None,
 ) -> dict[str, Any]:
-    engine = _engine(request)
+    engine = engine_of(request)
     async with engine.connect() as conn:
         row = (
             await conn.execute(select(migrations).where(migrations.c.id == migration_id))
@@ -129,7 +118,7 @@ async def get_migration(
     summary="One VM's pipeline: steps, tasks, errors, the objects made for it",
 )
 async def get_vm(request: Request, migration_id: MigrationId, vm_id: VmId) -> dict[str, Any]:
-    engine = _engine(request)
+    engine = engine_of(request)
     async with engine.connect() as conn:
         row = (
             await conn.execute(

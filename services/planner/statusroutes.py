@@ -14,10 +14,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.planner import status as st
 from services.planner import streaming
+from shared.service.app import engine_of
 
 router = APIRouter(tags=["plan status"])
 
@@ -49,18 +49,6 @@ class VmPhase(StrEnum):
     CANCELED = "Canceled"
 
 
-def _engine(request: Request) -> AsyncEngine:
-    runtime = request.app.state.runtime
-    if not runtime.started.is_set():
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the service is starting (waiting for PostgreSQL or NATS); retry",
-            headers={"Retry-After": "2"},
-        )
-    engine: AsyncEngine = runtime.engine
-    return engine
-
-
 def _invalid(where: str, param: str, msg: str) -> HTTPException:
     return HTTPException(
         422,
@@ -89,7 +77,7 @@ async def list_vms(
     """VM summaries (no pipeline) ordered by VM id; follow ``next`` for the next page."""
 
     async def run() -> dict[str, Any]:
-        async with _engine(request).connect() as conn:
+        async with engine_of(request).connect() as conn:
             row = await st.find_plan(conn, plan)
             mig = await st.find_migration(conn, row, migration)
             return await st.list_vms(
@@ -116,7 +104,7 @@ async def get_vm(
     its tasks. Without ``migration``: the plan's latest migration that has the VM."""
 
     async def run() -> Response:
-        async with _engine(request).connect() as conn:
+        async with engine_of(request).connect() as conn:
             row = await st.find_plan(conn, plan)
             mig = await st.find_migration(conn, row, migration) if migration else None
             view = await st.vm_status(conn, row["id"], vm, mig["id"] if mig else None)
@@ -136,7 +124,7 @@ async def list_migrations(request: Request, plan: PlanRef) -> dict[str, Any]:
     """Newest first, each with its phase, times, VM counts and bytes."""
 
     async def run() -> dict[str, Any]:
-        async with _engine(request).connect() as conn:
+        async with engine_of(request).connect() as conn:
             row = await st.find_plan(conn, plan)
             return {"items": await st.migrations_of(conn, row["id"])}
 
@@ -154,7 +142,7 @@ async def events(
     """Frames ``plan``, ``migration`` and ``vm`` with the row's revision as event id.
     ``since=0`` replays the current state of everything first; without ``since`` or
     ``Last-Event-ID`` the stream starts with the changes from now on."""
-    engine = _engine(request)
+    engine = engine_of(request)
     plan_id = None
     if plan is not None:
 

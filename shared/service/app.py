@@ -29,6 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import logs
 from shared.service import operations
@@ -191,3 +192,17 @@ def domain_of(request: Request, kind: type[D], waiting_for: str) -> D:
     if not isinstance(domain, kind):
         raise TypeError(f"the service's domain is a {type(domain).__name__}, not {kind.__name__}")
     return domain
+
+
+def engine_of(request: Request) -> AsyncEngine:
+    """The service's database engine for a read-only route; 503 with ``Retry-After`` until
+    start-up finished (PostgreSQL migrated, NATS connected)."""
+    runtime = request.app.state.runtime
+    if not runtime.started.is_set():
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the service is starting (waiting for PostgreSQL or NATS); retry",
+            headers={"Retry-After": "2"},
+        )
+    engine: AsyncEngine = runtime.engine
+    return engine

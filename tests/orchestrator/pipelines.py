@@ -17,6 +17,7 @@ import hashlib
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,26 @@ async def publisher(servers: DevServices, prefix: str) -> AsyncIterator[Bus]:
         yield bus
     finally:
         await bus.drain()
+
+
+def plan_of(source: p.ProviderRef, vms: list[p.PlannedVm], **extra: Any) -> p.PlanStarted:
+    """A started plan into the simulated cluster Hoist runs in (a target provider without a
+    URL means that cluster)."""
+    return p.PlanStarted(
+        plan_id=str(uuid.uuid4()),
+        migration_id=str(uuid.uuid4()),
+        plan_name=f"{source.type.value}-test",
+        source=source,
+        target=p.ProviderRef(
+            id=str(uuid.uuid4()),
+            type=p.ProviderType.KUBEVIRT,
+            url="",
+            secret=p.ResourceRef(namespace="hoist", name="none"),
+        ),
+        target_namespace=NAMESPACE,
+        vms=vms,
+        **extra,
+    )
 
 
 async def start_plan(bus: Bus, plan: p.PlanStarted) -> None:

@@ -25,6 +25,7 @@ from tests.orchestrator.pipelines import (
     NAMESPACE,
     ControllerProcess,
     labelled,
+    plan_of,
     publisher,
     put_secret,
     start_plan,
@@ -150,20 +151,7 @@ async def test_image_backed_and_boot_from_volume_servers_migrate(
     svc, _ = running
     web = planned(cloud, made["osp-web"], storage_class="standard", mode="Filesystem")
     bfv = planned(cloud, made["osp-bfv"], storage_class="standard-wffc", mode="Block")
-    plan = p.PlanStarted(
-        plan_id=str(uuid.uuid4()),
-        migration_id=str(uuid.uuid4()),
-        plan_name="openstack-test",
-        source=source,
-        target=p.ProviderRef(
-            id=str(uuid.uuid4()),
-            type=p.ProviderType.KUBEVIRT,
-            url="",
-            secret=p.ResourceRef(namespace="hoist", name="none"),
-        ),
-        target_namespace=NAMESPACE,
-        vms=[web, bfv],
-    )
+    plan = plan_of(source, [web, bfv])
     async with publisher(servers, prefix) as bus:
         await start_plan(bus, plan)
     for vm in (web, bfv):

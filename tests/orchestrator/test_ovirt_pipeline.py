@@ -32,6 +32,7 @@ from tests.orchestrator.pipelines import (
     cancel,
     labelled,
     orchestrator,
+    plan_of,
     publisher,
     put_secret,
     start_plan,
@@ -154,24 +155,6 @@ def planned(
         nics=nics,
         source_power_state=vm.status,
         detail=detail,
-    )
-
-
-def plan_of(source: p.ProviderRef, vms: list[p.PlannedVm], **extra: Any) -> p.PlanStarted:
-    return p.PlanStarted(
-        plan_id=str(uuid.uuid4()),
-        migration_id=str(uuid.uuid4()),
-        plan_name="ovirt-test",
-        source=source,
-        target=p.ProviderRef(
-            id=str(uuid.uuid4()),
-            type=p.ProviderType.KUBEVIRT,
-            url="",
-            secret=p.ResourceRef(namespace="hoist", name="none"),
-        ),
-        target_namespace=NAMESPACE,
-        vms=vms,
-        **extra,
     )
 
 
