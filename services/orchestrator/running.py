@@ -329,7 +329,6 @@ class Runner:
             change.finished = Outcome.SUCCEEDED
             target = ctx.memory.get("target_vm")
             change.target_vm = ResourceRef(**target) if target else None
-            change.changes.append(StepChange(Step.COMPLETED, StepState.COMPLETED))
         else:
             change.changes.append(StepChange(following, StepState.RUNNING))
         return change

@@ -226,7 +226,6 @@ async def test_two_vms_migrate_byte_exact(
         "DiskTransfer",
         "VirtualMachineCreation",
         "Cleanup",
-        "Completed",
     ]
     finished = events.of("io.hoist.migration.vm.finished", web.vm_id)
     assert [e["data"]["outcome"] for e in finished] == ["Succeeded"]
