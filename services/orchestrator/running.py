@@ -93,6 +93,10 @@ _CLAIM = text(
     RETURNING v.*
     """
 )
+_RELEASE = text(
+    "UPDATE orchestrator.vms SET lease_owner = NULL, lease_until = NULL"
+    " WHERE lease_owner = :owner"
+)
 _HEADER = text("SELECT header FROM orchestrator.migrations WHERE id = :id")
 
 
@@ -153,6 +157,15 @@ class Runner:
             await asyncio.wait(self._running, timeout=self.settings.lease_seconds / 2)
         for task in list(self._running):
             task.cancel()
+        if self._running:
+            await asyncio.wait(self._running, timeout=2)
+        # What was cut short is given back at once: a restarted or other replica need not
+        # wait for the lease to run out (after a kill -9, it does).
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(_RELEASE, {"owner": self.owner})
+        except Exception:  # the database may be gone too; the leases then simply run out
+            log.warning("could not give back the VMs this replica held", exc_info=True)
 
     async def _claim(self, limit: int) -> list[Any]:
         async with self.sessionmaker() as session, session.begin():
