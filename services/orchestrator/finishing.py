@@ -76,17 +76,34 @@ async def create_vm(ctx: StepContext) -> Answer:
 
 
 async def cleanup(ctx: StepContext) -> Answer:
-    objects = await ctx.objects()
-    selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
+    """Remove what only the migration needed. The VM is migrated by now: trouble here (a
+    source that went away) never fails it; after ``TEARDOWN_ATTEMPTS`` tries the step ends
+    and its detail names what was left behind."""
+    attempts = int(ctx.memory.get("cleanup_attempts", 0)) + 1
+    ctx.memory["cleanup_attempts"] = attempts
+    problems: list[str] = []
     left = 0
-    for kind in (POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET):
-        left += await objects.delete_selected(kind, selector)
-    source = await ctx.source()
-    await source.remove_artifacts(ctx.migration_id, ctx.vm)
+    try:
+        objects = await ctx.objects()
+        selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
+        for kind in (POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET):
+            left += await objects.delete_selected(kind, selector)
+    except Retry as exc:
+        problems.append(f"target cluster: {exc.message}")
+    try:
+        source = await ctx.source()
+        await source.remove_artifacts(ctx.migration_id, ctx.vm)
+    except (SourceError, Retry) as exc:
+        problems.append(f"source: {getattr(exc, 'message', str(exc))}")
+    if attempts < TEARDOWN_ATTEMPTS:
+        if problems:
+            return Wait(10.0, note="; ".join(problems))
+        if left:
+            # Deleted now; the next call confirms they are gone (finalizers, GC).
+            return Wait(1.0, note=f"removing {left} temporary object(s)")
     if left:
-        # Deleted now; the next call confirms they are gone (finalizers, GC).
-        return Wait(1.0, note=f"removing {left} temporary object(s)")
-    return Done()
+        problems.append(f"{left} object(s) still terminating")
+    return Done(detail={"leftBehind": problems} if problems else {})
 
 
 async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:

@@ -94,8 +94,7 @@ _CLAIM = text(
     """
 )
 _RELEASE = text(
-    "UPDATE orchestrator.vms SET lease_owner = NULL, lease_until = NULL"
-    " WHERE lease_owner = :owner"
+    "UPDATE orchestrator.vms SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner"
 )
 _HEADER = text("SELECT header FROM orchestrator.migrations WHERE id = :id")
 
