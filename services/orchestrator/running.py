@@ -180,6 +180,8 @@ class Runner:
             async with self.engine.connect() as conn:
                 header = (await conn.execute(_HEADER, {"id": migration_id})).scalar_one()
             cached = PlanStarted.model_validate({**header, "vms": []})
+            if len(self._headers) >= 1000:  # headers never change; a bounded cache is enough
+                self._headers.clear()
             self._headers[migration_id] = cached
         return cached
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -38,6 +40,9 @@ class ApiError(Exception):
 
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, "itemNotFound", f"{what} {ident} could not be found.")
+
+
+log = logging.getLogger("sim.openstack")
 
 
 @dataclass
@@ -87,11 +92,29 @@ class Sim:
             "Content-Type": "application/octet-stream",
             "Content-Length": str(size),
         }
-        async with self.keystone.client() as c:
+        # No read timeout: a loaded Glance may take long to answer a whole upload.
+        async with self.keystone.client(timeout=httpx.Timeout(30, read=None, write=None)) as c:
             r = await c.put(
                 f"{self.glance_url}/v2/images/{image_id}/file", content=body(), headers=headers
             )
             r.raise_for_status()
+
+    async def upload_or_discard(self, image_id: str, path: Path | None) -> None:
+        """``upload``, and when it fails, delete the image, as Cinder and Nova do when a
+        copy to Glance breaks: a caller then sees the image gone (and may try again),
+        never one left "saving" forever."""
+        try:
+            await self.upload(image_id, path)
+        except Exception as exc:
+            log.warning("upload into image %s failed (%r); deleting the image", image_id, exc)
+            try:
+                async with self.keystone.client() as c:
+                    await c.delete(
+                        f"{self.glance_url}/v2/images/{image_id}",
+                        headers={"X-Auth-Token": await self.keystone.admin_token(fresh=True)},
+                    )
+            except Exception:
+                log.warning("deleting image %s failed too", image_id, exc_info=True)
 
     async def _stall(self) -> None:
         limit = self.faults.stuck_saving_seconds
@@ -344,7 +367,7 @@ def build_app(sim: Sim) -> FastAPI:
 
         async def run() -> None:
             try:
-                await sim.upload(image_id, vol.path)
+                await sim.upload_or_discard(image_id, vol.path)
             finally:
                 vol.status, vol.updated_at = before, now()
 
@@ -528,7 +551,7 @@ async def _create_server_image(sim: Sim, s: Server, spec: dict[str, Any], token:
 
     async def run() -> None:
         try:
-            await sim.upload(image_id, root)
+            await sim.upload_or_discard(image_id, root)
         finally:
             s.task_state, s.updated_at = None, now()
 

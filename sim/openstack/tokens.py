@@ -29,8 +29,8 @@ class Keystone:
     _admin: str | None = None
     _cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(verify=client_context(self.ca_file), timeout=60)
+    def client(self, timeout: httpx.Timeout | float = 60) -> httpx.AsyncClient:
+        return httpx.AsyncClient(verify=client_context(self.ca_file), timeout=timeout)
 
     async def admin_token(self, *, fresh: bool = False) -> str:
         if self._admin is None or fresh:
