@@ -42,7 +42,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared services sim tools bench tests
+	$(VENV)/bin/mypy shared services sim tools bench tests cli
 	$(VENV)/bin/lint-imports
 
 demo: setup
