@@ -1,10 +1,18 @@
-"""``make demo``: bring up NATS, PostgreSQL, a cluster and the four services; show their health.
+"""``make demo``: a whole migration, oVirt and OpenStack into KubeVirt, through all four services.
 
-NATS and PostgreSQL are private servers started for the run (``shared.devservices``) unless
-``HOIST_NATS_URL`` / ``HOIST_DATABASE_URL`` are set. The target cluster is the simulator
-(``sim.kube``), with its kubeconfig written to ``.hoist-dev/kubeconfig``. Each service runs
-as its own process, exactly as in a pod. The demo exits non-zero when any service fails to
-become ready; ``--keep`` leaves everything running until Ctrl-C.
+One command: NATS and PostgreSQL (private servers from ``shared.devservices`` unless
+``HOIST_NATS_URL`` / ``HOIST_DATABASE_URL`` are set), the oVirt and OpenStack simulators
+holding the scenario's VMs, the simulated cluster, the four services and the populator
+controller (``tools.stack``). Then, as a user would, through the ``hoist`` CLI: register
+the providers (oVirt's certificate fingerprint shown and accepted), create the network and
+storage maps and the plans, start every plan and watch the progress bars. At the end every
+migrated disk is checked byte for byte (sha256 of the source's guest view vs the target
+volume's backing file) and every VirtualMachine against its source's configuration;
+``demo-report.json`` records it all.
+
+Exit codes: 0 everything migrated and matches; 1 a migration failed or something does not
+match (the report says what); 2 the scenario file is invalid (nothing was started); 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -13,90 +21,145 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.devservices import DevServices, dev_services, until_interrupted
-from sim.kube.cluster import Cluster
-from sim.kube.config import ClusterConfig
-from tools.processes import SERVICES, ServiceProcess
+from shared.devservices import dev_services, until_interrupted
+from tools import demoreport as rep
+from tools import demoscenario as dsc
+from tools.democli import Hoist, register_and_plan
+from tools.demoverify import verify_plans
+from tools.stack import Stack, StackSpec
+
+REPO = Path(__file__).resolve().parents[1]
+WORKDIR = REPO / ".hoist-dev" / "demo"
 
 
-async def run(keep: bool, timeout: float) -> int:
-    token = os.environ.get("HOIST_AUTH_TOKENS", "").split(",")[0] or secrets.token_urlsafe(24)
-    log_dir = Path(".hoist-dev/logs")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):  # this run's logs only, so the hint below is useful
-        old.unlink()
-    async with dev_services() as ds, Cluster(ClusterConfig()) as cluster:
-        kubeconfig = cluster.kubeconfig(log_dir.parent / "kubeconfig")
-        nodes = len(cluster.config.nodes)
-        classes = ", ".join(sc["metadata"]["name"] for sc in cluster.config.storage_classes)
-        print(f"Kubernetes  {cluster.url}  (simulated: {nodes} nodes; storage classes {classes})")
-        print(f"            kubectl --kubeconfig {kubeconfig} get nodes")
-        print(f"NATS        {ds.nats_url}{'' if ds.nats else '  (from HOIST_NATS_URL)'}")
-        print(
-            f"PostgreSQL  {_redact(ds.database_url)}"
-            f"{'' if ds.postgres else '  (from HOIST_DATABASE_URL)'}"
-        )
-        env = _env(ds) | {"HOIST_KUBE_KUBECONFIG": str(kubeconfig.resolve())}
-        services: list[ServiceProcess] = []
-        for name in SERVICES:
-            # The planner validates plans against the inventory, wherever that listens.
-            extra = {"HOIST_PLANNER_INVENTORY_URL": services[0].url} if name == "planner" else {}
-            services.append(ServiceProcess(name, env | extra, log_dir, token))
-        try:
-            await asyncio.gather(*(s.start() for s in services))
-            ready = await asyncio.gather(*(s.wait_ready(timeout) for s in services))
-            print()
-            print(f"{'service':<13}{'url':<25}{'ready':<7}{'checks':<40}subscriptions")
-            healthy = True
-            for svc, state in zip(services, ready, strict=True):
-                ok = state.get("status") == "ready"
-                healthy &= ok
-                checks = state.get("checks") or {"status": state.get("status")}
-                subs = await _subscriptions(svc) if ok else "-"
-                line = " ".join(f"{k}={v}" for k, v in checks.items())
-                print(f"{svc.name:<13}{svc.url:<25}{'yes' if ok else 'NO':<7}{line:<40}{subs}")
-            print()
-            if not healthy:
-                print(f"some services are not ready; their logs are in {log_dir}/")
-                return 1
-            print("all four services are healthy.")
-            if keep:
-                print(f"API token: {token}\nlogs: {log_dir}/\nCtrl-C stops everything.")
-                await until_interrupted()
-            return 0
-        finally:
-            codes = await asyncio.gather(*(s.terminate() for s in services))
-            print(
-                "stopped:", ", ".join(f"{s.name}={c}" for s, c in zip(services, codes, strict=True))
-            )
+def _banner(text: str) -> None:
+    print(f"\n== {text} ", "=" * max(0, 76 - len(text)), sep="", flush=True)
 
 
-def _env(ds: DevServices) -> dict[str, str]:
-    return {"HOIST_NATS_URL": ds.nats_url, "HOIST_DATABASE_URL": ds.database_url}
-
-
-async def _subscriptions(svc: ServiceProcess) -> str:
-    r = await svc.client.get(f"/api/v1/{svc.name}/status", headers=svc.auth())
-    subs = r.json().get("subscriptions", []) if r.status_code == 200 else []
-    return ", ".join(s["name"] for s in subs) or "(publishes only)"
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds to become ready")
-    args = parser.parse_args()
+async def run(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(run(args.keep, args.timeout))
+        scenario = dsc.load(args.scenario)
+    except dsc.ScenarioError as exc:
+        print(f"invalid scenario: {exc}", file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    report = rep.Report(str(args.scenario), datetime.now(UTC).isoformat(timespec="seconds"))
+    report.plans = [
+        rep.PlanResult(p.name, p.source, scenario.namespace_of(p)) for p in scenario.plans
+    ]
+    if WORKDIR.exists():  # the previous run's volumes and logs: this run's only
+        shutil.rmtree(WORKDIR)
+    WORKDIR.mkdir(parents=True)
+    mark = time.monotonic()
+    try:
+        async with dev_services() as ds:
+            spec = StackSpec(
+                workdir=WORKDIR,
+                nats_url=ds.nats_url,
+                database_url=ds.database_url,
+                token=os.environ.get("HOIST_AUTH_TOKENS", "").split(",")[0]
+                or secrets.token_urlsafe(24),
+                ovirt=scenario.ovirt.sim_dict() if scenario.ovirt else None,
+                openstack=scenario.openstack,
+                namespace=scenario.namespace,
+            )
+            _banner("starting NATS, PostgreSQL, the simulators, the cluster and Hoist")
+            async with Stack(spec) as stack:
+                report.phases["stack"] = time.monotonic() - mark
+                _describe(stack, ds.nats is None, ds.postgres is None)
+                code = await _migrate(stack, scenario, report, args)
+                report.seconds = time.monotonic() - began
+                rep.write(args.report, report)
+                _banner("result")
+                for line in rep.summary(report):
+                    print(line)
+                print(f"report: {args.report}")
+                if args.keep:
+                    print(f"\nlogs: {WORKDIR}\nthe stack keeps running; Ctrl-C stops everything.")
+                    for name, value in stack.cli_env().items():
+                        if name != "HOIST_CLI_TOKEN":
+                            print(f"  export {name}={value}")
+                    await until_interrupted()
+                return code
+    except Exception as exc:  # the report says what broke, even when the stack did
+        report.problems.append(f"{exc.__class__.__name__}: {exc}")
+        report.seconds = time.monotonic() - began
+        rep.write(args.report, report)
+        print(f"\ndemo FAILED: {exc}\nlogs: {WORKDIR}\nreport: {args.report}", file=sys.stderr)
+        return 1
+
+
+def _describe(stack: Stack, external_nats: bool, external_db: bool) -> None:
+    print(f"Kubernetes   {stack.cluster.url}  (simulated; kubeconfig {stack.kubeconfig})")
+    if stack.engine is not None:
+        inv = stack.engine.inv
+        print(f"oVirt        {stack.engine.api_url}  ({len(inv.vms)} VMs, {len(inv.disks)} disks)")
+    if stack.cloud is not None:
+        st = stack.cloud.state
+        print(
+            f"OpenStack    {stack.cloud.auth_url}  ({len(st.servers)} servers, "
+            f"{len(st.volumes)} volumes)"
+        )
+    print(f"NATS         {stack.spec.nats_url}{'  (HOIST_NATS_URL)' if external_nats else ''}")
+    print(f"PostgreSQL   {'HOIST_DATABASE_URL' if external_db else 'private server'}")
+    for name, svc in stack.services.items():
+        print(f"{name:<13}{svc.url}")
+
+
+async def _migrate(
+    stack: Stack, scenario: dsc.Scenario, report: rep.Report, args: argparse.Namespace
+) -> int:
+    hoist = Hoist(stack.cli_env(), REPO)
+    mark = time.monotonic()
+    _banner("registering providers, creating maps and plans (hoist CLI)")
+    await register_and_plan(hoist, stack, scenario)
+    report.phases["providers and plans"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    _banner("starting every plan")
+    for plan in scenario.plans:
+        await hoist.run("plans", "start", plan.name)
+    deadline = time.monotonic() + args.timeout
+    for plan in scenario.plans:
+        _banner(f"hoist watch {plan.name}")
+        left = deadline - time.monotonic()
+        if not await hoist.watch(plan.name, left):
+            report.problems.append(
+                f"plan {plan.name}: not finished within --timeout {args.timeout:.0f} s"
+            )
+    report.phases["migration"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    _banner("verifying every disk (sha256) and VM configuration")
+    await verify_plans(stack, scenario, report)
+    report.phases["verification"] = time.monotonic() - mark
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.demo",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--scenario", type=Path, default=dsc.DEFAULT_PATH, help="scenario YAML (docs/demo.md)"
+    )
+    parser.add_argument(
+        "--report", type=Path, default=Path("demo-report.json"), help="where the report goes"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds the migrations may take in all"
+    )
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
 

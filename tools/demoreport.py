@@ -1,0 +1,216 @@
+"""``demo-report.json``: what the demo migrated, how long each step took, and whether every
+disk and VM came out as the source had it.
+
+Shape (``docs/demo.md`` explains each field)::
+
+    {"ok": bool, "scenario": str, "startedAt": iso, "seconds": float,
+     "phases": {"stack": s, "providers": s, "plans": s, "migration": s, "verification": s},
+     "problems": [str],                       # failures outside any one VM
+     "plans": [{"name", "source", "namespace", "phase", "ok",
+                "vms": [{"name", "id", "targetName", "status", "error", "ok",
+                         "steps": [{"name", "state", "startedAt", "completedAt", "seconds"}],
+                         "disks": [{"id", "name", "claim", "bytes", "dataBytes",
+                                    "sourceSha256", "targetSha256", "match",
+                                    "transferSeconds", "mibPerSecond", "qemuCompare",
+                                    "error"}],
+                         "config": {"ok", "mismatches": [str]}}]}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tools.verifying import DiskComparison, mib_per_second
+
+DISK_TRANSFER = "DiskTransfer"
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return round(delta.total_seconds(), 3)
+
+
+def step_timings(view: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each pipeline step of a planner VM view (``GET /api/v1/plans/{plan}/vms/{vm}``)."""
+    return [
+        {
+            "name": s.get("name"),
+            "state": s.get("state"),
+            "startedAt": s.get("startedAt"),
+            "completedAt": s.get("completedAt"),
+            "seconds": seconds_between(s.get("startedAt"), s.get("completedAt")),
+        }
+        for s in view.get("pipeline") or []
+    ]
+
+
+def transfer_task(view: Mapping[str, Any], disk_id: str) -> Mapping[str, Any] | None:
+    """The DiskTransfer task of one disk (its task id is the disk id)."""
+    for s in view.get("pipeline") or []:
+        if s.get("name") == DISK_TRANSFER:
+            for t in s.get("tasks") or []:
+                if t.get("id") == disk_id:
+                    return t  # type: ignore[no-any-return]
+    return None
+
+
+@dataclass
+class DiskResult:
+    id: str
+    name: str
+    bytes: int
+    claim: str | None = None
+    comparison: DiskComparison | None = None
+    transfer_seconds: float | None = None
+    transferred: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.comparison is not None and self.comparison.match
+
+    def json(self) -> dict[str, Any]:
+        c = self.comparison
+        moved = self.transferred if self.transferred else self.bytes
+        return {
+            "id": self.id,
+            "name": self.name,
+            "claim": self.claim,
+            "bytes": self.bytes,
+            "dataBytes": c.source.data_bytes if c else None,
+            "sourceSha256": c.source.sha256 if c else None,
+            "targetSha256": c.target.sha256 if c else None,
+            "match": bool(c and c.match),
+            "transferSeconds": self.transfer_seconds,
+            "mibPerSecond": mib_per_second(moved, self.transfer_seconds),
+            "qemuCompare": c.qemu_compare if c else None,
+            "error": self.error,
+        }
+
+
+@dataclass
+class VmResult:
+    name: str
+    id: str
+    target_name: str | None = None
+    status: str | None = None
+    error: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    disks: list[DiskResult] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.status == "Succeeded"
+            and not self.mismatches
+            and bool(self.disks)
+            and all(d.ok for d in self.disks)
+        )
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "targetName": self.target_name,
+            "status": self.status,
+            "error": self.error,
+            "ok": self.ok,
+            "steps": self.steps,
+            "disks": [d.json() for d in self.disks],
+            "config": {"ok": not self.mismatches, "mismatches": self.mismatches},
+        }
+
+
+@dataclass
+class PlanResult:
+    name: str
+    source: str
+    namespace: str
+    phase: str | None = None
+    vms: list[VmResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.phase == "Succeeded" and bool(self.vms) and all(v.ok for v in self.vms)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "namespace": self.namespace,
+            "phase": self.phase,
+            "ok": self.ok,
+            "vms": [v.json() for v in self.vms],
+        }
+
+
+@dataclass
+class Report:
+    scenario: str
+    started_at: str
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    plans: list[PlanResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and bool(self.plans) and all(p.ok for p in self.plans)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "scenario": self.scenario,
+            "startedAt": self.started_at,
+            "seconds": round(self.seconds, 1),
+            "phases": {k: round(v, 1) for k, v in self.phases.items()},
+            "problems": self.problems,
+            "plans": [p.json() for p in self.plans],
+        }
+
+
+def write(path: Path, report: Report) -> None:
+    """Atomically: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report.json(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def summary(report: Report) -> list[str]:
+    """The lines the demo prints at the end: one per disk, then the verdict."""
+    lines = []
+    for p in report.plans:
+        lines.append(f"plan {p.name} ({p.source} -> {p.namespace}): {p.phase or 'not started'}")
+        for v in p.vms:
+            mark = "ok " if v.ok else "BAD"
+            lines.append(f"  {mark} VM {v.name} -> {v.target_name or '-'}: {v.status or '-'}")
+            if v.error:
+                lines.append(f"        error: {v.error}")
+            for d in v.disks:
+                j = d.json()
+                rate = f"{j['mibPerSecond']} MiB/s" if j["mibPerSecond"] else "- MiB/s"
+                sha = (j["sourceSha256"] or "-")[:16]
+                verdict = "sha256 match" if d.ok else f"MISMATCH ({d.error or 'content'})"
+                lines.append(
+                    f"        disk {d.name:<18} {d.bytes / (1 << 20):>9.0f} MiB  {rate:>13}  "
+                    f"{sha}  {verdict}"
+                )
+            for problem in v.mismatches:
+                lines.append(f"        config: {problem}")
+            if not v.mismatches and v.status == "Succeeded":
+                lines.append("        config: CPU, memory, firmware, disks, NICs match the source")
+    for problem in report.problems:
+        lines.append(f"problem: {problem}")
+    verdict = "PASSED" if report.ok else "FAILED"
+    lines.append(f"demo {verdict} in {report.seconds:.0f} s")
+    return lines

@@ -1,0 +1,154 @@
+"""After the plans ran: what the planner says about each VM, and what really arrived.
+
+Status and step timings come from the planner's API (the same the CLI reads); the disks and
+VirtualMachines are read from the cluster and compared with the simulators' own model
+(``tools.verifying``, ``tools.vmcheck``), so the check trusts none of Hoist's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from services.orchestrator.naming import label_value
+from shared import labels
+from tools import demoreport as rep
+from tools import demoscenario as dsc
+from tools import vmcheck
+from tools.stack import Stack
+from tools.verifying import VerifyError, compare_disk
+
+
+async def verify_plans(stack: Stack, scenario: dsc.Scenario, report: rep.Report) -> None:
+    for plan, result in zip(scenario.plans, report.plans, strict=True):
+        try:
+            await _verify_plan(stack, plan, result)
+        except Exception as exc:  # one plan's trouble must not hide the others' results
+            report.problems.append(f"plan {plan.name}: {exc.__class__.__name__}: {exc}")
+
+
+async def _planner_get(stack: Stack, path: str) -> Any:
+    planner = stack.services["planner"]
+    r = await planner.client.get(path, headers=planner.auth())
+    if r.status_code != 200:
+        raise RuntimeError(f"GET {path}: {r.status_code} {r.text[:300]}")
+    return r.json()
+
+
+async def _verify_plan(stack: Stack, plan: dsc.PlanSpec, result: rep.PlanResult) -> None:
+    body = await _planner_get(stack, f"/api/v1/plans/{plan.name}")
+    migration = (body.get("status") or {}).get("migration") or {}
+    result.phase = migration.get("phase") or body.get("phase")
+    page = await _planner_get(stack, f"/api/v1/plans/{plan.name}/vms?limit=1000")
+    by_name = {item["name"]: item for item in page.get("items") or []}
+    for name in plan.vms:
+        expected = _expected(stack, plan, name)
+        vm = rep.VmResult(name, expected.vm_id)
+        result.vms.append(vm)
+        item = by_name.get(name)
+        view: Mapping[str, Any] = {}
+        if item is None:
+            vm.error = "the plan's migration has no such VM"
+        else:
+            view = await _planner_get(stack, f"/api/v1/plans/{plan.name}/vms/{item['id']}")
+            vm.target_name = view.get("targetName")
+            vm.status = view.get("phase")
+            error = view.get("error")
+            vm.error = (error.get("message") if isinstance(error, Mapping) else error) or None
+            vm.steps = rep.step_timings(view)
+        await _check_target(stack, result.namespace, expected, vm, view)
+
+
+def _expected(stack: Stack, plan: dsc.PlanSpec, name: str) -> vmcheck.ExpectedVm:
+    if plan.source == "ovirt":
+        if stack.engine is None:
+            raise RuntimeError("no oVirt engine in the stack")
+        inv = stack.engine.inv
+        src = next((v for v in inv.vms.values() if v.name == name), None)
+        if src is None:
+            raise RuntimeError(f"the engine has no VM {name!r}")
+        return vmcheck.from_ovirt(inv, src, plan.networks, plan.target_power_state)
+    if stack.cloud is None:
+        raise RuntimeError("no OpenStack cloud in the stack")
+    state = stack.cloud.state
+    server = next((s for s in state.servers.values() if s.name == name), None)
+    if server is None:
+        raise RuntimeError(f"the cloud has no server {name!r}")
+    return vmcheck.from_openstack(state, server, plan.networks, plan.target_power_state)
+
+
+async def _check_target(
+    stack: Stack,
+    namespace: str,
+    expected: vmcheck.ExpectedVm,
+    vm: rep.VmResult,
+    view: Mapping[str, Any],
+) -> None:
+    async with stack.kube() as api:
+        claims = await _claims(api, namespace, expected.vm_id)
+        target = await _virtual_machine(api, namespace, vm.target_name) if vm.target_name else None
+    vm.mismatches = vmcheck.check_vm(expected, target)
+    for disk in expected.disks:
+        d = rep.DiskResult(disk.disk_id, disk.name, disk.size)
+        vm.disks.append(d)
+        task = rep.transfer_task(view, disk.disk_id)
+        if task is not None:
+            d.transfer_seconds = rep.seconds_between(task.get("startedAt"), task.get("completedAt"))
+            d.transferred = int((task.get("progress") or {}).get("total") or 0) or None
+        d.claim = claims.get(label_value(disk.disk_id))
+        if d.claim is None:
+            d.error = "no claim in the target namespace"
+            continue
+        try:
+            source = disk.path
+            if source is None and stack.engine is not None:
+                source = await stack.engine.image_path(disk.disk_id)
+            if source is None:
+                raise VerifyError("the source image is unknown")
+            target_file = await stack.volume_file(namespace, d.claim)
+            d.comparison = await asyncio.to_thread(
+                compare_disk, source, disk.format, target_file, disk.size
+            )
+        except (VerifyError, OSError, client.ApiException) as exc:
+            d.error = str(exc)
+        print(_line(vm.name, d), flush=True)
+
+
+def _line(vm: str, d: rep.DiskResult) -> str:
+    j = d.json()
+    if d.error:
+        return f"  {vm}/{d.name}: {d.error}"
+    verdict = "match" if j["match"] else "MISMATCH"
+    return (
+        f"  {vm}/{d.name}: {d.bytes >> 20} MiB, source {str(j['sourceSha256'])[:16]} "
+        f"target {str(j['targetSha256'])[:16]}: {verdict}"
+    )
+
+
+async def _claims(api: client.ApiClient, namespace: str, vm_id: str) -> dict[str, str]:
+    """The label value of each disk id -> the name of the claim that holds it."""
+    found = await client.CoreV1Api(api).list_namespaced_persistent_volume_claim(
+        namespace, label_selector=f"{labels.VM}={label_value(vm_id)}"
+    )
+    return {
+        (pvc.metadata.labels or {}).get(labels.DISK, ""): pvc.metadata.name
+        for pvc in found.items
+        if pvc.metadata.deletion_timestamp is None
+    }
+
+
+async def _virtual_machine(
+    api: client.ApiClient, namespace: str, name: str
+) -> Mapping[str, Any] | None:
+    try:
+        obj = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "kubevirt.io", "v1", namespace, "virtualmachines", name
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj  # type: ignore[no-any-return]
