@@ -16,7 +16,9 @@ help:
 	@echo "make setup   install system packages (Debian), create $(VENV), install Hoist"
 	@echo "make test    run the test suite against real NATS and PostgreSQL servers"
 	@echo "make lint    ruff, mypy and the import contract"
-	@echo "make demo    start NATS, PostgreSQL and the four services; show their health"
+	@echo "make demo    migrate the demo's oVirt and OpenStack VMs into KubeVirt through the"
+	@echo "             hoist CLI, check every disk byte for byte, write demo-report.json"
+	@echo "             (SCENARIO=path.yaml: another scenario, docs/demo.md; DEMO_ARGS=--keep)"
 	@echo "make bench   run every benchmark under bench/ and print a table"
 
 setup: $(STAMP) $(OS_STAMP)
@@ -46,7 +48,7 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 demo: setup
-	$(PY) -m tools.demo $(DEMO_ARGS)
+	$(PY) -m tools.demo $(if $(SCENARIO),--scenario $(SCENARIO)) $(DEMO_ARGS)
 
 bench: setup
 	$(PY) -m tools.bench $(BENCH_ARGS)
