@@ -78,12 +78,13 @@ class Hoist:
         """``hoist watch PLAN`` on the terminal (its progress bars) until the plan ends.
         False when it outlives ``timeout``; its own exit code (non-zero: some VM did not
         succeed) is left to the verification, which says which and why."""
-        self._show(("watch", plan))
+        args = ("watch", plan, "--timeout", f"{max(1.0, timeout):.0f}")
+        self._show(args)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", "watch", plan, env=self.env, cwd=self.cwd
+            sys.executable, "-m", "cli", *args, env=self.env, cwd=self.cwd
         )
         try:
-            await asyncio.wait_for(proc.wait(), max(1.0, timeout))
+            await asyncio.wait_for(proc.wait(), max(1.0, timeout) + 30)  # a hang guard
             return True
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):

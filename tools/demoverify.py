@@ -21,6 +21,8 @@ from tools import vmcheck
 from tools.stack import Stack
 from tools.verifying import VerifyError, compare_disk
 
+FINAL = ("Succeeded", "Failed", "Canceled")
+
 
 async def verify_plans(stack: Stack, scenario: dsc.Scenario, report: rep.Report) -> None:
     for plan, result in zip(scenario.plans, report.plans, strict=True):
@@ -28,6 +30,11 @@ async def verify_plans(stack: Stack, scenario: dsc.Scenario, report: rep.Report)
             await _verify_plan(stack, plan, result)
         except Exception as exc:  # one plan's trouble must not hide the others' results
             report.problems.append(f"plan {plan.name}: {exc.__class__.__name__}: {exc}")
+        if result.phase not in FINAL:
+            report.problems.append(
+                f"plan {plan.name}: still {result.phase or 'not started'} when the watch ended "
+                "(--timeout)"
+            )
 
 
 async def _planner_get(stack: Stack, path: str) -> Any:
