@@ -11,9 +11,9 @@ import click
 import yaml
 from rich.text import Text
 
-from cli.app import json_mode, output_option, run
 from cli.client import Api
 from cli.output import emit_json, fields, out, problems, table
+from cli.runner import json_mode, output_option, run
 
 KINDS = ("network", "storage")
 VOLUME_MODES = ("Filesystem", "Block")

@@ -9,10 +9,10 @@ import click
 from rich.text import Text
 
 from cli import watching
-from cli.app import Failure, json_mode, output_option, run, state
 from cli.client import Api
 from cli.maps import load_body
 from cli.output import emit_json, emit_line, fields, out, problems, styled, table
+from cli.runner import Failure, json_mode, output_option, run, state
 
 POWER_STATES = ("on", "off", "auto")
 

@@ -13,9 +13,9 @@ from typing import Any
 import click
 from rich.text import Text
 
-from cli.app import Failure, json_mode, output_option, run
 from cli.client import Api
 from cli.output import SEVERITY_STYLE, emit_json, fields, out, styled, table
+from cli.runner import Failure, json_mode, output_option, run
 
 TYPES = ("ovirt", "openstack", "kubevirt")
 SEVERITY_ORDER = {"Critical": 0, "Warning": 1, "Information": 2}

@@ -19,9 +19,9 @@ import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
-from cli.app import Failure, json_mode, output_option, run, state
 from cli.client import Api
 from cli.output import duration, emit_json, emit_line, err, fields, out, size, styled, table
+from cli.runner import Failure, json_mode, output_option, run, state
 
 FINAL = ("Succeeded", "Failed", "Canceled")
 TRANSFER = "DiskTransfer"
