@@ -3,35 +3,19 @@ YAML/JSON file holding the API's body (flags override the file)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from rich.text import Text
 
+from cli.bodies import body_options, merged
 from cli.client import Api
 from cli.output import emit_json, fields, out, problems, table
-from cli.runner import json_mode, output_option, run
+from cli.runner import json_mode, output_option, run, show
 
 KINDS = ("network", "storage")
 VOLUME_MODES = ("Filesystem", "Block")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod")
-
-
-def load_body(path: str) -> dict[str, Any]:
-    """An API body from a YAML (or JSON, which is YAML) file, or ``-`` for stdin."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        raise click.BadParameter(f"{path}: {exc.strerror}", param_hint="-f") from None
-    except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is not YAML or JSON: {exc}", param_hint="-f") from None
-    if not isinstance(data, dict):
-        raise click.BadParameter(f"{path}: expected a mapping (the API's body)", param_hint="-f")
-    return data
 
 
 def _source(text: str) -> dict[str, str]:
@@ -104,29 +88,17 @@ def map_body(
     entries: tuple[str, ...],
     description: str | None,
 ) -> dict[str, Any]:
-    body = load_body(file) if file else {}
     parse = network_entry if kind == "network" else storage_entry
-    over: dict[str, Any] = {
+    flags: dict[str, Any] = {
         "name": name,
         "sourceProvider": source,
         "targetProvider": target,
         "description": description,
         "entries": [parse(e) for e in entries] or None,
     }
-    body.update({k: v for k, v in over.items() if v is not None})
-    missing = [
-        flag
-        for key, flag in (
-            ("name", "NAME"),
-            ("sourceProvider", "--source"),
-            ("targetProvider", "--target"),
-            ("entries", "--entry"),
-        )
-        if not body.get(key)
-    ]
-    if missing:
-        raise click.UsageError(f"missing {', '.join(missing)} (give them, or -f FILE with them)")
-    return body
+    required = [("name", "NAME"), ("sourceProvider", "--source"),
+                ("targetProvider", "--target"), ("entries", "--entry")]  # fmt: skip
+    return merged(file, flags, required)
 
 
 def _destination(kind: str, d: dict[str, Any]) -> str:
@@ -177,15 +149,7 @@ def _create_command(kind: str) -> None:
 
     @create.command(kind, help=f"Create a {kind} map (--entry {example}, repeatable).")
     @click.argument("name", required=False)
-    @click.option(
-        "-f",
-        "--file",
-        "file",
-        type=click.Path(dir_okay=False, allow_dash=True),
-        help="The API body as YAML or JSON; flags override it.",
-    )
-    @click.option("--source", help="Source provider (name or id).")
-    @click.option("--target", help="Target provider (name or id).")
+    @body_options
     @click.option("--entry", "entries", multiple=True, metavar="SPEC", help="SRC=DEST, repeatable.")
     @click.option("--description")
     @output_option
@@ -254,10 +218,7 @@ def get(kind: str, ref: str) -> None:
 
     async def work(api: Api) -> None:
         m = await api.get("planner", f"/api/v1/{kind}maps/{ref}")
-        if json_mode():
-            emit_json(m)
-        else:
-            show_map(kind, m)
+        show(m, lambda: show_map(kind, m))
 
     run(work)
 
@@ -271,9 +232,6 @@ def delete(kind: str, ref: str) -> None:
 
     async def work(api: Api) -> None:
         await api.delete("planner", f"/api/v1/{kind}maps/{ref}")
-        if json_mode():
-            emit_json({"deleted": ref, "kind": kind})
-        else:
-            out.print(f"{kind} map {ref} deleted")
+        show({"deleted": ref, "kind": kind}, lambda: out.print(f"{kind} map {ref} deleted"))
 
     run(work)

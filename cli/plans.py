@@ -9,10 +9,10 @@ import click
 from rich.text import Text
 
 from cli import watching
+from cli.bodies import body_options, merged
 from cli.client import Api
-from cli.maps import load_body
 from cli.output import emit_json, emit_line, fields, out, problems, styled, table
-from cli.runner import Failure, json_mode, output_option, run, state
+from cli.runner import Failure, json_mode, output_option, run, show, state
 
 POWER_STATES = ("on", "off", "auto")
 
@@ -50,15 +50,7 @@ def _vm_ref(text: str) -> dict[str, str]:
 
 @plans.command("create")
 @click.argument("name", required=False)
-@click.option(
-    "-f",
-    "--file",
-    "file",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="The API body as YAML or JSON; flags override it.",
-)
-@click.option("--source", help="Source provider (name or id).")
-@click.option("--target", help="Target provider (name or id).")
+@body_options
 @click.option("--namespace", help="Target namespace.")
 @click.option("--network-map", help="Network map (name or id).")
 @click.option("--storage-map", help="Storage map (name or id).")
@@ -89,8 +81,7 @@ def create(
     description: str | None,
 ) -> None:
     """Create a plan; it is validated at once and its problems are shown."""
-    body = load_body(file) if file else {}
-    over: dict[str, Any] = {
+    flags: dict[str, Any] = {
         "name": name,
         "sourceProvider": source,
         "targetProvider": target,
@@ -102,25 +93,14 @@ def create(
         "transferNetwork": transfer_network,
         "description": description,
     }
-    body.update({k: v for k, v in over.items() if v is not None})
+    required = [("name", "NAME"), ("sourceProvider", "--source"), ("targetProvider", "--target"),
+                ("targetNamespace", "--namespace"), ("networkMap", "--network-map"),
+                ("storageMap", "--storage-map")]  # fmt: skip
+    body = merged(file, flags, required)
+    if not body.get("vms") and not body.get("vmSelector"):
+        raise click.UsageError("missing --vm (give it, or -f FILE with vms or vmSelector)")
     if max_disks_in_flight is not None:
         body["limits"] = {**(body.get("limits") or {}), "maxDisksInFlight": max_disks_in_flight}
-    missing = [
-        flag
-        for key, flag in (
-            ("name", "NAME"),
-            ("sourceProvider", "--source"),
-            ("targetProvider", "--target"),
-            ("targetNamespace", "--namespace"),
-            ("networkMap", "--network-map"),
-            ("storageMap", "--storage-map"),
-        )
-        if not body.get(key)
-    ]
-    if not body.get("vms") and not body.get("vmSelector"):
-        missing.append("--vm")
-    if missing:
-        raise click.UsageError(f"missing {', '.join(missing)} (give them, or -f FILE with them)")
 
     async def work(api: Api) -> None:
         plan = await api.post("planner", "/api/v1/plans", body)
@@ -141,10 +121,7 @@ def validate(ref: str) -> None:
 
     async def work(api: Api) -> int:
         plan = await api.post("planner", f"/api/v1/plans/{ref}/validate")
-        if json_mode():
-            emit_json(plan)
-        else:
-            show_plan(plan)
+        show(plan, lambda: show_plan(plan))
         return 1 if _errors(plan) else 0
 
     run(work)
@@ -207,10 +184,7 @@ def get(ref: str) -> None:
 
     async def work(api: Api) -> None:
         plan = await api.get("planner", f"/api/v1/plans/{ref}")
-        if json_mode():
-            emit_json(plan)
-        else:
-            show_plan(plan)
+        show(plan, lambda: show_plan(plan))
 
     run(work)
 
@@ -223,10 +197,7 @@ def delete(ref: str) -> None:
 
     async def work(api: Api) -> None:
         await api.delete("planner", f"/api/v1/plans/{ref}")
-        if json_mode():
-            emit_json({"deleted": ref})
-        else:
-            out.print(f"plan {ref} deleted")
+        show({"deleted": ref}, lambda: out.print(f"plan {ref} deleted"))
 
     run(work)
 

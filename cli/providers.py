@@ -15,7 +15,7 @@ from rich.text import Text
 
 from cli.client import Api
 from cli.output import SEVERITY_STYLE, emit_json, fields, out, styled, table
-from cli.runner import Failure, json_mode, output_option, run
+from cli.runner import Failure, json_mode, output_option, run, show
 
 TYPES = ("ovirt", "openstack", "kubevirt")
 SEVERITY_ORDER = {"Critical": 0, "Warning": 1, "Information": 2}
@@ -310,10 +310,7 @@ def delete(ref: str) -> None:
 
     async def work(api: Api) -> None:
         await api.delete("inventory", f"/api/v1/providers/{ref}")
-        if json_mode():
-            emit_json({"deleted": ref})
-        else:
-            out.print(f"provider {ref} deleted")
+        show({"deleted": ref}, lambda: out.print(f"provider {ref} deleted"))
 
     run(work)
 
@@ -326,10 +323,7 @@ def refresh(ref: str) -> None:
 
     async def work(api: Api) -> None:
         body = await api.post("inventory", f"/api/v1/providers/{ref}/refresh")
-        if json_mode():
-            emit_json(body)
-        else:
-            out.print(f"refresh of provider {ref} requested")
+        show(body, lambda: out.print(f"refresh of provider {ref} requested"))
 
     run(work)
 

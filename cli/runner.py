@@ -16,7 +16,7 @@ import click
 
 from cli.client import Api, ApiError, Unreachable, connect
 from cli.config import Flags, resolve
-from cli.output import report_error
+from cli.output import emit_json, report_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 OUTPUTS = ("table", "json")
@@ -81,3 +81,11 @@ def run(work: Callable[[Api], Awaitable[int | None]]) -> None:
         raise click.exceptions.Exit(1) from None
     if code:
         raise click.exceptions.Exit(code)
+
+
+def show(doc: Any, render: Callable[[], None]) -> None:
+    """``doc`` as JSON in json mode, else what ``render`` prints for people."""
+    if json_mode():
+        emit_json(doc)
+    else:
+        render()

@@ -6,33 +6,21 @@ them into the status the CLI reads."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-
-import pytest
 
 from shared import catalog
 from shared import payloads as p
 from shared.bus import Bus
-from shared.devservices import DevServices
-from shared.settings import NatsSettings
 from tests.cli.conftest import Hoist
 from tests.conftest import eventually
-from tests.inventory.conftest import PREFIX, api, unique
+from tests.inventory.conftest import api, unique
 from tests.planner.conftest import NAMESPACE
+from tests.planner.test_lifecycle import orchestrator
 from tools.processes import ServiceProcess
 
 GIB = 1 << 30
-
-
-@pytest.fixture
-async def orchestrator(servers: DevServices) -> AsyncIterator[Bus]:
-    """The bus as the orchestrator uses it (the services' installation prefix)."""
-    bus = Bus(NatsSettings(url=servers.nats_url, prefix=PREFIX), source="/hoist/orchestrator")
-    await bus.connect()
-    yield bus
-    await bus.drain()
+__all__ = ["orchestrator"]  # the fixture: the bus as the orchestrator uses it
 
 
 class Run:
