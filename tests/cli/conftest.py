@@ -53,7 +53,9 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def run_cli(args: Sequence[str], env: dict[str, str], stdin: str | None = None) -> Result:
+async def run_cli(
+    args: Sequence[str], env: dict[str, str], stdin: str | None = None, guard: float = HANG_GUARD
+) -> Result:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -66,9 +68,7 @@ async def run_cli(args: Sequence[str], env: dict[str, str], stdin: str | None = 
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(
-            proc.communicate((stdin or "").encode()), timeout=HANG_GUARD
-        )
+        out, err = await asyncio.wait_for(proc.communicate((stdin or "").encode()), timeout=guard)
     except TimeoutError:
         proc.kill()
         await proc.wait()

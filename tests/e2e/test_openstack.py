@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sim.openstack.cloud import Cloud
 from sim.openstack.state import Server
+from tests.cli.conftest import cli_env, run_cli
 from tests.e2e.conftest import create_plan, same_bytes, start, vms_of, wait_migration
 from tests.e2e.test_ovirt import VALIDATOR, VM_KIND, _bytes, claim_of, target_vm
 from tools.stack import Stack
@@ -52,10 +53,21 @@ async def test_image_backed_and_boot_from_volume_servers_migrate(
     servers_made: dict[str, Server],
     providers: dict[str, str],
     maps: dict[str, tuple[str, str]],
+    tmp_path: Path,
 ) -> None:
     web, bfv = servers_made["e2e-web"], servers_made["e2e-bfv"]
     plan = await create_plan(stack, providers, maps, "openstack", [web.name, bfv.name])
     migration = await start(stack, plan)
+    # Followed as a user follows it: `hoist watch`, whose exit code says how it ended.
+    env = cli_env(tmp_path, **stack.cli_env())
+    watched = await run_cli(
+        ["watch", plan["name"], "-o", "json", "--interval", "0.5"], env, guard=400
+    )
+    assert watched.code == 0, watched
+    lines = watched.lines()
+    assert lines[-1]["type"] == "summary", lines[-1]
+    assert lines[-1]["succeeded"] is True
+    assert sorted(v["name"] for v in lines[-1]["vms"]) == sorted([web.name, bfv.name])
     ended = await wait_migration(stack, plan, migration["id"], within=300)
     assert ended["phase"] == "Succeeded", ended
     views = await vms_of(stack, plan)

@@ -6,6 +6,7 @@ the source VM's configuration.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -13,6 +14,7 @@ from kubernetes_asyncio import client
 from sim.kube.kinds import BUILTIN, Registry
 from sim.kube.validation import Validator
 from sim.ovirt.engine import Engine
+from tests.cli.conftest import cli_env, run_cli
 from tests.conftest import eventually
 from tests.e2e.conftest import (
     NAMESPACE,
@@ -146,13 +148,19 @@ async def test_vms_migrate_byte_exact_and_progress_shows_while_copying(
 
 
 async def test_a_failing_disk_fails_its_vm_and_a_rerun_skips_what_succeeded(
-    stack: Stack, providers: dict[str, str], maps: dict[str, tuple[str, str]]
+    stack: Stack, providers: dict[str, str], maps: dict[str, tuple[str, str]], tmp_path: Path
 ) -> None:
     engine = stack.engine
     assert engine is not None
     flaky = source_vm(engine, "flaky")
     plan = await create_plan(stack, providers, maps, "ovirt", ["flaky", "steady"])
     first = await start(stack, plan)
+    env = cli_env(tmp_path, **stack.cli_env())
+    watched = await run_cli(
+        ["watch", plan["name"], "-o", "json", "--interval", "0.5"], env, guard=400
+    )
+    assert watched.code == 1, watched  # a VM failed: the exit code says so
+    assert watched.lines()[-1]["succeeded"] is False
     ended = await wait_migration(stack, plan, first["id"], within=300)
     assert ended["phase"] == "Failed", ended
     assert (ended["vms"]["succeeded"], ended["vms"]["failed"]) == (1, 1), ended
