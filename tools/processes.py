@@ -104,3 +104,56 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class ControllerProcess:
+    """``python -m services.orchestrator.controller`` (the populator controller) with the
+    orchestrator's environment, its health port chosen free."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "HOIST_ORCHESTRATOR_CONTROLLER_PORT": str(self.port)}
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"controller-{self.port}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, within: float = 60) -> None:
+        """Launch and wait until ``/readyz`` answers 200 (CRDs registered, watches up)."""
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.orchestrator.controller",
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+            while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"the controller exited:\n{self.logs()[-4000:]}")
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the controller was not ready within {within} s:\n{self.logs()[-4000:]}"
+                    )
+                await asyncio.sleep(0.2)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def stop(self, grace: float = 30) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace``; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        return self.proc.returncode

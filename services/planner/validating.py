@@ -357,7 +357,8 @@ def _plan_nics(
             res.add(
                 f"{path}.nics[{k}]",
                 "NicNotConnected",
-                f"NIC {n.name!r} is connected to no network; it is migrated unplugged",
+                f"NIC {n.name!r} is connected to no network; the VirtualMachine gets no "
+                "interface for it (its MAC is not carried over)",
                 WARNING,
                 vm=vm["id"],
             )

@@ -10,19 +10,15 @@ exactly the plan it runs.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
-import os
-import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kubernetes_asyncio import client
 
 from shared import catalog
@@ -32,7 +28,7 @@ from shared.devservices import DevServices
 from shared.settings import NatsSettings
 from sim.kube.cluster import Cluster
 from tests.conftest import TOKEN, eventually
-from tools.processes import ServiceProcess
+from tools.processes import ControllerProcess, ServiceProcess
 
 POPULATOR_IMAGE = "registry.example/hoist/hoist:test"
 NAMESPACE = "migrated"
@@ -64,57 +60,6 @@ def orchestrator_env(
 
 def orchestrator(env: dict[str, str], logs: Path) -> ServiceProcess:
     return ServiceProcess("orchestrator", env, logs, TOKEN)
-
-
-class ControllerProcess:
-    """``python -m services.orchestrator.controller`` with the orchestrator's environment."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = {**os.environ, **env, "HOIST_ORCHESTRATOR_CONTROLLER_PORT": str(_port())}
-        self.log_path = logs / f"controller-{self.env['HOIST_ORCHESTRATOR_CONTROLLER_PORT']}.log"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "services.orchestrator.controller",
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
-        port = self.env["HOIST_ORCHESTRATOR_CONTROLLER_PORT"]
-
-        async def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.returncode is not None:
-                raise RuntimeError(f"the controller exited:\n{self.logs()[-4000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                async with httpx.AsyncClient() as http:
-                    r = await http.get(f"http://127.0.0.1:{port}/readyz")
-                    return r.status_code == 200
-            return False
-
-        await eventually(ready, within=60, what="the populator controller ready")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-
-def _port() -> int:
-    from shared.devservices import free_port
-
-    return free_port()
 
 
 @contextlib.asynccontextmanager
@@ -259,4 +204,4 @@ async def labelled(api: client.ApiClient, selector: str) -> dict[str, list[str]]
     return out
 
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "ControllerProcess"]

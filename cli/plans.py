@@ -1,0 +1,304 @@
+"""``hoist plans``: create (from flags or a YAML body), validate, list, get, delete, start,
+re-run, cancel, status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.text import Text
+
+from cli import watching
+from cli.bodies import body_options, merged
+from cli.client import Api
+from cli.output import emit_json, emit_line, fields, out, problems, styled, table
+from cli.runner import Failure, json_mode, output_option, run, show, state
+
+POWER_STATES = ("on", "off", "auto")
+
+
+@click.group()
+def plans() -> None:
+    """Migration plans: what to migrate where, and their runs."""
+
+
+def _errors(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in plan.get("problems") or [] if p.get("severity") == "error"]
+
+
+def show_plan(plan: dict[str, Any]) -> None:
+    vms = plan.get("vms") or []
+    fields(
+        [
+            ("name", plan["name"]),
+            ("id", plan["id"]),
+            ("phase", styled(plan["phase"])),
+            ("source", plan.get("sourceProvider")),
+            ("target", f"{plan.get('targetProvider')} namespace {plan.get('targetNamespace')}"),
+            ("maps", f"network {plan.get('networkMap')}, storage {plan.get('storageMap')}"),
+            ("VMs", ", ".join(str(v.get("name") or v.get("id")) for v in vms) or "-"),
+            ("power state", plan.get("targetPowerState")),
+            ("validated", plan.get("validatedAt") or "-"),
+        ]
+    )
+    problems(plan.get("problems") or [])
+
+
+def _vm_ref(text: str) -> dict[str, str]:
+    return {"id": text[3:]} if text.startswith("id:") else {"name": text}
+
+
+@plans.command("create")
+@click.argument("name", required=False)
+@body_options
+@click.option("--namespace", help="Target namespace.")
+@click.option("--network-map", help="Network map (name or id).")
+@click.option("--storage-map", help="Storage map (name or id).")
+@click.option(
+    "--vm",
+    "vms",
+    multiple=True,
+    metavar="NAME_OR_ID",
+    help="A source VM by name (id:<id> by id); repeatable.",
+)
+@click.option("--target-power-state", type=click.Choice(POWER_STATES))
+@click.option("--transfer-network", help="NetworkAttachmentDefinition the copies use.")
+@click.option("--max-disks-in-flight", type=click.IntRange(1, 10_000))
+@click.option("--description")
+@output_option
+def create(
+    name: str | None,
+    file: str | None,
+    source: str | None,
+    target: str | None,
+    namespace: str | None,
+    network_map: str | None,
+    storage_map: str | None,
+    vms: tuple[str, ...],
+    target_power_state: str | None,
+    transfer_network: str | None,
+    max_disks_in_flight: int | None,
+    description: str | None,
+) -> None:
+    """Create a plan; it is validated at once and its problems are shown."""
+    flags: dict[str, Any] = {
+        "name": name,
+        "sourceProvider": source,
+        "targetProvider": target,
+        "targetNamespace": namespace,
+        "networkMap": network_map,
+        "storageMap": storage_map,
+        "vms": [_vm_ref(v) for v in vms] or None,
+        "targetPowerState": target_power_state,
+        "transferNetwork": transfer_network,
+        "description": description,
+    }
+    required = [("name", "NAME"), ("sourceProvider", "--source"), ("targetProvider", "--target"),
+                ("targetNamespace", "--namespace"), ("networkMap", "--network-map"),
+                ("storageMap", "--storage-map")]  # fmt: skip
+    body = merged(file, flags, required)
+    if not body.get("vms") and not body.get("vmSelector"):
+        raise click.UsageError("missing --vm (give it, or -f FILE with vms or vmSelector)")
+    if max_disks_in_flight is not None:
+        body["limits"] = {**(body.get("limits") or {}), "maxDisksInFlight": max_disks_in_flight}
+
+    async def work(api: Api) -> None:
+        plan = await api.post("planner", "/api/v1/plans", body)
+        if json_mode():
+            emit_json(plan)
+        else:
+            out.print(f"plan {plan['name']} created")
+            show_plan(plan)
+
+    run(work)
+
+
+@plans.command("validate")
+@click.argument("ref")
+@output_option
+def validate(ref: str) -> None:
+    """Validate a plan against the inventory now; exit 1 if any problem is an error."""
+
+    async def work(api: Api) -> int:
+        plan = await api.post("planner", f"/api/v1/plans/{ref}/validate")
+        show(plan, lambda: show_plan(plan))
+        return 1 if _errors(plan) else 0
+
+    run(work)
+
+
+@plans.command("list")
+@click.option("--archived", is_flag=True, help="Archived plans instead.")
+@output_option
+def list_(archived: bool) -> None:
+    """Plans, their phase and their current run's counts."""
+
+    async def work(api: Api) -> None:
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await api.get(
+                "planner",
+                "/api/v1/plans",
+                archived=str(archived).lower(),
+                limit=1000,
+                cursor=cursor,
+            )
+            items.extend(page["items"])
+            cursor = page.get("next")
+            if not cursor:
+                break
+        if json_mode():
+            emit_json({"items": items})
+            return
+
+        def counts(p: dict[str, Any]) -> str:
+            m = p.get("migration")
+            if not m:
+                return "-"
+            v = m["vms"]
+            return f"{v['succeeded']}/{v['total']} ok, {v['failed']} failed, {v['running']} running"
+
+        table(
+            ("name", "phase", "VMs", "problems", "current run"),
+            (
+                (
+                    p["name"],
+                    styled(p["phase"]),
+                    len(p.get("vms") or []),
+                    Text(str(len(p.get("problems") or [])), style="red" if _errors(p) else ""),
+                    counts(p),
+                )
+                for p in items
+            ),
+        )
+
+    run(work)
+
+
+@plans.command("get")
+@click.argument("ref")
+@output_option
+def get(ref: str) -> None:
+    """A plan: definition, problems and phase."""
+
+    async def work(api: Api) -> None:
+        plan = await api.get("planner", f"/api/v1/plans/{ref}")
+        show(plan, lambda: show_plan(plan))
+
+    run(work)
+
+
+@plans.command("delete")
+@click.argument("ref")
+@output_option
+def delete(ref: str) -> None:
+    """Delete a plan that is not running."""
+
+    async def work(api: Api) -> None:
+        await api.delete("planner", f"/api/v1/plans/{ref}")
+        show({"deleted": ref}, lambda: out.print(f"plan {ref} deleted"))
+
+    run(work)
+
+
+def _start(ref: str, watch: bool, interval: float, timeout: float | None, rerun: bool) -> None:
+    async def work(api: Api) -> int:
+        plan = await api.post("planner", f"/api/v1/plans/{ref}/start")
+        m = plan["migration"]
+        if json_mode():
+            # In watch mode, the start is the first line of the stream.
+            (emit_line if watch else emit_json)({"type": "started", **m, "plan": plan["name"]})
+        else:
+            out.print(
+                f"plan {plan['name']} started: migration #{m['number']} ({m['id']}), {m['vms']} VMs"
+            )
+            if m["skipped"] or rerun:
+                out.print(
+                    f"{m['skipped']} VMs skipped: an earlier run of this plan migrated them "
+                    "(a re-run tries only the VMs that did not succeed)"
+                )
+        if not watch:
+            return 0
+        return await watching.follow(api, plan["id"], interval, timeout, state().verbose)
+
+    run(work)
+
+
+_WATCH_OPTIONS = [
+    click.option("--watch", is_flag=True, help="Follow the migration until it ends."),
+    click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Give up watching after this many seconds (exit 1).",
+    ),
+]
+
+
+def _with_watch(f: Any) -> Any:
+    for option in reversed(_WATCH_OPTIONS):
+        f = option(f)
+    return f
+
+
+@plans.command("start")
+@click.argument("ref")
+@_with_watch
+@output_option
+def start(ref: str, watch: bool, interval: float, timeout: float | None) -> None:
+    """Start a plan (validated again first)."""
+    _start(ref, watch, interval, timeout, rerun=False)
+
+
+@plans.command("rerun")
+@click.argument("ref")
+@_with_watch
+@output_option
+def rerun(ref: str, watch: bool, interval: float, timeout: float | None) -> None:
+    """Run a plan again: VMs an earlier run migrated are skipped."""
+    _start(ref, watch, interval, timeout, rerun=True)
+
+
+@plans.command("cancel")
+@click.argument("ref")
+@click.option("--vm", "vms", multiple=True, metavar="NAME_OR_ID", help="Only these VMs.")
+@click.option("--reason", default="", help="Why (kept with the cancellation).")
+@output_option
+def cancel(ref: str, vms: tuple[str, ...], reason: str) -> None:
+    """Cancel the running migration, or some of its VMs."""
+
+    async def work(api: Api) -> None:
+        body: dict[str, Any] = {"reason": reason}
+        if vms:
+            listed = await watching.all_vms(api, ref)
+            by_name = {v["name"]: v["id"] for v in listed}
+            ids = {v["id"] for v in listed}
+            unknown = [v for v in vms if v not in ids and v not in by_name]
+            if unknown:
+                raise Failure(f"not in plan {ref}'s current migration: {', '.join(unknown)}")
+            body["vms"] = [v if v in ids else by_name[v] for v in vms]
+        answer = await api.post("planner", f"/api/v1/plans/{ref}/cancel", body)
+        if json_mode():
+            emit_json(answer)
+        else:
+            out.print(f"cancel of plan {ref} requested")
+            for key, value in (answer or {}).items():
+                if isinstance(value, list) and value:
+                    out.print(f"  {key}: {', '.join(map(str, value))}")
+
+    run(work)
+
+
+@plans.command("status")
+@click.argument("ref")
+@click.option("-v", "--verbose", is_flag=True, help="Per disk too.")
+@output_option
+def status(ref: str, verbose: bool) -> None:
+    """The plan's phase and counts; per VM its step, phase and bytes (-v: per disk)."""
+
+    async def work(api: Api) -> None:
+        await watching.show_status(api, ref, verbose or state().verbose)
+
+    run(work)

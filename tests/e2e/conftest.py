@@ -1,0 +1,314 @@
+"""End to end: the whole of Hoist (``tools.stack``) against both sources, driven only through
+the services' HTTP APIs, as a user drives it.
+
+One stack for the package: the simulated oVirt engine (real imageio) and the session's OpenStack
+cloud (real Keystone and Glance) as sources, the simulated cluster as target, the inventory,
+planner, orchestrator and progress services and the populator controller as real processes
+on the session's NATS (a prefix of their own) and PostgreSQL (a database of their own).
+Providers and maps are registered once; each test makes and runs plans of its own VMs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.devservices import DevServices
+from sim.openstack import scenario as sc
+from sim.openstack.cloud import Cloud
+from sim.openstack.state import Server
+from tests.conftest import TOKEN, create_database, drop_database, eventually
+from tests.inventory.conftest import api, unique, wait_phase
+from tools.processes import ServiceProcess
+from tools.stack import Stack, StackSpec
+
+NAMESPACE = "migrated"
+MiB = 1 << 20
+FINAL = ("Succeeded", "Failed", "Canceled")
+
+
+def _disk(name: str, size: str = "8MiB", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "size": size, "allocated": 0.5, "extent": "1MiB", **extra}
+
+
+#: The engine. ``slow-*`` disks are throttled so a copy lasts long enough to be watched and
+#: canceled; ``flaky-disk``'s transfers pause (the populator fails) until a test lifts it.
+OVIRT: dict[str, Any] = {
+    "networks": [{"name": "prod", "vlan": 100}],
+    "vms": [
+        {
+            "name": "web",
+            "firmware": "uefi",
+            "cpu": {"sockets": 1, "cores": 2, "threads": 1},
+            "memory": "2GiB",
+            "nics": [{"network": "prod", "model": "virtio"}],
+            "disks": [
+                _disk("web-root", "16MiB", format="cow", bootable=True, interface="virtio_scsi"),
+                _disk("slow-web-data", "24MiB", interface="virtio"),
+            ],
+        },
+        {"name": "db", "status": "down", "nics": [{"network": "prod"}], "disks": [_disk("db")]},
+        {"name": "flaky", "nics": [{"network": "prod"}], "disks": [_disk("flaky-disk")]},
+        {"name": "steady", "nics": [{"network": "prod"}], "disks": [_disk("steady-disk")]},
+        {"name": "slow", "nics": [{"network": "prod"}], "disks": [_disk("slow-disk", "48MiB")]},
+    ],
+    "faults": [
+        {"kind": "bandwidth", "disk": "slow-web-data", "bytes_per_second": "3MiB"},
+        {"kind": "bandwidth", "disk": "slow-disk", "bytes_per_second": "2MiB"},
+        {"kind": "paused_system", "disk": "flaky-disk"},
+    ],
+}
+
+
+@pytest.fixture(scope="package")
+def servers_made(cloud: Cloud) -> dict[str, Server]:
+    """This module's OpenStack servers, added to the session's cloud: one image-backed with
+    a data volume, one booting from a volume (shut off, so it must stay off)."""
+    tag = uuid.uuid4().hex[:4]
+    specs = [
+        sc.Server(
+            name=f"e2e-web-{tag}",
+            flavor="m1.small",
+            networks=["private"],
+            root=sc.Disk(size_mib=12, data_mib=4),
+            volumes=[sc.Volume(name=f"e2e-web-data-{tag}", size_mib=8, data_mib=2)],
+        ),
+        sc.Server(
+            name=f"e2e-bfv-{tag}",
+            flavor="m1.small",
+            networks=["private"],
+            boot="volume",
+            status="SHUTOFF",
+            root=sc.Disk(size_mib=12, data_mib=3),
+        ),
+    ]
+    return {s.name.rsplit("-", 1)[0]: cloud.add_server(s) for s in specs}
+
+
+@pytest.fixture(scope="package")
+async def stack(
+    servers: DevServices,
+    cloud: Cloud,
+    servers_made: dict[str, Server],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    database_url = await create_database(servers.database_url)
+    spec = StackSpec(
+        workdir=tmp_path_factory.mktemp("stack"),
+        nats_url=servers.nats_url,
+        database_url=database_url,
+        token=TOKEN,
+        ovirt=OVIRT,
+        prefix=f"e2e{uuid.uuid4().hex[:8]}",
+        namespace=NAMESPACE,
+        env={
+            "HOIST_ORCHESTRATOR_LEASE_SECONDS": "8",
+            "HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS": "1",
+        },
+    )
+    try:
+        async with Stack(spec, cloud=cloud) as running:
+            yield running
+    finally:
+        await drop_database(database_url)
+
+
+def svc(stack: Stack, name: str) -> ServiceProcess:
+    return stack.services[name]
+
+
+@pytest.fixture(scope="package")
+async def providers(stack: Stack, cloud: Cloud) -> dict[str, str]:
+    """The engine (its certificate pinned by fingerprint), the cloud (its CA) and the cluster
+    Hoist runs in, registered through the inventory's API and Ready: kind -> id."""
+    inventory = svc(stack, "inventory")
+    ovirt = stack.ovirt_credentials()
+    given = cloud.credentials()
+    ca = given.pop("cacert")
+    bodies = {
+        "ovirt": {
+            "name": unique("engine"),
+            "type": "ovirt",
+            "url": ovirt["url"],
+            "credentials": {"user": ovirt["user"], "password": ovirt["password"]},
+            "tls": {"fingerprint": ovirt["fingerprint"]},
+        },
+        "openstack": {
+            "name": unique("cloud"),
+            "type": "openstack",
+            "url": cloud.auth_url,
+            "credentials": given,
+            "tls": {"caCert": ca},
+        },
+        "cluster": {"name": unique("host"), "type": "kubevirt"},
+    }
+    out: dict[str, str] = {}
+    for kind, body in bodies.items():
+        r = await api(inventory, "POST", "/providers", json=body)
+        assert r.status_code == 201, r.text
+        out[kind] = r.json()["id"]
+    for pid in out.values():
+        await wait_phase(inventory, pid, "Ready", within=90)
+    return out
+
+
+@pytest.fixture(scope="package")
+async def maps(stack: Stack, providers: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Network and storage maps per source: source kind -> (network map, storage map)."""
+    planner = svc(stack, "planner")
+    entries = {
+        "ovirt": (
+            [{"source": {"name": "prod"}, "destination": {"type": "pod"}}],
+            [{"source": {"name": "data"}, "destination": {"storageClass": "standard-wffc",
+                                                          "volumeMode": "Block"}}],
+        ),
+        "openstack": (
+            [{"source": {"name": "private"}, "destination": {"type": "pod"}}],
+            [
+                {"source": {"type": "glance"}, "destination": {"storageClass": "standard",
+                                                               "volumeMode": "Filesystem"}},
+                {"source": {"name": "standard"}, "destination": {"storageClass": "standard-wffc",
+                                                                 "volumeMode": "Block"}},
+            ],
+        ),
+    }  # fmt: skip
+    out: dict[str, tuple[str, str]] = {}
+    for kind, (network, storage) in entries.items():
+        common = {"sourceProvider": providers[kind], "targetProvider": providers["cluster"]}
+        ids = []
+        for path, rows in (("/networkmaps", network), ("/storagemaps", storage)):
+            r = await api(planner, "POST", path, json={**common, "name": unique(kind),
+                                                      "entries": rows})  # fmt: skip
+            assert r.status_code == 201, r.text
+            assert r.json()["problems"] == [], r.json()
+            ids.append(r.json()["id"])
+        out[kind] = (ids[0], ids[1])
+    return out
+
+
+async def create_plan(
+    stack: Stack,
+    providers: dict[str, str],
+    maps: dict[str, tuple[str, str]],
+    kind: str,
+    vms: list[str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A plan of these source VMs (by name), created and validated Ready."""
+    body = {
+        "name": unique(f"{kind}-plan"),
+        "sourceProvider": providers[kind],
+        "targetProvider": providers["cluster"],
+        "targetNamespace": NAMESPACE,
+        "networkMap": maps[kind][0],
+        "storageMap": maps[kind][1],
+        "vms": [{"name": name} for name in vms],
+        **extra,
+    }
+    r = await api(svc(stack, "planner"), "POST", "/plans", json=body)
+    assert r.status_code == 201, r.text
+    plan: dict[str, Any] = r.json()
+    assert plan["phase"] == "Ready", plan["problems"]
+    return plan
+
+
+async def start(stack: Stack, plan: dict[str, Any]) -> dict[str, Any]:
+    r = await api(svc(stack, "planner"), "POST", f"/plans/{plan['id']}/start")
+    assert r.status_code == 202, r.text
+    started: dict[str, Any] = r.json()["migration"]
+    return started
+
+
+async def plan_status(stack: Stack, plan: dict[str, Any]) -> dict[str, Any]:
+    r = await api(svc(stack, "planner"), "GET", f"/plans/{plan['id']}")
+    assert r.status_code == 200, r.text
+    status: dict[str, Any] = r.json()["status"]
+    return status
+
+
+async def wait_migration(
+    stack: Stack, plan: dict[str, Any], migration_id: str, within: float = 240
+) -> dict[str, Any]:
+    """The migration's view once it has ended (every VM final)."""
+    seen: dict[str, Any] = {}
+
+    async def ended() -> bool:
+        status = await plan_status(stack, plan)
+        current = status["migration"] or {}
+        seen.clear()
+        seen.update(current)
+        return current.get("id") == migration_id and current.get("phase") in FINAL
+
+    try:
+        await eventually(ended, within=within, every=0.5, what=f"plan {plan['name']} ended")
+    except AssertionError as exc:
+        logs = svc(stack, "orchestrator").logs()[-5000:]
+        raise AssertionError(f"{exc}; last: {seen}\norchestrator:\n{logs}") from None
+    return seen
+
+
+async def vm_view(stack: Stack, plan: dict[str, Any], vm_id: str) -> dict[str, Any]:
+    r = await api(svc(stack, "planner"), "GET", f"/plans/{plan['id']}/vms/{vm_id}")
+    assert r.status_code == 200, r.text
+    view: dict[str, Any] = r.json()
+    return view
+
+
+async def vms_of(stack: Stack, plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The current migration's VMs by source name."""
+    r = await api(svc(stack, "planner"), "GET", f"/plans/{plan['id']}/vms")
+    assert r.status_code == 200, r.text
+    return {v["name"]: v for v in r.json()["items"]}
+
+
+def sha256_of(path: Path, size: int) -> str:
+    """sha256 of a file's first ``size`` bytes, zeros past its end (a Block volume may be
+    shorter on disk than the disk it holds: its tail is a hole). Holes are hashed as zeros
+    without being read, so a big sparse volume costs hashing, not I/O."""
+    digest = hashlib.sha256()
+    zeros = bytes(4 * MiB)
+    with path.open("rb") as f:
+        fd = f.fileno()
+        end = min(size, os.fstat(fd).st_size)
+        pos = 0
+        while pos < end:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:  # no data after pos: the rest is a hole
+                data = end
+            data = min(data, end)
+            _feed_zeros(digest, data - pos, zeros)
+            if data >= end:
+                break
+            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+            f.seek(data)
+            left = hole - data
+            while left:
+                chunk = f.read(min(left, len(zeros)))
+                digest.update(chunk)
+                left -= len(chunk)
+            pos = hole
+        _feed_zeros(digest, size - max(end, 0), zeros)
+    return digest.hexdigest()
+
+
+def _feed_zeros(digest: Any, count: int, zeros: bytes) -> None:
+    while count > 0:
+        n = min(count, len(zeros))
+        digest.update(zeros[:n])
+        count -= n
+
+
+async def same_bytes(source: Path, copy: Path, size: int) -> tuple[str, str]:
+    """Both digests, hashed in parallel threads (hashlib lets go of the GIL)."""
+    a, b = await asyncio.gather(
+        asyncio.to_thread(sha256_of, source, size), asyncio.to_thread(sha256_of, copy, size)
+    )
+    return a, b

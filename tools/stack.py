@@ -1,0 +1,240 @@
+"""The whole of Hoist on one machine: the sources, the cluster, the four services and the
+populator controller, each as it runs in production, wired together.
+
+``make demo`` and the end-to-end tests both stand on this, so the demo a user runs is the
+system the tests prove. What cannot run here is simulated at the wire level: the oVirt
+engine (with the real ovirt-imageio daemon serving its disks), the OpenStack cloud (real
+Keystone and Glance behind simulated Nova, Cinder and Neutron) and the Kubernetes API
+server, whose kubelet runs the real populator entrypoint for the populator image. The
+services are real processes (``python -m services.<name>``) talking over the NATS and
+PostgreSQL they are given.
+
+NATS and PostgreSQL are not started here: the caller owns them (the demo starts private
+ones, the tests share the session's), so one server can carry several stacks, each under
+its own NATS prefix and database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sim.kube.cluster import Cluster
+from sim.kube.config import ClusterConfig
+from tools.processes import SERVICES, ControllerProcess, ServiceProcess
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client
+
+    from sim.openstack.cloud import Cloud
+    from sim.openstack.scenario import Scenario
+    from sim.ovirt.engine import Engine
+
+#: The image the orchestrator puts in populator pods; the simulated kubelet runs it as the
+#: image's real entrypoint (``python -m services.populators``) on this machine.
+POPULATOR_IMAGE = "registry.example/hoist/hoist:dev"
+POPULATOR_ENTRYPOINT = [sys.executable, "-m", "services.populators"]
+
+#: The oVirt simulator's administrator (``sim.ovirt``'s default users).
+OVIRT_USER = "admin@internal"
+OVIRT_PASSWORD = "secret"  # noqa: S105 - the simulator's documented login, not a secret
+
+
+@dataclass
+class StackSpec:
+    """What one stack runs. Sources are optional: a stack may carry either or both."""
+
+    workdir: Path
+    nats_url: str
+    database_url: str
+    token: str
+    #: A ``sim.ovirt`` scenario (``sim.ovirt.scenario.from_dict``), or None: no engine.
+    ovirt: dict[str, Any] | None = None
+    #: A ``sim.openstack`` scenario to start a cloud of, or None (see ``Stack(cloud=...)``).
+    openstack: Scenario | None = None
+    prefix: str = "hoist"
+    #: The target namespace the VMs land in; it exists in the cluster from the start.
+    namespace: str = "migrated"
+    #: More ``HOIST_*`` settings for every service (they win over the stack's own).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """Starts everything on ``__aenter__`` (returning once every service answers
+    ``/readyz``), stops everything on ``__aexit__``, in reverse order."""
+
+    def __init__(self, spec: StackSpec, *, cloud: Cloud | None = None) -> None:
+        self.spec = spec
+        self.logs = spec.workdir / "logs"
+        self.kubeconfig = spec.workdir / "kubeconfig"
+        self.cluster: Cluster
+        self.engine: Engine | None = None
+        #: A running cloud the caller lends (tests share one); else started from the spec.
+        self.cloud: Cloud | None = cloud
+        self.services: dict[str, ServiceProcess] = {}
+        self.controller: ControllerProcess
+        self._exits = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Stack:
+        try:
+            await self._start()
+        except BaseException:
+            await self._exits.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._exits.aclose()
+
+    async def _start(self) -> None:
+        spec = self.spec
+        self.logs.mkdir(parents=True, exist_ok=True)
+        config = ClusterConfig(
+            storage_root=spec.workdir / "volumes",
+            images={
+                POPULATOR_IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"]
+            },
+            namespaces=("hoist", spec.namespace),
+        )
+        self.cluster = await self._exits.enter_async_context(Cluster(config))
+        self.cluster.kubeconfig(self.kubeconfig)
+        if spec.ovirt is not None:
+            from sim.ovirt import scenario
+            from sim.ovirt.engine import Engine
+
+            inventory, faults = scenario.from_dict(spec.ovirt)
+            self.engine = await self._exits.enter_async_context(
+                Engine(inventory, faults, spec.workdir / "engine")
+            )
+        if spec.openstack is not None and self.cloud is None:
+            self.cloud = await self._exits.enter_async_context(_cloud_of(spec))
+
+        env = self.environment()
+        for name in SERVICES:
+            extra: dict[str, str] = {}
+            if name == "planner":  # it validates plans against the inventory's API
+                extra["HOIST_PLANNER_INVENTORY_URL"] = self.services["inventory"].url
+            self.services[name] = ServiceProcess(name, env | extra, self.logs, spec.token)
+        self.controller = ControllerProcess(env, self.logs)
+        # Registered before they start, so a failed start still stops what did start.
+        self._exits.push_async_callback(self._stop_processes)
+        await asyncio.gather(*(s.start() for s in self.services.values()))
+        await self.controller.start()
+        ready = await asyncio.gather(*(s.wait_ready(90) for s in self.services.values()))
+        late = [
+            f"{name}: {state.get('status')} {state.get('checks', '')}"
+            for name, state in zip(self.services, ready, strict=True)
+            if state.get("http_status") != 200
+        ]
+        if late:
+            raise RuntimeError(f"services not ready (logs in {self.logs}/): {'; '.join(late)}")
+
+    def environment(self) -> dict[str, str]:
+        """The settings every service and the controller run with."""
+        spec = self.spec
+        return {
+            "HOIST_NATS_URL": spec.nats_url,
+            "HOIST_NATS_PREFIX": spec.prefix,
+            "HOIST_DATABASE_URL": spec.database_url,
+            "HOIST_KUBE_KUBECONFIG": str(self.kubeconfig.resolve()),
+            "HOIST_LOG_FORMAT": "json",
+            "HOIST_ORCHESTRATOR_POPULATOR_IMAGE": POPULATOR_IMAGE,
+            # Quicker than production's rhythm, so a small disk's migration is not mostly
+            # waiting for the next poll; none of these changes what the services do.
+            "HOIST_ORCHESTRATOR_POLL_SECONDS": "0.5",
+            "HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS": "2",
+            "HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS": "5",
+            "HOIST_PROGRESS_SCRAPE_SECONDS": "1",
+            "HOIST_PROGRESS_FLUSH_SECONDS": "0.5",
+            "HOIST_PROGRESS_PUBLISH_MIN_SECONDS": "0.5",
+            "HOIST_PLANNER_PROGRESS_FLUSH_SECONDS": "0.5",
+            "HOIST_PLANNER_REVALIDATE_SECONDS": "2",
+            **spec.env,
+        }
+
+    def cli_env(self) -> dict[str, str]:
+        """What the ``hoist`` CLI needs to reach this stack: the token and each service's
+        URL (every service listens on a port of its own here, where an Ingress would serve
+        them under one URL)."""
+        env = {"HOIST_CLI_TOKEN": self.spec.token}
+        for name, svc in self.services.items():
+            env[f"HOIST_CLI_{name.upper()}_URL"] = svc.url
+        return env
+
+    @contextlib.asynccontextmanager
+    async def kube(self) -> AsyncIterator[client.ApiClient]:
+        """A kubernetes-asyncio client on the cluster, as the kubeconfig a user has."""
+        from kubernetes_asyncio import client, config
+
+        configuration = client.Configuration()
+        await config.load_kube_config(str(self.kubeconfig), client_configuration=configuration)
+        async with client.ApiClient(configuration) as api:
+            yield api
+
+    async def volume_file(self, namespace: str, pvc: str) -> Path:
+        """The file holding a claim's bytes: a Block volume's sparse file, or ``disk.img``
+        in a Filesystem volume's directory. It may be longer than the disk (sizes are
+        rounded up), never shorter."""
+        from kubernetes_asyncio import client
+
+        async with self.kube() as api:
+            core = client.CoreV1Api(api)
+            claim = await core.read_namespaced_persistent_volume_claim(pvc, namespace)
+            volume = await core.read_persistent_volume(claim.spec.volume_name)
+        backing = Path((volume.spec.host_path or volume.spec.local).path)
+        return backing if claim.spec.volume_mode == "Block" else backing / "disk.img"
+
+    def ovirt_credentials(self) -> dict[str, str]:
+        """How a user logs in to the engine, and the certificate fingerprint to pin."""
+        assert self.engine is not None, "this stack has no oVirt engine"
+        return {
+            "url": self.engine.api_url,
+            "user": OVIRT_USER,
+            "password": OVIRT_PASSWORD,
+            "fingerprint": self.engine.cert.fingerprint,
+        }
+
+    async def _stop_processes(self) -> None:
+        # The orchestrator first (it stops handing out work), then the rest together, the
+        # controller last (it owns pods that may still be finishing).
+        async def stop(name: str) -> None:
+            svc = self.services.get(name)
+            if svc is not None:
+                with contextlib.suppress(RuntimeError):
+                    await svc.terminate()
+
+        await stop("orchestrator")
+        await asyncio.gather(*(stop(n) for n in ("planner", "progress", "inventory")))
+        if hasattr(self, "controller"):
+            await self.controller.stop()
+
+
+@contextlib.asynccontextmanager
+async def _cloud_of(spec: StackSpec) -> AsyncIterator[Cloud]:
+    """A cloud in a thread of its own (its Keystone and Glance calls block), entered and
+    left off this loop."""
+    from sim.openstack.cloud import running_cloud
+
+    manager: contextlib.AbstractContextManager[Cloud] = running_cloud(
+        spec.openstack, spec.workdir / "cloud"
+    )
+    cloud = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield cloud
+    finally:
+        await asyncio.to_thread(_leave, manager)
+
+
+def _leave(manager: contextlib.AbstractContextManager[Any]) -> None:
+    manager.__exit__(None, None, None)
