@@ -31,7 +31,7 @@ from shared.devservices import dev_services, until_interrupted
 from tools import demoreport as rep
 from tools import demoscenario as dsc
 from tools.democli import Hoist, register_and_plan
-from tools.demoverify import verify_plans
+from tools.demoverify import expectations, verify_plans
 from tools.stack import Stack, StackSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,6 +121,7 @@ async def _migrate(
     await register_and_plan(hoist, stack, scenario)
     report.phases["providers and plans"] = time.monotonic() - mark
 
+    expected = expectations(stack, scenario)
     mark = time.monotonic()
     _banner("starting every plan")
     for plan in scenario.plans:
@@ -134,7 +135,7 @@ async def _migrate(
 
     mark = time.monotonic()
     _banner("verifying every disk (sha256) and VM configuration")
-    await verify_plans(stack, scenario, report)
+    await verify_plans(stack, scenario, report, expected)
     report.phases["verification"] = time.monotonic() - mark
     return 0 if report.ok else 1
 

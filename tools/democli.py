@@ -21,14 +21,13 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from tools import demoscenario as dsc
-from tools.stack import Stack
+from tools.stack import OVIRT_PASSWORD, OVIRT_USER, Stack
 
 TARGET_PROVIDER = "host"  # the cluster Hoist runs in
 OVIRT_PROVIDER = "ovirt"
 OPENSTACK_PROVIDER = "openstack"
 OVIRT_PASSWORD_ENV = "HOIST_DEMO_OVIRT_PASSWORD"  # noqa: S105 - the name of a variable
 OPENSTACK_PASSWORD_ENV = "HOIST_DEMO_OPENSTACK_PASSWORD"  # noqa: S105
-OVIRT_ADMIN = ("admin@internal", "secret")  # the simulated engine's default user
 
 
 class CliError(Exception):
@@ -150,7 +149,7 @@ async def _add_ovirt(hoist: Hoist, stack: Stack, scenario: dsc.Scenario) -> None
     if stack.engine is None:
         raise CliError("the plans migrate from oVirt, but the stack runs no engine")
     users = (scenario.ovirt.users if scenario.ovirt else None) or {}
-    user, password = next(iter(users.items())) if users else OVIRT_ADMIN
+    user, password = next(iter(users.items())) if users else (OVIRT_USER, OVIRT_PASSWORD)
     hoist.env[OVIRT_PASSWORD_ENV] = password
     await hoist.run(
         "providers", "add", OVIRT_PROVIDER, "--type", "ovirt",

@@ -11,7 +11,8 @@ Shape (``docs/demo.md`` explains each field)::
                          "steps": [{"name", "state", "startedAt", "completedAt", "seconds"}],
                          "disks": [{"id", "name", "claim", "bytes", "dataBytes",
                                     "sourceSha256", "targetSha256", "match",
-                                    "transferSeconds", "mibPerSecond", "qemuCompare",
+                                    "transferSeconds", "mibPerSecond", "dataMibPerSecond",
+                                    "qemuCompare",
                                     "error"}],
                          "config": {"ok", "mismatches": [str]}}]}]}
 """
@@ -91,6 +92,9 @@ class DiskResult:
             "match": bool(c and c.match),
             "transferSeconds": self.transfer_seconds,
             "mibPerSecond": mib_per_second(moved, self.transfer_seconds),
+            "dataMibPerSecond": mib_per_second(c.source.data_bytes, self.transfer_seconds)
+            if c
+            else None,
             "qemuCompare": c.qemu_compare if c else None,
             "error": self.error,
         }
@@ -198,11 +202,11 @@ def summary(report: Report) -> list[str]:
                 lines.append(f"        error: {v.error}")
             for d in v.disks:
                 j = d.json()
-                rate = f"{j['mibPerSecond']} MiB/s" if j["mibPerSecond"] else "- MiB/s"
+                rate = f"{j['mibPerSecond'] or '-'} MiB/s (data {j['dataMibPerSecond'] or '-'})"
                 sha = (j["sourceSha256"] or "-")[:16]
                 verdict = "sha256 match" if d.ok else f"MISMATCH ({d.error or 'content'})"
                 lines.append(
-                    f"        disk {d.name:<18} {d.bytes / (1 << 20):>9.0f} MiB  {rate:>13}  "
+                    f"        disk {d.name:<16} {d.bytes / (1 << 20):>6.0f} MiB  {rate:>27}  "
                     f"{sha}  {verdict}"
                 )
             for problem in v.mismatches:

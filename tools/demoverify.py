@@ -24,10 +24,25 @@ from tools.verifying import VerifyError, compare_disk
 FINAL = ("Succeeded", "Failed", "Canceled")
 
 
-async def verify_plans(stack: Stack, scenario: dsc.Scenario, report: rep.Report) -> None:
+Expectations = dict[str, dict[str, vmcheck.ExpectedVm]]
+
+
+def expectations(stack: Stack, scenario: dsc.Scenario) -> Expectations:
+    """Plan -> VM name -> what its VirtualMachine must be, read from the simulators *before*
+    the plans start: a migration powers the source VMs off, and ``auto`` follows the power
+    state they had."""
+    return {
+        plan.name: {name: _expected(stack, plan, name) for name in plan.vms}
+        for plan in scenario.plans
+    }
+
+
+async def verify_plans(
+    stack: Stack, scenario: dsc.Scenario, report: rep.Report, expected: Expectations
+) -> None:
     for plan, result in zip(scenario.plans, report.plans, strict=True):
         try:
-            await _verify_plan(stack, plan, result)
+            await _verify_plan(stack, plan, result, expected[plan.name])
         except Exception as exc:  # one plan's trouble must not hide the others' results
             report.problems.append(f"plan {plan.name}: {exc.__class__.__name__}: {exc}")
         if result.phase not in FINAL:
@@ -45,14 +60,19 @@ async def _planner_get(stack: Stack, path: str) -> Any:
     return r.json()
 
 
-async def _verify_plan(stack: Stack, plan: dsc.PlanSpec, result: rep.PlanResult) -> None:
+async def _verify_plan(
+    stack: Stack,
+    plan: dsc.PlanSpec,
+    result: rep.PlanResult,
+    expected_vms: Mapping[str, vmcheck.ExpectedVm],
+) -> None:
     body = await _planner_get(stack, f"/api/v1/plans/{plan.name}")
     migration = (body.get("status") or {}).get("migration") or {}
     result.phase = migration.get("phase") or body.get("phase")
     page = await _planner_get(stack, f"/api/v1/plans/{plan.name}/vms?limit=1000")
     by_name = {item["name"]: item for item in page.get("items") or []}
     for name in plan.vms:
-        expected = _expected(stack, plan, name)
+        expected = expected_vms[name]
         vm = rep.VmResult(name, expected.vm_id)
         result.vms.append(vm)
         item = by_name.get(name)

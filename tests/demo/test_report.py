@@ -53,6 +53,7 @@ def test_steps_and_rates_from_the_planner_view() -> None:
     disk = _report().plans[0].vms[0].disks[0].json()
     assert disk["mibPerSecond"] == 16.0
     assert disk["transferSeconds"] == 4.0
+    assert disk["dataMibPerSecond"] == 4.0
     assert disk["match"] is True
     assert disk["dataBytes"] == 16 * MiB
 
