@@ -11,7 +11,8 @@ Shape (``docs/demo.md`` explains each field)::
                          "steps": [{"name", "state", "startedAt", "completedAt", "seconds"}],
                          "disks": [{"id", "name", "claim", "bytes", "dataBytes",
                                     "sourceSha256", "targetSha256", "match",
-                                    "transferSeconds", "mibPerSecond", "dataMibPerSecond",
+                                    "transferSeconds", "transferredBytes", "mibPerSecond",
+                                    "dataMibPerSecond",
                                     "qemuCompare",
                                     "error"}],
                          "config": {"ok", "mismatches": [str]}}]}]}
@@ -76,11 +77,11 @@ class DiskResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.comparison is not None and self.comparison.match
+        c = self.comparison
+        return self.error is None and c is not None and c.match and c.qemu_identical is not False
 
     def json(self) -> dict[str, Any]:
         c = self.comparison
-        moved = self.transferred if self.transferred else self.bytes
         return {
             "id": self.id,
             "name": self.name,
@@ -91,7 +92,8 @@ class DiskResult:
             "targetSha256": c.target.sha256 if c else None,
             "match": bool(c and c.match),
             "transferSeconds": self.transfer_seconds,
-            "mibPerSecond": mib_per_second(moved, self.transfer_seconds),
+            "transferredBytes": self.transferred,
+            "mibPerSecond": mib_per_second(self.bytes, self.transfer_seconds),
             "dataMibPerSecond": mib_per_second(c.source.data_bytes, self.transfer_seconds)
             if c
             else None,
@@ -190,6 +192,13 @@ def write(path: Path, report: Report) -> None:
     os.replace(tmp, path)
 
 
+def _why(d: DiskResult) -> str:
+    c = d.comparison
+    if c is not None and c.match:
+        return f"qemu-img compare: {c.qemu_compare}"
+    return "content differs"
+
+
 def summary(report: Report) -> list[str]:
     """The lines the demo prints at the end: one per disk, then the verdict."""
     lines = []
@@ -204,7 +213,7 @@ def summary(report: Report) -> list[str]:
                 j = d.json()
                 rate = f"{j['mibPerSecond'] or '-'} MiB/s (data {j['dataMibPerSecond'] or '-'})"
                 sha = (j["sourceSha256"] or "-")[:16]
-                verdict = "sha256 match" if d.ok else f"MISMATCH ({d.error or 'content'})"
+                verdict = "sha256 match" if d.ok else f"MISMATCH ({d.error or _why(d)})"
                 lines.append(
                     f"        disk {d.name:<16} {d.bytes / (1 << 20):>6.0f} MiB  {rate:>27}  "
                     f"{sha}  {verdict}"

@@ -60,6 +60,12 @@ class DiskComparison:
     def match(self) -> bool:
         return self.source.sha256 == self.target.sha256 and self.source.size == self.target.size
 
+    @property
+    def qemu_identical(self) -> bool | None:
+        """qemu-img's verdict (it also requires a longer target's tail to be zeros: the
+        guest sees that tail too); None when it was not run."""
+        return None if self.qemu_compare is None else self.qemu_compare.startswith("exit 0:")
+
 
 class VerifyError(Exception):
     """A file could not be read or mapped (missing, not an image, qemu-img failed)."""

@@ -72,7 +72,15 @@ def test_any_mismatch_or_failure_fails_the_report() -> None:
     bad_disk = _report(same=False)
     assert not bad_disk.ok
     assert bad_disk.json()["plans"][0]["vms"][0]["disks"][0]["match"] is False
-    assert any("MISMATCH" in line for line in rep.summary(bad_disk))
+    assert any("MISMATCH (content differs)" in line for line in rep.summary(bad_disk))
+    tail = _report()
+    comparison = tail.plans[0].vms[0].disks[0].comparison
+    assert comparison is not None
+    tail.plans[0].vms[0].disks[0].comparison = DiskComparison(
+        comparison.source, comparison.target, "exit 1: Content mismatch at offset 67108864!"
+    )
+    assert not tail.ok  # equal prefixes, but the guest would see garbage past the disk
+    assert any("qemu-img compare: exit 1" in line for line in rep.summary(tail))
     failed = _report(status="Failed")
     assert not failed.ok
     assert rep.summary(failed)[-1].startswith("demo FAILED")
