@@ -286,12 +286,33 @@ def _check_map_keys(where: str, kind: str, mapped: set[str], known: set[str]) ->
     ]
 
 
+def _check_networks(
+    where: str, plan: PlanSpec, nics: dict[str, list[str]], known: set[str]
+) -> list[str]:
+    """``nics``: each planned VM -> the source network of each of its NICs."""
+    problems = _check_map_keys(where, "networks", set(plan.networks), known)
+    used: set[str] = set()
+    for vm, networks in nics.items():
+        used |= set(networks)
+        pod = [n for n in networks if plan.networks.get(n) == POD]
+        if len(pod) > 1:
+            problems.append(
+                f"{where}: {vm} has {len(pod)} NICs mapped to the pod network; "
+                "a KubeVirt VM has at most one"
+            )
+    problems += [
+        f"{where}.networks: network {n!r} of the planned VMs is not mapped"
+        for n in sorted(used - set(plan.networks))
+    ]
+    return problems
+
+
 def _check_ovirt(where: str, plan: PlanSpec, ovirt: OvirtScenario | None) -> list[str]:
     if ovirt is None:
         return [f"{where}: source ovirt, but the scenario has no ovirt section"]
     problems: list[str] = []
     vms = {vm.name: vm for vm in ovirt.vms}
-    used_networks: set[str] = set()
+    nics: dict[str, list[str]] = {}
     for name in plan.vms:
         vm = vms.get(name)
         if vm is None:
@@ -299,19 +320,8 @@ def _check_ovirt(where: str, plan: PlanSpec, ovirt: OvirtScenario | None) -> lis
             continue
         if not vm.disks:
             problems.append(f"{where}.vms: VM {name!r} has no disk to migrate")
-        nets = [nic.network for nic in vm.nics if nic.network]
-        used_networks |= set(nets)
-        pod = [n for n in nets if plan.networks.get(n) == POD]
-        if len(pod) > 1:
-            problems.append(
-                f"{where}: VM {name!r} has {len(pod)} NICs mapped to the pod network; "
-                "a KubeVirt VM has at most one"
-            )
-    problems += _check_map_keys(where, "networks", set(plan.networks), ovirt.network_names())
-    problems += [
-        f"{where}.networks: network {n!r} of the planned VMs is not mapped"
-        for n in sorted(used_networks - set(plan.networks))
-    ]
+        nics[f"VM {name!r}"] = [nic.network for nic in vm.nics if nic.network]
+    problems += _check_networks(where, plan, nics, ovirt.network_names())
     domains = {OVIRT_STORAGE_DOMAIN}
     problems += _check_map_keys(where, "storage", set(plan.storage), domains)
     if plan.vms and OVIRT_STORAGE_DOMAIN not in plan.storage:
@@ -326,7 +336,7 @@ def _check_openstack(where: str, plan: PlanSpec, cloud: os_sc.Scenario | None) -
     servers = {s.name: s for s in cloud.servers}
     flavors = {f.name for f in cloud.flavors}
     default_type = cloud.volume_types[0] if cloud.volume_types else "standard"
-    used_networks: set[str] = set()
+    nics: dict[str, list[str]] = {}
     used_storage: set[str] = set()
     for name in plan.vms:
         srv = servers.get(name)
@@ -335,21 +345,10 @@ def _check_openstack(where: str, plan: PlanSpec, cloud: os_sc.Scenario | None) -
             continue
         if srv.flavor not in flavors:
             problems.append(f"openstack.servers: {name!r} names no flavor of the scenario")
-        used_networks |= set(srv.networks)
+        nics[f"server {name!r}"] = list(srv.networks)
         used_storage.add(GLANCE if srv.boot == "image" else default_type)
         used_storage |= {v.type or default_type for v in srv.volumes}
-        pod = [n for n in srv.networks if plan.networks.get(n) == POD]
-        if len(pod) > 1:
-            problems.append(
-                f"{where}: server {name!r} has {len(pod)} ports mapped to the pod network; "
-                "a KubeVirt VM has at most one"
-            )
-    known_nets = {n.name for n in cloud.networks}
-    problems += _check_map_keys(where, "networks", set(plan.networks), known_nets)
-    problems += [
-        f"{where}.networks: network {n!r} of the planned servers is not mapped"
-        for n in sorted(used_networks - set(plan.networks))
-    ]
+    problems += _check_networks(where, plan, nics, {n.name for n in cloud.networks})
     known_storage = {*cloud.volume_types, GLANCE}
     problems += _check_map_keys(where, "storage", set(plan.storage), known_storage)
     problems += [

@@ -178,3 +178,8 @@ def test_the_demo_exits_2_on_a_bad_scenario_without_starting_anything(
     assert "memroy: unknown key" in err
     assert "Traceback" not in err
     assert not report.exists()
+
+
+def test_the_docs_show_the_default_scenario_as_it_is() -> None:
+    docs = (dsc.DEFAULT_PATH.parents[2] / "docs" / "demo.md").read_text()
+    assert dsc.DEFAULT_PATH.read_text().rstrip("\n") in docs, "paste it into docs/demo.md again"
