@@ -544,3 +544,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def plain_dsn(url: str) -> str:
+    """asyncpg wants postgresql://, SQLAlchemy postgresql+asyncpg://."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(server_url: str, stem: str = "hoist_test") -> str:
+    """A new empty database on the server of ``server_url``; returns its SQLAlchemy URL.
+
+    Why: a server Hoist did not start for this run (``HOIST_DATABASE_URL``) may hold an
+    earlier run's providers and plans; a run of its own database never meets them."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    name = f"{stem}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(plain_dsn(server_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(url: str) -> None:
+    """Drop the database ``url`` names, closing its sessions (``WITH (FORCE)``)."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    admin = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(plain_dsn(admin))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

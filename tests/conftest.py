@@ -15,50 +15,30 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from shared.bus import Bus
 from shared.db import migrating
-from shared.devservices import DevServices, dev_services
+from shared.devservices import (
+    DevServices,
+    create_database,
+    dev_services,
+    drop_database,
+    plain_dsn,
+)
 from shared.settings import HoistSettings
 
 SERVICES = ("inventory", "planner", "orchestrator", "progress")
 TOKEN = "test-token-0123456789"
+
+__all__ = ["create_database", "drop_database", "plain_dsn"]  # where the tests import them from
 
 
 @pytest.fixture(scope="session")
 async def servers() -> AsyncIterator[DevServices]:
     async with dev_services() as ds:
         yield ds
-
-
-def plain_dsn(url: str) -> str:
-    """asyncpg wants postgresql://, SQLAlchemy postgresql+asyncpg://."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def create_database(server_url: str) -> str:
-    """A new empty database on the same server; returns its SQLAlchemy URL."""
-    name = f"hoist_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(plain_dsn(server_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_database(url: str) -> None:
-    name = make_url(url).database
-    admin = make_url(url).set(database="postgres").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(plain_dsn(admin))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,15 +19,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.devservices import dev_services, until_interrupted
+from sqlalchemy.engine import make_url
+
+from shared.devservices import (
+    DevServices,
+    create_database,
+    dev_services,
+    drop_database,
+    until_interrupted,
+)
 from tools import demoreport as rep
 from tools import demoscenario as dsc
 from tools.democli import Hoist, register_and_plan
@@ -58,11 +68,14 @@ async def run(args: argparse.Namespace) -> int:
     WORKDIR.mkdir(parents=True)
     mark = time.monotonic()
     try:
-        async with dev_services() as ds:
+        async with dev_services() as ds, _database_of_this_run(ds) as database_url:
             spec = StackSpec(
                 workdir=WORKDIR,
                 nats_url=ds.nats_url,
-                database_url=ds.database_url,
+                database_url=database_url,
+                # Servers given by HOIST_NATS_URL may hold an earlier run's streams; a
+                # prefix of this run's own keeps its plans from meeting them.
+                prefix=f"demo{secrets.token_hex(4)}",
                 token=os.environ.get("HOIST_AUTH_TOKENS", "").split(",")[0]
                 or secrets.token_urlsafe(24),
                 ovirt=scenario.ovirt.sim_dict() if scenario.ovirt else None,
@@ -93,6 +106,22 @@ async def run(args: argparse.Namespace) -> int:
         rep.write(args.report, report)
         print(f"\ndemo FAILED: {exc}\nlogs: {WORKDIR}\nreport: {args.report}", file=sys.stderr)
         return 1
+
+
+@contextlib.asynccontextmanager
+async def _database_of_this_run(ds: DevServices) -> AsyncIterator[str]:
+    """The private server's database, or on a server of the user's (HOIST_DATABASE_URL) a
+    new database of this run's own, dropped when the run ends, so a second run never meets
+    the first one's providers and plans."""
+    if ds.postgres is not None:
+        yield ds.database_url
+        return
+    url = await create_database(ds.database_url, "hoist_demo")
+    print(f"PostgreSQL   database {make_url(url).database} for this run", flush=True)
+    try:
+        yield url
+    finally:
+        await drop_database(url)
 
 
 def _describe(stack: Stack, external_nats: bool, external_db: bool) -> None:
