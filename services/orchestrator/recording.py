@@ -101,10 +101,17 @@ async def commit(
     before: Snapshot,
     *,
     owner: str,
+    began: datetime | None = None,
 ) -> bool:
     """Apply ``change`` to the VM ``row`` if this replica still holds it; False if not (its
-    lease ran out and another replica took the VM: this result is dropped)."""
+    lease ran out and another replica took the VM: this result is dropped).
+
+    ``began``: when the step call that made ``change`` started. A step that starts and ends
+    in one call (Initialize, usually) is recorded as started then, not left without a start;
+    a step that was Running already keeps its earlier start (here and in the planner, which
+    keeps the earliest)."""
     now = datetime.now(UTC)
+    began = began or now
     values: dict[str, Any] = {
         "revision": vms.c.revision + 1,
         "updated_at": now,
@@ -142,7 +149,7 @@ async def commit(
     for index, c in enumerate(change.changes):
         if before.get((c.step.value, c.task)) == _key_of(c):
             continue
-        await _record_step(session, row, c, now)
+        await _record_step(session, row, c, now, began)
         await outbox.add(
             session,
             catalog.VM_STEP_CHANGED,
@@ -154,7 +161,7 @@ async def commit(
                 state=c.state,
                 task=c.task or None,
                 attempt=row.attempt,
-                started_at=now if c.state is StepState.RUNNING else None,
+                started_at=began if c.state is not StepState.PENDING else None,
                 completed_at=now if c.state not in (StepState.PENDING, StepState.RUNNING) else None,
                 progress=c.progress,
                 error=c.error,
@@ -179,7 +186,9 @@ async def commit(
     return True
 
 
-async def _record_step(session: AsyncSession, row: Any, c: StepChange, now: datetime) -> None:
+async def _record_step(
+    session: AsyncSession, row: Any, c: StepChange, now: datetime, began: datetime
+) -> None:
     final = c.state not in (StepState.PENDING, StepState.RUNNING)
     insert = pg_insert(steps).values(
         migration_id=row.migration_id,
@@ -188,7 +197,7 @@ async def _record_step(session: AsyncSession, row: Any, c: StepChange, now: date
         task=c.task,
         state=c.state.value,
         attempt=row.attempt,
-        started_at=now if c.state is not StepState.PENDING else None,
+        started_at=began if c.state is not StepState.PENDING else None,
         completed_at=now if final else None,
         progress_completed=c.progress.completed if c.progress else None,
         progress_total=c.progress.total if c.progress else None,

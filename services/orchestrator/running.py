@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -199,18 +200,19 @@ class Runner:
                 clusters=self.clusters,
                 sources=self.sources,
             )
+            began = datetime.now(UTC)
             async with asyncio.timeout(self.settings.lease_seconds * 0.8):
                 change = await self._advance(row, ctx)
-            await self._commit(row, change)
+            await self._commit(row, change, began)
         except Exception:
             # The lease runs out and the VM is taken up again; nothing is lost.
             log.exception("VM %s of migration %s: step call failed", row.vm_id, row.migration_id)
 
-    async def _commit(self, row: Any, change: VmChange) -> None:
+    async def _commit(self, row: Any, change: VmChange, began: datetime) -> None:
         async with self.sessionmaker() as session, session.begin():
             before = await recording.snapshot(session, row.migration_id, row.vm_id)
             kept = await recording.commit(
-                session, self.outbox, row, change, before, owner=self.owner
+                session, self.outbox, row, change, before, owner=self.owner, began=began
             )
         if not kept:
             log.warning("VM %s: lease lost before its step ended; result dropped", row.vm_id)

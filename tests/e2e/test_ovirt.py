@@ -144,6 +144,8 @@ async def test_vms_migrate_byte_exact_and_progress_shows_while_copying(
     assert vm_db["spec"]["runStrategy"] == "Halted"
     pipeline = (await vm_view(stack, plan, web.id))["pipeline"]
     assert [s["state"] for s in pipeline] == ["Completed"] * len(pipeline)
+    # Every step has its times, a step done within one call (Initialize) too.
+    assert all(s["startedAt"] and s["startedAt"] <= s["completedAt"] for s in pipeline), pipeline
     assert transfer_task({"pipeline": pipeline}, slow_disk) is not None
 
 
