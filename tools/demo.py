@@ -68,14 +68,12 @@ async def run(args: argparse.Namespace) -> int:
     WORKDIR.mkdir(parents=True)
     mark = time.monotonic()
     try:
-        async with dev_services() as ds, _database_of_this_run(ds) as database_url:
+        async with dev_services() as ds, _of_this_run(ds) as (database_url, prefix):
             spec = StackSpec(
                 workdir=WORKDIR,
                 nats_url=ds.nats_url,
                 database_url=database_url,
-                # Servers given by HOIST_NATS_URL may hold an earlier run's streams; a
-                # prefix of this run's own keeps its plans from meeting them.
-                prefix=f"demo{secrets.token_hex(4)}",
+                prefix=prefix,
                 token=os.environ.get("HOIST_AUTH_TOKENS", "").split(",")[0]
                 or secrets.token_urlsafe(24),
                 ovirt=scenario.ovirt.sim_dict() if scenario.ovirt else None,
@@ -109,19 +107,39 @@ async def run(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _database_of_this_run(ds: DevServices) -> AsyncIterator[str]:
-    """The private server's database, or on a server of the user's (HOIST_DATABASE_URL) a
-    new database of this run's own, dropped when the run ends, so a second run never meets
-    the first one's providers and plans."""
-    if ds.postgres is not None:
-        yield ds.database_url
-        return
-    url = await create_database(ds.database_url, "hoist_demo")
-    print(f"PostgreSQL   database {make_url(url).database} for this run", flush=True)
+async def _of_this_run(ds: DevServices) -> AsyncIterator[tuple[str, str]]:
+    """A database and a NATS prefix of this run's own: on servers of the user's
+    (HOIST_DATABASE_URL, HOIST_NATS_URL) an earlier run's providers, plans and streams would
+    otherwise meet this one's. Both are removed when the run ends; on the private servers
+    the demo started they go with the servers."""
+    prefix = f"demo{secrets.token_hex(4)}"
+    url = ds.database_url
+    if ds.postgres is None:
+        url = await create_database(ds.database_url, "hoist_demo")
+        print(f"PostgreSQL   database {make_url(url).database} for this run", flush=True)
     try:
-        yield url
+        yield url, prefix
     finally:
-        await drop_database(url)
+        if ds.postgres is None:
+            await drop_database(url)
+        if ds.nats is None:
+            await _delete_streams(ds.nats_url, prefix)
+
+
+async def _delete_streams(nats_url: str, prefix: str) -> None:
+    """The JetStream streams and KV buckets under ``prefix`` (``<PREFIX>_*``,
+    ``KV_<prefix>-*``)."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            name = info.config.name or ""
+            if name.startswith(f"{prefix.upper()}_") or name.startswith(f"KV_{prefix}-"):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
 
 
 def _describe(stack: Stack, external_nats: bool, external_db: bool) -> None:
