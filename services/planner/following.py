@@ -8,8 +8,13 @@ seconds in four statements whatever their number:
 
 1. lock the VM rows concerned, in key order (the projector locks a VM before its steps and
    tasks; locking in one order everywhere means no deadlock);
-2. the DiskTransfer task of each disk: bytes, total, rate, ETA and ``observed_at``, only from
-   a sample newer than the stored one, and of a task already final only a missing total;
+2. the DiskTransfer task of each disk: bytes, rate, ETA and ``observed_at``, only from a
+   sample newer than the stored one, and of a task already final only a missing total. The
+   bytes are the sample's fraction of the task's own total (the disk's size, as the VM's
+   total and the orchestrator's events count it): a populator that copies an image smaller
+   than its disk (OpenStack sizes are whole GiB) counts the image's bytes, and its bar
+   would otherwise jump from "64 MiB of 64 MiB" to "1 GiB of 1 GiB" when the step ends.
+   A task whose total is not known yet takes the sample's;
 3. those steps' progress again as the sum of their tasks;
 4. the VMs: bytes from their DiskTransfer step (every byte once Succeeded), rate and ETA
    from the VM samples (none once final), and a new revision where anything changed.
@@ -52,12 +57,15 @@ UPDATE_TASKS = text(
     """
     UPDATE planner.tasks AS t SET
         progress_completed = CASE
+            WHEN t.state IN ('Pending', 'Running') AND t.progress_total > 0 AND s.total > 0
+            THEN least(t.progress_total,
+                       CAST(CAST(s.done AS numeric) * t.progress_total / s.total AS bigint))
             WHEN t.state IN ('Pending', 'Running') THEN s.done
-            WHEN t.state = 'Completed' THEN greatest(t.progress_completed, s.total)
+            WHEN t.state = 'Completed' AND t.progress_total = 0 THEN s.total
             ELSE t.progress_completed END,
         progress_total = CASE
-            WHEN s.total > 0 AND (t.state IN ('Pending', 'Running') OR t.progress_total = 0)
-            THEN s.total ELSE t.progress_total END,
+            WHEN t.progress_total = 0 AND s.total > 0 THEN s.total
+            ELSE t.progress_total END,
         rate = CASE WHEN t.state IN ('Pending', 'Running') THEN s.rate ELSE t.rate END,
         eta_seconds = CASE WHEN t.state IN ('Pending', 'Running') THEN s.eta
                            ELSE t.eta_seconds END,

@@ -407,6 +407,25 @@ async def test_progress_keeps_the_newest_sample(status_db: AsyncEngine) -> None:
     )
 
 
+async def test_progress_counts_in_the_disks_own_bytes(status_db: AsyncEngine) -> None:
+    """A populator copying an image smaller than its disk (OpenStack: whole GiB) reports
+    the image's bytes; the task shows the same fraction of the disk's size, so its bar ends
+    where the step's completion puts it instead of jumping."""
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
+    async with maker() as session, session.begin():
+        plan = await started_plan(session, vms=1, disks=1)
+    size = plan.vms[0].disks[0].size_bytes
+    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), status_db)
+    await follower.on_event(disk_sample(plan, 0, 0, 16 << 20, 3, total=64 << 20))
+    await follower.flush()
+    async with maker() as session:
+        state = await snapshot(session, plan.migration_id)
+    [task] = [t for t in state["tasks"] if t["step"] == "DiskTransfer"]
+    assert (task["progress_completed"], task["progress_total"]) == (size // 4, size)
+    [vm] = state["vms"]
+    assert (vm["bytes_done"], vm["bytes_total"]) == (size // 4, size)
+
+
 async def test_progress_of_a_finished_task_or_vm(status_db: AsyncEngine) -> None:
     maker = async_sessionmaker(status_db, expire_on_commit=False)
     async with maker() as session, session.begin():
