@@ -10,12 +10,8 @@ Providers and maps are registered once; each test makes and runs plans of its ow
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,49 +262,3 @@ async def vms_of(stack: Stack, plan: dict[str, Any]) -> dict[str, dict[str, Any]
     r = await api(svc(stack, "planner"), "GET", f"/plans/{plan['id']}/vms")
     assert r.status_code == 200, r.text
     return {v["name"]: v for v in r.json()["items"]}
-
-
-def sha256_of(path: Path, size: int) -> str:
-    """sha256 of a file's first ``size`` bytes, zeros past its end (a Block volume may be
-    shorter on disk than the disk it holds: its tail is a hole). Holes are hashed as zeros
-    without being read, so a big sparse volume costs hashing, not I/O."""
-    digest = hashlib.sha256()
-    zeros = bytes(4 * MiB)
-    with path.open("rb") as f:
-        fd = f.fileno()
-        end = min(size, os.fstat(fd).st_size)
-        pos = 0
-        while pos < end:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # no data after pos: the rest is a hole
-                data = end
-            data = min(data, end)
-            _feed_zeros(digest, data - pos, zeros)
-            if data >= end:
-                break
-            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
-            f.seek(data)
-            left = hole - data
-            while left:
-                chunk = f.read(min(left, len(zeros)))
-                digest.update(chunk)
-                left -= len(chunk)
-            pos = hole
-        _feed_zeros(digest, size - max(end, 0), zeros)
-    return digest.hexdigest()
-
-
-def _feed_zeros(digest: Any, count: int, zeros: bytes) -> None:
-    while count > 0:
-        n = min(count, len(zeros))
-        digest.update(zeros[:n])
-        count -= n
-
-
-async def same_bytes(source: Path, copy: Path, size: int) -> tuple[str, str]:
-    """Both digests, hashed in parallel threads (hashlib lets go of the GIL)."""
-    a, b = await asyncio.gather(
-        asyncio.to_thread(sha256_of, source, size), asyncio.to_thread(sha256_of, copy, size)
-    )
-    return a, b

@@ -5,15 +5,16 @@ flavor's CPUs and memory."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 from pathlib import Path
 
 from sim.openstack.cloud import Cloud
 from sim.openstack.state import Server
 from tests.cli.conftest import cli_env, run_cli
-from tests.e2e.conftest import create_plan, same_bytes, start, vms_of, wait_migration
+from tests.e2e.conftest import create_plan, start, vms_of, wait_migration
 from tests.e2e.test_ovirt import VALIDATOR, VM_KIND, _bytes, claim_of, target_vm
 from tools.stack import Stack
+from tools.verifying import compare_disk
 
 
 def source_files(cloud: Cloud, server: Server) -> dict[str, Path]:
@@ -24,27 +25,6 @@ def source_files(cloud: Cloud, server: Server) -> dict[str, Path]:
     for vol_id in server.volume_ids:
         out[vol_id] = Path(cloud.state.volumes[vol_id].path)
     return out
-
-
-def data_after(path: Path, offset: int) -> bool:
-    """Whether the file holds anything but zeros past ``offset`` (holes are zeros)."""
-    with path.open("rb") as f:
-        fd = f.fileno()
-        size = os.fstat(fd).st_size
-        pos = offset
-        while pos < size:
-            try:
-                pos = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                return False
-            end = os.lseek(fd, pos, os.SEEK_HOLE)
-            f.seek(pos)
-            while pos < end:
-                chunk = f.read(min(end - pos, 1 << 20))
-                if chunk.count(0) != len(chunk):
-                    return True
-                pos += len(chunk)
-    return False
 
 
 async def test_image_backed_and_boot_from_volume_servers_migrate(
@@ -80,9 +60,10 @@ async def test_image_backed_and_boot_from_volume_servers_migrate(
             size = source.stat().st_size
             # The claim may be larger than the image (a flavor's root disk size, GiB
             # rounding): the image's bytes first, then nothing but zeros.
-            src_sha, copy_sha = await same_bytes(source, copy, size)
-            assert src_sha == copy_sha, (server.name, disk_id)
-            assert not data_after(copy, size), (server.name, disk_id)
+            same = await asyncio.to_thread(compare_disk, source, "raw", copy, size)
+            assert same.match, (server.name, disk_id, same)
+            # qemu-img compare also requires the claim's tail past the image to be zeros.
+            assert same.qemu_identical, (server.name, disk_id, same.qemu_compare)
         vm = await target_vm(stack, views[server.name]["targetName"])
         assert VM_KIND is not None
         assert VALIDATOR.check(VM_KIND, vm) == [], vm
