@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from tools import demoscenario as dsc
-from tools.stack import OVIRT_PASSWORD, OVIRT_USER, Stack
+from tools.stack import Stack
 
 TARGET_PROVIDER = "host"  # the cluster Hoist runs in
 OVIRT_PROVIDER = "ovirt"
@@ -136,24 +136,23 @@ async def register_and_plan(hoist: Hoist, stack: Stack, scenario: dsc.Scenario) 
     await hoist.run("providers", "add", TARGET_PROVIDER, "--type", "kubevirt", "--wait")
     sources = {p.source for p in scenario.plans}
     if "ovirt" in sources:
-        await _add_ovirt(hoist, stack, scenario)
+        await _add_ovirt(hoist, stack)
     if "openstack" in sources:
         await _add_openstack(hoist, stack)
     for plan in scenario.plans:
         await _maps_and_plan(hoist, scenario, plan)
 
 
-async def _add_ovirt(hoist: Hoist, stack: Stack, scenario: dsc.Scenario) -> None:
+async def _add_ovirt(hoist: Hoist, stack: Stack) -> None:
     """Without ``--fingerprint`` the CLI shows the engine certificate's fingerprint and asks;
     ``--yes`` accepts it, as a user who compared it with the engine's would."""
     if stack.engine is None:
         raise CliError("the plans migrate from oVirt, but the stack runs no engine")
-    users = (scenario.ovirt.users if scenario.ovirt else None) or {}
-    user, password = next(iter(users.items())) if users else (OVIRT_USER, OVIRT_PASSWORD)
-    hoist.env[OVIRT_PASSWORD_ENV] = password
+    login = stack.ovirt_credentials()
+    hoist.env[OVIRT_PASSWORD_ENV] = login["password"]
     await hoist.run(
         "providers", "add", OVIRT_PROVIDER, "--type", "ovirt",
-        "--url", stack.engine.api_url, "--user", user,
+        "--url", login["url"], "--user", login["user"],
         "--password-env", OVIRT_PASSWORD_ENV, "--yes", "--wait",
     )  # fmt: skip
 

@@ -41,10 +41,6 @@ if TYPE_CHECKING:
 POPULATOR_IMAGE = "registry.example/hoist/hoist:dev"
 POPULATOR_ENTRYPOINT = [sys.executable, "-m", "services.populators"]
 
-#: The oVirt simulator's administrator (``sim.ovirt``'s default users).
-OVIRT_USER = "admin@internal"
-OVIRT_PASSWORD = "secret"  # noqa: S105 - the simulator's documented login, not a secret
-
 
 @dataclass
 class StackSpec:
@@ -196,12 +192,14 @@ class Stack:
         return backing if claim.spec.volume_mode == "Block" else backing / "disk.img"
 
     def ovirt_credentials(self) -> dict[str, str]:
-        """How a user logs in to the engine, and the certificate fingerprint to pin."""
+        """How a user logs in to the engine (its scenario's first user, ``admin@internal``
+        unless the scenario names others), and the certificate fingerprint to pin."""
         assert self.engine is not None, "this stack has no oVirt engine"
+        user, password = next(iter(self.engine.inv.users.items()))
         return {
             "url": self.engine.api_url,
-            "user": OVIRT_USER,
-            "password": OVIRT_PASSWORD,
+            "user": user,
+            "password": password,
             "fingerprint": self.engine.cert.fingerprint,
         }
 
