@@ -22,12 +22,11 @@ from sim.openstack.cloud import Cloud
 from sim.openstack.state import Server
 from tests.conftest import TOKEN, create_database, drop_database, eventually
 from tests.inventory.conftest import api, unique, wait_phase
+from tests.orchestrator.pipelines import FINAL
 from tools.processes import ServiceProcess
 from tools.stack import Stack, StackSpec
 
 NAMESPACE = "migrated"
-MiB = 1 << 20
-FINAL = ("Succeeded", "Failed", "Canceled")
 
 
 def _disk(name: str, size: str = "8MiB", **extra: Any) -> dict[str, Any]:
