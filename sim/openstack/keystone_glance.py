@@ -99,7 +99,7 @@ def _keystone_conf(base: Path) -> str:
     return f"""[DEFAULT]
 log_file = {base / "keystone-app.log"}
 [database]
-connection = sqlite:///{base / "keystone.db"}
+connection = sqlite:///{base / "keystone.db"}?timeout=60
 [token]
 provider = fernet
 expiration = 7200
@@ -132,7 +132,7 @@ show_image_direct_url = false
 show_multiple_locations = false
 image_size_cap = 1099511627776
 [database]
-connection = sqlite:///{base / "glance.db"}
+connection = sqlite:///{base / "glance.db"}?timeout=60
 [glance_store]
 default_backend = fs
 [fs]
@@ -193,7 +193,10 @@ def _gunicorn(
     argv = ["env", *(f"{k}={v}" for k, v in env.items()), str(venv / "bin" / "gunicorn")]
     argv += ["--no-control-socket", "--pythonpath", str(Path(__file__).parent)]
     argv += ["-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads", "4"]
-    argv += ["--timeout", "900", "--graceful-timeout", "5"]
+    # Idle connections are kept longer than httpx's 5 s keepalive_expiry: the client, never
+    # the server, closes them, so a request is never sent on a socket closing under it (a
+    # ReadError the simulator's image proxy would pass on as a 500).
+    argv += ["--timeout", "900", "--graceful-timeout", "5", "--keep-alive", "30"]
     argv += ["--certfile", str(certs.cert_file), "--keyfile", str(certs.key_file)]
     argv += [f"wsgi_entry:{app}()"]
     ready = functools.partial(_answers, f"https://127.0.0.1:{port}/", certs.ca_file)

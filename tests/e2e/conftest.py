@@ -221,6 +221,26 @@ async def start(stack: Stack, plan: dict[str, Any]) -> dict[str, Any]:
     return started
 
 
+async def wait_startable(stack: Stack, plan: dict[str, Any], within: float = 120) -> None:
+    """Validate the plan until nothing blocks a start, as a user re-running it would.
+
+    Sources settle after a failure on their own clock: the engine unlocks a disk only once
+    the failed transfer's cleanup has ended, and the inventory learns that from its events;
+    until then a start is refused with 422 (``ovirt.disk.locked``), which is right."""
+    problems: list[dict[str, Any]] = []
+
+    async def startable() -> bool:
+        r = await api(svc(stack, "planner"), "POST", f"/plans/{plan['id']}/validate")
+        assert r.status_code == 200, r.text
+        problems[:] = [p for p in r.json()["problems"] if p["severity"] == "error"]
+        return not problems
+
+    try:
+        await eventually(startable, within=within, every=1, what=f"plan {plan['name']} startable")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; problems: {problems}") from None
+
+
 async def plan_status(stack: Stack, plan: dict[str, Any]) -> dict[str, Any]:
     r = await api(svc(stack, "planner"), "GET", f"/plans/{plan['id']}")
     assert r.status_code == 200, r.text

@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     vm_view,
     vms_of,
     wait_migration,
+    wait_startable,
 )
 from tests.inventory.conftest import api
 from tests.orchestrator.pipelines import labelled
@@ -180,6 +181,7 @@ async def test_a_failing_disk_fails_its_vm_and_a_rerun_skips_what_succeeded(
 
     # The storage is fixed; a re-run migrates only what did not succeed.
     engine.faults[:] = [f for f in engine.faults if f.kind != "paused_system"]
+    await wait_startable(stack, plan)
     second = await start(stack, plan)
     assert (second["vms"], second["skipped"]) == (1, 1), second  # to run, skipped
     ended = await wait_migration(stack, plan, second["id"])
