@@ -45,6 +45,10 @@ def not_found(what: str, ident: str) -> ApiError:
 log = logging.getLogger("sim.openstack")
 
 
+class LostUpload(Exception):
+    """Raised inside an upload's body: the copy breaks (the ``lose_uploads`` fault)."""
+
+
 @dataclass
 class Sim:
     state: CloudState
@@ -69,9 +73,9 @@ class Sim:
             raise ApiError(r.status_code, "badRequest", f"Glance refused the image: {r.text}")
         return str(r.json()["id"])
 
-    async def upload(self, image_id: str, path: Path | None) -> None:
+    async def upload(self, image_id: str, path: Path | None, *, lose: bool = False) -> None:
         """Stream a disk's bytes (all of them, holes as zeros, as Cinder's raw upload does)
-        into Glance; the stuck-in-saving fault stalls halfway."""
+        into Glance; the stuck-in-saving fault stalls halfway; ``lose`` breaks it there."""
         size = path.stat().st_size if path is not None else 0
 
         async def body() -> AsyncIterator[bytes]:
@@ -80,6 +84,10 @@ class Sim:
             sent, stalled = 0, False
             with path.open("rb") as f:
                 while chunk := f.read(4 * MiB):
+                    if lose and sent + len(chunk) >= size // 2:
+                        if half := chunk[: size // 2 - sent]:
+                            yield half
+                        raise LostUpload(f"upload into image {image_id} lost halfway")
                     yield chunk
                     sent += len(chunk)
                     if self.faults.stuck_saving and not stalled and sent >= size // 2:
@@ -103,9 +111,14 @@ class Sim:
         """``upload``, and when it fails, delete the image, as Cinder and Nova do when a
         copy to Glance breaks: a caller then sees the image gone (and may try again),
         never one left "saving" forever."""
+        lose = path is not None and self.faults.take_lost_upload()
         try:
-            await self.upload(image_id, path)
+            await self.upload(image_id, path, lose=lose)
         except Exception as exc:
+            if lose:
+                self.faults.injected.append(f"lost_upload:{image_id}")
+                log.warning("upload into image %s lost; the image is left behind", image_id)
+                return
             log.warning("upload into image %s failed (%r); deleting the image", image_id, exc)
             try:
                 async with self.keystone.client() as c:

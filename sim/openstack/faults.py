@@ -13,6 +13,9 @@ Each one stands for something real clouds do to a migration:
   expires mid-transfer. Glance itself then refuses the token (real keystonemiddleware).
 * ``volume_quota``: Cinder refuses new volumes with 413 ``overLimit`` once this many exist.
 * ``reset_after_bytes``: a download is cut after that many bytes, ``resets`` times.
+* ``lose_uploads``: the next N image uploads break halfway, and their image is left behind
+  (``queued`` or ``saving``, never to change): Cinder or Nova deletes the image of a failed
+  copy, and here that delete failed too. The volume (or server) is free again meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Faults:
     reset_after_bytes: int | None = None
     resets: int = 1
     volume_quota: int | None = None
+    lose_uploads: int = 0
     # What happened, for tests to assert on.
     injected: list[str] = field(default_factory=list)
 
@@ -64,6 +68,13 @@ class Faults:
             return None
         self.resets -= 1
         return self.reset_after_bytes
+
+    def take_lost_upload(self) -> bool:
+        """Whether this upload is one to break and leave its image behind."""
+        if self.lose_uploads <= 0:
+            return False
+        self.lose_uploads -= 1
+        return True
 
     def take_revoke(self) -> int | None:
         after, self.revoke_token_after_bytes = self.revoke_token_after_bytes, None

@@ -27,6 +27,15 @@ server is powered off before the conversion, so no guest quiescing is needed.
 Cinder cannot upload an attached volume unless the cloud allows forced uploads
 (``enable_force_upload``, off by default), hence the volume made from the snapshot.
 
+An image can be orphaned: Cinder and Nova delete the image of a copy that failed, but when
+that delete fails too, the image stays ``queued`` (or ``saving``) for ever while nothing
+uploads into it any more, and a migration waiting on it would only end at its timeout. So an
+image not yet active whose uploader is idle again (the temporary volume no longer
+``uploading``; the server without a task) is read once more and, if still not active,
+deleted; the next call uploads it again. The uploader is read before the image, so an upload
+that ended well in between is seen active. Where the cloud's policy hides a server's task
+state, nothing is inferred and the wait stays bounded by the timeout alone.
+
 ``convert`` never waits: each call creates what is missing and reports what it waits on;
 the pipeline calls again until ``done`` and bounds the whole by its
 ``snapshot_timeout_seconds``. A piece in an error state fails the conversion for good
@@ -60,6 +69,8 @@ T = TypeVar("T")
 GLANCE = "glance"  # the planner's source_storage of an image-backed server's root disk
 
 _IMAGE_FAILED = frozenset({"killed", "deleted", "pending_delete", "deactivated"})
+_IMAGE_PENDING = frozenset({"queued", "saving"})  # what an upload passes through
+_TASK_STATE = "OS-EXT-STS:task_state"
 _VOLUME_FAILED = frozenset(
     {"error", "error_restoring", "error_extending", "error_managing", "error_deleting"}
 )
@@ -166,6 +177,28 @@ def _read_server(conn: Any, server_id: str) -> tuple[Any, list[Any]] | None:
     return server, volumes
 
 
+def _server_task(conn: Any, server_id: str) -> tuple[bool, str | None]:
+    """Whether the cloud shows the server's task state, and that state. Read raw: the SDK
+    gives None both for "no task" and for an attribute the policy hides."""
+    r = conn.compute.get(f"/servers/{server_id}")
+    os_exc.raise_from_response(r)
+    body = r.json().get("server") or {}
+    return _TASK_STATE in body, body.get(_TASK_STATE)
+
+
+def _orphan(conn: Any, image: Any) -> _Step:
+    """The image's uploader was seen idle: if the image is still not active (read after
+    that), nothing will ever fill it; delete it, so the next call uploads again."""
+    image = conn.image.get_image(image.id)
+    if image.status not in _IMAGE_PENDING:
+        return _image_step(image)
+    conn.image.delete_image(image, ignore_missing=True)
+    return _Step(
+        waiting=f"image {image.name} was left {image.status} by an upload that ended without "
+        "filling it; deleted it, uploading again"
+    )
+
+
 def _advance_root(conn: Any, server_id: str, names: Names, meta: dict[str, str]) -> _Step:
     image = _oldest(conn.image.images(name=names.image), names.image)
     if image is None:
@@ -175,15 +208,26 @@ def _advance_root(conn: Any, server_id: str, names: Names, meta: dict[str, str])
             raise errors.vm_not_found(f"server {server_id}", "the cloud") from None
         except os_exc.ConflictException as exc:  # a task runs on the server: try later
             return _Step(waiting=f"server {server_id} busy ({_text(exc)})")
-        image = conn.image.get_image(image_id)
+        return _image_step(conn.image.get_image(image_id))
+    if image.status in _IMAGE_PENDING:
+        try:
+            shown, task = _server_task(conn, server_id)
+        except os_exc.NotFoundException:
+            raise errors.vm_not_found(f"server {server_id}", "the cloud") from None
+        if shown and task is None:
+            return _orphan(conn, image)
     return _image_step(image)
 
 
 def _advance_volume(conn: Any, volume_id: str, names: Names, description: str) -> _Step:
     image = _oldest(conn.image.images(name=names.image), names.image)
-    if image is not None:
-        return _image_step(image)
     storage = conn.block_storage
+    if image is not None:
+        if image.status in _IMAGE_PENDING:
+            volume = _oldest(storage.volumes(name=names.volume), names.volume)
+            if volume is None or volume.status != "uploading":
+                return _orphan(conn, image)
+        return _image_step(image)
     volume = _oldest(storage.volumes(name=names.volume), names.volume)
     if volume is None:
         snap = _oldest(storage.snapshots(name=names.snapshot), names.snapshot)

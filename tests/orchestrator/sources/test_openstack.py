@@ -51,6 +51,17 @@ def servers(cloud: Cloud) -> dict[str, Server]:
         ),
         _server("conv-bad", boot="volume", status="SHUTOFF", root=sc.Disk(size_mib=4, data_mib=1)),
         _server("power-1", root=sc.Disk(size_mib=4, data_mib=1)),
+        _server(
+            "conv-slow",
+            root=sc.Disk(size_mib=6, data_mib=2),
+            # over one 4 MiB chunk, so the stall comes before the last byte
+            volumes=[sc.Volume(name="conv-slow-data", size_mib=10, data_mib=1)],
+        ),
+        _server(
+            "conv-lost",
+            root=sc.Disk(size_mib=6, data_mib=2),
+            volumes=[sc.Volume(name="conv-lost-data", size_mib=4, data_mib=1)],
+        ),
     ]
     return {s.name: cloud.add_server(s) for s in made}
 
@@ -111,12 +122,17 @@ def leftovers(cloud: Cloud, conn: Any) -> list[str]:
     return [n for n in names if n and n.startswith("hoist-")]
 
 
-async def convert_until_done(source: Source, migration_id: str, vm: PlannedVm) -> Conversion:
-    """Call ``convert`` as the pipeline does, until done (the bound is a hang guard)."""
+async def convert_until_done(
+    source: Source, migration_id: str, vm: PlannedVm, notes: list[str] | None = None
+) -> Conversion:
+    """Call ``convert`` as the pipeline does, until done (the bound is a hang guard); what
+    it waited on goes to ``notes``."""
     deadline = time.monotonic() + 120
     while not (result := await source.convert(migration_id, vm)).done:
         assert result.waiting, "not done, so waiting on something"
         assert time.monotonic() < deadline, f"conversion stuck: {result.waiting}"
+        if notes is not None:
+            notes.append(result.waiting)
         await asyncio.sleep(0.1)
     return result
 
@@ -219,3 +235,66 @@ async def test_an_artifact_in_error_fails_for_good(
 
     await source.remove_artifacts("mig-bad", vm)  # an errored volume can be deleted
     assert leftovers(cloud, conn) == []
+
+
+async def test_an_image_orphaned_by_a_failed_upload_is_deleted_and_uploaded_again(
+    source: Source, cloud: Cloud, conn: Any, servers: dict[str, Server]
+) -> None:
+    """Both uploads (Nova's of the root disk, Cinder's of the data volume) break, and the
+    cloud fails to delete their images, which stay ``queued`` for ever. Once the uploader is
+    idle the conversion deletes each orphan and uploads again, instead of waiting out its
+    timeout; the disks still arrive byte for byte."""
+    server = servers["conv-lost"]
+    vm = plan_of(cloud, server)
+    await source.stop(server.id)
+    before = len(cloud.faults.injected)
+    cloud.faults.update({"lose_uploads": 2})
+    notes: list[str] = []
+    try:
+        done = await convert_until_done(source, "mig-lost", vm, notes)
+    finally:
+        cloud.faults.update({"lose_uploads": 0})
+    lost = [i.split(":", 1)[1] for i in cloud.faults.injected[before:] if i.startswith("lost_")]
+    assert len(lost) == 2, cloud.faults.injected[before:]
+    assert not set(lost) & set(done.images.values())
+    for image_id in lost:  # the orphans are gone
+        assert conn.image.find_image(image_id) is None
+    assert sum("deleted it, uploading again" in n for n in notes) == 2, notes
+    for disk_id, image_id in done.images.items():
+        original = source_file(cloud, server, disk_id)
+        digest, size = await asyncio.to_thread(sha256_image, conn, image_id)
+        assert (digest, size) == (sha256_file(original), original.stat().st_size), disk_id
+
+    await source.remove_artifacts("mig-lost", vm)
+    assert leftovers(cloud, conn) == []
+    await source.start(server.id)
+
+
+async def test_an_upload_still_running_is_waited_for_not_taken_for_an_orphan(
+    source: Source, cloud: Cloud, conn: Any, servers: dict[str, Server]
+) -> None:
+    """Uploads stalled halfway (Glance ``saving``, the volume ``uploading``, the server in
+    ``image_uploading``) are alive: the conversion waits and deletes nothing."""
+    server = servers["conv-slow"]
+    vm = plan_of(cloud, server)
+    await source.stop(server.id)
+    cloud.faults.update({"stuck_saving": True})
+    try:
+        for _ in range(20):
+            waiting = await source.convert("mig-slow", vm)
+            if waiting.waiting.count("saving") == len(vm.disks):
+                break
+            await asyncio.sleep(0.2)
+        names = [naming.artifact("image", "mig-slow", server.id, d.disk_id) for d in vm.disks]
+        assert all(f"image {n} saving" in waiting.waiting for n in names), waiting
+        stalled = [conn.image.find_image(n, ignore_missing=False).id for n in names]
+        for _ in range(3):
+            again = await source.convert("mig-slow", vm)
+            assert not again.done and "deleted" not in again.waiting, again
+    finally:
+        cloud.faults.update({"stuck_saving": False})
+    done = await convert_until_done(source, "mig-slow", vm)
+    assert sorted(done.images.values()) == sorted(stalled)  # the same images, filled
+    await source.remove_artifacts("mig-slow", vm)
+    assert leftovers(cloud, conn) == []
+    await source.start(server.id)
