@@ -34,6 +34,14 @@ def _server(name: str, **kw: Any) -> sc.Server:
     return sc.Server(name=name, flavor="m1.small", networks=["private"], **kw)
 
 
+def _imaged(name: str, *, root_mib: int, data_mib: int) -> sc.Server:
+    return _server(
+        name,
+        root=sc.Disk(size_mib=root_mib, data_mib=2),
+        volumes=[sc.Volume(name=f"{name}-data", size_mib=data_mib, data_mib=1)],
+    )
+
+
 @pytest.fixture(scope="module")
 def servers(cloud: Cloud) -> dict[str, Server]:
     made = [
@@ -51,17 +59,10 @@ def servers(cloud: Cloud) -> dict[str, Server]:
         ),
         _server("conv-bad", boot="volume", status="SHUTOFF", root=sc.Disk(size_mib=4, data_mib=1)),
         _server("power-1", root=sc.Disk(size_mib=4, data_mib=1)),
-        _server(
-            "conv-slow",
-            root=sc.Disk(size_mib=6, data_mib=2),
-            # over one 4 MiB chunk, so the stall comes before the last byte
-            volumes=[sc.Volume(name="conv-slow-data", size_mib=10, data_mib=1)],
-        ),
-        _server(
-            "conv-lost",
-            root=sc.Disk(size_mib=6, data_mib=2),
-            volumes=[sc.Volume(name="conv-lost-data", size_mib=4, data_mib=1)],
-        ),
+        # An image-backed server with a data volume of over one 4 MiB chunk, so a stall
+        # comes before the last byte; and one whose uploads are lost.
+        _imaged("conv-slow", root_mib=6, data_mib=10),
+        _imaged("conv-lost", root_mib=6, data_mib=4),
     ]
     return {s.name: cloud.add_server(s) for s in made}
 
@@ -290,7 +291,8 @@ async def test_an_upload_still_running_is_waited_for_not_taken_for_an_orphan(
         stalled = [conn.image.find_image(n, ignore_missing=False).id for n in names]
         for _ in range(3):
             again = await source.convert("mig-slow", vm)
-            assert not again.done and "deleted" not in again.waiting, again
+            assert not again.done, again
+            assert "deleted" not in again.waiting, again
     finally:
         cloud.faults.update({"stuck_saving": False})
     done = await convert_until_done(source, "mig-slow", vm)
