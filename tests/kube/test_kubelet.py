@@ -488,14 +488,24 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def trapping(name: str, handler: str, ready: Path) -> Obj:
+    """A pod whose shell traps SIGTERM with ``handler``, then touches ``ready``: "Running"
+    only says the process started, and a SIGTERM before the trap is set would kill it
+    outright (on a loaded machine that happens)."""
+    loop = "while :; do sleep 0.05; done"
+    return shell(name, f"trap '{handler}' TERM; touch {ready}; {loop}")
+
+
+async def trapped(cluster: Cluster, name: str, ready: Path) -> int:
+    await reaches(cluster, name, "Running")
+    await eventually(ready.exists, what=f"{name}'s trap set")
+    return pid_of(cluster, name)
+
+
 async def test_graceful_delete_sends_sigterm_first(cluster: Cluster, tmp_path: Path) -> None:
     marker = tmp_path / "bye"
-    create(
-        cluster,
-        shell("polite", f"trap 'echo bye > {marker}; exit 0' TERM; while :; do sleep 0.05; done"),
-    )
-    await reaches(cluster, "polite", "Running")
-    pid = pid_of(cluster, "polite")
+    create(cluster, trapping("polite", f"echo bye > {marker}; exit 0", tmp_path / "ready"))
+    pid = await trapped(cluster, "polite", tmp_path / "ready")
     cluster.store.delete(cluster.kind("pods"), "default", "polite")
     pod = get(cluster, "polite")
     assert pod is not None
@@ -520,12 +530,13 @@ async def test_deleting_a_terminating_pod_again_writes_nothing(cluster: Cluster)
     await eventually(lambda: get(cluster, "lingering") is None, what="pod removed")
 
 
-async def test_graceful_delete_kills_after_the_grace_period(cluster: Cluster) -> None:
-    body = shell("stubborn", "trap '' TERM; while :; do sleep 0.05; done")
+async def test_graceful_delete_kills_after_the_grace_period(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    body = trapping("stubborn", "", tmp_path / "ready")
     body["spec"]["terminationGracePeriodSeconds"] = 1
     create(cluster, body)
-    await reaches(cluster, "stubborn", "Running")
-    pid = pid_of(cluster, "stubborn")
+    pid = await trapped(cluster, "stubborn", tmp_path / "ready")
     cluster.store.delete(cluster.kind("pods"), "default", "stubborn")
     await eventually(lambda: get(cluster, "stubborn") is None, what="pod removed")
     assert not alive(pid)
