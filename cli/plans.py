@@ -1,5 +1,5 @@
 """``hoist plans``: create (from flags or a YAML body), validate, list, get, delete, start,
-re-run, cancel, status."""
+re-run, cancel, status, logs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from cli import watching
+from cli import diagnosing, watching
 from cli.bodies import body_options, merged
 from cli.client import Api
 from cli.output import emit_json, emit_line, fields, out, problems, styled, table
@@ -300,5 +300,33 @@ def status(ref: str, verbose: bool) -> None:
 
     async def work(api: Api) -> None:
         await watching.show_status(api, ref, verbose or state().verbose)
+
+    run(work)
+
+
+@plans.command("logs")
+@click.argument("ref")
+@click.option(
+    "--vm", "vms", multiple=True, metavar="NAME_OR_ID", help="These VMs (default: failed)."
+)
+@click.option(
+    "-n",
+    "--lines",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Populator log lines per failed disk.",
+)
+@output_option
+def logs(ref: str, vms: tuple[str, ...], lines: int) -> None:
+    """Why VMs failed: each failed step and disk, its error, and the populator's last log
+    lines (kept by the orchestrator after the pod is gone)."""
+
+    async def work(api: Api) -> None:
+        report = await diagnosing.diagnose(api, ref, vms)
+        if json_mode():
+            emit_json({"plan": ref, "vms": report})
+        else:
+            diagnosing.show(ref, report, lines)
 
     run(work)

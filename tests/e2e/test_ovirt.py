@@ -178,6 +178,18 @@ async def test_a_failing_disk_fails_its_vm_and_a_rerun_skips_what_succeeded(
     assert left["virtualmachines"] == [], left
     assert engine.inv.vms[flaky.id].status == "up"
     migrated = await target_vm(stack, views["steady"]["targetName"])
+    # Why it failed outlives the populator pod: the CLI reads its log from the orchestrator.
+    told = await run_cli(["plans", "logs", plan["name"], "-o", "json"], env)
+    assert told.code == 0, told
+    (report,) = told.json()["vms"]  # only the failed VM by default
+    assert (report["name"], report["phase"]) == ("flaky", "Failed"), report
+    (disk,) = [f for f in report["failures"] if f["step"] == "DiskTransfer"]
+    assert disk["error"], disk
+    assert disk["log"].strip(), disk  # the populator's own last words
+    shown = await run_cli(["plans", "logs", plan["name"], "--vm", "steady", "-n", "3"], env)
+    assert shown.code == 0, shown
+    assert "VM steady" in shown.stdout, shown
+    assert "no failed step" in shown.stdout, shown
 
     # The storage is fixed; a re-run migrates only what did not succeed.
     engine.faults[:] = [f for f in engine.faults if f.kind != "paused_system"]

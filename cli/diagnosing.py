@@ -1,0 +1,102 @@
+"""Why a VM failed: its failed steps and disks, with the populator's own last log lines.
+
+The planner's status says which step failed and the error in a line; what the populator
+printed before it gave up lives only in the orchestrator, which read the pod's log when the
+pod ended (the pod itself is deleted by the cleanup, so ``kubectl logs`` finds nothing
+later). This module joins the two: the plan's VMs from the planner, each failed one's
+pipeline from the orchestrator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cli import watching
+from cli.client import Api
+from cli.output import out, styled
+from cli.runner import Failure
+
+FAILED = "Failed"
+
+
+def _failures(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps and tasks that ended in error, each with what it left to read."""
+    found: list[dict[str, Any]] = []
+    for step in pipeline:
+        failed_tasks = [t for t in step.get("tasks") or [] if t.get("error")]
+        if step.get("error") and not failed_tasks:
+            found.append({"step": step["name"], "task": None, "error": step["error"]})
+        for t in failed_tasks:
+            detail = t.get("detail") or {}
+            found.append(
+                {
+                    "step": step["name"],
+                    "task": t["task"],
+                    "error": t["error"],
+                    "pod": detail.get("pod") or None,
+                    "recreations": detail.get("recreations"),
+                    "log": detail.get("log") or "",
+                }
+            )
+    return found
+
+
+def _pick(listed: list[dict[str, Any]], plan: str, vms: tuple[str, ...]) -> list[dict[str, Any]]:
+    if not vms:
+        return [v for v in listed if v.get("phase") == FAILED]
+    by_ref = {v["id"]: v for v in listed} | {v["name"]: v for v in listed}
+    unknown = [v for v in vms if v not in by_ref]
+    if unknown:
+        raise Failure(f"not in plan {plan}'s current migration: {', '.join(unknown)}")
+    return [by_ref[v] for v in vms]
+
+
+async def diagnose(api: Api, plan: str, vms: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per VM (the failed ones, or those named): phase, error, and every failure's log."""
+    report = []
+    for vm in _pick(await watching.all_vms(api, plan), plan, vms):
+        path = f"/api/v1/migrations/{vm['migrationId']}/vms/{vm['id']}"
+        view = await api.get("orchestrator", path)
+        report.append(
+            {
+                "id": vm["id"],
+                "name": vm["name"],
+                "phase": vm.get("phase"),
+                "error": view.get("error"),
+                "failures": _failures(view.get("pipeline") or []),
+            }
+        )
+    return report
+
+
+def _said(error: Any) -> str:
+    """An error as the orchestrator records it ({reason, message, permanent}), in a line."""
+    if not isinstance(error, dict):
+        return str(error)
+    kind = "permanent" if error.get("permanent") else "temporary"
+    return f"{error.get('reason')} ({kind}): {error.get('message')}"
+
+
+def show(plan: str, report: list[dict[str, Any]], lines: int) -> None:
+    if not report:
+        out.print(f"no failed VM in plan {plan}'s current migration")
+        return
+    for vm in report:
+        head = styled(vm["phase"])
+        head.append(f"  VM {vm['name']} ({vm['id']})")
+        out.print(head)
+        if not vm["failures"]:
+            out.print("  no failed step")
+            if vm["error"]:  # otherwise the failures below say it
+                out.print(f"  error: {_said(vm['error'])}", markup=False)
+        for f in vm["failures"]:
+            where = f["step"] if f["task"] is None else f"{f['step']} / disk {f['task']}"
+            out.print(f"  {where}: {_said(f['error'])}", markup=False)
+            if f.get("pod"):
+                again = f" (recreated {f['recreations']}x)" if f.get("recreations") else ""
+                out.print(f"    populator pod {f['pod']}{again}", markup=False)
+            tail = f.get("log", "").rstrip("\n").splitlines()[-lines:] if lines else []
+            if tail:
+                out.print(f"    last {len(tail)} log line(s):")
+            for line in tail:
+                out.print(f"    | {line}", markup=False, soft_wrap=True)
