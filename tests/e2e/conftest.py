@@ -23,14 +23,11 @@ from sim.openstack.state import Server
 from tests.conftest import TOKEN, create_database, drop_database, eventually
 from tests.inventory.conftest import api, unique, wait_phase
 from tests.orchestrator.pipelines import FINAL
+from tests.orchestrator.pipelines import ovirt_disk as _disk
 from tools.processes import ServiceProcess
 from tools.stack import Stack, StackSpec
 
 NAMESPACE = "migrated"
-
-
-def _disk(name: str, size: str = "8MiB", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "size": size, "allocated": 0.5, "extent": "1MiB", **extra}
 
 
 #: The engine. ``slow-*`` disks are throttled so a copy lasts long enough to be watched and

@@ -35,6 +35,12 @@ NAMESPACE = "migrated"
 FINAL = ("Succeeded", "Failed", "Canceled")
 
 
+def ovirt_disk(name: str, size: str = "8MiB", **extra: Any) -> dict[str, Any]:
+    """A disk of an oVirt engine scenario: half allocated in 1 MiB extents, so a copy moves
+    real data and skips real holes."""
+    return {"name": name, "size": size, "allocated": 0.5, "extent": "1MiB", **extra}
+
+
 def images() -> dict[str, list[str]]:
     """What the simulated kubelet runs for the populator image: its real entrypoint."""
     return {POPULATOR_IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"]}

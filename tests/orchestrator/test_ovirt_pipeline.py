@@ -40,14 +40,11 @@ from tests.orchestrator.pipelines import (
     vm_state,
     wait_vm,
 )
+from tests.orchestrator.pipelines import ovirt_disk as _disk
 from tests.ovirt.conftest import assert_same_image
 from tools.processes import ServiceProcess
 
 BUS = {"virtio": "virtio", "virtio_scsi": "scsi", "sata": "sata", "ide": "sata"}
-
-
-def _disk(name: str, size: str = "8MiB", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "size": size, "allocated": 0.5, "extent": "1MiB", **extra}
 
 
 SCENARIO: dict[str, Any] = {
