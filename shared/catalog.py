@@ -174,6 +174,17 @@ PLAN_CANCEL_REQUESTED: EventSpec[Any] = EventSpec(
     description="Cancel the whole migration of a plan or chosen VMs of it.",
 )
 
+PLAN_CUTOVER_CHANGED: EventSpec[Any] = EventSpec(
+    name="plan.cutover.changed",
+    subject="plan.{plan_id}.cutover",
+    payload=p.PlanCutoverChanged,
+    delivery=Delivery.STREAM,
+    stream=PLANS,
+    producer="planner",
+    consumers=("orchestrator",),
+    description="A running plan's cutover time changed: no source VM is powered off before it.",
+)
+
 PLAN_STATUS: EventSpec[Any] = EventSpec(
     name="plan.status",
     subject="plan.{plan_id}.status",
@@ -254,6 +265,7 @@ EVENTS: tuple[EventSpec[Any], ...] = (
     INVENTORY_CHANGED,
     PLAN_STARTED,
     PLAN_CANCEL_REQUESTED,
+    PLAN_CUTOVER_CHANGED,
     PLAN_STATUS,
     VM_STEP_CHANGED,
     VM_FINISHED,

@@ -189,6 +189,9 @@ class PlannedVm(Payload):
     disks: list[PlannedDisk]
     nics: list[PlannedNic] = Field(default_factory=list)
     source_power_state: str = ""
+    target_power_state: PowerState | None = Field(
+        None, description="Overrides the plan's ``target_power_state`` for this VM."
+    )
     detail: dict[str, object] = Field(
         default_factory=dict,
         description="CPU, memory, firmware, OS and the rest of the source configuration.",
@@ -213,6 +216,17 @@ class PlanStarted(Payload):
     transfer_network: str | None = None
     max_disks_in_flight: int = Field(10, ge=1)
     max_disks_in_flight_per_source: int = Field(20, ge=1)
+    max_vms_in_flight: int = Field(
+        20,
+        ge=1,
+        description="VMs of this migration admitted at once: a VM is admitted before its "
+        "source is touched and holds its place until its target VM exists.",
+    )
+    cutover: datetime | None = Field(
+        None,
+        description="No source VM is powered off before this time (unset: at once). Later "
+        "changes come as ``PlanCutoverChanged``.",
+    )
     vms: list[PlannedVm]
     part: int = Field(
         1,
@@ -231,6 +245,20 @@ class PlanCancelRequested(Payload):
     migration_id: Id
     vm_ids: list[str] = Field(default_factory=list, description="Empty: the whole plan.")
     reason: str = ""
+
+
+class PlanCutoverChanged(Payload):
+    """The cutover time of a running migration changed (or was cleared: ``None``, at once).
+
+    ``revision`` grows with every change of the plan's cutover; a consumer keeps the highest
+    it saw, so a redelivered or reordered older change never undoes a newer one. The cutover
+    frozen in ``PlanStarted`` counts as revision 0.
+    """
+
+    plan_id: Id
+    migration_id: Id
+    cutover: datetime | None = None
+    revision: int = Field(ge=1)
 
 
 class PlanStatusChanged(Payload):
