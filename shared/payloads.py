@@ -81,6 +81,18 @@ class StepState(StrEnum):
     CANCELED = "Canceled"
 
 
+class WaitReason(StrEnum):
+    """Why a VM waits to be admitted, its source untouched (``detail.waiting.reason`` of its
+    first step's Pending event)."""
+
+    CUTOVER = "Cutover"  # the plan's cutover time has not come
+    PLAN_VMS = "PlanVmLimit"  # maxVmsInFlight of the plan
+    PLAN_DISKS = "PlanDiskLimit"  # maxDisksInFlight of the plan
+    SOURCE_DISKS = "SourceDiskLimit"  # maxDisksInFlightPerSource, all plans together
+    FAIRNESS = "Fairness"  # another plan on the same source holds less; it goes first
+    IN_LINE = "InLine"  # an earlier VM of the plan waits; it goes first
+
+
 class Outcome(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"

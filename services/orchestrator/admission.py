@@ -1,105 +1,323 @@
-"""Which VM may start copying its disks now: limits per plan and per source, fair across plans.
+"""Which VM may start now: admitted before its source is touched, within the plan's limits.
 
-A VM asks for admission when it reaches DiskAllocation and holds ``len(disks)`` slots until
-its DiskTransfer ends (or it fails or is canceled); ``vms.holding`` records it, so the counts
-survive a crash and every replica sees the same ones. Two limits apply:
+What the user counts on: no more than ``maxVmsInFlight`` VMs of a plan are between their
+admission and their target VM's creation, so no more than that many source VMs are down
+because of Hoist at once; a VM that is not admitted waits in ``Queued`` with its source
+running and untouched. Admission is therefore the first thing a VM's pipeline does, before
+Initialize and PowerOffSource (and the OpenStack snapshots, whose storage on the source is
+bounded the same way).
 
-- the plan's ``max_disks_in_flight``: disks of this migration held at once;
-- the plan's ``max_disks_in_flight_per_source``: disks held from the same source provider
-  by every running migration (the source's storage and imageio/Glance are what saturate).
+An admitted VM holds, in ``orchestrator.vms`` (so every replica and a restarted one count the
+same):
 
-A VM with more disks than a limit is still admitted when nothing else is held (otherwise it
-could never run). Fairness: when several plans wait on the same source, a slot goes to the
-plan holding the fewest disks now, so a plan started later is not starved by a big one.
+- a VM slot (``holds_vm``) until its target VM exists, or until a failed or canceled VM's
+  teardown has given the source back (its source is down until then);
+- ``len(disks)`` disk slots (``holding``) until its disks are copied; a failure or cancel
+  frees them at once.
+
+The limits: the plan's ``max_vms_in_flight`` and ``max_disks_in_flight``, and
+``max_disks_in_flight_per_source`` over every plan on the same source provider. A VM with
+more disks than a limit is still admitted when its plan (or source) holds nothing, otherwise
+it could never run. Within a plan VMs go in the plan's order; across plans on one source, a
+slot goes to the plan holding the fewest disks, so a plan started later is not starved by a
+big one. Nothing is admitted before the plan's cutover (cold migration copies only after the
+power-off, so holding slots earlier would only keep other VMs waiting).
+
 Admission runs under a transaction-scoped advisory lock per source provider: two replicas
-never admit past the limit together.
+never admit past a limit together. A waiting VM learns why, its place in line and an
+estimate of when it starts; the estimate is the plan's mean time from admission to release
+so far (or the source's, early in a plan) times the waves ahead of it.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.payloads import WaitReason
+
 _LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_NOW = text("SELECT now()")
 _HELD = text(
     """
-    SELECT migration_id, COALESCE(sum(holding), 0) AS held
+    SELECT migration_id, COALESCE(sum(holding), 0) AS disks,
+           count(*) FILTER (WHERE holds_vm) AS vms
     FROM orchestrator.vms
-    WHERE source_provider = :source AND holding > 0
+    WHERE source_provider = :source AND (holding > 0 OR holds_vm)
     GROUP BY migration_id
     """
 )
-# Migrations with a VM waiting for admission on this source (at DiskAllocation, holding
-# nothing, not being torn down), with their smallest waiting VM and their own limit.
-_WAITING = text(
+# A VM waits for admission while it is unfinished, not admitted and not being canceled:
+# ``admitted_at IS NULL AND phase IN ('Queued', 'Running') AND NOT cancel_requested``.
+_AHEAD = text(
+    """
+    SELECT count(*) FROM orchestrator.vms v
+    WHERE v.migration_id = :migration AND v.position < :position
+      AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+    """
+)
+# Other plans with a VM waiting on this source whose cutover has come: their smallest
+# waiting VM and their own limits.
+_WAITING_PLANS = text(
     """
     SELECT v.migration_id,
            min(jsonb_array_length(v.spec->'disks')) AS smallest,
-           (m.header->>'max_disks_in_flight')::int AS plan_limit
+           (m.header->>'max_disks_in_flight')::int AS disk_limit,
+           COALESCE((m.header->>'max_vms_in_flight')::int, 20) AS vm_limit
     FROM orchestrator.vms v JOIN orchestrator.migrations m ON m.id = v.migration_id
-    WHERE v.source_provider = :source AND v.holding = 0 AND v.phase IN ('Queued', 'Running')
-      AND v.step = 'DiskAllocation' AND NOT v.cancel_requested
+    WHERE v.source_provider = :source AND v.migration_id <> :migration
+      AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+      AND (m.cutover IS NULL OR m.cutover <= now())
     GROUP BY v.migration_id, m.header
     """
 )
 _TAKE = text(
     """
-    UPDATE orchestrator.vms SET holding = :n
-    WHERE migration_id = :migration AND vm_id = :vm AND holding = 0
+    UPDATE orchestrator.vms
+    SET holding = :n, holds_vm = true, admitted_at = now(), released_at = NULL
+    WHERE migration_id = :migration AND vm_id = :vm AND admitted_at IS NULL
     """
 )
+# How long an admitted VM held its VM slot: this plan's so far, else the source's lately.
+_MEAN_HOLD = text(
+    """
+    SELECT COALESCE(
+        (SELECT avg(extract(epoch FROM released_at - admitted_at)) FROM orchestrator.vms
+         WHERE migration_id = :migration AND released_at IS NOT NULL
+           AND admitted_at IS NOT NULL),
+        (SELECT avg(extract(epoch FROM released_at - admitted_at)) FROM orchestrator.vms
+         WHERE source_provider = :source AND released_at > now() - interval '1 day'
+           AND admitted_at IS NOT NULL)
+    ) AS mean,
+    (SELECT avg(extract(epoch FROM now() - admitted_at)) FROM orchestrator.vms
+     WHERE migration_id = :migration AND holds_vm) AS elapsed
+    """
+)
+# The first waiting VM of each plan on a source: the ones a freed slot can go to.
+_HEADS = text(
+    """
+    UPDATE orchestrator.vms SET next_run_at = now()
+    WHERE (migration_id, vm_id) IN (
+        SELECT DISTINCT ON (v.migration_id) v.migration_id, v.vm_id
+        FROM orchestrator.vms v
+        WHERE v.source_provider = :source
+          AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+        ORDER BY v.migration_id, v.position
+    ) AND next_run_at > now()
+    """
+)
+_NEXT_OF_PLAN = text(
+    """
+    UPDATE orchestrator.vms SET next_run_at = now()
+    WHERE (migration_id, vm_id) IN (
+        SELECT v.migration_id, v.vm_id FROM orchestrator.vms v
+        WHERE v.migration_id = :migration
+          AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+        ORDER BY v.position LIMIT 1
+    ) AND next_run_at > now()
+    """
+)
+
+LONGEST_WAIT = 15
+"""A VM far back in line looks again at most every ``LONGEST_WAIT`` polls; a freed slot wakes
+the first in line at once (``wake_heads``), so this only bounds how stale its place is."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One VM asking to start."""
+
+    migration_id: str
+    vm_id: str
+    source_provider: str
+    position: int
+    disks: int
+    vm_limit: int
+    plan_limit: int
+    source_limit: int
+    cutover: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
     admitted: bool
+    reason: WaitReason | None = None
     why: str = ""
+    held: int = 0
+    limit: int = 0
+    place: int = 0
+    estimated_start: datetime | None = None
+    retry_after: float = 0.0
+    cutover: datetime | None = None
+
+    def detail(self) -> dict[str, Any]:
+        """The waiting VM's step detail: a sentence for people, the parts for programs."""
+        return {
+            "note": self.note(),
+            "waiting": {
+                "reason": self.reason.value if self.reason else None,
+                "held": self.held,
+                "limit": self.limit,
+                "place": self.place,
+                "estimatedStart": _iso(self.estimated_start),
+                "cutover": _iso(self.cutover),
+            },
+        }
+
+    def note(self) -> str:
+        parts = [f"waiting: {self.why}"]
+        if self.place:
+            parts.append(f"{_ordinal(self.place)} in line")
+        if self.estimated_start is not None and self.reason is not WaitReason.CUTOVER:
+            parts.append(f"starts about {self.estimated_start:%Y-%m-%d %H:%M} UTC")
+        return "; ".join(parts)
 
 
-async def admit(
-    session: AsyncSession,
-    *,
-    migration_id: str,
-    vm_id: str,
-    source_provider: str,
-    disks: int,
-    plan_limit: int,
-    source_limit: int,
-) -> Decision:
-    """Take ``disks`` slots for the VM in ``session``'s transaction, or say why not."""
-    n = max(1, disks)
-    await session.execute(_LOCK, {"key": _key(source_provider)})
-    held = {
-        r.migration_id: int(r.held)
-        for r in await session.execute(_HELD, {"source": source_provider})
-    }
-    in_source = sum(held.values())
-    in_plan = held.get(migration_id, 0)
-    if in_plan and in_plan + n > plan_limit:
-        return Decision(False, f"the plan has {in_plan} of {plan_limit} disks in flight")
-    if in_source and in_source + n > source_limit:
+async def admit(session: AsyncSession, req: Request, *, poll: float) -> Decision:
+    """Take the VM's slots in ``session``'s transaction, or say why it waits and for how long.
+
+    ``poll``: the runner's rhythm; a waiting VM is called again after a multiple of it."""
+    now: datetime = (await session.execute(_NOW)).scalar_one()
+    place = 1 + int(
+        (
+            await session.execute(_AHEAD, {"migration": req.migration_id, "position": req.position})
+        ).scalar_one()
+    )
+    if req.cutover is not None and req.cutover > now:
+        remaining = (req.cutover - now).total_seconds()
         return Decision(
-            False, f"the source provider has {in_source} of {source_limit} disks in flight"
+            False,
+            WaitReason.CUTOVER,
+            f"the plan's cutover is at {req.cutover:%Y-%m-%d %H:%M:%S} UTC",
+            place=place,
+            estimated_start=req.cutover,
+            cutover=req.cutover,
+            retry_after=max(poll, min(remaining, poll * LONGEST_WAIT)),
         )
-    # Fairness: another waiting plan that holds fewer disks (and may take one) goes first.
-    for row in await session.execute(_WAITING, {"source": source_provider}):
-        other = row.migration_id
-        if other == migration_id:
-            continue
-        other_held = held.get(other, 0)
-        other_limit = int(row.plan_limit or plan_limit)
-        can_take = not other_held or other_held + int(row.smallest or 1) <= other_limit
-        if can_take and other_held < in_plan:
-            return Decision(
-                False, "another plan on the same source holds fewer disks; it goes first"
+    n = max(1, req.disks)
+    await session.execute(_LOCK, {"key": _key(req.source_provider)})
+    disks: dict[str, int] = {}
+    vms: dict[str, int] = {}
+    for r in await session.execute(_HELD, {"source": req.source_provider}):
+        disks[r.migration_id] = int(r.disks)
+        vms[r.migration_id] = int(r.vms)
+    in_source = sum(disks.values())
+    plan_disks = disks.get(req.migration_id, 0)
+    plan_vms = vms.get(req.migration_id, 0)
+
+    blocked: tuple[WaitReason, str, int, int, int] | None = None  # reason, why, held, limit, slots
+    if plan_vms >= req.vm_limit:
+        blocked = (
+            WaitReason.PLAN_VMS,
+            f"the plan has {plan_vms} of {req.vm_limit} VMs in flight",
+            plan_vms,
+            req.vm_limit,
+            req.vm_limit,
+        )
+    elif plan_disks and plan_disks + n > req.plan_limit:
+        blocked = (
+            WaitReason.PLAN_DISKS,
+            f"the plan has {plan_disks} of {req.plan_limit} disks in flight",
+            plan_disks,
+            req.plan_limit,
+            max(1, req.plan_limit // n),
+        )
+    elif in_source and in_source + n > req.source_limit:
+        blocked = (
+            WaitReason.SOURCE_DISKS,
+            f"the source provider has {in_source} of {req.source_limit} disks in flight",
+            in_source,
+            req.source_limit,
+            max(1, req.source_limit // n),
+        )
+    elif place > 1:
+        # The slot is the earlier VM's: it goes first (and is woken to take it now).
+        await session.execute(_NEXT_OF_PLAN, {"migration": req.migration_id})
+        blocked = (
+            WaitReason.IN_LINE,
+            f"{place - 1} VM(s) of the plan are ahead",
+            plan_vms,
+            req.vm_limit,
+            req.vm_limit,
+        )
+    else:
+        for row in await session.execute(
+            _WAITING_PLANS, {"source": req.source_provider, "migration": req.migration_id}
+        ):
+            other = row.migration_id
+            other_disks = disks.get(other, 0)
+            can_take = vms.get(other, 0) < int(row.vm_limit) and (
+                not other_disks
+                or other_disks + int(row.smallest or 1) <= int(row.disk_limit or req.plan_limit)
             )
-    await session.execute(_TAKE, {"n": n, "migration": migration_id, "vm": vm_id})
-    return Decision(True)
+            if can_take and other_disks < plan_disks:
+                blocked = (
+                    WaitReason.FAIRNESS,
+                    "another plan on the same source holds fewer disks; it goes first",
+                    plan_disks,
+                    req.plan_limit,
+                    max(1, req.plan_limit // n),
+                )
+                break
+    if blocked is None:
+        await session.execute(_TAKE, {"n": n, "migration": req.migration_id, "vm": req.vm_id})
+        # The next VM of the plan may fit too: it need not wait for its poll to find out.
+        await session.execute(_NEXT_OF_PLAN, {"migration": req.migration_id})
+        return Decision(True)
+    reason, why, held, limit, slots = blocked
+    waves = math.ceil(place / max(1, slots))
+    estimate = await _estimate(session, req, now, waves)
+    return Decision(
+        False,
+        reason,
+        why,
+        held=held,
+        limit=limit,
+        place=place,
+        estimated_start=estimate,
+        retry_after=poll * min(LONGEST_WAIT, max(1, waves if place > 1 else 1)),
+    )
+
+
+async def wake_heads(session: AsyncSession, source_provider: str) -> None:
+    """Slots on ``source_provider`` were freed: the first waiting VM of each plan there is
+    called at once, rather than at its next poll."""
+    await session.execute(_HEADS, {"source": source_provider})
+
+
+async def _estimate(
+    session: AsyncSession, req: Request, now: datetime, waves: int
+) -> datetime | None:
+    row = (
+        await session.execute(
+            _MEAN_HOLD, {"migration": req.migration_id, "source": req.source_provider}
+        )
+    ).one()
+    if row.mean is None:
+        return None  # nothing has finished yet: no honest guess
+    mean = float(row.mean)
+    elapsed = float(row.elapsed or 0.0)
+    seconds = max(0.0, waves * mean - min(elapsed, mean))
+    # To the minute: a note that changed every poll would be a step event every poll.
+    at = now + timedelta(seconds=seconds + 59)
+    return at.replace(second=0, microsecond=0)
 
 
 def _key(source_provider: str) -> int:
     # A signed 64-bit key, stable across processes (hash() is salted per process).
     return zlib.crc32(f"hoist-admission:{source_provider}".encode()) - (1 << 31)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

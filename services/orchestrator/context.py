@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -104,6 +105,8 @@ class StepContext:
     settings: OrchestratorSettings
     clusters: Clusters
     sources: SourcePool
+    #: No source VM is powered off before it (the migration's, as changed last).
+    cutover: datetime | None = None
     _objects: Objects | None = field(default=None, repr=False)
 
     @property

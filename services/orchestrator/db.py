@@ -11,7 +11,9 @@ No other service reads them; they change only through this service's migrations.
   (Queued, Running, Failing, Canceling, Succeeded, Failed, Canceled), the current ``step``
   and what the step remembered between polls (``memory``: the source's power state, the
   images of a conversion, when a shutdown was sent...), ``holding`` (disks admitted in flight,
-  counted against the plan's and the source's limits), when to look again
+  counted against the plan's and the source's limits), ``holds_vm`` (a slot of the plan's
+  VMs in flight, from admission, before the source is touched, until the target VM exists),
+  when to look again
   (``next_run_at``) and which replica holds it for how long (``lease_owner``,
   ``lease_until``): a crashed replica's VMs are taken over once the lease ends.
 - ``steps``: one row per step of a VM and per task of a step (``task`` = the disk id for
@@ -32,6 +34,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     func,
     text,
 )
@@ -67,6 +70,9 @@ migrations = Table(
     Column("cancel_all", Boolean, nullable=False, server_default=text("false")),
     Column("cancel_vms", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("cancel_reason", Text, nullable=False, server_default=""),
+    # No source VM is powered off before it; the revision of the last change kept wins.
+    Column("cutover", DateTime(timezone=True), nullable=True),
+    Column("cutover_revision", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     schema=S,
 )
@@ -85,6 +91,10 @@ vms = Table(
     Column("attempt", Integer, nullable=False, server_default="1"),
     Column("memory", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("holding", Integer, nullable=False, server_default="0"),
+    # Admitted VMs hold a VM slot from admission until their target VM exists.
+    Column("holds_vm", Boolean, nullable=False, server_default=text("false")),
+    Column("admitted_at", DateTime(timezone=True), nullable=True),
+    Column("released_at", DateTime(timezone=True), nullable=True),
     Column("error", JSONB, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("revision", BigInteger, nullable=False, server_default="0"),
@@ -105,6 +115,14 @@ Index(
 )
 # Admission sums what a source's (and a plan's) VMs hold.
 Index("vms_source_holding", vms.c.source_provider, postgresql_where=vms.c.holding > 0)
+Index("vms_source_holds_vm", vms.c.source_provider, postgresql_where=vms.c.holds_vm)
+# The line of VMs waiting for admission, in the plan's order.
+Index(
+    "vms_waiting",
+    vms.c.source_provider,
+    vms.c.position,
+    postgresql_where=and_(vms.c.admitted_at.is_(None), vms.c.phase.in_(("Queued", "Running"))),
+)
 
 steps = Table(
     "steps",

@@ -1,6 +1,7 @@
 """What the orchestrator consumes and publishes.
 
-Consumes ``PLAN_STARTED`` (in parts) and ``PLAN_CANCEL_REQUESTED``, each applied exactly
+Consumes ``PLAN_STARTED`` (in parts), ``PLAN_CANCEL_REQUESTED`` and
+``PLAN_CUTOVER_CHANGED``, each applied exactly
 once with its inbox claim (``intake``); publishes ``VM_STEP_CHANGED`` and ``VM_FINISHED``
 through its outbox (``recording``). ``POPULATOR_POD_STARTED`` and ``POPULATOR_POD_FINISHED``
 are published by the populator controller process, straight to JetStream with ids derived
@@ -29,6 +30,8 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
     async def effect(event: env.Envelope[Any], session: Any) -> None:
         if event.type == catalog.PLAN_STARTED.ce_type:
             await intake.accept_part(event, session)
+        elif event.type == catalog.PLAN_CUTOVER_CHANGED.ce_type:
+            await intake.accept_cutover(event, session)
         else:
             await intake.accept_cancel(event, session)
 
@@ -42,8 +45,12 @@ def subscriptions(runtime: Runtime) -> Sequence[Subscription]:
     return (
         Subscription(
             name=PLANS_CONSUMER,
-            events=(catalog.PLAN_STARTED, catalog.PLAN_CANCEL_REQUESTED),
-            description="Plans to run and cancellations of running ones.",
+            events=(
+                catalog.PLAN_STARTED,
+                catalog.PLAN_CANCEL_REQUESTED,
+                catalog.PLAN_CUTOVER_CHANGED,
+            ),
+            description="Plans to run, cancellations and cutover changes of running ones.",
             handler=handler,
             concurrency=4,
         ),

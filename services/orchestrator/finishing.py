@@ -41,7 +41,7 @@ tries, about 5 minutes, and says in the VM's error what it left behind."""
 
 
 def should_run(ctx: StepContext) -> bool:
-    wanted = ctx.header.target_power_state
+    wanted = ctx.vm.target_power_state or ctx.header.target_power_state
     if wanted is PowerState.ON:
         return True
     if wanted is PowerState.OFF:

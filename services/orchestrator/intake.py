@@ -6,14 +6,16 @@ transaction with its inbox claim (``shared.db.messaging.idempotent``): the migra
 upserted (the header is taken from whichever part comes first; they are identical), and its
 VMs inserted as Queued at the first step of their source's pipeline, ``position`` keeping
 the plan's order across parts. A cancel may arrive before the part that carries a VM: it is
-kept on the migration row and applied when the VM arrives.
+kept on the migration row and applied when the VM arrives. A cutover change is kept on the
+migration row when it is newer than the one there (by its revision), whether or not the
+plan's parts have arrived yet.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, update
+from sqlalchemy import and_, case, func, literal, or_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orchestrator.db import migrations, vms
 from services.orchestrator.pipeline import steps_of
 from shared import envelope as env
-from shared.payloads import PlanCancelRequested, PlanStarted
+from shared.payloads import PlanCancelRequested, PlanCutoverChanged, PlanStarted
 
 PART_SPAN = 1_000_000
 """Positions of part N are N * PART_SPAN + index: the plan's order across parts."""
@@ -39,6 +41,7 @@ async def accept_part(event: env.Envelope[Any], session: AsyncSession) -> None:
         parts=data.parts,
         parts_seen=[data.part],
         vms_total=data.vms_total if data.vms_total is not None else len(data.vms),
+        cutover=data.cutover,
     )
     seen = migrations.c.parts_seen
     row = (
@@ -53,6 +56,11 @@ async def accept_part(event: env.Envelope[Any], session: AsyncSession) -> None:
                     "parts": insert.excluded.parts,
                     "vms_total": insert.excluded.vms_total,
                     "parts_seen": seen.op("||")(literal([data.part], JSONB)),
+                    # A cutover change that came before this part is newer than the frozen one.
+                    "cutover": case(
+                        (migrations.c.cutover_revision == 0, insert.excluded.cutover),
+                        else_=migrations.c.cutover,
+                    ),
                 },
             ).returning(migrations.c.cancel_all, migrations.c.cancel_vms)
         )
@@ -106,3 +114,38 @@ async def accept_cancel(event: env.Envelope[Any], session: AsyncSession) -> int:
         .values(cancel_requested=True, next_run_at=func.now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def accept_cutover(event: env.Envelope[Any], session: AsyncSession) -> bool:
+    """Keep the new cutover if it is newer than the one known; True if it was.
+
+    The migration's waiting VMs are looked at again at once: a cutover brought forward (or
+    set to now) takes effect without waiting for their next poll."""
+    data: PlanCutoverChanged = event.data
+    insert = pg_insert(migrations).values(
+        id=data.migration_id,
+        plan_id=data.plan_id,
+        cutover=data.cutover,
+        cutover_revision=data.revision,
+    )
+    newer = migrations.c.cutover_revision < insert.excluded.cutover_revision
+    result = await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[migrations.c.id],
+            set_={
+                "cutover": insert.excluded.cutover,
+                "cutover_revision": insert.excluded.cutover_revision,
+            },
+            where=newer,
+        ).returning(migrations.c.id)
+    )
+    if result.first() is None:
+        return False
+    await session.execute(
+        update(vms)
+        .where(
+            and_(vms.c.migration_id == data.migration_id, vms.c.phase.in_(("Queued", "Running")))
+        )
+        .values(next_run_at=func.now())
+    )
+    return True

@@ -6,7 +6,8 @@ disk, a running snapshot), the target namespace exists, and no other VM already 
 target name. It remembers the source's power state, so a failure or a cancel can leave the
 source as it was and a target power state of ``auto`` can follow it.
 
-PowerOffSource asks the guest to shut down (ACPI), waits up to
+PowerOffSource waits for the plan's cutover time (if it was moved later after the VM was
+admitted), then asks the guest to shut down (ACPI), waits up to
 ``HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS`` and then forces the VM off; a VM that is
 already off is left alone (and will not be powered on after a failure).
 """
@@ -14,6 +15,7 @@ already off is left alone (and will not be powered on after a failure).
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -102,6 +104,14 @@ async def power_off(ctx: StepContext) -> Answer:
     poll = ctx.settings.poll_seconds
     timeout = ctx.settings.power_off_timeout_seconds
     if "shutdown_at" not in memory:
+        # Admission waits for the cutover; this holds if it was moved later since.
+        now_utc = datetime.now(UTC)
+        if ctx.cutover is not None and ctx.cutover > now_utc:
+            left = (ctx.cutover - now_utc).total_seconds()
+            return Wait(
+                min(left, poll * 15),
+                note=f"the plan's cutover is at {ctx.cutover:%Y-%m-%d %H:%M:%S} UTC",
+            )
         memory["powered_off_by_hoist"] = True
         memory["shutdown_at"] = time.time()
         await source.shutdown(ctx.vm.vm_id)

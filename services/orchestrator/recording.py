@@ -53,12 +53,19 @@ class VmChange:
     step: Step | None = None
     memory: dict[str, Any] | None = None
     holding: int | None = None
+    holds_vm: bool | None = None
     error: ErrorInfo | None = None
     delay: float = 0.0
     started: bool = False
     finished: Outcome | None = None
     target_vm: ResourceRef | None = None
     changes: list[StepChange] = field(default_factory=list)
+
+    def frees_slots(self, row: Any) -> bool:
+        """Whether this change gives back slots ``row`` held (others may then start)."""
+        return bool(
+            (self.holding == 0 and row.holding) or (self.holds_vm is False and row.holds_vm)
+        )
 
 
 Snapshot = dict[tuple[str, str], tuple[str, int | None, int | None, str, str]]
@@ -119,10 +126,12 @@ async def commit(
         "lease_owner": None,
         "lease_until": None,
     }
-    for name in ("phase", "memory", "holding"):
+    for name in ("phase", "memory", "holding", "holds_vm"):
         value = getattr(change, name)
         if value is not None:
             values[name] = value
+    if change.holds_vm is False and row.holds_vm:
+        values["released_at"] = now
     if change.step is not None:
         values["step"] = change.step.value
     if change.error is not None:

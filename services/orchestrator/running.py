@@ -89,9 +89,10 @@ _CLAIM = text(
         ORDER BY next_run_at, position
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
-    ) due
+    ) due, orchestrator.migrations m
     WHERE v.migration_id = due.migration_id AND v.vm_id = due.vm_id
-    RETURNING v.*
+      AND m.id = v.migration_id
+    RETURNING v.*, m.cutover
     """
 )
 _RELEASE = text(
@@ -199,6 +200,7 @@ class Runner:
                 settings=self.settings,
                 clusters=self.clusters,
                 sources=self.sources,
+                cutover=row.cutover,
             )
             began = datetime.now(UTC)
             async with asyncio.timeout(self.settings.lease_seconds * 0.8):
@@ -214,6 +216,8 @@ class Runner:
             kept = await recording.commit(
                 session, self.outbox, row, change, before, owner=self.owner, began=began
             )
+            if kept and change.frees_slots(row):
+                await admission.wake_heads(session, row.source_provider)
         if not kept:
             log.warning("VM %s: lease lost before its step ended; result dropped", row.vm_id)
         elif change.delay == 0:
@@ -229,6 +233,8 @@ class Runner:
             # Nothing was done for it yet: nothing to undo.
             return VmChange(
                 phase=CANCELED,
+                holding=0,
+                holds_vm=False,
                 memory=ctx.memory,
                 error=ErrorInfo(reason="Canceled", message="canceled by request", permanent=False),
                 finished=Outcome.CANCELED,
@@ -242,33 +248,41 @@ class Runner:
                 changes=[StepChange(step, StepState.CANCELED)],
             )
         starting = row.phase == QUEUED
-        if step is Step.DISK_ALLOCATION and row.holding == 0:
+        if row.admitted_at is None:
+            # Before anything touches the source: a VM not admitted stays Queued, its
+            # source untouched (a VM Running without admission is one from before it).
             decision = await self._admit(row, ctx)
             if not decision.admitted:
+                state = StepState.PENDING if starting else StepState.RUNNING
                 return VmChange(
-                    phase=RUNNING if starting else None,
-                    started=starting,
-                    delay=self.settings.poll_seconds,
-                    changes=[StepChange(step, StepState.PENDING, detail={"note": decision.why})],
+                    delay=decision.retry_after,
+                    changes=[StepChange(step, state, detail=decision.detail())],
                 )
         answer = await self._call(step, ctx)
         change = self._change(row, ctx, step, answer)
         if starting:
             change.phase = change.phase or RUNNING
             change.started = True
+            for c in change.changes:
+                if c.step is step and not c.task:
+                    c.detail["waiting"] = None  # it waits no more
         return change
 
     async def _admit(self, row: Any, ctx: StepContext) -> admission.Decision:
+        header = ctx.header
+        request = admission.Request(
+            migration_id=row.migration_id,
+            vm_id=row.vm_id,
+            source_provider=row.source_provider,
+            position=int(row.position),
+            disks=len(ctx.vm.disks),
+            vm_limit=header.max_vms_in_flight,
+            plan_limit=header.max_disks_in_flight,
+            source_limit=header.max_disks_in_flight_per_source,
+            cutover=row.cutover,
+        )
         async with self.sessionmaker() as session, session.begin():
-            return await admission.admit(
-                session,
-                migration_id=row.migration_id,
-                vm_id=row.vm_id,
-                source_provider=row.source_provider,
-                disks=len(ctx.vm.disks),
-                plan_limit=ctx.header.max_disks_in_flight,
-                source_limit=ctx.header.max_disks_in_flight_per_source,
-            )
+            return await admission.admit(session, request, poll=self.settings.poll_seconds)
 
     async def _call(self, step: Step, ctx: StepContext) -> Answer:
         memory = ctx.memory
@@ -340,6 +354,8 @@ class Runner:
         change = VmChange(memory=ctx.memory, step=following, changes=[*tasks, done])
         if step is Step.DISK_TRANSFER:
             change.holding = 0
+        if step is Step.VIRTUAL_MACHINE_CREATION or following is Step.COMPLETED:
+            change.holds_vm = False  # the target VM exists: the VM is no longer down
         if following is Step.COMPLETED:
             change.phase = SUCCEEDED
             change.finished = Outcome.SUCCEEDED
@@ -369,6 +385,8 @@ class Runner:
                 )
         return VmChange(
             phase=CANCELED if canceled else FAILED,
+            holding=0,
+            holds_vm=False,  # the source is back as it was: its VM slot is free
             memory=ctx.memory,
             error=final_error,
             finished=Outcome.CANCELED if canceled else Outcome.FAILED,

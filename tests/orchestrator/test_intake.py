@@ -87,17 +87,26 @@ async def test_a_cancel_before_the_part_applies_when_it_arrives(db_session: Asyn
     assert all(r.cancel_requested for r in await rows(db_session, data.migration_id))
 
 
-async def admit(session: AsyncSession, row: Any, plan_limit: int, source_limit: int) -> bool:
-    decision = await admission.admit(
-        session,
+async def admit(
+    session: AsyncSession, row: Any, plan_limit: int, source_limit: int, vm_limit: int = 20
+) -> bool:
+    return (await decide(session, row, plan_limit, source_limit, vm_limit)).admitted
+
+
+async def decide(
+    session: AsyncSession, row: Any, plan_limit: int, source_limit: int, vm_limit: int = 20
+) -> admission.Decision:
+    request = admission.Request(
         migration_id=row.migration_id,
         vm_id=row.vm_id,
         source_provider=row.source_provider,
+        position=row.position,
         disks=len(row.spec["disks"]),
+        vm_limit=vm_limit,
         plan_limit=plan_limit,
         source_limit=source_limit,
     )
-    return decision.admitted
+    return await admission.admit(session, request, poll=1.0)
 
 
 async def at_allocation(session: AsyncSession, migration_id: str) -> list[Any]:
