@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sim.openstack.cloud import Cloud
     from sim.openstack.scenario import Scenario
     from sim.ovirt.engine import Engine
+    from tools.downtime import VmPower
 
 #: The image the orchestrator puts in populator pods; the simulated kubelet runs it as the
 #: image's real entrypoint (``python -m services.populators``) on this machine.
@@ -202,6 +203,36 @@ class Stack:
             "password": password,
             "fingerprint": self.engine.cert.fingerprint,
         }
+
+    async def power_timelines(self) -> dict[str, VmPower]:
+        """Every source VM's power timeline by VM id, from both simulators'
+        ``/sim/power-timeline`` (``tools/downtime.py`` counts them): what a test checks a
+        plan's downtime with. A lent cloud's servers of other tests are in it too."""
+        from sim.openstack.keystone_glance import password_token
+        from tools import downtime
+
+        found: dict[str, VmPower] = {}
+        if self.engine is not None:
+            creds = self.ovirt_credentials()
+            found |= await downtime.ovirt_power_timelines(
+                self.engine.url,
+                user=creds["user"],
+                password=creds["password"],
+                ca_file=self.engine.cert.ca_file,
+            )
+        if self.cloud is not None:
+            cloud = self.cloud
+            token, _ = await password_token(
+                cloud.auth_url,
+                cloud.scenario.user,
+                cloud.scenario.password,
+                cloud.scenario.project,
+                ca_file=cloud.ca_file,
+            )
+            found |= await downtime.openstack_power_timelines(
+                cloud.sim_url, token=token, ca_file=cloud.ca_file
+            )
+        return found
 
     async def _stop_processes(self) -> None:
         # The orchestrator first (it stops handing out work), then the rest together, the

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.openstack import scenario as sc
+from sim.power import PowerTimeline
 
 GiB = 1 << 30
 
@@ -225,6 +226,19 @@ class Server:
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
     deleted_at: str | None = None  # kept, as Nova keeps soft-deleted rows: changes-since
+    #: Every change of ``status`` as up/down (``sim/power.py``), however it was made:
+    #: ``os-stop``/``os-start``, ``set_server_status``, a delete, or a test setting it.
+    power: PowerTimeline = field(
+        default_factory=lambda: PowerTimeline(guest_runs), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        self.power.note(self.status)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "status" and "power" in self.__dict__:  # not before __init__ made it
+            self.power.note(value)
 
     def touch(self) -> None:
         self.updated_at = now()
@@ -242,6 +256,12 @@ VM_STATES: dict[str, tuple[str, int]] = {
     "RESIZE": ("active", 1),
     "DELETED": ("deleted", 0),
 }
+
+
+def guest_runs(status: str) -> bool:
+    """Whether a server in ``status`` is ``up`` in its power timeline: its power_state is
+    RUNNING (1), as for ``ACTIVE`` (``SHUTOFF``, ``PAUSED``, ``SHELVED``... are down)."""
+    return VM_STATES.get(status, ("active", 1))[1] == 1
 
 
 class CloudState:

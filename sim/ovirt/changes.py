@@ -82,6 +82,8 @@ class Changes:
         """Remove a VM and (unless ``keep_disks``, the engine's "detach only") its disks; the
         event still names the VM's id, as the engine's does."""
         vm = self.inv.vms.pop(vm_id)
+        vm.power.note("removed")  # its guest is gone; the timeline stays readable
+        self.inv.removed_vms[vm.id] = vm
         if not keep_disks:
             for attachment in vm.disk_attachments:
                 self.inv.disks.pop(attachment.disk_id, None)

@@ -11,8 +11,33 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sim.ovirt.images import ImageSpec
+from sim.power import PowerTimeline
+
+#: VM statuses in which no guest runs (``VmStatus``): the VM counts as down in its power
+#: timeline. ``wait_for_launch`` is before qemu starts, ``paused`` and the suspend states
+#: keep the guest stopped; ``removed`` is ours, for a VM ``Changes.remove_vm`` took away.
+#: Every other status (``up``, ``powering_up``, ``powering_down``, ``migrating``,
+#: ``not_responding``, ``unknown``...) has a guest that may be running.
+DOWN_STATUSES = frozenset(
+    {
+        "down",
+        "wait_for_launch",
+        "image_locked",
+        "paused",
+        "suspended",
+        "saving_state",
+        "restoring_state",
+        "removed",
+    }
+)
+
+
+def guest_runs(status: str) -> bool:
+    """Whether a VM in ``status`` is ``up`` in its power timeline."""
+    return status not in DOWN_STATUSES
 
 
 class Phase(enum.StrEnum):
@@ -162,6 +187,19 @@ class Vm:
     #: The guest honours an ACPI power button (``shutdown``); one that does not stays up
     #: and must be stopped (powered off) instead.
     acpi: bool = True
+    #: Every change of ``status`` as up/down (``sim/power.py``), however it was made: the
+    #: power actions, ``Changes.set_vm_status``, churn, or a test setting ``status``.
+    power: PowerTimeline = field(
+        default_factory=lambda: PowerTimeline(guest_runs), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        self.power.note(self.status)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "status" and "power" in self.__dict__:  # not before __init__ made it
+            self.power.note(value)
 
 
 @dataclass
@@ -210,6 +248,8 @@ class Inventory:
     disks: dict[str, Disk] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     transfers: dict[str, Transfer] = field(default_factory=dict)
+    #: VMs removed (``Changes.remove_vm``), kept for their power timelines only.
+    removed_vms: dict[str, Vm] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=lambda: {"admin@internal": "secret"})
 
     def add_event(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +14,8 @@ from openstack import exceptions as os_exc
 from sim.certs import client_context
 from sim.openstack.cloud import Cloud
 from tests.openstack.conftest import volume_image, wait_for, wait_image
+from tools import downtime
+from tools.stack import Stack, StackSpec
 
 
 def download(conn: Any, image_id: str) -> bytes:
@@ -155,3 +160,54 @@ def test_faults_can_be_set_over_http_with_a_valid_token(cloud: Cloud, conn: Any)
         assert c.post(url, json={"clear": True}, headers=headers).status_code == 200
         assert cloud.faults.volume_quota is None
         assert c.post(url, json={"no_such_fault": 1}, headers=headers).status_code == 400
+
+
+def test_stop_and_start_make_the_power_timeline_down_then_up(cloud: Cloud, conn: Any) -> None:
+    web = next(conn.compute.servers(name="web-1"))
+    power = cloud.state.servers[web.id].power
+    assert power.changes[0].state == "up"  # its scenario status, from the start
+    count = len(power.changes)
+    assert power.changes[-1].state == "up"
+    before = time.time()
+    conn.compute.stop_server(web)
+    with pytest.raises(os_exc.ConflictException):
+        conn.compute.stop_server(web)  # refused: nothing to record
+    conn.compute.start_server(web)
+    after = time.time()
+    new = power.changes[count:]
+    assert [(c.state, c.status) for c in new] == [("down", "SHUTOFF"), ("up", "ACTIVE")]
+    assert before <= new[0].at < new[1].at <= after
+    db = next(conn.compute.servers(name="db-1"))
+    assert cloud.state.servers[db.id].power.changes[0][1:] == ("down", "SHUTOFF")
+
+
+def test_set_server_status_is_down_unless_the_guest_runs(cloud: Cloud, conn: Any) -> None:
+    web = next(conn.compute.servers(name="web-1"))
+    power = cloud.state.servers[web.id].power
+    count = len(power.changes)
+    cloud.state.set_server_status(web.id, "RESIZE")  # still running: nothing new
+    cloud.state.set_server_status(web.id, "PAUSED")
+    cloud.state.set_server_status(web.id, "ACTIVE")
+    assert [(c.state, c.status) for c in power.changes[count:]] == [
+        ("down", "PAUSED"),
+        ("up", "ACTIVE"),
+    ]
+
+
+async def test_power_timeline_over_http_needs_a_token(
+    cloud: Cloud, conn: Any, tmp_path: Path
+) -> None:
+    url = f"{cloud.sim_url}/sim/power-timeline"
+    async with httpx.AsyncClient(verify=client_context(cloud.ca_file)) as c:
+        assert (await c.get(url)).status_code == 401
+    token = await asyncio.to_thread(conn.session.get_token)
+    timelines = await downtime.openstack_power_timelines(
+        cloud.sim_url, token=token, ca_file=cloud.ca_file
+    )
+    servers = {s.id: s for s in cloud.state.servers.values()}
+    assert set(timelines) == set(servers)
+    for sid, got in timelines.items():
+        assert (got.name, got.source) == (servers[sid].name, "openstack")
+        assert list(got.changes) == [tuple(c) for c in servers[sid].power.changes]
+    stack = Stack(StackSpec(workdir=tmp_path, nats_url="", database_url="", token=""), cloud=cloud)
+    assert await stack.power_timelines() == timelines  # nothing else is started
