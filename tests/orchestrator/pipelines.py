@@ -27,9 +27,11 @@ from shared.bus import Bus
 from shared.devservices import DevServices
 from shared.settings import NatsSettings
 from sim.kube.cluster import Cluster
+from sim.ovirt.engine import Engine
 from tests.conftest import TOKEN, eventually
 from tools.processes import ControllerProcess, ServiceProcess
 
+BUS = {"virtio": "virtio", "virtio_scsi": "scsi", "sata": "sata", "ide": "sata"}
 POPULATOR_IMAGE = "registry.example/hoist/hoist:test"
 NAMESPACE = "migrated"
 FINAL = ("Succeeded", "Failed", "Canceled")
@@ -39,6 +41,59 @@ def ovirt_disk(name: str, size: str = "8MiB", **extra: Any) -> dict[str, Any]:
     """A disk of an oVirt engine scenario: half allocated in 1 MiB extents, so a copy moves
     real data and skips real holes."""
     return {"name": name, "size": size, "allocated": 0.5, "extent": "1MiB", **extra}
+
+
+def planned(
+    engine: Engine, name: str, *, storage_class: str = "standard", mode: str = "Filesystem"
+) -> p.PlannedVm:
+    """The VM as the planner would freeze it (see services/planner/shaping.py)."""
+    vm = next(v for v in engine.inv.vms.values() if v.name == name)
+    target = f"{name}-{uuid.uuid4().hex[:4]}"
+    disks = []
+    for i, att in enumerate(vm.disk_attachments):
+        d = engine.inv.disks[att.disk_id]
+        disks.append(
+            p.PlannedDisk(
+                disk_id=d.id,
+                name=d.name,
+                size_bytes=d.provisioned_size,
+                format="qcow2" if d.image.fmt == "qcow2" else "raw",
+                source_storage=d.storage_domain_id,
+                boot=att.bootable,
+                bus=BUS.get(att.interface, "virtio"),
+                pvc_name=f"{target}-disk-{i}",
+                storage_class=storage_class,
+                volume_mode=mode,
+                access_mode="ReadWriteOnce",
+            )
+        )
+    nics = [
+        p.PlannedNic(
+            nic_id=n.id, name=n.name, mac=n.mac, model=n.interface, source_network="prod",
+            target="pod",
+        )
+        for n in vm.nics[:1]
+    ]  # fmt: skip
+    firmware = "uefi" if vm.bios_type in ("q35_ovmf", "q35_secure_boot") else "bios"
+    detail = {
+        "sourceType": "ovirt",
+        "cpu": {"sockets": vm.sockets, "cores": vm.cores, "threads": vm.threads},
+        "memoryBytes": vm.memory,
+        "firmware": firmware,
+        "secureBoot": vm.bios_type == "q35_secure_boot",
+        "machineType": "q35",
+        "osType": vm.os_type,
+        "description": vm.description,
+    }
+    return p.PlannedVm(
+        vm_id=vm.id,
+        name=vm.name,
+        target_name=target,
+        disks=disks,
+        nics=nics,
+        source_power_state=vm.status,
+        detail=detail,
+    )
 
 
 def images() -> dict[str, list[str]]:

@@ -33,6 +33,7 @@ from tests.orchestrator.pipelines import (
     labelled,
     orchestrator,
     plan_of,
+    planned,
     publisher,
     put_secret,
     start_plan,
@@ -43,9 +44,6 @@ from tests.orchestrator.pipelines import (
 from tests.orchestrator.pipelines import ovirt_disk as _disk
 from tests.ovirt.conftest import assert_same_image
 from tools.processes import ServiceProcess
-
-BUS = {"virtio": "virtio", "virtio_scsi": "scsi", "sata": "sata", "ide": "sata"}
-
 
 SCENARIO: dict[str, Any] = {
     "networks": [{"name": "prod", "vlan": 100}],
@@ -100,59 +98,6 @@ async def source(engine: Engine, kube: client.ApiClient) -> p.ProviderRef:
         {"user": "admin@internal", "password": "secret", "fingerprint": engine.cert.fingerprint},
     )
     return ref
-
-
-def planned(
-    engine: Engine, name: str, *, storage_class: str = "standard", mode: str = "Filesystem"
-) -> p.PlannedVm:
-    """The VM as the planner would freeze it (see services/planner/shaping.py)."""
-    vm = next(v for v in engine.inv.vms.values() if v.name == name)
-    target = f"{name}-{uuid.uuid4().hex[:4]}"
-    disks = []
-    for i, att in enumerate(vm.disk_attachments):
-        d = engine.inv.disks[att.disk_id]
-        disks.append(
-            p.PlannedDisk(
-                disk_id=d.id,
-                name=d.name,
-                size_bytes=d.provisioned_size,
-                format="qcow2" if d.image.fmt == "qcow2" else "raw",
-                source_storage=d.storage_domain_id,
-                boot=att.bootable,
-                bus=BUS.get(att.interface, "virtio"),
-                pvc_name=f"{target}-disk-{i}",
-                storage_class=storage_class,
-                volume_mode=mode,
-                access_mode="ReadWriteOnce",
-            )
-        )
-    nics = [
-        p.PlannedNic(
-            nic_id=n.id, name=n.name, mac=n.mac, model=n.interface, source_network="prod",
-            target="pod",
-        )
-        for n in vm.nics[:1]
-    ]  # fmt: skip
-    firmware = "uefi" if vm.bios_type in ("q35_ovmf", "q35_secure_boot") else "bios"
-    detail = {
-        "sourceType": "ovirt",
-        "cpu": {"sockets": vm.sockets, "cores": vm.cores, "threads": vm.threads},
-        "memoryBytes": vm.memory,
-        "firmware": firmware,
-        "secureBoot": vm.bios_type == "q35_secure_boot",
-        "machineType": "q35",
-        "osType": vm.os_type,
-        "description": vm.description,
-    }
-    return p.PlannedVm(
-        vm_id=vm.id,
-        name=vm.name,
-        target_name=target,
-        disks=disks,
-        nics=nics,
-        source_power_state=vm.status,
-        detail=detail,
-    )
 
 
 def vm_status(engine: Engine, vm_id: str) -> str:
