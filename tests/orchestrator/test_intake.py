@@ -5,9 +5,10 @@ On a real PostgreSQL, each test in a transaction that is rolled back."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator import admission, intake
@@ -151,3 +152,87 @@ async def test_a_waiting_plan_holding_less_goes_first(db_session: AsyncSession) 
     assert not await admit(db_session, busy_rows[1], 10, 10)
     assert await admit(db_session, fresh_row, 10, 10)
     assert await admit(db_session, busy_rows[1], 10, 10)
+
+
+async def test_vms_in_flight_are_admitted_in_order_and_waiters_say_why(
+    db_session: AsyncSession,
+) -> None:
+    data = started(some_vms(5))
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
+    members = await rows(db_session, data.migration_id)
+    # The third VM asks first: the two before it go first, though a slot is free.
+    early = await decide(db_session, members[2], 10, 10, vm_limit=2)
+    assert not early.admitted
+    assert early.reason is p.WaitReason.IN_LINE
+    assert early.place == 3
+    assert [await admit(db_session, r, 10, 10, vm_limit=2) for r in members[:2]] == [True, True]
+    waiting = await decide(db_session, members[3], 10, 10, vm_limit=2)
+    assert not waiting.admitted
+    assert waiting.reason is p.WaitReason.PLAN_VMS
+    assert (waiting.held, waiting.limit, waiting.place) == (2, 2, 2)
+    assert waiting.estimated_start is None  # no VM finished yet: no guess
+    detail = waiting.detail()
+    assert detail["waiting"]["reason"] == "PlanVmLimit"
+    assert "2 of 2 VMs in flight" in detail["note"]
+    assert "2nd in line" in detail["note"]
+    # One VM gets its target after a minute: its slot is free, and estimates begin.
+    await db_session.execute(
+        update(vms)
+        .where(vms.c.vm_id == members[0].vm_id)
+        .values(
+            holds_vm=False,
+            holding=0,
+            admitted_at=func.now() - text("interval '60 seconds'"),
+            released_at=func.now(),
+        )
+    )
+    assert await admit(db_session, members[2], 10, 10, vm_limit=2)
+    later = await decide(db_session, members[4], 10, 10, vm_limit=2)
+    assert later.reason is p.WaitReason.PLAN_VMS
+    assert later.estimated_start is not None
+    assert later.estimated_start.second == 0  # to the minute
+
+
+async def test_nothing_is_admitted_before_the_cutover(db_session: AsyncSession) -> None:
+    cutover = datetime.now(UTC) + timedelta(hours=1)
+    data = started(some_vms(2), cutover=cutover)
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
+    first, _ = await rows(db_session, data.migration_id)
+    request = admission.Request(
+        migration_id=first.migration_id,
+        vm_id=first.vm_id,
+        source_provider=first.source_provider,
+        position=first.position,
+        disks=1,
+        vm_limit=20,
+        plan_limit=10,
+        source_limit=10,
+        cutover=cutover,
+    )
+    decision = await admission.admit(db_session, request, poll=2.0)
+    assert not decision.admitted
+    assert decision.reason is p.WaitReason.CUTOVER
+    assert decision.estimated_start == cutover
+    assert decision.retry_after == 30.0  # an hour away: looked at every 15 polls
+    assert first.holding == 0
+
+
+async def test_a_cutover_change_is_kept_by_revision(db_session: AsyncSession) -> None:
+    data = started(some_vms(1), cutover=datetime(2030, 1, 1, tzinfo=UTC))
+    now = datetime.now(UTC)
+
+    def change(revision: int, at: datetime | None) -> env.Envelope[Any]:
+        body = p.PlanCutoverChanged(
+            plan_id=data.plan_id, migration_id=data.migration_id, cutover=at, revision=revision
+        )
+        return envelope(catalog.PLAN_CUTOVER_CHANGED, body)
+
+    # A change may come before the plan's parts: the frozen cutover does not undo it.
+    assert await intake.accept_cutover(change(2, now), db_session)
+    await intake.accept_part(envelope(catalog.PLAN_STARTED, data), db_session)
+    assert not await intake.accept_cutover(change(1, None), db_session)  # older: ignored
+    m = (
+        await db_session.execute(select(migrations).where(migrations.c.id == data.migration_id))
+    ).one()
+    assert (m.cutover, m.cutover_revision) == (now, 2)
+    assert await intake.accept_cutover(change(3, None), db_session)
