@@ -53,6 +53,23 @@ class PowerTimeline:
         return [{"at": c.at, "state": c.state, "status": c.status} for c in list(self.changes)]
 
 
+class TracksPower:
+    """Mixin for a simulated VM dataclass with ``status`` and a ``power`` field:
+    every assignment of ``status`` is noted, however it is made (an API action, a scenario
+    change, a test setting it), so no path that changes a status can be missed."""
+
+    status: str
+    power: PowerTimeline
+
+    def __post_init__(self) -> None:
+        self.power.note(self.status)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "status" and "power" in self.__dict__:  # not before __init__ made it
+            self.power.note(value)
+
+
 def timelines_json(vms: Iterable[tuple[str, str, PowerTimeline]]) -> dict[str, Any]:
     """The body of ``GET /sim/power-timeline``: ``{"vms": {id: {"name", "timeline"}}}``
     for ``(id, name, timeline)`` triples."""

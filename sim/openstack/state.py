@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.openstack import scenario as sc
-from sim.power import PowerTimeline
+from sim.power import PowerTimeline, TracksPower
 
 GiB = 1 << 30
 
@@ -210,7 +210,7 @@ class Snapshot:
 
 
 @dataclass
-class Server:
+class Server(TracksPower):
     id: str
     name: str
     flavor: Flavor
@@ -231,14 +231,6 @@ class Server:
     power: PowerTimeline = field(
         default_factory=lambda: PowerTimeline(guest_runs), init=False, repr=False, compare=False
     )
-
-    def __post_init__(self) -> None:
-        self.power.note(self.status)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if name == "status" and "power" in self.__dict__:  # not before __init__ made it
-            self.power.note(value)
 
     def touch(self) -> None:
         self.updated_at = now()

@@ -11,10 +11,9 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from sim.ovirt.images import ImageSpec
-from sim.power import PowerTimeline
+from sim.power import PowerTimeline, TracksPower
 
 #: VM statuses in which no guest runs (``VmStatus``): the VM counts as down in its power
 #: timeline. ``wait_for_launch`` is before qemu starts, ``paused`` and the suspend states
@@ -166,7 +165,7 @@ class Snapshot:
 
 
 @dataclass
-class Vm:
+class Vm(TracksPower):
     id: str
     name: str
     cluster_id: str
@@ -192,14 +191,6 @@ class Vm:
     power: PowerTimeline = field(
         default_factory=lambda: PowerTimeline(guest_runs), init=False, repr=False, compare=False
     )
-
-    def __post_init__(self) -> None:
-        self.power.note(self.status)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if name == "status" and "power" in self.__dict__:  # not before __init__ made it
-            self.power.note(value)
 
 
 @dataclass

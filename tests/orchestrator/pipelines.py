@@ -96,6 +96,22 @@ def planned(
     )
 
 
+async def ovirt_source(engine: Engine, api: client.ApiClient) -> p.ProviderRef:
+    """The engine as a provider of the frozen plan, its credentials in a Secret of Hoist's."""
+    ref = p.ProviderRef(
+        id=str(uuid.uuid4()),
+        type=p.ProviderType.OVIRT,
+        url=engine.api_url,
+        secret=p.ResourceRef(namespace="hoist", name=f"engine-{uuid.uuid4().hex[:6]}"),
+    )
+    await put_secret(
+        api,
+        ref.secret.name,
+        {"user": "admin@internal", "password": "secret", "fingerprint": engine.cert.fingerprint},
+    )
+    return ref
+
+
 def images() -> dict[str, list[str]]:
     """What the simulated kubelet runs for the populator image: its real entrypoint."""
     return {POPULATOR_IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"]}

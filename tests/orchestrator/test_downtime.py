@@ -31,10 +31,10 @@ from tests.orchestrator.pipelines import (
     ControllerProcess,
     cancel,
     labelled,
+    ovirt_source,
     plan_of,
     planned,
     publisher,
-    put_secret,
     start_plan,
     vm_state,
     wait_vm,
@@ -79,18 +79,7 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engi
 
 @pytest.fixture(scope="module")
 async def source(engine: Engine, kube: client.ApiClient) -> p.ProviderRef:
-    ref = p.ProviderRef(
-        id=str(uuid.uuid4()),
-        type=p.ProviderType.OVIRT,
-        url=engine.api_url,
-        secret=p.ResourceRef(namespace="hoist", name=f"engine-{uuid.uuid4().hex[:6]}"),
-    )
-    await put_secret(
-        kube,
-        ref.secret.name,
-        {"user": "admin@internal", "password": "secret", "fingerprint": engine.cert.fingerprint},
-    )
-    return ref
+    return await ovirt_source(engine, kube)
 
 
 @pytest.fixture

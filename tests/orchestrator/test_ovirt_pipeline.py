@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,10 @@ from tests.orchestrator.pipelines import (
     cancel,
     labelled,
     orchestrator,
+    ovirt_source,
     plan_of,
     planned,
     publisher,
-    put_secret,
     start_plan,
     target_file,
     vm_state,
@@ -86,18 +85,7 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engi
 
 @pytest.fixture(scope="module")
 async def source(engine: Engine, kube: client.ApiClient) -> p.ProviderRef:
-    ref = p.ProviderRef(
-        id=str(uuid.uuid4()),
-        type=p.ProviderType.OVIRT,
-        url=engine.api_url,
-        secret=p.ResourceRef(namespace="hoist", name=f"engine-{uuid.uuid4().hex[:6]}"),
-    )
-    await put_secret(
-        kube,
-        ref.secret.name,
-        {"user": "admin@internal", "password": "secret", "fingerprint": engine.cert.fingerprint},
-    )
-    return ref
+    return await ovirt_source(engine, kube)
 
 
 def vm_status(engine: Engine, vm_id: str) -> str:
