@@ -89,6 +89,10 @@ class Api:
         r = await self.request(service, "POST", path, json=body, params=params)
         return r.json() if r.content else None
 
+    async def put(self, service: str, path: str, body: Any = None) -> Any:
+        r = await self.request(service, "PUT", path, json=body)
+        return r.json() if r.content else None
+
     async def delete(self, service: str, path: str) -> None:
         await self.request(service, "DELETE", path)
 

@@ -1,8 +1,9 @@
 """``hoist plans``: create (from flags or a YAML body), validate, list, get, delete, start,
-re-run, cancel, status, logs."""
+re-run, cancel, cutover, status, logs."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -11,7 +12,7 @@ from rich.text import Text
 from cli import diagnosing, watching
 from cli.bodies import body_options, merged
 from cli.client import Api
-from cli.output import emit_json, emit_line, fields, out, problems, styled, table
+from cli.output import duration, emit_json, emit_line, fields, out, problems, styled, table
 from cli.runner import Failure, json_mode, output_option, run, show, state
 
 POWER_STATES = ("on", "off", "auto")
@@ -26,6 +27,34 @@ def _errors(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in plan.get("problems") or [] if p.get("severity") == "error"]
 
 
+def _vm_label(vm: dict[str, Any]) -> str:
+    label = str(vm.get("name") or vm.get("id"))
+    return f"{label} (power {vm['targetPowerState']})" if vm.get("targetPowerState") else label
+
+
+def cutover_text(at: str | None) -> str:
+    """``2026-05-01T22:00:00+00:00 (in 2h05m00s)``, ``... (passed)`` or ``at once``: when
+    the plan lets source VMs be powered off, and how far that is from now."""
+    if not at:
+        return "at once (none set)"
+    try:
+        left = (datetime.fromisoformat(at) - datetime.now(UTC)).total_seconds()
+    except (ValueError, TypeError):
+        return at
+    if left <= 0:
+        return f"{at} (passed: at once)"
+    return (
+        f"{at} (in {left / 86400:.0f} days)" if left > 2 * 86400 else f"{at} (in {duration(left)})"
+    )
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    return (
+        f"{limits.get('maxVmsInFlight', '-')} VMs, {limits.get('maxDisksInFlight', '-')} disks "
+        f"in flight ({limits.get('maxDisksInFlightPerSource', '-')} disks per source)"
+    )
+
+
 def show_plan(plan: dict[str, Any]) -> None:
     vms = plan.get("vms") or []
     fields(
@@ -36,8 +65,10 @@ def show_plan(plan: dict[str, Any]) -> None:
             ("source", plan.get("sourceProvider")),
             ("target", f"{plan.get('targetProvider')} namespace {plan.get('targetNamespace')}"),
             ("maps", f"network {plan.get('networkMap')}, storage {plan.get('storageMap')}"),
-            ("VMs", ", ".join(str(v.get("name") or v.get("id")) for v in vms) or "-"),
+            ("VMs", ", ".join(_vm_label(v) for v in vms) or "-"),
             ("power state", plan.get("targetPowerState")),
+            ("cutover", cutover_text(plan.get("cutover"))),
+            ("limits", _limits_text(plan.get("limits") or {})),
             ("validated", plan.get("validatedAt") or "-"),
         ]
     )
@@ -64,6 +95,16 @@ def _vm_ref(text: str) -> dict[str, str]:
 @click.option("--target-power-state", type=click.Choice(POWER_STATES))
 @click.option("--transfer-network", help="NetworkAttachmentDefinition the copies use.")
 @click.option("--max-disks-in-flight", type=click.IntRange(1, 10_000))
+@click.option(
+    "--max-vms-in-flight",
+    type=click.IntRange(1, 10_000),
+    help="VMs of the plan in flight at once (default: the planner's).",
+)
+@click.option(
+    "--cutover",
+    metavar="TIME",
+    help="No source VM is powered off before TIME (RFC 3339 with a timezone).",
+)
 @click.option("--description")
 @output_option
 def create(
@@ -78,6 +119,8 @@ def create(
     target_power_state: str | None,
     transfer_network: str | None,
     max_disks_in_flight: int | None,
+    max_vms_in_flight: int | None,
+    cutover: str | None,
     description: str | None,
 ) -> None:
     """Create a plan; it is validated at once and its problems are shown."""
@@ -91,6 +134,7 @@ def create(
         "vms": [_vm_ref(v) for v in vms] or None,
         "targetPowerState": target_power_state,
         "transferNetwork": transfer_network,
+        "cutover": cutover,
         "description": description,
     }
     required = [("name", "NAME"), ("sourceProvider", "--source"), ("targetProvider", "--target"),
@@ -99,8 +143,10 @@ def create(
     body = merged(file, flags, required)
     if not body.get("vms") and not body.get("vmSelector"):
         raise click.UsageError("missing --vm (give it, or -f FILE with vms or vmSelector)")
-    if max_disks_in_flight is not None:
-        body["limits"] = {**(body.get("limits") or {}), "maxDisksInFlight": max_disks_in_flight}
+    given_limits = {"maxDisksInFlight": max_disks_in_flight, "maxVmsInFlight": max_vms_in_flight}
+    for key, value in given_limits.items():
+        if value is not None:
+            body["limits"] = {**(body.get("limits") or {}), key: value}
 
     async def work(api: Api) -> None:
         plan = await api.post("planner", "/api/v1/plans", body)
@@ -287,6 +333,34 @@ def cancel(ref: str, vms: tuple[str, ...], reason: str) -> None:
             for key, value in (answer or {}).items():
                 if isinstance(value, list) and value:
                     out.print(f"  {key}: {', '.join(map(str, value))}")
+
+    run(work)
+
+
+@plans.command("cutover")
+@click.argument("ref")
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME|now",
+    help="No source VM is powered off before TIME (RFC 3339 with a timezone), or now.",
+)
+@click.option("--clear", is_flag=True, help="No cutover: source VMs are powered off at once.")
+@output_option
+def cutover(ref: str, at: str | None, clear: bool) -> None:
+    """Set or clear the cutover time, before the start or while the plan runs (the
+    running migration is told at once)."""
+    if (at is None) == (not clear):
+        raise click.UsageError("give --at TIME|now or --clear (one of them)")
+
+    async def work(api: Api) -> None:
+        plan = await api.put("planner", f"/api/v1/plans/{ref}/cutover", {"at": at})
+        if json_mode():
+            emit_json(plan)
+            return
+        out.print(f"plan {plan['name']}: cutover {cutover_text(plan.get('cutover'))}")
+        if plan.get("phase") == "Running":
+            out.print(f"  the running migration is told (revision {plan.get('cutoverRevision')})")
 
     run(work)
 

@@ -5,6 +5,11 @@ rate and ETA (``progress``, ``rateBytesPerSecond``, ``etaSeconds``), and a VM's 
 has one DiskTransfer task per disk with the same fields, so one service answers all of it.
 Pipelines are read only for VMs that are not final (and once more when one ends), so a
 large plan costs a request per running VM per interval, not per VM.
+
+A VM that waits to be admitted (the plan's VM or disk limits, a source's disk limit, its
+turn, or the cutover) carries ``waiting`` in its summary: the orchestrator's note and
+reason, its place in line and an estimated start. Every output shows it, as ``Queued —
+waiting: ...`` while the VM has not started, so a long queue does not look like a hang.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
@@ -107,7 +113,40 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def wait_note(wait: dict[str, Any]) -> str:
+    """The orchestrator's note, or one made of the wait's fields when it gave none."""
+    note = wait.get("note")
+    if isinstance(note, str) and note.strip():
+        return note.strip()
+    parts = [f"waiting: {wait.get('reason') or 'to be admitted'}"]
+    if wait.get("held") is not None and wait.get("limit") is not None:
+        parts.append(f"{wait['held']} of {wait['limit']} in flight")
+    if isinstance(wait.get("place"), int):
+        parts.append(f"{_ordinal(wait['place'])} in line")
+    if wait.get("cutover"):
+        parts.append(f"cutover {wait['cutover']}")
+    if wait.get("estimatedStart"):
+        parts.append(f"starts about {wait['estimatedStart']}")
+    return "; ".join(parts)
+
+
+def vm_state(vm: dict[str, Any]) -> str:
+    """What a VM is doing, for people: ``Queued — waiting: ...`` for one waiting to start,
+    ``<step> — waiting: ...`` for one waiting later on, else its step (or final phase)."""
+    wait = vm.get("waiting") if vm["phase"] not in FINAL else None
+    if wait:
+        where = "Queued" if vm["phase"] == "Pending" else (vm["step"] or vm["phase"])
+        return f"{where} — {wait_note(wait)}"
+    return str(vm["phase"] if vm["phase"] in FINAL or not vm["step"] else vm["step"])
+
+
 def _vm_key(vm: dict[str, Any]) -> tuple[Any, ...]:
+    wait = vm.get("waiting")
     return (
         vm["phase"],
         vm["step"],
@@ -116,6 +155,7 @@ def _vm_key(vm: dict[str, Any]) -> tuple[Any, ...]:
         vm["rateBytesPerSecond"],
         vm["etaSeconds"],
         vm["cancelRequested"],
+        wait_note(wait) if wait else None,
     )
 
 
@@ -142,6 +182,8 @@ def _vm_line(vm: dict[str, Any]) -> dict[str, Any]:
         "etaSeconds": vm["etaSeconds"],
         "cancelRequested": vm["cancelRequested"],
         "error": vm["error"],
+        "waiting": vm.get("waiting"),
+        "state": vm_state(vm),
     }
 
 
@@ -210,8 +252,8 @@ class Bars:
 
     def show(self, snap: Snapshot) -> None:
         for vid, vm in snap.vms.items():
-            what = vm["phase"] if vm["phase"] in FINAL or not vm["step"] else vm["step"]
-            self._set(("vm", vid), f"[bold]{vm['name']}[/] {what}", vm)
+            what = escape(vm_state(vm))
+            self._set(("vm", vid), f"[bold]{escape(vm['name'])}[/] {what}", vm)
             for d in snap.disks.get(vid, []):
                 self._set((vid, d["id"]), f"  └ {d['name']} {d['state']}", d)
 
@@ -221,7 +263,10 @@ def _plain(changes: list[dict[str, Any]], names: dict[str, str]) -> None:
     for c in changes:
         if c["type"] == "vm":
             done = f"{size(c['bytesDone'])}/{size(c['bytesTotal'])}"
-            out.print(f"{c['name']}: {c['phase']} {c['step'] or ''} {done}")
+            if c["waiting"] and c["phase"] not in FINAL:
+                out.print(Text(f"{c['name']}: {c['state']} {done}"))
+            else:
+                out.print(Text(f"{c['name']}: {c['phase']} {c['step'] or ''} {done}"))
         else:
             done = f"{size(c['bytesDone'])}/{size(c['bytesTotal'])}"
             out.print(f"{names.get(c['vm'], c['vm'])} disk {c['name']}: {c['state']} {done}")
@@ -384,7 +429,7 @@ async def show_status(api: Api, ref: str, verbose: bool) -> None:
             (
                 vm["name"],
                 styled(vm["phase"]),
-                vm["step"] or "",
+                vm_state(vm) if vm.get("waiting") else vm["step"] or "",
                 _bytes(vm["progress"]),
                 _rate(vm["rateBytesPerSecond"]),
                 duration(vm["etaSeconds"]),

@@ -305,6 +305,13 @@ class PlannerSettings(BaseModel):
         le=10_000,
         description="Default limit of disks copied at once from one source provider.",
     )
+    max_vms_in_flight: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Default limit of VMs in flight at once per plan (admitted before their "
+        "source is touched, until their target VM exists).",
+    )
 
 
 class OrchestratorSettings(BaseModel):

@@ -57,6 +57,7 @@ def sample(spec: EventSpec[Any]) -> BaseModel:
             "vms": [],
         },
         p.PlanCancelRequested: ids,
+        p.PlanCutoverChanged: {**ids, "cutover": now, "revision": 2},
         p.PlanStatusChanged: {**ids, "phase": "Running"},
         p.VmStepChanged: {**ids, "step": "DiskTransfer", "state": "Running"},
         p.VmFinished: {**ids, "outcome": "Succeeded"},

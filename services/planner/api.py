@@ -1,7 +1,7 @@
 """HTTP API of the planner service.
 
 Owns ``/api/v1/networkmaps``, ``/api/v1/storagemaps`` and ``/api/v1/plans``: maps, plans,
-their validation, start (and re-run), cancel, archive, and the status users read
+their validation, start (and re-run), cancel, cutover, archive, and the status users read
 (``statusroutes``: VMs, their pipelines, past migrations, and a server-sent-events stream).
 Every route requires a bearer token (added by the runner).
 
@@ -33,6 +33,7 @@ from services.planner.errors import (
 )
 from services.planner.model import (
     CancelRequest,
+    CutoverRequest,
     NetworkMapCreate,
     NetworkMapUpdate,
     PlanCreate,
@@ -306,6 +307,19 @@ async def cancel_plan(
     return await _guarded(
         lambda: launching.cancel(p.sessionmaker, p.outbox, ref, body or CancelRequest())
     )
+
+
+@router.put(
+    "/api/v1/plans/{ref}/cutover",
+    summary="Set or clear the cutover time; while the plan runs, its migration is told",
+)
+async def set_cutover(request: Request, ref: RefPath, body: CutoverRequest) -> JSONResponse:
+    """``{"at": "<RFC 3339>"}``, ``{"at": "now"}`` (the server's time) or ``{"at": null}``
+    (at once): no source VM is powered off before it. Answers the plan (200); 404 an
+    unknown plan, 409 an archived one, 422 a bad body."""
+    p = _planner(request)
+    row = await _guarded(lambda: launching.set_cutover(p.sessionmaker, p.outbox, ref, body))
+    return _tagged(plans.public(row, p.settings))
 
 
 @router.post("/api/v1/plans/{ref}/archive", summary="Archive a plan (read-only, hidden)")

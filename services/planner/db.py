@@ -6,9 +6,9 @@ What users define:
 
 - ``network_maps`` / ``storage_maps``: reusable mappings from a source provider's networks
   and storages to the target cluster's, ``entries`` as the API took them (validated).
-- ``plans``: what to migrate, where, with which maps, names and limits; its last validation
-  (``problems``), ``phase`` (NotReady, Ready, Running, Succeeded, Failed, Canceled) and the
-  migration it runs now or ran last (``migration_id``).
+- ``plans``: what to migrate, where, with which maps, names, limits and cutover time; its
+  last validation (``problems``), ``phase`` (NotReady, Ready, Running, Succeeded, Failed,
+  Canceled) and the migration it runs now or ran last (``migration_id``).
 
 What the planner projects from the orchestrator's and the progress service's events:
 
@@ -112,6 +112,11 @@ plans = Table(
     Column("transfer_network", String(253)),
     Column("naming", JSONB, nullable=False, server_default=_EMPTY_OBJ),
     Column("limits", JSONB, nullable=False, server_default=_EMPTY_OBJ),
+    # No source VM is powered off before this time (NULL: at once). ``cutover_revision``
+    # grows with every change of it, so the orchestrator keeps the newest of the changes it
+    # is told while the plan runs (the cutover frozen at start counts as 0).
+    Column("cutover", DateTime(timezone=True)),
+    Column("cutover_revision", Integer, nullable=False, server_default="0"),
     # How the VMs were chosen (a filter resolved at creation), and the VMs it gave.
     Column("selector", JSONB),
     Column("vms", JSONB, nullable=False, server_default=_EMPTY_LIST),

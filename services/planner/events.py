@@ -3,7 +3,7 @@
 Consumes inventory changes (plans of a changed provider are marked stale and validated
 again, see ``plans.Revalidator``) and the orchestrator's VM step and outcome events
 (projected into plan status); follows progress on core NATS. Publishes ``PLAN_STARTED``,
-``PLAN_CANCEL_REQUESTED`` and ``PLAN_STATUS`` through its outbox.
+``PLAN_CANCEL_REQUESTED``, ``PLAN_CUTOVER_CHANGED`` and ``PLAN_STATUS`` through its outbox.
 """
 
 from __future__ import annotations

@@ -1,10 +1,17 @@
-"""Starting a plan: the migration row, its VMs' pipelines, and the frozen plan on JetStream.
+"""Starting a plan: the migration row, its VMs' pipelines, and the frozen plan on JetStream;
+canceling it, and moving its cutover while it runs.
 
 A start (or re-run) is one transaction: a ``migrations`` row numbered after the plan's last,
 one ``vms`` row per VM to migrate with its pipeline (``steps``, Pending) and a task per disk
 (DiskAllocation and DiskTransfer), and the ``PLAN_STARTED`` event in the outbox. So the
 status API shows the whole pipeline from the first moment, and a crash either loses the
 start entirely (the user retries) or keeps all of it (the outbox publishes it).
+
+The cutover (no source VM powered off before it) is frozen into ``PLAN_STARTED`` like the
+rest, but it is the one thing a user may change while the plan runs: a downtime window
+moves. ``set_cutover`` writes the plan and, while a migration runs, ``PLAN_CUTOVER_CHANGED``
+in the same transaction, numbered by the plan's ``cutover_revision`` so the orchestrator
+keeps the newest change whatever order they arrive in.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.planner import db, plans
 from services.planner.errors import Conflict, Invalid, NotStartable
 from services.planner.inventoryclient import InventoryClient
-from services.planner.model import CancelRequest
+from services.planner.model import CancelRequest, CutoverRequest
 from shared import catalog
 from shared.db.messaging import Outbox
 from shared.payloads import (
     MigrationType,
     PlanCancelRequested,
+    PlanCutoverChanged,
     PlannedVm,
     PlanStarted,
     PowerState,
@@ -243,6 +251,10 @@ async def start(
             transfer_network=_transfer_network(plan),
             max_disks_in_flight=limits["maxDisksInFlight"],
             max_disks_in_flight_per_source=limits["maxDisksInFlightPerSource"],
+            max_vms_in_flight=limits["maxVmsInFlight"],
+            # From the locked row: a cutover changed after this start committed is then
+            # either in here or, the plan Running, told to the migration as a change.
+            cutover=locked["cutover"],
             vms=res.vms,
         )
         rev = await next_revision(session)
@@ -409,3 +421,54 @@ async def cancel(
                 ),
             )
     return {"migrationId": mid, "canceling": active, "alreadyFinished": final}
+
+
+async def set_cutover(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    ref: str,
+    body: CutoverRequest,
+) -> Any:
+    """Set (or clear: ``None``, at once) the plan's cutover time; returns the plan row.
+
+    Before a start (or after a migration ended) it is a change of the plan for its next
+    start. While a migration runs, the orchestrator is told too: ``PLAN_CUTOVER_CHANGED``
+    goes into the outbox in this transaction, so the plan and the event are written
+    together or not at all. The same time again changes nothing and tells nobody."""
+    async with sessionmaker() as session, session.begin():
+        row = await plans.find(await session.connection(), ref, lock=True)
+        if row["archived"]:
+            raise Conflict(["path", "plan"], "the plan is archived; unarchive it to change it")
+        if row["cutover"] == body.at:
+            return row
+        revision = int(row["cutover_revision"]) + 1
+        updated = (
+            (
+                await session.execute(
+                    sa.update(db.plans)
+                    .where(db.plans.c.id == row["id"])
+                    .values(
+                        cutover=body.at,
+                        cutover_revision=revision,
+                        revision=db.revision_seq.next_value(),
+                        updated_at=datetime.now(UTC),
+                    )
+                    .returning(db.plans)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        mid = row["migration_id"]
+        if row["phase"] == plans.RUNNING and mid is not None:
+            await outbox.add(
+                session,
+                catalog.PLAN_CUTOVER_CHANGED,
+                PlanCutoverChanged(
+                    plan_id=row["id"], migration_id=mid, cutover=body.at, revision=revision
+                ),
+                event_id=f"plan-cutover-{row['id']}-{revision}",
+            )
+    when = body.at.isoformat() if body.at else "at once"
+    log.info("plan %s: cutover %s (revision %d)", row["name"], when, revision)
+    return updated

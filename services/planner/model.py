@@ -9,10 +9,21 @@ silently ignored setting.
 from __future__ import annotations
 
 import fnmatch
+import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from services.planner import naming
 from shared.payloads import MigrationType, PowerState
@@ -23,6 +34,48 @@ Ref = Annotated[str, Field(min_length=1, max_length=253, description="An id or a
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# RFC 3339 (``T`` or a space between date and time); the offset is left optional here so
+# that a time without one is refused by ``AwareDatetime`` with its own precise error.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+_TIME_HINT = "an RFC 3339 time with a timezone, such as 2026-05-01T22:00:00Z"
+
+
+def _rfc3339(value: object) -> object:
+    """Only RFC 3339 text (or a datetime, from Python): pydantic alone would also take a
+    number or a bare date, which are too easy to get wrong for a time that powers VMs off."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value.strip()):
+        raise ValueError(f"expected {_TIME_HINT}")
+    return value.strip()
+
+
+def _now_or_time(value: object) -> object:
+    """``"now"`` is the server's current time: the client's clock may be wrong."""
+    if value == "now":
+        return datetime.now(UTC)
+    try:
+        return _rfc3339(value)
+    except ValueError:
+        raise ValueError(f'expected "now", null or {_TIME_HINT}') from None
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the year 1 in UTC
+        raise ValueError(f"the time is out of range; expected {_TIME_HINT}") from None
+
+
+#: A cutover time as the API takes it: RFC 3339 with a timezone (a naive time is a 422),
+#: kept in UTC.
+CutoverTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
+#: The same, or ``"now"``.
+CutoverTimeOrNow = Annotated[AwareDatetime, BeforeValidator(_now_or_time), AfterValidator(_in_utc)]
 
 
 class SourceRef(Strict):
@@ -158,6 +211,11 @@ class VmRef(Strict):
     target_name: str | None = Field(
         None, alias="targetName", pattern=NAME, description="Overrides the VM name template."
     )
+    target_power_state: PowerState | None = Field(
+        None,
+        alias="targetPowerState",
+        description="Overrides the plan's targetPowerState for this VM.",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> VmRef:
@@ -210,6 +268,14 @@ class Limits(Strict):
     max_disks_in_flight_per_source: int | None = Field(
         None, alias="maxDisksInFlightPerSource", ge=1, le=10_000, description="Per provider."
     )
+    max_vms_in_flight: int | None = Field(
+        None,
+        alias="maxVmsInFlight",
+        ge=1,
+        le=10_000,
+        description="VMs of the plan in flight at once (admitted before their source is "
+        "touched, until their target VM exists).",
+    )
 
 
 class PlanFields(Strict):
@@ -230,6 +296,11 @@ class PlanFields(Strict):
     )
     naming: Naming = Field(default_factory=Naming)
     limits: Limits = Field(default_factory=Limits)
+    cutover: CutoverTime | None = Field(
+        None,
+        description="No source VM is powered off before this time; unset: at once. While "
+        "the plan runs, change it with PUT .../cutover.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_choose(self) -> PlanFields:
@@ -265,6 +336,11 @@ class PlanUpdate(Strict):
     )
     naming: Naming | None = None
     limits: Limits | None = None
+    cutover: CutoverTime | None = Field(
+        None,
+        description="null clears it (at once). Refused while the plan runs: use PUT "
+        ".../cutover, which tells the running migration.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_choose(self) -> PlanUpdate:
@@ -278,3 +354,12 @@ class CancelRequest(Strict):
         None, max_length=20_000, description="VM ids; omitted: the whole plan."
     )
     reason: str = Field("", max_length=1000)
+
+
+class CutoverRequest(Strict):
+    """The body of ``PUT /plans/{plan}/cutover``: ``at`` is required, so ``{}`` is a 422
+    rather than a silent "at once"."""
+
+    at: CutoverTimeOrNow | None = Field(
+        description='RFC 3339 with a timezone, "now" (the server\'s time), or null: at once.'
+    )

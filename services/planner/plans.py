@@ -3,8 +3,9 @@
 A plan is written in one step: its providers and maps must exist (else 422), its VMs are
 resolved to ids (names looked up, a selector listed once), then it is validated against the
 inventory and stored with the problems found, ``NotReady`` if any is an error, ``Ready``
-otherwise. A plan that is running cannot be changed (409; cancel it first), an archived one
-is read-only until unarchived. ``If-Match: <revision>`` makes a change conditional (412).
+otherwise. A plan that is running cannot be changed (409; cancel it first) but for its
+cutover time (``launching.set_cutover``), an archived one is read-only until unarchived.
+``If-Match: <revision>`` makes a change conditional (412).
 
 When the inventory says something changed about a plan's providers, the plan is marked
 ``stale`` and validated again by ``Revalidator`` within ``HOIST_PLANNER_REVALIDATE_SECONDS``,
@@ -59,11 +60,14 @@ async def find(conn: AsyncConnection, ref: str, *, lock: bool = False) -> Any:
 
 
 def limits_of(row: Any, settings: PlannerSettings) -> dict[str, int]:
+    """The plan's limits, the service's defaults for those it leaves out (so a changed
+    default applies to every plan that did not choose)."""
     given = row["limits"] or {}
     return {
         "maxDisksInFlight": given.get("maxDisksInFlight") or settings.max_disks_in_flight,
         "maxDisksInFlightPerSource": given.get("maxDisksInFlightPerSource")
         or settings.max_disks_in_flight_per_source,
+        "maxVmsInFlight": given.get("maxVmsInFlight") or settings.max_vms_in_flight,
     }
 
 
@@ -82,6 +86,8 @@ def public(row: Any, settings: PlannerSettings) -> dict[str, Any]:
         "transferNetwork": row["transfer_network"],
         "naming": row["naming"],
         "limits": limits_of(row, settings),
+        "cutover": row["cutover"].isoformat() if row["cutover"] else None,
+        "cutoverRevision": row["cutover_revision"],
         "vmSelector": row["selector"],
         "vms": row["vms"],
         "phase": row["phase"],
@@ -116,10 +122,10 @@ def selector_filters(selector: Mapping[str, Any] | None) -> dict[str, str]:
 async def resolve_vms(
     inv: InventoryClient, source_id: str, refs: list[VmRef] | None, selector: VmSelector | None
 ) -> tuple[list[dict[str, Any]], dict[str, Obj]]:
-    """The plan's VMs as ``[{id, name?, targetName?}]``; a name no VM has stays a name
-    (validation reports it), a name two VMs share is refused (which one would it be?).
-    Also the VM objects read on the way (id -> object), which validation need not read
-    again."""
+    """The plan's VMs as ``[{id, name?, targetName?, targetPowerState?}]``; a name no VM has
+    stays a name (validation reports it), a name two VMs share is refused (which one would
+    it be?). Also the VM objects read on the way (id -> object), which validation need not
+    read again."""
     if selector is not None:
         filters = selector_filters(selector.model_dump(by_alias=True, exclude_none=True))
         found = await inv.list(source_id, "vms", **filters)
@@ -168,6 +174,8 @@ async def resolve_vms(
             entry["name"] = r.name
         if r.target_name:
             entry["targetName"] = r.target_name
+        if r.target_power_state is not None:
+            entry["targetPowerState"] = r.target_power_state.value
         out.append(entry)
     if problems:
         raise Invalid(problems)
@@ -278,6 +286,7 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
         "transfer_network": body.transfer_network,
         "naming": body.naming.model_dump(),
         "limits": body.limits.model_dump(by_alias=True, exclude_none=True),
+        "cutover": body.cutover,
         "selector": body.vm_selector.model_dump(by_alias=True, exclude_none=True)
         if body.vm_selector
         else None,
@@ -303,9 +312,17 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
         raise Conflict(["body", "name"], f"a plan named {body.name!r} exists") from None
 
 
-def _writable(row: Any) -> None:
+def _writable(row: Any, cutover: bool = False) -> None:
+    """Refuse a change of an archived or running plan; ``cutover``: the change sets the
+    cutover, which a running plan takes from its own route (it must reach the migration)."""
     if row["archived"]:
         raise Conflict(["path", "plan"], "the plan is archived; unarchive it to change it")
+    if row["phase"] == RUNNING and cutover:
+        raise Conflict(
+            ["body", "cutover"],
+            f"the plan is running; change its cutover with PUT /api/v1/plans/{row['name']}"
+            "/cutover (hoist plans cutover), which tells the running migration",
+        )
     if row["phase"] == RUNNING:
         raise Conflict(
             ["path", "plan"],
@@ -317,10 +334,10 @@ async def update(
     engine: AsyncEngine, inv: InventoryClient, ref: str, body: PlanUpdate, if_match: int | None
 ) -> Any:
     async with engine.connect() as conn:
-        current = dict(await find(conn, ref))
-        _writable(current)
-        plan = dict(current)
         given = body.model_fields_set
+        current = dict(await find(conn, ref))
+        _writable(current, "cutover" in given)
+        plan = dict(current)
         for field, column in (
             ("description", "description"),
             ("target_namespace", "target_namespace"),
@@ -340,6 +357,9 @@ async def update(
             plan["naming"] = body.naming.model_dump()
         if body.limits is not None:
             plan["limits"] = body.limits.model_dump(by_alias=True, exclude_none=True)
+        if "cutover" in given and body.cutover != current["cutover"]:
+            plan["cutover"] = body.cutover
+            plan["cutover_revision"] = current["cutover_revision"] + 1
     known: dict[str, Obj] = {}
     if body.vms is not None or body.vm_selector is not None:
         plan["vms"], known = await resolve_vms(
@@ -355,7 +375,7 @@ async def update(
     plan.update(outcome(plan, res, keep_phase=False))
     async with engine.begin() as conn:
         row = await find(conn, current["id"], lock=True)
-        _writable(row)
+        _writable(row, "cutover" in given)
         expected = if_match if if_match is not None else current["revision"]
         if row["revision"] != expected:
             raise PreconditionFailed(

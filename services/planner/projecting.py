@@ -13,6 +13,11 @@ monotonic and gives the same rows whatever order the same events come in:
   the attempt; progress within an attempt only grows; a Completed step or task is complete.
 - A step that has tasks (DiskAllocation, DiskTransfer) takes its progress from them: the
   sum of its tasks' ``{completed, total}``.
+- A step's ``detail`` takes the keys of events not behind it. A VM that waits to be admitted
+  (or for the cutover) gets its first step's event, Pending, with ``detail.waiting`` (why,
+  its place, an estimated start) and a ``note``: each copy replaces the last, but never
+  with an older one (``waiting.observedAt`` keeps the event's time), and once the step
+  leaves Pending the wait is dropped, with its note unless the event brought a new one.
 - A VM is Pending until any of its steps (or tasks) leaves Pending, then Running; only
   ``VmFinished`` makes it final (a Failed step may be retried), and a final VM never changes
   phase again. Its current ``step`` is the furthest Running step, else the furthest Failed
@@ -118,6 +123,39 @@ def merge(stored: Mapping[str, Any], ev: VmStepChanged, at: datetime) -> dict[st
     return row
 
 
+def step_detail(
+    stored: Mapping[str, Any], state: str, ev: VmStepChanged, at: datetime
+) -> dict[str, Any]:
+    """A step's ``detail`` after ``ev`` (``state``: the step's state after it).
+
+    A wait (``waiting``) is replaced by a newer one only (by the event's time ``at``, kept
+    as ``waiting.observedAt``), so a redelivered "3rd in line" never hides "1st in line";
+    and it ends when the step leaves Pending, with the note that described it."""
+    old: dict[str, Any] = dict(stored["detail"] or {})
+    detail = old
+    ahead = order(ev.state, ev.attempt) >= order(stored["state"], stored["attempt"])
+    if ev.detail and ahead and not _older_wait(old, ev.detail, at):
+        detail = {**old, **ev.detail}
+        if isinstance(detail.get("waiting"), dict) and "waiting" in ev.detail:
+            detail["waiting"] = {**detail["waiting"], "observedAt": at.isoformat()}
+    if state != StepState.PENDING and "waiting" in detail:
+        detail = {k: v for k, v in detail.items() if k != "waiting"}
+        if "note" not in ev.detail:
+            detail.pop("note", None)
+    return detail
+
+
+def _older_wait(old: Mapping[str, Any], new: Mapping[str, Any], at: datetime) -> bool:
+    """``new`` reports a wait older than the one ``old`` shows."""
+    shown = old.get("waiting")
+    if "waiting" not in new or not isinstance(shown, dict):
+        return False
+    try:
+        return datetime.fromisoformat(str(shown.get("observedAt"))) > at
+    except (ValueError, TypeError):  # not a time, or one without a timezone
+        return False
+
+
 def current_step(steps: Sequence[Mapping[str, Any]]) -> str | None:
     """The step a VM is at: the furthest Running one, else the furthest Failed one, else
     the furthest it completed or saw canceled; None before it starts."""
@@ -163,8 +201,7 @@ class Projector:
         new_task: dict[str, Any] | None = None
         if ev.task is None:
             new.update(merge(step, ev, at))
-            if ev.detail and order(ev.state, ev.attempt) >= order(step["state"], step["attempt"]):
-                new["detail"] = {**(step["detail"] or {}), **ev.detail}
+            new["detail"] = step_detail(step, new["state"], ev, at)
         else:
             task = tasks.get(ev.task) or await rows.insert_task(session, ev)
             new_task = tasks[ev.task] = _merge_task(task, ev, at)

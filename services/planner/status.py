@@ -4,6 +4,11 @@ Views are plain JSON (camelCase keys, ISO-8601 times) built from the rows the pr
 keeps. A migration's VM counts and bytes are summed from its VM rows in one grouped query,
 so ``pending`` and ``running`` are as current as the rest; several migrations (or VMs and
 their pipelines) are read in one round trip each, which the stream relies on.
+
+A VM that waits to be admitted (or for the cutover) says why in its summary, ``waiting``:
+the ``detail.waiting`` of its first Pending step that has one, with the step's name and
+note. It is read from the steps (one query per page of VMs, only for VMs not final), not
+copied into the VM row, so the projector's hot path writes nothing more for it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ Conn = AsyncConnection | AsyncSession
 VmKey = tuple[str, str]
 
 VM_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Canceled")
+FINAL_PHASES = ("Succeeded", "Failed", "Canceled")
 
 
 class NotFound(LookupError):
@@ -171,7 +177,8 @@ async def plan_status(conn: Conn, plan_row: Mapping[Any, Any]) -> dict[str, Any]
 # --- VMs -----------------------------------------------------------------------------------
 
 
-def vm_summary(r: Mapping[Any, Any]) -> dict[str, Any]:
+def vm_summary(r: Mapping[Any, Any], waiting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A VM without its pipeline; ``waiting`` as ``waits`` found it (None: not waiting)."""
     return {
         "id": r["vm_id"],
         "name": r["name"],
@@ -188,8 +195,46 @@ def vm_summary(r: Mapping[Any, Any]) -> dict[str, Any]:
         "progress": _progress(r["bytes_done"], r["bytes_total"]),
         "rateBytesPerSecond": r["rate"],
         "etaSeconds": r["eta_seconds"],
+        "waiting": waiting if r["phase"] not in FINAL_PHASES else None,
         "revision": r["revision"],
     }
+
+
+def waiting_view(step: str, state: str, detail: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What a step says about its VM waiting: ``{step, note, reason, held, limit, place,
+    estimatedStart, cutover, observedAt}`` as the orchestrator reported them (keys it left
+    out are absent), or None when the step is not Pending or reports no wait."""
+    wait = (detail or {}).get("waiting")
+    if state != "Pending" or not isinstance(wait, dict):
+        return None
+    note = (detail or {}).get("note")
+    return {**wait, "step": step, "note": note if isinstance(note, str) else ""}
+
+
+async def waits(conn: Conn, rows: Iterable[Mapping[Any, Any]]) -> dict[VmKey, dict[str, Any]]:
+    """Why each of these VM rows that is not final waits, if it does (one query)."""
+    wanted = sorted(
+        {(r["migration_id"], r["vm_id"]) for r in rows if r["phase"] not in FINAL_PHASES}
+    )
+    if not wanted:
+        return {}
+    s = db.steps
+    found = await conn.execute(
+        select(s.c.migration_id, s.c.vm_id, s.c.step, s.c.state, s.c.detail)
+        .where(
+            tuple_(s.c.migration_id, s.c.vm_id).in_(wanted),
+            s.c.state == "Pending",
+            s.c.detail.has_key("waiting"),
+        )
+        .order_by(s.c.migration_id, s.c.vm_id, s.c.position, s.c.step)
+    )
+    result: dict[VmKey, dict[str, Any]] = {}
+    for r in found.mappings():
+        key = (r["migration_id"], r["vm_id"])
+        view = None if key in result else waiting_view(r["step"], r["state"], r["detail"])
+        if view is not None:
+            result[key] = view
+    return result
 
 
 def _task_view(t: Mapping[Any, Any]) -> dict[str, Any]:
@@ -265,9 +310,13 @@ async def vm_status(
     if row is None:
         return None
     key = (row["migration_id"], row["vm_id"])
-    view = vm_summary(row)
+    pipeline = (await pipelines(conn, [key]))[key]
+    waiting = next(
+        (w for s in pipeline if (w := waiting_view(s["name"], s["state"], s["detail"]))), None
+    )
+    view = vm_summary(row, waiting)
     view["migrationNumber"] = row["number"]
-    view["pipeline"] = (await pipelines(conn, [key]))[key]
+    view["pipeline"] = pipeline
     return view
 
 
@@ -307,7 +356,9 @@ async def list_vms(
     if cursor is not None:
         query = query.where(v.c.vm_id > decode_cursor(cursor))
     rows = (await conn.execute(query.order_by(v.c.vm_id).limit(limit + 1))).mappings().all()
-    items = [vm_summary(r) for r in rows[:limit]]
+    page = rows[:limit]
+    waiting = await waits(conn, page)
+    items = [vm_summary(r, waiting.get((r["migration_id"], r["vm_id"]))) for r in page]
     more = len(rows) > limit
     return {
         "migrationId": migration_id,

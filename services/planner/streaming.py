@@ -147,8 +147,10 @@ async def poll(
 async def _render(conn: AsyncConnection, chosen: list[Any], pipeline: bool) -> list[str]:
     migrations = [r for _, kind, r in chosen if kind == "migration"]
     mviews = {m["id"]: m for m in await status.migration_views(conn, migrations)}
-    vm_keys = [(r["migration_id"], r["vm_id"]) for _, kind, r in chosen if kind == "vm"]
+    vm_rows = [r for _, kind, r in chosen if kind == "vm"]
+    vm_keys = [(r["migration_id"], r["vm_id"]) for r in vm_rows]
     pipes = await status.pipelines(conn, vm_keys) if pipeline else {}
+    waits = await status.waits(conn, vm_rows)
     out: list[str] = []
     for revision, kind, r in chosen:
         if kind == "plan":
@@ -156,7 +158,7 @@ async def _render(conn: AsyncConnection, chosen: list[Any], pipeline: bool) -> l
         elif kind == "migration":
             data = mviews[r["id"]]
         else:
-            data = status.vm_summary(r)
+            data = status.vm_summary(r, waits.get((r["migration_id"], r["vm_id"])))
             if pipeline:
                 data["pipeline"] = pipes.get((r["migration_id"], r["vm_id"]), [])
         out.append(frame(kind, revision, data))

@@ -30,6 +30,7 @@ from shared.payloads import (
     PlannedDisk,
     PlannedNic,
     PlannedVm,
+    PowerState,
     ProviderPhase,
     ProviderRef,
     ProviderType,
@@ -50,7 +51,7 @@ class PlanInput:
     migration_type: str
     transfer_network: str | None
     naming: dict[str, str]
-    vms: list[dict[str, Any]]  # [{id, name?, targetName?}]
+    vms: list[dict[str, Any]]  # [{id, name?, targetName?, targetPowerState?}]
     network_map: dict[str, Any]  # the map rows
     storage_map: dict[str, Any]
     #: VMs an earlier migration of this plan migrated: not validated, not migrated again.
@@ -253,6 +254,9 @@ def _check_vms(
                 disks=disks,
                 nics=nics,
                 source_power_state=shaping.power_state(ptype, vm),
+                target_power_state=PowerState(ref["targetPowerState"])
+                if ref.get("targetPowerState")
+                else None,
                 detail=shaping.machine(ptype, vm),
             )
         )

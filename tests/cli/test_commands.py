@@ -186,11 +186,16 @@ async def test_plans_create_validate_get_delete(
               "--namespace", NAMESPACE, "--network-map", net, "--storage-map", store]  # fmt: skip
     good = unique("plan")
     r = await hoist.ok("plans", "create", good, *common, "--vm", "web-1", "--vm", "db-1",
-                       "--target-power-state", "off", "--max-disks-in-flight", "2")  # fmt: skip
+                       "--target-power-state", "off", "--max-disks-in-flight", "2",
+                       "--max-vms-in-flight", "1", "--cutover", "2030-05-01T22:00:00Z")  # fmt: skip
     assert "Ready" in r.stdout
+    assert "2030-05-01T22:00:00+00:00 (in " in _field(r.stdout, "cutover")
+    assert _field(r.stdout, "limits").startswith("1 VMs, 2 disks in flight")
     plan = (await hoist.ok("plans", "get", good, "-o", "json")).json()
     assert plan["targetPowerState"] == "off"
     assert plan["limits"]["maxDisksInFlight"] == 2
+    assert plan["limits"]["maxVmsInFlight"] == 1
+    assert plan["cutover"] == "2030-05-01T22:00:00+00:00"
     assert [v["name"] for v in plan["vms"]] == ["web-1", "db-1"]
     assert (await hoist("plans", "validate", good)).code == 0
 
@@ -223,6 +228,55 @@ async def test_plans_create_validate_get_delete(
     r = await hoist("plans", "create", unique("plan"), *common)
     assert r.code == 2
     assert "--vm" in r.stderr
+    r = await hoist("plans", "create", unique("plan"), *common, "--vm", "db-1",
+                    "--cutover", "2030-05-01T22:00:00")  # fmt: skip
+    assert r.code == 1, r
+    assert "HTTP 422" in r.stderr
+    assert "body.cutover" in r.stderr
+    assert "timezone" in r.stderr
+    r = await hoist("plans", "create", unique("plan"), *common, "--vm", "db-1",
+                    "--max-vms-in-flight", "0")  # fmt: skip
+    assert r.code == 2
+
+
+def _field(text: str, key: str) -> str:
+    """The value of a ``key: value`` line of ``fields`` output."""
+    return next(x.split(":", 1)[1].strip() for x in text.splitlines() if x.startswith(f"{key}:"))
+
+
+async def test_plans_cutover(hoist: Hoist, providers: dict[str, str], tmp_path: Path) -> None:
+    net, store = await _maps(hoist, providers)
+    name = unique("plan")
+    path = tmp_path / "plan.yaml"
+    body = {"vms": [{"name": "db-1", "targetName": unique("db"), "targetPowerState": "on"}]}
+    path.write_text(yaml.safe_dump(body))
+    await hoist.ok("plans", "create", name, "-f", str(path), "--source", providers["ovirt"],
+                   "--target", providers["cluster"], "--namespace", NAMESPACE,
+                   "--network-map", net, "--storage-map", store)  # fmt: skip
+    shown = await hoist.ok("plans", "get", name)
+    assert _field(shown.stdout, "cutover").startswith("at once")
+    assert "(power on)" in shown.stdout
+
+    r = await hoist.ok("plans", "cutover", name, "--at", "2030-05-01T22:00:00+02:00")
+    assert f"plan {name}: cutover 2030-05-01T20:00:00+00:00 (in " in r.stdout
+    doc = (await hoist.ok("plans", "cutover", name, "--at", "now", "-o", "json")).json()
+    assert doc["cutover"] is not None
+    assert doc["cutoverRevision"] == 2
+    r = await hoist.ok("plans", "cutover", name, "--clear")
+    assert f"plan {name}: cutover at once" in r.stdout
+    assert (await hoist.ok("plans", "get", name, "-o", "json")).json()["cutover"] is None
+
+    for args in ((), ("--at", "now", "--clear")):
+        r = await hoist("plans", "cutover", name, *args)
+        assert r.code == 2, r
+        assert "--at TIME|now or --clear" in r.stderr
+    r = await hoist("plans", "cutover", name, "--at", "tomorrow")
+    assert r.code == 1, r
+    assert "HTTP 422" in r.stderr
+    assert "body.at" in r.stderr
+    r = await hoist("plans", "cutover", "no-such-plan", "--at", "now")
+    assert r.code == 1
+    assert "HTTP 404" in r.stderr
 
 
 def _free_port() -> int:

@@ -199,3 +199,69 @@ async def test_cancel_fail_rerun_timeout(
     assert r.code == 1
     assert "HTTP 409" in r.stderr
     assert "not running" in r.stderr
+
+
+async def test_a_waiting_vm_says_why(
+    hoist: Hoist, planner: ServiceProcess, providers: dict[str, str], orchestrator: Bus
+) -> None:
+    """A VM the orchestrator holds back (the plan's VM limit, the cutover) shows why in
+    ``plans status`` and ``watch``, as people read them and as JSON; the cutover of the
+    running plan can be moved meanwhile."""
+    name = await _plan(hoist, providers, ["web-1", "db-1"])
+    await hoist.ok("plans", "start", name)
+    run = await _started(planner, name)
+    note = "waiting: the plan has 1 of 1 VMs in flight; 1st in line; starts in about 2 min"
+    waiting = {
+        "note": note,
+        "waiting": {"reason": "PlanVmLimit", "held": 1, "limit": 1, "place": 1,
+                    "estimatedStart": datetime.now(UTC).isoformat(), "cutover": None},
+    }  # fmt: skip
+    held = run.step("db-1", p.Step.INITIALIZE, p.StepState.PENDING)
+    held = held.model_copy(update={"detail": waiting})
+    await orchestrator.publish(catalog.VM_STEP_CHANGED, held)
+    await orchestrator.publish(
+        catalog.VM_STEP_CHANGED, run.step("web-1", p.Step.INITIALIZE, p.StepState.RUNNING)
+    )
+
+    async def queued() -> bool:
+        vm = await _get(planner, f"/plans/{name}/vms/{run.vms['db-1']}")
+        return bool(vm["waiting"])
+
+    await eventually(queued, within=30, what="the wait in the planner's status")
+
+    status = await hoist.ok("plans", "status", name)
+    line = next(x for x in status.stdout.splitlines() if "db-1" in x)
+    assert f"Queued — {note}" in line
+    doc = (await hoist.ok("plans", "status", name, "-o", "json")).json()
+    by_name = {v["name"]: v for v in doc["vms"]}
+    assert by_name["db-1"]["waiting"]["reason"] == "PlanVmLimit"
+    assert by_name["web-1"]["waiting"] is None
+
+    # watch, piped: a plain line per change; as JSON: the wait in the VM's line.
+    plain = await hoist("watch", name, "--interval", "0.2", "--timeout", "0.5")
+    assert plain.code == 1, plain
+    assert f"db-1: Queued — {note}" in plain.stdout
+    assert "web-1: Running Initialize" in plain.stdout
+    lines = await hoist("watch", name, "--interval", "0.2", "--timeout", "0.5", "-o", "json")
+    vm_line = next(x for x in lines.lines() if x["type"] == "vm" and x["name"] == "db-1")
+    assert vm_line["waiting"]["place"] == 1
+    assert vm_line["state"] == f"Queued — {note}"
+
+    # Moving the cutover of the running plan; the orchestrator is told.
+    r = await hoist.ok("plans", "cutover", name, "--at", "now")
+    assert "the running migration is told (revision 1)" in r.stdout
+
+    # Admitted: the wait is gone.
+    await orchestrator.publish(
+        catalog.VM_STEP_CHANGED, run.step("db-1", p.Step.INITIALIZE, p.StepState.RUNNING)
+    )
+
+    async def admitted() -> bool:
+        vm = await _get(planner, f"/plans/{name}/vms/{run.vms['db-1']}")
+        return bool(vm["waiting"] is None and vm["phase"] == "Running")
+
+    await eventually(admitted, within=30, what="the wait ended")
+    status = await hoist.ok("plans", "status", name)
+    assert "Queued" not in status.stdout
+    for vm in ("web-1", "db-1"):
+        await orchestrator.publish(catalog.VM_FINISHED, run.finished(vm, p.Outcome.SUCCEEDED))

@@ -158,6 +158,7 @@ def step_event(
     progress: tuple[int, int] | None = None,
     error: str | None = None,
     time: float = 0.0,
+    detail: dict[str, object] | None = None,
 ) -> env.Envelope[Any]:
     data = p.VmStepChanged(
         plan_id=plan.plan_id,
@@ -171,6 +172,7 @@ def step_event(
         completed_at=at(completed) if completed is not None else None,
         progress=p.StepProgress(completed=progress[0], total=progress[1]) if progress else None,
         error=p.ErrorInfo(reason=error, message=f"{error}!", permanent=False) if error else None,
+        detail=detail or {},
     )
     return env.build(catalog.VM_STEP_CHANGED, data, source="/hoist/orchestrator", time=at(time))
 

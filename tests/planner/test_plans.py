@@ -156,7 +156,12 @@ async def test_plan_crud_and_names(
     plan = r.json()
     assert plan["phase"] == "Ready", plan["problems"]
     assert plan["ready"] is True
-    assert plan["limits"] == {"maxDisksInFlight": 3, "maxDisksInFlightPerSource": 20}
+    assert plan["limits"] == {
+        "maxDisksInFlight": 3,
+        "maxDisksInFlightPerSource": 20,
+        "maxVmsInFlight": 20,
+    }
+    assert (plan["cutover"], plan["cutoverRevision"]) == (None, 0)
     assert [v["id"] for v in plan["vms"]] == [ids["web-1"], ids["Weird Name_#1"], ids["db-1"]]
     assert [v["name"] for v in plan["vms"]] == ["web-1", "Weird Name_#1", "db-1"]
     assert (await api(planner, "POST", "/plans", json=body)).status_code == 409
