@@ -31,7 +31,8 @@ NAMESPACE = "migrated"
 
 
 #: The engine. ``slow-*`` disks are throttled so a copy lasts long enough to be watched and
-#: canceled; ``flaky-disk``'s transfers pause (the populator fails) until a test lifts it.
+#: canceled; ``flaky-disk``'s transfers pause (the populator fails) until a test lifts it;
+#: ``window-*`` wait for a cutover.
 OVIRT: dict[str, Any] = {
     "networks": [{"name": "prod", "vlan": 100}],
     "vms": [
@@ -50,6 +51,10 @@ OVIRT: dict[str, Any] = {
         {"name": "flaky", "nics": [{"network": "prod"}], "disks": [_disk("flaky-disk")]},
         {"name": "steady", "nics": [{"network": "prod"}], "disks": [_disk("steady-disk")]},
         {"name": "slow", "nics": [{"network": "prod"}], "disks": [_disk("slow-disk", "48MiB")]},
+        *(
+            {"name": f"window-{i}", "nics": [{"network": "prod"}], "disks": [_disk(f"win-{i}")]}
+            for i in range(3)
+        ),
     ],
     "faults": [
         {"kind": "bandwidth", "disk": "slow-web-data", "bytes_per_second": "3MiB"},
@@ -190,10 +195,11 @@ async def create_plan(
     providers: dict[str, str],
     maps: dict[str, tuple[str, str]],
     kind: str,
-    vms: list[str],
+    vms: list[str | dict[str, Any]],
     **extra: Any,
 ) -> dict[str, Any]:
-    """A plan of these source VMs (by name), created and validated Ready."""
+    """A plan of these source VMs (by name, or a whole VM entry), created and validated
+    Ready."""
     body = {
         "name": unique(f"{kind}-plan"),
         "sourceProvider": providers[kind],
@@ -201,7 +207,7 @@ async def create_plan(
         "targetNamespace": NAMESPACE,
         "networkMap": maps[kind][0],
         "storageMap": maps[kind][1],
-        "vms": [{"name": name} for name in vms],
+        "vms": [{"name": vm} if isinstance(vm, str) else vm for vm in vms],
         **extra,
     }
     r = await api(svc(stack, "planner"), "POST", "/plans", json=body)

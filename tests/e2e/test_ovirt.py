@@ -6,6 +6,7 @@ the source VM's configuration.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.e2e.conftest import (
 from tests.inventory.conftest import api
 from tests.orchestrator.pipelines import labelled
 from tests.ovirt.conftest import assert_same_image
+from tools.downtime import as_users_see, max_down
 from tools.stack import Stack
 
 VM_KIND = Registry(BUILTIN).by_kind("kubevirt.io", "VirtualMachine")
@@ -233,3 +235,57 @@ async def test_cancel_mid_transfer_removes_the_vm_and_restores_the_source(
 
     await eventually(gone, within=60, what="the canceled VM's objects deleted")
     assert engine.inv.vms[slow.id].status == "up"  # powered back on
+
+
+async def test_a_cutover_holds_every_power_off_until_it_is_moved_to_now(
+    stack: Stack, providers: dict[str, str], maps: dict[str, tuple[str, str]], tmp_path: Path
+) -> None:
+    """A user schedules the downtime window: the VMs wait with their sources up and say
+    why; ``hoist plans cutover PLAN --at now`` opens the window while the plan runs, and
+    the plan's one VM slot then takes them one at a time."""
+    engine = stack.engine
+    assert engine is not None
+    names = ["window-0", "window-1", "window-2"]
+    members = [source_vm(engine, n) for n in names]
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    entries: list[str | dict[str, Any]] = [
+        {"name": "window-0", "targetPowerState": "off"},
+        "window-1",
+        "window-2",
+    ]
+    plan = await create_plan(
+        stack, providers, maps, "ovirt", entries, cutover=later, limits={"maxVmsInFlight": 1}
+    )
+    migration = await start(stack, plan)
+
+    async def all_wait_for_cutover() -> bool:
+        views = await vms_of(stack, plan)
+        return all(
+            (views.get(n) or {}).get("waiting") and views[n]["waiting"]["reason"] == "Cutover"
+            for n in names
+        )
+
+    await eventually(all_wait_for_cutover, within=60, what="every VM waiting for the cutover")
+    assert [engine.inv.vms[vm.id].status for vm in members] == ["up"] * 3
+    began = datetime.now(UTC).timestamp()
+    env = cli_env(tmp_path, **stack.cli_env())
+    moved = await run_cli(["plans", "cutover", plan["name"], "--at", "now"], env)
+    assert moved.code == 0, moved
+    ended = await wait_migration(stack, plan, migration["id"])
+    assert ended["phase"] == "Succeeded", ended
+    # One VM slot: never two sources down at once (down until its target VM exists).
+    views = await vms_of(stack, plan)
+    seen: dict[str, list[tuple[float, str]]] = {}
+    for vm in members:
+        view = await vm_view(stack, plan, vm.id)
+        created = next(s for s in view["pipeline"] if s["name"] == "VirtualMachineCreation")
+        timeline = [(c.at, c.state) for c in vm.power.changes]
+        seen[vm.id] = as_users_see(
+            timeline, datetime.fromisoformat(created["completedAt"]).timestamp()
+        )
+    assert max_down(seen, since=began) == 1, seen
+    # window-0's own targetPowerState (off) overrides the plan's (auto: it was up).
+    vm0 = await target_vm(stack, views["window-0"]["targetName"])
+    assert vm0["spec"]["runStrategy"] == "Halted"
+    vm1 = await target_vm(stack, views["window-1"]["targetName"])
+    assert vm1["spec"]["runStrategy"] == "Always"
