@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -151,14 +152,22 @@ async def test_image_backed_and_boot_from_volume_servers_migrate(
     svc, _ = running
     web = planned(cloud, made["osp-web"], storage_class="standard", mode="Filesystem")
     bfv = planned(cloud, made["osp-bfv"], storage_class="standard-wffc", mode="Block")
-    plan = plan_of(source, [web, bfv])
+    # One VM at a time: the second server's snapshots, volumes and images (storage on the
+    # source) are not made before the first VM is through.
+    plan = plan_of(source, [web, bfv], max_vms_in_flight=1)
     async with publisher(servers, prefix) as bus:
         await start_plan(bus, plan)
+    times: dict[str, dict[str, dict[str, str]]] = {}
     for vm in (web, bfv):
         state = await wait_vm(svc, plan, vm.vm_id, within=240)
         assert state["phase"] == "Succeeded", state
         steps = [s["name"] for s in state["pipeline"] if s["state"] == "Completed"]
         assert "ConvertOpenstackSnapshot" in steps
+        times[vm.vm_id] = {s["name"]: s for s in state["pipeline"]}
+    first, second = (times[vm.vm_id] for vm in (web, bfv))
+    done = datetime.fromisoformat(first["VirtualMachineCreation"]["completedAt"])
+    for step in ("Initialize", "ConvertOpenstackSnapshot"):
+        assert datetime.fromisoformat(second[step]["startedAt"]) >= done, step
     for vm, server in ((web, made["osp-web"]), (bfv, made["osp-bfv"])):
         for d in vm.disks:
             copy = await target_file(kube, NAMESPACE, d.pvc_name)
