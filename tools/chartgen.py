@@ -4,12 +4,12 @@
 suite runs ``stale()``, so a changed CRD, RBAC rule, port, route or setting without its
 chart copy fails CI). What is derived, and from where:
 
-- ``crds/*.yaml``: the populator CRDs, ``services.orchestrator.controller.manifests.crds()``
-  (the controller registers the very same objects at start-up).
+- ``crds/*.yaml``: the populator CRDs, ``shared.populator.crds()`` (the controller
+  registers the very same objects at start-up).
 - ``templates/_generated.tpl``: each component's port, route prefixes and console script
-  (the services' ``SPEC`` and ``pyproject.toml``), the VolumePopulator registrations and the
-  controller's RBAC rules (``manifests``), and the environment variable of every ``config``
-  value (``shared.settings``).
+  (the services' ``SPEC`` and ``pyproject.toml``), the VolumePopulator registrations
+  (``shared.populator``) and the controller's RBAC rules (``services.controller.rbac``),
+  and the environment variable of every ``config`` value (``shared.settings``).
 - ``values.schema.json`` ``definitions.config``: types, bounds, patterns and enums of every setting
   from the pydantic models, so Helm refuses a value the services would refuse at start-up.
 - ``values.yaml``: the ``config:`` block, every setting at its code default, with its
@@ -34,7 +34,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from services.orchestrator.controller import manifests
+from services.controller import rbac
+from shared import populator as contract
 from shared.settings import HoistSettings, OrchestratorSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +231,7 @@ def components() -> dict[str, dict[str, Any]]:
     out[CONTROLLER] = {
         "port": port,
         "routes": [],
-        "command": scripts["services.orchestrator.controller.__main__"],
+        "command": scripts["services.controller.__main__"],
     }
     return out
 
@@ -249,14 +250,14 @@ def _stamped(manifest: dict[str, Any]) -> dict[str, Any]:
     """
     body = copy.deepcopy(manifest)
     annotations = body["metadata"].setdefault("annotations", {})
-    annotations[manifests.DIGEST_ANNOTATION] = manifests.digest(manifest)
+    annotations[contract.DIGEST_ANNOTATION] = contract.digest(manifest)
     return body
 
 
 def _volume_populators() -> list[dict[str, Any]]:
     """The registrations, stamped; without their ``managed-by`` label: Helm's labels go on."""
     out = []
-    for obj in manifests.volume_populators():
+    for obj in contract.volume_populators():
         body = _stamped(obj)
         body["metadata"].pop("labels", None)
         out.append(body)
@@ -269,14 +270,14 @@ def _define(name: str, data: Any, flow: bool | None = None) -> str:
 
 
 def generated_tpl() -> str:
-    source = "the services' SPEC, pyproject.toml, controller/manifests.py, settings.py"
+    source = "the services' SPEC, pyproject.toml, shared/populator, controller/rbac.py, settings.py"
     parts = [
         "{{/* " + HEADER.format(source=source) + " */}}\n",
         "{{/* Each component: its HTTP port, the route prefixes it serves, its command. */}}",
         _define("hoist.generated.components", components()),
-        "{{/* The populator controller's ClusterRole (manifests.cluster_role_rules). */}}",
-        _define("hoist.generated.controllerRules", manifests.cluster_role_rules()),
-        "{{/* The VolumePopulator registrations (manifests.volume_populators). */}}",
+        "{{/* The populator controller's ClusterRole (rbac.cluster_role_rules). */}}",
+        _define("hoist.generated.controllerRules", rbac.cluster_role_rules()),
+        "{{/* The VolumePopulator registrations (shared.populator.volume_populators). */}}",
         _define("hoist.generated.volumePopulators", _volume_populators()),
         "{{/* The HOIST_* variable of each `config` value. */}}",
         _define("hoist.generated.configEnv", config_env(), flow=False),
@@ -286,8 +287,8 @@ def generated_tpl() -> str:
 
 def crd_files() -> dict[Path, str]:
     out = {}
-    for crd in manifests.crds():
-        header = "# " + HEADER.format(source="services/orchestrator/controller/manifests.py")
+    for crd in contract.crds():
+        header = "# " + HEADER.format(source="shared/populator/registration.py")
         body = yaml.safe_dump(_stamped(crd), sort_keys=False, default_flow_style=False, width=1000)
         out[CHART / "crds" / f"{crd['metadata']['name']}.yaml"] = f"{header}\n{body}"
     return out

@@ -107,7 +107,7 @@ class ServiceProcess:
 
 
 class ControllerProcess:
-    """``python -m services.orchestrator.controller`` (the populator controller) with the
+    """``python -m services.controller`` (the populator controller) with the
     orchestrator's environment, its health port chosen free."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
@@ -123,7 +123,7 @@ class ControllerProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "services.orchestrator.controller",
+                "services.controller",
                 env=self.env,
                 stdout=log,
                 stderr=log,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.orchestrator.controller import manifests
+from services.controller import rbac
+from shared import populator as contract
 from shared.settings import HoistSettings
 from tests.chart import rendering as r
 from tests.chart.validating import problems
@@ -108,17 +109,17 @@ def test_crds_and_volume_populators_are_the_controllers() -> None:
     compares: a controller starting beside the chart's copies leaves them alone."""
     docs = r.objects("default")
     crds = {d["metadata"]["name"]: d for d in r.of_kind(docs, "CustomResourceDefinition")}
-    for crd in manifests.crds():
+    for crd in contract.crds():
         installed = crds[crd["metadata"]["name"]]
         annotations = installed["metadata"].pop("annotations")
-        assert annotations == {manifests.DIGEST_ANNOTATION: manifests.digest(crd)}
+        assert annotations == {contract.DIGEST_ANNOTATION: contract.digest(crd)}
         assert installed == crd
     populators = {d["metadata"]["name"]: d for d in r.of_kind(docs, "VolumePopulator")}
-    for vp in manifests.volume_populators():
+    for vp in contract.volume_populators():
         installed = populators[vp["metadata"]["name"]]
         assert installed["sourceKind"] == vp["sourceKind"]
-        digest = installed["metadata"]["annotations"][manifests.DIGEST_ANNOTATION]
-        assert digest == manifests.digest(vp)
+        digest = installed["metadata"]["annotations"][contract.DIGEST_ANNOTATION]
+        assert digest == contract.digest(vp)
         assert installed["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
 
 
@@ -324,7 +325,7 @@ def test_rbac_is_least_privilege() -> None:
     docs = r.objects("default")
     prefix = f"{r.NAMESPACE}-hoist"
     assert _rules(docs, "ClusterRole", f"{prefix}-populator-controller") == (
-        manifests.cluster_role_rules()
+        rbac.cluster_role_rules()
     )
     for doc in r.of_kind(docs, "ClusterRole") + r.of_kind(docs, "Role"):
         for rule in doc["rules"]:

@@ -1,4 +1,4 @@
-"""The controller as its Deployment runs it: ``python -m services.orchestrator.controller``
+"""The controller as its Deployment runs it: ``python -m services.controller``
 with nothing but ``HOIST_*`` settings; it serves /healthz, /readyz and /metrics, populates
 a claim, and exits 0 on SIGTERM."""
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 from kubernetes_asyncio import client
 
-from services.orchestrator import naming
+from shared import populator as contract
 from shared.devservices import DevServices, free_port
 from sim.kube.cluster import Cluster
 from sim.ovirt.engine import Engine
 from tests.conftest import eventually
-from tests.orchestrator.controller.conftest import (
+from tests.controller.conftest import (
     disk_ids,
     make_claim,
     make_populator,
@@ -26,10 +26,10 @@ from tests.orchestrator.controller.conftest import (
     wait_populated,
     wait_status,
 )
-from tests.orchestrator.controller.test_ovirt import ovirt_credentials
+from tests.controller.test_ovirt import ovirt_credentials
 from tests.ovirt.conftest import new_disk
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_the_process_registers_populates_and_stops_on_sigterm(
@@ -57,7 +57,7 @@ async def test_the_process_registers_populates_and_stops_on_sigterm(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "services.orchestrator.controller",
+            "services.controller",
             env=env,
             cwd=ROOT,
             stdout=log,
@@ -80,20 +80,20 @@ async def test_the_process_registers_populates_and_stops_on_sigterm(
             await make_secret(core, "ovirt-src", ovirt_credentials(engine))
             await make_populator(
                 custom,
-                naming.OVIRT_KIND,
+                contract.OVIRT.name,
                 "disk-p",
                 {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
             )
             await make_claim(
                 core,
                 "disk-p",
-                naming.OVIRT_KIND,
+                contract.OVIRT.name,
                 disk_ids("proc"),
                 mode="Block",
                 storage_class="standard",
             )
             await wait_populated(core, "disk-p")
-            await wait_status(custom, naming.OVIRT_KIND, "disk-p", naming.PHASE_SUCCEEDED)
+            await wait_status(custom, contract.OVIRT.name, "disk-p", contract.Phase.SUCCEEDED)
             metrics = (await http.get("/metrics")).text
             assert 'hoist_populator_controller_populations_total{outcome="succeeded"} 1.0' in (
                 metrics

@@ -8,14 +8,13 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from services.orchestrator import naming
-from services.orchestrator.controller import Controller
-from shared import labels
+from services.controller import Controller
+from shared import populator as contract
 from shared.bus import Bus
 from shared.catalog import MIGRATIONS, POPULATOR_POD_FINISHED, POPULATOR_POD_STARTED
 from sim.ovirt.engine import Engine
 from tests.conftest import eventually
-from tests.orchestrator.controller.conftest import (
+from tests.controller.conftest import (
     NS,
     Heard,
     Seen,
@@ -53,14 +52,14 @@ async def test_ovirt_disk_fills_a_block_claim_under_wait_for_first_consumer(
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
     await make_populator(
         custom,
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         "disk-a",
         {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
     )
     claim = await make_claim(
         core,
         "disk-a",
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         ids,
         mode="Block",
         storage_class="standard-wffc",
@@ -78,10 +77,10 @@ async def test_ovirt_disk_fills_a_block_claim_under_wait_for_first_consumer(
     pvc = await wait_populated(core, "disk-a")
     volume = await core.read_persistent_volume(pvc.spec.volume_name)
     assert volume.spec.claim_ref.uid == uid
-    assert volume.metadata.annotations[naming.POPULATED_FROM] == f"{NS}/disk-a"
+    assert volume.metadata.annotations[contract.POPULATED_FROM] == f"{NS}/disk-a"
     await assert_same_image(engine, disk, backing(volume, block=True))
     assert await transfer_phase(engine, disk) == "finished_success"
-    status = await wait_status(custom, naming.OVIRT_KIND, "disk-a", naming.PHASE_SUCCEEDED)
+    status = await wait_status(custom, contract.OVIRT.name, "disk-a", contract.Phase.SUCCEEDED)
     assert status["progress"] == "100"
     assert status["claimUID"] == uid
     await wait_clean(core)
@@ -91,17 +90,17 @@ async def test_ovirt_disk_fills_a_block_claim_under_wait_for_first_consumer(
     assert len(seen.primes) == 1
     pod: dict[str, Any] = next(iter(seen.pods.values()))
     prime: dict[str, Any] = next(iter(seen.primes.values()))
-    node = pvc.metadata.annotations[naming.SELECTED_NODE]
-    assert prime["metadata"]["name"] == naming.prime_claim(uid)
-    assert prime["metadata"]["annotations"][naming.SELECTED_NODE] == node
+    node = pvc.metadata.annotations[contract.SELECTED_NODE]
+    assert prime["metadata"]["name"] == contract.prime_claim(uid)
+    assert prime["metadata"]["annotations"][contract.SELECTED_NODE] == node
     assert prime["spec"]["volumeMode"] == "Block"
     assert prime["metadata"]["ownerReferences"][0]["uid"] == uid
-    assert pod["metadata"]["name"] == naming.populator_pod(uid)
+    assert pod["metadata"]["name"] == contract.populator_pod(uid)
     assert pod["metadata"]["ownerReferences"][0]["uid"] == uid
     assert pod["spec"]["nodeName"] == node
-    assert labels.missing(pod["metadata"]["labels"], pod["metadata"]["annotations"]) == []
-    assert pod["metadata"]["labels"][labels.DISK] == ids["disk_id"]
-    assert pod["metadata"]["annotations"][labels.OWNER_UID] == uid
+    assert contract.missing(pod["metadata"]["labels"], pod["metadata"]["annotations"]) == []
+    assert pod["metadata"]["labels"][contract.DISK] == ids["disk_id"]
+    assert pod["metadata"]["annotations"][contract.OWNER_UID] == uid
     container = pod["spec"]["containers"][0]
     assert container["name"] == "populate"
     assert "command" not in container
@@ -135,7 +134,7 @@ async def test_ovirt_disk_fills_a_block_claim_under_wait_for_first_consumer(
     assert started.data.owner_uid == uid
     assert started.data.pod_ip
     assert started.data.total_bytes == disk.provisioned_size
-    assert started.data.pod.name == naming.populator_pod(uid)
+    assert started.data.pod.name == contract.populator_pod(uid)
     finished = heard.of(POPULATOR_POD_FINISHED)[0]
     assert finished.data.outcome == "Succeeded"
     info = await nats_bus.js.stream_info(

@@ -23,9 +23,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from nats.aio.msg import Msg
 
-from services.orchestrator import naming
-from services.orchestrator.controller import Controller
-from shared import envelope, labels
+from services.controller import Controller
+from shared import envelope
+from shared import populator as contract
 from shared.bus import Bus
 from shared.catalog import EventSpec
 from shared.devservices import DevServices
@@ -41,6 +41,8 @@ NS = "default"
 IMAGE = OrchestratorSettings().populator_image
 CONSUMER_IMAGE = "quay.io/hoist-tests/consumer"
 MiB = 1 << 20
+PLURALS = {kind.name: kind.plural for kind in contract.KINDS}
+SOURCE_OF_KIND = {kind.name: kind.source.value for kind in contract.KINDS}
 
 
 # --- the cluster, the controller, NATS ------------------------------------------------------
@@ -190,12 +192,12 @@ async def make_populator(
     custom: client.CustomObjectsApi, kind: str, name: str, spec: dict[str, Any]
 ) -> dict[str, Any]:
     result: dict[str, Any] = await custom.create_namespaced_custom_object(
-        naming.GROUP,
-        naming.VERSION,
+        contract.GROUP,
+        contract.VERSION,
         NS,
-        naming.PLURALS[kind],
+        PLURALS[kind],
         {
-            "apiVersion": naming.API_VERSION,
+            "apiVersion": contract.API_VERSION,
             "kind": kind,
             "metadata": {"name": name},
             "spec": spec,
@@ -220,9 +222,9 @@ async def make_claim(
         "volumeMode": mode,
         "resources": {"requests": {"storage": size}},
         "dataSourceRef": {
-            "apiGroup": naming.GROUP,
+            "apiGroup": contract.GROUP,
             "kind": kind,
-            "name": naming.populator_cr(name),
+            "name": contract.populator_cr(name),
         },
     }
     if storage_class is not None:
@@ -232,13 +234,13 @@ async def make_claim(
         {
             "metadata": {
                 "name": name,
-                "labels": naming.object_labels(
+                "labels": contract.object_labels(
                     ids["plan_id"], ids["migration_id"], ids["vm_id"], ids["disk_id"]
                 ),
                 "annotations": {
-                    labels.CLUSTER: "local",
-                    labels.TOTAL_BYTES: str(total_bytes),
-                    labels.POPULATOR_KIND: naming.SOURCE_OF_KIND[kind],
+                    contract.CLUSTER: "local",
+                    contract.TOTAL_BYTES: str(total_bytes),
+                    contract.POPULATOR_KIND: SOURCE_OF_KIND[kind],
                 },
             },
             "spec": spec,
@@ -271,7 +273,7 @@ async def make_consumer(core: client.CoreV1Api, claim: str, *, block: bool) -> N
 
 async def populator_status(custom: client.CustomObjectsApi, kind: str, name: str) -> dict[str, Any]:
     obj = await custom.get_namespaced_custom_object(
-        naming.GROUP, naming.VERSION, NS, naming.PLURALS[kind], name
+        contract.GROUP, contract.VERSION, NS, PLURALS[kind], name
     )
     return dict(obj.get("status") or {})
 
@@ -300,9 +302,8 @@ async def wait_populated(core: client.CoreV1Api, name: str, within: float = 90) 
     async def done() -> bool:
         pvc = await core.read_namespaced_persistent_volume_claim(name, NS)
         found[:] = [pvc]
-        return bool(
-            pvc.status.phase == "Bound" and naming.FINALIZER not in (pvc.metadata.finalizers or [])
-        )
+        finalizers = pvc.metadata.finalizers or []
+        return bool(pvc.status.phase == "Bound" and contract.FINALIZER not in finalizers)
 
     try:
         await eventually(done, within=within, every=0.1, what=f"claim {name} populated")
@@ -365,7 +366,7 @@ async def not_found(call: Any, *args: Any) -> bool:
 
 
 async def running_pod(core: client.CoreV1Api, claim_uid: str, within: float = 60) -> Any:
-    name = naming.populator_pod(claim_uid)
+    name = contract.populator_pod(claim_uid)
     found: list[Any] = []
 
     async def running() -> bool:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from services.orchestrator import naming
-from services.orchestrator.controller import pods, status
-from services.orchestrator.controller.manifests import crds, digest, manifests
-from services.orchestrator.controller.queue import WorkQueue
-from shared import labels
+from services.controller import manifests as pod_manifests
+from services.controller.queue import WorkQueue
+from shared import populator as contract
+from shared.populator import crds, digest, manifests
 from shared.settings import OrchestratorSettings
 
 
@@ -22,11 +21,11 @@ def user_claim(mode: str = "Filesystem", **annotations: str) -> dict[str, object
             "namespace": "target",
             "uid": "0f0e-uid",
             "resourceVersion": "7",
-            "labels": naming.object_labels("plan-1", "mig-1", "vm-1", "disk-0"),
+            "labels": contract.object_labels("plan-1", "mig-1", "vm-1", "disk-0"),
             "annotations": {
-                labels.CLUSTER: "kv-1",
-                labels.TOTAL_BYTES: "1048576",
-                labels.POPULATOR_KIND: "openstack",
+                contract.CLUSTER: "kv-1",
+                contract.TOTAL_BYTES: "1048576",
+                contract.POPULATOR_KIND: "openstack",
                 **annotations,
             },
         },
@@ -36,8 +35,8 @@ def user_claim(mode: str = "Filesystem", **annotations: str) -> dict[str, object
             "storageClassName": "fast",
             "resources": {"requests": {"storage": "2Gi"}},
             "dataSourceRef": {
-                "apiGroup": naming.GROUP,
-                "kind": naming.OPENSTACK_KIND,
+                "apiGroup": contract.GROUP,
+                "kind": contract.OPENSTACK.name,
                 "name": "vm-1-disk-0",
             },
         },
@@ -45,7 +44,7 @@ def user_claim(mode: str = "Filesystem", **annotations: str) -> dict[str, object
 
 
 POPULATOR = {
-    "kind": naming.OPENSTACK_KIND,
+    "kind": contract.OPENSTACK.name,
     "metadata": {"name": "vm-1-disk-0", "namespace": "target"},
     "spec": {
         "identityUrl": "https://keystone:5000/v3",
@@ -71,19 +70,19 @@ def test_manifests_register_both_kinds_with_required_fields() -> None:
         for c in crds()
     }
     assert required == {
-        naming.OVIRT_KIND: ["engineUrl", "engineSecretName", "diskId"],
-        naming.OPENSTACK_KIND: ["identityUrl", "secretName", "imageId"],
+        contract.OVIRT.name: ["engineUrl", "engineSecretName", "diskId"],
+        contract.OPENSTACK.name: ["identityUrl", "secretName", "imageId"],
     }
     assert digest(manifests()[0]) == digest(manifests()[0])  # stable across calls
 
 
 def test_pod_of_a_filesystem_claim() -> None:
     settings = OrchestratorSettings(populator_image="registry/hoist:1.2", populator_uid=2000)
-    pod = pods.populator_pod(user_claim(), POPULATOR, settings, node=None)
+    pod = pod_manifests.populator_pod(user_claim(), POPULATOR, settings, node=None)
     meta, spec = pod["metadata"], pod["spec"]
-    assert labels.missing(meta["labels"], meta["annotations"]) == []
-    assert meta["annotations"][naming.MULTUS_NETWORKS] == "target/storage-net"
-    assert meta["annotations"][labels.TOTAL_BYTES] == "1048576"
+    assert contract.missing(meta["labels"], meta["annotations"]) == []
+    assert meta["annotations"][contract.MULTUS_NETWORKS] == "target/storage-net"
+    assert meta["annotations"][contract.TOTAL_BYTES] == "1048576"
     container = spec["containers"][0]
     assert container["image"] == "registry/hoist:1.2"
     assert container["args"] == [
@@ -109,9 +108,9 @@ def test_pod_of_a_filesystem_claim() -> None:
 
 
 def test_prime_claim_copies_the_claim_and_pins_the_node() -> None:
-    prime = pods.prime_claim(user_claim("Block"), node="node-2")
+    prime = pod_manifests.prime_claim(user_claim("Block"), node="node-2")
     assert prime["metadata"]["name"] == "prime-0f0e-uid"
-    assert prime["metadata"]["annotations"] == {naming.SELECTED_NODE: "node-2"}
+    assert prime["metadata"]["annotations"] == {contract.SELECTED_NODE: "node-2"}
     assert prime["spec"] == {
         "accessModes": ["ReadWriteMany"],
         "resources": {"requests": {"storage": "2Gi"}},
@@ -125,7 +124,7 @@ def test_prime_claim_copies_the_claim_and_pins_the_node() -> None:
 
 def test_status_log_keeps_the_end_within_16_kib() -> None:
     text = "".join(f"line {n}\n" for n in range(10_000))
-    kept = status.tail(text)
+    kept = contract.tail(text)
     assert len(kept.encode()) <= 16 * 1024
     assert kept.endswith("line 9999\n")
     assert kept.startswith("line ")

@@ -25,13 +25,13 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator.controller import metrics, registering
-from services.orchestrator.controller.announcing import Announcer
-from services.orchestrator.controller.kubeapi import Kube
-from services.orchestrator.controller.queue import Key, ShutDown, WorkQueue
-from services.orchestrator.controller.reconciling import Reconciler
-from services.orchestrator.controller.recording import Recorder
-from services.orchestrator.controller.watching import Index, Watcher, watchers
+from services.controller import metrics, registering
+from services.controller.events import Announcer
+from services.controller.kubeapi import Kube
+from services.controller.kubeevents import Recorder
+from services.controller.queue import Key, ShutDown, WorkQueue
+from services.controller.reconciling import Reconciler
+from services.controller.watching import Index, Watcher, watchers
 from shared import logs
 from shared.bus import Bus
 from shared.settings import OrchestratorSettings

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from services.orchestrator.controller.kubeapi import Obj
-from services.orchestrator.controller.pods import METRICS_PORT, Disk
+from services.controller.kubeapi import Obj
 from shared import catalog
+from shared import populator as contract
 from shared.bus import Bus
 from shared.payloads import (
     ErrorInfo,
@@ -52,9 +52,9 @@ class Announcer:
         self._done.discard(started_id(pod_uid))
         self._done.discard(finished_id(pod_uid))
 
-    def _disk(self, claim: Obj, kind: str) -> Disk | None:
+    def _disk(self, claim: Obj, kind: contract.Kind) -> contract.DiskIds | None:
         """The claim's ids; None (logged once) when the pipeline did not label it."""
-        disk = Disk.of(claim, kind)
+        disk = contract.DiskIds.of_claim(claim, kind)
         if disk.missing:
             uid = claim["metadata"]["uid"]
             if uid not in self._unannounceable:
@@ -68,7 +68,7 @@ class Announcer:
             return None
         return disk
 
-    async def started(self, claim: Obj, kind: str, pod: Obj) -> bool:
+    async def started(self, claim: Obj, kind: contract.Kind, pod: Obj) -> bool:
         """Announce a running pod; False when NATS did not take it (try again later)."""
         pod_uid = pod["metadata"]["uid"]
         event_id = started_id(pod_uid)
@@ -83,8 +83,8 @@ class Announcer:
             cluster_id=disk.cluster_id,
             pod=_ref(pod),
             pod_ip=(pod.get("status") or {}).get("podIP") or None,
-            metrics_port=METRICS_PORT,
-            metrics_scheme="https",
+            metrics_port=contract.METRICS_PORT,
+            metrics_scheme=contract.METRICS_SCHEME,
             owner_uid=claim["metadata"]["uid"],
             pvc=_ref(claim),
             total_bytes=disk.total_bytes,
@@ -93,7 +93,12 @@ class Announcer:
         return await self._publish(catalog.POPULATOR_POD_STARTED, data, event_id)
 
     async def finished(
-        self, claim: Obj, kind: str, pod: Obj, outcome: Outcome, error: ErrorInfo | None = None
+        self,
+        claim: Obj,
+        kind: contract.Kind,
+        pod: Obj,
+        outcome: Outcome,
+        error: ErrorInfo | None = None,
     ) -> bool:
         pod_uid = pod["metadata"]["uid"]
         event_id = finished_id(pod_uid)

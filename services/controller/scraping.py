@@ -6,6 +6,11 @@ at a running pod, at most once per ``MIN_SECONDS`` per pod. This is a convenienc
 ``kubectl get``: Hoist's progress service scrapes every pod itself, with rates and ETAs.
 A failed read is ignored (the next one will do), and while the pod runs the value stops
 at 99: "100" means the copy is complete and synced, which only the pod's success says.
+
+The line is found with a regex (Forklift's way), not ``shared.populator.parse_metrics``:
+that parser reads a page as a whole, so a page with one line it cannot parse, or with a
+negative value, gives nothing where this still finds its line. The names come from the
+contract all the same.
 """
 
 from __future__ import annotations
@@ -14,9 +19,8 @@ import logging
 import re
 import time
 
-from services.orchestrator import naming
-from services.orchestrator.controller.kubeapi import Kube, Obj
-from services.orchestrator.controller.pods import METRICS_PORT
+from services.controller.kubeapi import Kube, Obj
+from shared import populator as contract
 
 log = logging.getLogger("hoist.controller.progress")
 
@@ -30,7 +34,7 @@ class ProgressReader:
         self.kube = kube
         self._last: dict[str, float] = {}
 
-    async def percent(self, pod: Obj, kind: str, owner_uid: str) -> int | None:
+    async def percent(self, pod: Obj, kind: contract.Kind, owner_uid: str) -> int | None:
         """The pod's percent done (0..99), or None (not read this time, or unreadable)."""
         meta = pod["metadata"]
         now = time.monotonic()
@@ -40,17 +44,17 @@ class ProgressReader:
             self._last = {k: v for k, v in self._last.items() if now - v < 3600}
         try:
             text = await self.kube.core.connect_get_namespaced_pod_proxy_with_path(
-                f"https:{meta['name']}:{METRICS_PORT}",
+                f"{contract.METRICS_SCHEME}:{meta['name']}:{contract.METRICS_PORT}",
                 meta["namespace"],
-                "metrics",
+                contract.METRICS_PATH,
                 _request_timeout=TIMEOUT_SECONDS,
             )
         except Exception as exc:  # not listening yet, gone, a proxy error: next time
             log.debug("progress of %s unreadable: %r", meta["name"], exc)
             return None
         self._last[meta["uid"]] = now  # only a successful read waits for the next one
-        metric = naming.METRIC_OF_KIND.get(kind, "")
-        pattern = rf'^{re.escape(metric)}\{{ownerUID="{re.escape(owner_uid)}"\}} ([0-9.eE+-]+)'
+        metric, label = kind.percent_metric, contract.OWNER_LABEL
+        pattern = rf'^{re.escape(metric)}\{{{label}="{re.escape(owner_uid)}"\}} ([0-9.eE+-]+)'
         match = re.search(pattern, str(text), re.MULTILINE)
         if match is None:
             return None

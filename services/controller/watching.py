@@ -15,46 +15,21 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator import naming
-from services.orchestrator.controller import kubeapi
-from services.orchestrator.controller.kubeapi import Kube, Obj
-from services.orchestrator.controller.queue import Key, WorkQueue
-from shared import labels
+from services.controller import kubeapi
+from services.controller.kubeapi import Kube, Obj
+from services.controller.queue import Key, WorkQueue
+from shared import populator as contract
+from shared.populator import SourceRef, source_of
 
 log = logging.getLogger("hoist.controller.watch")
 
 WATCH_SECONDS = 300
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
-POD_SELECTOR = (
-    f"{labels.MANAGED_BY}={labels.MANAGED_BY_HOIST},"
-    f"{naming.COMPONENT_LABEL}={naming.POPULATOR_COMPONENT}"
-)
-
-
-@dataclass(frozen=True)
-class Source:
-    """The populator CR a user claim names."""
-
-    kind: str
-    namespace: str
-    name: str
-
-
-def source_of(claim: Obj) -> Source | None:
-    """The CR of a claim this controller populates; None for anyone else's claim."""
-    ref = (claim.get("spec") or {}).get("dataSourceRef") or {}
-    if ref.get("apiGroup") != naming.GROUP or ref.get("kind") not in naming.PLURALS:
-        return None
-    if not ref.get("name"):
-        return None
-    namespace = claim["metadata"]["namespace"]
-    return Source(ref["kind"], ref.get("namespace") or namespace, ref["name"])
 
 
 def owner_claim(obj: Obj) -> Key | None:
@@ -71,13 +46,13 @@ class Index:
 
     def __init__(self, queue: WorkQueue) -> None:
         self.queue = queue
-        self.claims: dict[Key, Source] = {}
-        self._by_source: dict[Source, set[Key]] = {}
+        self.claims: dict[Key, SourceRef] = {}
+        self._by_source: dict[SourceRef, set[Key]] = {}
 
     def known(self) -> list[Key]:
         return list(self.claims)
 
-    def _track(self, key: Key, source: Source | None) -> None:
+    def _track(self, key: Key, source: SourceRef | None) -> None:
         old = self.claims.pop(key, None)
         if old is not None:
             self._by_source.get(old, set()).discard(key)
@@ -97,7 +72,7 @@ class Index:
             self._track(key, None if kind == "DELETED" else source)
             self.queue.add(key)
             return
-        if meta.get("name", "").startswith("prime-") and (owner := owner_claim(claim)):
+        if meta.get("name", "").startswith(contract.PRIME_PREFIX) and (owner := owner_claim(claim)):
             self.queue.add(owner)
 
     def relist_claims(self, claims: list[Obj]) -> None:
@@ -122,7 +97,10 @@ class Index:
 
     def on_source(self, kind: str, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
-        source = Source(obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+        populator_kind = contract.kind_named(obj.get("kind", ""))
+        if populator_kind is None:
+            return  # no claim names a kind that is not Hoist's
+        source = SourceRef(populator_kind, meta.get("namespace", ""), meta.get("name", ""))
         for key in self._by_source.get(source, ()):
             self.queue.add(key)
 
@@ -256,18 +234,18 @@ def watchers(kube: Kube, index: Index) -> list[Watcher]:
             (),
             index.on_owned,
             index.relist_owned,
-            label_selector=POD_SELECTOR,
+            label_selector=contract.CONTROLLER_SELECTOR,
         ),
     ]
-    for kind, plural in naming.PLURALS.items():
+    for kind in contract.KINDS:
         result.append(
             Watcher(
-                plural,
+                kind.plural,
                 custom.list_cluster_custom_object,
-                (naming.GROUP, naming.VERSION, plural),
+                (contract.GROUP, contract.VERSION, kind.plural),
                 index.on_source,
                 index.relist_sources,
-                item_kind=kind,
+                item_kind=kind.name,
             )
         )
     return result

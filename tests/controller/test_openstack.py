@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 from kubernetes_asyncio import client
 
-from services.orchestrator import naming
-from services.orchestrator.controller import Controller
+from services.controller import Controller
+from shared import populator as contract
 from shared.catalog import POPULATOR_POD_FINISHED, POPULATOR_POD_STARTED
 from sim.certs import client_context
 from sim.openstack.cloud import Cloud
 from tests.conftest import eventually
-from tests.orchestrator.controller.conftest import (
+from tests.controller.conftest import (
     NS,
     Heard,
     MiB,
@@ -74,14 +74,14 @@ async def test_openstack_image_fills_a_filesystem_claim(
     await make_secret(core, "os-src", cloud.credentials())
     await make_populator(
         custom,
-        naming.OPENSTACK_KIND,
+        contract.OPENSTACK.name,
         "disk-b",
         {"identityUrl": cloud.auth_url, "secretName": "os-src", "imageId": image_id},
     )
     claim = await make_claim(
         core,
         "disk-b",
-        naming.OPENSTACK_KIND,
+        contract.OPENSTACK.name,
         ids,
         mode="Filesystem",
         storage_class="standard",
@@ -92,9 +92,9 @@ async def test_openstack_image_fills_a_filesystem_claim(
     pvc = await wait_populated(core, "disk-b")
     volume = await core.read_persistent_volume(pvc.spec.volume_name)
     assert volume.spec.claim_ref.uid == uid
-    assert volume.metadata.annotations[naming.POPULATED_FROM] == f"{NS}/disk-b"
+    assert volume.metadata.annotations[contract.POPULATED_FROM] == f"{NS}/disk-b"
     assert backing(volume, block=False).read_bytes() == data
-    status = await wait_status(custom, naming.OPENSTACK_KIND, "disk-b", naming.PHASE_SUCCEEDED)
+    status = await wait_status(custom, contract.OPENSTACK.name, "disk-b", contract.Phase.SUCCEEDED)
     assert status["progress"] == "100"
     assert status["recreations"] == 0
     await wait_clean(core)

@@ -15,13 +15,13 @@ from collections import OrderedDict
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator import naming
-from services.orchestrator.controller import metrics, pods, status
-from services.orchestrator.controller.announcing import Announcer
-from services.orchestrator.controller.kubeapi import Kube, Obj
-from services.orchestrator.controller.recording import NORMAL, WARNING, Recorder
-from services.orchestrator.controller.watching import Source
+from services.controller import manifests, metrics, status
+from services.controller.events import Announcer
+from services.controller.kubeapi import Kube, Obj
+from services.controller.kubeevents import NORMAL, WARNING, Recorder
+from shared import populator as contract
 from shared.payloads import ErrorInfo, Outcome
+from shared.populator import SourceRef
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.controller.ending")
@@ -64,7 +64,7 @@ class Ending:
 
     @staticmethod
     def recreations(claim: Obj) -> int:
-        value = ((claim["metadata"].get("annotations") or {}).get(naming.RECREATIONS)) or "0"
+        value = ((claim["metadata"].get("annotations") or {}).get(contract.RECREATIONS)) or "0"
         try:
             return max(0, int(value))
         except ValueError:
@@ -72,14 +72,14 @@ class Ending:
 
     # --- the user claim is gone, or bound ------------------------------------------------
 
-    async def claim_deleted(self, claim: Obj, source: Source) -> float | None:
+    async def claim_deleted(self, claim: Obj, source: SourceRef) -> float | None:
         """Deleted mid-population (or after): stop the pod, delete the prime, let go."""
         meta = claim["metadata"]
-        pod = await self.kube.pod(meta["namespace"], naming.populator_pod(meta["uid"]))
+        pod = await self.kube.pod(meta["namespace"], contract.populator_pod(meta["uid"]))
         if pod is not None and not await self._remove_pod(claim, source, pod):
             return RETRY_SECONDS
-        await self.kube.delete_claim(meta["namespace"], naming.prime_claim(meta["uid"]))
-        if naming.FINALIZER in (meta.get("finalizers") or []):
+        await self.kube.delete_claim(meta["namespace"], contract.prime_claim(meta["uid"]))
+        if contract.FINALIZER in (meta.get("finalizers") or []):
             await self._record(
                 claim,
                 NORMAL,
@@ -91,7 +91,7 @@ class Ending:
         self._finished(meta["uid"])
         return None
 
-    async def claim_bound(self, claim: Obj, source: Source) -> float | None:
+    async def claim_bound(self, claim: Obj, source: SourceRef) -> float | None:
         """The user claim is Bound: to the populated volume (finish up), or to one nobody
         populated (a static volume it bound to by itself: the data cannot be trusted)."""
         meta, uid = claim["metadata"], claim["metadata"]["uid"]
@@ -99,33 +99,34 @@ class Ending:
         volume = await self.kube.volume(volume_name) if volume_name else None
         vmeta = (volume or {}).get("metadata") or {}
         ref = ((volume or {}).get("spec") or {}).get("claimRef") or {}
-        populated = naming.POPULATED_FROM in (vmeta.get("annotations") or {})
+        populated = contract.POPULATED_FROM in (vmeta.get("annotations") or {})
         if not (populated and ref.get("uid") == uid):
             return await self._bound_without_data(claim, source, volume_name)
-        prime = await self.kube.claim(meta["namespace"], naming.prime_claim(uid))
+        prime = await self.kube.claim(meta["namespace"], contract.prime_claim(uid))
         if prime is not None and (prime.get("status") or {}).get("phase") != "Lost":
             return POLL_SECONDS  # the binder has not marked it Lost yet
-        pod = await self.kube.pod(meta["namespace"], naming.populator_pod(uid))
+        pod = await self.kube.pod(meta["namespace"], contract.populator_pod(uid))
         if pod is not None and not await self._remove_pod(claim, source, pod):
             return RETRY_SECONDS
         if prime is not None:
             await self.kube.delete_claim(meta["namespace"], prime["metadata"]["name"])
-        populator = await self.kube.populator(source.kind, source.namespace, source.name)
+        populator = await self.kube.populator(source.kind.name, source.namespace, source.name)
         message = (
-            f"volume {volume_name} holds the data of {source.kind} {source.namespace}/{source.name}"
+            f"volume {volume_name} holds the data of {source.kind.name} "
+            f"{source.namespace}/{source.name}"
         )
         if populator is not None:
-            populator.setdefault("kind", source.kind)
+            populator.setdefault("kind", source.kind.name)
             await status.write(
                 self.kube,
                 populator,
                 uid,
-                phase=naming.PHASE_SUCCEEDED,
+                phase=contract.Phase.SUCCEEDED,
                 progress="100",
-                reason=naming.REASON_COMPLETED,
+                reason=contract.Reason.COMPLETED,
                 message=message,
             )
-        if naming.FINALIZER in (meta.get("finalizers") or []):
+        if contract.FINALIZER in (meta.get("finalizers") or []):
             await self._record(claim, NORMAL, "PopulationCompleted", message)
             await self.remove_finalizer(claim)
             metrics.POPULATIONS.labels("succeeded").inc()
@@ -133,7 +134,7 @@ class Ending:
         return None
 
     async def _bound_without_data(
-        self, claim: Obj, source: Source, volume_name: str
+        self, claim: Obj, source: SourceRef, volume_name: str
     ) -> float | None:
         uid = claim["metadata"]["uid"]
         if self.is_done(uid):
@@ -143,19 +144,19 @@ class Ending:
             "it (a statically provisioned or pre-existing volume?): it does not hold the "
             "source disk; give the claim a storage class with a dynamic provisioner"
         )
-        populator = await self.kube.populator(source.kind, source.namespace, source.name)
+        populator = await self.kube.populator(source.kind.name, source.namespace, source.name)
         if populator is not None:
-            populator.setdefault("kind", source.kind)
+            populator.setdefault("kind", source.kind.name)
             if not status.is_final_failure(populator, uid):
                 await status.write(
                     self.kube,
                     populator,
                     uid,
-                    phase=naming.PHASE_FAILED,
-                    reason=naming.REASON_BOUND_WITHOUT_DATA,
+                    phase=contract.Phase.FAILED,
+                    reason=contract.Reason.BOUND_WITHOUT_DATA,
                     message=message,
                 )
-        await self._record(claim, WARNING, naming.REASON_BOUND_WITHOUT_DATA, message)
+        await self._record(claim, WARNING, contract.Reason.BOUND_WITHOUT_DATA, message)
         # Without its CR the failure has nowhere to be read from yet: keep looking, so a
         # CR created later gets it.
         return await self.clean_up_failed(claim, source, final=populator is not None)
@@ -163,35 +164,35 @@ class Ending:
     # --- failures ------------------------------------------------------------------------
 
     async def pod_failed(
-        self, claim: Obj, source: Source, populator: Obj, pod: Obj
+        self, claim: Obj, source: SourceRef, populator: Obj, pod: Obj
     ) -> float | None:
         """Keep the evidence, announce, then replace the pod or fail the CR for good."""
         meta = claim["metadata"]
         uid, pod_name, pod_uid = meta["uid"], pod["metadata"]["name"], pod["metadata"]["uid"]
-        ended = pods.termination(pod)
+        ended = manifests.termination(pod)
         code = ended.get("exitCode")
-        log_tail = await self.kube.pod_log(meta["namespace"], pod_name, pods.CONTAINER)
+        log_tail = await self.kube.pod_log(meta["namespace"], pod_name, manifests.CONTAINER)
         why = (
             last_line(str(ended.get("message") or ""))
             or last_line(log_tail)
             or str(ended.get("reason") or "no output")
         )
         done = self.recreations(claim)
-        counted = (meta.get("annotations") or {}).get(naming.LAST_FAILED_POD) == pod_uid
+        counted = (meta.get("annotations") or {}).get(contract.LAST_FAILED_POD) == pod_uid
         limit = self.settings.populator_max_recreations
         again = counted or done < limit
         made = done if counted else done + (1 if again else 0)
         pod_message = f"populator pod {pod_name} failed with exit code {code}: {why}"
         if again:
             fields = {
-                "phase": naming.PHASE_RUNNING,
-                "reason": naming.REASON_POD_FAILED,
+                "phase": contract.Phase.RUNNING,
+                "reason": contract.Reason.POD_FAILED,
                 "message": f"{pod_message}; making another ({made}/{limit})",
             }
         else:
             fields = {
-                "phase": naming.PHASE_FAILED,
-                "reason": naming.REASON_POPULATOR_FAILED,
+                "phase": contract.Phase.FAILED,
+                "reason": contract.Reason.POPULATOR_FAILED,
                 "message": f"the populator failed {done + 1} times; the last pod "
                 f"({pod_name}) exited with code {code}: {why}",
             }
@@ -210,7 +211,7 @@ class Ending:
         metrics.POD_FAILURES.inc()
         if not again:
             await self._record(
-                claim, WARNING, naming.REASON_POPULATOR_FAILED, str(fields["message"])
+                claim, WARNING, contract.Reason.POPULATOR_FAILED, str(fields["message"])
             )
             metrics.POPULATIONS.labels("failed").inc()
             return await self.clean_up_failed(claim, source)
@@ -223,8 +224,8 @@ class Ending:
                 {
                     "metadata": {
                         "annotations": {
-                            naming.RECREATIONS: str(made),
-                            naming.LAST_FAILED_POD: pod_uid,
+                            contract.RECREATIONS: str(made),
+                            contract.LAST_FAILED_POD: pod_uid,
                         },
                         "resourceVersion": meta["resourceVersion"],
                     }
@@ -233,7 +234,7 @@ class Ending:
         await self._record(
             claim,
             WARNING,
-            naming.REASON_POD_FAILED,
+            contract.Reason.POD_FAILED,
             f"{pod_message}; making another ({made}/{limit})",
         )
         await self.kube.delete_pod(meta["namespace"], pod_name, pod_uid)
@@ -241,23 +242,23 @@ class Ending:
         return None  # the pod's deletion wakes us, and the next pod is made
 
     async def clean_up_failed(
-        self, claim: Obj, source: Source, *, final: bool = True
+        self, claim: Obj, source: SourceRef, *, final: bool = True
     ) -> float | None:
         """The CR failed for good: nothing more will be copied. Pod and prime go, and the
         finalizer, so the pipeline can delete the claim without this controller."""
         meta = claim["metadata"]
-        pod = await self.kube.pod(meta["namespace"], naming.populator_pod(meta["uid"]))
+        pod = await self.kube.pod(meta["namespace"], contract.populator_pod(meta["uid"]))
         if pod is not None and not await self._remove_pod(claim, source, pod):
             return RETRY_SECONDS
-        await self.kube.delete_claim(meta["namespace"], naming.prime_claim(meta["uid"]))
-        if naming.FINALIZER in (meta.get("finalizers") or []):
+        await self.kube.delete_claim(meta["namespace"], contract.prime_claim(meta["uid"]))
+        if contract.FINALIZER in (meta.get("finalizers") or []):
             await self.remove_finalizer(claim)
         if not final:
             return self.settings.controller_resync_seconds
         self._finished(meta["uid"])
         return None
 
-    async def retire_pod(self, claim: Obj, source: Source, pod: Obj, why: str) -> float | None:
+    async def retire_pod(self, claim: Obj, source: SourceRef, pod: Obj, why: str) -> float | None:
         """Delete a pod whose work cannot be used; the next reconcile starts over."""
         if not await self._remove_pod(claim, source, pod):
             return RETRY_SECONDS
@@ -271,7 +272,7 @@ class Ending:
 
     # --- helpers -------------------------------------------------------------------------
 
-    async def _remove_pod(self, claim: Obj, source: Source, pod: Obj) -> bool:
+    async def _remove_pod(self, claim: Obj, source: SourceRef, pod: Obj) -> bool:
         """Announce the pod's end, then delete it; False when NATS did not take the news."""
         pod_status = pod.get("status") or {}
         phase = pod_status.get("phase") or "Pending"
@@ -280,10 +281,10 @@ class Ending:
             if phase == "Succeeded":
                 outcome, error = Outcome.SUCCEEDED, None
             elif phase == "Failed":
-                ended = pods.termination(pod)
+                ended = manifests.termination(pod)
                 outcome = Outcome.FAILED
                 error = ErrorInfo(
-                    reason=naming.REASON_POD_FAILED,
+                    reason=contract.Reason.POD_FAILED.value,
                     message=f"exit code {ended.get('exitCode')}: "
                     f"{last_line(str(ended.get('message') or '')) or 'no message'}",
                     permanent=False,
@@ -313,7 +314,7 @@ class Ending:
                 return
             cmeta = current["metadata"]
             finalizers = list(cmeta.get("finalizers") or [])
-            if naming.FINALIZER not in finalizers:
+            if contract.FINALIZER not in finalizers:
                 return
             try:
                 await self.kube.patch_claim(
@@ -321,7 +322,7 @@ class Ending:
                     name,
                     {
                         "metadata": {
-                            "finalizers": [f for f in finalizers if f != naming.FINALIZER],
+                            "finalizers": [f for f in finalizers if f != contract.FINALIZER],
                             "resourceVersion": cmeta["resourceVersion"],
                         }
                     },

@@ -23,16 +23,16 @@ import logging
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator import naming
-from services.orchestrator.controller import metrics, pods, status
-from services.orchestrator.controller.announcing import Announcer
-from services.orchestrator.controller.ending import Ending
-from services.orchestrator.controller.kubeapi import Kube, Obj
-from services.orchestrator.controller.progress import ProgressReader
-from services.orchestrator.controller.queue import Key
-from services.orchestrator.controller.recording import NORMAL, WARNING, Recorder
-from services.orchestrator.controller.watching import Source, source_of
+from services.controller import manifests, metrics, status
+from services.controller.ending import Ending
+from services.controller.events import Announcer
+from services.controller.kubeapi import Kube, Obj
+from services.controller.kubeevents import NORMAL, WARNING, Recorder
+from services.controller.queue import Key
+from services.controller.scraping import ProgressReader
+from shared import populator as contract
 from shared.payloads import Outcome
+from shared.populator import SourceRef, source_of
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.controller.reconcile")
@@ -75,27 +75,27 @@ class Reconciler:
         uid = meta["uid"]
         if meta.get("deletionTimestamp"):
             return await self.ending.claim_deleted(claim, source)
-        if self.ending.is_done(uid) and naming.FINALIZER not in (meta.get("finalizers") or []):
+        if self.ending.is_done(uid) and contract.FINALIZER not in (meta.get("finalizers") or []):
             return None
         if (claim.get("status") or {}).get("phase") == "Bound":
             return await self.ending.claim_bound(claim, source)
 
-        populator = await self.kube.populator(source.kind, source.namespace, source.name)
+        populator = await self.kube.populator(source.kind.name, source.namespace, source.name)
         if populator is None:
             await self._say(
                 claim,
                 "WaitingForSource",
-                f"waiting for {source.kind} {source.namespace}/{source.name} to exist",
+                f"waiting for {source.kind.name} {source.namespace}/{source.name} to exist",
             )
             return self.settings.controller_resync_seconds
-        populator.setdefault("kind", source.kind)
+        populator.setdefault("kind", source.kind.name)
         if status.is_stale(populator, uid):
-            populator = await status.write(self.kube, populator, uid, **status.FRESH)
+            populator = await status.write(self.kube, populator, uid, **contract.fresh())
         if status.is_final_failure(populator, uid):
             return await self.ending.clean_up_failed(claim, source)
         return await self._populate(claim, source, populator)
 
-    async def _populate(self, claim: Obj, source: Source, populator: Obj) -> float | None:
+    async def _populate(self, claim: Obj, source: SourceRef, populator: Obj) -> float | None:
         meta, spec = claim["metadata"], claim["spec"]
         namespace, uid = meta["namespace"], meta["uid"]
 
@@ -127,7 +127,7 @@ class Reconciler:
                 "statically provisioned volumes cannot be populated; use a class with a "
                 "dynamic provisioner",
             )
-        node = (meta.get("annotations") or {}).get(naming.SELECTED_NODE) or None
+        node = (meta.get("annotations") or {}).get(contract.SELECTED_NODE) or None
         if storage_class.get("volumeBindingMode") == WFFC and not node:
             await self._wait(
                 claim,
@@ -137,7 +137,7 @@ class Reconciler:
                 "uses the claim to be scheduled",
             )
             return None  # the scheduler's selected-node annotation is a claim change
-        secret = str((populator.get("spec") or {}).get(naming.SECRET_FIELD[source.kind], ""))
+        secret = str((populator.get("spec") or {}).get(source.kind.spec.CREDENTIALS_FIELD, ""))
         if not secret or not await self.kube.secret_exists(namespace, secret):
             await self._wait(
                 claim,
@@ -148,8 +148,8 @@ class Reconciler:
             return self.poll
 
         claim = await self._with_finalizer(claim)
-        prime = await self.kube.claim(namespace, naming.prime_claim(uid))
-        pod = await self.kube.pod(namespace, naming.populator_pod(uid))
+        prime = await self.kube.claim(namespace, contract.prime_claim(uid))
+        pod = await self.kube.pod(namespace, contract.populator_pod(uid))
         if prime is None:
             if pod is not None:
                 # The volume this pod wrote is gone (someone deleted the prime claim):
@@ -164,12 +164,12 @@ class Reconciler:
             return None  # its deletion wakes us
         phase = (pod.get("status") or {}).get("phase") or "Pending"
         if phase == "Pending":
-            waiting = pods.waiting_reason(pod) or "Pending"
+            waiting = manifests.waiting_reason(pod) or "Pending"
             await status.write(
                 self.kube,
                 populator,
                 uid,
-                phase=naming.PHASE_PENDING,
+                phase=contract.Phase.PENDING,
                 reason=waiting,
                 message=f"populator pod {pod['metadata']['name']} is starting ({waiting})",
                 pod=pod["metadata"]["name"],
@@ -186,17 +186,17 @@ class Reconciler:
     # --- steps ---------------------------------------------------------------------------
 
     async def _refuse_static(
-        self, claim: Obj, source: Source, populator: Obj, message: str
+        self, claim: Obj, source: SourceRef, populator: Obj, message: str
     ) -> float | None:
         await status.write(
             self.kube,
             populator,
             claim["metadata"]["uid"],
-            phase=naming.PHASE_FAILED,
-            reason=naming.REASON_STATIC_STORAGE,
+            phase=contract.Phase.FAILED,
+            reason=contract.Reason.STATIC_STORAGE,
             message=message,
         )
-        await self.recorder.record(claim, WARNING, naming.REASON_STATIC_STORAGE, message)
+        await self.recorder.record(claim, WARNING, contract.Reason.STATIC_STORAGE, message)
         metrics.POPULATIONS.labels("failed").inc()
         return await self.ending.clean_up_failed(claim, source)
 
@@ -206,14 +206,14 @@ class Reconciler:
         runs again on fresh data instead of overwriting the finalizer list."""
         meta = claim["metadata"]
         finalizers = list(meta.get("finalizers") or [])
-        if naming.FINALIZER in finalizers:
+        if contract.FINALIZER in finalizers:
             return claim
         patched = await self.kube.patch_claim(
             meta["namespace"],
             meta["name"],
             {
                 "metadata": {
-                    "finalizers": [*finalizers, naming.FINALIZER],
+                    "finalizers": [*finalizers, contract.FINALIZER],
                     "resourceVersion": meta["resourceVersion"],
                 }
             },
@@ -223,7 +223,7 @@ class Reconciler:
         return patched
 
     async def _create_prime(self, claim: Obj, node: str | None) -> Obj:
-        body = pods.prime_claim(claim, node)
+        body = manifests.prime_claim(claim, node)
         namespace = claim["metadata"]["namespace"]
         try:
             prime = await self.kube.create_claim(namespace, body)
@@ -253,10 +253,10 @@ class Reconciler:
         return bool(ref.get("uid") == uid)
 
     async def _create_pod(
-        self, claim: Obj, source: Source, populator: Obj, node: str | None
+        self, claim: Obj, source: SourceRef, populator: Obj, node: str | None
     ) -> float | None:
         meta = claim["metadata"]
-        body = pods.populator_pod(claim, populator, self.settings, node)
+        body = manifests.populator_pod(claim, populator, self.settings, node)
         name = body["metadata"]["name"]
         try:
             await self.kube.create_pod(meta["namespace"], body)
@@ -271,14 +271,14 @@ class Reconciler:
         await self._say(
             claim,
             "PopulatorPodCreated",
-            f"created populator pod {name}{where} to copy from {source.kind} "
+            f"created populator pod {name}{where} to copy from {source.kind.name} "
             f"{source.namespace}/{source.name}{attempt}",
         )
         await status.write(
             self.kube,
             populator,
             meta["uid"],
-            phase=naming.PHASE_PENDING,
+            phase=contract.Phase.PENDING,
             progress="0",
             reason="PodCreated",
             message=f"populator pod {name} created",
@@ -287,7 +287,9 @@ class Reconciler:
         )
         return None
 
-    async def _running(self, claim: Obj, source: Source, populator: Obj, pod: Obj) -> float | None:
+    async def _running(
+        self, claim: Obj, source: SourceRef, populator: Obj, pod: Obj
+    ) -> float | None:
         pod_status = pod.get("status") or {}
         name = pod["metadata"]["name"]
         uid = claim["metadata"]["uid"]
@@ -296,13 +298,13 @@ class Reconciler:
         announced = await self.announcer.started(claim, source.kind, pod)
         node = pod.get("spec", {}).get("nodeName", "?")
         fields: dict[str, object] = {
-            "phase": naming.PHASE_RUNNING,
+            "phase": contract.Phase.RUNNING,
             "reason": "Copying",
             "message": f"populator pod {name} is copying on node {node}",
             "pod": name,
         }
         percent = await self.progress.percent(pod, source.kind, uid)
-        current = status.of(populator).get("progress")
+        current = contract.Status.of(populator).progress
         if percent is not None and percent > _int(current):
             fields["progress"] = str(percent)
         await status.write(self.kube, populator, uid, **fields)
@@ -310,7 +312,7 @@ class Reconciler:
         return None if announced else RETRY_SECONDS
 
     async def _succeeded(
-        self, claim: Obj, source: Source, populator: Obj, prime: Obj, pod: Obj
+        self, claim: Obj, source: SourceRef, populator: Obj, prime: Obj, pod: Obj
     ) -> float | None:
         """The copy is complete: give the prime's volume to the user claim. The binder then
         binds the user claim and marks the prime Lost; ``ending.claim_bound`` finishes."""
@@ -323,7 +325,7 @@ class Reconciler:
             self.kube,
             populator,
             uid,
-            phase=naming.PHASE_RUNNING,
+            phase=contract.Phase.RUNNING,
             progress="100",
             reason="Rebinding",
             message=f"populator pod {name} succeeded; handing its volume to the claim",
@@ -339,7 +341,7 @@ class Reconciler:
             await self.kube.patch_volume(
                 volume_name,
                 {
-                    "metadata": {"annotations": {naming.POPULATED_FROM: origin}},
+                    "metadata": {"annotations": {contract.POPULATED_FROM: origin}},
                     "spec": {
                         "claimRef": {
                             "apiVersion": "v1",
@@ -372,7 +374,7 @@ class Reconciler:
             self.kube,
             populator,
             claim["metadata"]["uid"],
-            phase=naming.PHASE_PENDING,
+            phase=contract.Phase.PENDING,
             reason=reason,
             message=message,
         )

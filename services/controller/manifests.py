@@ -1,26 +1,25 @@
 """The prime claim and the populator pod of a user claim, as manifests.
 
 Both live in the user claim's namespace and are owned by it (controller reference, so
-deleting the claim cascades), and their names derive from its uid (``naming``), so a
-controller that runs again finds what it made instead of making it twice.
+deleting the claim cascades), and their names derive from its uid (``shared.populator``),
+so a controller that runs again finds what it made instead of making it twice.
 
 The pod runs the one Hoist image with args only (its entrypoint is ``python -m
-services.populators``): the populator kind first, then Forklift's flags. The copied Secret
+services.populators``): ``shared.populator.PodArgs``, the source first, then Forklift's
+flags, built from the table the populator parses them with. The copied Secret
 reaches it as env (``envFrom``), its ``cacert`` also as a file; the pod IP through the
 downward API (the metrics server binds it). It runs as a non-root uid with every capability
 dropped, seccomp RuntimeDefault and a read-only root filesystem: a populator only reads
 the network and writes its volume. Labels and annotations are what the progress service
-discovers populator pods by (``shared.labels``).
+discovers populator pods by (``shared.populator``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from services.orchestrator import naming
-from services.orchestrator.controller.kubeapi import Obj
-from shared import labels
+from services.controller.kubeapi import Obj
+from shared import populator as contract
 from shared.settings import OrchestratorSettings
 
 CONTAINER = "populate"
@@ -28,53 +27,8 @@ BLOCK_PATH = "/dev/block"
 MOUNT_PATH = "/mnt/disk"
 CA_DIR = "/etc/hoist/ca"
 CA_FILE = "ca.crt"
-METRICS_PORT = 8443
 TERMINATION_GRACE_SECONDS = 30
 """Time a populator gets to cancel its source transfer (oVirt) when its pod is deleted."""
-
-
-@dataclass(frozen=True)
-class Disk:
-    """Who a user claim is for, from the labels and annotations the pipeline puts on it."""
-
-    plan_id: str
-    migration_id: str
-    vm_id: str
-    disk_id: str
-    cluster_id: str
-    total_bytes: int
-    populator_kind: str
-
-    @classmethod
-    def of(cls, claim: Obj, kind: str) -> Disk:
-        meta = claim.get("metadata") or {}
-        lab = meta.get("labels") or {}
-        ann = meta.get("annotations") or {}
-        try:
-            total = max(0, int(ann.get(labels.TOTAL_BYTES, "0")))
-        except ValueError:
-            total = 0
-        return cls(
-            plan_id=lab.get(labels.PLAN, ""),
-            migration_id=lab.get(labels.MIGRATION, ""),
-            vm_id=lab.get(labels.VM, ""),
-            disk_id=lab.get(labels.DISK, ""),
-            cluster_id=ann.get(labels.CLUSTER, ""),
-            total_bytes=total,
-            populator_kind=ann.get(labels.POPULATOR_KIND) or naming.SOURCE_OF_KIND.get(kind, kind),
-        )
-
-    @property
-    def missing(self) -> list[str]:
-        """Which of the ids events need the claim lacks (empty: it can be announced)."""
-        wanted = {
-            labels.PLAN: self.plan_id,
-            labels.MIGRATION: self.migration_id,
-            labels.VM: self.vm_id,
-            labels.DISK: self.disk_id,
-            labels.CLUSTER: self.cluster_id,
-        }
-        return [key for key, value in wanted.items() if not value]
 
 
 def owner(claim: Obj) -> list[Obj]:
@@ -94,10 +48,10 @@ def owner(claim: Obj) -> list[Obj]:
 def hoist_labels(claim: Obj, component: str) -> dict[str, str]:
     """The claim's Hoist labels (plan, migration, VM, disk), and the component's."""
     lab = claim["metadata"].get("labels") or {}
-    keep = (labels.PLAN, labels.MIGRATION, labels.VM, labels.DISK)
+    keep = (contract.PLAN, contract.MIGRATION, contract.VM, contract.DISK)
     out = {key: lab[key] for key in keep if lab.get(key)}
-    out[labels.MANAGED_BY] = labels.MANAGED_BY_HOIST
-    out[naming.COMPONENT_LABEL] = component
+    out[contract.MANAGED_BY] = contract.MANAGED_BY_HOIST
+    out[contract.COMPONENT] = component
     return out
 
 
@@ -117,9 +71,9 @@ def prime_claim(claim: Obj, node: str | None) -> Obj:
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {
-            "name": naming.prime_claim(meta["uid"]),
+            "name": contract.prime_claim(meta["uid"]),
             "namespace": meta["namespace"],
-            "labels": hoist_labels(claim, naming.PRIME_COMPONENT),
+            "labels": hoist_labels(claim, contract.PRIME_COMPONENT),
             "ownerReferences": owner(claim),
         },
         "spec": {
@@ -130,7 +84,7 @@ def prime_claim(claim: Obj, node: str | None) -> Obj:
         },
     }
     if node:
-        body["metadata"]["annotations"] = {naming.SELECTED_NODE: node}
+        body["metadata"]["annotations"] = {contract.SELECTED_NODE: node}
     return body
 
 
@@ -138,12 +92,6 @@ def transfer_network(value: str, namespace: str) -> str:
     """Multus' ``namespace/name`` form; a bare name is in the claim's namespace."""
     value = value.strip()
     return value if "/" in value else f"{namespace}/{value}"
-
-
-def source_args(kind: str, spec: Obj) -> list[str]:
-    if kind == naming.OVIRT_KIND:
-        return [f"--engine-url={spec['engineUrl']}", f"--disk-id={spec['diskId']}"]
-    return [f"--endpoint={spec['identityUrl']}", f"--image-id={spec['imageId']}"]
 
 
 def populator_pod(
@@ -155,29 +103,32 @@ def populator_pod(
     """The pod that copies the source disk into the prime claim."""
     meta = claim["metadata"]
     namespace, uid = meta["namespace"], meta["uid"]
-    kind = populator["kind"]
-    spec = populator.get("spec") or {}
-    secret = spec[naming.SECRET_FIELD[kind]]
-    disk = Disk.of(claim, kind)
+    kind = contract.kind_named(populator["kind"])
+    if kind is None:
+        raise KeyError(populator["kind"])
+    spec = kind.spec.from_dict(populator.get("spec") or {})
+    secret = spec.secret_name
+    disk = contract.DiskIds.of_claim(claim, kind)
     block = is_block(claim)
     path = BLOCK_PATH if block else MOUNT_PATH
+    args = contract.PodArgs(
+        source=kind.source,
+        volume_path=path,
+        secret_name=secret,
+        cr_name=populator["metadata"]["name"],
+        cr_namespace=populator["metadata"]["namespace"],
+        owner_uid=uid,
+        pvc_size=requested_size(claim),
+        spec=spec,
+    )
     container: Obj = {
         "name": CONTAINER,
         "image": settings.populator_image,
         "imagePullPolicy": settings.populator_pull_policy,
-        "args": [
-            naming.SOURCE_OF_KIND[kind],
-            f"--volume-path={path}",
-            f"--secret-name={secret}",
-            f"--cr-name={populator['metadata']['name']}",
-            f"--cr-namespace={populator['metadata']['namespace']}",
-            f"--owner-uid={uid}",
-            f"--pvc-size={requested_size(claim)}",
-            *source_args(kind, spec),
-        ],
+        "args": args.argv(),
         "envFrom": [{"secretRef": {"name": secret}}],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "metrics", "containerPort": contract.METRICS_PORT, "protocol": "TCP"}],
         "resources": {
             "requests": {
                 "cpu": settings.populator_cpu_request,
@@ -219,7 +170,7 @@ def populator_pod(
         "volumes": [
             {
                 "name": "target",
-                "persistentVolumeClaim": {"claimName": naming.prime_claim(uid)},
+                "persistentVolumeClaim": {"claimName": contract.prime_claim(uid)},
             },
             {
                 "name": "ca",
@@ -235,24 +186,22 @@ def populator_pod(
         # Under WaitForFirstConsumer the prime claim is provisioned where the user's
         # consumer was scheduled; the pod must run there to reach that volume.
         pod_spec["nodeName"] = node
-    annotations = labels.populator_pod_annotations(
+    annotations = contract.pod_annotations(
         cluster_id=disk.cluster_id,
         owner_uid=uid,
         total_bytes=disk.total_bytes,
         populator_kind=disk.populator_kind,
-        metrics_port=METRICS_PORT,
-        metrics_scheme="https",
     )
     annotations = {k: v for k, v in annotations.items() if v}
-    if network := spec.get("transferNetwork"):
-        annotations[naming.MULTUS_NETWORKS] = transfer_network(str(network), namespace)
+    if network := spec.transfer_network:
+        annotations[contract.MULTUS_NETWORKS] = transfer_network(network, namespace)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": naming.populator_pod(uid),
+            "name": contract.populator_pod(uid),
             "namespace": namespace,
-            "labels": hoist_labels(claim, naming.POPULATOR_COMPONENT),
+            "labels": hoist_labels(claim, contract.POPULATOR_COMPONENT),
             "annotations": annotations,
             "ownerReferences": owner(claim),
         },

@@ -1,9 +1,10 @@
-"""``python -m services.orchestrator.controller`` (or ``hoist-populator-controller``).
+"""``python -m services.controller`` (or ``hoist-populator-controller``).
 
 The populator controller process. It needs the Kubernetes API of the cluster it runs in
 (``HOIST_KUBE_KUBECONFIG``, else the pod's service account) and NATS (``HOIST_NATS_URL``,
 ``HOIST_NATS_PREFIX``); no database. Its settings are ``HOIST_ORCHESTRATOR_*``
-(``populator_image``, ``controller_workers``, ``controller_port``...). Each dependency is
+(``populator_image``, ``controller_workers``, ``controller_port``...): the group it had
+as a process of the orchestrator, kept so no deployment has to change. Each dependency is
 retried until it answers, while ``/healthz`` already answers and ``/readyz`` says what is
 awaited. SIGTERM (or SIGINT) stops it: watches end, in-flight reconciles finish within
 ``HOIST_HTTP_SHUTDOWN_GRACE_SECONDS``, NATS is drained, and it exits 0.
@@ -19,9 +20,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from services.orchestrator import naming
-from services.orchestrator.controller.health import HealthServer
-from services.orchestrator.controller.running import Controller, run_until
+from services.controller import COMPONENT_NAME
+from services.controller.api import HealthServer
+from services.controller.domain import Controller, run_until
 from shared import logs
 from shared.bus import Bus
 from shared.kube import KubeConnection, connect_local
@@ -30,6 +31,8 @@ from shared.settings import HoistSettings
 log = logging.getLogger("hoist.controller.main")
 T = TypeVar("T")
 SOURCE = "/hoist/orchestrator/populator-controller"
+"""The CloudEvents ``source`` of its events: spelled as when the controller was part of the
+orchestrator, because integrators may filter on it (a wire string, kept)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # pydantic's message names each bad variable
         print(f"hoist-populator-controller: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    logs.configure(naming.CONTROLLER_COMPONENT, settings.log)
+    logs.configure(COMPONENT_NAME, settings.log)
     return asyncio.run(serve(settings))
 
 

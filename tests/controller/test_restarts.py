@@ -9,17 +9,17 @@ from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio import client
 
-from services.orchestrator import naming
-from services.orchestrator.controller import Controller
-from services.orchestrator.controller.manifests import DIGEST_ANNOTATION, manifests
+from services.controller import Controller
+from shared import populator as contract
 from shared.bus import Bus
 from shared.catalog import MIGRATIONS, POPULATOR_POD_FINISHED, POPULATOR_POD_STARTED
+from shared.populator import DIGEST_ANNOTATION, manifests
 from shared.settings import OrchestratorSettings
 from sim.kube.cluster import Cluster
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
 from tests.conftest import eventually
-from tests.orchestrator.controller.conftest import (
+from tests.controller.conftest import (
     Heard,
     MiB,
     Seen,
@@ -33,7 +33,7 @@ from tests.orchestrator.controller.conftest import (
     wait_populated,
     wait_status,
 )
-from tests.orchestrator.controller.test_ovirt import ovirt_credentials
+from tests.controller.test_ovirt import ovirt_credentials
 from tests.ovirt.conftest import assert_same_image, new_disk
 
 
@@ -60,14 +60,14 @@ async def test_a_new_controller_finishes_a_copy_its_predecessor_started(
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
     await make_populator(
         custom,
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         "disk-r",
         {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
     )
     claim = await make_claim(
         core,
         "disk-r",
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         disk_ids("restart"),
         mode="Block",
         storage_class="standard",
@@ -79,12 +79,12 @@ async def test_a_new_controller_finishes_a_copy_its_predecessor_started(
 
     await eventually(announced, what="the pod announced")
     await first.stop()
-    pod = await core.read_namespaced_pod(naming.populator_pod(claim.metadata.uid), "default")
+    pod = await core.read_namespaced_pod(contract.populator_pod(claim.metadata.uid), "default")
     assert pod.status.phase == "Running"  # still copying while no controller runs
 
     await controllers()
     pvc = await wait_populated(core, "disk-r")
-    await wait_status(custom, naming.OVIRT_KIND, "disk-r", naming.PHASE_SUCCEEDED)
+    await wait_status(custom, contract.OVIRT.name, "disk-r", contract.Phase.SUCCEEDED)
     await wait_clean(core)
     volume = await core.read_persistent_volume(pvc.spec.volume_name)
     await assert_same_image(engine, disk, backing(volume, block=True))
@@ -110,20 +110,20 @@ async def test_a_crash_between_handover_and_lost_prime_resumes(
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
     await make_populator(
         custom,
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         "disk-h",
         {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
     )
     claim = await make_claim(
         core,
         "disk-h",
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         disk_ids("handover"),
         mode="Filesystem",
         storage_class="standard",
     )
     uid = claim.metadata.uid
-    prime_name = naming.prime_claim(uid)
+    prime_name = contract.prime_claim(uid)
 
     async def prime_bound() -> bool:
         try:
@@ -150,7 +150,7 @@ async def test_a_crash_between_handover_and_lost_prime_resumes(
     binder.start()
     await controllers()
     pvc = await wait_populated(core, "disk-h")
-    await wait_status(custom, naming.OVIRT_KIND, "disk-h", naming.PHASE_SUCCEEDED)
+    await wait_status(custom, contract.OVIRT.name, "disk-h", contract.Phase.SUCCEEDED)
     await wait_clean(core)
     assert pvc.spec.volume_name == volume_name
     volume = await core.read_persistent_volume(volume_name)
@@ -189,12 +189,12 @@ async def test_registration_is_idempotent(
                     "populator.storage.k8s.io", "v1beta1", "volumepopulators", name
                 )
                 seen[name] = vp["metadata"]["resourceVersion"]
-                assert vp["sourceKind"]["group"] == naming.GROUP
+                assert vp["sourceKind"]["group"] == contract.GROUP
         versions.append(seen)
     assert versions[0] == versions[1]  # the second start wrote nothing
     assert set(versions[0]) == {
-        f"{naming.OVIRT_PLURAL}.{naming.GROUP}",
-        f"{naming.OPENSTACK_PLURAL}.{naming.GROUP}",
+        f"{contract.OVIRT.plural}.{contract.GROUP}",
+        f"{contract.OPENSTACK.plural}.{contract.GROUP}",
         "hoist-ovirt",
         "hoist-openstack",
     }
@@ -202,13 +202,13 @@ async def test_registration_is_idempotent(
     refused = None
     try:
         await custom.create_namespaced_custom_object(
-            naming.GROUP,
-            naming.VERSION,
+            contract.GROUP,
+            contract.VERSION,
             "default",
-            naming.OVIRT_PLURAL,
+            contract.OVIRT.plural,
             {
-                "apiVersion": naming.API_VERSION,
-                "kind": naming.OVIRT_KIND,
+                "apiVersion": contract.API_VERSION,
+                "kind": contract.OVIRT.name,
                 "metadata": {"name": "incomplete"},
                 "spec": {"engineUrl": "https://engine"},
             },

@@ -9,13 +9,13 @@ import uuid
 import pytest
 from kubernetes_asyncio import client
 
-from services.orchestrator import naming
-from services.orchestrator.controller import Controller
+from services.controller import Controller
+from shared import populator as contract
 from shared.catalog import POPULATOR_POD_FINISHED
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
 from tests.conftest import eventually
-from tests.orchestrator.controller.conftest import (
+from tests.controller.conftest import (
     Heard,
     MiB,
     Seen,
@@ -34,7 +34,7 @@ from tests.orchestrator.controller.conftest import (
     wait_populated,
     wait_status,
 )
-from tests.orchestrator.controller.test_ovirt import ovirt_credentials
+from tests.controller.test_ovirt import ovirt_credentials
 from tests.ovirt.conftest import new_disk
 
 
@@ -50,34 +50,39 @@ async def test_a_populator_that_keeps_failing_fails_the_cr_after_its_recreations
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
     await make_populator(
         custom,
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         "disk-f",
         {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": unknown},
     )
     claim = await make_claim(
-        core, "disk-f", naming.OVIRT_KIND, disk_ids("fail"), mode="Block", storage_class="standard"
+        core,
+        "disk-f",
+        contract.OVIRT.name,
+        disk_ids("fail"),
+        mode="Block",
+        storage_class="standard",
     )
 
-    status = await wait_status(custom, naming.OVIRT_KIND, "disk-f", naming.PHASE_FAILED, 120)
-    assert status["reason"] == naming.REASON_POPULATOR_FAILED
+    status = await wait_status(custom, contract.OVIRT.name, "disk-f", contract.Phase.FAILED, 120)
+    assert status["reason"] == contract.Reason.POPULATOR_FAILED
     assert status["recreations"] == 3
     assert "failed 4 times" in status["message"]
     assert "exited with code 1" in status["message"]
     assert unknown in status["log"]  # the populator's own words, kept
     assert "ovirt-populator: failed" in status["log"]
     assert len(status["log"].encode()) <= 16 * 1024
-    assert status["pod"] == naming.populator_pod(claim.metadata.uid)
+    assert status["pod"] == contract.populator_pod(claim.metadata.uid)
 
     # Exactly 4 pods (the first and 3 recreations), all gone now, and the claim let go.
     await wait_clean(core)
     assert len(seen.pods) == 4
     assert all(p["status"]["phase"] == "Failed" for p in seen.pods.values())
     pvc = await core.read_namespaced_persistent_volume_claim("disk-f", "default")
-    assert naming.FINALIZER not in (pvc.metadata.finalizers or [])
-    assert pvc.metadata.annotations[naming.RECREATIONS] == "3"
+    assert contract.FINALIZER not in (pvc.metadata.finalizers or [])
+    assert pvc.metadata.annotations[contract.RECREATIONS] == "3"
     warnings = [(r, m) for t, r, m in await claim_events(core, "disk-f") if t == "Warning"]
-    assert [r for r, _ in warnings].count(naming.REASON_POD_FAILED) == 3
-    assert (naming.REASON_POPULATOR_FAILED, status["message"]) in warnings
+    assert [r for r, _ in warnings].count(contract.Reason.POD_FAILED) == 3
+    assert (contract.Reason.POPULATOR_FAILED, status["message"]) in warnings
 
     async def four_finished() -> bool:
         return len({e.id for e in heard.of(POPULATOR_POD_FINISHED)}) == 4
@@ -106,28 +111,28 @@ async def test_static_storage_is_refused(
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
     await make_populator(
         custom,
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         "disk-s",
         {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
     )
     await make_claim(
         core,
         "disk-s",
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         disk_ids("static"),
         mode="Filesystem",
         storage_class=storage_class,
     )
-    status = await wait_status(custom, naming.OVIRT_KIND, "disk-s", naming.PHASE_FAILED)
-    assert status["reason"] == naming.REASON_STATIC_STORAGE
+    status = await wait_status(custom, contract.OVIRT.name, "disk-s", contract.Phase.FAILED)
+    assert status["reason"] == contract.Reason.STATIC_STORAGE
     assert "dynamic provisioner" in status["message"]
     events = await claim_events(core, "disk-s")
-    assert ("Warning", naming.REASON_STATIC_STORAGE, status["message"]) in events
+    assert ("Warning", contract.Reason.STATIC_STORAGE, status["message"]) in events
     await sleep_a_little()
     assert not seen.pods
     assert not seen.primes
     pvc = await core.read_namespaced_persistent_volume_claim("disk-s", "default")
-    assert naming.FINALIZER not in (pvc.metadata.finalizers or [])
+    assert contract.FINALIZER not in (pvc.metadata.finalizers or [])
 
 
 async def test_a_cr_created_late_or_deleted_early_is_waited_for(
@@ -146,24 +151,24 @@ async def test_a_cr_created_late_or_deleted_early_is_waited_for(
     claim = await make_claim(
         core,
         "disk-late",
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         disk_ids("late"),
         mode="Block",
         storage_class="standard",
     )
     message = await wait_event(core, "disk-late", "WaitingForSource")
-    assert f"{naming.OVIRT_KIND} default/disk-late" in message
-    await make_populator(custom, naming.OVIRT_KIND, "disk-late", spec)
+    assert f"{contract.OVIRT.name} default/disk-late" in message
+    await make_populator(custom, contract.OVIRT.name, "disk-late", spec)
     message = await wait_event(core, "disk-late", "WaitingForSecret")
     assert "default/late-src" in message
-    status = await wait_status(custom, naming.OVIRT_KIND, "disk-late", naming.PHASE_PENDING)
+    status = await wait_status(custom, contract.OVIRT.name, "disk-late", contract.Phase.PENDING)
     assert status["reason"] == "WaitingForSecret"
     assert not seen.pods
     await make_secret(core, "late-src", ovirt_credentials(engine))
     await running_pod(core, claim.metadata.uid)
 
     await custom.delete_namespaced_custom_object(
-        naming.GROUP, naming.VERSION, "default", naming.OVIRT_PLURAL, "disk-late"
+        contract.GROUP, contract.VERSION, "default", contract.OVIRT.plural, "disk-late"
     )
 
     async def waiting_again() -> bool:
@@ -175,11 +180,11 @@ async def test_a_cr_created_late_or_deleted_early_is_waited_for(
         )
 
     await eventually(waiting_again, what="the wait for the CR told again")
-    pod = await core.read_namespaced_pod(naming.populator_pod(claim.metadata.uid), "default")
+    pod = await core.read_namespaced_pod(contract.populator_pod(claim.metadata.uid), "default")
     assert pod.status.phase in ("Running", "Succeeded")  # the copy goes on meanwhile
-    await make_populator(custom, naming.OVIRT_KIND, "disk-late", spec)
+    await make_populator(custom, contract.OVIRT.name, "disk-late", spec)
     await wait_populated(core, "disk-late")
-    await wait_status(custom, naming.OVIRT_KIND, "disk-late", naming.PHASE_SUCCEEDED)
+    await wait_status(custom, contract.OVIRT.name, "disk-late", contract.Phase.SUCCEEDED)
     await wait_clean(core)
     assert len(seen.pods) == 1
 
@@ -195,15 +200,15 @@ async def test_a_stale_status_from_an_earlier_claim_is_reset(
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
     await make_populator(
         custom,
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         "disk-again",
         {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
     )
     await custom.patch_namespaced_custom_object_status(
-        naming.GROUP,
-        naming.VERSION,
+        contract.GROUP,
+        contract.VERSION,
         "default",
-        naming.OVIRT_PLURAL,
+        contract.OVIRT.plural,
         "disk-again",
         {"status": {"phase": "Failed", "reason": "PopulatorFailed", "claimUID": "earlier"}},
         _content_type="application/merge-patch+json",
@@ -211,13 +216,13 @@ async def test_a_stale_status_from_an_earlier_claim_is_reset(
     await make_claim(
         core,
         "disk-again",
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         disk_ids("again"),
         mode="Block",
         storage_class="standard",
     )
     await wait_populated(core, "disk-again")
-    status = await wait_status(custom, naming.OVIRT_KIND, "disk-again", naming.PHASE_SUCCEEDED)
+    status = await wait_status(custom, contract.OVIRT.name, "disk-again", contract.Phase.SUCCEEDED)
     assert status["recreations"] == 0
 
 
@@ -234,12 +239,12 @@ async def test_a_claim_deleted_mid_copy_is_cleaned_up(
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
     await make_populator(
         custom,
-        naming.OVIRT_KIND,
+        contract.OVIRT.name,
         "disk-d",
         {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
     )
     claim = await make_claim(
-        core, "disk-d", naming.OVIRT_KIND, disk_ids("del"), mode="Block", storage_class="standard"
+        core, "disk-d", contract.OVIRT.name, disk_ids("del"), mode="Block", storage_class="standard"
     )
     await running_pod(core, claim.metadata.uid)
     # While it copies, the CR shows how far it got (read from the pod's metrics), short
@@ -247,7 +252,7 @@ async def test_a_claim_deleted_mid_copy_is_cleaned_up(
     seen_progress: list[str] = []
 
     async def moving() -> bool:
-        status = await populator_status(custom, naming.OVIRT_KIND, "disk-d")
+        status = await populator_status(custom, contract.OVIRT.name, "disk-d")
         seen_progress.append(str(status.get("progress", "")))
         return status.get("progress", "0") not in ("", "0")
 

@@ -16,14 +16,15 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator import naming
+from shared import populator as contract
 
 Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 REQUEST_TIMEOUT = 30.0
 LOG_LINES = 400
-LOG_BYTES = 16 * 1024
+LOG_BYTES = contract.Status.LOG_LIMIT
+"""Of a failed pod's log, what its CR's status can hold."""
 
 
 def not_found(exc: BaseException) -> bool:
@@ -62,6 +63,14 @@ async def read(method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any)
         if exc.status == 404:
             return None
         raise
+
+
+def _plural(kind: str) -> str:
+    """The plural of a populator kind's name (``KeyError`` for another kind)."""
+    found = contract.kind_named(kind)
+    if found is None:
+        raise KeyError(kind)
+    return found.plural
 
 
 class Kube:
@@ -148,20 +157,20 @@ class Kube:
     async def populator(self, kind: str, namespace: str, name: str) -> Obj | None:
         return await read(
             self.custom.get_namespaced_custom_object,
-            naming.GROUP,
-            naming.VERSION,
+            contract.GROUP,
+            contract.VERSION,
             namespace,
-            naming.PLURALS[kind],
+            _plural(kind),
             name,
         )
 
     async def patch_populator_status(self, kind: str, namespace: str, name: str, body: Obj) -> Obj:
         return await call(
             self.custom.patch_namespaced_custom_object_status,
-            naming.GROUP,
-            naming.VERSION,
+            contract.GROUP,
+            contract.VERSION,
             namespace,
-            naming.PLURALS[kind],
+            _plural(kind),
             name,
             body,
             _content_type=MERGE,

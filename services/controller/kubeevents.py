@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator import naming
-from services.orchestrator.controller.kubeapi import Kube, Obj
+from services.controller import COMPONENT_NAME
+from services.controller.kubeapi import Kube, Obj
 
 log = logging.getLogger("hoist.controller.events")
 
@@ -32,7 +32,7 @@ def _now() -> str:
 
 
 class Recorder:
-    def __init__(self, kube: Kube, component: str = naming.CONTROLLER_COMPONENT) -> None:
+    def __init__(self, kube: Kube, component: str = COMPONENT_NAME) -> None:
         self.kube = kube
         self.component = component
         self._last: dict[str, tuple[str, str]] = {}

@@ -1,6 +1,6 @@
 """Registration at start: Hoist's populator CRDs and VolumePopulators, create-or-update.
 
-Every start applies ``manifests.manifests()``. An object already written from the same
+Every start applies ``shared.populator.manifests()``. An object already written from the same
 manifest (its digest annotation matches) is left alone, so a second start writes nothing;
 an older one is replaced, keeping its resourceVersion (a concurrent writer makes that a
 409, and it is read and tried again). A cluster without the ``VolumePopulator`` API (no
@@ -19,8 +19,9 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator.controller import kubeapi, manifests
-from services.orchestrator.controller.kubeapi import Kube, Obj
+from services.controller import kubeapi
+from services.controller.kubeapi import Kube, Obj
+from shared import populator as contract
 
 log = logging.getLogger("hoist.controller.register")
 
@@ -39,11 +40,11 @@ async def register(kube: Kube) -> list[Applied]:
     """Apply every manifest; wait for the CRDs to be Established. Raises ``ApiException``
     on anything but an absent VolumePopulator API (the caller retries later)."""
     done: list[Applied] = []
-    for manifest in manifests.crds():
+    for manifest in contract.crds():
         done.append(await _apply_crd(kube, manifest))
-    for manifest in manifests.volume_populators():
+    for manifest in contract.volume_populators():
         done.append(await _apply_volume_populator(kube, manifest))
-    for manifest in manifests.crds():
+    for manifest in contract.crds():
         await _established(kube, manifest["metadata"]["name"])
     for item in done:
         if item.action in ("created", "updated"):
@@ -53,7 +54,7 @@ async def register(kube: Kube) -> list[Applied]:
 
 def _stamped(manifest: Obj) -> Obj:
     body = copy.deepcopy(manifest)
-    body["metadata"].setdefault("annotations", {})[manifests.DIGEST_ANNOTATION] = manifests.digest(
+    body["metadata"].setdefault("annotations", {})[contract.DIGEST_ANNOTATION] = contract.digest(
         manifest
     )
     return body
@@ -68,7 +69,7 @@ async def _apply(
 ) -> Applied:
     name = manifest["metadata"]["name"]
     wanted = _stamped(manifest)
-    digest = wanted["metadata"]["annotations"][manifests.DIGEST_ANNOTATION]
+    digest = wanted["metadata"]["annotations"][contract.DIGEST_ANNOTATION]
     for _ in range(5):
         current = await get()
         if current is None:
@@ -80,7 +81,7 @@ async def _apply(
                 raise
             return Applied(kind, name, "created")
         meta = current.get("metadata") or {}
-        if (meta.get("annotations") or {}).get(manifests.DIGEST_ANNOTATION) == digest:
+        if (meta.get("annotations") or {}).get(contract.DIGEST_ANNOTATION) == digest:
             return Applied(kind, name, "unchanged")
         body = copy.deepcopy(wanted)
         body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
