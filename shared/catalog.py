@@ -224,7 +224,7 @@ POPULATOR_POD_STARTED: EventSpec[Any] = EventSpec(
     payload=p.PopulatorPodStarted,
     delivery=Delivery.STREAM,
     stream=MIGRATIONS,
-    producer="orchestrator",
+    producer="controller",
     consumers=("progress",),
     description="A populator pod for one disk exists; where to scrape its metrics.",
 )
@@ -235,7 +235,7 @@ POPULATOR_POD_FINISHED: EventSpec[Any] = EventSpec(
     payload=p.PopulatorPodFinished,
     delivery=Delivery.STREAM,
     stream=MIGRATIONS,
-    producer="orchestrator",
+    producer="controller",
     consumers=("progress",),
     description="A populator pod ended (succeeded or failed); stop scraping it.",
 )

@@ -18,6 +18,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import populator as contract
+
 Id = Annotated[str, Field(min_length=1, max_length=253)]
 
 
@@ -342,8 +344,8 @@ class PopulatorPodStarted(Payload):
     cluster_id: Id = Field(description="Target provider id (the cluster the pod runs in).")
     pod: ResourceRef
     pod_ip: str | None = None
-    metrics_port: int = Field(8443, ge=1, le=65535)
-    metrics_scheme: str = Field("https", pattern=r"^https?$")
+    metrics_port: int = Field(contract.METRICS_PORT, ge=1, le=65535)
+    metrics_scheme: str = Field(contract.METRICS_SCHEME, pattern=r"^https?$")
     owner_uid: str = Field(description="UID of the user PVC; the pod's metrics label it so.")
     pvc: ResourceRef
     total_bytes: int = Field(ge=0)
