@@ -35,7 +35,7 @@ async def write(kube: Kube, populator: Obj, claim_uid: str, **fields: Any) -> Ob
 
     A CR deleted meanwhile is not an error: the reconcile that follows waits for it."""
     current = dict(populator.get("status") or {})
-    wanted = {**fields, "claimUID": claim_uid}
+    wanted = {**fields, contract.CLAIM_UID: claim_uid}
     if "log" in wanted:
         wanted["log"] = contract.tail(str(wanted["log"]))
     changes = {k: v for k, v in wanted.items() if current.get(k) != v}

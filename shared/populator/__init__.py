@@ -114,7 +114,7 @@ from shared.populator.registration import (
     manifests,
     volume_populators,
 )
-from shared.populator.status import Status, fresh, tail
+from shared.populator.status import CLAIM_UID, Status, fresh, tail
 
 _SPEC_KEYS = frozenset({"engineUrl", "engineSecretName", "identityUrl"})
 """The unambiguous spec keys. ``secretName``, ``diskId``, ``imageId`` and
@@ -126,7 +126,7 @@ SPELLINGS: frozenset[str] = frozenset(
     | {k.plural for k in KINDS}
     | {k.volume_populator for k in KINDS}
     | _SPEC_KEYS
-    | {"claimUID", OWNER_LABEL, BYTES_DONE, BYTES_TOTAL, PVCINIT}
+    | {CLAIM_UID, OWNER_LABEL, BYTES_DONE, BYTES_TOTAL, PVCINIT}
     | PERCENT_METRICS
     | set(COMMON_FLAGS)
     | {f.flag for k in KINDS for f in k.spec.FLAGS}
@@ -142,6 +142,7 @@ __all__ = [
     "API_VERSION",
     "BYTES_DONE",
     "BYTES_TOTAL",
+    "CLAIM_UID",
     "CLUSTER",
     "COMMON_FLAGS",
     "COMPONENT",

@@ -9,6 +9,10 @@ from typing import Any, ClassVar
 
 from shared.populator.kinds import Obj, Phase
 
+CLAIM_UID = "claimUID"
+"""The status field naming the claim a status is about (the one not spelled like its
+attribute)."""
+
 STATUS_FIELDS: tuple[tuple[str, str, Obj], ...] = (
     (
         "phase",
@@ -49,7 +53,7 @@ STATUS_FIELDS: tuple[tuple[str, str, Obj], ...] = (
     ("pod", "pod", {"type": "string", "description": "The populator pod (the latest)."}),
     (
         "claim_uid",
-        "claimUID",
+        CLAIM_UID,
         {
             "type": "string",
             "description": "UID of the claim this status is about (a status about another "
@@ -86,7 +90,7 @@ class Status:
             recreations = max(0, int(raw.get("recreations") or 0))
         except (TypeError, ValueError):
             recreations = 0
-        claim_uid = raw.get("claimUID")
+        claim_uid = raw.get(CLAIM_UID)
         return cls(
             phase=str(raw.get("phase") or Phase.PENDING.value),
             progress="0" if raw.get("progress") is None else str(raw["progress"]),
@@ -102,7 +106,7 @@ class Status:
         """The API spelling (``claimUID``); without ``claimUID`` while it is None."""
         out = {key: getattr(self, attr) for attr, key, _ in STATUS_FIELDS}
         if self.claim_uid is None:
-            del out["claimUID"]
+            del out[CLAIM_UID]
         return out
 
     def percent(self) -> int:

@@ -5,6 +5,7 @@ standard library alone."""
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -111,12 +112,10 @@ def test_populator_document_and_the_claim_that_names_it() -> None:
     assert cr["kind"] == "OvirtVolumePopulator"
     assert cr["metadata"]["ownerReferences"] == [owner]
     assert contract.OvirtSpec.from_dict(cr["spec"]) == spec
-    claim = {
-        "metadata": {"namespace": "ns", "name": "c"},
-        "spec": {"dataSourceRef": contract.data_source_ref(contract.OVIRT, "c")},
-    }
+    ref = contract.data_source_ref(contract.OVIRT, "c")
+    claim = {"metadata": {"namespace": "ns", "name": "c"}, "spec": {"dataSourceRef": ref}}
     assert contract.source_of(claim) == contract.SourceRef(contract.OVIRT, "ns", "c")
-    claim["spec"]["dataSourceRef"]["apiGroup"] = "forklift.konveyor.io"
+    ref["apiGroup"] = "forklift.konveyor.io"
     assert contract.source_of(claim) is None
 
 
@@ -393,3 +392,75 @@ def test_the_contract_alone_is_standard_library() -> None:
         "shared.populator.registration",
         "shared.populator.status",
     }
+
+
+# --- the spelling guard (§5.1): the contract's spellings live in the contract ---------------
+
+ALLOWED: dict[str, set[str]] = {
+    # Today's offenders, a ratchet: each package deletes its own lines as it switches to
+    # shared.populator, and a spelling may never be added. The controller has none.
+    # The orchestrator (WP4):
+    "services/orchestrator/manifests.py": {
+        "engineSecretName",
+        "engineUrl",
+        "identityUrl",
+        "pvcinit",
+    },
+    # The populators and the progress service (WP6):
+    "services/populators/__main__.py": {"pvcinit"},
+    "services/populators/openstack/__main__.py": {
+        "--endpoint",
+        "--image-id",
+        "openstack_populator_progress",
+    },
+    "services/populators/ovirt/__main__.py": {"--disk-id", "--engine-url", "ovirt_progress"},
+    "services/progress/scraping.py": {
+        "hoist_populator_bytes_total",
+        "hoist_populator_bytes_transferred",
+        "openstack_populator_progress",
+        "ovirt_progress",
+        "ownerUID",
+    },
+}
+
+
+def offences(source: str) -> set[str]:
+    """Every string literal (f-string parts included) that is a contract spelling, or that
+    starts a pod flag (``--engine-url=``)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            value = node.value
+            if value in contract.SPELLINGS or value.startswith(contract.FLAG_PREFIXES):
+                found.add(value)
+    return found
+
+
+def _scanned() -> list[Path]:
+    files = [*ROOT.glob("services/**/*.py"), *ROOT.glob("shared/**/*.py"), *ROOT.glob("tools/*.py")]
+    return sorted(
+        f
+        for f in files
+        if not f.relative_to(ROOT).as_posix().startswith("shared/populator/")
+        and "migrations/versions" not in f.as_posix()  # frozen history
+    )
+
+
+def test_the_guard_sees_literals_and_flag_prefixes() -> None:
+    source = 'A = "ovirt_progress"\nB = f"--disk-id={x}"\nC = "the ovirt_progress metric"\n'
+    assert offences(source) == {"ovirt_progress", "--disk-id="}
+
+
+def test_contract_spellings_appear_nowhere_else() -> None:
+    found = {}
+    for path in _scanned():
+        if hits := offences(path.read_text()):
+            found[path.relative_to(ROOT).as_posix()] = hits
+    new = {p: hits - ALLOWED.get(p, set()) for p, hits in found.items()}
+    assert {p: h for p, h in new.items() if h} == {}, "spell these through shared.populator"
+    gone = {p: spelled - found.get(p, set()) for p, spelled in ALLOWED.items()}
+    assert {p: g for p, g in gone.items() if g} == {}, "switched: delete them from ALLOWED"
+
+
+def test_the_controller_uses_the_contract_only() -> None:
+    assert not [p for p in ALLOWED if p.startswith("services/controller/")]

@@ -1,11 +1,12 @@
 """Forklift-compatible populator arguments and the credentials the pod gets as env.
 
 Every populator pod is started with ``--volume-path --secret-name --cr-name --cr-namespace
---owner-uid --pvc-size`` (the same flags as Forklift's populators) plus its source's own
-flags, which each populator adds to ``parser()``. Credentials are the keys of the copied
-Secret exposed as environment variables (``envFrom: secretRef``), so their names are the
-Secret's keys: ``user``, ``password``, ``cacert`` (PEM), ``insecureSkipVerify`` ("true"),
-and Hoist's addition ``fingerprint`` (SHA-256 of the server certificate, ``AB:CD:..``).
+--owner-uid --pvc-size`` (the same flags as Forklift's populators, spelled once in
+``shared.populator``) plus its source's own flags, which each populator adds to
+``parser()``. Credentials are the keys of the copied Secret exposed as environment
+variables (``envFrom: secretRef``), so their names are the Secret's keys: ``user``,
+``password``, ``cacert`` (PEM), ``insecureSkipVerify`` ("true"), and Hoist's addition
+``fingerprint`` (SHA-256 of the server certificate, ``AB:CD:..``).
 """
 
 from __future__ import annotations
@@ -15,46 +16,21 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-METRICS_PORT = 8443  # Forklift's populator pods serve metrics here
-_QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_QUANTITY |= {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+from shared.populator import METRICS_PORT, PodArgs, quantity
+
+__all__ = ["METRICS_PORT", "Credentials", "UsageError", "parser", "quantity"]
 
 
 class UsageError(ValueError):
     """Bad arguments or environment: nothing was started."""
 
 
-def quantity(text: str) -> int:
-    """A Kubernetes quantity (``10Gi``, ``5368709120``) in bytes."""
-    match = re.fullmatch(r"(\d+)([kMGT]i?|)", text.strip())
-    if not match or match.group(2) not in _QUANTITY:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 10Gi or 10737418240")
-    return int(match.group(1)) * _QUANTITY[match.group(2)]
-
-
 def parser(description: str) -> argparse.ArgumentParser:
-    """The common flags; a populator adds its source's flags and calls ``parse_args``."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument(
-        "--volume-path",
-        required=True,
-        type=Path,
-        help="Filesystem: the mount directory (writes disk.img); Block: the device",
-    )
-    p.add_argument("--secret-name", default="", help="the Secret the credentials came from")
-    p.add_argument("--cr-name", default="", help="the populator custom resource")
-    p.add_argument("--cr-namespace", default="")
-    p.add_argument("--owner-uid", default="", help="uid of the PVC, the ownerUID metric label")
-    p.add_argument("--pvc-size", type=quantity, default=0, help="size of the target PVC")
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=METRICS_PORT,
-        help="port of the TLS /metrics endpoint (0: any free port, logged)",
-    )
-    return p
+    """The common flags; a populator adds its source's flags and calls ``parse_args``.
+    They are the contract's (``shared.populator.PodArgs``), the very table the controller
+    builds a pod's args from."""
+    return PodArgs.parser(None, description)
 
 
 @dataclass(frozen=True)
