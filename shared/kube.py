@@ -258,12 +258,6 @@ async def local_client(settings: KubeSettings) -> AsyncIterator[client.ApiClient
         yield api
 
 
-@asynccontextmanager
-async def remote_client(url: str, secret: Mapping[str, str]) -> AsyncIterator[client.ApiClient]:
-    async with await connect_remote(url, secret) as api:
-        yield api
-
-
 def origin(url: str) -> str:
     """``scheme://host:port`` of a URL (ports made explicit), for comparisons."""
     parts = urlsplit(url)
