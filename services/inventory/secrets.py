@@ -20,6 +20,8 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from shared.service.errors import Unavailable
+
 PREFIX = "hoist-provider-"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "hoist"}
 PROVIDER_LABEL = "hoist.io/provider"
@@ -27,8 +29,15 @@ PROVIDER_LABEL = "hoist.io/provider"
 _ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-class SecretStoreError(Exception):
-    """The Secret could not be read or written; the message says what to do."""
+class SecretStoreError(Unavailable):
+    """The Secret could not be read or written; the message says what to do. To an API
+    client: 503, retry after 10 s."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 10)
+
+    def detail(self) -> str:
+        return f"cannot use Kubernetes Secrets: {self.message}"
 
 
 class NamespaceMissing(SecretStoreError):
