@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.inventory import providers, querying, streaming
 from services.inventory.domain import Inventory
-from services.inventory.model import COLLECTIONS, KINDS, KINDS_BY_TYPE, Category
+from services.inventory.items import COLLECTIONS, KINDS, KINDS_BY_TYPE, Category
 from services.inventory.providers import ProviderCreate, ProviderUpdate
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo, check_tls
 from shared.payloads import ProviderPhase, ProviderType

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.inventory.model import KINDS_BY_TYPE
+from services.inventory.items import KINDS_BY_TYPE
 from services.inventory.sources.contract import ConnectionProblem, Reason
 from services.inventory.sources.kubevirt import KubeVirtSource
 from shared.payloads import ProviderType

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client
 
-from services.inventory.model import Batch
+from services.inventory.items import Batch
 from services.inventory.sources.contract import ConnectionProblem, Reason
 from shared.settings import KubeSettings
 from sim.kube import crds

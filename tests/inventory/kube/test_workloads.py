@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from services.inventory.model import Batch, Item
+from services.inventory.items import Batch, Item
 from services.inventory.sources.contract import ConnectionProblem, Reason
 from services.inventory.sources.kubevirt.kinds import (
     persistent_volume_claim,

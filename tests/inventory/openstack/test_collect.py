@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from services.inventory.model import KINDS_BY_TYPE, Batch, Item
+from services.inventory.items import KINDS_BY_TYPE, Batch, Item
 from services.inventory.sources.openstack import OpenStackSource
 from shared.payloads import ProviderType
 from sim.openstack.cloud import Cloud

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.inventory.model import Batch, Category, Item
+from services.inventory.items import Batch, Category, Item
 from services.inventory.sources.ovirt import OvirtSource
 from sim.ovirt.engine import Engine
 from tests.inventory.ovirt.conftest import by_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.inventory.model import KINDS_BY_TYPE
+from services.inventory.items import KINDS_BY_TYPE
 from services.inventory.sources.ovirt import OvirtSource
 from shared.payloads import ProviderType
 from sim.ovirt import scenario

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.inventory.model import Item
+from services.inventory.items import Item
 from shared.kube import NAMESPACE, PVC, STORAGE_CLASS, VIRTUAL_MACHINE, Resource
 from shared.labels import PREFIX as HOIST_LABEL_PREFIX
 from shared.quantity import size_bytes

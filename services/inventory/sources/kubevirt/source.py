@@ -27,7 +27,7 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
 
-from services.inventory.model import Batch, Item
+from services.inventory.items import Batch, Item
 from services.inventory.sources.contract import (
     ConnectionProblem,
     Reason,

@@ -18,7 +18,7 @@ import logging
 
 import aiohttp
 
-from services.inventory.model import Batch, Item
+from services.inventory.items import Batch, Item
 from services.inventory.sources.contract import ConnectionProblem
 from services.inventory.sources.kubevirt.kinds import KindSpec, Obj, item_key
 from services.inventory.sources.kubevirt.problems import problem
