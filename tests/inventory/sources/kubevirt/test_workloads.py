@@ -27,7 +27,7 @@ from shared.settings import KubeSettings
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig, NodeConfig
 from tests.conftest import eventually
-from tests.inventory.kube.conftest import SourceFactory, collect, keys
+from tests.inventory.sources.kubevirt.conftest import SourceFactory, collect, keys
 
 GiB = 1 << 30
 NS = "apps"

@@ -12,7 +12,7 @@ import pytest
 from services.inventory.items import Category, Item
 from services.inventory.sources.openstack import OpenStackSource
 from sim.openstack.cloud import Cloud
-from tests.inventory.openstack.conftest import server_id
+from tests.inventory.sources.openstack.conftest import server_id
 
 
 def ids(source: OpenStackSource, vm: Item) -> dict[str, Category]:

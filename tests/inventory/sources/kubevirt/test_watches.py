@@ -18,7 +18,7 @@ from shared.settings import KubeSettings
 from sim.kube import crds
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.inventory.kube.conftest import SourceFactory, collect, keys
+from tests.inventory.sources.kubevirt.conftest import SourceFactory, collect, keys
 
 NAD_CRD = "network-attachment-definitions.k8s.cni.cncf.io"
 RWX_BLOCK = [{"accessModes": ["ReadWriteMany"], "volumeMode": "Block"}]

@@ -18,7 +18,7 @@ from shared.settings import KubeSettings
 from shared.tls import fetch_certificate
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.inventory.kube.conftest import GETTER, SourceFactory
+from tests.inventory.sources.kubevirt.conftest import GETTER, SourceFactory
 
 KINDS = set(KINDS_BY_TYPE[ProviderType.KUBEVIRT])
 

@@ -9,7 +9,7 @@ from services.inventory.sources.ovirt import OvirtSource
 from shared.payloads import ProviderType
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from tests.inventory.ovirt.conftest import by_name, make_source
+from tests.inventory.sources.ovirt.conftest import by_name, make_source
 
 
 async def test_full_load_counts_and_fields(engine: Engine, source: OvirtSource) -> None:
