@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-_SHA256 = re.compile(r"([0-9A-F]{2}:){31}[0-9A-F]{2}")
-
 
 def colon_hex(digest: bytes) -> str:
     text = digest.hex().upper()
@@ -44,10 +42,6 @@ def normalize_fingerprint(text: str) -> str:
     if not re.fullmatch(r"[0-9A-F]{64}", bare):
         raise ValueError("not a SHA-256 fingerprint (64 hex digits, colons optional)")
     return ":".join(bare[i : i + 2] for i in range(0, 64, 2))
-
-
-def is_fingerprint(text: str) -> bool:
-    return bool(_SHA256.fullmatch(text))
 
 
 @dataclass(frozen=True)

@@ -112,10 +112,11 @@ async def bus(settings: HoistSettings) -> AsyncIterator[Bus]:
 @pytest.fixture(scope="session")
 def cloud() -> Iterator[Any]:
     """One simulated OpenStack cloud (real Keystone and Glance, ~20 s to start) for the
-    inventory's and the planner's tests, with the servers of ``tests.inventory.openstack``'s
-    scenario. (The populator tests in ``tests/openstack`` start one of their own.)"""
+    inventory's and the planner's tests, with the servers of the scenario of
+    ``tests.inventory.sources.openstack``. (The populator tests in ``tests/openstack`` start
+    one of their own.)"""
     from sim.openstack.cloud import running_cloud
-    from tests.inventory.openstack.conftest import SCENARIO
+    from tests.inventory.sources.openstack.conftest import SCENARIO
 
     with running_cloud(SCENARIO) as c:
         yield c

@@ -5,70 +5,35 @@ tests and status) and the inventory each provider exposes beneath it (VMs, disks
 storage, concerns), plus ``/api/v1/inventory/events``, a server-sent-events stream of
 changes. Every route here requires a bearer token (added by the runner).
 
-Errors: 422 lists every problem of a definition at once (``loc`` names the field, ``type``
-the reason; a failed connection test carries the server's certificate for the user to
-confirm), 409 a duplicate name, 404 an unknown provider, collection or object, 400 a bad
-query parameter, 503 while the service is still starting or Kubernetes is unavailable.
+Errors, raised as ``shared.service.errors`` classes and answered by its handlers: 422 lists
+every problem of a definition at once (``loc`` names the field, ``type`` the reason; a
+failed connection test carries the server's certificate for the user to confirm), 409 a
+duplicate name, 404 an unknown provider, collection or object, 400 a bad query parameter,
+503 while the service is still starting or Kubernetes Secrets cannot be used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.inventory import providers, querying, streaming
 from services.inventory.domain import Inventory
-from services.inventory.model import COLLECTIONS, KINDS, KINDS_BY_TYPE, Category
-from services.inventory.providers import (
-    Conflict,
-    Invalid,
-    NotFound,
-    ProviderCreate,
-    ProviderUpdate,
-)
-from services.inventory.secrets import SecretStoreError
+from services.inventory.items import COLLECTIONS, KINDS, KINDS_BY_TYPE, Category
+from services.inventory.providers import ProviderCreate, ProviderUpdate
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo, check_tls
 from shared.payloads import ProviderPhase, ProviderType
 from shared.service.app import domain_of
+from shared.service.errors import BadQuery, Invalid, NotFound
 from shared.tls import TrustOptions
 
 router = APIRouter(tags=["inventory"])
-T = TypeVar("T")
 
 
 def _inventory(request: Request) -> Inventory:
     return domain_of(request, Inventory, "PostgreSQL, NATS or Kubernetes")
-
-
-async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
-    """Translate domain errors to precise HTTP answers."""
-    try:
-        return await call()
-    except Invalid as exc:
-        problems: list[dict[str, Any]] = [
-            {"loc": loc, "type": t, "msg": msg} for loc, t, msg in exc.problems
-        ]
-        cert = getattr(exc, "certificate", None)
-        if cert is not None:
-            problems[0]["certificate"] = cert.as_dict()
-        raise HTTPException(422, problems) from None
-    except Conflict as exc:
-        raise HTTPException(409, [{"loc": exc.loc, "type": "conflict", "msg": str(exc)}]) from None
-    except NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except querying.BadQuery as exc:
-        raise HTTPException(
-            400, [{"loc": ["query", exc.param], "type": "value_error", "msg": str(exc)}]
-        ) from None
-    except SecretStoreError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"cannot use Kubernetes Secrets: {exc}",
-            headers={"Retry-After": "10"},
-        ) from None
 
 
 # --- providers ------------------------------------------------------------------------------
@@ -91,9 +56,9 @@ async def create_provider(
             secret = providers.secret_data(body.url, body.credentials, body.tls)
             return await inv.registry.test_connection(providers.new_id(), info, secret)
 
-        facts = await _guarded(probe)
+        facts = await probe()
         return JSONResponse({"connection": "ok", "facts": facts}, status_code=200)
-    row = await _guarded(lambda: inv.registry.create(body, test=test_connection))
+    row = await inv.registry.create(body, test=test_connection)
     return JSONResponse(providers.as_public(row), status_code=201)
 
 
@@ -116,19 +81,14 @@ async def server_certificate(
     for the user to confirm before pinning it; and whether the system CAs trust it."""
     inv = _inventory(request)
     if not url.startswith("https://"):
-        raise HTTPException(
-            400, [{"loc": ["query", "url"], "type": "value_error", "msg": "not an https URL"}]
-        )
+        raise BadQuery("url", "not an https URL")
     timeout = inv.settings.inventory.connect_timeout_seconds
     trusted, reason = True, ""
     try:
         cert = await check_tls(url, TrustOptions(), timeout)
     except ConnectionProblem as problem:
         if problem.certificate is None:
-            raise HTTPException(
-                422,
-                [{"loc": ["query", "url"], "type": problem.reason.value, "msg": problem.message}],
-            ) from None
+            raise Invalid([(["query", "url"], problem.reason.value, problem.message)]) from None
         cert, trusted, reason = problem.certificate, False, problem.message
     assert cert is not None
     return {"url": url, "certificate": cert.as_dict(), "trustedBySystem": trusted, "reason": reason}
@@ -137,7 +97,7 @@ async def server_certificate(
 @router.get("/api/v1/providers/{ref}")
 async def get_provider(request: Request, ref: str, response: Response) -> dict[str, Any]:
     inv = _inventory(request)
-    row = await _guarded(lambda: inv.provider(ref))
+    row = await inv.provider(ref)
     response.headers["ETag"] = f'"{row["revision"]}"'
     return providers.as_public(row)
 
@@ -150,14 +110,14 @@ async def update_provider(
     test_connection: Annotated[bool, Query(alias="testConnection")] = True,
 ) -> dict[str, Any]:
     inv = _inventory(request)
-    row = await _guarded(lambda: inv.registry.update(ref, body, test=test_connection))
+    row = await inv.registry.update(ref, body, test=test_connection)
     return providers.as_public(row)
 
 
 @router.delete("/api/v1/providers/{ref}", status_code=204)
 async def delete_provider(request: Request, ref: str) -> Response:
     inv = _inventory(request)
-    await _guarded(lambda: inv.registry.delete(ref))
+    await inv.registry.delete(ref)
     return Response(status_code=204)
 
 
@@ -166,7 +126,7 @@ async def refresh_provider(request: Request, ref: str) -> dict[str, Any]:
     """Reconnect and reload the provider's whole inventory now (it refreshes by itself
     anyway), whichever replica collects it."""
     inv = _inventory(request)
-    pid = await _guarded(lambda: inv.registry.reload(ref))
+    pid = await inv.registry.reload(ref)
     return {"id": pid, "accepted": True}
 
 
@@ -177,9 +137,8 @@ def _kind(row: Any, collection: str) -> str:
     kind = KINDS.get(collection)
     if kind is None or kind not in KINDS_BY_TYPE[ProviderType(row["type"])]:
         offered = ", ".join(COLLECTIONS[k] for k in KINDS_BY_TYPE[ProviderType(row["type"])])
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            f"a {row['type']} provider has no collection {collection!r}; it has: {offered}",
+        raise NotFound(
+            f"a {row['type']} provider has no collection {collection!r}; it has: {offered}"
         )
     return kind
 
@@ -217,7 +176,7 @@ async def list_collection(
             headers={"ETag": etag},
         )
 
-    return await _guarded(run)
+    return await run()
 
 
 # ``:path``: the ids of namespaced target objects are ``namespace/name``, and a ``%2F``
@@ -245,7 +204,7 @@ async def get_object(
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(querying.view(obj, detail), headers={"ETag": etag})
 
-    return await _guarded(run)
+    return await run()
 
 
 @router.get("/api/v1/inventory/events")
@@ -265,7 +224,7 @@ async def events(
     provider_id = None
     if provider:
         async with inv.engine.connect() as conn:
-            provider_id = (await _guarded(lambda: providers.find(conn, provider)))["id"]
+            provider_id = (await providers.find(conn, provider))["id"]
     start = since
     if start is None and last_event_id:
         if not last_event_id.isdigit():

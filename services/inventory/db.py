@@ -5,7 +5,7 @@ No other service reads them; they change only through this service's migrations.
 - ``providers``: one row per provider, without secrets: the credentials live in a Kubernetes
   Secret that ``secret_name`` names.
 - ``objects``: every inventory object of every provider in one normalized shape (see
-  ``model.Item``), with its raw detail in JSONB. A deleted object stays as a tombstone
+  ``items.Item``), with its raw detail in JSONB. A deleted object stays as a tombstone
   (``deleted``) for a while so that change streams resumed from an older revision see it go.
 - ``revision_seq``: one sequence numbers every change of a provider or an object; an SSE
   client resumes from the last revision it saw, an ETag is the revision of what it covers.

@@ -30,30 +30,13 @@ from shared import catalog
 from shared.db.messaging import Outbox
 from shared.ids import is_uuid
 from shared.payloads import Condition, ProviderPhase, ProviderStatusChanged, ProviderType
+from shared.service.errors import Invalid, NotFound
 from shared.tls import normalize_fingerprint
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # Keys the API sets from ``tls`` and ``url``; credentials may not smuggle them in.
 RESERVED_KEYS = frozenset({"cacert", "fingerprint", "insecureSkipVerify", "url"})
 KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")  # a Secret data key
-
-
-class Invalid(Exception):
-    """Bad input: ``problems`` are ``(loc, type, message)``; nothing was changed."""
-
-    def __init__(self, problems: list[tuple[list[str | int], str, str]]) -> None:
-        super().__init__("; ".join(m for _, _, m in problems))
-        self.problems = problems
-
-
-class Conflict(Exception):
-    def __init__(self, loc: list[str | int], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-class NotFound(Exception):
-    pass
 
 
 class TlsSpec(BaseModel):
@@ -209,9 +192,12 @@ def check_definition(
 
 
 def connection_failed(problem: ConnectionProblem) -> Invalid:
-    err = Invalid([(["body", problem.field], problem.reason.value, problem.message)])
-    err.certificate = problem.certificate  # type: ignore[attr-defined]
-    return err
+    """A failed connection test, as the API answers it: the field at fault, and the server's
+    certificate (when one was seen) for the user to confirm."""
+    return Invalid(
+        [(["body", problem.field], problem.reason.value, problem.message)],
+        certificate=problem.certificate,
+    )
 
 
 def new_id() -> str:

@@ -22,21 +22,15 @@ from sqlalchemy import ColumnElement, any_, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.inventory import db
-from services.inventory.model import CATEGORY_RANK, Category
+from services.inventory.items import CATEGORY_RANK, Category
+from shared.service.errors import BadQuery as BadQuery  # raised here; callers catch it by this name
 
-SORTS = ("name", "-name", "status", "-status", "revision", "-revision", "concerns", "-concerns")
 _SORT_COLUMNS = {
     "name": db.objects.c.name,
     "status": db.objects.c.status,
     "revision": db.objects.c.revision,
     "concerns": db.objects.c.concern_level,
 }
-
-
-class BadQuery(ValueError):
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True)

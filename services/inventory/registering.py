@@ -19,18 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from services.inventory import db, providers
 from services.inventory.collecting import Collectors
-from services.inventory.providers import (
-    Conflict,
-    Invalid,
-    ProviderCreate,
-    ProviderUpdate,
-    TlsSpec,
-)
+from services.inventory.providers import ProviderCreate, ProviderUpdate, TlsSpec
 from services.inventory.secrets import SecretStore
 from services.inventory.sources import source_class
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo, SourceContext
 from shared import catalog
 from shared.payloads import ProviderPhase, ProviderStatusChanged, ProviderType
+from shared.service.errors import Conflict, Invalid
 from shared.service.runtime import Runtime
 
 log = logging.getLogger("hoist.inventory.providers")

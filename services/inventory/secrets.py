@@ -20,6 +20,9 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from shared.kube import SECRET, Kube
+from shared.service.errors import Unavailable
+
 PREFIX = "hoist-provider-"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "hoist"}
 PROVIDER_LABEL = "hoist.io/provider"
@@ -27,8 +30,15 @@ PROVIDER_LABEL = "hoist.io/provider"
 _ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-class SecretStoreError(Exception):
-    """The Secret could not be read or written; the message says what to do."""
+class SecretStoreError(Unavailable):
+    """The Secret could not be read or written; the message says what to do. To an API
+    client: 503, retry after 10 s."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 10)
+
+    def detail(self) -> str:
+        return f"cannot use Kubernetes Secrets: {self.message}"
 
 
 class NamespaceMissing(SecretStoreError):
@@ -56,7 +66,9 @@ def secret_name(provider_id: str) -> str:
 
 class SecretStore:
     def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
-        self.core = client.CoreV1Api(api_client)
+        # No time limit of its own, as the typed calls it replaced: the API's callers and
+        # the collectors bound their work.
+        self.kube = Kube(api_client, timeout=None)
         self.namespace = namespace
 
     def _body(self, provider_id: str, data: dict[str, str]) -> dict[str, Any]:
@@ -78,13 +90,13 @@ class SecretStore:
         body = self._body(provider_id, data)
         for _ in range(3):  # create / replace race with a concurrent delete or create
             try:
-                await self.core.create_namespaced_secret(self.namespace, body)
+                await self.kube.create(SECRET, body, self.namespace)
                 return name
             except ApiException as exc:
                 if exc.status != 409:
                     raise self._error(exc, "create", name) from None
             try:
-                await self.core.replace_namespaced_secret(name, self.namespace, body)
+                await self.kube.replace(SECRET, name, body, self.namespace)
                 return name
             except ApiException as exc:
                 if exc.status != 404 or _missing_kind(exc) == "namespaces":
@@ -98,7 +110,7 @@ class SecretStore:
         """The provider's credentials, decoded; ``SecretNotFound`` when there is no Secret."""
         name = secret_name(provider_id)
         try:
-            secret = await self.core.read_namespaced_secret(name, self.namespace)
+            secret = await self.kube.call("GET", SECRET.path(self.namespace, name))
         except ApiException as exc:
             if exc.status == 404 and _missing_kind(exc) != "namespaces":
                 raise SecretNotFound(
@@ -106,38 +118,31 @@ class SecretStore:
                     "update the provider with its credentials to recreate it"
                 ) from None
             raise self._error(exc, "read", name) from None
-        return {
-            k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()
-        }
+        data: dict[str, str] = secret.get("data") or {}
+        return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
 
     async def delete(self, provider_id: str) -> None:
         """Remove the provider's Secret; one that is already gone is fine."""
         name = secret_name(provider_id)
         try:
-            await self.core.delete_namespaced_secret(name, self.namespace)
+            await self.kube.delete(SECRET, name, self.namespace)
         except ApiException as exc:
-            if exc.status != 404:
-                raise self._error(exc, "delete", name) from None
+            raise self._error(exc, "delete", name) from None
 
     async def list_ids(self) -> set[str]:
         """Ids of every provider that has a Hoist-managed Secret (orphans included)."""
         selector = f"app.kubernetes.io/managed-by=hoist,{PROVIDER_LABEL}"
+        try:
+            secrets, _ = await self.kube.list(SECRET, self.namespace, selector=selector, page=500)
+        except ApiException as exc:
+            raise self._error(exc, "list", "") from None
         ids: set[str] = set()
-        token: str | None = None
-        while True:
-            try:
-                page = await self.core.list_namespaced_secret(
-                    self.namespace, label_selector=selector, limit=500, _continue=token
-                )
-            except ApiException as exc:
-                raise self._error(exc, "list", "") from None
-            for secret in page.items or []:
-                provider = (secret.metadata.labels or {}).get(PROVIDER_LABEL)
-                if provider and secret.metadata.name == PREFIX + provider:
-                    ids.add(provider)
-            token = page.metadata._continue if page.metadata else None
-            if not token:
-                return ids
+        for secret in secrets:
+            meta = secret.get("metadata") or {}
+            provider = (meta.get("labels") or {}).get(PROVIDER_LABEL)
+            if provider and meta.get("name") == PREFIX + provider:
+                ids.add(provider)
+        return ids
 
     def _error(self, exc: ApiException, verb: str, name: str) -> SecretStoreError:
         what = f"Secret {self.namespace}/{name}" if name else f"Secrets in {self.namespace}"

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from services.inventory import db
-from services.inventory.model import CATEGORY_RANK, KINDS_BY_TYPE, Batch, Concern, Item
+from services.inventory.items import CATEGORY_RANK, KINDS_BY_TYPE, Batch, Concern, Item
 from shared import catalog
 from shared.db.messaging import Outbox
 from shared.payloads import ChangeAction, InventoryObjectChanged, ProviderType

@@ -3,7 +3,7 @@
 import sys
 
 from services.progress import SPEC
-from shared.service.running import main as run
+from shared.service.main import main as run
 
 
 def main() -> None:

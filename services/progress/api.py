@@ -5,16 +5,17 @@ Owns ``/api/v1/progress``: per plan, VM and disk the latest bytes, percent, rate
 stream of the disk and VM progress events (optionally for one plan or VM). Every route
 requires a bearer token (added by the runner).
 
-Errors: 404 for a plan, VM or disk no populator pod was ever seen for; 422 (``loc`` names the
-parameter) for an id that cannot be one (empty, too long, characters outside
-``[A-Za-z0-9._:-]``) or a bad query parameter; 503 while the service is starting.
+Errors (answered by ``shared.service.errors``): 404 for a plan, VM or disk no populator pod
+was ever seen for (``querying.NotFound``); 422 (``loc`` names the parameter) for an id that
+cannot be one (empty, too long, characters outside ``[A-Za-z0-9._:-]``) or a bad query
+parameter; 503 while the service is starting.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.progress import querying
@@ -32,22 +33,14 @@ def _progress(request: Request) -> Progress:
     return domain_of(request, Progress, "PostgreSQL or NATS")
 
 
-async def _found(call: Any) -> dict[str, Any]:
-    try:
-        result: dict[str, Any] = await call
-    except querying.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    return result
-
-
 @router.get("/plans/{plan_id}", summary="Progress of a plan, per VM")
 async def get_plan(request: Request, plan_id: IdPath) -> dict[str, Any]:
-    return await _found(querying.plan(_progress(request).engine, plan_id))
+    return await querying.plan(_progress(request).engine, plan_id)
 
 
 @router.get("/vms/{vm_id}", summary="Progress of a VM, per disk")
 async def get_vm(request: Request, vm_id: IdPath) -> dict[str, Any]:
-    return await _found(querying.vm(_progress(request).engine, vm_id))
+    return await querying.vm(_progress(request).engine, vm_id)
 
 
 @router.get("/disks/{disk_id}", summary="Progress of a disk, with its history")
@@ -56,7 +49,7 @@ async def get_disk(
     disk_id: IdPath,
     history_limit: Annotated[int, Query(alias="historyLimit", ge=0, le=100_000)] = 2000,
 ) -> dict[str, Any]:
-    return await _found(querying.disk(_progress(request).engine, disk_id, history_limit))
+    return await querying.disk(_progress(request).engine, disk_id, history_limit)
 
 
 @router.get("/events", summary="Server-sent events: disk and VM progress as it changes")

@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.progress import db
 from services.progress.recording import vm_totals
 from services.progress.targets import FAILED, RUNNING, SUCCEEDED
+from shared.service import errors
 
 
-class NotFound(LookupError):
-    """No such plan, VM or disk (never seen by this service)."""
+class NotFound(errors.NotFound, LookupError):
+    """No such plan, VM or disk (never seen by this service): a 404 with the message."""
 
 
 def _iso(value: Any) -> str | None:

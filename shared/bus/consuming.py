@@ -7,7 +7,9 @@ How a message is treated:
 2. While its handler runs, the message is kept alive with in-progress acks, so a long but
    healthy handler (a disk allocation that waits for a PVC) is not redelivered elsewhere.
 3. Success: ack. ``RetryLater``: nak with the requested delay. Any other exception: nak with
-   the backoff of that attempt. ``PermanentError``: dead-letter at once.
+   the backoff of that attempt. ``PermanentError``: dead-letter at once (reason
+   ``PermanentError``). Both come from ``shared.errors``; a ``HoistError`` that is neither
+   is treated as any other exception.
 4. After ``max_deliveries`` attempts, or on arrival past it (earlier attempts died with their
    process), the message is republished on the dead-letter subject with the reason in headers
    and a log line at ERROR, then terminated. It is never dropped silently: if the dead-letter
@@ -36,23 +38,12 @@ from shared import logs
 from shared.bus import metrics
 from shared.bus.connecting import TYPE_HEADER, Bus
 from shared.catalog import DEADLETTER_SUBJECT, Delivery, EventSpec, Stream
+from shared.errors import PermanentError, RetryLater
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger("hoist.bus.consumer")
 
 Handler = Callable[[env.Envelope[Any]], Awaitable[None]]
-
-
-class PermanentError(Exception):
-    """The handler can never succeed with this message; dead-letter it now, do not retry."""
-
-
-class RetryLater(Exception):
-    """Temporary: try this message again after ``delay`` seconds (e.g. a PVC not bound yet)."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BindParameter, bindparam, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -45,3 +49,17 @@ async def ping(engine: AsyncEngine) -> None:
     """Raise unless PostgreSQL answers a query now (for /readyz)."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+def values(name: str, members: Iterable[StrEnum]) -> BindParameter[Any]:
+    """An IN-list for ``text()`` SQL (``phase IN :active``), rendered inline at execution.
+
+    Why not a plain bound parameter: asyncpg prepares each statement, and after five runs
+    PostgreSQL may switch to a generic plan, which cannot prove that ``phase = ANY($1)``
+    implies the phase list of a partial index's predicate, and so loses the index (the
+    runner's ``vms_due``, admission's ``vms_waiting``). ``literal_execute`` renders the
+    values into the statement, giving the same SQL text as the literal list; ``expanding``
+    gives the parentheses. The order of ``members`` is the order rendered: pass a tuple,
+    never a set (whose order changes from one process to the next).
+    """
+    return bindparam(name, [m.value for m in members], expanding=True, literal_execute=True)

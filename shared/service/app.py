@@ -10,8 +10,9 @@ Routes:
 - everything under ``/api/v1``: bearer token required; the service's own routes plus
   ``/api/v1/<service>/{docs,openapi.json,status,deadletters}``.
 
-Errors are JSON ``{"detail": ...}`` with a precise status; an unexpected exception is logged
-with its traceback and answered as a 500 that carries only a request id to quote.
+Errors are JSON ``{"detail": ...}`` with a precise status (``shared.service.errors``: a route
+raises an ``ApiError``); an unexpected exception is logged with its traceback and answered as
+a 500 that carries only a request id to quote.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import logs
-from shared.service import operations
+from shared.service import errors, operations
 from shared.service.auth import require_token
 from shared.service.runtime import Runtime
 from shared.service.spec import ServiceSpec
@@ -95,33 +95,9 @@ def create_app(spec: ServiceSpec, settings: HoistSettings) -> FastAPI:
     protected = [Depends(require_token)]
     app.include_router(spec.router, dependencies=protected)
     app.include_router(operations.build_router(spec.base), dependencies=protected)
-    _install_error_handlers(app)
+    errors.install(app)
     _install_request_logging(app)
     return app
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    # FastAPI's default echoes each bad value back ("input"): a mistyped password would be
-    # returned in the response and land in proxies' logs. Location and reason are enough.
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", "")
-        log.error("unhandled error", exc_info=exc)
-        return JSONResponse(
-            {
-                "detail": "internal error; quote this request id when reporting it",
-                "request_id": request_id,
-            },
-            status_code=500,
-        )
 
 
 def _install_request_logging(app: FastAPI) -> None:
@@ -184,11 +160,7 @@ def domain_of(request: Request, kind: type[D], waiting_for: str) -> D:
     while the service is still starting (``waiting_for`` says on what)."""
     domain = request.app.state.runtime.domain
     if domain is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"the service is starting (waiting for {waiting_for}); retry",
-            headers={"Retry-After": "2"},
-        )
+        raise errors.Unavailable(f"the service is starting (waiting for {waiting_for}); retry", 2)
     if not isinstance(domain, kind):
         raise TypeError(f"the service's domain is a {type(domain).__name__}, not {kind.__name__}")
     return domain
@@ -199,10 +171,8 @@ def engine_of(request: Request) -> AsyncEngine:
     start-up finished (PostgreSQL migrated, NATS connected)."""
     runtime = request.app.state.runtime
     if not runtime.started.is_set():
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the service is starting (waiting for PostgreSQL or NATS); retry",
-            headers={"Retry-After": "2"},
+        raise errors.Unavailable(
+            "the service is starting (waiting for PostgreSQL or NATS); retry", 2
         )
     engine: AsyncEngine = runtime.engine
     return engine

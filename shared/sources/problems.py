@@ -13,6 +13,7 @@ import ssl
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from shared.errors import HoistError
 from shared.tls import CertificateInfo, TrustOptions, fetch_certificate
 
 
@@ -54,15 +55,21 @@ FIELD_OF = {
 }
 
 
-class ConnectionProblem(Exception):
-    """The provider cannot be used now, for ``reason``; ``message`` says it for a person."""
+class ConnectionProblem(HoistError):
+    """The provider cannot be used now, for ``reason``; ``message`` says it for a person.
+
+    Permanent or not follows from the reason (``PERMANENT``). A temporary one has no delay
+    of its own (``retry_after`` 0): the caller retries on its own backoff, as before. It is
+    neither a ``PermanentError`` nor a ``RetryLater``, so a bus handler it escaped from
+    treats it as any other exception, as it always did.
+    """
+
+    reason: Reason
 
     def __init__(
         self, reason: Reason, message: str, certificate: CertificateInfo | None = None
     ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason, retry_after=None if reason in PERMANENT else 0.0)
         self.certificate = certificate
 
     @property

@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inventory import db, querying
-from services.inventory.model import Batch, Category, Concern, Item
+from services.inventory.items import Batch, Category, Concern, Item
 from services.inventory.storing import ProviderGone, Store
 from shared.bus import Bus
 from shared.db.messaging import Outbox

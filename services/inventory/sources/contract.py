@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from services.inventory.model import Batch, Concern, Item
+from services.inventory.items import Batch, Concern, Item
 from shared.payloads import ProviderType
 from shared.settings import InventorySettings, KubeSettings
 from shared.sources.blocking import Blocking, Calls

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.inventory.model import Item
+from services.inventory.items import Item
+from shared.kube import NAMESPACE, PVC, STORAGE_CLASS, VIRTUAL_MACHINE, Resource
 from shared.labels import PREFIX as HOIST_LABEL_PREFIX
 from shared.quantity import size_bytes
 
@@ -31,23 +32,24 @@ DEFAULT_CLASS_ANNOTATIONS = (
 class KindSpec:
     """Where one kind is listed and watched, and how its objects are normalized."""
 
+    #: The inventory's kind of item (``namespace``, ``virtualmachine``).
     kind: str
-    group: str
-    version: str
-    plural: str
+    resource: Resource
     normalize: Callable[[Obj], Item]
-    #: Ids are ``namespace/name``.
-    namespaced: bool = False
     #: A 404 means "not installed here" (an add-on's CRD, an API an older cluster lacks):
     #: an empty kind, listed again until it appears. For the others a 404 means the URL is
     #: not a Kubernetes API server.
     optional: bool = False
 
     @property
+    def namespaced(self) -> bool:
+        """Ids are ``namespace/name``."""
+        return self.resource.namespaced
+
+    @property
     def path(self) -> str:
         """The cluster-wide collection (all namespaces for a namespaced kind)."""
-        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
-        return f"{base}/{self.plural}"
+        return self.resource.path()
 
 
 def _meta(obj: Obj) -> Obj:
@@ -286,55 +288,30 @@ def storage_capacity(obj: Obj) -> Item:
     )
 
 
+STORAGE_PROFILE = Resource("cdi.kubevirt.io", "v1beta1", "storageprofiles", "StorageProfile", False)
+NETWORK_ATTACHMENT_DEFINITION = Resource(
+    "k8s.cni.cncf.io", "v1", "network-attachment-definitions", "NetworkAttachmentDefinition"
+)
+CSI_STORAGE_CAPACITY = Resource(
+    "storage.k8s.io", "v1", "csistoragecapacities", "CSIStorageCapacity"
+)
+
 SPECS: tuple[KindSpec, ...] = (
-    KindSpec("namespace", "", "v1", "namespaces", namespace),
-    KindSpec("storageclass", "storage.k8s.io", "v1", "storageclasses", storage_class),
-    KindSpec(
-        "storageprofile",
-        "cdi.kubevirt.io",
-        "v1beta1",
-        "storageprofiles",
-        storage_profile,
-        optional=True,
-    ),
+    KindSpec("namespace", NAMESPACE, namespace),
+    KindSpec("storageclass", STORAGE_CLASS, storage_class),
+    KindSpec("storageprofile", STORAGE_PROFILE, storage_profile, optional=True),
     KindSpec(
         "networkattachmentdefinition",
-        "k8s.cni.cncf.io",
-        "v1",
-        "network-attachment-definitions",
+        NETWORK_ATTACHMENT_DEFINITION,
         network_attachment_definition,
-        namespaced=True,
         optional=True,
     ),
     # The probe refuses a target without kubevirt.io/v1, but a load does not depend on it:
     # KubeVirt uninstalled after the provider was made empties the kind, nothing more.
-    KindSpec(
-        "virtualmachine",
-        "kubevirt.io",
-        "v1",
-        "virtualmachines",
-        virtual_machine,
-        namespaced=True,
-        optional=True,
-    ),
-    KindSpec(
-        "persistentvolumeclaim",
-        "",
-        "v1",
-        "persistentvolumeclaims",
-        persistent_volume_claim,
-        namespaced=True,
-    ),
+    KindSpec("virtualmachine", VIRTUAL_MACHINE, virtual_machine, optional=True),
+    KindSpec("persistentvolumeclaim", PVC, persistent_volume_claim),
     # storage.k8s.io/v1 since Kubernetes 1.24; a server without it is an empty kind.
-    KindSpec(
-        "storagecapacity",
-        "storage.k8s.io",
-        "v1",
-        "csistoragecapacities",
-        storage_capacity,
-        namespaced=True,
-        optional=True,
-    ),
+    KindSpec("storagecapacity", CSI_STORAGE_CAPACITY, storage_capacity, optional=True),
 )
 
 

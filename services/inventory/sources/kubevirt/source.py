@@ -27,7 +27,7 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
 
-from services.inventory.model import Batch, Item
+from services.inventory.items import Batch, Item
 from services.inventory.sources.contract import (
     ConnectionProblem,
     Reason,
@@ -35,9 +35,17 @@ from services.inventory.sources.contract import (
     check_tls,
 )
 from services.inventory.sources.kubevirt.kinds import SPECS, KindSpec, is_default_class
-from services.inventory.sources.kubevirt.rest import TRANSLATED, get_json, list_all, problem
-from services.inventory.sources.kubevirt.watching import KindWatcher, Pending, normalize_all
+from services.inventory.sources.kubevirt.problems import TRANSLATED, problem
+from services.inventory.sources.kubevirt.watching import (
+    PAGE,
+    KindWatcher,
+    Pending,
+    normalize_all,
+)
 from shared.kube import (
+    NAMESPACE,
+    STORAGE_CLASS,
+    Kube,
     KubeConfigProblem,
     KubeConnection,
     connect_local,
@@ -114,10 +122,11 @@ class KubeVirtSource(Source):
     def where(self) -> str:
         return self.provider.url.strip() or "the local cluster"
 
-    async def _api(self) -> Any:
+    async def _kube(self) -> Kube:
+        """Calls on the target; every one names its own time limit (the settings')."""
         if self._connection is None:
             self._connection = await (self._connect_local() if self.local else self._connect())
-        return self._connection.api
+        return Kube(self._connection.api, timeout=None)
 
     async def _connect_local(self) -> KubeConnection:
         try:
@@ -153,13 +162,13 @@ class KubeVirtSource(Source):
             cert = await check_tls(cluster.server, remote_trust(cluster, self.secret), timeout)
             if cert is not None:
                 facts["certificate"] = {k: v for k, v in cert.as_dict().items() if k != "pem"}
-        api = await self._api()
+        kube = await self._kube()
         limit = aiohttp.ClientTimeout(total=timeout)
         try:
-            version = await get_json(api, "/version", timeout=limit)
-            groups = await get_json(api, "/apis", timeout=limit)
-            classes, _ = await list_all(api, "/apis/storage.k8s.io/v1/storageclasses", limit)
-            await get_json(api, "/api/v1/namespaces", {"limit": "1"}, limit)
+            version = await kube.call("GET", "/version", timeout=limit)
+            groups = await kube.call("GET", "/apis", timeout=limit)
+            classes, _ = await kube.list(STORAGE_CLASS, page=PAGE, timeout=limit)
+            await kube.call("GET", NAMESPACE.path(), query=[("limit", "1")], timeout=limit)
         except TRANSLATED as exc:
             raise problem(exc, self.where) from None
         served = _served(groups)
@@ -194,24 +203,24 @@ class KubeVirtSource(Source):
     # -- collection --------------------------------------------------------------------
 
     async def load(self) -> Batch:
-        api = await self._api()
+        kube = await self._kube()
         await self._stop_watches()
         self._pending = Pending()
         self._problems = {}
-        listed = await asyncio.gather(*(self._list(api, spec) for spec in SPECS))
+        listed = await asyncio.gather(*(self._list(kube, spec) for spec in SPECS))
         batch = Batch(complete=frozenset(spec.kind for spec in SPECS))
         for spec, (items, version) in zip(SPECS, listed, strict=True):
             batch.extend(items)
-            self._start_watch(api, spec, version)
+            self._start_watch(kube, spec, version)
         return batch
 
-    async def _list(self, api: Any, spec: KindSpec) -> tuple[list[Item], str | None]:
+    async def _list(self, kube: Kube, spec: KindSpec) -> tuple[list[Item], str | None]:
         settings = self.context.settings
         timeout = aiohttp.ClientTimeout(
             sock_connect=settings.connect_timeout_seconds, sock_read=settings.call_timeout_seconds
         )
         try:
-            objects, version = await list_all(api, spec.path, timeout)
+            objects, version = await kube.list(spec.resource, page=PAGE, timeout=timeout)
         except ApiException as exc:
             if exc.status == 404 and spec.optional:
                 return [], None
@@ -220,10 +229,10 @@ class KubeVirtSource(Source):
             raise problem(exc, f"{self.where} {spec.path}") from None
         return normalize_all(spec, objects), version
 
-    def _start_watch(self, api: Any, spec: KindSpec, version: str | None) -> None:
+    def _start_watch(self, kube: Kube, spec: KindSpec, version: str | None) -> None:
         settings = self.context.settings
         watcher = KindWatcher(
-            api,
+            kube,
             spec,
             self._pending,
             self._problems,
@@ -255,10 +264,10 @@ class KubeVirtSource(Source):
         """One small request per refresh: a watch stays silent when nothing changes, so
         without it a server that went away (or a token revoked) would go unnoticed until
         the watch's read timeout; ``/version`` costs the server nothing."""
-        api = await self._api()
+        kube = await self._kube()
         limit = aiohttp.ClientTimeout(total=self.context.settings.connect_timeout_seconds)
         try:
-            await get_json(api, "/version", timeout=limit)
+            await kube.call("GET", "/version", timeout=limit)
         except TRANSLATED as exc:
             raise problem(exc, self.where) from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.inventory.model import Category, Concern
+from services.inventory.items import Category, Concern
 
 OK_VOLUME = frozenset({"available", "in-use"})
 # Cinder states that pass by themselves (the migration can start once they settle).

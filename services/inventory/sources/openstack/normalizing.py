@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.inventory.model import Item
+from services.inventory.items import Item
 
 # Nova's power_state numbers (nova/compute/power_state.py).
 POWER_STATES = {

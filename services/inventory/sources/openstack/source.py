@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from services.inventory.model import Batch, Concern, Item
+from services.inventory.items import Batch, Concern, Item
 from services.inventory.sources.contract import Source, check_tls
 from services.inventory.sources.openstack import collecting, concerns
 from services.inventory.sources.openstack import normalizing as norm

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import ovirtsdk4 as sdk
 
-from services.inventory.model import KINDS_BY_TYPE, Batch, Item
+from services.inventory.items import KINDS_BY_TYPE, Batch, Item
 from services.inventory.sources.ovirt import normalizing as norm
 from shared.payloads import ProviderType
 from shared.sources.ovirt_connect import EngineClient

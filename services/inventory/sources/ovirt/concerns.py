@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.inventory.model import Category, Concern, Item
+from services.inventory.items import Category, Concern, Item
 
 UNSUPPORTED_STORAGE = ("lun", "cinder", "managed_block_storage")
 # statuses in which the VM's disks cannot be copied consistently, or its state would be lost

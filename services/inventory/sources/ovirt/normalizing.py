@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from services.inventory.model import Item
+from services.inventory.items import Item
 
 
 def enum(value: Any) -> str | None:

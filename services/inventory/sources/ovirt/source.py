@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from services.inventory.model import Batch, Concern, Item
+from services.inventory.items import Batch, Concern, Item
 from services.inventory.sources.contract import ProviderInfo, Source, SourceContext
 from services.inventory.sources.ovirt import concerns, definition
 from services.inventory.sources.ovirt.collecting import Collector

@@ -10,7 +10,7 @@ from kubernetes_asyncio import client
 from sim.openstack.cloud import Cloud
 from tests.conftest import eventually
 from tests.inventory.conftest import api, secrets_of, unique, wait_phase
-from tests.inventory.openstack.conftest import server_id
+from tests.inventory.sources.openstack.conftest import server_id
 from tools.processes import ServiceProcess
 
 

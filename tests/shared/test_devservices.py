@@ -20,7 +20,7 @@ import pytest
 
 from shared import devservices as ds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stat(pid: int) -> list[str] | None:

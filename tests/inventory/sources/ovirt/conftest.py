@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.inventory.model import Batch, Item
+from services.inventory.items import Batch, Item
 from services.inventory.sources.contract import Blocking, ProviderInfo, SourceContext
 from services.inventory.sources.ovirt import OvirtSource
 from shared.payloads import ProviderType

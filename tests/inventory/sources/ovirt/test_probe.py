@@ -12,7 +12,7 @@ from services.inventory.sources.ovirt import OvirtSource
 from shared.devservices import free_port
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from tests.inventory.ovirt.conftest import make_source
+from tests.inventory.sources.ovirt.conftest import make_source
 
 
 async def problem(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from services.inventory.model import Batch, Item
+from services.inventory.items import Batch, Item
 from services.inventory.sources.contract import ConnectionProblem, Reason
 from services.inventory.sources.kubevirt.kinds import (
     persistent_volume_claim,
@@ -27,7 +27,7 @@ from shared.settings import KubeSettings
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig, NodeConfig
 from tests.conftest import eventually
-from tests.inventory.kube.conftest import SourceFactory, collect, keys
+from tests.inventory.sources.kubevirt.conftest import SourceFactory, collect, keys
 
 GiB = 1 << 30
 NS = "apps"

@@ -1,89 +1,27 @@
-"""Raw JSON reads over a kubernetes-asyncio ApiClient, and what their failures mean.
+"""What a failed request to a KubeVirt target means for the provider.
 
-The typed API classes would turn every object into a model only for it to be turned back
-into a dict, and custom resources (StorageProfile, NetworkAttachmentDefinition,
-VirtualMachine) have no models; ``ApiClient.call_api`` with ``object`` as the response type
-keeps the JSON, with the client's authentication and TLS.
+The requests themselves are ``shared.kube.Kube``'s (raw JSON, the client's authentication
+and TLS); their failures (an ``ApiException`` with a status, a network or TLS error, an
+answer that is not a Kubernetes JSON object) become ``ConnectionProblem``s here, with the
+reason that says whether retrying can help and a message that says what to do.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import aiohttp
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.inventory.sources.contract import ConnectionProblem, Reason
+from shared.kube import NotAnObject, status_message
 from shared.tls import colon_hex
-
-Obj = dict[str, Any]
-PAGE = 500
-
-
-async def get_json(
-    api: client.ApiClient,
-    path: str,
-    query: dict[str, str] | None = None,
-    timeout: aiohttp.ClientTimeout | float | None = None,
-) -> Obj:
-    """GET ``path`` as a JSON object; ``ApiException`` for a non-2xx answer and
-    ``ConnectionProblem(NOT_AN_API)`` when the answer is not a JSON object."""
-    data = await api.call_api(
-        path,
-        "GET",
-        query_params=list((query or {}).items()),
-        header_params={"Accept": "application/json"},
-        response_types_map={200: "object"},
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-        _preload_content=True,
-        _request_timeout=timeout,
-    )
-    if not isinstance(data, dict):
-        raise ConnectionProblem(
-            Reason.NOT_AN_API, f"{path} did not answer with a Kubernetes JSON object"
-        )
-    return data
-
-
-async def list_all(
-    api: client.ApiClient, path: str, timeout: aiohttp.ClientTimeout | float | None = None
-) -> tuple[list[Obj], str]:
-    """Every object of a collection, page by page, and the list's resourceVersion (where a
-    watch continues from). A ``continue`` token that expires mid-way restarts the list."""
-    while True:
-        items: list[Obj] = []
-        query: dict[str, str] = {"limit": str(PAGE)}
-        try:
-            while True:
-                page = await get_json(api, path, query, timeout)
-                items.extend(page.get("items") or [])
-                meta = page.get("metadata") or {}
-                token = meta.get("continue")
-                if not token:
-                    return items, str(meta.get("resourceVersion", ""))
-                query["continue"] = token
-        except ApiException as exc:
-            if exc.status == 410 and "continue" in query:
-                continue
-            raise
-
-
-def status_message(exc: ApiException) -> str:
-    """The ``message`` of a Kubernetes Status body (names the verb and resource refused)."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        return ""
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
 
 
 def problem(exc: BaseException, where: str) -> ConnectionProblem:
     """What a failed request to ``where`` (a host or a path) means for the provider."""
     if isinstance(exc, ConnectionProblem):
         return exc
+    if isinstance(exc, NotAnObject):
+        return ConnectionProblem(Reason.NOT_AN_API, str(exc))
     if isinstance(exc, ApiException):
         status = exc.status or 0
         detail = status_message(exc)
@@ -138,4 +76,12 @@ def problem(exc: BaseException, where: str) -> ConnectionProblem:
     return ConnectionProblem(Reason.SERVER_ERROR, f"{where}: {exc!r}")
 
 
-TRANSLATED = (ApiException, aiohttp.ClientError, OSError, TimeoutError, ConnectionProblem)
+#: The failures ``problem()`` knows the meaning of.
+TRANSLATED = (
+    ApiException,
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+    ConnectionProblem,
+    NotAnObject,
+)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from services.inventory.model import Category, Item
+from services.inventory.items import Category, Item
 from services.inventory.sources.openstack import OpenStackSource
 from sim.openstack.cloud import Cloud
-from tests.inventory.openstack.conftest import server_id
+from tests.inventory.sources.openstack.conftest import server_id
 
 
 def ids(source: OpenStackSource, vm: Item) -> dict[str, Category]:

@@ -16,7 +16,7 @@ from services.inventory.sources.openstack import OpenStackSource
 from shared.devservices import free_port
 from shared.tls import fetch_certificate
 from sim.openstack.cloud import Cloud
-from tests.inventory.openstack.conftest import make_source
+from tests.inventory.sources.openstack.conftest import make_source
 
 
 async def reason_of(source: OpenStackSource) -> ConnectionProblem:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client
 
-from services.inventory.model import Batch
+from services.inventory.items import Batch
 from services.inventory.sources.contract import ConnectionProblem, Reason
 from shared.settings import KubeSettings
 from sim.kube import crds
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.inventory.kube.conftest import SourceFactory, collect, keys
+from tests.inventory.sources.kubevirt.conftest import SourceFactory, collect, keys
 
 NAD_CRD = "network-attachment-definitions.k8s.cni.cncf.io"
 RWX_BLOCK = [{"accessModes": ["ReadWriteMany"], "volumeMode": "Block"}]

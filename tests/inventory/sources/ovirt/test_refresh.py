@@ -8,7 +8,7 @@ import time
 from services.inventory.sources.ovirt import OvirtSource
 from sim.ovirt.engine import Engine
 from sim.ovirt.sdkclient import connect, download_transfer
-from tests.inventory.ovirt.conftest import by_name
+from tests.inventory.sources.ovirt.conftest import by_name
 
 
 def vm_id(engine: Engine, name: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 import pytest
 from kubernetes_asyncio import client
 
-from services.inventory.model import Batch
+from services.inventory.items import Batch
 from services.inventory.sources.contract import Blocking, ProviderInfo, SourceContext
 from services.inventory.sources.kubevirt import KubeVirtSource
 from shared.kube import local_client

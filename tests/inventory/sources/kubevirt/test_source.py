@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.inventory.model import KINDS_BY_TYPE
+from services.inventory.items import KINDS_BY_TYPE
 from services.inventory.sources.contract import ConnectionProblem, Reason
 from services.inventory.sources.kubevirt import KubeVirtSource
 from shared.payloads import ProviderType
@@ -18,7 +18,7 @@ from shared.settings import KubeSettings
 from shared.tls import fetch_certificate
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.inventory.kube.conftest import GETTER, SourceFactory
+from tests.inventory.sources.kubevirt.conftest import GETTER, SourceFactory
 
 KINDS = set(KINDS_BY_TYPE[ProviderType.KUBEVIRT])
 

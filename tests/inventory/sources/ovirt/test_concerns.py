@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.inventory.model import Batch, Category, Item
+from services.inventory.items import Batch, Category, Item
 from services.inventory.sources.ovirt import OvirtSource
 from sim.ovirt.engine import Engine
-from tests.inventory.ovirt.conftest import by_name
+from tests.inventory.sources.ovirt.conftest import by_name
 
 
 @pytest.fixture

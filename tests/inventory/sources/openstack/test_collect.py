@@ -6,11 +6,11 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from services.inventory.model import KINDS_BY_TYPE, Batch, Item
+from services.inventory.items import KINDS_BY_TYPE, Batch, Item
 from services.inventory.sources.openstack import OpenStackSource
 from shared.payloads import ProviderType
 from sim.openstack.cloud import Cloud
-from tests.inventory.openstack.conftest import SCENARIO, server_id
+from tests.inventory.sources.openstack.conftest import SCENARIO, server_id
 
 
 def by_key(batch: Batch) -> dict[tuple[str, str], Item]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.inventory.model import KINDS_BY_TYPE
+from services.inventory.items import KINDS_BY_TYPE
 from services.inventory.sources.ovirt import OvirtSource
 from shared.payloads import ProviderType
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from tests.inventory.ovirt.conftest import by_name, make_source
+from tests.inventory.sources.ovirt.conftest import by_name, make_source
 
 
 async def test_full_load_counts_and_fields(engine: Engine, source: OvirtSource) -> None:

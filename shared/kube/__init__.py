@@ -13,6 +13,10 @@ Two kinds of cluster, trusted differently:
 
 Every client is an async context manager (``async with local_client(settings) as api``);
 a long-lived holder keeps the ``KubeConnection`` and calls ``close()``.
+
+On a client, calls go through ``Kube`` (``shared.kube.calls``: raw JSON, the ``Resource``s
+Hoist touches) and views are kept current by ``ListWatch`` (``shared.kube.listwatch``);
+both are re-exported here.
 """
 
 from __future__ import annotations
@@ -33,10 +37,67 @@ from urllib.parse import urlsplit
 import aiohttp
 import yaml
 from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from shared.kube.calls import (
+    CRD,
+    EVENT,
+    JSON_PATCH,
+    MERGE,
+    NAMESPACE,
+    POD,
+    PV,
+    PVC,
+    SECRET,
+    STORAGE_CLASS,
+    VIRTUAL_MACHINE,
+    VOLUME_POPULATOR,
+    Kube,
+    NotAnObject,
+    Obj,
+    Resource,
+    conflict,
+    not_found,
+    status_message,
+)
+from shared.kube.listwatch import ListWatch
 from shared.settings import KubeSettings
 from shared.tls import TrustOptions
+
+__all__ = [
+    "CRD",
+    "EVENT",
+    "JSON_PATCH",
+    "MERGE",
+    "NAMESPACE",
+    "POD",
+    "PROVIDER_SECRET_PREFIX",
+    "PV",
+    "PVC",
+    "SECRET",
+    "STORAGE_CLASS",
+    "VIRTUAL_MACHINE",
+    "VOLUME_POPULATOR",
+    "Kube",
+    "KubeConfigProblem",
+    "KubeConnection",
+    "ListWatch",
+    "NotAnObject",
+    "Obj",
+    "RemoteCluster",
+    "Resource",
+    "conflict",
+    "connect_local",
+    "connect_remote",
+    "local_client",
+    "not_found",
+    "origin",
+    "parse_remote_kubeconfig",
+    "provider_secret_name",
+    "read_secret_data",
+    "remote_cluster",
+    "remote_trust",
+    "status_message",
+]
 
 
 class _NoResponseBodies(logging.Filter):
@@ -258,12 +319,6 @@ async def local_client(settings: KubeSettings) -> AsyncIterator[client.ApiClient
         yield api
 
 
-@asynccontextmanager
-async def remote_client(url: str, secret: Mapping[str, str]) -> AsyncIterator[client.ApiClient]:
-    async with await connect_remote(url, secret) as api:
-        yield api
-
-
 def origin(url: str) -> str:
     """``scheme://host:port`` of a URL (ports made explicit), for comparisons."""
     parts = urlsplit(url)
@@ -285,10 +340,9 @@ async def read_secret_data(
     """A Secret's data, decoded; ``None`` when it does not exist. Other failures raise
     ``ApiException`` whose message must not be logged as is (it may quote the body): log
     its ``status`` only."""
-    try:
-        secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return {k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()}
+    # No time limit of its own, as the typed call it replaces: its callers bound their work.
+    secret = await Kube(api, timeout=None).get(SECRET, name, namespace)
+    if secret is None:
+        return None
+    data: dict[str, str] = secret.get("data") or {}
+    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}

@@ -1,0 +1,141 @@
+"""A VM's pipeline as every service agrees on it: the steps per source, in order, and the
+phases a VM and its steps go through.
+
+Why one module: the planner freezes the step list into ``plan.started`` and shows it, the
+orchestrator runs it, and both spell phases in Python and in SQL. Declared twice, the lists
+drifted silently (the planner fell back to oVirt's steps for a source it did not know);
+declared here, a source without a pipeline is an error at the first call.
+
+The phase tuples keep the order today's SQL spells them in: bound into ``text()`` with
+``shared.db.engine.values()`` they are rendered inline in that order, so the statement text
+(and a partial index whose predicate names them) stays as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+
+from shared.payloads import ProviderType, Step, StepState
+
+__all__ = [
+    "FINAL_STEP_STATES",
+    "PER_DISK_STEPS",
+    "PLAN_VM_FINAL",
+    "PLAN_VM_IN_FLIGHT",
+    "POSITION",
+    "STEPS",
+    "VM_ACTIVE",
+    "VM_FINAL",
+    "VM_WAITING",
+    "WORKING_STEP_STATES",
+    "PlanVmPhase",
+    "VmPhase",
+    "next_step",
+    "steps_of",
+]
+
+#: The cold pipeline of each source that Hoist migrates from, in the order the steps run.
+#: A KubeVirt provider is a migration *target* only: it has no pipeline.
+STEPS: Mapping[ProviderType, tuple[Step, ...]] = MappingProxyType(
+    {
+        ProviderType.OVIRT: (
+            Step.INITIALIZE,
+            Step.POWER_OFF_SOURCE,
+            Step.DISK_ALLOCATION,
+            Step.DISK_TRANSFER,
+            Step.VIRTUAL_MACHINE_CREATION,
+            Step.CLEANUP,
+        ),
+        ProviderType.OPENSTACK: (
+            Step.INITIALIZE,
+            Step.POWER_OFF_SOURCE,
+            Step.CONVERT_OPENSTACK_SNAPSHOT,
+            Step.DISK_ALLOCATION,
+            Step.DISK_TRANSFER,
+            Step.VIRTUAL_MACHINE_CREATION,
+            Step.CLEANUP,
+        ),
+    }
+)
+
+#: Steps whose tasks are the VM's disks (task id = disk id).
+PER_DISK_STEPS: frozenset[Step] = frozenset({Step.DISK_ALLOCATION, Step.DISK_TRANSFER})
+
+#: Every step's position (``Step``'s declaration order), so that steps sort where they run
+#: even in a list that mixes sources, or names a step this process did not expect.
+POSITION: Mapping[str, int] = MappingProxyType({s.value: i for i, s in enumerate(Step)})
+
+
+def steps_of(source: ProviderType | str) -> tuple[Step, ...]:
+    """The steps a VM from ``source`` runs. ``ValueError`` for a KubeVirt or unknown source:
+    guessing a pipeline would run the wrong steps against a source."""
+    try:
+        return STEPS[ProviderType(source)]
+    except (KeyError, ValueError):
+        raise ValueError(f"{source!r} is not a migration source: it has no pipeline") from None
+
+
+def next_step(source: ProviderType | str, step: Step) -> Step:
+    """The step after ``step`` (``Completed`` after the last); ``ValueError`` when ``step``
+    is not one of the source's steps."""
+    order = steps_of(source)
+    if step not in order:
+        raise ValueError(f"{step} is not a step of {source}'s pipeline")
+    index = order.index(step)
+    return order[index + 1] if index + 1 < len(order) else Step.COMPLETED
+
+
+#: Step (and task) states after which nothing more happens to that attempt.
+FINAL_STEP_STATES: tuple[StepState, ...] = (
+    StepState.COMPLETED,
+    StepState.FAILED,
+    StepState.SKIPPED,
+    StepState.CANCELED,
+)
+#: Step (and task) states whose progress still moves.
+WORKING_STEP_STATES: tuple[StepState, ...] = (StepState.PENDING, StepState.RUNNING)
+
+
+class VmPhase(StrEnum):
+    """A VM's phase in the orchestrator (``orchestrator.vms.phase``)."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    FAILING = "Failing"  # the error is known; the VM's objects are being removed
+    CANCELING = "Canceling"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+#: Unfinished: the runner still has work for the VM (the ``vms_due`` index's predicate).
+VM_ACTIVE: tuple[VmPhase, ...] = (
+    VmPhase.QUEUED,
+    VmPhase.RUNNING,
+    VmPhase.FAILING,
+    VmPhase.CANCELING,
+)
+#: Phases in which a VM can still wait for admission (the ``vms_waiting`` index's predicate).
+VM_WAITING: tuple[VmPhase, ...] = (VmPhase.QUEUED, VmPhase.RUNNING)
+VM_FINAL: tuple[VmPhase, ...] = (VmPhase.SUCCEEDED, VmPhase.FAILED, VmPhase.CANCELED)
+
+
+class PlanVmPhase(StrEnum):
+    """A VM's phase as the planner keeps it (``planner.vms.phase``) and the status API
+    shows it."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+PLAN_VM_FINAL: tuple[PlanVmPhase, ...] = (
+    PlanVmPhase.SUCCEEDED,
+    PlanVmPhase.FAILED,
+    PlanVmPhase.CANCELED,
+)
+PLAN_VM_IN_FLIGHT: tuple[PlanVmPhase, ...] = (PlanVmPhase.PENDING, PlanVmPhase.RUNNING)
