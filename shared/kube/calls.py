@@ -14,13 +14,17 @@ the network. ``not_found()``, ``conflict()`` and ``status_message()`` read them.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from shared.populator import GROUP, KINDS, VERSION
 
 __all__ = [
     "CRD",
@@ -29,6 +33,7 @@ __all__ = [
     "MERGE",
     "NAMESPACE",
     "POD",
+    "POPULATORS",
     "PV",
     "PVC",
     "SECRET",
@@ -100,6 +105,11 @@ VOLUME_POPULATOR = Resource(
     "populator.storage.k8s.io", "v1beta1", "volumepopulators", "VolumePopulator", False
 )
 VIRTUAL_MACHINE = Resource("kubevirt.io", "v1", "virtualmachines", "VirtualMachine")
+POPULATORS: Mapping[str, Resource] = MappingProxyType(
+    {k.name: Resource(GROUP, VERSION, k.plural, k.name) for k in KINDS}
+)
+"""Hoist's populator CR kinds, by kind name, from the contract (``shared.populator``):
+this layer imports the contract, never the reverse."""
 
 
 def not_found(exc: BaseException) -> bool:
