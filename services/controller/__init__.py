@@ -11,8 +11,9 @@ Rooms: ``__main__`` (the process), ``api`` (``/healthz``, ``/readyz``, ``/metric
 The mechanism: ``registering``, ``watching``, ``reconciling`` and ``ending``, with
 ``manifests`` (the prime claim and pod it creates), ``status`` (the CR's status),
 ``scraping`` (a pod's percent), ``kubeevents`` (Kubernetes Events), ``rbac`` (what it may
-do), ``kubeapi``, ``queue`` and ``metrics``. No ``db.py`` or ``migrations/``: it keeps no
-state, the cluster is its state.
+do), ``queue`` and ``metrics``. Every API call goes through ``shared.kube.Kube`` and every
+watch is a ``shared.kube.ListWatch``. No ``db.py`` or ``migrations/``: it keeps no state,
+the cluster is its state.
 """
 
 COMPONENT_NAME = "hoist-populator-controller"

@@ -27,18 +27,20 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.controller import metrics, registering
 from services.controller.events import Announcer
-from services.controller.kubeapi import Kube
 from services.controller.kubeevents import Recorder
 from services.controller.queue import Key, ShutDown, WorkQueue
 from services.controller.reconciling import Reconciler
-from services.controller.watching import Index, Watcher, watchers
+from services.controller.watching import Index, watchers
 from shared import logs
 from shared.bus import Bus
+from shared.kube import Kube, ListWatch
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.controller")
 
 CONFLICT_RETRY_SECONDS = 0.2
+REQUEST_SECONDS = 30.0
+"""The time limit of each API call (a watch has its own, ``ListWatch``'s)."""
 
 
 class Controller:
@@ -52,13 +54,13 @@ class Controller:
     ) -> None:
         self.settings = settings
         self.bus = bus
-        self.kube = Kube(api)
+        self.kube = Kube(api, timeout=REQUEST_SECONDS)
         self.queue = WorkQueue()
         self.index = Index(self.queue)
         self.recorder = Recorder(self.kube)
         self.announcer = Announcer(bus)
         self.reconciler = Reconciler(self.kube, settings, self.recorder, self.announcer)
-        self.watchers: list[Watcher] = watchers(self.kube, self.index)
+        self.watchers: list[ListWatch] = watchers(self.kube, self.index)
         self.register = register
         self.registered = False
         self._tasks: list[asyncio.Task[None]] = []

@@ -5,7 +5,10 @@ with the outcome its phase says) and deletes it by uid, so a newer pod of the sa
 never hit. The finalizer comes off last, after the prime claim and the pod are gone (or
 their deletion is under way), so a crash anywhere in between is resumed by the next
 reconcile. A failed pod's log and termination message reach the CR's status before the
-pod is deleted: once it is gone, that is all anyone will have.
+pod is deleted: once it is gone, that is all anyone will have. A CR Succeeded (or Failed)
+is what the pipeline's DiskTransfer step waits for.
+
+Next: services/orchestrator/disks.py
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.controller import manifests, metrics, status
 from services.controller.events import Announcer
-from services.controller.kubeapi import Kube, Obj
 from services.controller.kubeevents import NORMAL, WARNING, Recorder
 from shared import populator as contract
+from shared.kube import POD, PV, PVC, Kube, Obj, conflict, not_found
 from shared.payloads import ErrorInfo, Outcome
 from shared.populator import SourceRef
 from shared.settings import OrchestratorSettings
@@ -28,6 +31,8 @@ log = logging.getLogger("hoist.controller.ending")
 
 RETRY_SECONDS = 2.0
 POLL_SECONDS = 3.0
+LOG_LINES = 400
+"""Of a failed pod's log, the lines read (then cut to what its CR's status can hold)."""
 DONE_MEMORY = 50_000
 """Claims remembered as finished, so resyncs skip them (older ones cost a few reads)."""
 
@@ -75,10 +80,10 @@ class Ending:
     async def claim_deleted(self, claim: Obj, source: SourceRef) -> float | None:
         """Deleted mid-population (or after): stop the pod, delete the prime, let go."""
         meta = claim["metadata"]
-        pod = await self.kube.pod(meta["namespace"], contract.populator_pod(meta["uid"]))
+        pod = await self.kube.get(POD, contract.populator_pod(meta["uid"]), meta["namespace"])
         if pod is not None and not await self._remove_pod(claim, source, pod):
             return RETRY_SECONDS
-        await self.kube.delete_claim(meta["namespace"], contract.prime_claim(meta["uid"]))
+        await self.kube.delete(PVC, contract.prime_claim(meta["uid"]), meta["namespace"])
         if contract.FINALIZER in (meta.get("finalizers") or []):
             await self._record(
                 claim,
@@ -96,27 +101,26 @@ class Ending:
         populated (a static volume it bound to by itself: the data cannot be trusted)."""
         meta, uid = claim["metadata"], claim["metadata"]["uid"]
         volume_name = claim["spec"].get("volumeName", "")
-        volume = await self.kube.volume(volume_name) if volume_name else None
+        volume = await self.kube.get(PV, volume_name) if volume_name else None
         vmeta = (volume or {}).get("metadata") or {}
         ref = ((volume or {}).get("spec") or {}).get("claimRef") or {}
         populated = contract.POPULATED_FROM in (vmeta.get("annotations") or {})
         if not (populated and ref.get("uid") == uid):
             return await self._bound_without_data(claim, source, volume_name)
-        prime = await self.kube.claim(meta["namespace"], contract.prime_claim(uid))
+        prime = await self.kube.get(PVC, contract.prime_claim(uid), meta["namespace"])
         if prime is not None and (prime.get("status") or {}).get("phase") != "Lost":
             return POLL_SECONDS  # the binder has not marked it Lost yet
-        pod = await self.kube.pod(meta["namespace"], contract.populator_pod(uid))
+        pod = await self.kube.get(POD, contract.populator_pod(uid), meta["namespace"])
         if pod is not None and not await self._remove_pod(claim, source, pod):
             return RETRY_SECONDS
         if prime is not None:
-            await self.kube.delete_claim(meta["namespace"], prime["metadata"]["name"])
-        populator = await self.kube.populator(source.kind.name, source.namespace, source.name)
+            await self.kube.delete(PVC, prime["metadata"]["name"], meta["namespace"])
+        populator = await status.read(self.kube, source)
         message = (
             f"volume {volume_name} holds the data of {source.kind.name} "
             f"{source.namespace}/{source.name}"
         )
         if populator is not None:
-            populator.setdefault("kind", source.kind.name)
             await status.write(
                 self.kube,
                 populator,
@@ -144,18 +148,16 @@ class Ending:
             "it (a statically provisioned or pre-existing volume?): it does not hold the "
             "source disk; give the claim a storage class with a dynamic provisioner"
         )
-        populator = await self.kube.populator(source.kind.name, source.namespace, source.name)
-        if populator is not None:
-            populator.setdefault("kind", source.kind.name)
-            if not status.is_final_failure(populator, uid):
-                await status.write(
-                    self.kube,
-                    populator,
-                    uid,
-                    phase=contract.Phase.FAILED,
-                    reason=contract.Reason.BOUND_WITHOUT_DATA,
-                    message=message,
-                )
+        populator = await status.read(self.kube, source)
+        if populator is not None and not contract.Status.of(populator).is_final_failure(uid):
+            await status.write(
+                self.kube,
+                populator,
+                uid,
+                phase=contract.Phase.FAILED,
+                reason=contract.Reason.BOUND_WITHOUT_DATA,
+                message=message,
+            )
         await self._record(claim, WARNING, contract.Reason.BOUND_WITHOUT_DATA, message)
         # Without its CR the failure has nowhere to be read from yet: keep looking, so a
         # CR created later gets it.
@@ -171,7 +173,13 @@ class Ending:
         uid, pod_name, pod_uid = meta["uid"], pod["metadata"]["name"], pod["metadata"]["uid"]
         ended = manifests.termination(pod)
         code = ended.get("exitCode")
-        log_tail = await self.kube.pod_log(meta["namespace"], pod_name, manifests.CONTAINER)
+        log_tail = await self.kube.log(
+            meta["namespace"],
+            pod_name,
+            manifests.CONTAINER,
+            tail_lines=LOG_LINES,
+            limit_bytes=contract.Status.LOG_LIMIT,
+        )
         why = (
             last_line(str(ended.get("message") or ""))
             or last_line(log_tail)
@@ -218,8 +226,8 @@ class Ending:
         if not counted:
             # Counted together with the pod's uid: a controller that restarts before the
             # pod is deleted sees this pod counted already and does not count it again.
-            await self.kube.patch_claim(
-                meta["namespace"],
+            await self.kube.patch(
+                PVC,
                 meta["name"],
                 {
                     "metadata": {
@@ -230,6 +238,7 @@ class Ending:
                         "resourceVersion": meta["resourceVersion"],
                     }
                 },
+                meta["namespace"],
             )
         await self._record(
             claim,
@@ -237,7 +246,7 @@ class Ending:
             contract.Reason.POD_FAILED,
             f"{pod_message}; making another ({made}/{limit})",
         )
-        await self.kube.delete_pod(meta["namespace"], pod_name, pod_uid)
+        await self.kube.delete(POD, pod_name, meta["namespace"], uid=pod_uid)
         self.announcer.forget(pod_uid)
         return None  # the pod's deletion wakes us, and the next pod is made
 
@@ -247,10 +256,10 @@ class Ending:
         """The CR failed for good: nothing more will be copied. Pod and prime go, and the
         finalizer, so the pipeline can delete the claim without this controller."""
         meta = claim["metadata"]
-        pod = await self.kube.pod(meta["namespace"], contract.populator_pod(meta["uid"]))
+        pod = await self.kube.get(POD, contract.populator_pod(meta["uid"]), meta["namespace"])
         if pod is not None and not await self._remove_pod(claim, source, pod):
             return RETRY_SECONDS
-        await self.kube.delete_claim(meta["namespace"], contract.prime_claim(meta["uid"]))
+        await self.kube.delete(PVC, contract.prime_claim(meta["uid"]), meta["namespace"])
         if contract.FINALIZER in (meta.get("finalizers") or []):
             await self.remove_finalizer(claim)
         if not final:
@@ -300,7 +309,8 @@ class Ending:
                 return False
             if not await self.announcer.finished(claim, source.kind, pod, outcome, error):
                 return False
-        await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], pod_uid)
+        pod_meta = pod["metadata"]
+        await self.kube.delete(POD, pod_meta["name"], pod_meta["namespace"], uid=pod_uid)
         self.announcer.forget(pod_uid)
         return True
 
@@ -317,8 +327,8 @@ class Ending:
             if contract.FINALIZER not in finalizers:
                 return
             try:
-                await self.kube.patch_claim(
-                    namespace,
+                await self.kube.patch(
+                    PVC,
                     name,
                     {
                         "metadata": {
@@ -326,14 +336,15 @@ class Ending:
                             "resourceVersion": cmeta["resourceVersion"],
                         }
                     },
+                    namespace,
                 )
                 return
             except ApiException as exc:
-                if exc.status == 404:
+                if not_found(exc):
                     return
-                if exc.status != 409:
+                if not conflict(exc):
                     raise
-            current = await self.kube.claim(namespace, name)
+            current = await self.kube.get(PVC, name, namespace)
         raise RuntimeError(f"claim {namespace}/{name} kept changing; finalizer removal retried")
 
     async def _record(self, claim: Obj, event_type: str, reason: str, message: str) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from services.controller.kubeapi import Obj
 from shared import catalog
 from shared import populator as contract
 from shared.bus import Bus
+from shared.kube import Obj
 from shared.payloads import (
     ErrorInfo,
     Outcome,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.controller import COMPONENT_NAME
-from services.controller.kubeapi import Kube, Obj
+from shared.kube import EVENT, Kube, Obj, conflict
 
 log = logging.getLogger("hoist.controller.events")
 
@@ -61,8 +61,8 @@ class Recorder:
         name = f"{meta['name'][:200]}.{digest}"
         stamp = _now()
         try:
-            await self.kube.create_event(
-                namespace,
+            await self.kube.create(
+                EVENT,
                 {
                     "apiVersion": "v1",
                     "kind": "Event",
@@ -84,9 +84,10 @@ class Recorder:
                     "lastTimestamp": stamp,
                     "count": 1,
                 },
+                namespace,
             )
         except ApiException as exc:
-            if exc.status != 409:
+            if not conflict(exc):
                 log.warning(
                     "could not record event %s on %s: API status %s", reason, name, exc.status
                 )
@@ -97,8 +98,11 @@ class Recorder:
 
     async def _repeat(self, namespace: str, name: str, stamp: str) -> None:
         try:
-            current = await self.kube.core.read_namespaced_event(name, namespace)
-            count = int(current.count or 1) + 1
-            await self.kube.patch_event(namespace, name, {"count": count, "lastTimestamp": stamp})
+            current = await self.kube.get(EVENT, name, namespace)
+            if current is None:  # gone meanwhile (events expire): nothing to count
+                log.debug("could not count a repeated event %s: it is gone", name)
+                return
+            count = int(current.get("count") or 1) + 1
+            await self.kube.patch(EVENT, name, {"count": count, "lastTimestamp": stamp}, namespace)
         except Exception as exc:
             log.debug("could not count a repeated event %s: %r", name, exc)

@@ -12,14 +12,16 @@ downward API (the metrics server binds it). It runs as a non-root uid with every
 dropped, seccomp RuntimeDefault and a read-only root filesystem: a populator only reads
 the network and writes its volume. Labels and annotations are what the progress service
 discovers populator pods by (``shared.populator``).
+
+Next: services/populators/__main__.py
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.controller.kubeapi import Obj
 from shared import populator as contract
+from shared.kube import Obj
 from shared.settings import OrchestratorSettings
 
 CONTAINER = "populate"

@@ -15,6 +15,8 @@ A failed pod's log goes into the CR first; it is then replaced while the claim's
 ``recreations`` allows, else the CR fails for good (``ending``). A deleted user claim is
 cleaned up at once. The return value is a delay after which to look again (None: the
 watches will say when).
+
+Next: services/populators/__main__.py
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from services.controller import manifests, metrics, status
 from services.controller.ending import Ending
 from services.controller.events import Announcer
-from services.controller.kubeapi import Kube, Obj
 from services.controller.kubeevents import NORMAL, WARNING, Recorder
 from services.controller.queue import Key
 from services.controller.scraping import ProgressReader
 from shared import populator as contract
+from shared.kube import POD, PV, PVC, SECRET, STORAGE_CLASS, Kube, Obj, conflict
 from shared.payloads import Outcome
 from shared.populator import SourceRef, source_of
 from shared.settings import OrchestratorSettings
@@ -63,7 +65,7 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
-        claim = await self.kube.claim(namespace, name)
+        claim = await self.kube.get(PVC, name, namespace)
         if claim is None:
             return None
         claim.setdefault("apiVersion", "v1")
@@ -80,7 +82,7 @@ class Reconciler:
         if (claim.get("status") or {}).get("phase") == "Bound":
             return await self.ending.claim_bound(claim, source)
 
-        populator = await self.kube.populator(source.kind.name, source.namespace, source.name)
+        populator = await status.read(self.kube, source)
         if populator is None:
             await self._say(
                 claim,
@@ -88,10 +90,9 @@ class Reconciler:
                 f"waiting for {source.kind.name} {source.namespace}/{source.name} to exist",
             )
             return self.settings.controller_resync_seconds
-        populator.setdefault("kind", source.kind.name)
-        if status.is_stale(populator, uid):
+        if contract.Status.of(populator).is_stale(uid):
             populator = await status.write(self.kube, populator, uid, **contract.fresh())
-        if status.is_final_failure(populator, uid):
+        if contract.Status.of(populator).is_final_failure(uid):
             return await self.ending.clean_up_failed(claim, source)
         return await self._populate(claim, source, populator)
 
@@ -109,7 +110,7 @@ class Reconciler:
                 "provisioned volumes cannot be populated; use a class with a dynamic "
                 "provisioner",
             )
-        storage_class = await self.kube.storage_class(class_name)
+        storage_class = await self.kube.get(STORAGE_CLASS, class_name)
         if storage_class is None:
             await self._wait(
                 claim,
@@ -138,7 +139,9 @@ class Reconciler:
             )
             return None  # the scheduler's selected-node annotation is a claim change
         secret = str((populator.get("spec") or {}).get(source.kind.spec.CREDENTIALS_FIELD, ""))
-        if not secret or not await self.kube.secret_exists(namespace, secret):
+        # Only whether it exists: the pod gets the credentials (``envFrom``), this
+        # controller keeps none.
+        if not secret or await self.kube.get(SECRET, secret, namespace) is None:
             await self._wait(
                 claim,
                 populator,
@@ -148,8 +151,8 @@ class Reconciler:
             return self.poll
 
         claim = await self._with_finalizer(claim)
-        prime = await self.kube.claim(namespace, contract.prime_claim(uid))
-        pod = await self.kube.pod(namespace, contract.populator_pod(uid))
+        prime = await self.kube.get(PVC, contract.prime_claim(uid), namespace)
+        pod = await self.kube.get(POD, contract.populator_pod(uid), namespace)
         if prime is None:
             if pod is not None:
                 # The volume this pod wrote is gone (someone deleted the prime claim):
@@ -208,8 +211,8 @@ class Reconciler:
         finalizers = list(meta.get("finalizers") or [])
         if contract.FINALIZER in finalizers:
             return claim
-        patched = await self.kube.patch_claim(
-            meta["namespace"],
+        patched = await self.kube.patch(
+            PVC,
             meta["name"],
             {
                 "metadata": {
@@ -217,6 +220,7 @@ class Reconciler:
                     "resourceVersion": meta["resourceVersion"],
                 }
             },
+            meta["namespace"],
         )
         patched.setdefault("apiVersion", "v1")
         patched.setdefault("kind", "PersistentVolumeClaim")
@@ -226,11 +230,11 @@ class Reconciler:
         body = manifests.prime_claim(claim, node)
         namespace = claim["metadata"]["namespace"]
         try:
-            prime = await self.kube.create_claim(namespace, body)
+            prime = await self.kube.create(PVC, body, namespace)
         except ApiException as exc:
-            if exc.status != 409:
+            if not conflict(exc):
                 raise
-            found = await self.kube.claim(namespace, body["metadata"]["name"])
+            found = await self.kube.get(PVC, body["metadata"]["name"], namespace)
             if found is None:
                 raise
             return found
@@ -248,7 +252,7 @@ class Reconciler:
         volume_name = (prime.get("spec") or {}).get("volumeName")
         if not volume_name:
             return False
-        volume = await self.kube.volume(volume_name)
+        volume = await self.kube.get(PV, volume_name)
         ref = ((volume or {}).get("spec") or {}).get("claimRef") or {}
         return bool(ref.get("uid") == uid)
 
@@ -259,9 +263,9 @@ class Reconciler:
         body = manifests.populator_pod(claim, populator, self.settings, node)
         name = body["metadata"]["name"]
         try:
-            await self.kube.create_pod(meta["namespace"], body)
+            await self.kube.create(POD, body, meta["namespace"])
         except ApiException as exc:
-            if exc.status != 409:
+            if not conflict(exc):
                 raise
             return 0.0  # made already (by a run this one raced): look at it
         metrics.PODS_CREATED.inc()
@@ -332,13 +336,14 @@ class Reconciler:
             pod=name,
         )
         volume_name = str((prime.get("spec") or {}).get("volumeName") or "")
-        volume = await self.kube.volume(volume_name) if volume_name else None
+        volume = await self.kube.get(PV, volume_name) if volume_name else None
         if volume is None:
             return self.poll
         ref = (volume.get("spec") or {}).get("claimRef") or {}
         if ref.get("uid") != uid:
             origin = f"{source.namespace}/{source.name}"
-            await self.kube.patch_volume(
+            await self.kube.patch(
+                PV,
                 volume_name,
                 {
                     "metadata": {"annotations": {contract.POPULATED_FROM: origin}},

@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.controller import kubeapi
-from services.controller.kubeapi import Kube, Obj
 from shared import populator as contract
+from shared.kube import CRD, VOLUME_POPULATOR, Kube, Obj, Resource, conflict, not_found
 
 log = logging.getLogger("hoist.controller.register")
 
-VP_GROUP, VP_VERSION, VP_PLURAL = "populator.storage.k8s.io", "v1beta1", "volumepopulators"
 ESTABLISH_SECONDS = 60.0
 
 
@@ -60,29 +56,25 @@ def _stamped(manifest: Obj) -> Obj:
     return body
 
 
-async def _apply(
-    kind: str,
-    manifest: Obj,
-    get: Callable[[], Awaitable[Obj | None]],
-    create: Callable[[Obj], Awaitable[Obj]],
-    replace: Callable[[Obj], Awaitable[Obj]],
-) -> Applied:
+async def _apply(kube: Kube, res: Resource, manifest: Obj) -> Applied:
+    """Create ``manifest`` (a cluster-scoped object), or replace an object of its name
+    written from another manifest."""
     name = manifest["metadata"]["name"]
     wanted = _stamped(manifest)
     digest = wanted["metadata"]["annotations"][contract.DIGEST_ANNOTATION]
     for _ in range(5):
-        current = await get()
+        current = await kube.get(res, name)
         if current is None:
             try:
-                await create(wanted)
+                await kube.create(res, wanted)
             except ApiException as exc:
-                if exc.status == 409:
+                if conflict(exc):
                     continue  # created meanwhile (another replica): compare again
                 raise
-            return Applied(kind, name, "created")
+            return Applied(res.kind, name, "created")
         meta = current.get("metadata") or {}
         if (meta.get("annotations") or {}).get(contract.DIGEST_ANNOTATION) == digest:
-            return Applied(kind, name, "unchanged")
+            return Applied(res.kind, name, "unchanged")
         body = copy.deepcopy(wanted)
         body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
         # Keep what others put on the object (a GitOps tool's labels, say).
@@ -92,51 +84,34 @@ async def _apply(
             **body["metadata"]["annotations"],
         }
         try:
-            await replace(body)
+            await kube.replace(res, name, body)
         except ApiException as exc:
-            if exc.status == 409:
+            if conflict(exc):
                 continue
             raise
-        return Applied(kind, name, "updated")
-    raise RuntimeError(f"{kind} {name} kept changing while being registered; retrying later")
+        return Applied(res.kind, name, "updated")
+    raise RuntimeError(f"{res.kind} {name} kept changing while being registered; retrying later")
 
 
 async def _apply_crd(kube: Kube, manifest: Obj) -> Applied:
-    name = manifest["metadata"]["name"]
-    ext = kube.extensions
-    return await _apply(
-        "CustomResourceDefinition",
-        manifest,
-        lambda: kubeapi.read(ext.read_custom_resource_definition, name),
-        lambda body: kubeapi.call(ext.create_custom_resource_definition, body),
-        lambda body: kubeapi.call(ext.replace_custom_resource_definition, name, body),
-    )
+    return await _apply(kube, CRD, manifest)
 
 
 async def _apply_volume_populator(kube: Kube, manifest: Obj) -> Applied:
-    name = manifest["metadata"]["name"]
-    custom = kube.custom
-    args: tuple[Any, ...] = (VP_GROUP, VP_VERSION, VP_PLURAL)
     try:
-        return await _apply(
-            "VolumePopulator",
-            manifest,
-            lambda: kubeapi.read(custom.get_cluster_custom_object, *args, name),
-            lambda body: kubeapi.call(custom.create_cluster_custom_object, *args, body),
-            lambda body: kubeapi.call(custom.replace_cluster_custom_object, *args, name, body),
-        )
+        return await _apply(kube, VOLUME_POPULATOR, manifest)
     except ApiException as exc:
-        if exc.status != 404:
+        if not not_found(exc):
             raise
+        name = manifest["metadata"]["name"]
         log.warning(
-            "the cluster does not serve %s/%s %s (no volume-data-source-validator): "
+            "the cluster does not serve %s %s (no volume-data-source-validator): "
             "%s not registered; claims populate anyway",
-            VP_GROUP,
-            VP_VERSION,
-            VP_PLURAL,
+            VOLUME_POPULATOR.api_version,
+            VOLUME_POPULATOR.plural,
             name,
         )
-        return Applied("VolumePopulator", name, "skipped")
+        return Applied(VOLUME_POPULATOR.kind, name, "skipped")
 
 
 async def _established(kube: Kube, name: str) -> None:
@@ -144,7 +119,7 @@ async def _established(kube: Kube, name: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ESTABLISH_SECONDS
     while True:
-        crd = await kubeapi.read(kube.extensions.read_custom_resource_definition, name)
+        crd = await kube.get(CRD, name)
         conditions = ((crd or {}).get("status") or {}).get("conditions") or []
         if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
             return

@@ -19,8 +19,8 @@ import logging
 import re
 import time
 
-from services.controller.kubeapi import Kube, Obj
 from shared import populator as contract
+from shared.kube import Kube, Obj
 
 log = logging.getLogger("hoist.controller.progress")
 
@@ -43,11 +43,13 @@ class ProgressReader:
         if len(self._last) > _REMEMBERED:
             self._last = {k: v for k, v in self._last.items() if now - v < 3600}
         try:
-            text = await self.kube.core.connect_get_namespaced_pod_proxy_with_path(
-                f"{contract.METRICS_SCHEME}:{meta['name']}:{contract.METRICS_PORT}",
+            text = await self.kube.proxy(
                 meta["namespace"],
+                meta["name"],
+                contract.METRICS_PORT,
                 contract.METRICS_PATH,
-                _request_timeout=TIMEOUT_SECONDS,
+                scheme=contract.METRICS_SCHEME,
+                timeout=TIMEOUT_SECONDS,
             )
         except Exception as exc:  # not listening yet, gone, a proxy error: next time
             log.debug("progress of %s unreadable: %r", meta["name"], exc)
@@ -55,7 +57,7 @@ class ProgressReader:
         self._last[meta["uid"]] = now  # only a successful read waits for the next one
         metric, label = kind.percent_metric, contract.OWNER_LABEL
         pattern = rf'^{re.escape(metric)}\{{{label}="{re.escape(owner_uid)}"\}} ([0-9.eE+-]+)'
-        match = re.search(pattern, str(text), re.MULTILINE)
+        match = re.search(pattern, text, re.MULTILINE)
         if match is None:
             return None
         try:

@@ -5,31 +5,24 @@ that point at their owner), populator pods (by label; each points at its owner c
 the two populator CR kinds (each wakes the claims whose ``dataSourceRef`` names it). They
 only say *which* claim to look at: the reconciler reads everything fresh, so a missed or
 reordered event costs a delay, never a wrong decision, and the periodic resync bounds that
-delay. A watch that ends is resumed from its last resourceVersion; one the server no
-longer can resume (410 Gone) or that failed is listed again from scratch.
+delay. The loops are ``shared.kube.ListWatch``: a watch that ends is resumed from its last
+resourceVersion; one the server no longer can resume (410 Gone) or that failed is listed
+again from scratch, and a list hands over the whole state (``Index.relist_claims`` queues
+the claims that vanished meanwhile, so the reconciler sees them gone).
+
+Next: services/controller/reconciling.py
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from services.controller import kubeapi
-from services.controller.kubeapi import Kube, Obj
 from services.controller.queue import Key, WorkQueue
 from shared import populator as contract
+from shared.kube import POD, POPULATORS, PVC, Kube, ListWatch, Obj
 from shared.populator import SourceRef, source_of
 
 log = logging.getLogger("hoist.controller.watch")
-
-WATCH_SECONDS = 300
-RETRY_FIRST = 1.0
-RETRY_MAX = 30.0
 
 
 def owner_claim(obj: Obj) -> Key | None:
@@ -109,143 +102,41 @@ class Index:
             self.on_source("ADDED", obj)
 
 
-Lister = Callable[..., Awaitable[Any]]
-
-
-class Watcher:
-    """One list-and-watch loop."""
-
-    def __init__(
-        self,
-        name: str,
-        lister: Lister,
-        args: Iterable[Any],
-        on_event: Callable[[str, Obj], None],
-        on_list: Callable[[list[Obj]], None],
-        *,
-        item_kind: str = "",
-        label_selector: str | None = None,
-    ) -> None:
-        self.name = name
-        self.lister = lister
-        self.args = tuple(args)
-        self.on_event = on_event
-        self.on_list = on_list
-        self.item_kind = item_kind
-        self.label_selector = label_selector
-        self.synced = asyncio.Event()
-        self.problem: str | None = "not listed yet"
-
-    def _options(self) -> dict[str, Any]:
-        return {"label_selector": self.label_selector} if self.label_selector else {}
-
-    async def run(self) -> None:
-        delay = RETRY_FIRST
-        version: str | None = None
-        while True:
-            try:
-                if version is None:
-                    version = await self._list()
-                version = await self._watch(version)
-                delay = RETRY_FIRST
-                self.problem = None
-            except asyncio.CancelledError:
-                raise
-            except _Gone:
-                log.info("%s watch: resourceVersion too old; listing again", self.name)
-                version = None
-            except Exception as exc:
-                status = exc.status if isinstance(exc, ApiException) else None
-                self.problem = f"{type(exc).__name__} {status or ''}".strip()
-                log.warning(
-                    "%s watch failed (%s); listing again in %.0f s",
-                    self.name,
-                    f"API status {status}" if status else repr(exc),
-                    delay,
-                )
-                version = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-
-    async def _list(self) -> str:
-        listed = await kubeapi.call(self.lister, *self.args, **self._options())
-        items = listed.get("items") or []
-        if self.item_kind:
-            for item in items:  # list items carry no kind; handlers may want it
-                item.setdefault("kind", self.item_kind)
-        self.on_list(items)
-        self.synced.set()
-        self.problem = None
-        return str((listed.get("metadata") or {}).get("resourceVersion") or "")
-
-    async def _watch(self, version: str) -> str:
-        """Stream events from ``version``; returns the last version seen when the server
-        ends the watch (its timeout), so the next one resumes there."""
-        response = await self.lister(
-            *self.args,
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
-            _preload_content=False,
-            _request_timeout=WATCH_SECONDS + 30,
-            **self._options(),
-        )
-        try:
-            if response.status == 410:
-                raise _Gone
-            if not 200 <= response.status <= 299:
-                raise ApiException(status=response.status, reason=response.reason)
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise _Gone
-                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
-                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    self.on_event(kind, obj)
-        finally:
-            response.release()
-        return version
-
-
-class _Gone(Exception):
-    """The watch cannot resume from its resourceVersion (410): list again."""
-
-
-def watchers(kube: Kube, index: Index) -> list[Watcher]:
-    """The controller's three watches (claims, populator pods, populator CRs)."""
-    core, custom = kube.core, kube.custom
+def watchers(kube: Kube, index: Index) -> list[ListWatch]:
+    """The controller's watches: claims, populator pods (by label), and each populator CR
+    kind (its list items get their ``kind``: ``Index.on_source`` reads it). The loop is
+    ``ListWatch``'s, with its defaults: watches of 300 s resumed from the last version,
+    a 410 relisted at once, other failures relisted after a backoff of 1 s doubling to
+    30 s; ``synced`` and ``problem`` are what ``Controller.waiting_for`` reports."""
     result = [
-        Watcher(
-            "claims",
-            core.list_persistent_volume_claim_for_all_namespaces,
-            (),
-            index.on_claim,
-            index.relist_claims,
+        ListWatch(
+            kube,
+            PVC,
+            name="claims",
+            on_list=index.relist_claims,
+            on_event=index.on_claim,
+            log=log,
         ),
-        Watcher(
-            "pods",
-            core.list_pod_for_all_namespaces,
-            (),
-            index.on_owned,
-            index.relist_owned,
-            label_selector=contract.CONTROLLER_SELECTOR,
+        ListWatch(
+            kube,
+            POD,
+            name="pods",
+            selector=contract.CONTROLLER_SELECTOR,
+            on_list=index.relist_owned,
+            on_event=index.on_owned,
+            log=log,
         ),
     ]
     for kind in contract.KINDS:
         result.append(
-            Watcher(
-                kind.plural,
-                custom.list_cluster_custom_object,
-                (contract.GROUP, contract.VERSION, kind.plural),
-                index.on_source,
-                index.relist_sources,
+            ListWatch(
+                kube,
+                POPULATORS[kind.name],
+                name=kind.plural,
                 item_kind=kind.name,
+                on_list=index.relist_sources,
+                on_event=index.on_source,
+                log=log,
             )
         )
     return result
