@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -36,10 +37,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql.elements import BindParameter
 
 from services.planner import db
 from services.planner.launching import POSITION
-from shared.payloads import VmStepChanged
+from shared.payloads import StepState, VmStepChanged
 
 #: What a step and a task have in common (the projector's ``merge`` decides them).
 STATE_COLUMNS = (
@@ -70,10 +72,19 @@ VM_WRITTEN = (
 VM_STEPPED = ("phase", "step", "started_at", "bytes_done", "bytes_total")
 MIGRATION_WRITTEN = ("vms_succeeded", "vms_failed", "vms_canceled", "phase", "completed_at")
 
+
+def inline(name: str, member: StrEnum) -> BindParameter[Any]:
+    """One value (a step, a state, a phase) for ``text()`` SQL, rendered into the statement
+    at execution, as ``shared.db.engine.values()`` renders a list: the value is declared
+    once in Python, and PostgreSQL still gets the literal it always got (the same text, so
+    the same plans, whatever asyncpg's prepared statements make of parameters)."""
+    return bindparam(name, member.value, literal_execute=True)
+
+
 RESUM_STEPS = text(
     """
     UPDATE planner.steps AS s SET
-        progress_completed = CASE WHEN s.state = 'Completed'
+        progress_completed = CASE WHEN s.state = :completed
                                   THEN greatest(t.done, t.total) ELSE t.done END,
         progress_total = t.total, updated_at = now()
     FROM (
@@ -88,10 +99,10 @@ RESUM_STEPS = text(
     ) AS t
     WHERE s.migration_id = t.migration_id AND s.vm_id = t.vm_id AND s.step = t.step
       AND (s.progress_completed, s.progress_total) IS DISTINCT FROM (
-          CASE WHEN s.state = 'Completed' THEN greatest(t.done, t.total) ELSE t.done END,
+          CASE WHEN s.state = :completed THEN greatest(t.done, t.total) ELSE t.done END,
           t.total)
     """
-)
+).bindparams(inline("completed", StepState.COMPLETED))
 """A step with tasks gets their sums as its progress (batched: one row per array entry).
 The projector does the same sum itself, from the rows it read under the VM's lock."""
 
@@ -107,6 +118,18 @@ class Prepared:
     def __init__(self, statement: Any) -> None:
         self.statement = statement
         compiled = statement.compile(dialect=_DIALECT)
+        if compiled.post_compile_params:
+            raise ValueError("a list parameter changes the SQL per call: bind it with values()")
+        if compiled.literal_execute_params:
+            # A value or list bound with ``inline()`` or ``values()`` is rendered into the
+            # text here, once, as SQLAlchemy does at each execution; left to the compiler,
+            # the text would keep a ``__[POSTCOMPILE_...]`` placeholder asyncpg cannot run.
+            # Rendering needs a value for every parameter: the others stay ``$n``.
+            inline = {b.key for b in compiled.literal_execute_params}
+            others = {name: None for name in compiled.binds if name not in inline}
+            compiled = statement.params(others).compile(
+                dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
+            )
         self.sql = str(compiled)
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
         # Every value is a named parameter: a literal in the statement would become a bound

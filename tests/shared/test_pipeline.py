@@ -354,8 +354,6 @@ SQL_LITERAL = re.compile(rf"'({_STATES}|{_STEPS})'")
 SQL_LITERAL_ALLOWED = {
     "services/orchestrator/admission.py",  # WP4
     "services/orchestrator/running.py",  # WP4
-    "services/planner/following.py",  # WP5
-    "services/planner/statusrows.py",  # WP5
 }
 
 
