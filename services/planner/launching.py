@@ -39,45 +39,13 @@ from shared.payloads import (
     PlannedVm,
     PlanStarted,
     PowerState,
-    ProviderType,
     Step,
     StepState,
 )
+from shared.pipeline import PER_DISK_STEPS, PLAN_VM_FINAL, POSITION, PlanVmPhase, steps_of
 from shared.settings import PlannerSettings
 
 log = logging.getLogger("hoist.planner.launching")
-
-# The steps each source's cold pipeline runs, in order (see the orchestrator).
-_COLD: dict[ProviderType, tuple[Step, ...]] = {
-    ProviderType.OVIRT: (
-        Step.INITIALIZE,
-        Step.POWER_OFF_SOURCE,
-        Step.DISK_ALLOCATION,
-        Step.DISK_TRANSFER,
-        Step.VIRTUAL_MACHINE_CREATION,
-        Step.CLEANUP,
-    ),
-    ProviderType.OPENSTACK: (
-        Step.INITIALIZE,
-        Step.POWER_OFF_SOURCE,
-        Step.CONVERT_OPENSTACK_SNAPSHOT,
-        Step.DISK_ALLOCATION,
-        Step.DISK_TRANSFER,
-        Step.VIRTUAL_MACHINE_CREATION,
-        Step.CLEANUP,
-    ),
-}
-
-#: Steps whose tasks are the VM's disks (task id = disk id).
-PER_DISK_STEPS = (Step.DISK_ALLOCATION, Step.DISK_TRANSFER)
-
-#: Every step's position, so steps an orchestrator reports that the planner did not
-#: expect still sort where they run.
-POSITION: dict[str, int] = {s.value: i for i, s in enumerate(Step)}
-
-
-def steps_for(source: ProviderType) -> tuple[Step, ...]:
-    return _COLD.get(source, _COLD[ProviderType.OVIRT])
 
 
 async def record_migration(
@@ -91,7 +59,9 @@ async def record_migration(
     """Insert the migration of ``frozen`` with every VM Pending and its pipeline.
 
     ``revision`` is the value the rows get (default: the next of ``revision_seq``);
-    ``skipped`` counts VMs an earlier migration of the plan already migrated.
+    ``skipped`` counts VMs an earlier migration of the plan already migrated. The steps are
+    the source's in ``shared.pipeline``, the list the orchestrator runs: a source without a
+    pipeline is a ``ValueError`` here, never another source's steps shown for it.
     """
     rev = revision if revision is not None else await next_revision(session)
     now = datetime.now(UTC)
@@ -100,7 +70,7 @@ async def record_migration(
             id=frozen.migration_id,
             plan_id=frozen.plan_id,
             number=number,
-            phase="Running",
+            phase=plans.RUNNING,  # a migration's phases are those it gives its plan
             frozen=frozen.model_dump(mode="json"),
             vms_total=len(frozen.vms),
             vms_skipped=skipped,
@@ -119,14 +89,14 @@ async def record_migration(
                 "plan_id": frozen.plan_id,
                 "name": vm.name,
                 "target_name": vm.target_name,
-                "phase": "Pending",
+                "phase": PlanVmPhase.PENDING.value,
                 "bytes_total": sum(d.size_bytes for d in vm.disks),
                 "revision": rev,
             }
             for vm in frozen.vms
         ],
     )
-    pipeline = steps_for(frozen.source.type)
+    pipeline = steps_of(frozen.source.type)
     step_rows: list[dict[str, Any]] = []
     task_rows: list[dict[str, Any]] = []
     for vm in frozen.vms:
@@ -387,8 +357,8 @@ async def cancel(
         ]
         if unknown:
             raise Invalid(unknown)
-        final = [w for w in wanted if vms[w] in plans.OUTCOMES]
-        active = [w for w in wanted if vms[w] not in plans.OUTCOMES]
+        final = [w for w in wanted if vms[w] in PLAN_VM_FINAL]
+        active = [w for w in wanted if vms[w] not in PLAN_VM_FINAL]
         if active:
             # Lock the VM rows in key order first, as the projector and the progress
             # follower do, so a cancel and a flush never wait on each other in a cycle.

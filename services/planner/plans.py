@@ -38,13 +38,12 @@ from services.planner.model import PlanCreate, PlanUpdate, VmRef, VmSelector
 from services.planner.problems import Result
 from shared.ids import is_uuid
 from shared.payloads import ProviderType
+from shared.pipeline import PLAN_VM_IN_FLIGHT, PlanVmPhase
 from shared.settings import PlannerSettings
 
 log = logging.getLogger("hoist.planner.plans")
 
 NOT_READY, READY, RUNNING = "NotReady", "Ready", "Running"
-OUTCOMES = ("Succeeded", "Failed", "Canceled")
-IN_FLIGHT = ("Pending", "Running")
 
 
 async def find(conn: AsyncConnection, ref: str, *, lock: bool = False) -> Any:
@@ -195,7 +194,9 @@ async def _context(
         (
             await conn.execute(
                 select(db.vms.c.vm_id)
-                .where(db.vms.c.plan_id == plan["id"], db.vms.c.phase == "Succeeded")
+                .where(
+                    db.vms.c.plan_id == plan["id"], db.vms.c.phase == PlanVmPhase.SUCCEEDED.value
+                )
                 .distinct()
             )
         ).scalars()
@@ -207,7 +208,7 @@ async def _context(
             db.plans.c.id != plan["id"],
             db.plans.c.target_provider == plan["target_provider"],
             db.plans.c.target_namespace == plan["target_namespace"],
-            db.vms.c.phase.in_(IN_FLIGHT),
+            db.vms.c.phase.in_([p.value for p in PLAN_VM_IN_FLIGHT]),
         )
     )
     taken = {str(n): str(p) for n, p in taken_rows.all()}

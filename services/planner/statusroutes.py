@@ -9,7 +9,6 @@ the service is starting. Every route requires a bearer token (added by the runne
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.planner import status as st
 from services.planner import streaming
+from shared.pipeline import PlanVmPhase
 from shared.service.app import engine_of
 
 router = APIRouter(tags=["plan status"])
@@ -41,14 +41,6 @@ MigrationRef = Annotated[
 ]
 
 
-class VmPhase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELED = "Canceled"
-
-
 def _invalid(where: str, param: str, msg: str) -> HTTPException:
     return HTTPException(
         422,
@@ -70,7 +62,7 @@ async def list_vms(
     request: Request,
     plan: PlanRef,
     migration: MigrationRef = None,
-    phase: VmPhase | None = None,
+    phase: PlanVmPhase | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1400, pattern=PRINTABLE)] = None,
 ) -> dict[str, Any]:

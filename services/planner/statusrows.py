@@ -18,6 +18,7 @@ changed them (PostgreSQL re-reads only the locked row after the wait).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
@@ -40,8 +41,10 @@ from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.elements import BindParameter
 
 from services.planner import db
-from services.planner.launching import POSITION
 from shared.payloads import StepState, VmStepChanged
+from shared.pipeline import POSITION
+
+log = logging.getLogger("hoist.planner.statusrows")
 
 #: What a step and a task have in common (the projector's ``merge`` decides them).
 STATE_COLUMNS = (
@@ -322,17 +325,39 @@ async def pipeline(
     return steps, tasks
 
 
+_UNKNOWN_STEPS: set[str] = set()
+
+
+def position(step: str) -> int:
+    """Where ``step`` sorts in a VM's pipeline: where it runs (``shared.pipeline.POSITION``).
+
+    A step this planner does not know sorts after every step it knows, rather than failing
+    the event: during a rolling upgrade a newer orchestrator may run (and report) a step
+    added after this planner was built, and its VMs' status must still be shown. (Today
+    ``VmStepChanged.step`` is a ``Step``, so such a name is refused when the event is read;
+    this keeps the projector from being the place that breaks if that is ever relaxed.)
+    It is logged once per name and process: a planner older than its orchestrator is
+    worth knowing about, once."""
+    found = POSITION.get(step)
+    if found is not None:
+        return found
+    if step not in _UNKNOWN_STEPS:
+        _UNKNOWN_STEPS.add(step)
+        log.warning("step %r is not one this planner knows; it is shown after the others", step)
+    return len(POSITION)
+
+
 async def insert_step(session: AsyncSession, ev: VmStepChanged) -> dict[str, Any]:
     """A step the pipeline did not foresee, Pending, where it runs; its row."""
     name = ev.step.value
-    step: dict[str, Any] = {"step": name, "position": POSITION.get(name, len(POSITION))}
-    step |= {"state": "Pending", "attempt": 1, "progress_completed": 0}
+    step: dict[str, Any] = {"step": name, "position": position(name)}
+    step |= {"state": StepState.PENDING.value, "attempt": 1, "progress_completed": 0}
     step |= {"progress_total": 0, "started_at": None, "completed_at": None}
     step |= {"error": None, "detail": {}}
     await INSERT_STEP.run(
         session,
         {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": name}
-        | {"p_position": step["position"], "p_state": "Pending"},
+        | {"p_position": step["position"], "p_state": StepState.PENDING.value},
     )
     return step
 
@@ -345,10 +370,10 @@ async def insert_task(session: AsyncSession, ev: VmStepChanged) -> dict[str, Any
     await INSERT_TASK.run(
         session,
         {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": ev.step.value}
-        | {"k_task": ev.task, "p_name": name[:253], "p_state": "Pending"},
+        | {"k_task": ev.task, "p_name": name[:253], "p_state": StepState.PENDING.value},
     )
     task: dict[str, Any] = {k: None for k in ("task", *TASK_WRITTEN)}
-    task |= {"task": ev.task, "state": "Pending", "attempt": 1}
+    task |= {"task": ev.task, "state": StepState.PENDING.value, "attempt": 1}
     return task | {"progress_completed": 0, "progress_total": 0}
 
 

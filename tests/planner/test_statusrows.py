@@ -3,6 +3,8 @@ it, with values bound by ``values()`` and ``inline()`` rendered into the text.""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import bindparam, select
 
@@ -10,7 +12,7 @@ from services.planner import db, statusrows
 from services.planner.statusrows import Prepared, inline
 from shared.db.engine import values
 from shared.payloads import Step
-from shared.pipeline import PLAN_VM_FINAL
+from shared.pipeline import PLAN_VM_FINAL, POSITION, steps_of
 
 PREPARED = sorted(name for name, v in vars(statusrows).items() if isinstance(v, Prepared))
 _V = db.vms
@@ -51,3 +53,25 @@ def test_a_list_parameter_is_refused() -> None:
     """A plain expanding list would change the text (and the parameters' names) per call."""
     with pytest.raises(ValueError, match=r"with values\(\)"):
         Prepared(select(_V.c.vm_id).where(_V.c.phase.in_(bindparam("phases", expanding=True))))
+
+
+def test_steps_sort_where_they_run() -> None:
+    assert [statusrows.position(s) for s in steps_of("openstack")] == sorted(
+        POSITION[s] for s in steps_of("openstack")
+    )
+    assert statusrows.position(Step.DISK_TRANSFER) == POSITION["DiskTransfer"]
+
+
+def test_an_unknown_step_sorts_last_and_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A newer orchestrator's step (a rolling upgrade) is shown after the known ones."""
+    with caplog.at_level(logging.WARNING, logger="hoist.planner.statusrows"):
+        first = statusrows.position("FutureStepForTests")
+        again = statusrows.position("FutureStepForTests")
+        other = statusrows.position("AnotherFutureStepForTests")
+    assert first == again == other == len(POSITION)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2
+    assert "'FutureStepForTests'" in warned[0]
+    assert "'AnotherFutureStepForTests'" in warned[1]

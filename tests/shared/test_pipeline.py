@@ -92,18 +92,6 @@ _STILL_DECLARED: list[tuple[str, str, Any]] = [
     ("services.orchestrator.pipeline", "OPENSTACK_STEPS", STEPS[ProviderType.OPENSTACK]),
     ("services.orchestrator.pipeline", "ACTIVE_PHASES", VM_ACTIVE),
     ("services.orchestrator.pipeline", "FINAL_PHASES", VM_FINAL),
-    ("services.planner.launching", "POSITION", dict(POSITION)),
-    (
-        "services.planner.launching",
-        "PER_DISK_STEPS",
-        tuple(sorted(PER_DISK_STEPS, key=lambda s: POSITION[s])),
-    ),
-    ("services.planner.projecting", "FINAL_STATES", frozenset(FINAL_STEP_STATES)),
-    ("services.planner.projecting", "FINAL_PHASES", PLAN_VM_FINAL),
-    ("services.planner.plans", "OUTCOMES", PLAN_VM_FINAL),
-    ("services.planner.plans", "IN_FLIGHT", PLAN_VM_IN_FLIGHT),
-    ("services.planner.status", "FINAL_PHASES", PLAN_VM_FINAL),
-    ("services.planner.status", "VM_PHASES", tuple(PlanVmPhase)),
 ]
 
 
@@ -116,14 +104,7 @@ def test_the_services_own_declarations_agree(module: str, name: str, expected: A
 
 
 def test_the_services_own_enums_agree() -> None:
-    launching = importlib.import_module("services.planner.launching")
-    if hasattr(launching, "steps_for"):  # it falls back to oVirt's steps; shared.pipeline refuses
-        for source in STEPS:
-            assert launching.steps_for(source) == STEPS[source]
-    for module, name, phases in (
-        ("services.orchestrator.api", "Phase", VmPhase),
-        ("services.planner.statusroutes", "VmPhase", PlanVmPhase),
-    ):
+    for module, name, phases in (("services.orchestrator.api", "Phase", VmPhase),):
         declared = getattr(importlib.import_module(module), name, None)
         if declared is not None and declared is not phases:
             assert [(m.name, m.value) for m in declared] == [(m.name, m.value) for m in phases]
@@ -382,7 +363,6 @@ def test_no_phase_or_step_is_spelled_in_sql() -> None:
 #: shared.pipeline and delete their line).
 STEP_LIST_ALLOWED = {
     "services/orchestrator/pipeline.py",  # WP4
-    "services/planner/launching.py",  # WP5
 }
 
 
