@@ -23,20 +23,13 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.planner import db
+from services.planner.errors import BadCursor, NotFound
 from shared.ids import is_uuid
 from shared.payloads import StepState
 from shared.pipeline import PLAN_VM_FINAL, PlanVmPhase
 
 Conn = AsyncConnection | AsyncSession
 VmKey = tuple[str, str]
-
-
-class NotFound(LookupError):
-    """No such plan, migration or VM."""
-
-
-class BadCursor(ValueError):
-    """A page cursor this API did not hand out."""
 
 
 def _iso(value: Any) -> str | None:
