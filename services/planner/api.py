@@ -11,6 +11,11 @@ errors), and the handlers every service's app installs answer them; no route tra
 validation lists its ``problems``), 404 an unknown map, plan or VM, 409 a taken name, a map
 in use or a plan running or archived, 412 ``If-Match`` naming an older revision, 503 (with
 ``Retry-After``) while the service starts or the inventory cannot be asked.
+
+A disk's journey starts here: ``POST /api/v1/plans/{plan}/start`` validates the plan again
+and starts its next migration.
+
+Next: services/planner/launching.py
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ rest, but it is the one thing a user may change while the plan runs: a downtime 
 moves. ``set_cutover`` writes the plan and, while a migration runs, ``PLAN_CUTOVER_CHANGED``
 in the same transaction, numbered by the plan's ``cutover_revision`` so the orchestrator
 keeps the newest change whatever order they arrive in.
+
+In a disk's journey: the VM's steps (the disk is a task of DiskAllocation and DiskTransfer)
+are its source's pipeline as ``shared/pipeline.py`` declares it for every service, and the
+frozen plan leaves through the outbox as ``plan.started``, which the orchestrator consumes.
+
+Next: services/orchestrator/events.py
 """
 
 from __future__ import annotations
