@@ -28,6 +28,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.planner import launching, maps, plans, statusroutes
+from services.planner.db import PlanRow
 from services.planner.domain import Planner
 from services.planner.errors import PreconditionFailed
 from services.planner.model import (
@@ -182,7 +183,7 @@ async def get_plan(
     return JSONResponse(body, headers={"ETag": etag})
 
 
-async def _plan_view(p: Planner, row: Any) -> tuple[dict[str, Any], str]:
+async def _plan_view(p: Planner, row: PlanRow) -> tuple[dict[str, Any], str]:
     """A plan with its status, and its tag. The plan's revision does not move with its VMs'
     progress, so the tag hashes the body (weak: equal content, not equal bytes)."""
     async with p.engine.connect() as conn:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.planner import db, plans
+from services.planner.db import PlanRow, plan_row
 from services.planner.errors import Conflict, Invalid, NotStartable
 from services.planner.inventoryclient import InventoryClient
 from services.planner.model import CancelRequest, CutoverRequest
@@ -163,7 +164,7 @@ async def start(
     inv: InventoryClient,
     settings: PlannerSettings,
     ref: str,
-) -> tuple[Any, Any]:
+) -> tuple[PlanRow, Any]:
     """Validate the plan again and, if nothing is an error, start its next migration.
 
     A re-run is the same call on a plan whose last migration ended: VMs an earlier
@@ -172,7 +173,7 @@ async def start(
     async with engine.connect() as conn:
         row = await plans.find(conn, ref)
         _startable(row)
-        plan = dict(row)
+        plan: dict[str, Any] = dict(row)
         res = await plans.check(conn, inv, plan)
     outcome = plans.outcome(plan, res, keep_phase=False)
     if not res.ok:
@@ -195,7 +196,7 @@ async def start(
     assert res.target is not None
     limits = plans.limits_of(plan, settings)
     async with sessionmaker() as session, session.begin():
-        locked = (
+        locked = plan_row(
             (
                 await session.execute(
                     select(db.plans).where(db.plans.c.id == plan["id"]).with_for_update()
@@ -242,7 +243,7 @@ async def start(
             revision=rev,
         )
         outcome.update(phase=plans.RUNNING, migration_id=frozen.migration_id, revision=rev)
-        updated = (
+        updated = plan_row(
             (
                 await session.execute(
                     sa.update(db.plans)
@@ -289,7 +290,7 @@ DEFINITION = (
 )  # fmt: skip
 
 
-def definition(row: Any) -> tuple[Any, ...]:
+def definition(row: Mapping[str, Any]) -> tuple[Any, ...]:
     """The plan as its user defined it (VM names the inventory filled in aside)."""
     vms = [{k: v for k, v in vm.items() if k != "name"} for vm in row["vms"]]
     return tuple(vms if k == "vms" else row[k] for k in DEFINITION)
@@ -323,7 +324,7 @@ def _transfer_network(plan: dict[str, Any]) -> str | None:
     return ref if "/" in ref else f"{plan['target_namespace']}/{ref}"
 
 
-def _startable(row: Any) -> None:
+def _startable(row: PlanRow) -> None:
     if row["archived"]:
         raise Conflict(["path", "plan"], "the plan is archived; unarchive it to start it")
     if row["phase"] == plans.RUNNING:
@@ -404,7 +405,7 @@ async def set_cutover(
     outbox: Outbox,
     ref: str,
     body: CutoverRequest,
-) -> Any:
+) -> PlanRow:
     """Set (or clear: ``None``, at once) the plan's cutover time; returns the plan row.
 
     Before a start (or after a migration ended) it is a change of the plan for its next
@@ -418,7 +419,7 @@ async def set_cutover(
         if row["cutover"] == body.at:
             return row
         revision = int(row["cutover_revision"]) + 1
-        updated = (
+        updated = plan_row(
             (
                 await session.execute(
                     sa.update(db.plans)
