@@ -5,32 +5,32 @@ their validation, start (and re-run), cancel, cutover, archive, and the status u
 (``statusroutes``: VMs, their pipelines, past migrations, and a server-sent-events stream).
 Every route requires a bearer token (added by the runner).
 
-Errors: 422 for input that is wrong in itself (``loc`` names the field; a start refused by
+Errors: the code a route calls raises the planner's errors (``errors.py``, the shared API
+errors), and the handlers every service's app installs answer them; no route translates.
+422 for input that is wrong in itself (``loc`` names the field; a start refused by
 validation lists its ``problems``), 404 an unknown map, plan or VM, 409 a taken name, a map
 in use or a plan running or archived, 412 ``If-Match`` naming an older revision, 503 (with
 ``Retry-After``) while the service starts or the inventory cannot be asked.
+
+A disk's journey starts here: ``POST /api/v1/plans/{plan}/start`` validates the plan again
+and starts its next migration.
+
+Next: services/planner/launching.py
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.planner import launching, maps, plans, statusroutes
+from services.planner.db import PlanRow
 from services.planner.domain import Planner
-from services.planner.errors import (
-    Conflict,
-    Invalid,
-    InventoryUnavailable,
-    NotFound,
-    NotStartable,
-    PreconditionFailed,
-)
+from services.planner.errors import PreconditionFailed
 from services.planner.model import (
     CancelRequest,
     CutoverRequest,
@@ -46,7 +46,6 @@ from shared.service.app import domain_of
 
 router = APIRouter(tags=["planner"])
 router.include_router(statusroutes.router)
-T = TypeVar("T")
 # No control characters: PostgreSQL refuses NUL in text, and no id or name has them.
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 RefPath = Annotated[str, Path(min_length=1, max_length=253, pattern=PRINTABLE)]
@@ -57,39 +56,13 @@ def _planner(request: Request) -> Planner:
     return domain_of(request, Planner, "PostgreSQL or NATS")
 
 
-async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
-    """Translate domain errors to precise HTTP answers."""
-    try:
-        return await call()
-    except Invalid as exc:
-        raise HTTPException(
-            422, [{"loc": loc, "type": t, "msg": msg} for loc, t, msg in exc.problems]
-        ) from None
-    except NotStartable as exc:
-        raise HTTPException(422, {"message": str(exc), "problems": exc.problems}) from None
-    except Conflict as exc:
-        raise HTTPException(409, [{"loc": exc.loc, "type": "conflict", "msg": str(exc)}]) from None
-    except NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except PreconditionFailed as exc:
-        raise HTTPException(status.HTTP_412_PRECONDITION_FAILED, str(exc)) from None
-    except InventoryUnavailable as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"the inventory cannot be asked right now ({exc}); retry",
-            headers={"Retry-After": str(exc.retry_after)},
-        ) from None
-
-
 def _revision(if_match: str | None) -> int | None:
     """``If-Match: "12"`` (or ``W/"12"``, or ``12``) -> 12."""
     if if_match is None:
         return None
     text = if_match.strip().removeprefix("W/").strip('"')
     if not text.isdigit():
-        raise HTTPException(
-            status.HTTP_412_PRECONDITION_FAILED, "If-Match must be a revision this API returned"
-        )
+        raise PreconditionFailed("If-Match must be a revision this API returned")
     return int(text)
 
 
@@ -105,7 +78,7 @@ def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
 
     async def create_map(request: Request, body: Any) -> JSONResponse:
         p = _planner(request)
-        row = await _guarded(lambda: maps.create(p.engine, p.inventory, kind, body))
+        row = await maps.create(p.engine, p.inventory, kind, body)
         return _tagged(maps.public(kind, row), 201)
 
     async def list_maps(
@@ -119,12 +92,9 @@ def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
 
     async def get_map(request: Request, ref: RefPath) -> JSONResponse:
         p = _planner(request)
-
-        async def run() -> Any:
-            async with p.engine.connect() as conn:
-                return await maps.find(conn, kind, ref)
-
-        return _tagged(maps.public(kind, await _guarded(run)))
+        async with p.engine.connect() as conn:
+            row = await maps.find(conn, kind, ref)
+        return _tagged(maps.public(kind, row))
 
     async def update_map(
         request: Request,
@@ -134,12 +104,12 @@ def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
     ) -> JSONResponse:
         p = _planner(request)
         revision = _revision(if_match)
-        row = await _guarded(lambda: maps.update(p.engine, p.inventory, kind, ref, body, revision))
+        row = await maps.update(p.engine, p.inventory, kind, ref, body, revision)
         return _tagged(maps.public(kind, row))
 
     async def delete_map(request: Request, ref: RefPath) -> Response:
         p = _planner(request)
-        await _guarded(lambda: maps.remove(p.engine, kind, ref))
+        await maps.remove(p.engine, kind, ref)
         return Response(status_code=204)
 
     # The body models differ per kind; FastAPI reads them from the annotations (strings
@@ -167,7 +137,7 @@ _map_routes("storage", StorageMapCreate, StorageMapUpdate)
 @router.post("/api/v1/plans", status_code=201, summary="Create a plan (validated at once)")
 async def create_plan(request: Request, body: PlanCreate) -> JSONResponse:
     p = _planner(request)
-    row = await _guarded(lambda: plans.create(p.engine, p.inventory, body))
+    row = await plans.create(p.engine, p.inventory, body)
     return _tagged(plans.public(row, p.settings), 201)
 
 
@@ -205,18 +175,15 @@ async def get_plan(
     request: Request, ref: RefPath, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
     p = _planner(request)
-
-    async def run() -> Any:
-        async with p.engine.connect() as conn:
-            return await plans.find(conn, ref)
-
-    body, etag = await _plan_view(p, await _guarded(run))
+    async with p.engine.connect() as conn:
+        row = await plans.find(conn, ref)
+    body, etag = await _plan_view(p, row)
     if if_none_match == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return JSONResponse(body, headers={"ETag": etag})
 
 
-async def _plan_view(p: Planner, row: Any) -> tuple[dict[str, Any], str]:
+async def _plan_view(p: Planner, row: PlanRow) -> tuple[dict[str, Any], str]:
     """A plan with its status, and its tag. The plan's revision does not move with its VMs'
     progress, so the tag hashes the body (weak: equal content, not equal bytes)."""
     async with p.engine.connect() as conn:
@@ -232,17 +199,11 @@ async def _plan_revision(p: Planner, ref: str, if_match: str | None) -> int | No
     against the plan as it is now (412 if it changed)."""
     if if_match is None or if_match.strip().strip('"').isdigit():
         return _revision(if_match)
-
-    async def run() -> Any:
-        async with p.engine.connect() as conn:
-            return await plans.find(conn, ref)
-
-    row = await _guarded(run)
+    async with p.engine.connect() as conn:
+        row = await plans.find(conn, ref)
     _, etag = await _plan_view(p, row)
     if if_match.strip() != etag:
-        raise HTTPException(
-            status.HTTP_412_PRECONDITION_FAILED, "the plan changed since it was read; read it again"
-        )
+        raise PreconditionFailed("the plan changed since it was read; read it again")
     return int(row["revision"])
 
 
@@ -255,14 +216,14 @@ async def update_plan(
 ) -> JSONResponse:
     p = _planner(request)
     revision = await _plan_revision(p, ref, if_match)
-    row = await _guarded(lambda: plans.update(p.engine, p.inventory, ref, body, revision))
+    row = await plans.update(p.engine, p.inventory, ref, body, revision)
     return _tagged(plans.public(row, p.settings))
 
 
 @router.delete("/api/v1/plans/{ref}", status_code=204, summary="Delete a plan not running")
 async def delete_plan(request: Request, ref: RefPath) -> Response:
     p = _planner(request)
-    await _guarded(lambda: plans.remove(p.engine, ref))
+    await plans.remove(p.engine, ref)
     return Response(status_code=204)
 
 
@@ -270,7 +231,7 @@ async def delete_plan(request: Request, ref: RefPath) -> Response:
 async def validate_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
     empty = PlanUpdate()
-    row = await _guarded(lambda: plans.update(p.engine, p.inventory, ref, empty, None))
+    row = await plans.update(p.engine, p.inventory, ref, empty, None)
     return _tagged(plans.public(row, p.settings))
 
 
@@ -281,8 +242,8 @@ async def validate_plan(request: Request, ref: RefPath) -> JSONResponse:
 )
 async def start_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
-    row, migration = await _guarded(
-        lambda: launching.start(p.engine, p.sessionmaker, p.outbox, p.inventory, p.settings, ref)
+    row, migration = await launching.start(
+        p.engine, p.sessionmaker, p.outbox, p.inventory, p.settings, ref
     )
     body = plans.public(row, p.settings)
     body["migration"] = {
@@ -304,9 +265,7 @@ async def cancel_plan(
     request: Request, ref: RefPath, body: CancelRequest | None = None
 ) -> dict[str, Any]:
     p = _planner(request)
-    return await _guarded(
-        lambda: launching.cancel(p.sessionmaker, p.outbox, ref, body or CancelRequest())
-    )
+    return await launching.cancel(p.sessionmaker, p.outbox, ref, body or CancelRequest())
 
 
 @router.put(
@@ -318,19 +277,19 @@ async def set_cutover(request: Request, ref: RefPath, body: CutoverRequest) -> J
     (at once): no source VM is powered off before it. Answers the plan (200); 404 an
     unknown plan, 409 an archived one, 422 a bad body."""
     p = _planner(request)
-    row = await _guarded(lambda: launching.set_cutover(p.sessionmaker, p.outbox, ref, body))
+    row = await launching.set_cutover(p.sessionmaker, p.outbox, ref, body)
     return _tagged(plans.public(row, p.settings))
 
 
 @router.post("/api/v1/plans/{ref}/archive", summary="Archive a plan (read-only, hidden)")
 async def archive_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
-    row = await _guarded(lambda: plans.set_archived(p.engine, ref, True))
+    row = await plans.set_archived(p.engine, ref, True)
     return _tagged(plans.public(row, p.settings))
 
 
 @router.post("/api/v1/plans/{ref}/unarchive", summary="Bring an archived plan back")
 async def unarchive_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
-    row = await _guarded(lambda: plans.set_archived(p.engine, ref, False))
+    row = await plans.set_archived(p.engine, ref, False)
     return _tagged(plans.public(row, p.settings))

@@ -25,6 +25,10 @@ saw. Steps and tasks bump their VM's revision, so a VM row's revision covers its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypedDict, cast
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -134,6 +138,45 @@ plans = Table(
     Index("ix_plans_stale", "stale", postgresql_where=text("stale")),
 )
 
+
+class PlanRow(TypedDict):
+    """A row of ``plans`` as the planner reads it: the columns, typed, in a plain dict (so
+    ``dict(row)`` is still the values a change starts from). Built by ``plan_row``."""
+
+    id: str
+    name: str
+    description: str
+    source_provider: str
+    target_provider: str
+    target_namespace: str
+    network_map: str
+    storage_map: str
+    migration_type: str
+    target_power_state: str
+    transfer_network: str | None
+    naming: dict[str, Any]
+    limits: dict[str, Any]
+    cutover: datetime | None
+    cutover_revision: int
+    selector: dict[str, Any] | None
+    vms: list[dict[str, Any]]
+    problems: list[dict[str, Any]]
+    validated_at: datetime | None
+    stale: bool
+    phase: str
+    archived: bool
+    migration_id: str | None
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def plan_row(row: Mapping[Any, Any]) -> PlanRow:
+    """A ``plans`` row as read (``select(plans)``, ``returning(plans)``) as a ``PlanRow``;
+    a test keeps ``PlanRow``'s keys those of the table."""
+    return cast(PlanRow, dict(row))
+
+
 migrations = Table(
     "migrations",
     metadata,
@@ -174,7 +217,7 @@ vms = Table(
     Column("plan_id", String(36), nullable=False, index=True),
     Column("name", String(253), nullable=False),
     Column("target_name", String(63), nullable=False),
-    # Pending, Running, Succeeded, Failed, Canceled.
+    # shared.pipeline.PlanVmPhase: Pending, Running, Succeeded, Failed, Canceled.
     Column("phase", String(16), nullable=False),
     Column("step", String(32)),
     Column("cancel_requested", Boolean, nullable=False, server_default="false"),

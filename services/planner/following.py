@@ -35,11 +35,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.planner.statusrows import RESUM_STEPS
+from services.planner.statusrows import RESUM_STEPS, inline
 from shared import catalog
 from shared import envelope as env
 from shared.bus import Bus
-from shared.payloads import DiskProgress, VmProgress
+from shared.db.engine import values
+from shared.payloads import DiskProgress, Step, StepState, VmProgress
+from shared.pipeline import PLAN_VM_FINAL, WORKING_STEP_STATES, PlanVmPhase
 
 log = logging.getLogger("hoist.planner.following")
 
@@ -53,23 +55,25 @@ LOCK_VMS = text(
     """
 )
 
+# Step states, the step and VM phases are bound, not spelled: rendered inline at execution
+# (``values()``, ``inline()``), so PostgreSQL gets the same text as when they were literals.
 UPDATE_TASKS = text(
     """
     UPDATE planner.tasks AS t SET
         progress_completed = CASE
-            WHEN t.state IN ('Pending', 'Running') AND t.progress_total > 0 AND s.total > 0
+            WHEN t.state IN :working AND t.progress_total > 0 AND s.total > 0
             THEN least(t.progress_total,
                        CAST(CAST(s.done AS numeric) * t.progress_total / s.total AS bigint))
-            WHEN t.state IN ('Pending', 'Running') THEN s.done
-            WHEN t.state = 'Completed' AND t.progress_total = 0 THEN s.total
+            WHEN t.state IN :working THEN s.done
+            WHEN t.state = :completed AND t.progress_total = 0 THEN s.total
             ELSE t.progress_completed END,
         progress_total = CASE
             WHEN t.progress_total = 0 AND s.total > 0 THEN s.total
             ELSE t.progress_total END,
-        rate = CASE WHEN t.state IN ('Pending', 'Running') THEN s.rate ELSE t.rate END,
-        eta_seconds = CASE WHEN t.state IN ('Pending', 'Running') THEN s.eta
+        rate = CASE WHEN t.state IN :working THEN s.rate ELSE t.rate END,
+        eta_seconds = CASE WHEN t.state IN :working THEN s.eta
                            ELSE t.eta_seconds END,
-        observed_at = CASE WHEN t.state IN ('Pending', 'Running') THEN s.observed_at
+        observed_at = CASE WHEN t.state IN :working THEN s.observed_at
                            ELSE t.observed_at END,
         updated_at = now()
     FROM unnest(
@@ -78,12 +82,16 @@ UPDATE_TASKS = text(
         CAST(:eta AS integer[]), CAST(:observed_at AS timestamptz[])
     ) AS s(migration_id, vm_id, task, done, total, rate, eta, observed_at)
     WHERE t.migration_id = s.migration_id AND t.vm_id = s.vm_id
-      AND t.step = 'DiskTransfer' AND t.task = s.task
-      AND CASE WHEN t.state IN ('Pending', 'Running')
+      AND t.step = :transfer AND t.task = s.task
+      AND CASE WHEN t.state IN :working
                THEN t.observed_at IS NULL OR t.observed_at < s.observed_at
                ELSE t.progress_total = 0 AND s.total > 0 END
     RETURNING t.migration_id, t.vm_id
     """
+).bindparams(
+    values("working", WORKING_STEP_STATES),
+    inline("completed", StepState.COMPLETED),
+    inline("transfer", Step.DISK_TRANSFER),
 )
 
 UPDATE_VMS = text(
@@ -93,11 +101,11 @@ UPDATE_VMS = text(
         eta_seconds = n.eta, revision = nextval('planner.revision_seq'), updated_at = now()
     FROM (
         SELECT v0.migration_id, v0.vm_id, b.total AS bytes_total,
-               CASE WHEN v0.phase = 'Succeeded' THEN b.total
+               CASE WHEN v0.phase = :succeeded THEN b.total
                     ELSE coalesce(st.progress_completed, v0.bytes_done) END AS bytes_done,
-               CASE WHEN v0.phase IN ('Succeeded', 'Failed', 'Canceled') THEN NULL
+               CASE WHEN v0.phase IN :final THEN NULL
                     WHEN k.sampled THEN k.rate ELSE v0.rate END AS rate,
-               CASE WHEN v0.phase IN ('Succeeded', 'Failed', 'Canceled') THEN NULL
+               CASE WHEN v0.phase IN :final THEN NULL
                     WHEN k.sampled THEN k.eta ELSE v0.eta_seconds END AS eta
         FROM unnest(
             CAST(:migration_id AS text[]), CAST(:vm_id AS text[]), CAST(:sampled AS boolean[]),
@@ -105,7 +113,7 @@ UPDATE_VMS = text(
         ) AS k(migration_id, vm_id, sampled, rate, eta)
         JOIN planner.vms AS v0 ON v0.migration_id = k.migration_id AND v0.vm_id = k.vm_id
         LEFT JOIN planner.steps AS st ON st.migration_id = k.migration_id
-            AND st.vm_id = k.vm_id AND st.step = 'DiskTransfer'
+            AND st.vm_id = k.vm_id AND st.step = :transfer
         CROSS JOIN LATERAL (SELECT CASE WHEN st.progress_total > 0 THEN st.progress_total
                                         ELSE v0.bytes_total END AS total) AS b
     ) AS n
@@ -113,6 +121,10 @@ UPDATE_VMS = text(
       AND (v.bytes_done, v.bytes_total, v.rate, v.eta_seconds)
           IS DISTINCT FROM (n.bytes_done, n.bytes_total, n.rate, n.eta)
     """
+).bindparams(
+    inline("succeeded", PlanVmPhase.SUCCEEDED),
+    values("final", PLAN_VM_FINAL),
+    inline("transfer", Step.DISK_TRANSFER),
 )
 
 Key = tuple[str, str]
@@ -234,7 +246,7 @@ class ProgressFollower:
                         {
                             "migration_id": [k[0] for k in changed],
                             "vm_id": [k[1] for k in changed],
-                            "step": ["DiskTransfer"] * len(changed),
+                            "step": [Step.DISK_TRANSFER.value] * len(changed),
                         },
                     )
                     count += 1

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shared.service.errors import Unavailable
 from shared.settings import HoistSettings
 
 log = logging.getLogger("hoist.planner.inventory")
@@ -30,10 +31,20 @@ Obj = dict[str, Any]
 LIST_THRESHOLD = 200
 
 
-class InventoryUnavailable(Exception):
-    """The inventory could not answer (down, starting, timing out); retry after a while."""
+class InventoryUnavailable(Unavailable):
+    """The inventory could not answer (down, starting, timing out); retry after a while.
 
-    retry_after = 5
+    An ``Unavailable``: a request that needs the inventory answers 503 with
+    ``Retry-After: 5``. It is a ``RetryLater`` too, which no bus handler of the planner
+    sees: only validation asks the inventory, from a request or the ``Revalidator``."""
+
+    RETRY_SECONDS = 5
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, self.RETRY_SECONDS)
+
+    def detail(self) -> str:
+        return f"the inventory cannot be asked right now ({self.message}); retry"
 
 
 class InventoryClient:

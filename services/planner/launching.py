@@ -12,13 +12,19 @@ rest, but it is the one thing a user may change while the plan runs: a downtime 
 moves. ``set_cutover`` writes the plan and, while a migration runs, ``PLAN_CUTOVER_CHANGED``
 in the same transaction, numbered by the plan's ``cutover_revision`` so the orchestrator
 keeps the newest change whatever order they arrive in.
+
+In a disk's journey: the VM's steps (the disk is a task of DiskAllocation and DiskTransfer)
+are its source's pipeline as ``shared/pipeline.py`` declares it for every service, and the
+frozen plan leaves through the outbox as ``plan.started``, which the orchestrator consumes.
+
+Next: services/orchestrator/events.py
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +33,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.planner import db, plans
+from services.planner.db import PlanRow, plan_row
 from services.planner.errors import Conflict, Invalid, NotStartable
 from services.planner.inventoryclient import InventoryClient
 from services.planner.model import CancelRequest, CutoverRequest
@@ -39,45 +46,13 @@ from shared.payloads import (
     PlannedVm,
     PlanStarted,
     PowerState,
-    ProviderType,
     Step,
     StepState,
 )
+from shared.pipeline import PER_DISK_STEPS, PLAN_VM_FINAL, POSITION, PlanVmPhase, steps_of
 from shared.settings import PlannerSettings
 
 log = logging.getLogger("hoist.planner.launching")
-
-# The steps each source's cold pipeline runs, in order (see the orchestrator).
-_COLD: dict[ProviderType, tuple[Step, ...]] = {
-    ProviderType.OVIRT: (
-        Step.INITIALIZE,
-        Step.POWER_OFF_SOURCE,
-        Step.DISK_ALLOCATION,
-        Step.DISK_TRANSFER,
-        Step.VIRTUAL_MACHINE_CREATION,
-        Step.CLEANUP,
-    ),
-    ProviderType.OPENSTACK: (
-        Step.INITIALIZE,
-        Step.POWER_OFF_SOURCE,
-        Step.CONVERT_OPENSTACK_SNAPSHOT,
-        Step.DISK_ALLOCATION,
-        Step.DISK_TRANSFER,
-        Step.VIRTUAL_MACHINE_CREATION,
-        Step.CLEANUP,
-    ),
-}
-
-#: Steps whose tasks are the VM's disks (task id = disk id).
-PER_DISK_STEPS = (Step.DISK_ALLOCATION, Step.DISK_TRANSFER)
-
-#: Every step's position, so steps an orchestrator reports that the planner did not
-#: expect still sort where they run.
-POSITION: dict[str, int] = {s.value: i for i, s in enumerate(Step)}
-
-
-def steps_for(source: ProviderType) -> tuple[Step, ...]:
-    return _COLD.get(source, _COLD[ProviderType.OVIRT])
 
 
 async def record_migration(
@@ -91,7 +66,9 @@ async def record_migration(
     """Insert the migration of ``frozen`` with every VM Pending and its pipeline.
 
     ``revision`` is the value the rows get (default: the next of ``revision_seq``);
-    ``skipped`` counts VMs an earlier migration of the plan already migrated.
+    ``skipped`` counts VMs an earlier migration of the plan already migrated. The steps are
+    the source's in ``shared.pipeline``, the list the orchestrator runs: a source without a
+    pipeline is a ``ValueError`` here, never another source's steps shown for it.
     """
     rev = revision if revision is not None else await next_revision(session)
     now = datetime.now(UTC)
@@ -100,7 +77,7 @@ async def record_migration(
             id=frozen.migration_id,
             plan_id=frozen.plan_id,
             number=number,
-            phase="Running",
+            phase=plans.RUNNING,  # a migration's phases are those it gives its plan
             frozen=frozen.model_dump(mode="json"),
             vms_total=len(frozen.vms),
             vms_skipped=skipped,
@@ -119,14 +96,14 @@ async def record_migration(
                 "plan_id": frozen.plan_id,
                 "name": vm.name,
                 "target_name": vm.target_name,
-                "phase": "Pending",
+                "phase": PlanVmPhase.PENDING.value,
                 "bytes_total": sum(d.size_bytes for d in vm.disks),
                 "revision": rev,
             }
             for vm in frozen.vms
         ],
     )
-    pipeline = steps_for(frozen.source.type)
+    pipeline = steps_of(frozen.source.type)
     step_rows: list[dict[str, Any]] = []
     task_rows: list[dict[str, Any]] = []
     for vm in frozen.vms:
@@ -187,7 +164,7 @@ async def start(
     inv: InventoryClient,
     settings: PlannerSettings,
     ref: str,
-) -> tuple[Any, Any]:
+) -> tuple[PlanRow, Any]:
     """Validate the plan again and, if nothing is an error, start its next migration.
 
     A re-run is the same call on a plan whose last migration ended: VMs an earlier
@@ -196,7 +173,7 @@ async def start(
     async with engine.connect() as conn:
         row = await plans.find(conn, ref)
         _startable(row)
-        plan = dict(row)
+        plan: dict[str, Any] = dict(row)
         res = await plans.check(conn, inv, plan)
     outcome = plans.outcome(plan, res, keep_phase=False)
     if not res.ok:
@@ -219,7 +196,7 @@ async def start(
     assert res.target is not None
     limits = plans.limits_of(plan, settings)
     async with sessionmaker() as session, session.begin():
-        locked = (
+        locked = plan_row(
             (
                 await session.execute(
                     select(db.plans).where(db.plans.c.id == plan["id"]).with_for_update()
@@ -266,7 +243,7 @@ async def start(
             revision=rev,
         )
         outcome.update(phase=plans.RUNNING, migration_id=frozen.migration_id, revision=rev)
-        updated = (
+        updated = plan_row(
             (
                 await session.execute(
                     sa.update(db.plans)
@@ -313,7 +290,7 @@ DEFINITION = (
 )  # fmt: skip
 
 
-def definition(row: Any) -> tuple[Any, ...]:
+def definition(row: Mapping[str, Any]) -> tuple[Any, ...]:
     """The plan as its user defined it (VM names the inventory filled in aside)."""
     vms = [{k: v for k, v in vm.items() if k != "name"} for vm in row["vms"]]
     return tuple(vms if k == "vms" else row[k] for k in DEFINITION)
@@ -347,7 +324,7 @@ def _transfer_network(plan: dict[str, Any]) -> str | None:
     return ref if "/" in ref else f"{plan['target_namespace']}/{ref}"
 
 
-def _startable(row: Any) -> None:
+def _startable(row: PlanRow) -> None:
     if row["archived"]:
         raise Conflict(["path", "plan"], "the plan is archived; unarchive it to start it")
     if row["phase"] == plans.RUNNING:
@@ -387,8 +364,8 @@ async def cancel(
         ]
         if unknown:
             raise Invalid(unknown)
-        final = [w for w in wanted if vms[w] in plans.OUTCOMES]
-        active = [w for w in wanted if vms[w] not in plans.OUTCOMES]
+        final = [w for w in wanted if vms[w] in PLAN_VM_FINAL]
+        active = [w for w in wanted if vms[w] not in PLAN_VM_FINAL]
         if active:
             # Lock the VM rows in key order first, as the projector and the progress
             # follower do, so a cancel and a flush never wait on each other in a cycle.
@@ -428,7 +405,7 @@ async def set_cutover(
     outbox: Outbox,
     ref: str,
     body: CutoverRequest,
-) -> Any:
+) -> PlanRow:
     """Set (or clear: ``None``, at once) the plan's cutover time; returns the plan row.
 
     Before a start (or after a migration ended) it is a change of the plan for its next
@@ -442,7 +419,7 @@ async def set_cutover(
         if row["cutover"] == body.at:
             return row
         revision = int(row["cutover_revision"]) + 1
-        updated = (
+        updated = plan_row(
             (
                 await session.execute(
                     sa.update(db.plans)

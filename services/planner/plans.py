@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.planner import db, maps, validating
+from services.planner.db import PlanRow, plan_row
 from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.planner.inventoryclient import (
     LIST_THRESHOLD,
@@ -38,16 +39,16 @@ from services.planner.model import PlanCreate, PlanUpdate, VmRef, VmSelector
 from services.planner.problems import Result
 from shared.ids import is_uuid
 from shared.payloads import ProviderType
+from shared.pipeline import PLAN_VM_IN_FLIGHT, PlanVmPhase
 from shared.settings import PlannerSettings
 
 log = logging.getLogger("hoist.planner.plans")
 
 NOT_READY, READY, RUNNING = "NotReady", "Ready", "Running"
-OUTCOMES = ("Succeeded", "Failed", "Canceled")
-IN_FLIGHT = ("Pending", "Running")
 
 
-async def find(conn: AsyncConnection, ref: str, *, lock: bool = False) -> Any:
+async def find(conn: AsyncConnection, ref: str, *, lock: bool = False) -> PlanRow:
+    """A plan by id (when ``ref`` is a UUID) or by name; ``lock``: ``FOR UPDATE``."""
     p = db.plans
     column = p.c.id if is_uuid(ref) else p.c.name
     q = select(p).where(column == ref)
@@ -56,10 +57,10 @@ async def find(conn: AsyncConnection, ref: str, *, lock: bool = False) -> Any:
     row = (await conn.execute(q)).mappings().first()
     if row is None:
         raise NotFound(f"no plan {ref!r}")
-    return row
+    return plan_row(row)
 
 
-def limits_of(row: Any, settings: PlannerSettings) -> dict[str, int]:
+def limits_of(row: Mapping[str, Any], settings: PlannerSettings) -> dict[str, int]:
     """The plan's limits, the service's defaults for those it leaves out (so a changed
     default applies to every plan that did not choose)."""
     given = row["limits"] or {}
@@ -71,7 +72,8 @@ def limits_of(row: Any, settings: PlannerSettings) -> dict[str, int]:
     }
 
 
-def public(row: Any, settings: PlannerSettings) -> dict[str, Any]:
+def public(row: PlanRow, settings: PlannerSettings) -> dict[str, Any]:
+    """The plan as the API shows it (camelCase, ISO-8601 times, limits with defaults)."""
     return {
         "id": row["id"],
         "name": row["name"],
@@ -195,7 +197,9 @@ async def _context(
         (
             await conn.execute(
                 select(db.vms.c.vm_id)
-                .where(db.vms.c.plan_id == plan["id"], db.vms.c.phase == "Succeeded")
+                .where(
+                    db.vms.c.plan_id == plan["id"], db.vms.c.phase == PlanVmPhase.SUCCEEDED.value
+                )
                 .distinct()
             )
         ).scalars()
@@ -207,7 +211,7 @@ async def _context(
             db.plans.c.id != plan["id"],
             db.plans.c.target_provider == plan["target_provider"],
             db.plans.c.target_namespace == plan["target_namespace"],
-            db.vms.c.phase.in_(IN_FLIGHT),
+            db.vms.c.phase.in_([p.value for p in PLAN_VM_IN_FLIGHT]),
         )
     )
     taken = {str(n): str(p) for n, p in taken_rows.all()}
@@ -263,7 +267,7 @@ def outcome(plan: dict[str, Any], res: Result, keep_phase: bool) -> dict[str, An
 # --- writing --------------------------------------------------------------------------------
 
 
-async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) -> Any:
+async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) -> PlanRow:
     source = await maps.provider(inv, body.source_provider, "sourceProvider", maps.SOURCE_TYPES)
     target = await maps.provider(
         inv, body.target_provider, "targetProvider", (ProviderType.KUBEVIRT,)
@@ -297,22 +301,17 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
     plan.update(outcome(plan, res, keep_phase=False))
     try:
         async with engine.begin() as conn:
-            return (
-                (
-                    await conn.execute(
-                        sa.insert(db.plans)
-                        .values(**plan, revision=db.revision_seq.next_value())
-                        .returning(db.plans)
-                    )
-                )
-                .mappings()
-                .one()
+            created = await conn.execute(
+                sa.insert(db.plans)
+                .values(**plan, revision=db.revision_seq.next_value())
+                .returning(db.plans)
             )
+            return plan_row(created.mappings().one())
     except IntegrityError:
         raise Conflict(["body", "name"], f"a plan named {body.name!r} exists") from None
 
 
-def _writable(row: Any, cutover: bool = False) -> None:
+def _writable(row: Mapping[str, Any], cutover: bool = False) -> None:
     """Refuse a change of an archived or running plan; ``cutover``: the change sets the
     cutover, which a running plan takes from its own route (it must reach the migration)."""
     if row["archived"]:
@@ -332,10 +331,10 @@ def _writable(row: Any, cutover: bool = False) -> None:
 
 async def update(
     engine: AsyncEngine, inv: InventoryClient, ref: str, body: PlanUpdate, if_match: int | None
-) -> Any:
+) -> PlanRow:
     async with engine.connect() as conn:
         given = body.model_fields_set
-        current = dict(await find(conn, ref))
+        current: dict[str, Any] = dict(await find(conn, ref))
         _writable(current, "cutover" in given)
         plan = dict(current)
         for field, column in (
@@ -383,43 +382,33 @@ async def update(
             )
         changed = {k: v for k, v in plan.items() if k not in ("id", "name", "created_at")}
         changed.update(revision=db.revision_seq.next_value(), updated_at=datetime.now(UTC))
-        return (
-            (
-                await conn.execute(
-                    sa.update(db.plans)
-                    .where(db.plans.c.id == row["id"])
-                    .values(**changed)
-                    .returning(db.plans)
-                )
-            )
-            .mappings()
-            .one()
+        updated = await conn.execute(
+            sa.update(db.plans)
+            .where(db.plans.c.id == row["id"])
+            .values(**changed)
+            .returning(db.plans)
         )
+        return plan_row(updated.mappings().one())
 
 
-async def set_archived(engine: AsyncEngine, ref: str, archived: bool) -> Any:
+async def set_archived(engine: AsyncEngine, ref: str, archived: bool) -> PlanRow:
     async with engine.begin() as conn:
         row = await find(conn, ref, lock=True)
         if row["phase"] == RUNNING:
             raise Conflict(["path", "plan"], "a running plan cannot be archived; cancel it first")
         if row["archived"] == archived:
             return row
-        return (
-            (
-                await conn.execute(
-                    sa.update(db.plans)
-                    .where(db.plans.c.id == row["id"])
-                    .values(
-                        archived=archived,
-                        revision=db.revision_seq.next_value(),
-                        updated_at=datetime.now(UTC),
-                    )
-                    .returning(db.plans)
-                )
+        updated = await conn.execute(
+            sa.update(db.plans)
+            .where(db.plans.c.id == row["id"])
+            .values(
+                archived=archived,
+                revision=db.revision_seq.next_value(),
+                updated_at=datetime.now(UTC),
             )
-            .mappings()
-            .one()
+            .returning(db.plans)
         )
+        return plan_row(updated.mappings().one())
 
 
 async def remove(engine: AsyncEngine, ref: str) -> None:
@@ -438,7 +427,7 @@ async def listing(
     provider: str | None = None,
     limit: int = 100,
     after: str | None = None,
-) -> list[Any]:
+) -> list[PlanRow]:
     p = db.plans
     q = select(p).where(p.c.archived.is_(archived)).order_by(p.c.name).limit(limit + 1)
     if phase is not None:
@@ -447,7 +436,7 @@ async def listing(
         q = q.where((p.c.source_provider == provider) | (p.c.target_provider == provider))
     if after is not None:
         q = q.where(p.c.name > after)
-    return list((await conn.execute(q)).mappings().all())
+    return [plan_row(r) for r in (await conn.execute(q)).mappings()]
 
 
 # --- following the inventory ----------------------------------------------------------------

@@ -66,17 +66,24 @@ from shared.payloads import (
     VmFinished,
     VmStepChanged,
 )
+from shared.pipeline import FINAL_STEP_STATES, PLAN_VM_FINAL, PlanVmPhase
 
 log = logging.getLogger("hoist.planner.projecting")
 
-FINAL_STATES = frozenset({"Completed", "Failed", "Skipped", "Canceled"})
-FINAL_PHASES = ("Succeeded", "Failed", "Canceled")
-_PRECEDENCE = {"Skipped": 0, "Completed": 1, "Canceled": 2, "Failed": 3}
+#: Between two final states of one attempt, the one that wins (whatever order they came in).
+_PRECEDENCE: dict[str, int] = {
+    StepState.SKIPPED: 0,
+    StepState.COMPLETED: 1,
+    StepState.CANCELED: 2,
+    StepState.FAILED: 3,
+}
+#: A migration, and then its plan, ends in the outcomes of its VMs.
+_ENDED = PLAN_VM_FINAL
 
 
 def order(state: str, attempt: int) -> tuple[int, int, int]:
     """How far a step or task got: events only ever move it forward in this order."""
-    rank = 2 if state in FINAL_STATES else (1 if state == StepState.RUNNING else 0)
+    rank = 2 if state in FINAL_STEP_STATES else (1 if state == StepState.RUNNING else 0)
     return (attempt, rank, _PRECEDENCE.get(state, 0))
 
 
@@ -90,7 +97,7 @@ def merge(stored: Mapping[str, Any], ev: VmStepChanged, at: datetime) -> dict[st
     start or completion time the event lacks."""
     row = {k: stored[k] for k in _ROW}
     state = ev.state.value
-    final = state in FINAL_STATES
+    final = state in FINAL_STEP_STATES
     started = ev.started_at or (at if state == StepState.RUNNING else None)
     completed = (ev.completed_at or at) if final else None
     error = ev.error.model_dump(mode="json") if ev.error else None
@@ -107,7 +114,7 @@ def merge(stored: Mapping[str, Any], ev: VmStepChanged, at: datetime) -> dict[st
         row["started_at"] = _earliest(row["started_at"], started)
         new, old = order(state, ev.attempt), order(row["state"], row["attempt"])
         if new > old:
-            keep = row["completed_at"] if row["state"] in FINAL_STATES else None
+            keep = row["completed_at"] if row["state"] in FINAL_STEP_STATES else None
             row.update(state=state, completed_at=completed or keep, error=error)
         elif new == old:  # the same fact again: fill what the first copy lacked
             row["completed_at"] = row["completed_at"] or completed
@@ -116,7 +123,7 @@ def merge(stored: Mapping[str, Any], ev: VmStepChanged, at: datetime) -> dict[st
             row["progress_completed"] = max(row["progress_completed"], done)
         if total:
             row["progress_total"] = max(row["progress_total"], total)
-    if row["state"] not in FINAL_STATES:
+    if row["state"] not in FINAL_STEP_STATES:
         row["completed_at"] = row["error"] = None
     if row["state"] == StepState.COMPLETED:
         row["progress_completed"] = max(row["progress_completed"], row["progress_total"])
@@ -159,7 +166,11 @@ def _older_wait(old: Mapping[str, Any], new: Mapping[str, Any], at: datetime) ->
 def current_step(steps: Sequence[Mapping[str, Any]]) -> str | None:
     """The step a VM is at: the furthest Running one, else the furthest Failed one, else
     the furthest it completed or saw canceled; None before it starts."""
-    for states in (("Running",), ("Failed",), ("Completed", "Canceled")):
+    for states in (
+        (StepState.RUNNING,),
+        (StepState.FAILED,),
+        (StepState.COMPLETED, StepState.CANCELED),
+    ):
         found = [s for s in steps if s["state"] in states]
         if found:
             return str(max(found, key=lambda s: s["position"])["step"])
@@ -208,7 +219,9 @@ class Projector:
         if tasks:  # a step with tasks takes its progress from them (as RESUM_STEPS does)
             done = sum(t["progress_completed"] for t in tasks.values())
             total = sum(t["progress_total"] for t in tasks.values())
-            new["progress_completed"] = max(done, total) if new["state"] == "Completed" else done
+            new["progress_completed"] = (
+                max(done, total) if new["state"] == StepState.COMPLETED else done
+            )
             new["progress_total"] = total
         steps[name] = new
         vm_new = _vm_row(
@@ -245,7 +258,7 @@ class Projector:
             return
         error = ev.error.model_dump(mode="json") if ev.error else None
         target = ev.target_vm.model_dump(mode="json") if ev.target_vm else None
-        if vm["phase"] in FINAL_PHASES:
+        if vm["phase"] in PLAN_VM_FINAL:
             if vm["phase"] != ev.outcome.value:
                 log.warning(
                     "VM %s/%s already %s; outcome %s ignored",
@@ -288,18 +301,19 @@ class Projector:
         counted = await rows.COUNT_PHASES.rows(session, {"mid": migration_id})
         by_phase: dict[str, int] = {str(r["phase"]): int(r["n"]) for r in counted}
         counts = {
-            "vms_succeeded": by_phase.get("Succeeded", 0),
-            "vms_failed": by_phase.get("Failed", 0),
-            "vms_canceled": by_phase.get("Canceled", 0),
+            "vms_succeeded": by_phase.get(PlanVmPhase.SUCCEEDED, 0),
+            "vms_failed": by_phase.get(PlanVmPhase.FAILED, 0),
+            "vms_canceled": by_phase.get(PlanVmPhase.CANCELED, 0),
         }
         values: dict[str, Any] = dict(counts)
-        unfinished = sum(n for p, n in by_phase.items() if p not in FINAL_PHASES)
-        if unfinished == 0 and mig["phase"] not in FINAL_PHASES:
-            values["phase"] = (
-                "Failed"
+        unfinished = sum(n for p, n in by_phase.items() if p not in PLAN_VM_FINAL)
+        if unfinished == 0 and mig["phase"] not in _ENDED:
+            ended = (
+                PlanVmPhase.FAILED
                 if counts["vms_failed"]
-                else ("Canceled" if counts["vms_canceled"] else "Succeeded")
+                else (PlanVmPhase.CANCELED if counts["vms_canceled"] else PlanVmPhase.SUCCEEDED)
             )
+            values["phase"] = ended.value
             last = await rows.LAST_COMPLETED.first(session, {"mid": migration_id})
             values["completed_at"] = (last or {}).get("last") or at
         if all(mig[k] == values[k] for k in values):
@@ -316,7 +330,7 @@ class Projector:
         # ``plan`` was locked (and read) first thing in this transaction, so it is current.
         if plan is None or plan["migration_id"] != mig["id"]:
             return  # a later migration of the plan is the one it shows now
-        phase = mig["phase"] if mig["phase"] in FINAL_PHASES else plan["phase"]
+        phase = mig["phase"] if mig["phase"] in _ENDED else plan["phase"]
         if phase != plan["phase"]:
             await rows.UPDATE_PLAN_PHASE.run(
                 session, {"k_id": plan["id"], "p_phase": phase, "p_updated_at": at}
@@ -350,7 +364,7 @@ def conditions(mig: Mapping[str, Any], at: datetime) -> list[Condition]:
         f"{ended} of {total} VMs finished: {mig['vms_succeeded']} succeeded, "
         f"{mig['vms_failed']} failed, {mig['vms_canceled']} canceled"
     )
-    if mig["phase"] not in FINAL_PHASES:
+    if mig["phase"] not in _ENDED:
         return [Condition(type="Executing", status=True, reason="Running", message=summary)]
     return [
         Condition(type="Executing", status=False, reason="Finished", message=summary),
@@ -382,8 +396,10 @@ def _vm_row(
     it left Pending."""
     values: dict[str, Any] = dict(final or {})
     phase = values.get("phase", vm["phase"])
-    if phase == "Pending" and (active or any(r["state"] != StepState.PENDING for r in steps)):
-        phase = "Running"
+    if phase == PlanVmPhase.PENDING and (
+        active or any(r["state"] != StepState.PENDING for r in steps)
+    ):
+        phase = PlanVmPhase.RUNNING.value
     values["phase"] = phase
     values["step"] = current_step(steps)
     values["started_at"] = _earliest(vm["started_at"], started, *(r["started_at"] for r in steps))
@@ -392,7 +408,7 @@ def _vm_row(
     if transfer is not None and transfer["progress_total"] > 0:
         total = transfer["progress_total"]
     values["bytes_total"] = total
-    if phase == "Succeeded":
+    if phase == PlanVmPhase.SUCCEEDED:
         values["bytes_done"] = total
     elif transfer is not None:
         values["bytes_done"] = transfer["progress_completed"]

@@ -23,21 +23,13 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.planner import db
+from services.planner.errors import BadCursor, NotFound
 from shared.ids import is_uuid
+from shared.payloads import StepState
+from shared.pipeline import PLAN_VM_FINAL, PlanVmPhase
 
 Conn = AsyncConnection | AsyncSession
 VmKey = tuple[str, str]
-
-VM_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Canceled")
-FINAL_PHASES = ("Succeeded", "Failed", "Canceled")
-
-
-class NotFound(LookupError):
-    """No such plan, migration or VM."""
-
-
-class BadCursor(ValueError):
-    """A page cursor this API did not hand out."""
 
 
 def _iso(value: Any) -> str | None:
@@ -123,7 +115,7 @@ def migration_view(
         "completedAt": _iso(r["completed_at"]),
         "vms": {
             "total": r["vms_total"],
-            **{p.lower(): by_phase.get(p, 0) for p in VM_PHASES},
+            **{p.lower(): by_phase.get(p, 0) for p in PlanVmPhase},
             "skipped": r["vms_skipped"],
         },
         "progress": _progress(done, total),
@@ -195,7 +187,7 @@ def vm_summary(r: Mapping[Any, Any], waiting: dict[str, Any] | None = None) -> d
         "progress": _progress(r["bytes_done"], r["bytes_total"]),
         "rateBytesPerSecond": r["rate"],
         "etaSeconds": r["eta_seconds"],
-        "waiting": waiting if r["phase"] not in FINAL_PHASES else None,
+        "waiting": waiting if r["phase"] not in PLAN_VM_FINAL else None,
         "revision": r["revision"],
     }
 
@@ -205,7 +197,7 @@ def waiting_view(step: str, state: str, detail: Mapping[str, Any] | None) -> dic
     estimatedStart, cutover, observedAt}`` as the orchestrator reported them (keys it left
     out are absent), or None when the step is not Pending or reports no wait."""
     wait = (detail or {}).get("waiting")
-    if state != "Pending" or not isinstance(wait, dict):
+    if state != StepState.PENDING or not isinstance(wait, dict):
         return None
     note = (detail or {}).get("note")
     return {**wait, "step": step, "note": note if isinstance(note, str) else ""}
@@ -214,7 +206,7 @@ def waiting_view(step: str, state: str, detail: Mapping[str, Any] | None) -> dic
 async def waits(conn: Conn, rows: Iterable[Mapping[Any, Any]]) -> dict[VmKey, dict[str, Any]]:
     """Why each of these VM rows that is not final waits, if it does (one query)."""
     wanted = sorted(
-        {(r["migration_id"], r["vm_id"]) for r in rows if r["phase"] not in FINAL_PHASES}
+        {(r["migration_id"], r["vm_id"]) for r in rows if r["phase"] not in PLAN_VM_FINAL}
     )
     if not wanted:
         return {}
@@ -223,7 +215,7 @@ async def waits(conn: Conn, rows: Iterable[Mapping[Any, Any]]) -> dict[VmKey, di
         select(s.c.migration_id, s.c.vm_id, s.c.step, s.c.state, s.c.detail)
         .where(
             tuple_(s.c.migration_id, s.c.vm_id).in_(wanted),
-            s.c.state == "Pending",
+            s.c.state == StepState.PENDING.value,
             s.c.detail.has_key("waiting"),
         )
         .order_by(s.c.migration_id, s.c.vm_id, s.c.position, s.c.step)

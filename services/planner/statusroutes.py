@@ -3,25 +3,24 @@ migrations, and the server-sent-events stream of status changes.
 
 ``{plan}`` is a plan's id or its name. Errors: 404 for an unknown plan, migration (by id or
 number) or VM; 422 (``loc`` names the parameter) for a bad parameter or cursor; 503 while
-the service is starting. Every route requires a bearer token (added by the runner).
+the service is starting. The lookups raise the planner's errors (``errors.py``) and the
+shared handlers answer them. Every route requires a bearer token (added by the runner).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.planner import status as st
 from services.planner import streaming
+from services.planner.errors import Invalid, NotFound
+from shared.pipeline import PlanVmPhase
 from shared.service.app import engine_of
 
 router = APIRouter(tags=["plan status"])
-
-T = TypeVar("T")
 
 # No control characters: PostgreSQL refuses NUL in text, and no id or name has them.
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
@@ -39,30 +38,7 @@ MigrationRef = Annotated[
         description="Migration id or number; default: the plan's current one.",
     ),
 ]
-
-
-class VmPhase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELED = "Canceled"
-
-
-def _invalid(where: str, param: str, msg: str) -> HTTPException:
-    return HTTPException(
-        422,
-        [{"loc": [where, param], "type": "value_error", "msg": msg}],
-    )
-
-
-async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await call()
-    except st.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except st.BadCursor as exc:
-        raise _invalid("query", "cursor", str(exc)) from None
+LAST_EVENT_ID = "not a revision of this stream"
 
 
 @router.get("/api/v1/plans/{plan}/vms", summary="A page of the VMs of a plan's migration")
@@ -70,26 +46,22 @@ async def list_vms(
     request: Request,
     plan: PlanRef,
     migration: MigrationRef = None,
-    phase: VmPhase | None = None,
+    phase: PlanVmPhase | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1400, pattern=PRINTABLE)] = None,
 ) -> dict[str, Any]:
     """VM summaries (no pipeline) ordered by VM id; follow ``next`` for the next page."""
-
-    async def run() -> dict[str, Any]:
-        async with engine_of(request).connect() as conn:
-            row = await st.find_plan(conn, plan)
-            mig = await st.find_migration(conn, row, migration)
-            return await st.list_vms(
-                conn,
-                row["id"],
-                mig["id"] if mig else None,
-                phase.value if phase else None,
-                limit,
-                cursor,
-            )
-
-    return await _guarded(run)
+    async with engine_of(request).connect() as conn:
+        row = await st.find_plan(conn, plan)
+        mig = await st.find_migration(conn, row, migration)
+        return await st.list_vms(
+            conn,
+            row["id"],
+            mig["id"] if mig else None,
+            phase.value if phase else None,
+            limit,
+            cursor,
+        )
 
 
 @router.get("/api/v1/plans/{plan}/vms/{vm}", summary="A VM of a plan, with its pipeline")
@@ -102,33 +74,25 @@ async def get_vm(
 ) -> Response:
     """Phase, current step, times, error, target VM, bytes, rate, ETA and every step with
     its tasks. Without ``migration``: the plan's latest migration that has the VM."""
-
-    async def run() -> Response:
-        async with engine_of(request).connect() as conn:
-            row = await st.find_plan(conn, plan)
-            mig = await st.find_migration(conn, row, migration) if migration else None
-            view = await st.vm_status(conn, row["id"], vm, mig["id"] if mig else None)
-        if view is None:
-            where = f"migration {migration!r} of " if migration else ""
-            raise st.NotFound(f"no VM {vm!r} in {where}plan {row['name']!r}")
-        etag = f'"{view["revision"]}"'
-        if if_none_match == etag:
-            return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        return JSONResponse(view, headers={"ETag": etag})
-
-    return await _guarded(run)
+    async with engine_of(request).connect() as conn:
+        row = await st.find_plan(conn, plan)
+        mig = await st.find_migration(conn, row, migration) if migration else None
+        view = await st.vm_status(conn, row["id"], vm, mig["id"] if mig else None)
+    if view is None:
+        where = f"migration {migration!r} of " if migration else ""
+        raise NotFound(f"no VM {vm!r} in {where}plan {row['name']!r}")
+    etag = f'"{view["revision"]}"'
+    if if_none_match == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return JSONResponse(view, headers={"ETag": etag})
 
 
 @router.get("/api/v1/plans/{plan}/migrations", summary="Every migration of a plan")
 async def list_migrations(request: Request, plan: PlanRef) -> dict[str, Any]:
     """Newest first, each with its phase, times, VM counts and bytes."""
-
-    async def run() -> dict[str, Any]:
-        async with engine_of(request).connect() as conn:
-            row = await st.find_plan(conn, plan)
-            return {"items": await st.migrations_of(conn, row["id"])}
-
-    return await _guarded(run)
+    async with engine_of(request).connect() as conn:
+        row = await st.find_plan(conn, plan)
+        return {"items": await st.migrations_of(conn, row["id"])}
 
 
 @router.get("/api/v1/planner/events", summary="Server-sent events: plan status as it changes")
@@ -145,16 +109,12 @@ async def events(
     engine = engine_of(request)
     plan_id = None
     if plan is not None:
-
-        async def lookup() -> str:
-            async with engine.connect() as conn:
-                return str((await st.find_plan(conn, plan))["id"])
-
-        plan_id = await _guarded(lookup)
+        async with engine.connect() as conn:
+            plan_id = str((await st.find_plan(conn, plan))["id"])
     start = since
     if start is None and last_event_id is not None:
         if not last_event_id.isdigit():
-            raise _invalid("header", "last-event-id", "not a revision of this stream")
+            raise Invalid([(["header", "last-event-id"], "value_error", LAST_EVENT_ID)])
         start = int(last_event_id)
     if start is None:
         start = await streaming.current_revision(engine, plan_id)

@@ -18,7 +18,9 @@ changed them (PostgreSQL re-reads only the locked row after the wait).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -36,10 +38,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql.elements import BindParameter
 
 from services.planner import db
-from services.planner.launching import POSITION
-from shared.payloads import VmStepChanged
+from shared.payloads import StepState, VmStepChanged
+from shared.pipeline import POSITION
+
+log = logging.getLogger("hoist.planner.statusrows")
 
 #: What a step and a task have in common (the projector's ``merge`` decides them).
 STATE_COLUMNS = (
@@ -70,10 +75,19 @@ VM_WRITTEN = (
 VM_STEPPED = ("phase", "step", "started_at", "bytes_done", "bytes_total")
 MIGRATION_WRITTEN = ("vms_succeeded", "vms_failed", "vms_canceled", "phase", "completed_at")
 
+
+def inline(name: str, member: StrEnum) -> BindParameter[Any]:
+    """One value (a step, a state, a phase) for ``text()`` SQL, rendered into the statement
+    at execution, as ``shared.db.engine.values()`` renders a list: the value is declared
+    once in Python, and PostgreSQL still gets the literal it always got (the same text, so
+    the same plans, whatever asyncpg's prepared statements make of parameters)."""
+    return bindparam(name, member.value, literal_execute=True)
+
+
 RESUM_STEPS = text(
     """
     UPDATE planner.steps AS s SET
-        progress_completed = CASE WHEN s.state = 'Completed'
+        progress_completed = CASE WHEN s.state = :completed
                                   THEN greatest(t.done, t.total) ELSE t.done END,
         progress_total = t.total, updated_at = now()
     FROM (
@@ -88,10 +102,10 @@ RESUM_STEPS = text(
     ) AS t
     WHERE s.migration_id = t.migration_id AND s.vm_id = t.vm_id AND s.step = t.step
       AND (s.progress_completed, s.progress_total) IS DISTINCT FROM (
-          CASE WHEN s.state = 'Completed' THEN greatest(t.done, t.total) ELSE t.done END,
+          CASE WHEN s.state = :completed THEN greatest(t.done, t.total) ELSE t.done END,
           t.total)
     """
-)
+).bindparams(inline("completed", StepState.COMPLETED))
 """A step with tasks gets their sums as its progress (batched: one row per array entry).
 The projector does the same sum itself, from the rows it read under the VM's lock."""
 
@@ -107,6 +121,18 @@ class Prepared:
     def __init__(self, statement: Any) -> None:
         self.statement = statement
         compiled = statement.compile(dialect=_DIALECT)
+        if compiled.post_compile_params:
+            raise ValueError("a list parameter changes the SQL per call: bind it with values()")
+        if compiled.literal_execute_params:
+            # A value or list bound with ``inline()`` or ``values()`` is rendered into the
+            # text here, once, as SQLAlchemy does at each execution; left to the compiler,
+            # the text would keep a ``__[POSTCOMPILE_...]`` placeholder asyncpg cannot run.
+            # Rendering needs a value for every parameter: the others stay ``$n``.
+            inline = {b.key for b in compiled.literal_execute_params}
+            others = {name: None for name in compiled.binds if name not in inline}
+            compiled = statement.params(others).compile(
+                dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
+            )
         self.sql = str(compiled)
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
         # Every value is a named parameter: a literal in the statement would become a bound
@@ -299,17 +325,39 @@ async def pipeline(
     return steps, tasks
 
 
+_UNKNOWN_STEPS: set[str] = set()
+
+
+def position(step: str) -> int:
+    """Where ``step`` sorts in a VM's pipeline: where it runs (``shared.pipeline.POSITION``).
+
+    A step this planner does not know sorts after every step it knows, rather than failing
+    the event: during a rolling upgrade a newer orchestrator may run (and report) a step
+    added after this planner was built, and its VMs' status must still be shown. (Today
+    ``VmStepChanged.step`` is a ``Step``, so such a name is refused when the event is read;
+    this keeps the projector from being the place that breaks if that is ever relaxed.)
+    It is logged once per name and process: a planner older than its orchestrator is
+    worth knowing about, once."""
+    found = POSITION.get(step)
+    if found is not None:
+        return found
+    if step not in _UNKNOWN_STEPS:
+        _UNKNOWN_STEPS.add(step)
+        log.warning("step %r is not one this planner knows; it is shown after the others", step)
+    return len(POSITION)
+
+
 async def insert_step(session: AsyncSession, ev: VmStepChanged) -> dict[str, Any]:
     """A step the pipeline did not foresee, Pending, where it runs; its row."""
     name = ev.step.value
-    step: dict[str, Any] = {"step": name, "position": POSITION.get(name, len(POSITION))}
-    step |= {"state": "Pending", "attempt": 1, "progress_completed": 0}
+    step: dict[str, Any] = {"step": name, "position": position(name)}
+    step |= {"state": StepState.PENDING.value, "attempt": 1, "progress_completed": 0}
     step |= {"progress_total": 0, "started_at": None, "completed_at": None}
     step |= {"error": None, "detail": {}}
     await INSERT_STEP.run(
         session,
         {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": name}
-        | {"p_position": step["position"], "p_state": "Pending"},
+        | {"p_position": step["position"], "p_state": StepState.PENDING.value},
     )
     return step
 
@@ -322,10 +370,10 @@ async def insert_task(session: AsyncSession, ev: VmStepChanged) -> dict[str, Any
     await INSERT_TASK.run(
         session,
         {"k_mid": ev.migration_id, "k_vid": ev.vm_id, "k_step": ev.step.value}
-        | {"k_task": ev.task, "p_name": name[:253], "p_state": "Pending"},
+        | {"k_task": ev.task, "p_name": name[:253], "p_state": StepState.PENDING.value},
     )
     task: dict[str, Any] = {k: None for k in ("task", *TASK_WRITTEN)}
-    task |= {"task": ev.task, "state": "Pending", "attempt": 1}
+    task |= {"task": ev.task, "state": StepState.PENDING.value, "attempt": 1}
     return task | {"progress_completed": 0, "progress_total": 0}
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from services.planner import mapping, naming, shaping
 from services.planner.inventoryclient import InventoryClient, Obj
 from services.planner.problems import ERROR, WARNING, Result
-from shared import labels
+from shared import populator as contract
 from shared.payloads import (
     MigrationType,
     PlannedDisk,
@@ -276,7 +276,7 @@ def _check_name(
     other = existing.get(name)
     if other is None:
         return
-    owner = ((other.get("data") or {}).get("labels") or {}).get(labels.PLAN)
+    owner = ((other.get("data") or {}).get("labels") or {}).get(contract.PLAN)
     if owner == plan.id:  # left by an earlier run of this plan: the orchestrator reuses it
         return
     res.add(

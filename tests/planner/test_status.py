@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.planner import db
@@ -36,6 +36,7 @@ from tests.planner.statusdata import (
     step_event,
     vm_story,
 )
+from tests.shared.test_pipeline import ANCHORS
 
 S, St, Oc = p.Step, p.StepState, p.Outcome
 OUTCOMES = (Oc.SUCCEEDED, Oc.FAILED, Oc.CANCELED)
@@ -405,6 +406,34 @@ async def test_progress_keeps_the_newest_sample(status_db: AsyncEngine) -> None:
         2048,
         99,
     )
+
+
+async def test_progress_statements_are_sent_as_anchored(status_db: AsyncEngine) -> None:
+    """The follower's writes reach PostgreSQL with their step states, step and phases
+    inline, exactly as the anchors of ``tests/shared/test_pipeline.py`` spell them (the
+    text they had when those were literals in the SQL)."""
+    maker = async_sessionmaker(status_db, expire_on_commit=False)
+    async with maker() as session, session.begin():
+        plan = await started_plan(session, vms=1, disks=1)
+    follower = ProgressFollower(Bus(HoistSettings().nats, source="/t"), status_db)
+    await follower.on_event(disk_sample(plan, 0, 0, 100, 1))
+    await follower.on_event(vm_sample(plan, 0, 10.0, 1))
+    sent: list[str] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    event.listen(status_db.sync_engine, "before_cursor_execute", capture)
+    try:
+        assert await follower.flush() == 4
+    finally:
+        event.remove(status_db.sync_engine, "before_cursor_execute", capture)
+    for ref in (
+        "services.planner.following:UPDATE_TASKS",
+        "services.planner.statusrows:RESUM_STEPS",
+        "services.planner.following:UPDATE_VMS",
+    ):
+        assert " ".join(ANCHORS[ref].split()) in sent, ref
 
 
 async def test_progress_counts_in_the_disks_own_bytes(status_db: AsyncEngine) -> None:

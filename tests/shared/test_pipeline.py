@@ -92,18 +92,6 @@ _STILL_DECLARED: list[tuple[str, str, Any]] = [
     ("services.orchestrator.pipeline", "OPENSTACK_STEPS", STEPS[ProviderType.OPENSTACK]),
     ("services.orchestrator.pipeline", "ACTIVE_PHASES", VM_ACTIVE),
     ("services.orchestrator.pipeline", "FINAL_PHASES", VM_FINAL),
-    ("services.planner.launching", "POSITION", dict(POSITION)),
-    (
-        "services.planner.launching",
-        "PER_DISK_STEPS",
-        tuple(sorted(PER_DISK_STEPS, key=lambda s: POSITION[s])),
-    ),
-    ("services.planner.projecting", "FINAL_STATES", frozenset(FINAL_STEP_STATES)),
-    ("services.planner.projecting", "FINAL_PHASES", PLAN_VM_FINAL),
-    ("services.planner.plans", "OUTCOMES", PLAN_VM_FINAL),
-    ("services.planner.plans", "IN_FLIGHT", PLAN_VM_IN_FLIGHT),
-    ("services.planner.status", "FINAL_PHASES", PLAN_VM_FINAL),
-    ("services.planner.status", "VM_PHASES", tuple(PlanVmPhase)),
 ]
 
 
@@ -116,14 +104,7 @@ def test_the_services_own_declarations_agree(module: str, name: str, expected: A
 
 
 def test_the_services_own_enums_agree() -> None:
-    launching = importlib.import_module("services.planner.launching")
-    if hasattr(launching, "steps_for"):  # it falls back to oVirt's steps; shared.pipeline refuses
-        for source in STEPS:
-            assert launching.steps_for(source) == STEPS[source]
-    for module, name, phases in (
-        ("services.orchestrator.api", "Phase", VmPhase),
-        ("services.planner.statusroutes", "VmPhase", PlanVmPhase),
-    ):
+    for module, name, phases in (("services.orchestrator.api", "Phase", VmPhase),):
         declared = getattr(importlib.import_module(module), name, None)
         if declared is not None and declared is not phases:
             assert [(m.name, m.value) for m in declared] == [(m.name, m.value) for m in phases]
@@ -253,6 +234,84 @@ ANCHORS: dict[str, str] = {
             ORDER BY v.position LIMIT 1
         ) AND next_run_at > now()
     """,
+    # The planner's (WP5): the progress follower's batched writes, which spell step states,
+    # steps and VM phases.
+    "services.planner.following:UPDATE_TASKS": """
+    UPDATE planner.tasks AS t SET
+        progress_completed = CASE
+            WHEN t.state IN ('Pending', 'Running') AND t.progress_total > 0 AND s.total > 0
+            THEN least(t.progress_total,
+                       CAST(CAST(s.done AS numeric) * t.progress_total / s.total AS bigint))
+            WHEN t.state IN ('Pending', 'Running') THEN s.done
+            WHEN t.state = 'Completed' AND t.progress_total = 0 THEN s.total
+            ELSE t.progress_completed END,
+        progress_total = CASE
+            WHEN t.progress_total = 0 AND s.total > 0 THEN s.total
+            ELSE t.progress_total END,
+        rate = CASE WHEN t.state IN ('Pending', 'Running') THEN s.rate ELSE t.rate END,
+        eta_seconds = CASE WHEN t.state IN ('Pending', 'Running') THEN s.eta
+                           ELSE t.eta_seconds END,
+        observed_at = CASE WHEN t.state IN ('Pending', 'Running') THEN s.observed_at
+                           ELSE t.observed_at END,
+        updated_at = now()
+    FROM unnest(
+        CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS text[]),
+        CAST($4 AS bigint[]), CAST($5 AS bigint[]), CAST($6 AS bigint[]),
+        CAST($7 AS integer[]), CAST($8 AS timestamptz[])
+    ) AS s(migration_id, vm_id, task, done, total, rate, eta, observed_at)
+    WHERE t.migration_id = s.migration_id AND t.vm_id = s.vm_id
+      AND t.step = 'DiskTransfer' AND t.task = s.task
+      AND CASE WHEN t.state IN ('Pending', 'Running')
+               THEN t.observed_at IS NULL OR t.observed_at < s.observed_at
+               ELSE t.progress_total = 0 AND s.total > 0 END
+    RETURNING t.migration_id, t.vm_id
+    """,
+    "services.planner.following:UPDATE_VMS": """
+    UPDATE planner.vms AS v SET
+        bytes_done = n.bytes_done, bytes_total = n.bytes_total, rate = n.rate,
+        eta_seconds = n.eta, revision = nextval('planner.revision_seq'), updated_at = now()
+    FROM (
+        SELECT v0.migration_id, v0.vm_id, b.total AS bytes_total,
+               CASE WHEN v0.phase = 'Succeeded' THEN b.total
+                    ELSE coalesce(st.progress_completed, v0.bytes_done) END AS bytes_done,
+               CASE WHEN v0.phase IN ('Succeeded', 'Failed', 'Canceled') THEN NULL
+                    WHEN k.sampled THEN k.rate ELSE v0.rate END AS rate,
+               CASE WHEN v0.phase IN ('Succeeded', 'Failed', 'Canceled') THEN NULL
+                    WHEN k.sampled THEN k.eta ELSE v0.eta_seconds END AS eta
+        FROM unnest(
+            CAST($1 AS text[]), CAST($2 AS text[]), CAST($3 AS boolean[]),
+            CAST($4 AS bigint[]), CAST($5 AS integer[])
+        ) AS k(migration_id, vm_id, sampled, rate, eta)
+        JOIN planner.vms AS v0 ON v0.migration_id = k.migration_id AND v0.vm_id = k.vm_id
+        LEFT JOIN planner.steps AS st ON st.migration_id = k.migration_id
+            AND st.vm_id = k.vm_id AND st.step = 'DiskTransfer'
+        CROSS JOIN LATERAL (SELECT CASE WHEN st.progress_total > 0 THEN st.progress_total
+                                        ELSE v0.bytes_total END AS total) AS b
+    ) AS n
+    WHERE v.migration_id = n.migration_id AND v.vm_id = n.vm_id
+      AND (v.bytes_done, v.bytes_total, v.rate, v.eta_seconds)
+          IS DISTINCT FROM (n.bytes_done, n.bytes_total, n.rate, n.eta)
+    """,
+    "services.planner.statusrows:RESUM_STEPS": """
+    UPDATE planner.steps AS s SET
+        progress_completed = CASE WHEN s.state = 'Completed'
+                                  THEN greatest(t.done, t.total) ELSE t.done END,
+        progress_total = t.total, updated_at = now()
+    FROM (
+        SELECT k.migration_id, k.vm_id, k.step,
+               CAST(sum(x.progress_completed) AS bigint) AS done,
+               CAST(sum(x.progress_total) AS bigint) AS total
+        FROM unnest(CAST($1 AS text[]), CAST($2 AS text[]),
+                    CAST($3 AS text[])) AS k(migration_id, vm_id, step)
+        JOIN planner.tasks AS x
+          ON x.migration_id = k.migration_id AND x.vm_id = k.vm_id AND x.step = k.step
+        GROUP BY k.migration_id, k.vm_id, k.step
+    ) AS t
+    WHERE s.migration_id = t.migration_id AND s.vm_id = t.vm_id AND s.step = t.step
+      AND (s.progress_completed, s.progress_total) IS DISTINCT FROM (
+          CASE WHEN s.state = 'Completed' THEN greatest(t.done, t.total) ELSE t.done END,
+          t.total)
+    """,
 }
 
 
@@ -276,8 +335,6 @@ SQL_LITERAL = re.compile(rf"'({_STATES}|{_STEPS})'")
 SQL_LITERAL_ALLOWED = {
     "services/orchestrator/admission.py",  # WP4
     "services/orchestrator/running.py",  # WP4
-    "services/planner/following.py",  # WP5
-    "services/planner/statusrows.py",  # WP5
 }
 
 
@@ -306,7 +363,6 @@ def test_no_phase_or_step_is_spelled_in_sql() -> None:
 #: shared.pipeline and delete their line).
 STEP_LIST_ALLOWED = {
     "services/orchestrator/pipeline.py",  # WP4
-    "services/planner/launching.py",  # WP5
 }
 
 
