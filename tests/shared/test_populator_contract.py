@@ -406,14 +406,6 @@ ALLOWED: dict[str, set[str]] = {
         "identityUrl",
         "pvcinit",
     },
-    # The populators and the progress service (WP6):
-    "services/progress/scraping.py": {
-        "hoist_populator_bytes_total",
-        "hoist_populator_bytes_transferred",
-        "openstack_populator_progress",
-        "ovirt_progress",
-        "ownerUID",
-    },
 }
 
 
