@@ -22,7 +22,7 @@ import pytest
 
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from sim.ovirt.model import Disk
+from sim.ovirt.entities import Disk
 
 MiB = 1 << 20
 
