@@ -21,7 +21,7 @@ from sim.ovirt.engine import Engine
 from sim.ovirt.entities import Phase, Vm
 from tests.conftest import eventually
 from tests.orchestrator.sources.conftest import SETTINGS, planned, provider
-from tests.ovirt.conftest import disk_spec
+from tests.sim.ovirt.fixtures import disk_spec
 
 
 def _vm(name: str, **extra: Any) -> dict[str, Any]:
