@@ -210,6 +210,8 @@ async def _watch(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(trouble.wait(), CLIENT_RECHECK_SECONDS)
             trouble.clear()
+            if task.done():
+                task.result()  # ListWatch.run ends only by raising: say why, start again
             if await _client(clusters, cluster_id) is not api:
                 return
     finally:
