@@ -113,10 +113,23 @@ async def bus(settings: HoistSettings) -> AsyncIterator[Bus]:
 def cloud() -> Iterator[Any]:
     """One simulated OpenStack cloud (real Keystone and Glance, ~20 s to start) for the
     inventory's and the planner's tests, with the servers of the scenario of
-    ``tests.inventory.sources.openstack``. (The populator tests in ``tests/openstack`` start
-    one of their own.)"""
+    ``tests.inventory.sources.openstack``. (The simulator's and the populator's tests, in
+    ``tests/sim/openstack`` and ``tests/populators/openstack``, use ``openstack_sim_cloud``.)"""
     from sim.openstack.cloud import running_cloud
     from tests.inventory.sources.openstack.conftest import SCENARIO
+
+    with running_cloud(SCENARIO) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def openstack_sim_cloud() -> Iterator[Any]:
+    """The simulated cloud of the OpenStack simulator's and populator's tests (the scenario
+    of ``tests.sim.openstack.fixtures``), where both ``tests/sim/openstack`` and
+    ``tests/populators/openstack`` see it (as ``cloud``): defined here, it is started once
+    for both, as when they were one directory."""
+    from sim.openstack.cloud import running_cloud
+    from tests.sim.openstack.fixtures import SCENARIO
 
     with running_cloud(SCENARIO) as c:
         yield c

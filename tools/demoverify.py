@@ -13,8 +13,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from services.orchestrator.naming import label_value
-from shared import labels
+from shared import populator as contract
 from tools import demoreport as rep
 from tools import demoscenario as dsc
 from tools import vmcheck
@@ -125,7 +124,7 @@ async def _check_target(
         if task is not None:
             d.transfer_seconds = rep.seconds_between(task.get("startedAt"), task.get("completedAt"))
             d.transferred = int((task.get("progress") or {}).get("total") or 0) or None
-        d.claim = claims.get(label_value(disk.disk_id))
+        d.claim = claims.get(contract.label_value(disk.disk_id))
         if d.claim is None:
             d.error = "no claim in the target namespace"
             continue
@@ -158,10 +157,10 @@ def _line(vm: str, d: rep.DiskResult) -> str:
 async def _claims(api: client.ApiClient, namespace: str, vm_id: str) -> dict[str, str]:
     """The label value of each disk id -> the name of the claim that holds it."""
     found = await client.CoreV1Api(api).list_namespaced_persistent_volume_claim(
-        namespace, label_selector=f"{labels.VM}={label_value(vm_id)}"
+        namespace, label_selector=f"{contract.VM}={contract.label_value(vm_id)}"
     )
     return {
-        (pvc.metadata.labels or {}).get(labels.DISK, ""): pvc.metadata.name
+        (pvc.metadata.labels or {}).get(contract.DISK, ""): pvc.metadata.name
         for pvc in found.items
         if pvc.metadata.deletion_timestamp is None
     }

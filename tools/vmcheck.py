@@ -1,6 +1,6 @@
 """Does a migrated KubeVirt VirtualMachine match its source VM?
 
-The expectation is read from the source simulator's own model (``sim.ovirt.model`` objects
+The expectation is read from the source simulator's own model (``sim.ovirt.entities`` objects
 in ``engine.inv``, ``sim.openstack.state`` objects in ``cloud.state``), not from the plan or
 the inventory: a mistake anywhere between the source and the cluster (collection,
 normalization, planning, the orchestrator's builder) shows up as a mismatch. What is
@@ -20,7 +20,7 @@ from typing import Any
 
 from sim.openstack.state import CloudState
 from sim.openstack.state import Server as OsServer
-from sim.ovirt import model as m
+from sim.ovirt import entities as m
 
 MIB = 1 << 20
 #: oVirt disk interfaces -> the KubeVirt bus a guest keeps seeing (q35 has no IDE: SATA).

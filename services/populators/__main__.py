@@ -10,23 +10,28 @@ from __future__ import annotations
 import importlib
 import sys
 
-KINDS = {
-    "ovirt": "services.populators.ovirt.__main__",
-    "openstack": "services.populators.openstack.__main__",
+from shared import populator as contract
+
+KINDS: dict[contract.Source, str] = {
+    contract.Source.OVIRT: "services.populators.ovirt.__main__",
+    contract.Source.OPENSTACK: "services.populators.openstack.__main__",
 }
+"""The module each source's populator runs, by the first pod argument: the controller
+builds that argument from the same ``contract.Source`` (``PodArgs.argv``)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["pvcinit"]:
+    if args[:1] == [contract.PVCINIT]:
         # The consumer pod of claims that bind on first consumer: being scheduled was its
         # whole job (the claims are bound once it runs).
-        print("pvcinit: the claims are bound")
+        print(f"{contract.PVCINIT}: the claims are bound")
         return 0
     if not args or args[0] not in KINDS:
-        print(f"usage: hoist-populator {{{','.join(KINDS)},pvcinit}} [flags]", file=sys.stderr)
+        choices = ",".join([*KINDS, contract.PVCINIT])
+        print(f"usage: hoist-populator {{{choices}}} [flags]", file=sys.stderr)
         return 2
-    module = importlib.import_module(KINDS[args[0]])
+    module = importlib.import_module(KINDS[contract.Source(args[0])])
     result: int = module.main(args[1:])
     return result
 

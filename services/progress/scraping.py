@@ -1,12 +1,11 @@
 """Reading one populator pod's ``/metrics``: fetching it (pod IP or pod proxy) and parsing it.
 
-The page is Prometheus text (``prometheus_client``'s parser reads it; never a regex, so a
+The page is the populator contract's (``shared.populator``: ``render_metrics`` writes it,
+``parse_metrics`` reads it with ``prometheus_client``'s parser, never a regex, so a
 reordered or extended page still parses). A populator labels its samples with the user
-PVC's UID (``ownerUID``); Hoist's populators serve, besides Forklift's percent
-(``ovirt_progress`` / ``openstack_populator_progress``), the byte counters
-``hoist_populator_bytes_transferred`` and ``hoist_populator_bytes_total``, which make rates
-and ETAs exact. A Forklift-only populator (percent alone) still works: bytes are then
-percent x the disk size announced by the orchestrator.
+PVC's UID (``ownerUID``); Hoist's populators serve, besides Forklift's percent, the byte
+counters, which make rates and ETAs exact. A Forklift-only populator (percent alone) still
+works: bytes are then percent x the disk size announced by the orchestrator.
 
 TLS: every populator pod makes itself a fresh self-signed certificate when it starts (as
 Forklift's do); there is no CA to verify it against and nothing stable to pin, and the pod
@@ -19,22 +18,19 @@ API server's own certificate is verified as the cluster's credentials say.
 
 from __future__ import annotations
 
-import math
 import ssl
-from dataclasses import dataclass
 
 import aiohttp
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.progress.targets import Target
+from shared import populator as contract
 from shared.clusters import Clusters
+from shared.kube import Kube
 from shared.settings import ProgressSettings
 
-PERCENT_METRICS = frozenset({"ovirt_progress", "openstack_populator_progress"})
-BYTES_DONE = "hoist_populator_bytes_transferred"
-BYTES_TOTAL = "hoist_populator_bytes_total"
+Sample = contract.Sample
+"""What one page says about one disk (the contract's; ``recording`` stores it)."""
 MAX_PAGE = 1 << 20  # a populator's page is ~600 bytes; anything near this is not one
 
 
@@ -42,45 +38,13 @@ class ScrapeError(Exception):
     """One scrape failed (pod gone, timeout, garbage); the next round tries again."""
 
 
-@dataclass(frozen=True)
-class Sample:
-    """What one page says about one disk; ``None`` where the page has no such metric."""
-
-    percent: float | None
-    bytes_done: int | None
-    bytes_total: int | None
-
-
-def _base(name: str) -> str:
-    return name[: -len("_total")] if name.endswith("_total") and name != BYTES_TOTAL else name
-
-
 def parse(page: str, owner_uid: str) -> Sample:
     """The sample of ``owner_uid`` in ``page``; ``ScrapeError`` when there is none or the
-    page is not Prometheus text."""
-    percent: float | None = None
-    done: int | None = None
-    total: int | None = None
+    page is not Prometheus text (the contract's reason, which the scheduler logs)."""
     try:
-        for family in text_string_to_metric_families(page):
-            for s in family.samples:
-                if s.labels.get("ownerUID") != owner_uid:
-                    continue
-                value = float(s.value)
-                if math.isnan(value) or math.isinf(value) or value < 0:
-                    raise ScrapeError(f"{s.name} is {s.value}, not a count")
-                name = _base(s.name)
-                if name in PERCENT_METRICS:
-                    percent = min(100.0, value)
-                elif name == BYTES_DONE:
-                    done = int(value)
-                elif name == BYTES_TOTAL:
-                    total = int(value)
-    except ValueError as exc:
-        raise ScrapeError(f"not Prometheus text: {str(exc)[:120]}") from None
-    if percent is None and done is None:
-        raise ScrapeError(f"no progress for ownerUID {owner_uid} on the page")
-    return Sample(percent, done, total)
+        return contract.parse_metrics(page, owner_uid)
+    except contract.MetricsError as exc:
+        raise ScrapeError(str(exc)) from None
 
 
 def insecure_context() -> ssl.SSLContext:
@@ -133,7 +97,7 @@ class Fetcher:
 
     async def _direct(self, t: Target) -> str:
         host = f"[{t.pod_ip}]" if t.pod_ip and ":" in t.pod_ip else t.pod_ip
-        url = f"{t.metrics_scheme}://{host}:{t.metrics_port}/metrics"
+        url = f"{t.metrics_scheme}://{host}:{t.metrics_port}/{contract.METRICS_PATH}"
         try:
             async with self._session.get(url) as resp:
                 body = await resp.content.read(MAX_PAGE + 1)
@@ -150,12 +114,15 @@ class Fetcher:
         return body.decode("utf-8", errors="replace")
 
     async def _proxy(self, t: Target) -> str:
-        api = await self.clusters.api(t.cluster_id)
-        core = client.CoreV1Api(api)
-        name = f"{t.metrics_scheme}:{t.pod}:{t.metrics_port}"
+        kube = Kube(await self.clusters.api(t.cluster_id))
         try:
-            page = await core.connect_get_namespaced_pod_proxy_with_path(
-                name, t.namespace, "metrics", _request_timeout=self.settings.timeout_seconds
+            return await kube.proxy(
+                t.namespace,
+                t.pod,
+                t.metrics_port,
+                contract.METRICS_PATH,
+                scheme=t.metrics_scheme,
+                timeout=self.settings.timeout_seconds,
             )
         except ApiException as exc:
             raise ScrapeError(
@@ -169,4 +136,3 @@ class Fetcher:
                 f"pod proxy {t.namespace}/{t.pod}: no answer within "
                 f"{self.settings.timeout_seconds} s"
             ) from None
-        return str(page)

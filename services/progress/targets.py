@@ -25,11 +25,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.progress import db
+from shared import populator as contract
 
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-STATES = (RUNNING, SUCCEEDED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class PodInfo:
     pod: str
     owner_uid: str
     pod_ip: str | None = None
-    metrics_port: int = 8443
-    metrics_scheme: str = "https"
+    metrics_port: int = contract.METRICS_PORT
+    metrics_scheme: str = contract.METRICS_SCHEME
     total_bytes: int = 0
     populator_kind: str = ""
 

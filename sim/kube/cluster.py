@@ -23,7 +23,7 @@ from sim.kube.config import ClusterConfig
 from sim.kube.controllers import Controller
 from sim.kube.faults import Faults
 from sim.kube.kinds import BUILTIN, Kind, Registry
-from sim.kube.recording import Recorder
+from sim.kube.kubeevents import Recorder
 from sim.kube.store import Obj, Store
 from sim.kube.validation import Validator
 

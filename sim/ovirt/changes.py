@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.ovirt import model as m
+from sim.ovirt import entities as m
 
 USER_UPDATE_VM = 35
 USER_REMOVE_VM_FINISHED = 113
@@ -59,7 +59,7 @@ class Changes:
         )
 
     def update_vm(self, vm_id: str, **fields: Any) -> m.Event:
-        """Set fields of ``model.Vm`` (``memory``, ``cores``, ``ballooning``, ...)."""
+        """Set fields of ``entities.Vm`` (``memory``, ``cores``, ``ballooning``, ...)."""
         vm = self.inv.vms[vm_id]
         for name, value in fields.items():
             if not hasattr(vm, name):
@@ -115,7 +115,7 @@ class Changes:
         ]
 
     def update_disk(self, disk_id: str, **fields: Any) -> list[m.Event]:
-        """Set fields of ``model.Disk`` (``status``, ``shareable``, ``storage_type``, ...):
+        """Set fields of ``entities.Disk`` (``status``, ``shareable``, ``storage_type``, ...):
         one event per VM the disk is attached to, or one naming its storage domain."""
         disk = self.inv.disks[disk_id]
         for name, value in fields.items():

@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from shared.devservices import free_port
 from sim.certs import ServerCert, make_server_cert
-from sim.ovirt import model as m
+from sim.ovirt import entities as m
 from sim.ovirt import xmlapi as x
 from sim.ovirt.changes import Changes
 from sim.ovirt.imageio import ImageioDaemon

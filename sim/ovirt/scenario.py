@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from sim.ovirt import model as m
+from sim.ovirt import entities as m
 from sim.ovirt.images import ImageSpec
 
 FAULT_KINDS = (

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable
 from xml.etree import ElementTree as ET
 
-from sim.ovirt import model as m
+from sim.ovirt import entities as m
 
 API = "/ovirt-engine/api"
 

@@ -35,7 +35,7 @@ from sim.kube.config import ClusterConfig
 from sim.kube.kinds import Kind
 from sim.kube.store import Change
 from tests.conftest import eventually, kube_client
-from tests.ovirt.conftest import engine  # noqa: F401 - the engine fixture, per module
+from tests.sim.ovirt.fixtures import engine  # noqa: F401 - the engine fixture, per module
 
 NS = "default"
 IMAGE = OrchestratorSettings().populator_image

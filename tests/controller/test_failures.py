@@ -35,7 +35,7 @@ from tests.controller.conftest import (
     wait_status,
 )
 from tests.controller.test_ovirt import ovirt_credentials
-from tests.ovirt.conftest import new_disk
+from tests.sim.ovirt.fixtures import new_disk
 
 
 async def test_a_populator_that_keeps_failing_fails_the_cr_after_its_recreations(

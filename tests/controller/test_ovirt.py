@@ -31,7 +31,8 @@ from tests.controller.conftest import (
     wait_populated,
     wait_status,
 )
-from tests.ovirt.conftest import assert_same_image, new_disk, transfer_phase
+from tests.populators.ovirt.conftest import assert_same_image
+from tests.sim.ovirt.fixtures import new_disk, transfer_phase
 
 
 def ovirt_credentials(engine: Engine) -> dict[str, str]:

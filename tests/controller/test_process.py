@@ -27,7 +27,7 @@ from tests.controller.conftest import (
     wait_status,
 )
 from tests.controller.test_ovirt import ovirt_credentials
-from tests.ovirt.conftest import new_disk
+from tests.sim.ovirt.fixtures import new_disk
 
 ROOT = Path(__file__).resolve().parents[2]
 

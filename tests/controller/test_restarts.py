@@ -34,7 +34,8 @@ from tests.controller.conftest import (
     wait_status,
 )
 from tests.controller.test_ovirt import ovirt_credentials
-from tests.ovirt.conftest import assert_same_image, new_disk
+from tests.populators.ovirt.conftest import assert_same_image
+from tests.sim.ovirt.fixtures import new_disk
 
 
 async def stream_count(bus: Bus) -> dict[str, int]:

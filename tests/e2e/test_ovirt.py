@@ -29,7 +29,7 @@ from tests.e2e.conftest import (
 )
 from tests.inventory.conftest import api
 from tests.orchestrator.pipelines import labelled
-from tests.ovirt.conftest import assert_same_image
+from tests.populators.ovirt.conftest import assert_same_image
 from tools.downtime import as_users_see, max_down
 from tools.stack import Stack
 

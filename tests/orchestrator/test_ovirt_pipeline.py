@@ -41,7 +41,7 @@ from tests.orchestrator.pipelines import (
     wait_vm,
 )
 from tests.orchestrator.pipelines import ovirt_disk as _disk
-from tests.ovirt.conftest import assert_same_image
+from tests.populators.ovirt.conftest import assert_same_image
 from tools.processes import ServiceProcess
 
 SCENARIO: dict[str, Any] = {

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from kubernetes_asyncio import client
 
-from shared import catalog, labels
+from shared import catalog
+from shared import populator as contract
 from shared.bus import Bus
 from shared.devservices import DevServices
 from shared.payloads import (
@@ -150,10 +151,10 @@ def hoist_metadata(
     disk: dict[str, str], owner_uid: str, total: int, cluster: str = "local"
 ) -> dict[str, Any]:
     return {
-        "labels": labels.populator_pod_labels(
+        "labels": contract.pod_labels(
             disk["plan_id"], disk["migration_id"], disk["vm_id"], disk["disk_id"]
         ),
-        "annotations": labels.populator_pod_annotations(
+        "annotations": contract.pod_annotations(
             cluster_id=cluster, owner_uid=owner_uid, total_bytes=total, populator_kind="test"
         ),
     }

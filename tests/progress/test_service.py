@@ -22,8 +22,7 @@ from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
 from tests.conftest import TOKEN, eventually
-from tests.kube.populator_pods import run_populator
-from tests.ovirt.conftest import MiB, new_disk
+from tests.populators.in_cluster import run_populator
 from tests.progress.conftest import (
     NS,
     OVIRT_IMAGE,
@@ -38,6 +37,7 @@ from tests.progress.conftest import (
     now,
     sampled_after,
 )
+from tests.sim.ovirt.fixtures import MiB, new_disk
 from tools.processes import ServiceProcess
 
 

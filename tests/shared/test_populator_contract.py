@@ -406,21 +406,6 @@ ALLOWED: dict[str, set[str]] = {
         "identityUrl",
         "pvcinit",
     },
-    # The populators and the progress service (WP6):
-    "services/populators/__main__.py": {"pvcinit"},
-    "services/populators/openstack/__main__.py": {
-        "--endpoint",
-        "--image-id",
-        "openstack_populator_progress",
-    },
-    "services/populators/ovirt/__main__.py": {"--disk-id", "--engine-url", "ovirt_progress"},
-    "services/progress/scraping.py": {
-        "hoist_populator_bytes_total",
-        "hoist_populator_bytes_transferred",
-        "openstack_populator_progress",
-        "ovirt_progress",
-        "ownerUID",
-    },
 }
 
 

@@ -24,6 +24,7 @@ import threading
 from collections.abc import AsyncIterator
 
 from services.populators.common.selfsigned import self_signed
+from shared.populator import render_metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,10 @@ class Progress:
         return min(99, self.transferred * 100 // self.total)
 
     def render(self) -> str:
-        label = f'{{ownerUID="{self.owner_uid}"}}'
-        return (
-            f"# HELP {self.metric} Progress of the volume population in percent.\n"
-            f"# TYPE {self.metric} counter\n"
-            f"{self.metric}{label} {self.percent}\n"
-            "# HELP hoist_populator_bytes_transferred Bytes of data written to the volume.\n"
-            "# TYPE hoist_populator_bytes_transferred counter\n"
-            f"hoist_populator_bytes_transferred{label} {self.transferred}\n"
-            "# HELP hoist_populator_bytes_total Bytes of data the source disk holds.\n"
-            "# TYPE hoist_populator_bytes_total gauge\n"
-            f"hoist_populator_bytes_total{label} {self.total}\n"
+        """The ``/metrics`` page: the contract's (``shared.populator.render_metrics``), the
+        very page the progress service and the controller parse."""
+        return render_metrics(
+            self.metric, self.owner_uid, self.percent, self.transferred, self.total
         )
 
 

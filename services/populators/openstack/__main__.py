@@ -14,21 +14,21 @@ import logging
 import sys
 import time
 
-from services.populators.common import args as common
 from services.populators.common.failure import run_main
 from services.populators.common.metrics import Progress, serving
 from services.populators.openstack.identity import OpenStackCredentials
 from services.populators.openstack.populate import populate
+from shared import populator as contract
 
 log = logging.getLogger("populator")
 NAME = "openstack-populator"
-METRIC = "openstack_populator_progress"
+METRIC = contract.OPENSTACK.percent_metric
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser("Copies a Glance image into a volume.")
-    p.add_argument("--endpoint", required=True, help="Keystone URL (the provider's identityUrl)")
-    p.add_argument("--image-id", required=True)
+    # The flags are the contract's, the very table the controller builds the pod's args
+    # from; --image-wait is the populator's own (the controller never passes it).
+    p = contract.PodArgs.parser(contract.Source.OPENSTACK, "Copies a Glance image into a volume.")
     p.add_argument(
         "--image-wait",
         type=float,

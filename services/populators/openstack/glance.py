@@ -26,7 +26,6 @@ REAUTHS = 3
 # Resets, timeouts, TLS errors, malformed answers (ProtocolError): all OSError. TlsError
 # (a certificate we do not trust) is one too, and is always re-raised before this.
 TRANSIENT = (OSError,)
-NOT_YET = {"queued", "saving", "uploading", "importing"}
 DEAD = {"killed", "deleted", "pending_delete", "deactivated"}
 
 

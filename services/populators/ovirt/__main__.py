@@ -17,20 +17,22 @@ from services.populators.common import args as common
 from services.populators.common.failure import run_main
 from services.populators.common.metrics import Progress, serving
 from services.populators.ovirt.populate import populate
+from shared import populator as contract
 
 log = logging.getLogger("populator")
 NAME = "ovirt-populator"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser("Copies an oVirt disk through ovirt-imageio into a volume.")
-    p.add_argument("--engine-url", required=True, help="https://<engine>[/ovirt-engine/api]")
-    p.add_argument("--disk-id", required=True)
+    # The flags are the contract's, the very table the controller builds the pod's args from.
+    p = contract.PodArgs.parser(
+        contract.Source.OVIRT, "Copies an oVirt disk through ovirt-imageio into a volume."
+    )
     ns = p.parse_args(argv)
 
     async def run() -> None:
         creds = common.Credentials.from_env()
-        progress = Progress("ovirt_progress", ns.owner_uid)
+        progress = Progress(contract.OVIRT.percent_metric, ns.owner_uid)
         started = time.monotonic()
         async with serving(progress, ns.metrics_port):
             outcome = await populate(ns.engine_url, ns.disk_id, ns.volume_path, creds, progress)

@@ -18,10 +18,10 @@ from services.orchestrator.sources.contract import Power, Source, SourceError
 from shared.payloads import PlannedVm, ProviderType
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from sim.ovirt.model import Phase, Vm
+from sim.ovirt.entities import Phase, Vm
 from tests.conftest import eventually
 from tests.orchestrator.sources.conftest import SETTINGS, planned, provider
-from tests.ovirt.conftest import disk_spec
+from tests.sim.ovirt.fixtures import disk_spec
 
 
 def _vm(name: str, **extra: Any) -> dict[str, Any]:

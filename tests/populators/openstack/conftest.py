@@ -1,9 +1,7 @@
-"""Fixtures for the OpenStack simulator and populator tests.
-
-One cloud (real Keystone and Glance, ~20 s to set up) for the whole session, run in a thread
-of its own so openstacksdk's blocking calls and the populator's process can talk to it.
-Faults are cleared after every test. The populator always runs as a real process with only
-its normal arguments and env, as it would in its pod.
+"""Fixtures of the OpenStack populator tests: the session's simulated cloud
+(``tests.sim.openstack.fixtures``, faults cleared after every test), images of its servers,
+and the populator run as a real process with only its normal arguments and env, as it
+would in its pod.
 """
 
 from __future__ import annotations
@@ -12,90 +10,19 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from sim.openstack import scenario as sc
-from sim.openstack.cloud import Cloud, running_cloud
+from sim.openstack.cloud import Cloud
+from tests.sim.openstack.fixtures import _clear_faults as _clear_faults  # autouse fixture
+from tests.sim.openstack.fixtures import cloud as cloud  # the session's, fixture
+from tests.sim.openstack.fixtures import conn as conn  # fixture
+from tests.sim.openstack.fixtures import volume_image, wait_image
 
 MiB = 1 << 20
-REPO = Path(__file__).resolve().parents[2]
-
-SCENARIO = sc.Scenario(
-    servers=[
-        sc.Server(
-            name="web-1",
-            flavor="m1.small",
-            boot="image",
-            root=sc.Disk(size_mib=24, data_mib=6),
-            volumes=[sc.Volume(name="web-1-data", size_mib=16, data_mib=3)],
-            networks=["private"],
-        ),
-        sc.Server(
-            name="db-1",
-            flavor="m1.small",
-            boot="volume",
-            root=sc.Disk(size_mib=20, data_mib=5),
-            networks=["private"],
-            status="SHUTOFF",
-        ),
-    ]
-)
-
-
-@pytest.fixture(scope="session")
-def cloud() -> Iterator[Cloud]:
-    with running_cloud(SCENARIO) as c:
-        yield c
-
-
-@pytest.fixture(autouse=True)
-def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    """No fault outlives the test that set it."""
-    yield
-    if "cloud" in request.fixturenames:
-        request.getfixturevalue("cloud").faults.clear()
-
-
-@pytest.fixture
-def conn(cloud: Cloud) -> Iterator[Any]:
-    c = cloud.connection()
-    yield c
-    c.close()
-
-
-def wait_for(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    """A hang guard, not a performance assertion."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {within} s")
-        time.sleep(0.1)
-
-
-def wait_image(conn: Any, image_id: str, status: str = "active") -> Any:
-    found: list[Any] = []
-
-    def ready() -> bool:
-        found[:] = [conn.image.get_image(image_id)]
-        return bool(found[0].status == status)
-
-    wait_for(ready, f"image {image_id} {status}")
-    return found[0]
-
-
-def volume_image(conn: Any, volume_name: str, image_name: str) -> str:
-    """Upload a volume to Glance (os-volume_upload_image, raw) and wait for the image."""
-    vol = next(v for v in conn.block_storage.volumes() if v.name == volume_name)
-    out = conn.block_storage.upload_volume_to_image(
-        vol, image_name, force=True, disk_format="raw", container_format="bare"
-    )
-    wait_image(conn, out["image_id"])
-    return str(out["image_id"])
+REPO = Path(__file__).resolve().parents[3]
 
 
 def last_line(run: subprocess.CompletedProcess[str]) -> str:

@@ -14,7 +14,7 @@ import pytest
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from sim.ovirt.sdkclient import connect, download_transfer
-from tests.ovirt.conftest import new_disk
+from tests.sim.ovirt.fixtures import new_disk
 
 
 def read_inventory(engine: Engine) -> dict[str, object]:

@@ -13,14 +13,8 @@ import pytest
 
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
-from tests.ovirt.conftest import (
-    MiB,
-    assert_same_image,
-    new_disk,
-    run_populator,
-    start_populator,
-    transfer_phase,
-)
+from tests.populators.ovirt.conftest import assert_same_image, run_populator, start_populator
+from tests.sim.ovirt.fixtures import MiB, new_disk, transfer_phase
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
-from tests.kube.populator_pods import cluster_for, run_populator
-from tests.ovirt.conftest import MiB, assert_same_image, new_disk, transfer_phase
+from tests.populators.in_cluster import cluster_for, run_populator
+from tests.populators.ovirt.conftest import assert_same_image
+from tests.sim.ovirt.fixtures import MiB, new_disk, transfer_phase
 
 
 async def test_populator_pod_copies_into_a_block_claim(engine: Engine, tmp_path: Path) -> None:

@@ -9,15 +9,13 @@ from pathlib import Path
 
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
-from tests.ovirt.conftest import (
-    MiB,
+from tests.populators.ovirt.conftest import (
     assert_same_image,
     creds_env,
-    new_disk,
     run_populator,
     start_populator,
-    transfer_phase,
 )
+from tests.sim.ovirt.fixtures import MiB, new_disk, transfer_phase
 
 
 async def test_locked_disk_is_retried_until_unlocked(engine: Engine, tmp_path: Path) -> None:

@@ -16,16 +16,8 @@ import httpx
 from shared.devservices import free_port
 from sim.certs import client_context
 from sim.openstack.cloud import Cloud
-from tests.openstack.conftest import (
-    MiB,
-    allocated,
-    last_line,
-    populate,
-    populating,
-    volume_image,
-    wait_for,
-    wait_image,
-)
+from tests.populators.openstack.conftest import MiB, allocated, last_line, populate, populating
+from tests.sim.openstack.fixtures import volume_image, wait_for, wait_image
 
 
 def data_bytes(path: Path) -> int:

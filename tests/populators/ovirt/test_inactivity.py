@@ -17,7 +17,7 @@ from services.populators.ovirt.copy import Copier
 from services.populators.ovirt.source import ImageioSource
 from sim.ovirt.engine import Engine
 from sim.ovirt.sdkclient import connect, download_transfer
-from tests.ovirt.conftest import new_disk
+from tests.sim.ovirt.fixtures import new_disk
 
 
 def idle_transfer(engine: Engine, disk_id: str) -> str:

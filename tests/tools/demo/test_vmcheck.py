@@ -14,7 +14,7 @@ from services.orchestrator.virtualmachines import virtual_machine
 from shared import payloads as p
 from sim.openstack import scenario as os_sc
 from sim.openstack.state import CloudState
-from sim.ovirt import model as m
+from sim.ovirt import entities as m
 from sim.ovirt.scenario import from_dict
 from tools import vmcheck
 

@@ -1,5 +1,5 @@
 """``tools/downtime.py``: counting source VMs down at once from power timelines (pure; the
-fetching is tested against each simulator in tests/ovirt and tests/openstack)."""
+fetching is tested against each simulator in tests/sim/ovirt and tests/sim/openstack)."""
 
 from __future__ import annotations
 

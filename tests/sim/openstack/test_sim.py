@@ -13,7 +13,7 @@ from openstack import exceptions as os_exc
 
 from sim.certs import client_context
 from sim.openstack.cloud import Cloud
-from tests.openstack.conftest import volume_image, wait_for, wait_image
+from tests.sim.openstack.fixtures import volume_image, wait_for, wait_image
 from tools import downtime
 from tools.stack import Stack, StackSpec
 

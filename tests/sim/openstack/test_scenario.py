@@ -11,7 +11,7 @@ from sim.openstack import generate
 from sim.openstack import scenario as sc
 from sim.openstack.state import CloudState, sparse_copy
 
-SMALL = Path(__file__).resolve().parents[2] / "sim" / "openstack" / "scenarios" / "small.yaml"
+SMALL = Path(__file__).resolve().parents[3] / "sim" / "openstack" / "scenarios" / "small.yaml"
 
 
 def test_small_scenario_builds_servers_volumes_and_ports(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
-from tests.ovirt.conftest import creds_env, disk_spec, run_populator
+from tests.populators.ovirt.conftest import creds_env, run_populator
+from tests.sim.ovirt.fixtures import disk_spec
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.openstack.cloud import Cloud
-from tests.kube.populator_pods import cluster_for, run_populator
-from tests.openstack.conftest import allocated
+from tests.populators.in_cluster import cluster_for, run_populator
+from tests.populators.openstack.conftest import allocated
 
 
 async def test_populator_pod_copies_into_a_filesystem_claim(
