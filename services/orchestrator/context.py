@@ -19,10 +19,10 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.orchestrator.objects import Objects
-from services.orchestrator.pipeline import Retry
 from services.orchestrator.sources.connecting import connect
 from services.orchestrator.sources.contract import Source, SourceError
 from shared.clusters import Clusters, ClusterUnavailable
+from shared.errors import RetryLater
 from shared.kube import read_secret_data
 from shared.payloads import PlannedVm, PlanStarted, ProviderRef
 from shared.settings import OrchestratorSettings
@@ -47,9 +47,9 @@ class SourcePool:
             api = await self.clusters.local()
             data = await read_secret_data(api, ref.secret.namespace, ref.secret.name)
         except ClusterUnavailable as exc:
-            raise Retry(str(exc), 10) from None
+            raise RetryLater(str(exc), 10) from None
         except ApiException as exc:
-            raise Retry(
+            raise RetryLater(
                 f"cannot read the Secret {ref.secret.namespace}/{ref.secret.name} of provider "
                 f"{ref.id} ({exc.status}); retried in 10 s",
                 10,
@@ -120,7 +120,7 @@ class StepContext:
         try:
             return await self.clusters.api(self.header.target.id)
         except ClusterUnavailable as exc:
-            raise Retry(f"the target cluster cannot be reached: {exc}", 10) from None
+            raise RetryLater(f"the target cluster cannot be reached: {exc}", 10) from None
 
     async def objects(self) -> Objects:
         if self._objects is None:

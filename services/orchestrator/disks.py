@@ -24,10 +24,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.orchestrator import manifests, naming
+from services.orchestrator.answers import Answer, Done, Fail, Task, Wait, error
 from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import POD, POPULATORS, PVC, SECRET
-from services.orchestrator.pipeline import Answer, Done, Fail, Retry, Task, Wait, error
+from shared.errors import RetryLater
 from shared.payloads import PlannedDisk, StepProgress, StepState
 
 LOG_LIMIT = 16 * 1024
@@ -100,7 +101,9 @@ async def _binds_on_first_consumer(ctx: StepContext, disks: list[PlannedDisk]) -
             if exc.status == 404:
                 # The controller reports the missing class on the claim; nothing to consume.
                 continue
-            raise Retry(f"cannot read StorageClass {name} ({exc.status}); retried in 5 s") from None
+            raise RetryLater(
+                f"cannot read StorageClass {name} ({exc.status}); retried in 5 s", 5
+            ) from None
         if klass.volume_binding_mode == "WaitForFirstConsumer":
             return True
     return False

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from services.orchestrator import naming
+from services.orchestrator.answers import Answer, Done, Wait
 from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import (
@@ -28,9 +29,9 @@ from services.orchestrator.objects import (
     SECRET,
     VIRTUAL_MACHINE,
 )
-from services.orchestrator.pipeline import Answer, Done, Retry, Wait
 from services.orchestrator.sources.contract import Power, SourceError
 from services.orchestrator.virtualmachines import virtual_machine
+from shared.errors import RetryLater
 from shared.payloads import PowerState
 
 log = logging.getLogger("hoist.orchestrator.finishing")
@@ -88,13 +89,13 @@ async def cleanup(ctx: StepContext) -> Answer:
         selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
         for kind in (POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET):
             left += await objects.delete_selected(kind, selector)
-    except Retry as exc:
+    except RetryLater as exc:
         problems.append(f"target cluster: {exc.message}")
     try:
         source = await ctx.source()
         await source.remove_artifacts(ctx.migration_id, ctx.vm)
-    except (SourceError, Retry) as exc:
-        problems.append(f"source: {getattr(exc, 'message', str(exc))}")
+    except (SourceError, RetryLater) as exc:
+        problems.append(f"source: {exc.message}")
     if attempts < TEARDOWN_ATTEMPTS:
         if problems:
             return Wait(10.0, note="; ".join(problems))
@@ -124,7 +125,7 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
             kinds = [VIRTUAL_MACHINE, *CLEANUP_ORDER]
         for kind in kinds:
             remaining += await objects.delete_selected(kind, selector)
-    except Retry as exc:
+    except RetryLater as exc:
         problems.append(f"target cluster: {exc.message}")
     try:
         source = await ctx.source()
@@ -137,8 +138,8 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
             elif now.power is Power.OTHER and not ctx.memory.get("restarted_source"):
                 # Still powering down from our shutdown: start it once it is off.
                 problems.append(f"source: the VM is {now.status}; powering it on when it is off")
-    except (SourceError, Retry) as exc:
-        problems.append(f"source: {getattr(exc, 'message', str(exc))}")
+    except (SourceError, RetryLater) as exc:
+        problems.append(f"source: {exc.message}")
     if problems and attempts < TEARDOWN_ATTEMPTS:
         return Wait(10.0, note="; ".join(problems)), problems
     if remaining and attempts < TEARDOWN_ATTEMPTS:

@@ -18,8 +18,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.orchestrator import naming
-from services.orchestrator.pipeline import Retry
 from shared import labels
+from shared.errors import PermanentError, RetryLater
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,15 @@ CLEANUP_ORDER = (POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET, PVC)
 """What a torn-down VM loses, consumers first (a pod using a claim keeps it alive)."""
 
 
-class Conflict(Exception):
-    """An object of that name exists and is not this VM's."""
+class Conflict(PermanentError):
+    """An object of that name exists and is not this VM's: the VM fails (``TargetConflict``),
+    since only a person can say whether that object may go."""
 
     def __init__(self, kind: Kind, namespace: str, name: str, owner: str) -> None:
         super().__init__(
             f"{kind.kind} {namespace}/{name} already exists and {owner}; rename the target in "
-            "the plan or remove that object, then run the plan again"
+            "the plan or remove that object, then run the plan again",
+            reason="TargetConflict",
         )
 
 
@@ -112,7 +114,7 @@ class Objects:
     ) -> dict[str, Any]:
         """Create ``body``, or return the object of that name this VM made before.
 
-        A stale object of an earlier migration of the same plan is deleted and ``Retry`` is
+        A stale object of an earlier migration of the same plan is deleted and ``RetryLater`` is
         raised (its deletion may take a moment: finalizers, garbage collection)."""
         name = body["metadata"]["name"]
         try:
@@ -125,7 +127,9 @@ class Objects:
                 raise _temporary(exc, f"create {kind.kind} {self.namespace}/{name}") from None
         existing = await self.get(kind, name)
         if existing is None:
-            raise Retry(f"{kind.kind} {self.namespace}/{name} was being deleted; trying again", 1)
+            raise RetryLater(
+                f"{kind.kind} {self.namespace}/{name} was being deleted; trying again", 1
+            )
         mine = existing["metadata"].get("labels") or {}
         want = body["metadata"].get("labels") or {}
         if mine.get(labels.MIGRATION) == want.get(labels.MIGRATION) and mine.get(
@@ -138,7 +142,7 @@ class Objects:
             and mine.get(labels.VM) == want.get(labels.VM)
         ):
             await self.delete(kind, name)
-            raise Retry(
+            raise RetryLater(
                 f"{kind.kind} {self.namespace}/{name} is left from an earlier run of this plan; "
                 "deleting it and trying again",
                 2,
@@ -188,12 +192,15 @@ class Objects:
         return count
 
 
-class Invalid(Exception):
-    """The API server refused an object Hoist built (422/400/403): permanent for this run."""
+class Invalid(PermanentError):
+    """The API server refused an object Hoist built (422/400/403): the VM fails
+    (``ObjectRefused``), as building the same object again is refused again."""
 
     def __init__(self, kind: Kind, namespace: str, name: str, exc: ApiException) -> None:
-        reason = _message(exc)
-        super().__init__(f"the cluster refused {kind.kind} {namespace}/{name}: {reason}")
+        super().__init__(
+            f"the cluster refused {kind.kind} {namespace}/{name}: {_message(exc)}",
+            reason="ObjectRefused",
+        )
         self.status = exc.status
 
 
@@ -204,5 +211,5 @@ def _message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
-def _temporary(exc: ApiException, what: str) -> Retry:
-    return Retry(f"cannot {what} ({exc.status} {exc.reason}); retried in 5 s", 5)
+def _temporary(exc: ApiException, what: str) -> RetryLater:
+    return RetryLater(f"cannot {what} ({exc.status} {exc.reason}); retried in 5 s", 5)

@@ -21,11 +21,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.orchestrator import naming
+from services.orchestrator.answers import Answer, Done, Fail, Wait, error
 from services.orchestrator.context import StepContext
 from services.orchestrator.objects import VIRTUAL_MACHINE
-from services.orchestrator.pipeline import Answer, Done, Fail, Retry, Wait, error
 from services.orchestrator.sources.contract import Power
 from shared import labels
+from shared.errors import RetryLater
 
 BLOCKED_LIMIT = 15 * 60.0
 """How long Initialize waits for a source VM that something holds (locked disk...)."""
@@ -79,7 +80,9 @@ async def _check_target(ctx: StepContext) -> Fail | None:
             return Fail(
                 error("NamespaceNotFound", f"the target namespace {namespace!r} does not exist")
             )
-        raise Retry(f"cannot read namespace {namespace} ({exc.status}); retried in 5 s") from None
+        raise RetryLater(
+            f"cannot read namespace {namespace} ({exc.status}); retried in 5 s", 5
+        ) from None
     objects = await ctx.objects()
     existing = await objects.get(VIRTUAL_MACHINE, ctx.vm.target_name)
     if existing is not None:

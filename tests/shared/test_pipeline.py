@@ -88,10 +88,6 @@ def test_phases() -> None:
 # Declarations the services still have of their own until they switch to shared.pipeline
 # (WP4, WP5): while they exist they must agree; once deleted, their line here goes too.
 _STILL_DECLARED: list[tuple[str, str, Any]] = [
-    ("services.orchestrator.pipeline", "OVIRT_STEPS", STEPS[ProviderType.OVIRT]),
-    ("services.orchestrator.pipeline", "OPENSTACK_STEPS", STEPS[ProviderType.OPENSTACK]),
-    ("services.orchestrator.pipeline", "ACTIVE_PHASES", VM_ACTIVE),
-    ("services.orchestrator.pipeline", "FINAL_PHASES", VM_FINAL),
     ("services.planner.launching", "POSITION", dict(POSITION)),
     (
         "services.planner.launching",
@@ -120,10 +116,7 @@ def test_the_services_own_enums_agree() -> None:
     if hasattr(launching, "steps_for"):  # it falls back to oVirt's steps; shared.pipeline refuses
         for source in STEPS:
             assert launching.steps_for(source) == STEPS[source]
-    for module, name, phases in (
-        ("services.orchestrator.api", "Phase", VmPhase),
-        ("services.planner.statusroutes", "VmPhase", PlanVmPhase),
-    ):
+    for module, name, phases in (("services.planner.statusroutes", "VmPhase", PlanVmPhase),):
         declared = getattr(importlib.import_module(module), name, None)
         if declared is not None and declared is not phases:
             assert [(m.name, m.value) for m in declared] == [(m.name, m.value) for m in phases]
@@ -198,7 +191,7 @@ def test_rendered_equals_the_literal_statement() -> None:
 # compared). The orchestrator's back partial indexes (vms_due, vms_waiting): their text
 # must not change when WP4 binds the phases with values(); the planner's are WP5's.
 ANCHORS: dict[str, str] = {
-    "services.orchestrator.running:_CLAIM": """
+    "services.orchestrator.runner:_CLAIM": """
         UPDATE orchestrator.vms v
         SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
         FROM (
@@ -274,8 +267,6 @@ SQL_LITERAL = re.compile(rf"'({_STATES}|{_STEPS})'")
 #: Files that still spell phases or steps in SQL; each package deletes its own lines when it
 #: binds them with ``values()``.
 SQL_LITERAL_ALLOWED = {
-    "services/orchestrator/admission.py",  # WP4
-    "services/orchestrator/running.py",  # WP4
     "services/planner/following.py",  # WP5
     "services/planner/statusrows.py",  # WP5
 }
@@ -305,7 +296,6 @@ def test_no_phase_or_step_is_spelled_in_sql() -> None:
 #: Modules that still declare step lists of their own (WP4, WP5 switch them to
 #: shared.pipeline and delete their line).
 STEP_LIST_ALLOWED = {
-    "services/orchestrator/pipeline.py",  # WP4
     "services/planner/launching.py",  # WP5
 }
 
