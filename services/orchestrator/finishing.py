@@ -22,9 +22,8 @@ from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import (
     CLEANUP_ORDER,
-    OPENSTACK_POPULATOR,
-    OVIRT_POPULATOR,
     POD,
+    POPULATORS,
     PVC,
     SECRET,
     VIRTUAL_MACHINE,
@@ -35,6 +34,9 @@ from shared.errors import RetryLater
 from shared.payloads import PowerState
 
 log = logging.getLogger("hoist.orchestrator.finishing")
+
+_TEMPORARY = (POD, *POPULATORS.values(), SECRET)
+"""What only the migration needed (the claims and the VirtualMachine stay), consumers first."""
 
 TEARDOWN_ATTEMPTS = 30
 """A teardown that keeps failing (a source that stays unreachable) gives up after this many
@@ -87,7 +89,7 @@ async def cleanup(ctx: StepContext) -> Answer:
     try:
         objects = await ctx.objects()
         selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
-        for kind in (POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET):
+        for kind in _TEMPORARY:
             left += await objects.delete_selected(kind, selector)
     except RetryLater as exc:
         problems.append(f"target cluster: {exc.message}")
@@ -120,7 +122,7 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
     try:
         objects = await ctx.objects()
         selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
-        kinds = [POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET]
+        kinds = [*_TEMPORARY]
         if not keep:
             kinds = [VIRTUAL_MACHINE, *CLEANUP_ORDER]
         for kind in kinds:
