@@ -27,6 +27,11 @@ Admission runs under a transaction-scoped advisory lock per source provider: two
 never admit past a limit together. A waiting VM learns why, its place in line and an
 estimate of when it starts; the estimate is the plan's mean time from admission to release
 so far (or the source's, early in a plan) times the waves ahead of it.
+
+Called by the runner (``runner.py``) before a VM's first step, a side call of it: an
+admitted VM goes on to its first steps.
+
+Next: services/orchestrator/preparing.py
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ DiskTransfer watches each disk: the CR's status (written by the controller: phas
 progress, and on failure the reason and the last pod's log) and the claim's phase. A disk is
 done when its CR Succeeded and the claim is Bound; a Failed CR fails the VM with the
 controller's reason, its message and the log kept in the step's detail.
+
+DiskAllocation hands each disk to the populator controller through what the claim names
+(the populator contract, ``shared/populator/``); once DiskTransfer is done, the VM goes on
+to ``services/orchestrator/finishing.py``.
+
+Next: shared/populator/__init__.py
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ images. Teardown (after a failure or a cancel) removes everything this VM of thi
 migration created, selected by the labels ``hoist.io/migration`` and ``hoist.io/vm`` (never
 another VM's objects), and powers the source VM back on when Hoist powered it off. With
 ``HOIST_ORCHESTRATOR_KEEP_FAILED`` a failed VM's claims and VM are kept for inspection.
+
+The VirtualMachine itself is built by ``virtualmachines.py``.
+
+Next: services/orchestrator/virtualmachines.py
 """
 
 from __future__ import annotations
@@ -132,7 +136,10 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
     try:
         source = await ctx.source()
         await source.remove_artifacts(ctx.migration_id, ctx.vm)
-        if ctx.memory.get("powered_off_by_hoist") and ctx.memory.get("source_power") == "On":
+        if (
+            ctx.memory.get("powered_off_by_hoist")
+            and ctx.memory.get("source_power") == Power.ON.value
+        ):
             now = await source.inspect(ctx.vm)
             if now.power is Power.OFF:
                 await source.start(ctx.vm.vm_id)

@@ -9,6 +9,10 @@ the plan's order across parts. A cancel may arrive before the part that carries 
 kept on the migration row and applied when the VM arrives. A cutover change is kept on the
 migration row when it is newer than the one there (by its revision), whether or not the
 plan's parts have arrived yet.
+
+The runner takes each Queued row from there, when it is due.
+
+Next: services/orchestrator/runner.py
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ PowerOffSource waits for the plan's cutover time (if it was moved later after th
 admitted), then asks the guest to shut down (ACPI), waits up to
 ``HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS`` and then forces the VM off; a VM that is
 already off is left alone (and will not be powered on after a failure).
+
+Then the disks: the claims and their populators.
+
+Next: services/orchestrator/disks.py
 """
 
 from __future__ import annotations

@@ -55,6 +55,11 @@ Mapping choices (each one is what a KubeVirt user would pick for a guest of that
   never match the running VM's pod. Annotations name the source (provider, VM id and name,
   OS) and the plan; ``description`` carries the source's description (the KubeVirt UIs
   show it).
+
+The end of one disk's journey: the disk is the migrated VM's volume. Cleanup, the last
+step, follows in ``finishing.py``.
+
+Next: services/orchestrator/finishing.py
 """
 
 from __future__ import annotations
