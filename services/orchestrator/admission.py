@@ -27,6 +27,11 @@ Admission runs under a transaction-scoped advisory lock per source provider: two
 never admit past a limit together. A waiting VM learns why, its place in line and an
 estimate of when it starts; the estimate is the plan's mean time from admission to release
 so far (or the source's, early in a plan) times the waves ahead of it.
+
+Called by the runner (``runner.py``) before a VM's first step, a side call of it: an
+admitted VM goes on to its first steps.
+
+Next: services/orchestrator/preparing.py
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.engine import values
 from shared.payloads import WaitReason
+from shared.pipeline import VM_WAITING
 
 _LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 _NOW = text("SELECT now()")
@@ -53,15 +60,17 @@ _HELD = text(
     GROUP BY migration_id
     """
 )
-# A VM waits for admission while it is unfinished, not admitted and not being canceled:
-# ``admitted_at IS NULL AND phase IN ('Queued', 'Running') AND NOT cancel_requested``.
+# A VM waits for admission while it is unfinished (``VM_WAITING``), not admitted and not
+# being canceled: ``admitted_at IS NULL AND phase IN :waiting AND NOT cancel_requested``, the
+# predicate of the ``vms_waiting`` index. The phases are bound with ``values()``, rendered
+# inline, so PostgreSQL sees the index's own predicate text and keeps using it.
 _AHEAD = text(
     """
     SELECT count(*) FROM orchestrator.vms v
     WHERE v.migration_id = :migration AND v.position < :position
-      AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+      AND v.admitted_at IS NULL AND v.phase IN :waiting AND NOT v.cancel_requested
     """
-)
+).bindparams(values("waiting", VM_WAITING))
 # Other plans with a VM waiting on this source whose cutover has come: their smallest
 # waiting VM and their own limits.
 _WAITING_PLANS = text(
@@ -72,11 +81,11 @@ _WAITING_PLANS = text(
            COALESCE((m.header->>'max_vms_in_flight')::int, 20) AS vm_limit
     FROM orchestrator.vms v JOIN orchestrator.migrations m ON m.id = v.migration_id
     WHERE v.source_provider = :source AND v.migration_id <> :migration
-      AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+      AND v.admitted_at IS NULL AND v.phase IN :waiting AND NOT v.cancel_requested
       AND (m.cutover IS NULL OR m.cutover <= now())
     GROUP BY v.migration_id, m.header
     """
-)
+).bindparams(values("waiting", VM_WAITING))
 _TAKE = text(
     """
     UPDATE orchestrator.vms
@@ -107,22 +116,22 @@ _HEADS = text(
         SELECT DISTINCT ON (v.migration_id) v.migration_id, v.vm_id
         FROM orchestrator.vms v
         WHERE v.source_provider = :source
-          AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+          AND v.admitted_at IS NULL AND v.phase IN :waiting AND NOT v.cancel_requested
         ORDER BY v.migration_id, v.position
     ) AND next_run_at > now()
     """
-)
+).bindparams(values("waiting", VM_WAITING))
 _NEXT_OF_PLAN = text(
     """
     UPDATE orchestrator.vms SET next_run_at = now()
     WHERE (migration_id, vm_id) IN (
         SELECT v.migration_id, v.vm_id FROM orchestrator.vms v
         WHERE v.migration_id = :migration
-          AND v.admitted_at IS NULL AND v.phase IN ('Queued', 'Running') AND NOT v.cancel_requested
+          AND v.admitted_at IS NULL AND v.phase IN :waiting AND NOT v.cancel_requested
         ORDER BY v.position LIMIT 1
     ) AND next_run_at > now()
     """
-)
+).bindparams(values("waiting", VM_WAITING))
 
 LONGEST_WAIT = 15
 """A VM far back in line looks again at most every ``LONGEST_WAIT`` polls; a freed slot wakes

@@ -12,32 +12,23 @@ the runner).
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.orchestrator import naming
-from services.orchestrator.db import migrations, steps, vms
+from services.orchestrator.db import VmRow, migrations, steps, vms
+from shared.pipeline import VmPhase
 from shared.service.app import engine_of
+from shared.service.errors import NotFound
 
 router = APIRouter(tags=["orchestrator"])
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 MigrationId = Annotated[str, Path(min_length=1, max_length=36, pattern=PRINTABLE)]
 VmId = Annotated[str, Path(min_length=1, max_length=255, pattern=PRINTABLE)]
-
-
-class Phase(StrEnum):
-    QUEUED = "Queued"
-    RUNNING = "Running"
-    FAILING = "Failing"
-    CANCELING = "Canceling"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELED = "Canceled"
 
 
 def _iso(value: Any) -> str | None:
@@ -96,7 +87,7 @@ async def list_migrations(
 async def get_migration(
     request: Request,
     migration_id: MigrationId,
-    phase: Annotated[Phase | None, Query()] = None,
+    phase: Annotated[VmPhase | None, Query()] = None,
 ) -> dict[str, Any]:
     engine = engine_of(request)
     async with engine.connect() as conn:
@@ -104,13 +95,16 @@ async def get_migration(
             await conn.execute(select(migrations).where(migrations.c.id == migration_id))
         ).first()
         if row is None:
-            raise HTTPException(404, f"no migration {migration_id}")
+            raise NotFound(f"no migration {migration_id}")
         query = select(vms).where(vms.c.migration_id == migration_id).order_by(vms.c.position)
         if phase is not None:
             query = query.where(vms.c.phase == phase.value)
         members = list(await conn.execute(query))
     counts = await _counts(engine, [migration_id])
-    return {**_migration(row, counts[migration_id]), "items": [_vm(v) for v in members]}
+    return {
+        **_migration(row, counts[migration_id]),
+        "items": [_vm(VmRow.of(v)) for v in members],
+    }
 
 
 @router.get(
@@ -126,7 +120,7 @@ async def get_vm(request: Request, migration_id: MigrationId, vm_id: VmId) -> di
             )
         ).first()
         if row is None:
-            raise HTTPException(404, f"no VM {vm_id} in migration {migration_id}")
+            raise NotFound(f"no VM {vm_id} in migration {migration_id}")
         rows = list(
             await conn.execute(
                 select(steps)
@@ -155,7 +149,7 @@ async def get_vm(request: Request, migration_id: MigrationId, vm_id: VmId) -> di
             step.update(entry)
     spec = row.spec or {}
     return {
-        **_vm(row),
+        **_vm(VmRow.of(row)),
         "pipeline": list(pipeline.values()),
         "objects": {
             "selector": naming.vm_selector(migration_id, vm_id),
@@ -165,7 +159,7 @@ async def get_vm(request: Request, migration_id: MigrationId, vm_id: VmId) -> di
     }
 
 
-def _vm(row: Any) -> dict[str, Any]:
+def _vm(row: VmRow) -> dict[str, Any]:
     memory = row.memory or {}
     return {
         "vmId": row.vm_id,

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.orchestrator.objects import Objects
-from services.orchestrator.pipeline import Retry
 from services.orchestrator.sources.connecting import connect
 from services.orchestrator.sources.contract import Source, SourceError
 from shared.clusters import Clusters, ClusterUnavailable
-from shared.kube import read_secret_data
+from shared.errors import RetryLater
+from shared.kube import Kube, read_secret_data
 from shared.payloads import PlannedVm, PlanStarted, ProviderRef
 from shared.settings import OrchestratorSettings
 
@@ -47,9 +46,9 @@ class SourcePool:
             api = await self.clusters.local()
             data = await read_secret_data(api, ref.secret.namespace, ref.secret.name)
         except ClusterUnavailable as exc:
-            raise Retry(str(exc), 10) from None
+            raise RetryLater(str(exc), 10) from None
         except ApiException as exc:
-            raise Retry(
+            raise RetryLater(
                 f"cannot read the Secret {ref.secret.namespace}/{ref.secret.name} of provider "
                 f"{ref.id} ({exc.status}); retried in 10 s",
                 10,
@@ -116,13 +115,17 @@ class StepContext:
     async def source(self) -> Source:
         return await self.sources.get(self.header.source)
 
-    async def target(self) -> client.ApiClient:
+    async def target(self) -> Kube:
+        """The target cluster's API (``RetryLater`` while it cannot be reached). Without a
+        time limit per call (the client's default): the runner bounds the step call."""
         try:
-            return await self.clusters.api(self.header.target.id)
+            api = await self.clusters.api(self.header.target.id)
         except ClusterUnavailable as exc:
-            raise Retry(f"the target cluster cannot be reached: {exc}", 10) from None
+            raise RetryLater(f"the target cluster cannot be reached: {exc}", 10) from None
+        return Kube(api, timeout=None)
 
     async def objects(self) -> Objects:
+        """The target namespace, with the pipeline's create-or-get and cleanup rules."""
         if self._objects is None:
             self._objects = Objects(await self.target(), self.header.target_namespace)
         return self._objects

@@ -23,6 +23,10 @@ No other service reads them; they change only through this service's migrations.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -31,6 +35,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    Row,
     String,
     Table,
     Text,
@@ -42,6 +47,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db.messaging import service_metadata
+from shared.payloads import Step
+from shared.pipeline import VM_ACTIVE, VM_WAITING, VmPhase
 
 metadata = service_metadata("orchestrator")
 
@@ -86,7 +93,7 @@ vms = Table(
     Column("source_provider", String(36), nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("spec", JSONB, nullable=False),  # the PlannedVm
-    Column("phase", String(16), nullable=False, server_default="Queued"),
+    Column("phase", String(16), nullable=False, server_default=VmPhase.QUEUED.value),
     Column("step", String(32), nullable=False),
     Column("attempt", Integer, nullable=False, server_default="1"),
     Column("memory", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
@@ -111,7 +118,7 @@ vms = Table(
 Index(
     "vms_due",
     vms.c.next_run_at,
-    postgresql_where=vms.c.phase.in_(("Queued", "Running", "Failing", "Canceling")),
+    postgresql_where=vms.c.phase.in_(VM_ACTIVE),
 )
 # Admission sums what a source's (and a plan's) VMs hold.
 Index("vms_source_holding", vms.c.source_provider, postgresql_where=vms.c.holding > 0)
@@ -121,7 +128,7 @@ Index(
     "vms_waiting",
     vms.c.source_provider,
     vms.c.position,
-    postgresql_where=and_(vms.c.admitted_at.is_(None), vms.c.phase.in_(("Queued", "Running"))),
+    postgresql_where=and_(vms.c.admitted_at.is_(None), vms.c.phase.in_(VM_WAITING)),
 )
 
 steps = Table(
@@ -144,3 +151,77 @@ steps = Table(
     ),
     schema=S,
 )
+
+
+# --- typed rows: what the runner, recording and the API read ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VmRow:
+    """One ``vms`` row, with its migration's ``cutover`` where the runner's claim joins it.
+
+    Why typed rather than SQLAlchemy's ``Row``: the runner hands a row from its claim to
+    admission, the step call and recording; spelled as attributes of ``Any``, a column
+    renamed in a migration would only fail at run time, mid-pipeline. ``phase`` and
+    ``step`` are the enums, so comparisons cannot be misspelt either."""
+
+    migration_id: str
+    vm_id: str
+    plan_id: str
+    source_provider: str
+    position: int
+    spec: dict[str, Any]
+    phase: VmPhase
+    step: Step
+    attempt: int
+    memory: dict[str, Any]
+    holding: int
+    holds_vm: bool
+    admitted_at: datetime | None
+    released_at: datetime | None
+    error: dict[str, Any] | None
+    cancel_requested: bool
+    revision: int
+    next_run_at: datetime
+    lease_owner: str | None
+    lease_until: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    cutover: datetime | None = None
+    """The migration's (not a ``vms`` column): None when the query did not join it."""
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> VmRow:
+        """The row as read (``select(vms)``, or ``RETURNING v.*, m.cutover``); ``ValueError``
+        for a phase or step this code does not know."""
+        found = row._mapping
+        values = {f.name: found[f.name] for f in fields(cls) if f.name in found}
+        values["phase"] = VmPhase(values["phase"])
+        values["step"] = Step(values["step"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """One ``steps`` row: a step of a VM (``task`` empty) or a task of it (a disk)."""
+
+    migration_id: str
+    vm_id: str
+    step: str
+    task: str
+    state: str
+    attempt: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    progress_completed: int | None
+    progress_total: int | None
+    error: dict[str, Any] | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> StepRow:
+        """``step`` and ``state`` stay strings: the rows are only compared with what a step
+        call reports, and the API shows them as stored."""
+        found = row._mapping
+        return cls(**{f.name: found[f.name] for f in fields(cls)})

@@ -13,6 +13,12 @@ DiskTransfer watches each disk: the CR's status (written by the controller: phas
 progress, and on failure the reason and the last pod's log) and the claim's phase. A disk is
 done when its CR Succeeded and the claim is Bound; a Failed CR fails the VM with the
 controller's reason, its message and the log kept in the step's detail.
+
+DiskAllocation hands each disk to the populator controller through what the claim names
+(the populator contract, ``shared/populator/``); once DiskTransfer is done, the VM goes on
+to ``services/orchestrator/finishing.py``.
+
+Next: shared/populator/__init__.py
 """
 
 from __future__ import annotations
@@ -20,28 +26,24 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.orchestrator import manifests, naming
+from services.orchestrator.answers import Answer, Done, Fail, Task, Wait, error
 from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import POD, POPULATORS, PVC, SECRET
-from services.orchestrator.pipeline import Answer, Done, Fail, Retry, Task, Wait, error
-from shared.payloads import PlannedDisk, StepProgress, StepState
-
-LOG_LIMIT = 16 * 1024
-
-
-def populator_kind(ctx: StepContext) -> str:
-    return naming.KIND_OF_SOURCE[ctx.source_type]
+from shared import populator as contract
+from shared.errors import RetryLater
+from shared.kube import STORAGE_CLASS
+from shared.payloads import ErrorInfo, PlannedDisk, ProviderType, StepProgress, StepState
 
 
 async def allocate(ctx: StepContext) -> Answer:
     objects = await ctx.objects()
     ids = {"migration_id": ctx.migration_id, "vm_id": ctx.vm.vm_id}
     images: dict[str, str] = ctx.memory.get("images") or {}
-    if ctx.source_type == "openstack":
+    if ctx.header.source.type is ProviderType.OPENSTACK:
         missing = [d.disk_id for d in ctx.vm.disks if d.disk_id not in images]
         if missing:
             return Fail(error("ImageMissing", f"no converted image for disk(s) {missing}"))
@@ -54,7 +56,7 @@ async def allocate(ctx: StepContext) -> Answer:
     await objects.ensure(
         SECRET, manifests.source_secret(ctx.header, ctx.vm, data, owners, encoded=False), **ids
     )
-    kind = POPULATORS[populator_kind(ctx)]
+    kind = POPULATORS[contract.kind_for(ctx.source_type)]
     tasks: list[Task] = []
     for disk, claim in zip(ctx.vm.disks, claims, strict=True):
         body = manifests.populator(
@@ -92,30 +94,32 @@ async def allocate(ctx: StepContext) -> Answer:
 
 
 async def _binds_on_first_consumer(ctx: StepContext, disks: list[PlannedDisk]) -> bool:
-    storage = client.StorageV1Api(await ctx.target())
+    kube = await ctx.target()
     for name in sorted({d.storage_class for d in disks}):
         try:
-            klass = await storage.read_storage_class(name)
+            klass = await kube.get(STORAGE_CLASS, name)
         except ApiException as exc:
-            if exc.status == 404:
-                # The controller reports the missing class on the claim; nothing to consume.
-                continue
-            raise Retry(f"cannot read StorageClass {name} ({exc.status}); retried in 5 s") from None
-        if klass.volume_binding_mode == "WaitForFirstConsumer":
+            raise RetryLater(
+                f"cannot read StorageClass {name} ({exc.status}); retried in 5 s", 5
+            ) from None
+        if klass is None:
+            # The controller reports the missing class on the claim; nothing to consume.
+            continue
+        if klass.get("volumeBindingMode") == "WaitForFirstConsumer":
             return True
     return False
 
 
 async def transfer(ctx: StepContext) -> Answer:
     objects = await ctx.objects()
-    kind = POPULATORS[populator_kind(ctx)]
+    kind = POPULATORS[contract.kind_for(ctx.source_type)]
     started = float(ctx.memory.setdefault("transfer_started", time.time()))
     tasks: list[Task] = []
     done_bytes = total_bytes = 0
-    failed: tuple[PlannedDisk, dict[str, Any]] | None = None
+    failed: tuple[PlannedDisk, contract.Status] | None = None
     for disk in ctx.vm.disks:
         claim = await objects.get(PVC, disk.pvc_name)
-        cr = await objects.get(kind, naming.populator_cr(disk.pvc_name))
+        cr = await objects.get(kind, contract.populator_cr(disk.pvc_name))
         if claim is None or cr is None:
             what = "claim" if claim is None else "populator"
             return Fail(
@@ -125,11 +129,11 @@ async def transfer(ctx: StepContext) -> Answer:
                     "copying; run the plan again",
                 )
             )
-        status = cr.get("status") or {}
-        phase = status.get("phase") or naming.PHASE_PENDING
+        status = contract.Status.of(cr)
+        phase = status.phase
         size = disk.size_bytes
         total_bytes += size
-        if phase == naming.PHASE_FAILED:
+        if phase == contract.Phase.FAILED:
             failed = failed or (disk, status)
             tasks.append(
                 Task(
@@ -138,24 +142,23 @@ async def transfer(ctx: StepContext) -> Answer:
                     error=_disk_error(disk, status),
                     detail={
                         "log": failure_log(status),
-                        "recreations": status.get("recreations", 0),
-                        "pod": status.get("pod", ""),
+                        "recreations": status.recreations,
+                        "pod": status.pod,
                     },
                 )
             )
             continue
         bound = (claim.get("status") or {}).get("phase") == "Bound"
-        if phase == naming.PHASE_SUCCEEDED and bound:
+        if phase == contract.Phase.SUCCEEDED and bound:
             done_bytes += size
             tasks.append(
                 Task(disk.disk_id, StepState.COMPLETED, StepProgress(completed=size, total=size))
             )
             continue
-        percent = _percent(status.get("progress"))
-        copied = size * percent // 100
+        copied = size * status.percent() // 100
         done_bytes += copied
-        state = StepState.RUNNING if phase == naming.PHASE_RUNNING else StepState.PENDING
-        note = status.get("message") or phase
+        state = StepState.RUNNING if phase == contract.Phase.RUNNING else StepState.PENDING
+        note = status.message or phase
         tasks.append(
             Task(
                 disk.disk_id,
@@ -183,22 +186,18 @@ async def transfer(ctx: StepContext) -> Answer:
     return Wait(ctx.settings.poll_seconds, progress=progress, tasks=tasks)
 
 
-def _percent(value: object) -> int:
-    try:
-        return max(0, min(100, int(str(value or "0").rstrip("%"))))
-    except ValueError:
-        return 0
-
-
-def _disk_error(disk: PlannedDisk, status: dict[str, Any]) -> Any:
-    reason = str(status.get("reason") or "PopulatorFailed")
-    message = str(status.get("message") or "the populator failed")
+def _disk_error(disk: PlannedDisk, status: contract.Status) -> ErrorInfo:
+    """The controller's reason and message; permanent only for what a re-run cannot cure."""
+    reason = status.reason or contract.Reason.POPULATOR_FAILED.value
+    message = status.message or "the populator failed"
     return error(
         reason,
         f"disk {disk.name or disk.disk_id} ({disk.pvc_name}): {message}",
-        permanent=reason == "StaticStorageClass",
+        permanent=reason in contract.PERMANENT_REASONS,
     )
 
 
-def failure_log(status: dict[str, Any]) -> str:
-    return str(status.get("log") or "")[-LOG_LIMIT:]
+def failure_log(status: contract.Status) -> str:
+    """The end of the failed pod's log, as the controller kept it (bounded again here: a
+    status written by another controller may be longer)."""
+    return status.log[-contract.Status.LOG_LIMIT :]

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from services.orchestrator.context import SourcePool
-from services.orchestrator.running import Runner
+from services.orchestrator.runner import Runner
 from shared.clusters import Clusters
 from shared.service.runtime import Runtime
 

@@ -6,6 +6,10 @@ once with its inbox claim (``intake``); publishes ``VM_STEP_CHANGED`` and ``VM_F
 through its outbox (``recording``). ``POPULATOR_POD_STARTED`` and ``POPULATOR_POD_FINISHED``
 are published by the populator controller process, straight to JetStream with ids derived
 from the pod's uid.
+
+The journey of one disk starts here, when the planner's ``plan.started`` arrives.
+
+Next: services/orchestrator/intake.py
 """
 
 from __future__ import annotations

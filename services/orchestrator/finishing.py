@@ -10,6 +10,10 @@ images. Teardown (after a failure or a cancel) removes everything this VM of thi
 migration created, selected by the labels ``hoist.io/migration`` and ``hoist.io/vm`` (never
 another VM's objects), and powers the source VM back on when Hoist powered it off. With
 ``HOIST_ORCHESTRATOR_KEEP_FAILED`` a failed VM's claims and VM are kept for inspection.
+
+The VirtualMachine itself is built by ``virtualmachines.py``.
+
+Next: services/orchestrator/virtualmachines.py
 """
 
 from __future__ import annotations
@@ -17,23 +21,26 @@ from __future__ import annotations
 import logging
 
 from services.orchestrator import naming
+from services.orchestrator.answers import Answer, Done, Wait
 from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import (
     CLEANUP_ORDER,
-    OPENSTACK_POPULATOR,
-    OVIRT_POPULATOR,
     POD,
+    POPULATORS,
     PVC,
     SECRET,
     VIRTUAL_MACHINE,
 )
-from services.orchestrator.pipeline import Answer, Done, Retry, Wait
 from services.orchestrator.sources.contract import Power, SourceError
 from services.orchestrator.virtualmachines import virtual_machine
+from shared.errors import RetryLater
 from shared.payloads import PowerState
 
 log = logging.getLogger("hoist.orchestrator.finishing")
+
+_TEMPORARY = (POD, *POPULATORS.values(), SECRET)
+"""What only the migration needed (the claims and the VirtualMachine stay), consumers first."""
 
 TEARDOWN_ATTEMPTS = 30
 """A teardown that keeps failing (a source that stays unreachable) gives up after this many
@@ -86,15 +93,15 @@ async def cleanup(ctx: StepContext) -> Answer:
     try:
         objects = await ctx.objects()
         selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
-        for kind in (POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET):
+        for kind in _TEMPORARY:
             left += await objects.delete_selected(kind, selector)
-    except Retry as exc:
+    except RetryLater as exc:
         problems.append(f"target cluster: {exc.message}")
     try:
         source = await ctx.source()
         await source.remove_artifacts(ctx.migration_id, ctx.vm)
-    except (SourceError, Retry) as exc:
-        problems.append(f"source: {getattr(exc, 'message', str(exc))}")
+    except (SourceError, RetryLater) as exc:
+        problems.append(f"source: {exc.message}")
     if attempts < TEARDOWN_ATTEMPTS:
         if problems:
             return Wait(10.0, note="; ".join(problems))
@@ -119,17 +126,20 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
     try:
         objects = await ctx.objects()
         selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
-        kinds = [POD, OVIRT_POPULATOR, OPENSTACK_POPULATOR, SECRET]
+        kinds = [*_TEMPORARY]
         if not keep:
             kinds = [VIRTUAL_MACHINE, *CLEANUP_ORDER]
         for kind in kinds:
             remaining += await objects.delete_selected(kind, selector)
-    except Retry as exc:
+    except RetryLater as exc:
         problems.append(f"target cluster: {exc.message}")
     try:
         source = await ctx.source()
         await source.remove_artifacts(ctx.migration_id, ctx.vm)
-        if ctx.memory.get("powered_off_by_hoist") and ctx.memory.get("source_power") == "On":
+        if (
+            ctx.memory.get("powered_off_by_hoist")
+            and ctx.memory.get("source_power") == Power.ON.value
+        ):
             now = await source.inspect(ctx.vm)
             if now.power is Power.OFF:
                 await source.start(ctx.vm.vm_id)
@@ -137,8 +147,8 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
             elif now.power is Power.OTHER and not ctx.memory.get("restarted_source"):
                 # Still powering down from our shutdown: start it once it is off.
                 problems.append(f"source: the VM is {now.status}; powering it on when it is off")
-    except (SourceError, Retry) as exc:
-        problems.append(f"source: {getattr(exc, 'message', str(exc))}")
+    except (SourceError, RetryLater) as exc:
+        problems.append(f"source: {exc.message}")
     if problems and attempts < TEARDOWN_ATTEMPTS:
         return Wait(10.0, note="; ".join(problems)), problems
     if remaining and attempts < TEARDOWN_ATTEMPTS:

@@ -9,6 +9,10 @@ the plan's order across parts. A cancel may arrive before the part that carries 
 kept on the migration row and applied when the VM arrives. A cutover change is kept on the
 migration row when it is newer than the one there (by its revision), whether or not the
 plan's parts have arrived yet.
+
+The runner takes each Queued row from there, when it is due.
+
+Next: services/orchestrator/runner.py
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.db import migrations, vms
-from services.orchestrator.pipeline import steps_of
 from shared import envelope as env
 from shared.payloads import PlanCancelRequested, PlanCutoverChanged, PlanStarted
+from shared.pipeline import VM_WAITING, steps_of
 
 PART_SPAN = 1_000_000
 """Positions of part N are N * PART_SPAN + index: the plan's order across parts."""
@@ -66,7 +70,7 @@ async def accept_part(event: env.Envelope[Any], session: AsyncSession) -> None:
         )
     ).one()
     canceled = set(row.cancel_vms or [])
-    first = steps_of(data.source.type.value)[0].value
+    first = steps_of(data.source.type)[0].value
     rows = [
         {
             "migration_id": data.migration_id,
@@ -110,7 +114,7 @@ async def accept_cancel(event: env.Envelope[Any], session: AsyncSession) -> int:
         which = and_(which, vms.c.vm_id.in_(data.vm_ids))
     result = await session.execute(
         update(vms)
-        .where(and_(which, vms.c.phase.in_(("Queued", "Running")), ~vms.c.cancel_requested))
+        .where(and_(which, vms.c.phase.in_(VM_WAITING), ~vms.c.cancel_requested))
         .values(cancel_requested=True, next_run_at=func.now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
@@ -143,9 +147,7 @@ async def accept_cutover(event: env.Envelope[Any], session: AsyncSession) -> boo
         return False
     await session.execute(
         update(vms)
-        .where(
-            and_(vms.c.migration_id == data.migration_id, vms.c.phase.in_(("Queued", "Running")))
-        )
+        .where(and_(vms.c.migration_id == data.migration_id, vms.c.phase.in_(VM_WAITING)))
         .values(next_run_at=func.now())
     )
     return True

@@ -9,7 +9,12 @@ promises of the pipeline:
   ``naming``, never drawn at random), so create-or-get finds what the first run made;
 - every object is checked against the upstream schemas in tests (``kubernetes-validate``
   for core kinds), without a cluster;
-- the labels cleanup selects by (``naming.object_labels``) are on every object, spelled once.
+- the labels cleanup selects by (``shared.populator.object_labels``) are on every object,
+  spelled once.
+
+What a claim and its populator CR say to the populator controller (the ``dataSourceRef``,
+the annotations, the CR's kind and typed spec) is built by the populator contract
+(``shared.populator``): the controller reads them with the same code.
 
 Order of creation, and why owner references point where they do: the user claim comes first
 (its UID is what the populator pod's metrics and the prime claim are keyed by); the
@@ -25,20 +30,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from services.orchestrator import naming
-from shared import labels
-from shared.payloads import PlannedDisk, PlannedVm, PlanStarted, ProviderType
+from shared import populator as contract
+from shared.payloads import PlannedDisk, PlannedVm, PlanStarted
 from shared.sizing import claim_bytes
 
 Obj = dict[str, Any]
 
 #: On the copied Secret: ``namespace/name`` of the provider Secret it copies (for people
 #: and audits; nothing reads it back).
-COPIED_FROM = f"{naming.GROUP}/copied-from"
-#: Value of ``naming.CONSUMER_LABEL`` on the WaitForFirstConsumer consumer pod.
-CONSUMER_VALUE = "pvcinit"
+COPIED_FROM = f"{contract.PREFIX}copied-from"
+#: Value of ``naming.CONSUMER_LABEL`` on the WaitForFirstConsumer consumer pod, and its
+#: container's name: Forklift's name for that pod, the argument it runs.
+CONSUMER_VALUE = contract.PVCINIT
 #: The consumer pod's arguments by default: the populator image's entrypoint
 #: (``python -m services.populators``) knows ``pvcinit``, which exits at once.
-CONSUMER_ARGS = ("pvcinit",)
+CONSUMER_ARGS = (contract.PVCINIT,)
 #: Where the consumer pod mounts Filesystem claims and attaches Block claims. Nothing reads
 #: them: a pod must name a path to use a claim at all.
 MOUNT_ROOT = "/mnt/hoist"
@@ -71,13 +77,10 @@ def owner_reference(obj: Mapping[str, Any], *, controller: bool = False, block: 
     return ref
 
 
-def populator_kind(started: PlanStarted) -> str:
+def populator_kind(started: PlanStarted) -> contract.Kind:
     """The populator kind that fills claims of this plan's source (``ValueError`` for a
     provider that is not a source: the planner never starts such a plan)."""
-    kind = naming.KIND_OF_SOURCE.get(started.source.type.value)
-    if kind is None:
-        raise ValueError(f"provider type {started.source.type.value!r} is not a migration source")
-    return kind
+    return contract.kind_for(started.source.type.value)
 
 
 def claim(started: PlanStarted, vm: PlannedVm, disk: PlannedDisk) -> Obj:
@@ -96,11 +99,7 @@ def claim(started: PlanStarted, vm: PlannedVm, disk: PlannedDisk) -> Obj:
             "name": disk.pvc_name,
             "namespace": started.target_namespace,
             "labels": _labels(started, vm, disk),
-            "annotations": {
-                labels.CLUSTER: started.target.id,
-                labels.TOTAL_BYTES: str(disk.size_bytes),
-                labels.POPULATOR_KIND: kind,
-            },
+            "annotations": contract.claim_annotations(started.target.id, disk.size_bytes, kind),
         },
         "spec": {
             "accessModes": [disk.access_mode],
@@ -109,11 +108,7 @@ def claim(started: PlanStarted, vm: PlannedVm, disk: PlannedDisk) -> Obj:
             "resources": {
                 "requests": {"storage": str(claim_bytes(disk.size_bytes, disk.volume_mode))}
             },
-            "dataSourceRef": {
-                "apiGroup": naming.GROUP,
-                "kind": kind,
-                "name": naming.populator_cr(disk.pvc_name),
-            },
+            "dataSourceRef": contract.data_source_ref(kind, contract.populator_cr(disk.pvc_name)),
         },
     }
 
@@ -129,39 +124,41 @@ def populator(
 ) -> Obj:
     """The populator CR the disk's claim names: where its data comes from.
 
-    Field names are Forklift's (``engineUrl``/``engineSecretName``/``diskId`` for oVirt,
-    ``identityUrl``/``secretName``/``imageId`` for OpenStack) in Hoist's own group, so both
-    can live in one cluster. OpenStack disks are read from the Glance image the conversion
-    step made (``image_id``, required there); oVirt disks straight from the engine.
-    ``owner`` is the claim's owner reference: the CR goes when the claim goes."""
+    The spec is the kind's typed one (``shared.populator``: Forklift's field names in
+    Hoist's own group, so both can live in one cluster). OpenStack disks are read from the
+    Glance image the conversion step made (``image_id``, required there); oVirt disks
+    straight from the engine. ``owner`` is the claim's owner reference: the CR goes when
+    the claim goes."""
     kind = populator_kind(started)
-    spec: Obj
-    if started.source.type is ProviderType.OPENSTACK:
+    network = started.transfer_network or ""
+    spec: contract.Spec
+    if kind is contract.OPENSTACK:
         if not image_id:
             raise ValueError(
                 f"disk {disk.disk_id} of VM {vm.vm_id}: an OpenStack populator needs the id "
                 "of the image the conversion step made; run that step first"
             )
-        spec = {"identityUrl": started.source.url, "secretName": secret_name, "imageId": image_id}
+        spec = contract.OpenstackSpec(
+            identity_url=started.source.url,
+            secret_name=secret_name,
+            image_id=image_id,
+            transfer_network=network,
+        )
     else:
-        spec = {
-            "engineUrl": started.source.url,
-            "engineSecretName": secret_name,
-            "diskId": disk.disk_id,
-        }
-    if started.transfer_network:
-        spec["transferNetwork"] = started.transfer_network
-    return {
-        "apiVersion": naming.API_VERSION,
-        "kind": kind,
-        "metadata": {
-            "name": naming.populator_cr(disk.pvc_name),
-            "namespace": started.target_namespace,
-            "labels": _labels(started, vm, disk),
-            "ownerReferences": [dict(owner)],
-        },
-        "spec": spec,
-    }
+        spec = contract.OvirtSpec(
+            engine_url=started.source.url,
+            engine_secret_name=secret_name,
+            disk_id=disk.disk_id,
+            transfer_network=network,
+        )
+    return contract.populator(
+        kind,
+        spec,
+        name=contract.populator_cr(disk.pvc_name),
+        namespace=started.target_namespace,
+        labels=_labels(started, vm, disk),
+        owner=owner,
+    )
 
 
 def source_secret(
@@ -300,6 +297,6 @@ def consumer_pod(
 
 
 def _labels(started: PlanStarted, vm: PlannedVm, disk: PlannedDisk | None = None) -> dict[str, str]:
-    return naming.object_labels(
+    return contract.object_labels(
         started.plan_id, started.migration_id, vm.vm_id, disk.disk_id if disk else ""
     )

@@ -1,10 +1,11 @@
-"""Names of everything the orchestrator creates, spelled once.
+"""Names of what only the orchestrator creates, spelled once.
 
 Every name is derived from ids, never drawn at random: a step that runs again after a crash
 computes the same names and finds (create-or-get) what its first run made. What the
-pipeline shares with the populator controller (kinds, CR fields, the keys on claims and
-pods, the derived names) is the populator contract, ``shared.populator``; the aliases below
-keep the old names for the orchestrator's modules until they import the contract.
+pipeline shares with the populator controller and the progress service (kinds, CR fields,
+the labels and annotations on claims and pods, the CR's name) is the populator contract,
+``shared.populator``, and is spelled there; here are the names nobody else reads: the
+Secret copy, the consumer pod, OpenStack's temporary artifacts, a VM's selector.
 """
 
 from __future__ import annotations
@@ -12,51 +13,27 @@ from __future__ import annotations
 import hashlib
 
 from shared import populator as contract
+from shared.populator import label_value
 
-# --- moved to shared.populator; aliases until the orchestrator imports the contract -------
-GROUP = contract.GROUP
-VERSION = contract.VERSION
-API_VERSION = contract.API_VERSION
-OVIRT_KIND = contract.OVIRT.name
-OVIRT_PLURAL = contract.OVIRT.plural
-OPENSTACK_KIND = contract.OPENSTACK.name
-OPENSTACK_PLURAL = contract.OPENSTACK.plural
-PLURALS = {k.name: k.plural for k in contract.KINDS}
-KIND_OF_SOURCE = {k.source.value: k.name for k in contract.KINDS}
-METRIC_OF_KIND = {k.name: k.percent_metric for k in contract.KINDS}
-SOURCE_OF_KIND = {k.name: k.source.value for k in contract.KINDS}
-SECRET_FIELD = {k.name: k.spec.CREDENTIALS_FIELD for k in contract.KINDS}
-VOLUME_POPULATOR = {k.name: k.volume_populator for k in contract.KINDS}
-FINALIZER = contract.FINALIZER
-POPULATED_FROM = contract.POPULATED_FROM
-RECREATIONS = contract.RECREATIONS
-LAST_FAILED_POD = contract.LAST_FAILED_POD
-SELECTED_NODE = contract.SELECTED_NODE
-MULTUS_NETWORKS = contract.MULTUS_NETWORKS
-COMPONENT_LABEL = contract.COMPONENT
-POPULATOR_COMPONENT = contract.POPULATOR_COMPONENT
-PRIME_COMPONENT = contract.PRIME_COMPONENT
-PHASE_PENDING = contract.Phase.PENDING.value
-PHASE_RUNNING = contract.Phase.RUNNING.value
-PHASE_SUCCEEDED = contract.Phase.SUCCEEDED.value
-PHASE_FAILED = contract.Phase.FAILED.value
-REASON_STATIC_STORAGE = contract.Reason.STATIC_STORAGE.value
-REASON_POPULATOR_FAILED = contract.Reason.POPULATOR_FAILED.value
-REASON_POD_FAILED = contract.Reason.POD_FAILED.value
-REASON_BOUND_WITHOUT_DATA = contract.Reason.BOUND_WITHOUT_DATA.value
-REASON_COMPLETED = contract.Reason.COMPLETED.value
-prime_claim = contract.prime_claim
-populator_pod = contract.populator_pod
-populator_cr = contract.populator_cr
-object_labels = contract.object_labels
-label_value = contract.label_value
+# ``label_value`` is imported from here by tools/demoverify.py (WP6 moves it to the contract);
+# until then this import doubles as its re-export.
+__all__ = [
+    "CONSUMER_LABEL",
+    "SECRET_KIND",
+    "SECRET_LABEL",
+    "artifact",
+    "consumer_pod",
+    "label_value",
+    "short",
+    "source_secret",
+    "vm_selector",
+]
 
-# --- the orchestrator's own names ---------------------------------------------------------
 SECRET_KIND = "source-provider"  # noqa: S105 (a label value, not a credential)
 """Value of the ``hoist.io/secret`` label on a copied provider Secret (a label value has no
 ``/``: the API server refuses one that does)."""
-SECRET_LABEL = f"{GROUP}/secret"
-CONSUMER_LABEL = f"{GROUP}/consumer"
+SECRET_LABEL = f"{contract.PREFIX}secret"
+CONSUMER_LABEL = f"{contract.PREFIX}consumer"
 
 
 def short(text: str, length: int = 10) -> str:

@@ -10,6 +10,10 @@ PowerOffSource waits for the plan's cutover time (if it was moved later after th
 admitted), then asks the guest to shut down (ACPI), waits up to
 ``HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS`` and then forces the VM off; a VM that is
 already off is left alone (and will not be powered on after a failure).
+
+Then the disks: the claims and their populators.
+
+Next: services/orchestrator/disks.py
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from services.orchestrator import naming
+from services.orchestrator.answers import Answer, Done, Fail, Wait, error
 from services.orchestrator.context import StepContext
 from services.orchestrator.objects import VIRTUAL_MACHINE
-from services.orchestrator.pipeline import Answer, Done, Fail, Retry, Wait, error
 from services.orchestrator.sources.contract import Power
-from shared import labels
+from shared import populator as contract
+from shared.errors import RetryLater
+from shared.kube import NAMESPACE
 
 BLOCKED_LIMIT = 15 * 60.0
 """How long Initialize waits for a source VM that something holds (locked disk...)."""
@@ -70,21 +74,23 @@ async def initialize(ctx: StepContext) -> Answer:
 
 
 async def _check_target(ctx: StepContext) -> Fail | None:
-    api = await ctx.target()
+    kube = await ctx.target()
     namespace = ctx.header.target_namespace
     try:
-        await client.CoreV1Api(api).read_namespace(namespace)
+        found = await kube.get(NAMESPACE, namespace)
     except ApiException as exc:
-        if exc.status == 404:
-            return Fail(
-                error("NamespaceNotFound", f"the target namespace {namespace!r} does not exist")
-            )
-        raise Retry(f"cannot read namespace {namespace} ({exc.status}); retried in 5 s") from None
+        raise RetryLater(
+            f"cannot read namespace {namespace} ({exc.status}); retried in 5 s", 5
+        ) from None
+    if found is None:
+        return Fail(
+            error("NamespaceNotFound", f"the target namespace {namespace!r} does not exist")
+        )
     objects = await ctx.objects()
     existing = await objects.get(VIRTUAL_MACHINE, ctx.vm.target_name)
     if existing is not None:
         mine = existing["metadata"].get("labels") or {}
-        if mine.get(labels.MIGRATION) != naming.label_value(ctx.migration_id):
+        if mine.get(contract.MIGRATION) != contract.label_value(ctx.migration_id):
             return Fail(
                 error(
                     "TargetConflict",

@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.orchestrator.db import steps, vms
+from services.orchestrator.db import StepRow, VmRow, steps, vms
 from shared import catalog
 from shared.db.messaging import Outbox
 from shared.payloads import (
@@ -33,6 +33,7 @@ from shared.payloads import (
     VmFinished,
     VmStepChanged,
 )
+from shared.pipeline import VmPhase
 
 
 @dataclass
@@ -49,7 +50,7 @@ class StepChange:
 class VmChange:
     """What becomes of the VM row; ``None`` fields stay as they are."""
 
-    phase: str | None = None
+    phase: VmPhase | None = None
     step: Step | None = None
     memory: dict[str, Any] | None = None
     holding: int | None = None
@@ -61,7 +62,7 @@ class VmChange:
     target_vm: ResourceRef | None = None
     changes: list[StepChange] = field(default_factory=list)
 
-    def frees_slots(self, row: Any) -> bool:
+    def frees_slots(self, row: VmRow) -> bool:
         """Whether this change gives back slots ``row`` held (others may then start)."""
         return bool(
             (self.holding == 0 and row.holding) or (self.holds_vm is False and row.holds_vm)
@@ -76,10 +77,10 @@ async def snapshot(session: AsyncSession, migration_id: str, vm_id: str) -> Snap
     rows = await session.execute(
         select(steps).where(and_(steps.c.migration_id == migration_id, steps.c.vm_id == vm_id))
     )
-    return {(r.step, r.task): _key_of_row(r) for r in rows}
+    return {(r.step, r.task): _key_of_row(StepRow.of(r)) for r in rows}
 
 
-def _key_of_row(r: Any) -> tuple[str, int | None, int | None, str, str]:
+def _key_of_row(r: StepRow) -> tuple[str, int | None, int | None, str, str]:
     error = (r.error or {}).get("reason", "") if r.error else ""
     return (
         r.state,
@@ -103,7 +104,7 @@ def _key_of(c: StepChange) -> tuple[str, int | None, int | None, str, str]:
 async def commit(
     session: AsyncSession,
     outbox: Outbox,
-    row: Any,
+    row: VmRow,
     change: VmChange,
     before: Snapshot,
     *,
@@ -126,7 +127,9 @@ async def commit(
         "lease_owner": None,
         "lease_until": None,
     }
-    for name in ("phase", "memory", "holding", "holds_vm"):
+    if change.phase is not None:
+        values["phase"] = change.phase.value
+    for name in ("memory", "holding", "holds_vm"):
         value = getattr(change, name)
         if value is not None:
             values[name] = value
@@ -196,7 +199,7 @@ async def commit(
 
 
 async def _record_step(
-    session: AsyncSession, row: Any, c: StepChange, now: datetime, began: datetime
+    session: AsyncSession, row: VmRow, c: StepChange, now: datetime, began: datetime
 ) -> None:
     final = c.state not in (StepState.PENDING, StepState.RUNNING)
     insert = pg_insert(steps).values(

@@ -50,10 +50,16 @@ Mapping choices (each one is what a KubeVirt user would pick for a guest of that
   on it keeps working) unless it is not a valid MAC. A VM left with no NIC gets
   ``autoattachPodInterface: false``, else KubeVirt would add a pod NIC the source never had.
 - **Power**: ``runStrategy`` ``Always`` or ``Halted`` (``running`` is deprecated).
-- **Labels**: ``naming.object_labels`` on the VM; the template (so the VMI and virt-launcher
-  pod) carries ``hoist.io/vm`` alone: a cleanup selecting by migration must never match the
-  running VM's pod. Annotations name the source (provider, VM id and name, OS) and the
-  plan; ``description`` carries the source's description (the KubeVirt UIs show it).
+- **Labels**: ``shared.populator.object_labels`` on the VM; the template (so the VMI and
+  virt-launcher pod) carries ``hoist.io/vm`` alone: a cleanup selecting by migration must
+  never match the running VM's pod. Annotations name the source (provider, VM id and name,
+  OS) and the plan; ``description`` carries the source's description (the KubeVirt UIs
+  show it).
+
+The end of one disk's journey: the disk is the migrated VM's volume. Cleanup, the last
+step, follows in ``finishing.py``.
+
+Next: services/orchestrator/finishing.py
 """
 
 from __future__ import annotations
@@ -64,8 +70,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from services.orchestrator import naming
-from shared import labels
+from shared import populator as contract
 from shared.payloads import PlannedDisk, PlannedNic, PlannedVm, PlanStarted
 from shared.sizing import GIB, MIB, round_up
 
@@ -78,12 +83,12 @@ DEFAULT_MEMORY = GIB
 RUN_ALWAYS = "Always"
 RUN_HALTED = "Halted"
 
-SOURCE_PROVIDER = f"{naming.GROUP}/source-provider"
-SOURCE_TYPE = f"{naming.GROUP}/source-type"
-SOURCE_VM_ID = f"{naming.GROUP}/source-vm-id"
-SOURCE_VM_NAME = f"{naming.GROUP}/source-vm-name"
-SOURCE_OS = f"{naming.GROUP}/source-os"
-PLAN_NAME = f"{naming.GROUP}/plan-name"
+SOURCE_PROVIDER = f"{contract.GROUP}/source-provider"
+SOURCE_TYPE = f"{contract.GROUP}/source-type"
+SOURCE_VM_ID = f"{contract.GROUP}/source-vm-id"
+SOURCE_VM_NAME = f"{contract.GROUP}/source-vm-name"
+SOURCE_OS = f"{contract.GROUP}/source-os"
+PLAN_NAME = f"{contract.GROUP}/plan-name"
 DESCRIPTION = "description"
 
 #: Source disk interfaces (oVirt, OpenStack ``hw_disk_bus``, already-mapped values) ->
@@ -161,13 +166,13 @@ def virtual_machine(
         "metadata": {
             "name": vm.target_name,
             "namespace": started.target_namespace,
-            "labels": naming.object_labels(started.plan_id, started.migration_id, vm.vm_id),
+            "labels": contract.object_labels(started.plan_id, started.migration_id, vm.vm_id),
             "annotations": _annotations(started, vm, detail),
         },
         "spec": {
             "runStrategy": RUN_ALWAYS if running else RUN_HALTED,
             "template": {
-                "metadata": {"labels": {labels.VM: naming.label_value(vm.vm_id)}},
+                "metadata": {"labels": {contract.VM: contract.label_value(vm.vm_id)}},
                 "spec": {"domain": domain, "networks": networks, "volumes": volumes},
             },
         },

@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiException
 
 from services.orchestrator import manifests, naming
-from shared import labels
+from shared import populator as contract
 from shared.payloads import PlannedVm, PlanStarted
 from shared.sizing import GIB, MIB, claim_bytes
 from sim.kube.cluster import Cluster
@@ -73,7 +73,7 @@ def test_core_objects_pass_the_strict_upstream_schemas(version: str) -> None:
     checked = 0
     for started in sample_plans.all_plans():
         for obj in built(started):
-            if obj["apiVersion"] == naming.API_VERSION:
+            if obj["apiVersion"] == contract.API_VERSION:
                 continue  # a custom resource: its CRD's schema is checked elsewhere
             kind = kind_of(obj)
             assert kind is not None
@@ -103,8 +103,8 @@ def test_every_label_is_a_valid_label_value() -> None:
         for key, value in obj["metadata"]["labels"].items():
             assert len(value) <= 63, (key, value)
             assert LABEL_VALUE.match(value), (key, value)
-    assert manifests.claim(plan, vm, disk)["metadata"]["labels"][labels.VM] == (
-        naming.label_value(long_id)
+    assert manifests.claim(plan, vm, disk)["metadata"]["labels"][contract.VM] == (
+        contract.label_value(long_id)
     )
 
 
@@ -115,13 +115,13 @@ def test_claim_names_its_populator_and_carries_what_discovery_needs() -> None:
     pvc = manifests.claim(started, vm, disk)
     assert pvc["metadata"]["name"] == disk.pvc_name == "accounting-db-root"
     assert pvc["metadata"]["namespace"] == NAMESPACE
-    assert pvc["metadata"]["labels"] == naming.object_labels(
+    assert pvc["metadata"]["labels"] == contract.object_labels(
         started.plan_id, started.migration_id, vm.vm_id, disk.disk_id
     )
     assert pvc["metadata"]["annotations"] == {
-        labels.CLUSTER: "host",
-        labels.TOTAL_BYTES: str(40 * GIB),
-        labels.POPULATOR_KIND: naming.OVIRT_KIND,
+        contract.CLUSTER: "host",
+        contract.TOTAL_BYTES: str(40 * GIB),
+        contract.POPULATOR_KIND: contract.OVIRT.name,
     }
     assert pvc["spec"] == {
         "accessModes": ["ReadWriteMany"],
@@ -129,14 +129,14 @@ def test_claim_names_its_populator_and_carries_what_discovery_needs() -> None:
         "storageClassName": "standard",
         "resources": {"requests": {"storage": str(40 * GIB)}},
         "dataSourceRef": {
-            "apiGroup": naming.GROUP,
-            "kind": naming.OVIRT_KIND,
-            "name": naming.populator_cr(disk.pvc_name),
+            "apiGroup": contract.GROUP,
+            "kind": contract.OVIRT.name,
+            "name": contract.populator_cr(disk.pvc_name),
         },
     }
     os_plan = sample_plans.openstack_plan()
     os_pvc = manifests.claim(os_plan, os_plan.vms[0], os_plan.vms[0].disks[0])
-    assert os_pvc["spec"]["dataSourceRef"]["kind"] == naming.OPENSTACK_KIND
+    assert os_pvc["spec"]["dataSourceRef"]["kind"] == contract.OPENSTACK.name
 
 
 @pytest.mark.parametrize(
@@ -169,10 +169,10 @@ def test_populator_specs_use_forklifts_field_names() -> None:
     owner = manifests.owner_reference(CLAIM_OWNER)
     cr = manifests.populator(started, vm, disk, secret_name="accounting-db-source", owner=owner)
     assert cr["apiVersion"] == "hoist.io/v1beta1"
-    assert cr["kind"] == naming.OVIRT_KIND
+    assert cr["kind"] == contract.OVIRT.name
     assert cr["metadata"]["name"] == disk.pvc_name
     assert cr["metadata"]["ownerReferences"] == [owner]
-    assert cr["metadata"]["labels"][labels.DISK] == disk.disk_id
+    assert cr["metadata"]["labels"][contract.DISK] == disk.disk_id
     assert cr["spec"] == {
         "engineUrl": "https://engine.example.com/ovirt-engine/api",
         "engineSecretName": "accounting-db-source",
@@ -192,7 +192,7 @@ def test_populator_specs_use_forklifts_field_names() -> None:
     os_cr = manifests.populator(
         os_plan, os_vm, os_vm.disks[0], secret_name="web-1-source", owner=owner, image_id="i-1"
     )
-    assert os_cr["kind"] == naming.OPENSTACK_KIND
+    assert os_cr["kind"] == contract.OPENSTACK.name
     assert os_cr["spec"] == {
         "identityUrl": "https://keystone.example.com:5000/v3",
         "secretName": "web-1-source",
@@ -239,7 +239,7 @@ def test_source_secret_is_one_per_vm_owned_by_all_its_claims() -> None:
     assert "stringData" not in copied
     assert copied["metadata"]["ownerReferences"] == owners
     assert copied["metadata"]["labels"][naming.SECRET_LABEL] == naming.SECRET_KIND
-    assert labels.DISK not in copied["metadata"]["labels"]
+    assert contract.DISK not in copied["metadata"]["labels"]
     assert copied["metadata"]["annotations"][manifests.COPIED_FROM] == "hoist/engine-credentials"
     plain = manifests.source_secret(started, vm, {"password": "pä ss"}, owners, encoded=False)
     assert base64.b64decode(plain["data"]["password"]).decode() == "pä ss"
@@ -341,7 +341,7 @@ async def test_the_cluster_admits_them_and_the_consumer_selects_one_node(
         }
     )
     claims = await create_claims(api, started, vm)
-    assert claims[0]["spec"]["dataSourceRef"]["kind"] == naming.OVIRT_KIND
+    assert claims[0]["spec"]["dataSourceRef"]["kind"] == contract.OVIRT.name
     owners = [manifests.owner_reference(c) for c in claims]
     secret = await core.create_namespaced_secret(
         NAMESPACE, manifests.source_secret(started, vm, {"password": "c2VjcmV0"}, owners)
@@ -358,7 +358,7 @@ async def test_the_cluster_admits_them_and_the_consumer_selects_one_node(
             read = await core.read_namespaced_persistent_volume_claim(
                 c["metadata"]["name"], NAMESPACE
             )
-            nodes.add((read.metadata.annotations or {}).get(naming.SELECTED_NODE))
+            nodes.add((read.metadata.annotations or {}).get(contract.SELECTED_NODE))
         return len(nodes) == 1 and None not in nodes
 
     await eventually(one_node_selected, what="the consumer pod selecting a node for all claims")
@@ -400,7 +400,7 @@ async def test_the_cluster_admits_the_objects_of_every_plan(api: client.ApiClien
                 ),
             )
     listed = await core.list_namespaced_persistent_volume_claim(
-        NAMESPACE, label_selector=f"{labels.MANAGED_BY}={labels.MANAGED_BY_HOIST}"
+        NAMESPACE, label_selector=f"{contract.MANAGED_BY}={contract.MANAGED_BY_HOIST}"
     )
     assert len(listed.items) == 3 + 1 + 2
     pods = await core.list_namespaced_pod(NAMESPACE, label_selector=naming.CONSUMER_LABEL)

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from services.orchestrator import naming
 from services.orchestrator.virtualmachines import virtual_machine
-from shared import labels
+from shared import populator as contract
 from shared.payloads import PlannedNic, PlannedVm, PlanStarted, ProviderType
 from shared.sizing import MIB
 from sim.kube.cluster import Cluster
@@ -223,7 +222,7 @@ def test_labels_and_annotations_name_the_source() -> None:
     meta = obj["metadata"]
     assert meta["name"] == "accounting-db"
     assert meta["namespace"] == NAMESPACE
-    assert meta["labels"] == naming.object_labels(started.plan_id, started.migration_id, vm.vm_id)
+    assert meta["labels"] == contract.object_labels(started.plan_id, started.migration_id, vm.vm_id)
     assert meta["annotations"] == {
         "hoist.io/source-provider": "engine",
         "hoist.io/source-type": "ovirt",
@@ -235,10 +234,10 @@ def test_labels_and_annotations_name_the_source() -> None:
     }
     # The VMI and its launcher pod carry the VM label alone: a cleanup that selects by
     # migration must never match the pod the migrated VM runs in.
-    assert obj["spec"]["template"]["metadata"] == {"labels": {labels.VM: vm.vm_id}}
+    assert obj["spec"]["template"]["metadata"] == {"labels": {contract.VM: vm.vm_id}}
     long = vm.model_copy(update={"vm_id": "y" * 90})
     template = build(started, long)["spec"]["template"]
-    assert template["metadata"]["labels"][labels.VM] == naming.label_value("y" * 90)
+    assert template["metadata"]["labels"][contract.VM] == contract.label_value("y" * 90)
     assert "uuid" not in template["spec"]["domain"]["firmware"]  # not a UUID: KubeVirt's own
 
 
@@ -288,6 +287,6 @@ async def test_the_cluster_admits_every_sample_vm(api: client.ApiClient) -> None
         "v1",
         NAMESPACE,
         "virtualmachines",
-        label_selector=f"{labels.MIGRATION}={sample_plans.MIGRATION_ID}",
+        label_selector=f"{contract.MIGRATION}={sample_plans.MIGRATION_ID}",
     )
     assert sorted(i["metadata"]["name"] for i in listed["items"]) == sorted(made)

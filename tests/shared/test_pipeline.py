@@ -85,31 +85,6 @@ def test_phases() -> None:
     assert set(FINAL_STEP_STATES) | set(WORKING_STEP_STATES) == set(StepState)
 
 
-# Declarations the services still have of their own until they switch to shared.pipeline
-# (WP4, WP5): while they exist they must agree; once deleted, their line here goes too.
-_STILL_DECLARED: list[tuple[str, str, Any]] = [
-    ("services.orchestrator.pipeline", "OVIRT_STEPS", STEPS[ProviderType.OVIRT]),
-    ("services.orchestrator.pipeline", "OPENSTACK_STEPS", STEPS[ProviderType.OPENSTACK]),
-    ("services.orchestrator.pipeline", "ACTIVE_PHASES", VM_ACTIVE),
-    ("services.orchestrator.pipeline", "FINAL_PHASES", VM_FINAL),
-]
-
-
-@pytest.mark.parametrize(("module", "name", "expected"), _STILL_DECLARED)
-def test_the_services_own_declarations_agree(module: str, name: str, expected: Any) -> None:
-    declared = getattr(importlib.import_module(module), name, None)
-    if declared is None:
-        pytest.skip(f"{module}.{name} is gone: remove its line from _STILL_DECLARED")
-    assert declared == expected
-
-
-def test_the_services_own_enums_agree() -> None:
-    for module, name, phases in (("services.orchestrator.api", "Phase", VmPhase),):
-        declared = getattr(importlib.import_module(module), name, None)
-        if declared is not None and declared is not phases:
-            assert [(m.name, m.value) for m in declared] == [(m.name, m.value) for m in phases]
-
-
 # --- values(): an IN-list that PostgreSQL sees as literal SQL ----------------------------------
 
 _DUE = "SELECT vm_id FROM orchestrator.vms WHERE phase IN {} AND next_run_at <= now() LIMIT 5"
@@ -179,7 +154,7 @@ def test_rendered_equals_the_literal_statement() -> None:
 # compared). The orchestrator's back partial indexes (vms_due, vms_waiting): their text
 # must not change when WP4 binds the phases with values(); the planner's are WP5's.
 ANCHORS: dict[str, str] = {
-    "services.orchestrator.running:_CLAIM": """
+    "services.orchestrator.runner:_CLAIM": """
         UPDATE orchestrator.vms v
         SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
         FROM (
@@ -330,12 +305,8 @@ _STEPS = "|".join(s.value for s in Step if s is not Step.COMPLETED)
 # quoting SQL).
 SQL_LITERAL = re.compile(rf"'({_STATES}|{_STEPS})'")
 
-#: Files that still spell phases or steps in SQL; each package deletes its own lines when it
-#: binds them with ``values()``.
-SQL_LITERAL_ALLOWED = {
-    "services/orchestrator/admission.py",  # WP4
-    "services/orchestrator/running.py",  # WP4
-}
+#: Files allowed to spell phases or steps in SQL: none (bind them with ``values()``).
+SQL_LITERAL_ALLOWED: set[str] = set()
 
 
 def _sources(*roots: str) -> list[Path]:
@@ -359,11 +330,8 @@ def test_no_phase_or_step_is_spelled_in_sql() -> None:
 
 # --- guard: one step list (§5.3) ---------------------------------------------------------------
 
-#: Modules that still declare step lists of their own (WP4, WP5 switch them to
-#: shared.pipeline and delete their line).
-STEP_LIST_ALLOWED = {
-    "services/orchestrator/pipeline.py",  # WP4
-}
+#: Modules allowed a step list of their own: none (``shared.pipeline.STEPS`` is the one).
+STEP_LIST_ALLOWED: set[str] = set()
 
 
 def _step_lists(path: Path) -> list[int]:

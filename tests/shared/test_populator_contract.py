@@ -397,15 +397,8 @@ def test_the_contract_alone_is_standard_library() -> None:
 # --- the spelling guard (§5.1): the contract's spellings live in the contract ---------------
 
 ALLOWED: dict[str, set[str]] = {
-    # Today's offenders, a ratchet: each package deletes its own lines as it switches to
-    # shared.populator, and a spelling may never be added. The controller has none.
-    # The orchestrator (WP4):
-    "services/orchestrator/manifests.py": {
-        "engineSecretName",
-        "engineUrl",
-        "identityUrl",
-        "pvcinit",
-    },
+    # Files allowed a contract spelling of their own: none. Every process speaks it through
+    # shared.populator, and a new spelling elsewhere fails here.
 }
 
 

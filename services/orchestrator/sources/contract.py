@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from shared.errors import HoistError
 from shared.payloads import PlannedVm
 
 
@@ -21,15 +22,21 @@ class Power(StrEnum):
     OTHER = "Other"  # suspended, migrating, paused, in transition: not safe to copy
 
 
-class SourceError(Exception):
+class SourceError(HoistError):
     """A source call failed: ``reason`` is CamelCase (``VmNotFound``, ``DiskLocked``,
-    ``SourceUnavailable``), ``permanent`` says whether trying again can help."""
+    ``SourceUnavailable``), ``permanent`` says whether trying again can help.
+
+    Neither a ``PermanentError`` nor a ``RetryLater``: the runner sorts it on its own (it
+    counts temporary ones, fails the VM after too many, and drops the provider's
+    connection so the next call opens a fresh one), and a temporary one is retried after
+    ``RETRY_SECONDS`` (``retry_after``)."""
+
+    RETRY_SECONDS = 10.0
 
     def __init__(self, reason: str, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.permanent = permanent
+        super().__init__(
+            message, reason=reason, retry_after=None if permanent else self.RETRY_SECONDS
+        )
 
 
 @dataclass(frozen=True)

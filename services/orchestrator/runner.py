@@ -7,11 +7,22 @@ again). A replica killed mid-call leaves a lease that simply runs out
 (``HOIST_ORCHESTRATOR_LEASE_SECONDS``); whoever takes the VM then calls the same step again,
 which finds what the first call did (deterministic names, create-or-get) and goes on.
 
-Errors are sorted here, once, for every step: ``Retry`` and temporary ``SourceError`` wait
-and try again (the step shows why); permanent ``SourceError``, a ``Conflict`` with an object
-Hoist did not make, or an object the API server refuses fail the VM; an unexpected exception
-is retried a few times and then fails the VM as ``InternalError`` (logged with its
-traceback, never shown to users).
+Before a VM's first step touches its source, admission (``admission.py``, called from here)
+gives it its slots or keeps it Queued. The steps, in order, are ``shared.pipeline``'s; the
+handlers live in ``preparing.py``, ``disks.py`` and ``finishing.py``.
+
+Errors are sorted here, once, for every step (``shared.errors``' vocabulary): ``RetryLater``
+and a temporary ``SourceError`` wait and try again (the step shows why); a permanent
+``SourceError`` or any ``PermanentError`` (a ``Conflict`` with an object Hoist did not make,
+an object the API server refuses) fails the VM with its reason; an unexpected exception is
+retried a few times and then fails the VM as ``InternalError`` (logged with its traceback,
+never shown to users).
+
+The claim binds the active phases (``VM_ACTIVE``) with ``values()``, rendered inline: the
+statement PostgreSQL receives spells the very list of the ``vms_due`` partial index's
+predicate, so its plan keeps the index however often the statement runs.
+
+Next: services/orchestrator/preparing.py
 """
 
 from __future__ import annotations
@@ -23,34 +34,20 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.orchestrator import admission, disks, finishing, preparing, recording
+from services.orchestrator.answers import Answer, Done, Fail, Wait, error
 from services.orchestrator.context import SourcePool, StepContext
-from services.orchestrator.objects import Conflict, Invalid
-from services.orchestrator.pipeline import (
-    CANCELED,
-    CANCELING,
-    FAILED,
-    FAILING,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    Answer,
-    Done,
-    Fail,
-    Retry,
-    Wait,
-    error,
-    next_step,
-)
+from services.orchestrator.db import VmRow
 from services.orchestrator.recording import StepChange, VmChange
 from services.orchestrator.sources.contract import SourceError
 from shared.clusters import Clusters
+from shared.db.engine import values
 from shared.db.messaging import Outbox
+from shared.errors import PermanentError, RetryLater
 from shared.payloads import (
     ErrorInfo,
     Outcome,
@@ -60,9 +57,10 @@ from shared.payloads import (
     Step,
     StepState,
 )
+from shared.pipeline import VM_ACTIVE, VmPhase, next_step
 from shared.settings import OrchestratorSettings
 
-log = logging.getLogger("hoist.orchestrator.running")
+log = logging.getLogger("hoist.orchestrator.runner")
 
 Handler = Callable[[StepContext], Awaitable[Answer]]
 HANDLERS: dict[Step, Handler] = {
@@ -83,7 +81,7 @@ _CLAIM = text(
     SET lease_owner = :owner, lease_until = now() + make_interval(secs => :lease)
     FROM (
         SELECT migration_id, vm_id FROM orchestrator.vms
-        WHERE phase IN ('Queued', 'Running', 'Failing', 'Canceling')
+        WHERE phase IN :active
           AND next_run_at <= now()
           AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_run_at, position
@@ -94,7 +92,7 @@ _CLAIM = text(
       AND m.id = v.migration_id
     RETURNING v.*, m.cutover
     """
-)
+).bindparams(values("active", VM_ACTIVE))
 _RELEASE = text(
     "UPDATE orchestrator.vms SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner"
 )
@@ -168,13 +166,22 @@ class Runner:
         except Exception:  # the database may be gone too; the leases then simply run out
             log.warning("could not give back the VMs this replica held", exc_info=True)
 
-    async def _claim(self, limit: int) -> list[Any]:
+    async def _claim(self, limit: int) -> list[VmRow]:
+        """Lease up to ``limit`` due VMs. A row this code cannot read (a phase or step it does
+        not know) is left to its lease, as a failed step call is: the others go on."""
         async with self.sessionmaker() as session, session.begin():
             result = await session.execute(
                 _CLAIM,
                 {"owner": self.owner, "lease": self.settings.lease_seconds, "limit": limit},
             )
-            return list(result)
+            rows = list(result)
+        claimed: list[VmRow] = []
+        for row in rows:
+            try:
+                claimed.append(VmRow.of(row))
+            except ValueError:
+                log.exception("VM %s of migration %s: unreadable row", row.vm_id, row.migration_id)
+        return claimed
 
     async def _header(self, migration_id: str) -> PlanStarted:
         cached = self._headers.get(migration_id)
@@ -187,7 +194,7 @@ class Runner:
             self._headers[migration_id] = cached
         return cached
 
-    async def _one(self, row: Any) -> None:
+    async def _one(self, row: VmRow) -> None:
         try:
             header = await self._header(row.migration_id)
             vm = PlannedVm.model_validate(row.spec)
@@ -210,7 +217,7 @@ class Runner:
             # The lease runs out and the VM is taken up again; nothing is lost.
             log.exception("VM %s of migration %s: step call failed", row.vm_id, row.migration_id)
 
-    async def _commit(self, row: Any, change: VmChange, began: datetime) -> None:
+    async def _commit(self, row: VmRow, change: VmChange, began: datetime) -> None:
         async with self.sessionmaker() as session, session.begin():
             before = await recording.snapshot(session, row.migration_id, row.vm_id)
             kept = await recording.commit(
@@ -225,14 +232,14 @@ class Runner:
 
     # --- one call -------------------------------------------------------------------------
 
-    async def _advance(self, row: Any, ctx: StepContext) -> VmChange:
-        step = Step(row.step)
-        if row.phase in (FAILING, CANCELING):
+    async def _advance(self, row: VmRow, ctx: StepContext) -> VmChange:
+        step = row.step
+        if row.phase in (VmPhase.FAILING, VmPhase.CANCELING):
             return await self._teardown(row, ctx, step)
-        if row.cancel_requested and row.phase == QUEUED:
+        if row.cancel_requested and row.phase is VmPhase.QUEUED:
             # Nothing was done for it yet: nothing to undo.
             return VmChange(
-                phase=CANCELED,
+                phase=VmPhase.CANCELED,
                 holding=0,
                 holds_vm=False,
                 memory=ctx.memory,
@@ -242,12 +249,12 @@ class Runner:
             )
         if row.cancel_requested and step is not Step.CLEANUP:
             return VmChange(
-                phase=CANCELING,
+                phase=VmPhase.CANCELING,
                 holding=0,
                 memory=ctx.memory,
                 changes=[StepChange(step, StepState.CANCELED)],
             )
-        starting = row.phase == QUEUED
+        starting = row.phase is VmPhase.QUEUED
         if row.admitted_at is None:
             # Before anything touches the source: a VM not admitted stays Queued, its
             # source untouched (a VM Running without admission is one from before it).
@@ -261,20 +268,20 @@ class Runner:
         answer = await self._call(step, ctx)
         change = self._change(row, ctx, step, answer)
         if starting:
-            change.phase = change.phase or RUNNING
+            change.phase = change.phase or VmPhase.RUNNING
             change.started = True
             for c in change.changes:
                 if c.step is step and not c.task:
                     c.detail["waiting"] = None  # it waits no more
         return change
 
-    async def _admit(self, row: Any, ctx: StepContext) -> admission.Decision:
+    async def _admit(self, row: VmRow, ctx: StepContext) -> admission.Decision:
         header = ctx.header
         request = admission.Request(
             migration_id=row.migration_id,
             vm_id=row.vm_id,
             source_provider=row.source_provider,
-            position=int(row.position),
+            position=row.position,
             disks=len(ctx.vm.disks),
             vm_limit=header.max_vms_in_flight,
             plan_limit=header.max_disks_in_flight,
@@ -288,8 +295,6 @@ class Runner:
         memory = ctx.memory
         try:
             answer = await HANDLERS[step](ctx)
-        except Retry as exc:
-            return Wait(exc.delay, note=exc.message)
         except SourceError as exc:
             if exc.permanent:
                 return Fail(error(exc.reason, exc.message, permanent=True))
@@ -298,11 +303,14 @@ class Runner:
             if count >= SOURCE_ERRORS:
                 return Fail(error(exc.reason, exc.message, permanent=False))
             await self.sources.drop(ctx.header.source.id)
-            return Wait(10.0, note=f"{exc.reason}: {exc.message}; retried in 10 s")
-        except Conflict as exc:
-            return Fail(error("TargetConflict", str(exc)))
-        except Invalid as exc:
-            return Fail(error("ObjectRefused", str(exc)))
+            return Wait(
+                SourceError.RETRY_SECONDS,
+                note=f"{exc.reason}: {exc.message}; retried in {SourceError.RETRY_SECONDS:g} s",
+            )
+        except PermanentError as exc:  # objects.Conflict (TargetConflict), Invalid (ObjectRefused)
+            return Fail(error(exc.reason, exc.message))
+        except RetryLater as exc:
+            return Wait(exc.delay, note=exc.message)
         except TimeoutError:
             return Wait(5.0, note="the step took too long; trying again")
         except Exception:  # sorted below; the traceback goes to the log only
@@ -323,7 +331,7 @@ class Runner:
         memory.pop("internal_errors", None)
         return answer
 
-    def _change(self, row: Any, ctx: StepContext, step: Step, answer: Answer) -> VmChange:
+    def _change(self, row: VmRow, ctx: StepContext, step: Step, answer: Answer) -> VmChange:
         tasks = [
             StepChange(step, t.state, t.task, t.progress, t.error, t.detail)
             for t in getattr(answer, "tasks", [])
@@ -340,7 +348,7 @@ class Runner:
             )
         if isinstance(answer, Fail):
             return VmChange(
-                phase=FAILING,
+                phase=VmPhase.FAILING,
                 holding=0,
                 memory=ctx.memory,
                 error=answer.error,
@@ -357,7 +365,7 @@ class Runner:
         if step is Step.VIRTUAL_MACHINE_CREATION or following is Step.COMPLETED:
             change.holds_vm = False  # the target VM exists: the VM is no longer down
         if following is Step.COMPLETED:
-            change.phase = SUCCEEDED
+            change.phase = VmPhase.SUCCEEDED
             change.finished = Outcome.SUCCEEDED
             target = ctx.memory.get("target_vm")
             change.target_vm = ResourceRef(**target) if target else None
@@ -365,12 +373,12 @@ class Runner:
             change.changes.append(StepChange(following, StepState.RUNNING))
         return change
 
-    async def _teardown(self, row: Any, ctx: StepContext, step: Step) -> VmChange:
-        keep = row.phase == FAILING and self.settings.keep_failed
+    async def _teardown(self, row: VmRow, ctx: StepContext, step: Step) -> VmChange:
+        keep = row.phase is VmPhase.FAILING and self.settings.keep_failed
         answer, problems = await finishing.teardown(ctx, keep=keep)
         if isinstance(answer, Wait):
             return VmChange(memory=ctx.memory, delay=answer.seconds)
-        canceled = row.phase == CANCELING
+        canceled = row.phase is VmPhase.CANCELING
         previous = ErrorInfo.model_validate(row.error) if row.error else None
         if canceled:
             message = "canceled by request"
@@ -384,7 +392,7 @@ class Runner:
                     update={"message": f"{final_error.message}; left behind: {'; '.join(problems)}"}
                 )
         return VmChange(
-            phase=CANCELED if canceled else FAILED,
+            phase=VmPhase.CANCELED if canceled else VmPhase.FAILED,
             holding=0,
             holds_vm=False,  # the source is back as it was: its VM slot is free
             memory=ctx.memory,
