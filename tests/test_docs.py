@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import itertools
+import re
 import sys
 from pathlib import Path
 
@@ -61,3 +64,23 @@ async def test_example_subscriber_follows_a_plan(bus: Bus) -> None:
     assert any("vm.finished.v1 planid=plan-1 vmid=vm-1 Succeeded" in x for x in lines)
     assert any("plan.status.v1 planid=plan-1 phase=Succeeded" in x for x in lines)
     assert not any("plan-2" in x for x in lines)
+
+
+def test_one_disks_journey_is_short_and_each_file_names_the_next() -> None:
+    """docs/architecture.md lists the files one disk passes through, from the start route to
+    the VirtualMachine; each file's module docstring names the next, so a maintainer
+    follows the journey from the code alone, and the list stays within 15 files."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("<!-- journey -->", 1)[1].split("<!-- /journey -->", 1)[0]
+    paths = re.findall(r"^\d+\. `([^`]+)`", block, flags=re.M)
+    assert paths[0] == "services/planner/api.py"
+    assert paths[-1] == "services/orchestrator/virtualmachines.py"
+    assert len(set(paths)) <= 15, paths
+    for here, after in itertools.pairwise(paths):
+        doc = ast.get_docstring(ast.parse((ROOT / here).read_text())) or ""
+        assert after in doc, f"{here} does not name the next file, {after}"
+    first_visit = {p: i for i, p in reversed(list(enumerate(paths)))}
+    for i, here in enumerate(paths[:-1]):
+        if first_visit[here] == i:  # the docstring's own 'Next:' is its first visit's
+            doc = ast.get_docstring(ast.parse((ROOT / here).read_text())) or ""
+            assert f"Next: {paths[i + 1]}" in doc, here

@@ -15,20 +15,6 @@ import hashlib
 from shared import populator as contract
 from shared.populator import label_value
 
-# ``label_value`` is imported from here by tools/demoverify.py (WP6 moves it to the contract);
-# until then this import doubles as its re-export.
-__all__ = [
-    "CONSUMER_LABEL",
-    "SECRET_KIND",
-    "SECRET_LABEL",
-    "artifact",
-    "consumer_pod",
-    "label_value",
-    "short",
-    "source_secret",
-    "vm_selector",
-]
-
 SECRET_KIND = "source-provider"  # noqa: S105 (a label value, not a credential)
 """Value of the ``hoist.io/secret`` label on a copied provider Secret (a label value has no
 ``/``: the API server refuses one that does)."""

@@ -2,7 +2,11 @@
 
 One Hoist image serves every populator; the first argument picks which one runs, so a
 populator pod names its kind in ``args`` and keeps the image's entrypoint. Only the chosen
-populator is imported: a pod's start-up pays for nothing else.
+populator is imported: a pod's start-up pays for nothing else. The chosen one copies the
+source disk into the prime claim, serving its progress page; when the pod ends, the
+controller hands the volume over to the user's claim.
+
+Next: services/controller/ending.py
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ Stdlib only at import: every populator pod imports this package on its way to co
 disk, and pays for each module at start-up. ``prometheus_client`` is imported inside
 ``parse_metrics``, which only the progress service calls. An import-linter contract and a
 test keep it that way.
+
+In one disk's journey the controller is the next to read a claim that names a populator CR.
+
+Next: services/controller/watching.py
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 from services.inventory.items import Item
 from shared.kube import NAMESPACE, PVC, STORAGE_CLASS, VIRTUAL_MACHINE, Resource
-from shared.labels import PREFIX as HOIST_LABEL_PREFIX
+from shared.populator import PREFIX as HOIST_LABEL_PREFIX
 from shared.quantity import size_bytes
 
 Obj = dict[str, Any]
