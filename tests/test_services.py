@@ -171,6 +171,34 @@ async def test_nul_characters_are_refused(fleet: dict[str, ServiceProcess], name
     assert body.json()["detail"][0]["loc"] == ["body"]
 
 
+@pytest.mark.parametrize("name", SERVICES)
+async def test_dead_letter_sequences_outside_nats_range(
+    fleet: dict[str, ServiceProcess], name: str
+) -> None:
+    """JetStream sequences are 1..2^64-1: any other is a 422 naming the parameter before
+    NATS is asked (issue 24: NATS failed on them, a 500); one in range but absent is a 404."""
+    svc = fleet[name]
+    base = f"/api/v1/{name}/deadletters"
+    for after in (-1, 2**64 - 1, 2**64):
+        resp = await svc.client.get(f"{base}?after={after}", headers=svc.auth())
+        assert resp.status_code == 422, after
+        assert resp.json()["detail"][0]["loc"] == ["query", "after"]
+    last = await svc.client.get(f"{base}?after={2**64 - 2}", headers=svc.auth())
+    assert last.status_code == 200
+    assert last.json() == []
+    for sequence in (-1, 0, 2**64):
+        for method, path in (
+            ("DELETE", f"{base}/{sequence}"),
+            ("POST", f"{base}/{sequence}/replay"),
+        ):
+            resp = await svc.client.request(method, path, headers=svc.auth())
+            assert resp.status_code == 422, (method, path)
+            assert resp.json()["detail"][0]["loc"] == ["path", "sequence"]
+    for method, path in (("DELETE", f"{base}/{2**64 - 1}"), ("POST", f"{base}/{2**64 - 1}/replay")):
+        resp = await svc.client.request(method, path, headers=svc.auth())
+        assert resp.status_code == 404, (method, path)
+
+
 async def test_dead_letters_can_be_listed_replayed_and_discarded(
     fleet: dict[str, ServiceProcess], servers: DevServices
 ) -> None:

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
 from shared.catalog import DEADLETTER, DEADLETTER_SUBJECT
 from shared.db import migrating
 from shared.service.runtime import Runtime
+
+#: JetStream numbers a stream's messages 1, 2, ... as unsigned 64-bit integers: a number
+#: outside that range is refused (422) before NATS is asked, which would fail on it.
+MAX_SEQUENCE = 2**64 - 1
+
+SequencePath = Annotated[
+    int, Path(ge=1, le=MAX_SEQUENCE, description="The dead letter's stream sequence.")
+]
 
 
 class SubscriptionStatus(BaseModel):
@@ -103,7 +111,9 @@ def build_router(base: str) -> APIRouter:
     @router.get("/deadletters", response_model=list[DeadLetter])
     async def dead_letters(
         request: Request,
-        after: int = Query(0, ge=0, description="Return messages after this sequence."),
+        after: int = Query(
+            0, ge=0, le=MAX_SEQUENCE - 1, description="Return messages after this sequence."
+        ),
         limit: int = Query(50, ge=1, le=500),
     ) -> list[DeadLetter]:
         """Messages this service's consumers gave up on, oldest first."""
@@ -113,7 +123,7 @@ def build_router(base: str) -> APIRouter:
         own = {c.durable for c in rt.consumers}
         found: list[DeadLetter] = []
         seq = after + 1
-        while len(found) < limit:
+        while len(found) < limit and seq <= MAX_SEQUENCE:
             try:
                 msg = await rt.bus.js.get_msg(stream, seq, subject=_filter(rt), next=True)
             except NotFoundError:
@@ -128,7 +138,7 @@ def build_router(base: str) -> APIRouter:
         response_model=Replayed,
         status_code=status.HTTP_202_ACCEPTED,
     )
-    async def replay(request: Request, sequence: int) -> Replayed:
+    async def replay(request: Request, sequence: SequencePath) -> Replayed:
         """Publish a dead letter again on its original subject, as a fresh delivery."""
         rt = _runtime(request)
         _require_bus(rt)
@@ -150,7 +160,7 @@ def build_router(base: str) -> APIRouter:
         return Replayed(sequence=sequence, subject=original, event_id=event_id)
 
     @router.delete("/deadletters/{sequence}", status_code=status.HTTP_204_NO_CONTENT)
-    async def discard(request: Request, sequence: int) -> None:
+    async def discard(request: Request, sequence: SequencePath) -> None:
         """Forget a dead letter a person has dealt with."""
         rt = _runtime(request)
         _require_bus(rt)
