@@ -31,6 +31,12 @@ _SORT_COLUMNS = {
     "revision": db.objects.c.revision,
     "concerns": db.objects.c.concern_level,
 }
+# What a cursor's sort value may be, per sort key: the type of its column and, for the
+# integers, the range PostgreSQL holds (bigint revision, smallint concern level). A cursor
+# outside these is not one this API returned; PostgreSQL would fail on it.
+_TEXT_KEYS = {"name", "status"}
+_INT_RANGES = {"revision": (-(2**63), 2**63 - 1), "concerns": (-(2**15), 2**15 - 1)}
+_NOT_A_CURSOR = "not a cursor this API returned"
 
 
 @dataclass(frozen=True)
@@ -54,15 +60,37 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def decode_cursor(cursor: str, sort_key: str) -> list[Any]:
+    """The sort value and id a cursor holds, checked against ``sort_key`` (a sort without
+    its ``-``): a text value and id for name and status, an integer in its column's range
+    for revision and concerns. Anything else is a ``BadQuery`` (400)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
     except (binascii.Error, ValueError):
-        raise BadQuery("cursor", "not a cursor this API returned") from None
+        raise BadQuery("cursor", _NOT_A_CURSOR) from None
     if not isinstance(values, list) or len(values) != 2:
-        raise BadQuery("cursor", "not a cursor this API returned")
+        raise BadQuery("cursor", _NOT_A_CURSOR)
+    value, oid = values
+    if sort_key in _TEXT_KEYS:
+        good = _is_text(value)
+    else:
+        low, high = _INT_RANGES[sort_key]
+        good = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    if not (good and _is_text(oid)):
+        raise BadQuery("cursor", _NOT_A_CURSOR)
     return values
+
+
+def _is_text(value: Any) -> bool:
+    """A string PostgreSQL can compare: no NUL, and encodable (no lone surrogate)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def view(row: Any, detail: int) -> dict[str, Any]:
@@ -115,14 +143,17 @@ async def page(
         where.append(o.c.parent == q.parent)
     if q.concern is not None:
         where.append(literal(q.concern.value) == any_(o.c.concern_categories))
-    column = _SORT_COLUMNS[q.sort.lstrip("-")]
+    sort_key = q.sort.lstrip("-")
+    column = _SORT_COLUMNS[sort_key]
     descending = q.sort.startswith("-")
     conditions = list(where)
     if q.cursor:
-        last_value, last_id = decode_cursor(q.cursor)
+        last_value, last_id = decode_cursor(q.cursor, sort_key)
         # A row-value comparison, not an OR of two: PostgreSQL walks the listing index
-        # straight to the position instead of sorting the whole collection.
-        key, after = tuple_(column, o.c.id), tuple_(literal(last_value), literal(last_id))
+        # straight to the position instead of sorting the whole collection. The values are
+        # bound as their columns' types (a revision above 2^31 is no int4).
+        key = tuple_(column, o.c.id)
+        after = tuple_(literal(last_value, column.type), literal(last_id, o.c.id.type))
         conditions.append(key < after if descending else key > after)
     order = [column.desc(), o.c.id.desc()] if descending else [column.asc(), o.c.id.asc()]
     columns = [
@@ -149,7 +180,6 @@ async def page(
     total = await conn.scalar(select(func.count()).select_from(o).where(*where)) or 0
     more = len(rows) > q.limit
     rows = rows[: q.limit]
-    sort_key = q.sort.lstrip("-")
     key_of = {"concerns": "concern_level"}.get(sort_key, sort_key)
     next_cursor = encode_cursor([rows[-1][key_of], rows[-1]["id"]]) if more and rows else None
     return [view(r, q.detail) for r in rows], next_cursor, total

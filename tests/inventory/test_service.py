@@ -222,6 +222,9 @@ async def test_ovirt_provider_lifecycle(
         ("/providers/no-such-provider", 404),
         (f"/providers/{pid}/vms?limit=0", 422),
         (f"/providers/{pid}/vms?cursor=garbage", 400),
+        # Base64 of [1,2]: a cursor of the wrong types (issue 24), whatever the sort.
+        (f"/providers/{pid}/vms?cursor=WzEsMl0=", 400),
+        (f"/providers/{pid}/vms?cursor=WzEsMl0=&sort=-concerns", 400),
         (f"/providers/{pid}/vms?sort=size", 422),
     ):
         assert (await api(inventory, "GET", path)).status_code == code, path

@@ -174,6 +174,45 @@ async def test_cursor_walk_sees_each_object_once(store: Store, pid: str) -> None
             await querying.page(conn, pid, "vm", querying.Query(cursor="garbage!"))
 
 
+async def test_forged_cursors_are_bad_queries(store: Store, pid: str) -> None:
+    """A cursor whose values do not fit the sort (issue 24: ``[1,2]`` made PostgreSQL fail
+    on ``operator does not exist``) is a ``BadQuery`` (400); one that fits is a page."""
+    batch = Batch([vm(0), vm(1)], complete=frozenset({"vm"}))
+    await store.apply(pid, OVIRT, batch, locked, announce=False)
+    forged: list[tuple[str, Any]] = [
+        ("name", [1, 2]),
+        ("-concerns", [1, 2]),
+        ("name", ["vm-00000", 2]),
+        ("status", [None, "vm-00000"]),
+        ("name", ["a\x00", "vm-00000"]),
+        ("name", ["\ud800", "vm-00000"]),
+        ("revision", ["1", "vm-00000"]),
+        ("revision", [True, "vm-00000"]),
+        ("revision", [1.5, "vm-00000"]),
+        ("-revision", [2**63, "vm-00000"]),
+        ("concerns", [2**15, "vm-00000"]),
+        ("concerns", [1, ["vm-00000"]]),
+        ("name", {"a": 1}),
+        ("name", ["a", "b", "c"]),
+    ]
+    async with store.engine.connect() as conn:
+        for sort, values in forged:
+            q = querying.Query(sort=sort, cursor=querying.encode_cursor(values))
+            with pytest.raises(querying.BadQuery) as bad:
+                await querying.page(conn, pid, "vm", q)
+            assert bad.value.detail()[0]["loc"] == ["query", "cursor"], (sort, values)
+        fitting: list[tuple[str, list[Any], list[str]]] = [
+            ("name", ["vm-00000", "vm-00000"], ["vm-00001"]),
+            ("-revision", [2**63 - 1, ""], ["vm-00000", "vm-00001"]),
+            ("revision", [2**40, ""], []),
+            ("-concerns", [2**15 - 1, ""], ["vm-00000", "vm-00001"]),
+        ]
+        for sort, values, expected in fitting:
+            q = querying.Query(sort=sort, cursor=querying.encode_cursor(values))
+            got, _, _ = await querying.page(conn, pid, "vm", q)
+            assert sorted(g["id"] for g in got) == expected, (sort, values)
+
+
 async def test_collection_revision_moves_on_delete(store: Store, pid: str) -> None:
     await store.apply(
         pid, OVIRT, Batch([vm(0), vm(1)], complete=frozenset({"vm"})), locked, announce=False
