@@ -212,7 +212,9 @@ async def events(
     request: Request,
     provider: str | None = Query(None, description="Provider id or name; all if omitted."),
     kind: list[str] = Query(default_factory=list, description="Kinds (vm, disk, ...)."),
-    since: int | None = Query(None, ge=0, description="Replay changes after this revision."),
+    since: int | None = Query(
+        None, ge=0, le=streaming.MAX_REVISION, description="Replay changes after this revision."
+    ),
     last_event_id: str | None = Header(None),
 ) -> StreamingResponse:
     """Server-sent events: ``object`` (created, changed, deleted) and ``provider`` (status),
@@ -227,9 +229,9 @@ async def events(
             provider_id = (await providers.find(conn, provider))["id"]
     start = since
     if start is None and last_event_id:
-        if not last_event_id.isdigit():
+        start = streaming.revision_of(last_event_id)
+        if start is None:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "Last-Event-ID is not a revision")
-        start = int(last_event_id)
     if start is None:
         start = await streaming.current_revision(inv.engine)
     frames = streaming.changes(

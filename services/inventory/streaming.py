@@ -22,6 +22,17 @@ from services.inventory import db, providers
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
 BATCH = 500
+#: Revisions are PostgreSQL bigints: a ``since`` above this is refused before the stream
+#: starts (its first query would fail, ending a stream already answered 200).
+MAX_REVISION = 2**63 - 1
+
+
+def revision_of(event_id: str) -> int | None:
+    """The revision a ``Last-Event-ID`` names, or None if it cannot be one of this stream."""
+    if not (event_id.isascii() and event_id.isdigit()) or len(event_id.lstrip("0")) > 19:
+        return None
+    revision = int(event_id)
+    return revision if revision <= MAX_REVISION else None
 
 
 async def current_revision(engine: AsyncEngine) -> int:

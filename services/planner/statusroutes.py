@@ -99,7 +99,10 @@ async def list_migrations(request: Request, plan: PlanRef) -> dict[str, Any]:
 async def events(
     request: Request,
     plan: Annotated[str | None, Query(min_length=1, max_length=63, pattern=PRINTABLE)] = None,
-    since: Annotated[int | None, Query(ge=0, description="Replay after this revision.")] = None,
+    since: Annotated[
+        int | None,
+        Query(ge=0, le=streaming.MAX_REVISION, description="Replay after this revision."),
+    ] = None,
     pipeline: Annotated[bool, Query(description="VM frames carry their pipeline.")] = False,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
@@ -113,9 +116,9 @@ async def events(
             plan_id = str((await st.find_plan(conn, plan))["id"])
     start = since
     if start is None and last_event_id is not None:
-        if not last_event_id.isdigit():
+        start = streaming.revision_of(last_event_id)
+        if start is None:
             raise Invalid([(["header", "last-event-id"], "value_error", LAST_EVENT_ID)])
-        start = int(last_event_id)
     if start is None:
         start = await streaming.current_revision(engine, plan_id)
     return StreamingResponse(

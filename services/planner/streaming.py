@@ -41,6 +41,17 @@ GRACE_SECONDS = 2.0
 STUCK_SECONDS = 60.0
 """A transaction open this long (idle in transaction, say) stops holding the floor back."""
 BATCH = 500
+#: Revisions are PostgreSQL bigints: a ``since`` above this is refused before the stream
+#: starts (its first query would fail, ending a stream already answered 200).
+MAX_REVISION = 2**63 - 1
+
+
+def revision_of(event_id: str) -> int | None:
+    """The revision a ``Last-Event-ID`` names, or None if it cannot be one of this stream."""
+    if not (event_id.isascii() and event_id.isdigit()) or len(event_id.lstrip("0")) > 19:
+        return None
+    revision = int(event_id)
+    return revision if revision <= MAX_REVISION else None
 
 
 def frame(event: str, revision: int, data: dict[str, Any]) -> str:
