@@ -8,12 +8,20 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from cli.config import Settings
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def seg(value: object) -> str:
+    """``value`` as one path segment: every character a path gives meaning to (``/``, ``..``
+    through its slash, ``?``, ``#``, ``%``) percent-encoded, so a name reaches the server as
+    the name it is, never as a path to another object."""
+    return quote(str(value), safe="")
 
 
 class ApiError(Exception):

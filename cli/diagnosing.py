@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli import watching
-from cli.client import Api
+from cli.client import Api, seg
 from cli.output import out, styled
 from cli.runner import Failure
 
@@ -55,7 +55,7 @@ async def diagnose(api: Api, plan: str, vms: tuple[str, ...]) -> list[dict[str, 
     """Per VM (the failed ones, or those named): phase, error, and every failure's log."""
     report = []
     for vm in _pick(await watching.all_vms(api, plan), plan, vms):
-        path = f"/api/v1/migrations/{vm['migrationId']}/vms/{vm['id']}"
+        path = f"/api/v1/migrations/{seg(vm['migrationId'])}/vms/{seg(vm['id'])}"
         view = await api.get("orchestrator", path)
         report.append(
             {

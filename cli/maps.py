@@ -9,7 +9,7 @@ import click
 from rich.text import Text
 
 from cli.bodies import body_options, merged
-from cli.client import Api
+from cli.client import Api, seg
 from cli.output import emit_json, fields, out, problems, table
 from cli.runner import json_mode, output_option, run, show
 
@@ -217,7 +217,7 @@ def get(kind: str, ref: str) -> None:
     """A map, its entries and problems."""
 
     async def work(api: Api) -> None:
-        m = await api.get("planner", f"/api/v1/{kind}maps/{ref}")
+        m = await api.get("planner", f"/api/v1/{kind}maps/{seg(ref)}")
         show(m, lambda: show_map(kind, m))
 
     run(work)
@@ -231,7 +231,7 @@ def delete(kind: str, ref: str) -> None:
     """Delete a map no plan uses."""
 
     async def work(api: Api) -> None:
-        await api.delete("planner", f"/api/v1/{kind}maps/{ref}")
+        await api.delete("planner", f"/api/v1/{kind}maps/{seg(ref)}")
         show({"deleted": ref, "kind": kind}, lambda: out.print(f"{kind} map {ref} deleted"))
 
     run(work)

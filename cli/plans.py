@@ -11,7 +11,7 @@ from rich.text import Text
 
 from cli import diagnosing, watching
 from cli.bodies import body_options, merged
-from cli.client import Api
+from cli.client import Api, seg
 from cli.output import duration, emit_json, emit_line, fields, out, problems, styled, table
 from cli.runner import Failure, json_mode, output_option, run, show, state
 
@@ -166,7 +166,7 @@ def validate(ref: str) -> None:
     """Validate a plan against the inventory now; exit 1 if any problem is an error."""
 
     async def work(api: Api) -> int:
-        plan = await api.post("planner", f"/api/v1/plans/{ref}/validate")
+        plan = await api.post("planner", f"/api/v1/plans/{seg(ref)}/validate")
         show(plan, lambda: show_plan(plan))
         return 1 if _errors(plan) else 0
 
@@ -229,7 +229,7 @@ def get(ref: str) -> None:
     """A plan: definition, problems and phase."""
 
     async def work(api: Api) -> None:
-        plan = await api.get("planner", f"/api/v1/plans/{ref}")
+        plan = await api.get("planner", f"/api/v1/plans/{seg(ref)}")
         show(plan, lambda: show_plan(plan))
 
     run(work)
@@ -242,7 +242,7 @@ def delete(ref: str) -> None:
     """Delete a plan that is not running."""
 
     async def work(api: Api) -> None:
-        await api.delete("planner", f"/api/v1/plans/{ref}")
+        await api.delete("planner", f"/api/v1/plans/{seg(ref)}")
         show({"deleted": ref}, lambda: out.print(f"plan {ref} deleted"))
 
     run(work)
@@ -250,7 +250,7 @@ def delete(ref: str) -> None:
 
 def _start(ref: str, watch: bool, interval: float, timeout: float | None, rerun: bool) -> None:
     async def work(api: Api) -> int:
-        plan = await api.post("planner", f"/api/v1/plans/{ref}/start")
+        plan = await api.post("planner", f"/api/v1/plans/{seg(ref)}/start")
         m = plan["migration"]
         if json_mode():
             # In watch mode, the start is the first line of the stream.
@@ -325,7 +325,7 @@ def cancel(ref: str, vms: tuple[str, ...], reason: str) -> None:
             if unknown:
                 raise Failure(f"not in plan {ref}'s current migration: {', '.join(unknown)}")
             body["vms"] = [v if v in ids else by_name[v] for v in vms]
-        answer = await api.post("planner", f"/api/v1/plans/{ref}/cancel", body)
+        answer = await api.post("planner", f"/api/v1/plans/{seg(ref)}/cancel", body)
         if json_mode():
             emit_json(answer)
         else:
@@ -354,7 +354,7 @@ def cutover(ref: str, at: str | None, clear: bool) -> None:
         raise click.UsageError("give --at TIME|now or --clear (one of them)")
 
     async def work(api: Api) -> None:
-        plan = await api.put("planner", f"/api/v1/plans/{ref}/cutover", {"at": at})
+        plan = await api.put("planner", f"/api/v1/plans/{seg(ref)}/cutover", {"at": at})
         if json_mode():
             emit_json(plan)
             return

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from cli.client import Api
+from cli.client import Api, seg
 from cli.output import SEVERITY_STYLE, emit_json, fields, out, styled, table
 from cli.runner import Failure, json_mode, output_option, run, show
 
@@ -134,7 +134,7 @@ async def _trust(api: Api, url: str, yes: bool) -> dict[str, Any]:
 async def _wait_ready(api: Api, pid: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        row: dict[str, Any] = await api.get("inventory", f"/api/v1/providers/{pid}")
+        row: dict[str, Any] = await api.get("inventory", f"/api/v1/providers/{seg(pid)}")
         phase = row["status"]["phase"]
         if phase == "Ready":
             return row
@@ -275,7 +275,7 @@ def get(ref: str) -> None:
     """One provider: status, conditions, certificate, counts."""
 
     async def work(api: Api) -> None:
-        p = await api.get("inventory", f"/api/v1/providers/{ref}")
+        p = await api.get("inventory", f"/api/v1/providers/{seg(ref)}")
         if json_mode():
             emit_json(p)
             return
@@ -309,7 +309,7 @@ def delete(ref: str) -> None:
     """Delete a provider and its credentials Secret."""
 
     async def work(api: Api) -> None:
-        await api.delete("inventory", f"/api/v1/providers/{ref}")
+        await api.delete("inventory", f"/api/v1/providers/{seg(ref)}")
         show({"deleted": ref}, lambda: out.print(f"provider {ref} deleted"))
 
     run(work)
@@ -322,7 +322,7 @@ def refresh(ref: str) -> None:
     """Reconnect and reload a provider's whole inventory now."""
 
     async def work(api: Api) -> None:
-        body = await api.post("inventory", f"/api/v1/providers/{ref}/refresh")
+        body = await api.post("inventory", f"/api/v1/providers/{seg(ref)}/refresh")
         show(body, lambda: out.print(f"refresh of provider {ref} requested"))
 
     run(work)
@@ -338,7 +338,7 @@ async def _collect(
     while len(items) < limit:
         page = await api.get(
             "inventory",
-            f"/api/v1/providers/{ref}/{collection}",
+            f"/api/v1/providers/{seg(ref)}/{seg(collection)}",
             limit=min(1000, limit - len(items)),
             cursor=cursor,
             detail=1,

@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
-from cli.client import Api
+from cli.client import Api, seg
 from cli.output import duration, emit_json, emit_line, err, fields, out, size, styled, table
 from cli.runner import Failure, json_mode, output_option, run, state
 
@@ -40,7 +40,11 @@ async def all_vms(api: Api, plan: str, migration: str | None = None) -> list[dic
     cursor = None
     while True:
         page = await api.get(
-            "planner", f"/api/v1/plans/{plan}/vms", migration=migration, limit=1000, cursor=cursor
+            "planner",
+            f"/api/v1/plans/{seg(plan)}/vms",
+            migration=migration,
+            limit=1000,
+            cursor=cursor,
         )
         items.extend(page["items"])
         cursor = page.get("next")
@@ -76,7 +80,7 @@ def _migration_of(plan: dict[str, Any], mid: str) -> dict[str, Any]:
 
 
 async def poll(api: Api, plan_id: str, mid: str, prev: Snapshot | None) -> Snapshot:
-    plan = await api.get("planner", f"/api/v1/plans/{plan_id}")
+    plan = await api.get("planner", f"/api/v1/plans/{seg(plan_id)}")
     snap = Snapshot(plan, _migration_of(plan, mid))
     for vm in await all_vms(api, plan_id, mid):
         snap.vms[vm["id"]] = vm
@@ -92,7 +96,9 @@ async def poll(api: Api, plan_id: str, mid: str, prev: Snapshot | None) -> Snaps
 
     async def fetch(vid: str) -> None:
         async with gate:
-            view = await api.get("planner", f"/api/v1/plans/{plan_id}/vms/{vid}", migration=mid)
+            view = await api.get(
+                "planner", f"/api/v1/plans/{seg(plan_id)}/vms/{seg(vid)}", migration=mid
+            )
         snap.disks[vid] = disks_of(view)
 
     await asyncio.gather(*(fetch(v) for v in wanted))
@@ -322,7 +328,7 @@ async def follow(
     api: Api, plan_ref: str, interval: float, timeout: float | None, verbose: bool
 ) -> int:
     """Follow the plan's current migration until it ends; 0 when every VM succeeded."""
-    plan = await api.get("planner", f"/api/v1/plans/{plan_ref}")
+    plan = await api.get("planner", f"/api/v1/plans/{seg(plan_ref)}")
     mid = plan.get("migrationId")
     if not mid:
         raise Failure(
@@ -392,7 +398,7 @@ def watch(plan: str, interval: float, timeout: float | None) -> None:
 
 
 async def show_status(api: Api, ref: str, verbose: bool) -> None:
-    plan = await api.get("planner", f"/api/v1/plans/{ref}")
+    plan = await api.get("planner", f"/api/v1/plans/{seg(ref)}")
     m = plan["status"].get("migration")
     vms = await all_vms(api, plan["id"]) if m else []
     disks: dict[str, list[dict[str, Any]]] = {}

@@ -28,6 +28,7 @@ from shared.payloads import ProviderPhase, ProviderType
 from shared.service.app import domain_of
 from shared.service.errors import BadQuery, Invalid, NotFound
 from shared.tls import TrustOptions
+from shared.urls import url_problem
 
 router = APIRouter(tags=["inventory"])
 
@@ -82,6 +83,9 @@ async def server_certificate(
     inv = _inventory(request)
     if not url.startswith("https://"):
         raise BadQuery("url", "not an https URL")
+    bad = url_problem(url)
+    if bad:
+        raise Invalid([(["query", "url"], "value_error", bad)])
     timeout = inv.settings.inventory.connect_timeout_seconds
     trusted, reason = True, ""
     try:

@@ -32,6 +32,7 @@ from shared.ids import is_uuid
 from shared.payloads import Condition, ProviderPhase, ProviderStatusChanged, ProviderType
 from shared.service.errors import Invalid, NotFound
 from shared.tls import normalize_fingerprint
+from shared.urls import url_problem
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # Keys the API sets from ``tls`` and ``url``; credentials may not smuggle them in.
@@ -110,6 +111,16 @@ class TlsSpec(BaseModel):
         }
 
 
+def check_url(url: str) -> str:
+    """``url`` if it is empty (kubevirt: the cluster Hoist runs in) or names a server; a
+    ``ValueError`` (422 at ``url``) if not: a bad port, an unclosed IPv6 bracket, no host.
+    What each provider type wants of its URL beyond that, its source checks."""
+    problem = url_problem(url) if url else None
+    if problem:
+        raise ValueError(problem)
+    return url
+
+
 class ProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -143,6 +154,11 @@ class ProviderCreate(BaseModel):
     tls: TlsSpec = Field(default_factory=TlsSpec)
     settings: ProviderSettings = Field(default_factory=ProviderSettings)
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value)
+
     @field_validator("credentials")
     @classmethod
     def _keys(cls, value: dict[str, str]) -> dict[str, str]:
@@ -165,6 +181,7 @@ class ProviderUpdate(BaseModel):
     tls: TlsSpec | None = None
     settings: ProviderSettings | None = None
 
+    _url = field_validator("url")(classmethod(lambda cls, v: None if v is None else check_url(v)))
     _keys = field_validator("credentials")(
         classmethod(lambda cls, v: None if v is None else ProviderCreate._keys(v))
     )

@@ -231,7 +231,7 @@ async def delete_plan(request: Request, ref: RefPath) -> Response:
 async def validate_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
     empty = PlanUpdate()
-    row = await plans.update(p.engine, p.inventory, ref, empty, None)
+    row = await plans.update(p.engine, p.inventory, ref, empty, None, keep_phase=True)
     return _tagged(plans.public(row, p.settings))
 
 

@@ -330,8 +330,17 @@ def _writable(row: Mapping[str, Any], cutover: bool = False) -> None:
 
 
 async def update(
-    engine: AsyncEngine, inv: InventoryClient, ref: str, body: PlanUpdate, if_match: int | None
+    engine: AsyncEngine,
+    inv: InventoryClient,
+    ref: str,
+    body: PlanUpdate,
+    if_match: int | None,
+    *,
+    keep_phase: bool = False,
 ) -> PlanRow:
+    """Change a plan and validate it again; ``keep_phase``: only validate (an empty
+    ``body``), which updates the problems but leaves the phase a migration gave the plan
+    (Succeeded, Failed, Canceled) as it is, as revalidation in the background does."""
     async with engine.connect() as conn:
         given = body.model_fields_set
         current: dict[str, Any] = dict(await find(conn, ref))
@@ -371,7 +380,7 @@ async def update(
         )
     async with engine.connect() as conn:
         res = await check(conn, inv, plan, known)
-    plan.update(outcome(plan, res, keep_phase=False))
+    plan.update(outcome(plan, res, keep_phase=keep_phase))
     async with engine.begin() as conn:
         row = await find(conn, current["id"], lock=True)
         _writable(row, "cutover" in given)

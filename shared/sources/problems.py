@@ -11,10 +11,10 @@ import asyncio
 import base64
 import ssl
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 from shared.errors import HoistError
 from shared.tls import CertificateInfo, TrustOptions, fetch_certificate
+from shared.urls import endpoint
 
 
 class Reason(StrEnum):
@@ -82,9 +82,14 @@ class ConnectionProblem(HoistError):
 
 
 def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.hostname or "", port
+    """The host and port ``url`` names (the scheme's default port when it names none);
+    ``("", 0)`` when it names no server (``shared.urls.endpoint``), which ``check_tls``
+    refuses."""
+    try:
+        where = endpoint(url)
+    except ValueError:
+        return "", 0
+    return where.host, where.port or 80
 
 
 async def check_tls(url: str, trust: TrustOptions, timeout: float) -> CertificateInfo | None:
@@ -95,9 +100,13 @@ async def check_tls(url: str, trust: TrustOptions, timeout: float) -> Certificat
     or host name does not verify, ``HOST_UNREACHABLE`` / ``TIMEOUT`` from the network.
     Returns the certificate (None for plain http).
     """
-    if urlsplit(url).scheme != "https":
+    if not url.lstrip().lower().startswith("https:"):
         return None
-    host, port = host_port(url)
+    try:
+        where = endpoint(url)
+    except ValueError as exc:
+        raise ConnectionProblem(Reason.NOT_AN_API, str(exc)) from None
+    host, port = where.host, where.port
     try:
         cert = await fetch_certificate(host, port, timeout)
     except TimeoutError:

@@ -225,6 +225,15 @@ async def test_plans_create_validate_get_delete(
     assert missing.code == 1
     assert "HTTP 404" in missing.stderr
     assert "no plan 'no-such-plan'" in missing.stderr
+    # Issue 24: a name is one path segment, never a path to another object. (The services
+    # route on the decoded path, so no plan route matches it: a plain 404, not the map.)
+    traversal = f"../networkmaps/{net}"
+    for verb in ("get", "delete"):
+        r = await hoist("plans", verb, traversal)
+        assert r.code == 1, r
+        assert "HTTP 404" in r.stderr, r
+        assert f"/api/v1/plans/..%2Fnetworkmaps%2F{net} failed" in r.stderr, r
+    assert (await hoist.ok("maps", "get", "network", net, "-o", "json")).json()["name"] == net
     r = await hoist("plans", "create", unique("plan"), *common)
     assert r.code == 2
     assert "--vm" in r.stderr

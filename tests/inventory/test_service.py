@@ -115,6 +115,43 @@ async def test_bad_definitions_are_refused_precisely(
     assert await secrets_of(kube) == before  # nothing half-created
 
 
+BAD_URLS = [
+    ("https://127.0.0.1:99999/", "not in 1..65535"),
+    ("https://127.0.0.1:0/", "not in 1..65535"),
+    ("https://127.0.0.1:abc/", "not a number"),
+    ("https://[::1/", "unclosed IPv6 bracket"),
+    ("https://:8443/", "names no host"),
+]
+
+
+async def test_urls_naming_no_server_are_refused_precisely(
+    inventory: ServiceProcess, engine: Engine, kube: client.ApiClient
+) -> None:
+    """Issue 24: a bad port or host answered 500 (and port 0 was read as 443)."""
+    before = await secrets_of(kube)
+    for url, reason in BAD_URLS:
+        shown = await api(inventory, "GET", "/providers/certificate", params={"url": url})
+        assert shown.status_code == 422, (url, shown.text)
+        [problem] = shown.json()["detail"]
+        assert (problem["loc"], reason in problem["msg"]) == (["query", "url"], True), url
+        for dry_run in (True, False):
+            body = ovirt_body(engine, unique("bad"), url=url)
+            r = await api(inventory, "POST", "/providers", json=body, params={"dryRun": dry_run})
+            assert r.status_code == 422, (url, r.text)
+            [problem] = r.json()["detail"]
+            assert (problem["loc"], reason in problem["msg"]) == (["body", "url"], True), url
+    created = await api(inventory, "POST", "/providers", json=ovirt_body(engine, unique("ov")))
+    assert created.status_code == 201, created.text
+    patched = await api(
+        inventory, "PATCH", f"/providers/{created.json()['id']}", json={"url": "https://[::1/"}
+    )
+    assert patched.status_code == 422, patched.text
+    assert patched.json()["detail"][0]["loc"] == ["body", "url"]
+    listed = (await api(inventory, "GET", "/providers")).json()["items"]
+    assert not [p for p in listed if p["name"].startswith("bad")]
+    assert len(await secrets_of(kube)) == len(before) + 1  # only the good one
+
+
 async def test_untrusted_certificate_shows_fingerprints(
     inventory: ServiceProcess, engine: Engine
 ) -> None:

@@ -62,6 +62,21 @@ async def get(planner: ServiceProcess, path: str) -> dict[str, Any]:
     return body
 
 
+async def validating_keeps_the_phase(planner: ServiceProcess, pid: str, phase: str) -> None:
+    """Issue 24: validating a plan never changes what its status says about its migration
+    (it turned a finished plan's phase back to Ready). A running plan is not validated."""
+    before = await get(planner, f"/plans/{pid}")
+    r = await api(planner, "POST", f"/plans/{pid}/validate")
+    assert r.status_code == (409 if phase == "Running" else 200), r.text
+    after = await get(planner, f"/plans/{pid}")
+    assert after["phase"] == before["phase"] == phase
+    mig_before, mig_after = before["status"]["migration"], after["status"]["migration"]
+    assert (mig_after["id"], mig_after.get("phase")) == (mig_before["id"], mig_before.get("phase"))
+    if r.status_code == 200:
+        assert r.json()["phase"] == phase
+        assert after["validatedAt"] != before["validatedAt"]
+
+
 async def test_start_progress_outcome_rerun_cancel(
     planner: ServiceProcess,
     providers: dict[str, str],
@@ -113,6 +128,7 @@ async def test_start_progress_outcome_rerun_cancel(
         return bool(vm["phase"] == "Running" and transfer["progress"]["completed"] == half)
 
     await eventually(copying, within=30, what="disk progress through the planner's API")
+    await validating_keeps_the_phase(planner, pid, "Running")
     vm = await get(planner, f"/plans/{pid}/vms/{a}")
     init = vm["pipeline"][0]
     assert init["state"] == "Completed"
@@ -129,6 +145,7 @@ async def test_start_progress_outcome_rerun_cancel(
         return bool((await get(planner, f"/plans/{pid}"))["phase"] == "Failed")
 
     await eventually(failed, within=30, what="the plan failing")
+    await validating_keeps_the_phase(planner, pid, "Failed")
     got = await get(planner, f"/plans/{pid}")
     current = got["status"]["migration"]
     assert current["id"] == frozen["migration_id"]
@@ -172,6 +189,7 @@ async def test_start_progress_outcome_rerun_cancel(
         return bool((await get(planner, f"/plans/{pid}"))["phase"] == "Canceled")
 
     await eventually(canceled, within=30, what="the plan canceled")
+    await validating_keeps_the_phase(planner, pid, "Canceled")
     # VM A, migrated by the first run, still shows as succeeded there.
     vm_a = await get(planner, f"/plans/{pid}/vms/{a}")
     assert vm_a["phase"] == "Succeeded"
