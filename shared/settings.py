@@ -110,6 +110,13 @@ class HttpSettings(BaseModel):
     shutdown_grace_seconds: float = Field(
         25.0, gt=0, description="Time in-flight requests and messages get after SIGTERM."
     )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body (413 beyond it, before it is read); the default "
+        "fits twice the largest body the API accepts (a plan naming 20,000 VMs).",
+    )
 
 
 class AuthSettings(BaseModel):

@@ -8,7 +8,11 @@ Routes:
   with the reason of each failing check otherwise.
 - ``/metrics``: Prometheus text.
 - everything under ``/api/v1``: bearer token required; the service's own routes plus
-  ``/api/v1/<service>/{docs,openapi.json,status,deadletters}``.
+  ``/api/v1/<service>/{status,deadletters}``; ``/api/v1/<service>/{docs,openapi.json}`` are
+  public.
+
+Before anything reads a request's body, ``shared.service.limits.Gate`` checks the token
+(under ``/api/v1``) and the body's size (``HOIST_HTTP_MAX_BODY_BYTES``, every route).
 
 Errors are JSON ``{"detail": ...}`` with a precise status (``shared.service.errors``: a route
 raises an ``ApiError``); an unexpected exception is logged with its traceback and answered as
@@ -30,9 +34,11 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.routing import Match
+from starlette.types import Scope
 
 from shared import logs
-from shared.service import errors, operations
+from shared.service import errors, limits, operations
 from shared.service.auth import require_token
 from shared.service.runtime import Runtime
 from shared.service.spec import ServiceSpec
@@ -97,7 +103,26 @@ def create_app(spec: ServiceSpec, settings: HoistSettings) -> FastAPI:
     app.include_router(operations.build_router(spec.base), dependencies=protected)
     errors.install(app)
     _install_request_logging(app)
+    # Added last, so outermost: it answers before the request logging reads a JSON body.
+    public = {path for path in (app.docs_url, app.openapi_url) if path}
+    app.add_middleware(limits.Gate, public=public, record=_record_refusal)
     return app
+
+
+def _record_refusal(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+    """What the request logging does for a request the gate refused before reaching it."""
+    full = (r for r in scope["app"].router.routes if r.matches(scope)[0] is Match.FULL)
+    name = getattr(next(full, None), "path", "unmatched")
+    REQUESTS.labels(name, str(status)).inc()
+    LATENCY.labels(name).observe(elapsed)
+    with logs.bound(request_id=request_id):
+        log.info(
+            "%s %s -> %d",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={"duration_ms": round(elapsed * 1000, 1)},
+        )
 
 
 def _install_request_logging(app: FastAPI) -> None:

@@ -96,6 +96,7 @@ database:
 http:
   rootPath: HOIST_HTTP_ROOT_PATH
   shutdownGraceSeconds: HOIST_HTTP_SHUTDOWN_GRACE_SECONDS
+  maxBodyBytes: HOIST_HTTP_MAX_BODY_BYTES
 auth:
   disabled: HOIST_AUTH_DISABLED
 log:
