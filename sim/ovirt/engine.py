@@ -550,6 +550,8 @@ class Engine:
             rules.bytes_per_second = f.bytes_per_second
         for f in self._faults_for(disk, "connection_reset"):
             rules.reset_after_bytes, rules.resets_left = f.after_bytes, f.count
+        for f in self._faults_for(disk, "control_reset"):
+            rules.control_resets = {"OPTIONS": f.count, "extents": f.count}
         for f in self._faults_for(disk, "http_5xx"):
             rules.errors_left, rules.error_status = f.count, f.status
         for f in self._faults_for(disk, "ticket_expiry"):

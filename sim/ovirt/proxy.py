@@ -5,7 +5,8 @@ The real engine runs its own imageio in proxy mode (port 54323) for clients that
 the host; this one forwards ``/images/<ticket>...`` to the host daemon the same way. When a
 transfer has data-path faults, its ``transfer_url`` points here too, and the proxy applies
 them per ticket: a bandwidth limit, a connection reset after N bytes of image data,
-bursts of 5xx answers to range reads, and expiring the ticket in imageio after N bytes (so
+connection resets on the small requests (OPTIONS, extents), bursts of 5xx answers to range
+reads, and expiring the ticket in imageio after N bytes (so
 the 403s clients then get are imageio's own). Requests are forwarded one by one over one upstream
 keep-alive connection per client connection, so clients see imageio's own answers.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +40,8 @@ class Rules:
     expire_after_bytes: int = 0
     expire: Callable[[], Awaitable[None]] | None = None  # expires the ticket in imageio
     expired: bool = False
+    # OPTIONS / extents requests still to reset, by kind ("OPTIONS", "extents")
+    control_resets: dict[str, int] = field(default_factory=dict)
     served: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -113,6 +118,17 @@ class ImageProxy:
                 up_r, up_w = upstream
                 up_w.write(head + body)
                 await up_w.drain()
+                kind = _control_kind(method, path)
+                if rules and kind and rules.control_resets.get(kind, 0) > 0:
+                    # The request reached imageio (as on a real network, the reset may come
+                    # after the server acted); the client gets no answer, or half of one.
+                    rules.control_resets[kind] -= 1
+                    if rules.control_resets[kind] % 2 == 0:
+                        await self._relay(up_r, writer, None, method, cut=True)
+                        await writer.drain()
+                        await asyncio.sleep(0.05)  # the half answer leaves first
+                    _reset(writer)
+                    return
                 if not await self._relay(up_r, writer, rules, method):
                     writer.transport.abort()
                     return
@@ -130,8 +146,10 @@ class ImageProxy:
         writer: asyncio.StreamWriter,
         rules: Rules | None,
         method: str,
+        cut: bool = False,
     ) -> bool:
-        """Copy one response; False when a reset fault fired (the caller aborts)."""
+        """Copy one response; False when a reset fault fired (the caller aborts). ``cut``:
+        only the head and half of the body (the caller then resets the connection)."""
         head = await up.readuntil(b"\r\n\r\n")
         length = 0
         for line in head.decode("latin-1").split("\r\n")[1:]:
@@ -139,6 +157,9 @@ class ImageProxy:
             if key.strip().lower() == "content-length":
                 length = int(value)
         writer.write(head)
+        if cut:
+            writer.write((await up.readexactly(length))[: length // 2])
+            return False
         if method == "HEAD":
             await writer.drain()
             return True
@@ -171,3 +192,22 @@ class ImageProxy:
             await writer.drain()
         await writer.drain()
         return True
+
+
+def _control_kind(method: str, path: str) -> str:
+    """Which small request this is ("OPTIONS", "extents"), or "" for anything else."""
+    if method == "OPTIONS":
+        return "OPTIONS"
+    if method == "GET" and path.split("?")[0].endswith("/extents"):
+        return "extents"
+    return ""
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection with a TCP RST (SO_LINGER 0), as a reset on the network does:
+    the client's next read fails with ECONNRESET, not a clean end of stream."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -24,9 +24,11 @@ A scenario file looks like::
 
 Fault kinds (``Fault``): ``disk_locked`` (``seconds``), ``paused_system``, ``ticket_expiry``
 (``after_bytes``), ``bandwidth`` (``bytes_per_second``), ``connection_reset`` (``after_bytes``,
-``count``), ``http_5xx`` (``count``, ``status``), ``host_unreachable`` (transfer_url points at
-a closed port, so clients must use proxy_url). ``disk`` names the disk (name or id); without
-it the fault applies to every disk.
+``count``), ``control_reset`` (``count``: the first ``count`` OPTIONS requests and the first
+``count`` extents requests each have their connection reset, alternately before any answer
+and in the middle of it), ``http_5xx`` (``count``, ``status``), ``host_unreachable``
+(transfer_url points at a closed port, so clients must use proxy_url). ``disk`` names the
+disk (name or id); without it the fault applies to every disk.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ FAULT_KINDS = (
     "ticket_expiry",
     "bandwidth",
     "connection_reset",
+    "control_reset",
     "http_5xx",
     "host_unreachable",
 )

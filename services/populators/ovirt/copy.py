@@ -26,7 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from services.populators.common.failure import PopulatorFailure
 from services.populators.common.metrics import Progress
 from services.populators.common.volume import VolumeWriter, aligned_buffer
-from services.populators.ovirt.source import Extent, ImageioSource, Reader, Transient
+from services.populators.ovirt.source import (
+    Extent,
+    ImageioSource,
+    Reader,
+    Transient,
+    retrying,
+)
 
 log = logging.getLogger("populator")
 
@@ -34,7 +40,6 @@ CHUNK = 8 << 20  # 4 MiB cost ~7% more CPU per GiB (more requests and writes)
 MAX_READERS = 4
 SMALL_RANGES_READERS = 1
 SMALL_RANGE = 4 << 20
-ATTEMPTS = 8  # per chunk; backoff 0.1 s doubling to 5 s
 
 
 def chunks(extents: list[Extent], size: int = CHUNK) -> Iterator[tuple[int, int]]:
@@ -146,10 +151,9 @@ class Copier:
         """Read one chunk (already requested if ``asked``), request ``then`` before taking
         this chunk's bytes (pipelined: imageio prepares it while we write this one), write.
         Returns whether ``then`` was requested on the connection that is still open."""
-        delay = 0.1
-        for attempt in range(1, ATTEMPTS + 1):
-            if attempt > 1 and self._stop.is_set():
-                raise PopulatorFailure("stopped: another reader failed")
+
+        def once() -> bool:
+            nonlocal asked
             then_asked = False
             try:
                 if not asked:
@@ -158,32 +162,42 @@ class Copier:
                     reader.ask(*then)
                     then_asked = True
                 reader.receive_into(offset, view)
-                self._last_activity = time.monotonic()
-                break
-            except Transient as exc:
+            except Transient:
                 asked = False  # the reader closed its connection: every request is lost
-                if attempt == ATTEMPTS:
-                    raise PopulatorFailure(
-                        f"reading bytes {offset}-{offset + len(view) - 1} failed {ATTEMPTS} "
-                        f"times, last: {exc}"
-                    ) from exc
-                with self._lock:
-                    self.retries += 1
-                log.info("retrying bytes at %d after: %s (attempt %d)", offset, exc, attempt)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                raise
+            self._last_activity = time.monotonic()
+            return then_asked
+
+        then_asked = retrying(
+            once,
+            f"bytes at {offset}",
+            f"reading bytes {offset}-{offset + len(view) - 1}",
+            stopped=self._stop.is_set,
+            on_retry=self._count_retry,
+        )
         self.volume.write(view, offset)
         self.progress.add(len(view))
         return then_asked
 
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
     def keepalive(self) -> None:
-        """A tiny read, so imageio and the engine see activity on an idle transfer."""
+        """A tiny read, so imageio and the engine see activity on an idle transfer; retried
+        in place like a range read, and only logged when every attempt failed."""
         reader = self.source.reader()
         buf = bytearray(512)
-        try:
+
+        def once() -> None:
             reader.read_into(0, memoryview(buf))
+
+        try:
+            retrying(once, "the keep-alive read", "the keep-alive read")
             self._last_activity = time.monotonic()
-        except Transient as exc:
+        except PopulatorFailure as exc:
+            if not isinstance(exc.__cause__, Transient):  # 403, TLS: not worth retrying
+                raise
             log.info("keep-alive read failed: %s", exc)
         finally:
             reader.close()

@@ -8,20 +8,32 @@ whatever the disk size). Errors are sorted by what they mean for the copy:
 * ``TicketGone`` (403): the ticket expired or was cancelled; nothing more can be read.
 * ``Transient``: connection reset, timeouts, 5xx: reconnect and read the range again.
 * ``TlsError``: the server is not the one we trust; never retried.
+
+``retrying`` is the one retry loop (``ATTEMPTS``, backoff 0.1 s doubling to 5 s): the
+copy's range reads and the small requests (OPTIONS, extents) all go through it, so a
+reset on any of them costs a retry in place, not the whole attempt.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from services.populators.common.failure import PopulatorFailure
 from services.populators.common.http import HttpConnection
 from services.populators.common.tls import TlsError, TlsPolicy
 
+log = logging.getLogger("populator")
+
 TIMEOUT = 60.0
+ATTEMPTS = 8  # per request; backoff 0.1 s doubling to 5 s
+
+T = TypeVar("T")
 
 
 class TicketGone(PopulatorFailure):
@@ -30,6 +42,34 @@ class TicketGone(PopulatorFailure):
 
 class Transient(Exception):
     """Worth reading the same range again on a fresh connection."""
+
+
+def retrying(
+    call: Callable[[], T],
+    what: str,
+    doing: str,
+    stopped: Callable[[], bool] | None = None,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
+    """``call()``, again on ``Transient`` (it closed its connection: the next try opens a
+    fresh one) up to ``ATTEMPTS`` times with backoff; then a ``PopulatorFailure`` saying
+    ``"<doing> failed N times"``. Anything else (403, TLS refusal, unreachable) passes
+    through at once. ``stopped()`` true ends the retries (another reader failed)."""
+    delay = 0.1
+    for attempt in range(1, ATTEMPTS + 1):
+        if attempt > 1 and stopped is not None and stopped():
+            raise PopulatorFailure("stopped: another reader failed")
+        try:
+            return call()
+        except Transient as exc:
+            if attempt == ATTEMPTS:
+                raise PopulatorFailure(f"{doing} failed {ATTEMPTS} times, last: {exc}") from exc
+            if on_retry is not None:
+                on_retry()
+            log.info("retrying %s after: %s (attempt %d)", what, exc, attempt)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 @dataclass(frozen=True)
@@ -54,11 +94,19 @@ class ImageioSource:
         return Reader(self)
 
     def _json(self, method: str, path: str) -> Any:
-        reader = self.reader()
-        try:
-            status, body = reader.simple(method, path)
-        finally:
-            reader.close()
+        def once() -> tuple[int, bytes]:
+            reader = self.reader()
+            try:
+                status, body = reader.simple(method, path)
+            finally:
+                reader.close()
+            if status >= 500:
+                raise Transient(f"HTTP {status} to {method} {path}")
+            return status, body
+
+        status, body = retrying(
+            once, f"{method} {path}", f"{method} {path} at {self.host}:{self.port}"
+        )
         if status == 403:
             raise TicketGone(
                 f"imageio refused the ticket at {self.url} (403: "
@@ -92,17 +140,32 @@ class Reader:
         self._conn.close()
 
     def simple(self, method: str, path: str) -> tuple[int, bytes]:
+        """One small request (OPTIONS, extents) and its whole answer. Not connecting at all
+        means imageio is unreachable there (the caller may try another URL); a connection
+        reset, or one lost after it was made, is ``Transient`` like a range read's."""
+        if not self._conn.connected:
+            try:
+                self._conn.connect()
+            except TlsError:
+                raise
+            except (ConnectionResetError, ConnectionAbortedError) as exc:
+                self.close()
+                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+            except OSError as exc:
+                self.close()
+                raise PopulatorFailure(
+                    f"imageio at {self.source.host}:{self.source.port} unreachable "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
         try:
             response = self._conn.request(method, path)
             return response.status, self._conn.read()
         except TlsError:
+            self.close()
             raise
         except OSError as exc:
             self.close()
-            raise PopulatorFailure(
-                f"imageio at {self.source.host}:{self.source.port} unreachable "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+            raise Transient(f"{type(exc).__name__}: {exc}") from exc
 
     def read_into(self, offset: int, view: memoryview) -> None:
         """Fill ``view`` with the image's bytes from ``offset``."""

@@ -72,6 +72,26 @@ async def test_connection_reset_is_resumed(engine: Engine, tmp_path: Path) -> No
     assert await transfer_phase(engine, disk) == "finished_success"
 
 
+async def test_resets_on_options_and_extents_are_retried_in_place(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The first three OPTIONS and the first three extents requests lose their connection
+    # (a RST, before any answer or halfway through it), on top of resets during the data
+    # reads: each is retried in place on the same URL, and the copy completes exactly.
+    disk = new_disk(engine, format="cow")
+    engine.add_fault(Fault("control_reset", disk=disk.id, count=3))
+    engine.add_fault(Fault("connection_reset", disk=disk.id, after_bytes=3 * MiB, count=2))
+    run = await run_populator(engine, disk, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("retrying OPTIONS ") == 3, run.stderr
+    assert run.stderr.count("retrying GET ") == 3, run.stderr
+    assert "/extents?context=zero after:" in run.stderr
+    assert "retrying bytes" in run.stderr
+    assert "not usable" not in run.stderr  # OPTIONS did not give up on transfer_url
+    await assert_same_image(engine, disk, tmp_path / "disk.img")
+    assert await transfer_phase(engine, disk) == "finished_success"
+
+
 async def test_5xx_burst_is_retried(engine: Engine, tmp_path: Path) -> None:
     disk = new_disk(engine)
     engine.add_fault(Fault("http_5xx", disk=disk.id, count=5, status=503))
