@@ -87,9 +87,15 @@ IDLE_SECONDS = 60.0  # longer than any scrape interval (Forklift: 3 s, Hoist: 5 
 
 
 class MetricsServer:
-    def __init__(self, server: asyncio.Server, progress: Progress) -> None:
+    def __init__(
+        self,
+        server: asyncio.Server,
+        progress: Progress,
+        connections: set[asyncio.Task[None]],
+    ) -> None:
         self._server = server
         self.progress = progress
+        self._connections = connections  # one task per open connection (``serve``)
 
     @property
     def port(self) -> int:
@@ -107,12 +113,28 @@ class MetricsServer:
         `POD_IP` (downward API), else on every address. Binding the pod IP keeps two
         populators that share a network (the cluster simulator, hostNetwork pods) apart."""
         host = host or os.environ.get("POD_IP") or "0.0.0.0"  # noqa: S104 - a pod's port
+        connections: set[asyncio.Task[None]] = set()
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # Persistent connections (HTTP/1.1's default): a scraper that keeps its
             # connection pays the TLS handshake once per pod, not once per scrape, which is
             # most of a scrape's CPU on both sides. An idle connection is closed after
             # IDLE_SECONDS; a client asking for "Connection: close" gets it.
+            task = asyncio.current_task()
+            assert task is not None
+            connections.add(task)
+            try:
+                await exchange(reader, writer)
+            except asyncio.CancelledError:
+                # ``stop`` cancels the connections still open. This task must end without
+                # an exception: asyncio's stream callback calls ``task.exception()``, which
+                # on a cancelled task raises and logs a traceback at every clean exit.
+                pass
+            finally:
+                connections.discard(task)
+                writer.close()
+
+        async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(
                 ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError
             ):
@@ -135,14 +157,20 @@ class MetricsServer:
                     await writer.drain()
                     if close:
                         break
-            writer.close()
 
         tls = context or self_signed_context()
         server = await asyncio.start_server(serve, host, port, ssl=tls, backlog=64)
-        return cls(server, progress)
+        return cls(server, progress, connections)
 
     async def stop(self) -> None:
+        """Stop listening, end the connections still open (a scraper's keep-alive one) and
+        wait for their tasks: nothing is left for ``asyncio.run`` to cancel at exit."""
         self._server.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), 2)
 

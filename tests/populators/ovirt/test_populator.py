@@ -4,6 +4,7 @@ from raw and qcow2 sources to Filesystem and Block volumes, metrics, and sparsen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import ssl
@@ -107,6 +108,43 @@ async def test_metrics_over_tls_while_copying(engine: Engine, tmp_path: Path) ->
     assert seen == sorted(seen)
     assert max(seen[:-1], default=0) < 100  # 100 only once done (a last scrape may see it)
     assert any(p > 0 for p in seen)
+
+
+async def test_success_with_a_scraper_connected_exits_without_traceback(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A scraper's keep-alive connection still open when the copy ends: stopping the metrics
+    # server ends it quietly (its task used to be cancelled at exit, logging a traceback).
+    disk = new_disk(engine, size="16MiB", allocated=0.5)
+    engine.add_fault(Fault("bandwidth", disk=disk.id, bytes_per_second=8 * MiB))
+    proc = await start_populator(engine, disk, tmp_path)
+    assert proc.stderr is not None
+    lines: list[str] = []
+    port = None
+    while port is None:
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        assert line, "populator exited before serving metrics"
+        lines.append(line)
+        if match := re.search(r"metrics on port (\d+)", line):
+            port = int(match.group(1))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode()
+    assert "Connection: keep-alive" in head
+    rest = (await asyncio.wait_for(proc.stderr.read(), 60)).decode()
+    stderr = "".join(lines) + rest
+    await asyncio.wait_for(proc.wait(), 10)
+    assert proc.returncode == 0, stderr
+    assert "copied" in stderr
+    assert "Traceback" not in stderr, stderr
+    assert "Exception in callback" not in stderr, stderr
+    # The server closed the kept connection on its way out.
+    with contextlib.suppress(OSError):
+        await asyncio.wait_for(reader.read(), 5)
+    assert reader.at_eof()
+    writer.close()
 
 
 async def test_rerun_overwrites_a_previous_partial_copy(engine: Engine, tmp_path: Path) -> None:
