@@ -15,6 +15,8 @@ from typing import Any
 import click
 import yaml
 
+from shared.populator.trust import FlagError, parse_flag
+
 DEFAULT_CONFIG = Path("~/.config/hoist/config.yaml")
 SERVICES = ("inventory", "planner", "orchestrator", "progress")
 FILE_KEYS = {
@@ -106,7 +108,10 @@ def resolve(flags: Flags) -> Settings:
         if chosen:
             urls[service] = str(chosen).rstrip("/")
     ca_file = flags.ca_file or os.environ.get("HOIST_CLI_CA_FILE") or file.get("caFile")
-    insecure = flags.insecure_skip_verify or bool(file.get("insecureSkipVerify") is True)
+    try:
+        insecure = flags.insecure_skip_verify or parse_flag(file.get("insecureSkipVerify"))
+    except FlagError as exc:
+        raise click.UsageError(f"the config file's {exc}") from None
     if ca_file and insecure:
         raise click.UsageError("--ca-file and --insecure-skip-verify exclude each other")
     verify: str | bool = True

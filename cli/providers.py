@@ -170,7 +170,9 @@ def _condition(row: dict[str, Any], ctype: str) -> dict[str, Any]:
 @click.option("--region", help="OpenStack region name.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Remote cluster kubeconfig.")
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="CA (PEM) the source uses.")
-@click.option("--fingerprint", metavar="SHA256", help="Pin this SHA-256 certificate fingerprint.")
+@click.option(
+    "--fingerprint", metavar="HEX", help="Pin this SHA-256 (or SHA-1) certificate fingerprint."
+)
 @click.option("--insecure-skip-verify", is_flag=True, help="Do not verify the source's TLS.")
 @click.option("--yes", "-y", is_flag=True, help="Trust the presented certificate without asking.")
 @click.option("--no-test", is_flag=True, help="Create without testing the connection first.")

@@ -6,9 +6,12 @@ choices travel in the provider's Secret under Forklift's keys, so every consumer
 inventory's collectors, the populator pods) reads them alike:
 
 - ``cacert``: PEM bundle to verify the chain with (plus the host name);
-- ``fingerprint``: SHA-256 of the server's leaf certificate, ``AB:CD:...``; checked on every
-  connection and replacing chain verification when no ``cacert`` is given;
+- ``fingerprint``: SHA-256 (or SHA-1) of the server's leaf certificate, ``AB:CD:...``;
+  checked on every connection and replacing chain verification when no ``cacert`` is given;
 - ``insecureSkipVerify``: ``true`` skips both; only ever set explicitly by a user.
+
+How those keys read (which words are true, which fingerprints are accepted) is
+``shared.populator.trust``'s, the one reading every process shares.
 """
 
 from __future__ import annotations
@@ -16,11 +19,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from shared.populator.trust import (
+    INSECURE_SKIP_VERIFY,
+    fingerprint_algorithm,
+    normalize_fingerprint,
+    parse_flag,
+    pin_mismatch,
+)
+
+__all__ = [
+    "CertificateInfo",
+    "TrustOptions",
+    "colon_hex",
+    "fetch_certificate",
+    "normalize_fingerprint",
+    "sha1_fingerprint",
+    "sha256_fingerprint",
+]
 
 
 def colon_hex(digest: bytes) -> str:
@@ -34,14 +54,6 @@ def sha256_fingerprint(der: bytes) -> str:
 
 def sha1_fingerprint(der: bytes) -> str:
     return colon_hex(hashlib.sha1(der, usedforsecurity=False).digest())
-
-
-def normalize_fingerprint(text: str) -> str:
-    """``ab:cd..``, ``AB-CD..`` or bare hex -> ``AB:CD:..``; ValueError unless SHA-256."""
-    bare = re.sub(r"[\s:\-]", "", text).upper()
-    if not re.fullmatch(r"[0-9A-F]{64}", bare):
-        raise ValueError("not a SHA-256 fingerprint (64 hex digits, colons optional)")
-    return ":".join(bare[i : i + 2] for i in range(0, 64, 2))
 
 
 @dataclass(frozen=True)
@@ -139,16 +151,18 @@ class TrustOptions:
 
     @classmethod
     def from_secret(cls, data: Mapping[str, str]) -> TrustOptions:
+        """ValueError on a bad fingerprint, ``FlagError`` (a ValueError naming the key) on
+        an ``insecureSkipVerify`` that is neither true nor false."""
         raw = (data.get("fingerprint") or "").strip()
         return cls(
             ca_pem=(data.get("cacert") or "").strip() or None,
             fingerprint=normalize_fingerprint(raw) if raw else None,
-            insecure=(data.get("insecureSkipVerify") or "").strip().lower() in ("true", "1", "yes"),
+            insecure=parse_flag(data.get(INSECURE_SKIP_VERIFY)),
         )
 
     def describe(self) -> str:
         if self.fingerprint:
-            return f"pinned SHA-256 {self.fingerprint}"
+            return f"pinned {fingerprint_algorithm(self.fingerprint)} {self.fingerprint}"
         if self.insecure:
             return "not verified (insecureSkipVerify)"
         return "CA bundle from the Secret" if self.ca_pem else "system CA store"
@@ -170,11 +184,11 @@ class TrustOptions:
         """None if ``der`` is acceptable under the pin (or there is none), else why not."""
         if self.fingerprint is None:
             return None
-        got = sha256_fingerprint(der)
-        if got == self.fingerprint:
+        got = pin_mismatch(self.fingerprint, der)
+        if got is None:
             return None
         return (
-            f"the server presented a certificate with SHA-256 fingerprint {got}, not the "
+            f"the server presented a certificate with {got}, not the "
             f"pinned {self.fingerprint}: it changed (renewed, or someone in between); "
             "confirm the new fingerprint and update the provider"
         )

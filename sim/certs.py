@@ -44,10 +44,15 @@ class ServerCert:
         """SHA-256 of the server certificate (DER), as ``AB:CD:...``: what clients pin."""
         return cert_fingerprint(self.cert_file.read_bytes())
 
+    @property
+    def sha1_fingerprint(self) -> str:
+        """SHA-1 of the server certificate, ``AB:CD:...``: what older oVirt dialogs show."""
+        return cert_fingerprint(self.cert_file.read_bytes(), "sha1")
 
-def cert_fingerprint(pem: bytes) -> str:
+
+def cert_fingerprint(pem: bytes, algorithm: str = "sha256") -> str:
     der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-    digest = hashlib.sha256(der).hexdigest().upper()
+    digest = hashlib.new(algorithm, der, usedforsecurity=False).hexdigest().upper()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
@@ -144,6 +149,41 @@ def issue(
 def make_server_cert(directory: Path, hostname: str = "localhost", tag: str = "") -> ServerCert:
     """A CA and a certificate for `hostname`, 127.0.0.1 and ::1."""
     return issue(directory, (hostname, "127.0.0.1", "::1"), hostname, tag)
+
+
+def make_self_signed_cert(directory: Path, hostname: str = "localhost") -> ServerCert:
+    """A self-signed certificate for `hostname`, 127.0.0.1 and ::1, as an oVirt engine
+    installed without a CA of the user's presents: trusted only by its fingerprint (its
+    `ca_file` is the certificate itself). Files: `self-signed.pem`, `self-signed.key`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(f"{hostname} self-signed {now.timestamp():.0f}")
+    sans: list[x509.GeneralName] = [x509.DNSName(hostname)]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "::1")]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    files = ServerCert(
+        ca_file=directory / "self-signed.pem",
+        cert_file=directory / "self-signed.pem",
+        key_file=directory / "self-signed.key",
+    )
+    files.cert_file.write_bytes(cert.public_bytes(pem))
+    files.key_file.touch(mode=0o600)
+    files.key_file.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return files
 
 
 @functools.cache

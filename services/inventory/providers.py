@@ -30,8 +30,8 @@ from shared import catalog
 from shared.db.messaging import Outbox
 from shared.ids import is_uuid
 from shared.payloads import Condition, ProviderPhase, ProviderStatusChanged, ProviderType
+from shared.populator.trust import FlagError, normalize_fingerprint, parse_flag
 from shared.service.errors import Invalid, NotFound
-from shared.tls import normalize_fingerprint
 from shared.urls import url_problem
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -47,13 +47,23 @@ class TlsSpec(BaseModel):
         None, alias="caCert", description="PEM bundle to verify the server with."
     )
     fingerprint: str | None = Field(
-        None, description="SHA-256 of the server certificate to pin (colons optional)."
+        None,
+        description="SHA-256 (or SHA-1) of the server certificate to pin (colons optional).",
     )
     insecure_skip_verify: bool = Field(
         False,
         alias="insecureSkipVerify",
-        description="Do not verify the server at all. Only when set explicitly.",
+        description="Do not verify the server at all. Only when set explicitly "
+        "(true/1/yes/on; false/0/no/off).",
     )
+
+    @field_validator("insecure_skip_verify", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> bool:
+        try:
+            return parse_flag(value)
+        except FlagError as exc:
+            raise ValueError(exc.reason) from None
 
     @field_validator("fingerprint")
     @classmethod

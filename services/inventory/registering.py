@@ -25,6 +25,7 @@ from services.inventory.sources import source_class
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo, SourceContext
 from shared import catalog
 from shared.payloads import ProviderPhase, ProviderStatusChanged, ProviderType
+from shared.populator.trust import INSECURE_SKIP_VERIFY, FlagError, parse_flag
 from shared.service.errors import Conflict, Invalid
 from shared.service.runtime import Runtime
 
@@ -211,9 +212,20 @@ def _tls_of(secret: Mapping[str, str]) -> TlsSpec:
         {
             "caCert": secret.get("cacert") or None,
             "fingerprint": secret.get("fingerprint") or None,
-            "insecureSkipVerify": (secret.get("insecureSkipVerify") or "").lower() == "true",
+            "insecureSkipVerify": _stored_flag(secret),
         }
     )
+
+
+def _stored_flag(secret: Mapping[str, str]) -> bool:
+    """The stored Secret's ``insecureSkipVerify``, read as everywhere else; a value that is
+    neither true nor false (the Secret edited by hand) is a 422, not a guess."""
+    try:
+        return parse_flag(secret.get(INSECURE_SKIP_VERIFY))
+    except FlagError as exc:
+        raise Invalid(
+            [(["body", "tls", exc.field], "value_error", f"the provider's Secret: {exc.reason}")]
+        ) from None
 
 
 __all__ = ["Invalid", "Registry"]

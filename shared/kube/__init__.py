@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import shutil
 import ssl
@@ -61,6 +62,7 @@ from shared.kube.calls import (
     status_message,
 )
 from shared.kube.listwatch import ListWatch
+from shared.populator.trust import FlagError, parse_flag
 from shared.settings import KubeSettings
 from shared.tls import TrustOptions
 
@@ -182,9 +184,31 @@ def parse_remote_kubeconfig(text: str) -> RemoteCluster:
         ca_pem=_b64(cluster.get("certificate-authority-data"), "certificate-authority-data"),
         client_cert_pem=_b64(user.get("client-certificate-data"), "client-certificate-data"),
         client_key_pem=_b64(user.get("client-key-data"), "client-key-data"),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        insecure=_kubeconfig_flag(cluster.get("insecure-skip-tls-verify")),
         tls_server_name=cluster.get("tls-server-name") or None,
     )
+
+
+def _kubeconfig_flag(value: object) -> bool:
+    """A kubeconfig's ``insecure-skip-tls-verify``, read as every trust flag is."""
+    try:
+        return parse_flag(value, "insecure-skip-tls-verify")
+    except FlagError as exc:
+        raise KubeConfigProblem("credentials.kubeconfig", str(exc)) from None
+
+
+class _Pin(aiohttp.Fingerprint):
+    """aiohttp's pin, checked on every handshake, for a SHA-1 pin too: its constructor
+    refuses SHA-1, the fingerprint older oVirt-era dialogs show. The pin is compared with
+    the certificate's digest of its own length (``shared.populator.trust``)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        digest = bytes.fromhex(fingerprint.replace(":", ""))
+        if len(digest) == 32:
+            super().__init__(digest)
+        else:
+            self._hashfunc = hashlib.sha1
+            self._fingerprint = digest
 
 
 def _named(doc: Mapping[str, Any], section: str, name: object, key: str) -> dict[str, Any] | None:
@@ -272,7 +296,7 @@ async def connect_remote(url: str, secret: Mapping[str, str]) -> KubeConnection:
     scratch: Path | None = None
     tls: ssl.SSLContext | aiohttp.Fingerprint | bool = trust.context()
     if trust.fingerprint and not trust.ca_pem:
-        tls = aiohttp.Fingerprint(bytes.fromhex(trust.fingerprint.replace(":", "")))
+        tls = _Pin(trust.fingerprint)
     elif trust.insecure and not trust.ca_pem:
         tls = False
     if cluster.client_cert_pem and cluster.client_key_pem:

@@ -16,7 +16,8 @@ fields, pod flags, metric names, label and annotation keys, selectors, and the C
 themselves (the controller registers ``manifests()``, the Helm chart ships the same
 objects). Import it as ``from shared import populator as contract``; the submodules are
 rooms of one contract (``kinds``, ``status``, ``claims``, ``podargs``, ``page``, ``keys``,
-``registration``), and everything is re-exported here. A guard test
+``registration``, ``trust``: how a Secret's ``insecureSkipVerify`` and ``fingerprint``
+read), and everything is re-exported here. A guard test
 (``tests/shared/test_populator_contract.py``) fails when a spelling of ``SPELLINGS`` shows
 up anywhere else in the code.
 
@@ -119,6 +120,15 @@ from shared.populator.registration import (
     volume_populators,
 )
 from shared.populator.status import CLAIM_UID, Status, fresh, tail
+from shared.populator.trust import (
+    INSECURE_SKIP_VERIFY,
+    FlagError,
+    fingerprint_algorithm,
+    fingerprint_of,
+    normalize_fingerprint,
+    parse_flag,
+    pin_mismatch,
+)
 
 _SPEC_KEYS = frozenset({"engineUrl", "engineSecretName", "identityUrl"})
 """The unambiguous spec keys. ``secretName``, ``diskId``, ``imageId`` and
@@ -157,6 +167,7 @@ __all__ = [
     "FINALIZER",
     "FLAG_PREFIXES",
     "GROUP",
+    "INSECURE_SKIP_VERIFY",
     "KINDS",
     "LAST_FAILED_POD",
     "MANAGED_BY",
@@ -192,6 +203,7 @@ __all__ = [
     "ContractError",
     "DiskIds",
     "Flag",
+    "FlagError",
     "Kind",
     "MetricsError",
     "OpenstackSpec",
@@ -209,14 +221,19 @@ __all__ = [
     "crds",
     "data_source_ref",
     "digest",
+    "fingerprint_algorithm",
+    "fingerprint_of",
     "fresh",
     "kind_for",
     "kind_named",
     "label_value",
     "manifests",
     "missing",
+    "normalize_fingerprint",
     "object_labels",
+    "parse_flag",
     "parse_metrics",
+    "pin_mismatch",
     "pod_annotations",
     "pod_labels",
     "populator",

@@ -49,7 +49,8 @@ COMPUTE_MICROVERSION = "2.60"  # embedded flavor details (2.47+), tags; widely d
 
 
 class PinnedAdapter(HTTPAdapter):
-    """Accepts only the server certificate whose SHA-256 is pinned (see the module doc)."""
+    """Accepts only the server certificate whose SHA-256 (or SHA-1: urllib3 picks the digest
+    by the pin's length) is pinned (see the module doc)."""
 
     def __init__(self, fingerprint: str) -> None:
         self.fingerprint = fingerprint.replace(":", "").lower()

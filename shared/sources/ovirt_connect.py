@@ -38,6 +38,7 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pycurl
 
+from shared.populator.trust import FlagError
 from shared.sources.blocking import Calls
 from shared.sources.problems import ConnectionProblem, Reason, check_tls, host_port
 from shared.tls import CertificateInfo, TrustOptions
@@ -150,9 +151,8 @@ class EngineClient:
         try:
             return TrustOptions.from_secret(self._secret)
         except ValueError as exc:
-            raise ConnectionProblem(
-                Reason.TLS_UNTRUSTED, f"the pinned fingerprint: {exc}"
-            ) from None
+            what = "insecureSkipVerify" if isinstance(exc, FlagError) else "the pinned fingerprint"
+            raise ConnectionProblem(Reason.TLS_UNTRUSTED, f"{what}: {exc}") from None
 
     def _tls_files(self, trust: TrustOptions, cert: CertificateInfo | None) -> dict[str, Any]:
         """ovirtsdk4's TLS arguments for ``trust`` (files in a private directory)."""

@@ -391,6 +391,7 @@ def test_the_contract_alone_is_standard_library() -> None:
         *(f"shared.populator.{m}" for m in ("claims", "keys", "kinds", "page", "podargs")),
         "shared.populator.registration",
         "shared.populator.status",
+        "shared.populator.trust",
     }
 
 

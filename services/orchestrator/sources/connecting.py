@@ -24,6 +24,7 @@ from services.orchestrator.sources.openstack import OpenStackSource
 from services.orchestrator.sources.ovirt import OvirtSource
 from shared.openstack_auth import OpenStackCredentials
 from shared.payloads import ProviderRef, ProviderType
+from shared.populator.trust import FlagError
 from shared.settings import OrchestratorSettings
 from shared.sources import openstack_connect
 from shared.sources.blocking import Blocking, Calls
@@ -47,9 +48,10 @@ def _trust(data: Mapping[str, str]) -> TrustOptions:
     try:
         return TrustOptions.from_secret(data)
     except ValueError as exc:
+        what = "insecureSkipVerify" if isinstance(exc, FlagError) else "pinned fingerprint"
         raise SourceError(
             errors.TLS_UNTRUSTED,
-            f"the provider's pinned fingerprint is malformed ({exc}); fix the provider",
+            f"the provider's {what} is malformed ({exc}); fix the provider",
             permanent=True,
         ) from None
 

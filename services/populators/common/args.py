@@ -6,20 +6,28 @@ Every populator pod is started with ``--volume-path --secret-name --cr-name --cr
 ``parser()``. Credentials are the keys of the copied Secret exposed as environment
 variables (``envFrom: secretRef``), so their names are the Secret's keys: ``user``,
 ``password``, ``cacert`` (PEM), ``insecureSkipVerify`` ("true"), and Hoist's addition
-``fingerprint`` (SHA-256 of the server certificate, ``AB:CD:..``).
+``fingerprint`` (SHA-256 or SHA-1 of the server certificate, ``AB:CD:..``). Both read as
+the contract's ``parse_flag`` and ``normalize_fingerprint`` say, like everywhere else.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.populator import METRICS_PORT, PodArgs, quantity
+from shared.populator import (
+    INSECURE_SKIP_VERIFY,
+    METRICS_PORT,
+    FlagError,
+    PodArgs,
+    normalize_fingerprint,
+    parse_flag,
+    quantity,
+)
 
-__all__ = ["METRICS_PORT", "Credentials", "UsageError", "parser", "quantity"]
+__all__ = ["METRICS_PORT", "Credentials", "UsageError", "insecure_flag", "parser", "quantity"]
 
 
 class UsageError(ValueError):
@@ -31,6 +39,15 @@ def parser(description: str) -> argparse.ArgumentParser:
     They are the contract's (``shared.populator.PodArgs``), the very table the controller
     builds a pod's args from."""
     return PodArgs.parser(None, description)
+
+
+def insecure_flag(env: Mapping[str, str]) -> bool:
+    """The Secret's ``insecureSkipVerify``; a ``UsageError`` naming it unless it reads as
+    true or false (``shared.populator.parse_flag``)."""
+    try:
+        return parse_flag(env.get(INSECURE_SKIP_VERIFY))
+    except FlagError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -51,17 +68,17 @@ class Credentials:
             raise UsageError(
                 "no credentials: the env must carry `user` and `password` from the Secret"
             )
-        fingerprint = env.get("fingerprint", "").strip().upper().replace("-", ":") or None
-        if fingerprint and not re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", fingerprint):
-            raise UsageError(
-                f"`fingerprint` {fingerprint!r} is not a SHA-256 fingerprint (32 hex pairs)"
-            )
+        raw = env.get("fingerprint", "").strip()
+        try:
+            fingerprint = normalize_fingerprint(raw) if raw else None
+        except ValueError as exc:
+            raise UsageError(f"`fingerprint` {raw!r}: {exc}") from None
         return cls(
             user=user,
             password=password,
             ca_pem=env.get("cacert", "").strip() or None,
             fingerprint=fingerprint,
-            insecure=env.get("insecureSkipVerify", "").strip().lower() in ("true", "1", "yes"),
+            insecure=insecure_flag(env),
         )
 
     def describe(self) -> str:

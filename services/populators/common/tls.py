@@ -2,18 +2,20 @@
 all (only when the Secret says ``insecureSkipVerify``).
 
 Why a pin: oVirt engines and hosts usually carry certificates of the engine's own CA, which
-users copy by hand; a SHA-256 fingerprint is shorter to paste and also survives a CA
-bundle that holds more than it should. A pinned fingerprint is checked on every connection
-(after the handshake, before any request) against the server's leaf certificate.
+users copy by hand; a SHA-256 fingerprint (or the SHA-1 older engines' dialogs show) is
+shorter to paste and also survives a CA bundle that holds more than it should. A pinned
+fingerprint is checked on every connection (after the handshake, before any request)
+against the server's leaf certificate's digest of the same length.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ssl
 
 from services.populators.common.args import Credentials
 from services.populators.common.failure import PopulatorFailure
+from shared.populator import fingerprint_of as contract_fingerprint_of
+from shared.populator import pin_mismatch
 
 
 class TlsError(PopulatorFailure):
@@ -22,11 +24,9 @@ class TlsError(PopulatorFailure):
 
 
 def fingerprint_of(der: bytes) -> str:
-    """``AB:CD:...``, the form ``shared.tls.sha256_fingerprint`` gives (a test holds them
-    equal). Not imported from there: ``shared.tls`` imports ``cryptography`` at module
-    level, ~70 ms of CPU at every populator start for a two-line digest."""
-    text = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
+    """``AB:CD:...``, the SHA-256 form ``shared.tls.sha256_fingerprint`` gives (a test holds
+    them equal): the contract's, as ``shared.tls`` is not a populator's to import."""
+    return contract_fingerprint_of(der)
 
 
 class TlsPolicy:
@@ -47,9 +47,9 @@ class TlsPolicy:
         """Raise ``TlsError`` unless the leaf certificate ``der`` matches the pin (if any)."""
         if self.fingerprint is None:
             return
-        got = fingerprint_of(der)
-        if got != self.fingerprint:
+        got = pin_mismatch(self.fingerprint, der)
+        if got is not None:
             raise TlsError(
-                f"{where} presented a certificate with SHA-256 fingerprint {got}, "
+                f"{where} presented a certificate with {got}, "
                 f"not the pinned {self.fingerprint}: refusing to talk to it"
             )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.populators.common.args import Credentials, UsageError
+from services.populators.common.args import Credentials, UsageError, insecure_flag
 from services.populators.common.failure import PopulatorFailure
 from services.populators.common.http import HttpConnection
 from services.populators.common.tls import TlsError, TlsPolicy
@@ -46,7 +46,7 @@ class OpenStackCredentials(shared_auth.OpenStackCredentials):
         creds = cls(
             **cls.fields_of(env),
             ca_pem=env.get("cacert", "").strip() or None,
-            insecure=env.get("insecureSkipVerify", "").strip().lower() in ("true", "1", "yes"),
+            insecure=insecure_flag(env),
         )
         if creds.method is None:
             raise UsageError(

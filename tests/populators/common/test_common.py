@@ -206,7 +206,7 @@ def test_credentials_from_env() -> None:
     assert creds.fingerprint == fp.upper()
     assert not creds.insecure
     assert "p" not in creds.describe().split()
-    with pytest.raises(common.UsageError, match="not a SHA-256 fingerprint"):
+    with pytest.raises(common.UsageError, match="not a SHA-256 or SHA-1 fingerprint"):
         common.Credentials.from_env({"user": "u", "password": "p", "fingerprint": "ab:cd"})
     with pytest.raises(common.UsageError, match="no credentials"):
         common.Credentials.from_env({"user": "u"})
@@ -319,3 +319,55 @@ def test_readers_follow_range_sizes() -> None:
     assert readers_for(large, 1) == 1  # never more than imageio allows
     assert readers_for(scattered, 8) == 1
     assert readers_for([Extent(0, mib, True)], 8) == 1  # nothing to read
+
+
+@pytest.mark.parametrize(("value", "insecure"), [("yes", True), ("On", True), ("no", False)])
+def test_both_populators_read_the_flag_as_everywhere(value: str, insecure: bool) -> None:
+    from services.populators.openstack.identity import OpenStackCredentials
+
+    ovirt = common.Credentials.from_env({"user": "u", "password": "p", "insecureSkipVerify": value})
+    openstack = OpenStackCredentials.from_env(
+        {"token": "t", "projectID": "x", "insecureSkipVerify": value}
+    )
+    assert ovirt.insecure is insecure
+    assert openstack.insecure is insecure
+
+
+def test_both_populators_refuse_maybe() -> None:
+    from services.populators.openstack.identity import OpenStackCredentials
+
+    message = r"`insecureSkipVerify`: 'maybe' is not true or false"
+    with pytest.raises(common.UsageError, match=message):
+        common.Credentials.from_env({"user": "u", "password": "p", "insecureSkipVerify": "maybe"})
+    with pytest.raises(common.UsageError, match=message):
+        OpenStackCredentials.from_env({"token": "t", "insecureSkipVerify": "maybe"})
+
+
+async def test_a_sha1_pin_of_a_self_signed_certificate(tmp_path: Path) -> None:
+    """An oVirt engine's self-signed certificate pinned by the SHA-1 its dialog shows
+    (bare lower-case hex here): accepted; a wrong SHA-1 is refused."""
+    from sim.certs import make_self_signed_cert
+
+    self_signed = make_self_signed_cert(tmp_path)
+    srv = await serve(answer, self_signed)
+    port = srv.sockets[0].getsockname()[1]
+    sha1 = self_signed.sha1_fingerprint.replace(":", "").lower()
+    env = {"user": "u", "password": "p"}
+    good = TlsPolicy(common.Credentials.from_env({**env, "fingerprint": sha1}))
+    bad = TlsPolicy(common.Credentials.from_env({**env, "fingerprint": "ab" * 20}))
+
+    def get(policy: TlsPolicy) -> int:
+        conn = HttpConnection("127.0.0.1", port, policy, timeout=10)
+        try:
+            status = conn.request("GET", "/length").status
+            conn.read()
+            return status
+        finally:
+            conn.close()
+
+    try:
+        assert await asyncio.to_thread(get, good) == 200
+        with pytest.raises(TlsError, match=f"SHA-1 fingerprint {self_signed.sha1_fingerprint}"):
+            await asyncio.to_thread(get, bad)
+    finally:
+        srv.close()

@@ -50,7 +50,8 @@ def problem(exc: BaseException, where: str) -> ConnectionProblem:
     if isinstance(exc, aiohttp.ServerFingerprintMismatch):
         return ConnectionProblem(
             Reason.TLS_CHANGED,
-            f"{where}: the server presented a certificate with SHA-256 fingerprint "
+            f"{where}: the server presented a certificate with "
+            f"{'SHA-1' if len(exc.got) == 20 else 'SHA-256'} fingerprint "
             f"{colon_hex(exc.got)}, not the pinned one: confirm the new fingerprint and "
             "update the provider",
         )

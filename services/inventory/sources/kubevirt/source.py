@@ -56,7 +56,12 @@ from shared.kube import (
     remote_trust,
 )
 from shared.payloads import ProviderType
-from shared.tls import normalize_fingerprint
+from shared.populator.trust import (
+    INSECURE_SKIP_VERIFY,
+    FlagError,
+    normalize_fingerprint,
+    parse_flag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,6 @@ MIN_VERSION = (1, 26)
 KUBEVIRT = ("kubevirt.io", "v1")
 CDI = ("cdi.kubevirt.io", "v1beta1")
 MULTUS = ("k8s.cni.cncf.io", "v1")
-_BOOL = ("true", "false", "1", "0", "yes", "no", "")
 
 
 class KubeVirtSource(Source):
@@ -312,10 +316,12 @@ def _trust_problems(secret: Mapping[str, str]) -> list[tuple[str, str]]:
             normalize_fingerprint(fingerprint)
         except ValueError as exc:
             problems.append(("credentials.fingerprint", str(exc)))
-    insecure = (secret.get("insecureSkipVerify") or "").strip().lower()
-    if insecure not in _BOOL:
-        problems.append(("credentials.insecureSkipVerify", "must be true or false"))
-    elif insecure in ("true", "1", "yes") and fingerprint:
+    try:
+        insecure = parse_flag(secret.get(INSECURE_SKIP_VERIFY))
+    except FlagError as exc:
+        problems.append((f"credentials.{exc.field}", exc.reason))
+        insecure = False
+    if insecure and fingerprint:
         problems.append(
             ("credentials.insecureSkipVerify", "contradicts the pinned fingerprint: drop one")
         )

@@ -18,12 +18,14 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from shared.openstack_auth import PASSWORD, TOKEN, OpenStackCredentials
-from shared.tls import normalize_fingerprint
+from shared.populator.trust import (
+    INSECURE_SKIP_VERIFY,
+    FlagError,
+    normalize_fingerprint,
+    parse_flag,
+)
 
 __all__ = ["OpenStackCredentials", "check_secret", "check_url"]
-
-_TRUTHY = ("true", "1", "yes")
-_FALSY = ("", "false", "0", "no")
 
 
 def check_url(url: str) -> list[tuple[str, str]]:
@@ -111,7 +113,8 @@ def check_tls_keys(secret: Mapping[str, str]) -> list[tuple[str, str]]:
             x509.load_pem_x509_certificates(pem.encode())
         except ValueError:
             problems.append(("credentials.cacert", "not a PEM bundle of certificates"))
-    insecure = (secret.get("insecureSkipVerify") or "").strip().lower()
-    if insecure not in _TRUTHY + _FALSY:
-        problems.append(("credentials.insecureSkipVerify", "use `true` or `false`"))
+    try:
+        parse_flag(secret.get(INSECURE_SKIP_VERIFY))
+    except FlagError as exc:
+        problems.append((f"credentials.{exc.field}", exc.reason))
     return problems

@@ -7,8 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from shared.populator.trust import (
+    INSECURE_SKIP_VERIFY,
+    FlagError,
+    normalize_fingerprint,
+    parse_flag,
+)
 from shared.sources.ovirt_connect import API_PATH
-from shared.tls import normalize_fingerprint
 
 
 def check_definition(url: str, secret: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -48,7 +53,8 @@ def check_definition(url: str, secret: Mapping[str, str]) -> list[tuple[str, str
             normalize_fingerprint(secret["fingerprint"])
         except ValueError as exc:
             problems.append(("credentials.fingerprint", str(exc)))
-    insecure = (secret.get("insecureSkipVerify") or "").strip().lower()
-    if insecure not in ("", "true", "false", "1", "0", "yes", "no"):
-        problems.append(("credentials.insecureSkipVerify", "must be true or false"))
+    try:
+        parse_flag(secret.get(INSECURE_SKIP_VERIFY))
+    except FlagError as exc:
+        problems.append((f"credentials.{exc.field}", exc.reason))
     return problems

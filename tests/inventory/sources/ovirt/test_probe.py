@@ -149,4 +149,9 @@ def test_check_definition() -> None:
     assert OvirtSource.check_definition("https://e:99999/ovirt-engine/api", good)[0][0] == "url"
     assert OvirtSource.check_definition(
         "https://e/ovirt-engine/api", {**good, "insecureSkipVerify": "maybe"}
-    ) == [("credentials.insecureSkipVerify", "must be true or false")]
+    ) == [
+        (
+            "credentials.insecureSkipVerify",
+            "'maybe' is not true or false (use true/false, 1/0, yes/no or on/off)",
+        )
+    ]
