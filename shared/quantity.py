@@ -69,3 +69,34 @@ def binary_si(size: int) -> str:
         if size and size % unit == 0:
             return f"{size // unit}{suffix}"
     return str(size)
+
+
+def canonical(value: str | int | float) -> str:
+    """A quantity as the API server writes it back (``resource.Quantity``'s canonical form):
+    binary suffixes stay binary ("131072Ki" -> "128Mi", "0.5Gi" -> "512Mi"), decimal ones
+    and plain numbers take the largest exact SI suffix ("1000M" -> "1G", "0.5" -> "500m",
+    "134217728" stays), exponents stay exponents ("1000e0" -> "1e3")."""
+    amount = quantity(value)
+    text = str(value).strip()
+    match = _QUANTITY.match(text) if not isinstance(value, int | float) else None
+    exponent, suffix = (match.group(2), match.group(3)) if match else (None, None)
+    if suffix and suffix.endswith("i") and amount == amount.to_integral_value():
+        whole = int(amount)
+        if abs(whole) >= 1024:
+            for name in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+                unit = int(_SUFFIXES[name])
+                if whole % unit == 0:
+                    return f"{whole // unit}{name}"
+    if amount == 0:
+        return "0"
+    # Decimal: the largest power of 1000 (down to nano, rounding up below it) that
+    # leaves a whole mantissa.
+    nano = math.ceil(amount * Decimal(10) ** 9)
+    power = -9
+    while nano % 1000 == 0 and power < 18:
+        nano //= 1000
+        power += 3
+    if exponent:
+        return f"{nano}e{power}" if power else str(nano)
+    names = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
+    return f"{nano}{names[power]}"

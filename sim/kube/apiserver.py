@@ -33,6 +33,7 @@ from sim.kube.routing import (
     Route,
     decode,
     delete_options,
+    dry_run,
     object_of,
     parse_path,
     read_body,
@@ -200,13 +201,27 @@ class ApiServer:
                 body,
             )
             return
-        if query.get("dryRun"):
-            if query.get("dryRun") != "All":
-                raise bad_request(f'unsupported dry run value "{query.get("dryRun")}"')
-            if verb in ("create", "update", "patch", "delete"):
-                with self.store.dry_run():
-                    await self._write(send, verb, kind, ns, route, query, headers, body)
-                return
+        writes = ("create", "update", "patch", "delete", "deletecollection")
+        if verb in writes and dry_run(verb, query, body):
+            with self.store.dry_run():
+                await self._resource_verb(
+                    send, receive, verb, kind, ns, route, query, headers, body
+                )
+            return
+        await self._resource_verb(send, receive, verb, kind, ns, route, query, headers, body)
+
+    async def _resource_verb(
+        self,
+        send: Send,
+        receive: Receive,
+        verb: str,
+        kind: Kind,
+        ns: str | None,
+        route: Route,
+        query: Query,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
         if verb in ("create", "update", "patch", "delete"):
             await self._write(send, verb, kind, ns, route, query, headers, body)
         elif verb == "watch":

@@ -75,6 +75,9 @@ class Query:
         values = self._values.get(name)
         return values[-1] if values else default
 
+    def all(self, name: str) -> list[str]:
+        return list(self._values.get(name, ()))
+
     def flag(self, name: str) -> bool:
         return (self.get(name) or "").lower() in ("1", "true", "yes")
 
@@ -160,6 +163,35 @@ def delete_options(body: bytes, query: Query) -> dict[str, Any]:
         "preconditions": options.get("preconditions"),
         "grace_period": grace,
     }
+
+
+def dry_run(verb: str, query: Query, body: bytes) -> bool:
+    """Whether a write asks for ``dryRun=All`` (the query, or a DELETE's DeleteOptions body);
+    any other value is refused as the API server's options validation refuses it."""
+    values = query.all("dryRun")
+    options_kind = {
+        "create": "CreateOptions",
+        "update": "UpdateOptions",
+        "patch": "PatchOptions",
+    }.get(verb, "DeleteOptions")
+    if verb in ("delete", "deletecollection") and body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("dryRun"), list):
+            values += [str(v) for v in parsed["dryRun"]]
+    values = [v for v in values if v != ""]
+    bad = [v for v in values if v != "All"]
+    if bad:
+        shown = "[]string{" + ", ".join(f'"{v}"' for v in values) + "}"
+        raise ApiError(
+            422,
+            "Invalid",
+            f'{options_kind}.meta.k8s.io "" is invalid: dryRun: Unsupported value: '
+            f'{shown}: supported values: "All"',
+        )
+    return bool(values)
 
 
 async def read_body(receive: Receive) -> bytes:

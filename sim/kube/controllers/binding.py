@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from shared.quantity import canonical
 from sim.kube.controllers.queue import Item, QueueController
 from sim.kube.controllers.volumes import (
     BETA_STORAGE_PROVISIONER,
@@ -417,7 +418,9 @@ class Binder(QueueController):
             status = obj.setdefault("status", {})
             status["phase"] = "Bound"
             status["accessModes"] = list(pv["spec"].get("accessModes") or [])
-            status["capacity"] = dict(pv["spec"].get("capacity") or {})
+            status["capacity"] = {
+                k: canonical(v) for k, v in (pv["spec"].get("capacity") or {}).items()
+            }
 
         self.store.mutate(
             self.pvcs, meta["namespace"], meta["name"], bound_status, subresource="status"

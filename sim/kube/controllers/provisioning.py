@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.quantity import canonical
 from sim.kube.config import HOSTPATH_PROVISIONER
 from sim.kube.controllers.binding import VolumeIndex, find_volume
 from sim.kube.controllers.queue import Item, QueueController
@@ -304,7 +305,7 @@ class Provisioner(QueueController):
             _remove_backing(self.root, path)
             raise ProvisioningError("the claim was deleted")
         pv_spec: Obj = {
-            "capacity": {"storage": str(spec["resources"]["requests"]["storage"])},
+            "capacity": {"storage": canonical(spec["resources"]["requests"]["storage"])},
             "accessModes": list(spec["accessModes"]),
             "volumeMode": spec.get("volumeMode", "Filesystem"),
             "storageClassName": storage_class["metadata"]["name"],

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from shared.quantity import canonical
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
 
@@ -152,3 +155,80 @@ async def test_python_m_sim_kube_writes_a_kubeconfig(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_server_dry_run_keeps_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    config = cluster.kubeconfig(tmp_path / "kubeconfig")
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept}\n")
+    await kubectl(config, "apply", "-f", str(manifest))
+    before = cluster.store.resource_version
+    _, out = await kubectl(config, "delete", "configmap", "kept", "--dry-run=server")
+    assert "(server dry run)" in out
+    _, out = await kubectl(config, "delete", "configmap", "--all", "--dry-run=server")
+    other = tmp_path / "other.yaml"
+    other.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n")
+    _, out = await kubectl(config, "apply", "-f", str(other), "--dry-run=server")
+    _, out = await kubectl(config, "label", "configmap", "kept", "a=b", "--dry-run=server")
+    other.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n")
+    code, out = await kubectl(config, "apply", "-f", str(other), "--dry-run=server", check=False)
+    assert code != 0
+    assert "is invalid" in out
+    assert cluster.store.resource_version == before
+    _, out = await kubectl(config, "get", "configmap", "-o", "json")
+    items = {i["metadata"]["name"]: i for i in json.loads(out)["items"]}
+    assert "kept" in items
+    assert "other" not in items
+    assert "labels" not in items["kept"]["metadata"]
+
+
+async def test_unknown_dry_run_value_is_invalid(cluster: Cluster) -> None:
+    assert cluster.server is not None
+    assert cluster.server.cert is not None
+    trust = ssl.create_default_context(cafile=str(cluster.server.cert.ca_file))
+    auth = {"Authorization": f"Bearer {cluster.config.token}"}
+    url = f"{cluster.url}/api/v1/namespaces/default/configmaps"
+    async with httpx.AsyncClient(verify=trust, headers=auth) as http:
+        reply = await http.post(f"{url}?dryRun=Some", json={"metadata": {"name": "x"}})
+        assert reply.status_code == 422
+        assert 'Unsupported value: []string{"Some"}' in reply.json()["message"]
+        await http.post(url, json={"metadata": {"name": "y"}})
+        reply = await http.request("DELETE", f"{url}/y", json={"dryRun": ["Nope"]})
+        assert reply.status_code == 422
+        assert (await http.get(f"{url}/y")).status_code == 200
+
+
+async def test_provisioned_capacity_is_canonical(cluster: Cluster, tmp_path: Path) -> None:
+    config = cluster.kubeconfig(tmp_path / "kubeconfig")
+    manifest = tmp_path / "pvc.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: disk}\n"
+        "spec:\n  accessModes: [ReadWriteOnce]\n"
+        "  resources: {requests: {storage: 131072Ki}}\n"
+    )
+    await kubectl(config, "apply", "-f", str(manifest))
+    await kubectl(
+        config, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/disk", "--timeout=20s"
+    )
+    _, out = await kubectl(config, "get", "pvc", "disk")
+    assert "128Mi" in out.splitlines()[1].split()
+    _, out = await kubectl(config, "get", "pvc", "disk", "-o", "json")
+    assert json.loads(out)["status"]["capacity"] == {"storage": "128Mi"}
+    _, out = await kubectl(config, "get", "pv", "-o", "json")
+    assert json.loads(out)["items"][0]["spec"]["capacity"] == {"storage": "128Mi"}
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical_form"),
+    [
+        ("134217728", "134217728"),
+        ("0.125Gi", "128Mi"),
+        ("1024Mi", "1Gi"),
+        ("1000M", "1G"),
+        ("1.5G", "1500M"),
+        ("0.5", "500m"),
+        ("1.5Ki", "1536"),
+    ],
+)
+def test_canonical_quantities(written: str, canonical_form: str) -> None:
+    assert canonical(written) == canonical_form
