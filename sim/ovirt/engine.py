@@ -37,6 +37,7 @@ from starlette.routing import Route
 
 from shared.devservices import free_port
 from sim.certs import ServerCert, make_server_cert
+from sim.ovirt import auth
 from sim.ovirt import entities as m
 from sim.ovirt import xmlapi as x
 from sim.ovirt.changes import Changes
@@ -44,6 +45,7 @@ from sim.ovirt.imageio import ImageioDaemon
 from sim.ovirt.images import NbdExport, make_image
 from sim.ovirt.proxy import ImageProxy, Rules
 from sim.ovirt.scenario import Fault
+from sim.ovirt.search import SearchError, compile_search, fields_for
 from sim.power import timelines_json
 
 XML = "application/xml"
@@ -87,6 +89,11 @@ def _xml(body: bytes, status: int = 200) -> Response:
 
 def _fault(status: int, reason: str, detail: str) -> Response:
     return _xml(x.fault(reason, detail), status)
+
+
+def _search_fault(exc: SearchError) -> Response:
+    """A search the engine cannot parse: 400, its query failure's fault."""
+    return _fault(400, "Operation Failed", f"[Syntax error in search query: {exc}]")
 
 
 class Engine:
@@ -298,9 +305,11 @@ class Engine:
 
     def guard(self, handler: Any) -> Any:
         async def guarded(request: Request) -> Response:
-            auth = request.headers.get("authorization", "")
-            if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
-                return _fault(401, "Operation Failed", "Unauthorized: invalid or missing token")
+            header = request.headers.get("authorization", "")
+            if not auth.authorized(header, self.tokens, self.inv.users):
+                denied = _fault(401, "Operation Failed", "Unauthorized: invalid or missing token")
+                denied.headers["WWW-Authenticate"] = auth.CHALLENGE
+                return denied
             response: Response = await handler(request)
             return response
 
@@ -309,7 +318,7 @@ class Engine:
     async def sso_token(self, request: Request) -> Response:
         form = await _form(request)
         user, password = str(form.get("username", "")), str(form.get("password", ""))
-        if self.inv.users.get(user) != password or not user:
+        if not auth.valid_user(self.inv.users, user, password):
             return JSONResponse(
                 {
                     "error_code": "access_denied",
@@ -342,7 +351,10 @@ class Engine:
             return _fault(404, "Not Found", f"no collection {request.path_params['collection']}")
         attr, tag, render = entry
         objs: dict[str, Any] = getattr(self.inv, attr)
-        items = self._page(request, list(objs.values()))
+        try:
+            items = self._page(request, list(objs.values()))
+        except SearchError as exc:
+            return _search_fault(exc)
         return _xml(x.collection(tag, (render(o) for o in items)))
 
     async def get_object(self, request: Request) -> Response:
@@ -355,11 +367,18 @@ class Engine:
             return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
         return _xml(x.document(render(obj)))
 
-    @staticmethod
-    def _page(request: Request, items: list[Any]) -> list[Any]:
+    def _page(self, request: Request, items: list[Any], cls: type = m.DataCenter) -> list[Any]:
+        """``search=`` (``sim/ovirt/search.py``; raises ``SearchError``), then ``max=``."""
         search = request.query_params.get("search", "")
-        if search.startswith("name="):
-            items = [i for i in items if getattr(i, "name", None) == search[5:]]
+        if search.strip():
+            cls = type(items[0]) if items else cls
+            extra = {}
+            if cls is m.Vm:
+                extra = {
+                    "cluster": lambda v: getattr(self.inv.clusters.get(v.cluster_id), "name", None),
+                    "host": lambda v: getattr(self.inv.hosts.get(v.host_id or ""), "name", None),
+                }
+            items = compile_search(search, fields_for(cls, **extra))(items)
         if "max" in request.query_params:
             items = items[: int(request.query_params["max"])]
         return items
@@ -369,7 +388,10 @@ class Engine:
 
     async def list_vms(self, request: Request) -> Response:
         follow = self._follow(request)
-        vms = self._page(request, list(self.inv.vms.values()))
+        try:
+            vms = self._page(request, list(self.inv.vms.values()), m.Vm)
+        except SearchError as exc:
+            return _search_fault(exc)
         return _xml(x.collection("vms", (x.vm(v, follow, self.inv.disks) for v in vms)))
 
     async def get_vm(self, request: Request) -> Response:

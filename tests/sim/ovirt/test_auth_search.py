@@ -1,0 +1,120 @@
+"""HTTP Basic authentication and the search language of the simulated engine, driven as an
+administrator would (httpx, the real ovirtsdk4)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from xml.etree import ElementTree as ET
+
+import httpx
+import ovirtsdk4 as sdk
+import pytest
+
+from sim.ovirt.engine import Engine
+from sim.ovirt.sdkclient import connect
+
+
+def parse(content: bytes) -> ET.Element:
+    return ET.fromstring(content)  # noqa: S314 (our own simulator's answer)
+
+
+def client(engine: Engine, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        verify=ssl.create_default_context(cafile=str(engine.cert.ca_file)), auth=auth
+    )
+
+
+async def test_basic_auth_with_an_engine_user(engine: Engine) -> None:
+    password = engine.inv.users["admin@internal"]
+    async with client(engine, ("admin@internal", password)) as http:
+        r = await http.get(f"{engine.api_url}/vms")
+    assert r.status_code == 200
+    names = sorted(el.text or "" for el in parse(r.content).iter("name"))
+    assert {"web-1", "db-1"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [("admin@internal", "wrong"), ("nobody@internal", "secret"), ("", ""), None],
+)
+async def test_wrong_credentials_get_401_with_a_challenge(
+    engine: Engine, auth: tuple[str, str] | None
+) -> None:
+    async with client(engine, auth) as http:
+        r = await http.get(f"{engine.api_url}/vms")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == 'Basic realm="RESTAPI"'
+    assert parse(r.content).tag == "fault"
+
+
+async def test_malformed_basic_header_is_refused(engine: Engine) -> None:
+    async with client(engine) as http:
+        r = await http.get(f"{engine.api_url}/vms", headers={"Authorization": "Basic !!!"})
+    assert r.status_code == 401
+
+
+async def test_sso_tokens_still_work(engine: Engine) -> None:
+    def names() -> list[str]:
+        conn = connect(engine)
+        try:
+            return sorted(v.name for v in conn.system_service().vms_service().list())
+        finally:
+            conn.close()
+
+    assert {"web-1", "db-1"} <= set(await asyncio.to_thread(names))
+
+
+def search(engine: Engine, query: str) -> list[str]:
+    conn = connect(engine)
+    try:
+        return sorted(v.name for v in conn.system_service().vms_service().list(search=query))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("name=web*", ["web-1"]),
+        ("name=WEB-*", ["web-1"]),
+        ("name=*-1", ["db-1", "web-1"]),
+        ("name=db-1", ["db-1"]),
+        ('name="db-1"', ["db-1"]),
+        ("name=web", []),
+        ("name!=web*", ["db-1"]),
+        ("name=web* or name=db*", ["db-1", "web-1"]),
+        ("name=*-1 and status=down", ["db-1"]),
+        ("name=*-1 AND status=up sortby name desc", ["web-1"]),
+    ],
+)
+async def test_search_through_ovirtsdk4(engine: Engine, query: str, expected: list[str]) -> None:
+    assert await asyncio.to_thread(search, engine, query) == expected
+
+
+@pytest.mark.parametrize(
+    "query", ["name=", 'name="web', "foo=bar", "===", "name=web and", "name web", "name<web"]
+)
+async def test_malformed_search_is_400_with_a_fault(engine: Engine, query: str) -> None:
+    with pytest.raises(sdk.Error) as raised:
+        await asyncio.to_thread(search, engine, query)
+    assert raised.value.code == 400
+    password = engine.inv.users["admin@internal"]
+    async with client(engine, ("admin@internal", password)) as http:
+        r = await http.get(f"{engine.api_url}/vms", params={"search": query})
+        other = await http.get(f"{engine.api_url}/hosts", params={"search": query})
+    assert (r.status_code, other.status_code) == (400, 400)
+    fault = parse(r.content)
+    assert fault.tag == "fault"
+    assert fault.findtext("reason") == "Operation Failed"
+    assert "Syntax error" in (fault.findtext("detail") or "")
+
+
+async def test_search_on_other_collections(engine: Engine) -> None:
+    password = engine.inv.users["admin@internal"]
+    async with client(engine, ("admin@internal", password)) as http:
+        every = await http.get(f"{engine.api_url}/networks")
+        found = await http.get(f"{engine.api_url}/networks", params={"search": "name=PR*"})
+    names = [el.text for el in parse(found.content).iter("name")]
+    assert names == ["prod"]
+    assert len(list(parse(every.content).iter("network"))) >= 1
