@@ -303,16 +303,14 @@ async def test_no_power_off_before_the_cutover_and_a_moved_cutover_takes_effect(
         for plan in (soon, later):
             await start_plan(bus, plan)
 
-        async def all_wait() -> bool:
-            reasons = [
-                await waiting_reason(svc, plan, vm.vm_id)
-                for plan in (soon, later)
-                for vm in plan.vms
-            ]
-            return reasons == ["Cutover"] * 4
+        async def later_waits() -> bool:
+            # Only ``later``'s: on a loaded machine ``soon``'s cutover may pass before its
+            # VMs are looked at (what holds for them is checked at the end).
+            reasons = [await waiting_reason(svc, later, vm.vm_id) for vm in later.vms]
+            return reasons == ["Cutover"] * len(later.vms)
 
-        await eventually(all_wait, within=30, what="every VM waiting for its cutover")
-        assert all(engine.inv.vms[vm.vm_id].status == "up" for vm in (*soon.vms, *later.vms))
+        await eventually(later_waits, within=60, what="the later plan waiting for its cutover")
+        assert all(engine.inv.vms[vm.vm_id].status == "up" for vm in later.vms)
         # ``later`` is brought forward to now; a stale change that arrives after is ignored.
         for revision, at in ((2, None), (1, datetime.now(UTC) + timedelta(hours=2))):
             change = p.PlanCutoverChanged(
