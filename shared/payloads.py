@@ -65,10 +65,12 @@ class Step(StrEnum):
     """Pipeline steps of one VM, in the order they run (Forklift's names where they exist)."""
 
     INITIALIZE = "Initialize"
+    WARM_PRECOPY = "WarmPrecopy"  # warm: copies while the source runs, until the cutover
     POWER_OFF_SOURCE = "PowerOffSource"
     CONVERT_OPENSTACK_SNAPSHOT = "ConvertOpenstackSnapshot"
     DISK_ALLOCATION = "DiskAllocation"
     DISK_TRANSFER = "DiskTransfer"
+    FINAL_COPY = "FinalCopy"  # warm: what changed since the last precopy, source off
     VIRTUAL_MACHINE_CREATION = "VirtualMachineCreation"
     CLEANUP = "Cleanup"
     COMPLETED = "Completed"
@@ -240,6 +242,12 @@ class PlanStarted(Payload):
         None,
         description="No source VM is powered off before this time (unset: at once). Later "
         "changes come as ``PlanCutoverChanged``.",
+    )
+    precopy_interval_minutes: int = Field(
+        60,
+        ge=1,
+        description="Warm: minutes between the end of one precopy and the start of the "
+        "next (Forklift's PRECOPY_INTERVAL).",
     )
     vms: list[PlannedVm]
     part: int = Field(

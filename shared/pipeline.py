@@ -29,6 +29,7 @@ __all__ = [
     "VM_ACTIVE",
     "VM_FINAL",
     "VM_WAITING",
+    "WARM_STEPS",
     "WORKING_STEP_STATES",
     "PlanVmPhase",
     "VmPhase",
@@ -60,27 +61,49 @@ STEPS: Mapping[ProviderType, tuple[Step, ...]] = MappingProxyType(
     }
 )
 
+#: The warm pipeline of each source that can go warm: the disks are copied while the source
+#: VM runs (WarmPrecopy, again every ``precopy_interval_minutes`` until the cutover), then
+#: the VM is powered off and only what changed since the last precopy is copied (FinalCopy).
+#: WarmPrecopy's first call also makes the claims and CRs (DiskAllocation's work).
+WARM_STEPS: Mapping[ProviderType, tuple[Step, ...]] = MappingProxyType(
+    {
+        ProviderType.OVIRT: (
+            Step.INITIALIZE,
+            Step.WARM_PRECOPY,
+            Step.POWER_OFF_SOURCE,
+            Step.FINAL_COPY,
+            Step.VIRTUAL_MACHINE_CREATION,
+            Step.CLEANUP,
+        ),
+    }
+)
+
 #: Steps whose tasks are the VM's disks (task id = disk id).
-PER_DISK_STEPS: frozenset[Step] = frozenset({Step.DISK_ALLOCATION, Step.DISK_TRANSFER})
+PER_DISK_STEPS: frozenset[Step] = frozenset(
+    {Step.DISK_ALLOCATION, Step.DISK_TRANSFER, Step.WARM_PRECOPY, Step.FINAL_COPY}
+)
 
 #: Every step's position (``Step``'s declaration order), so that steps sort where they run
 #: even in a list that mixes sources, or names a step this process did not expect.
 POSITION: Mapping[str, int] = MappingProxyType({s.value: i for i, s in enumerate(Step)})
 
 
-def steps_of(source: ProviderType | str) -> tuple[Step, ...]:
-    """The steps a VM from ``source`` runs. ``ValueError`` for a KubeVirt or unknown source:
-    guessing a pipeline would run the wrong steps against a source."""
+def steps_of(source: ProviderType | str, warm: bool = False) -> tuple[Step, ...]:
+    """The steps a VM from ``source`` runs (``warm``: its warm pipeline). ``ValueError`` for
+    a KubeVirt or unknown source, or a warm one that cannot go warm: guessing a pipeline
+    would run the wrong steps against a source."""
+    table = WARM_STEPS if warm else STEPS
     try:
-        return STEPS[ProviderType(source)]
+        return table[ProviderType(source)]
     except (KeyError, ValueError):
-        raise ValueError(f"{source!r} is not a migration source: it has no pipeline") from None
+        what = "a warm migration source" if warm else "a migration source"
+        raise ValueError(f"{source!r} is not {what}: it has no pipeline") from None
 
 
-def next_step(source: ProviderType | str, step: Step) -> Step:
+def next_step(source: ProviderType | str, step: Step, warm: bool = False) -> Step:
     """The step after ``step`` (``Completed`` after the last); ``ValueError`` when ``step``
     is not one of the source's steps."""
-    order = steps_of(source)
+    order = steps_of(source, warm)
     if step not in order:
         raise ValueError(f"{step} is not a step of {source}'s pipeline")
     index = order.index(step)

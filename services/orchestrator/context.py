@@ -23,7 +23,7 @@ from services.orchestrator.sources.contract import Source, SourceError
 from shared.clusters import Clusters, ClusterUnavailable
 from shared.errors import RetryLater
 from shared.kube import Kube, read_secret_data
-from shared.payloads import PlannedVm, PlanStarted, ProviderRef
+from shared.payloads import MigrationType, PlannedVm, PlanStarted, ProviderRef
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.orchestrator.context")
@@ -111,6 +111,11 @@ class StepContext:
     @property
     def source_type(self) -> str:
         return self.header.source.type.value
+
+    @property
+    def warm(self) -> bool:
+        """Whether the VM runs the warm pipeline (``shared.pipeline.WARM_STEPS``)."""
+        return self.header.migration_type is MigrationType.WARM
 
     async def source(self) -> Source:
         return await self.sources.get(self.header.source)

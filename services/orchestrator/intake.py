@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.db import migrations, vms
 from shared import envelope as env
-from shared.payloads import PlanCancelRequested, PlanCutoverChanged, PlanStarted
+from shared.payloads import MigrationType, PlanCancelRequested, PlanCutoverChanged, PlanStarted
 from shared.pipeline import VM_WAITING, steps_of
 
 PART_SPAN = 1_000_000
@@ -70,7 +70,7 @@ async def accept_part(event: env.Envelope[Any], session: AsyncSession) -> None:
         )
     ).one()
     canceled = set(row.cancel_vms or [])
-    first = steps_of(data.source.type)[0].value
+    first = steps_of(data.source.type, data.migration_type is MigrationType.WARM)[0].value
     rows = [
         {
             "migration_id": data.migration_id,

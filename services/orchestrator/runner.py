@@ -355,7 +355,7 @@ class Runner:
                 changes=[StepChange(step, StepState.FAILED, error=answer.error), *tasks],
             )
         assert isinstance(answer, Done)
-        following = next_step(ctx.source_type, step)
+        following = next_step(ctx.source_type, step, ctx.warm)
         done = StepChange(
             step, StepState.COMPLETED, "", answer.progress, None, {**answer.detail, "note": ""}
         )

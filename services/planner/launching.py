@@ -103,7 +103,7 @@ async def record_migration(
             for vm in frozen.vms
         ],
     )
-    pipeline = steps_of(frozen.source.type)
+    pipeline = steps_of(frozen.source.type, frozen.migration_type is MigrationType.WARM)
     step_rows: list[dict[str, Any]] = []
     task_rows: list[dict[str, Any]] = []
     for vm in frozen.vms:

@@ -119,6 +119,14 @@ from shared.populator.registration import (
     manifests,
     volume_populators,
 )
+from shared.populator.stages import (
+    BackupMode,
+    Checkpoint,
+    Stage,
+    StageArgs,
+    StageResult,
+    Stages,
+)
 from shared.populator.status import CLAIM_UID, Status, fresh, tail
 from shared.populator.trust import (
     INSECURE_SKIP_VERIFY,
@@ -200,6 +208,8 @@ __all__ = [
     "TOTAL_BYTES",
     "VERSION",
     "VM",
+    "BackupMode",
+    "Checkpoint",
     "ContractError",
     "DiskIds",
     "Flag",
@@ -216,6 +226,10 @@ __all__ = [
     "SourceRef",
     "Spec",
     "SpecField",
+    "Stage",
+    "StageArgs",
+    "StageResult",
+    "Stages",
     "Status",
     "claim_annotations",
     "crds",

@@ -201,6 +201,8 @@ class Kind:
     """Forklift's percent metric the kind's pods serve."""
     column: tuple[str, str]
     """The ``kubectl get`` column naming the source disk: (title, spec field)."""
+    stages: bool = False
+    """Whether its CRs may be multi-stage (warm): ``shared.populator.stages``."""
 
     def __str__(self) -> str:
         return self.name
@@ -214,6 +216,7 @@ OVIRT = Kind(
     "hoist-ovirt",
     "ovirt_progress",
     ("Disk", "diskId"),
+    stages=True,
 )
 OPENSTACK = Kind(
     "OpenstackVolumePopulator",

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from shared.populator import stages
 from shared.populator.keys import MANAGED_BY, MANAGED_BY_HOIST
 from shared.populator.kinds import GROUP, KINDS, PREFIX, VERSION, Kind, Obj
 from shared.populator.status import STATUS_FIELDS
@@ -23,11 +24,14 @@ DIGEST_ANNOTATION = f"{PREFIX}manifest-digest"
 that finds the same digest writes nothing (registration is idempotent, and cheap)."""
 
 
-def _status_schema() -> Obj:
+def _status_schema(kind: Kind) -> Obj:
+    properties = {key: copy.deepcopy(schema) for _, key, schema in STATUS_FIELDS}
+    if kind.stages:
+        properties[stages.STAGES] = stages.stages_schema()
     return {
         "type": "object",
         "description": "Written by the populator controller only.",
-        "properties": {key: copy.deepcopy(schema) for _, key, schema in STATUS_FIELDS},
+        "properties": properties,
     }
 
 
@@ -35,11 +39,18 @@ def _crd(kind: Kind) -> Obj:
     fields = kind.spec.FIELDS
     title, key = kind.column
     column = {"name": title, "type": "string", "jsonPath": f".spec.{key}", "priority": 1}
+    properties: Obj = {f.key: f.schema() for f in fields}
     spec_schema = {
         "type": "object",
         "required": [f.key for f in fields if f.required],
-        "properties": {f.key: f.schema() for f in fields},
+        "properties": properties,
     }
+    if kind.stages:
+        properties[stages.CHECKPOINTS] = stages.checkpoint_schema()
+        properties[stages.FINAL_CHECKPOINT] = {
+            "type": "boolean",
+            "description": "The last checkpoint is the final stage (the source VM is off).",
+        }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -74,7 +85,7 @@ def _crd(kind: Kind) -> Obj:
                         "openAPIV3Schema": {
                             "type": "object",
                             "required": ["spec"],
-                            "properties": {"spec": spec_schema, "status": _status_schema()},
+                            "properties": {"spec": spec_schema, "status": _status_schema(kind)},
                         }
                     },
                 }

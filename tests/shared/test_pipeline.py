@@ -50,8 +50,25 @@ def test_each_source_has_its_steps() -> None:
         assert steps[0] is Step.INITIALIZE
         assert steps[-1] is Step.CLEANUP
         assert [POSITION[s] for s in steps] == sorted(POSITION[s] for s in steps)
-        assert set(steps) >= PER_DISK_STEPS
+        assert set(steps) >= {Step.DISK_ALLOCATION, Step.DISK_TRANSFER}
+        assert set(steps) & PER_DISK_STEPS == {Step.DISK_ALLOCATION, Step.DISK_TRANSFER}
     assert set(STEPS) == {ProviderType.OVIRT, ProviderType.OPENSTACK}
+
+
+def test_a_warm_vm_precopies_then_copies_what_changed_after_the_power_off() -> None:
+    warm = steps_of("ovirt", warm=True)
+    assert warm == (
+        Step.INITIALIZE,
+        Step.WARM_PRECOPY,
+        Step.POWER_OFF_SOURCE,
+        Step.FINAL_COPY,
+        Step.VIRTUAL_MACHINE_CREATION,
+        Step.CLEANUP,
+    )
+    assert [POSITION[s] for s in warm] == sorted(POSITION[s] for s in warm)
+    assert next_step("ovirt", Step.WARM_PRECOPY, warm=True) is Step.POWER_OFF_SOURCE
+    with pytest.raises(ValueError, match="not a warm migration source"):
+        steps_of("openstack", warm=True)
 
 
 @pytest.mark.parametrize("source", [ProviderType.KUBEVIRT, "kubevirt", "vmware", ""])

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # --- registration: the digests every installed controller compares ------------------------
 
 DIGESTS = {
-    "ovirtvolumepopulators.hoist.io": "f056f17aaab23c88960ea837c9fed50c",
+    "ovirtvolumepopulators.hoist.io": "1d4f38b3901416a3bbe07bdebf2c7db0",
     "openstackvolumepopulators.hoist.io": "2932318471063611de5d3c1af0585873",
     "hoist-ovirt": "0c2509e6c84355ce3b3316accaf51f0c",
     "hoist-openstack": "63304d3d5f5c2e084f91b397b2eeb482",
@@ -50,8 +50,10 @@ def test_crd_schema_comes_from_the_spec_tables() -> None:
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
         spec = schema["spec"]
         assert spec["required"] == [f.key for f in kind.spec.FIELDS if f.required]
-        assert set(spec["properties"]) == {f.key for f in kind.spec.FIELDS}
-        assert set(schema["status"]["properties"]) == set(contract.Status(claim_uid="x").to_dict())
+        staged = {"checkpoints", "finalCheckpoint"} if kind.stages else set()
+        assert set(spec["properties"]) == {f.key for f in kind.spec.FIELDS} | staged
+        status = set(contract.Status(claim_uid="x").to_dict()) | ({"stages"} if kind.stages else set())
+        assert set(schema["status"]["properties"]) == status
         assert crd["spec"]["names"]["kind"] == kind.name
 
 
@@ -388,7 +390,7 @@ def test_the_contract_alone_is_standard_library() -> None:
     assert {n for n in names if n.split(".")[0] in ("shared", "services")} == {
         "shared",
         "shared.populator",
-        *(f"shared.populator.{m}" for m in ("claims", "keys", "kinds", "page", "podargs")),
+        *(f"shared.populator.{m}" for m in ("claims", "keys", "kinds", "page", "podargs", "stages")),
         "shared.populator.registration",
         "shared.populator.status",
         "shared.populator.trust",
