@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.populator.kinds import Source, Spec, kind_for
 from shared.populator.page import METRICS_PORT
+from shared.populator.stages import StageArgs
 
 _QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _QUANTITY |= {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
@@ -69,6 +70,8 @@ class PodArgs:
     pvc_size: str
     spec: Spec
     metrics_port: int = METRICS_PORT
+    stage: StageArgs | None = None
+    """A multi-stage (warm) CR's stage this pod copies; None: a cold, single copy."""
 
     def argv(self) -> list[str]:
         """The pod's ``args``. ``--metrics-port`` only when it is not the default (pods
@@ -76,6 +79,8 @@ class PodArgs:
         out = [self.source.value]
         out += [f"{flag}={getattr(self, attr)}" for flag, attr, _ in _COMMON_FLAGS]
         out += self.spec.args()
+        if self.stage is not None:
+            out += self.stage.argv()
         if self.metrics_port != METRICS_PORT:
             out.append(f"{METRICS_PORT_FLAG}={self.metrics_port}")
         return out
@@ -94,6 +99,9 @@ class PodArgs:
             help="port of the TLS /metrics endpoint (0: any free port, logged)",
         )
         if source is not None:
-            for f in kind_for(source).spec.FLAGS:
+            kind = kind_for(source)
+            for f in kind.spec.FLAGS:
                 p.add_argument(f.flag, required=True, **({"help": f.help} if f.help else {}))
+            if kind.stages:
+                StageArgs.add_arguments(p)  # read back with ``StageArgs.parsed``
         return p

@@ -170,7 +170,10 @@ class ImageioDaemon:
         timeout: int,
         inactivity_timeout: int,
         ops: tuple[str, ...] = ("read",),
+        dirty: bool = False,
     ) -> None:
+        """``dirty``: the ticket serves ``extents?context=dirty`` (an incremental backup's
+        transfer; the URL must be an NBD export with exactly one dirty bitmap)."""
         ticket = {
             "uuid": ticket_id,
             "size": size,
@@ -181,6 +184,8 @@ class ImageioDaemon:
             "transfer_id": transfer_id,
             "sparse": True,
         }
+        if dirty:
+            ticket["dirty"] = True
         status, payload = await self._control("PUT", f"/tickets/{ticket_id}", ticket)
         if status != 200:
             raise ImageioError(f"ticket {ticket_id} refused ({status}): {payload[:500]!r}")
