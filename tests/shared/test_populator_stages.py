@@ -14,7 +14,7 @@ from shared.populator.stages import spec_with_stages
 
 def _cr(
     checkpoints: list[Checkpoint] | None, final: bool = False, copied: tuple[str, ...] = ()
-) -> dict:
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"engineUrl": "https://e", "engineSecretName": "s", "diskId": "d"}
     if checkpoints is not None:
         spec = spec_with_stages(spec, checkpoints, final)
