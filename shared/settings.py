@@ -351,6 +351,12 @@ class OrchestratorSettings(BaseModel):
     transfer_timeout_hours: float = Field(
         72.0, gt=0, description="A disk that has not finished copying after this fails."
     )
+    precopy_interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Overrides every warm plan's precopyIntervalMinutes (tests, benchmarks "
+        "and demos that cannot wait a minute between precopies); unset: the plan's.",
+    )
     keep_failed: bool = Field(
         False,
         description="Keep a failed VM's claims and VirtualMachine for inspection (a cancel "

@@ -89,9 +89,19 @@ _WAITING_PLANS = text(
 _TAKE = text(
     """
     UPDATE orchestrator.vms
-    SET holding = :n, holds_vm = true, admitted_at = now(), released_at = NULL
+    SET holding = :n, holds_vm = :vm_slot, admitted_at = now(), released_at = NULL
     WHERE migration_id = :migration AND vm_id = :vm AND admitted_at IS NULL
     """
+)
+# A warm VM going down: its VM slot, taken at its power-off (it precopied without one).
+_TAKE_VM = text(
+    """
+    UPDATE orchestrator.vms SET holds_vm = true, released_at = NULL
+    WHERE migration_id = :migration AND vm_id = :vm AND NOT holds_vm
+    """
+)
+_PLAN_VMS = text(
+    "SELECT count(*) FROM orchestrator.vms WHERE migration_id = :migration AND holds_vm"
 )
 # How long an admitted VM held its VM slot: this plan's so far, else the source's lately.
 _MEAN_HOLD = text(
@@ -151,6 +161,9 @@ class Request:
     plan_limit: int
     source_limit: int
     cutover: datetime | None = None
+    warm: bool = False
+    """A warm VM: admitted for its precopies (disk slots) before the cutover, its source
+    still running; its VM slot is taken at its power-off (``take_vm_slot``)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +211,7 @@ async def admit(session: AsyncSession, req: Request, *, poll: float) -> Decision
             await session.execute(_AHEAD, {"migration": req.migration_id, "position": req.position})
         ).scalar_one()
     )
-    if req.cutover is not None and req.cutover > now:
+    if req.cutover is not None and req.cutover > now and not req.warm:
         remaining = (req.cutover - now).total_seconds()
         return Decision(
             False,
@@ -221,7 +234,7 @@ async def admit(session: AsyncSession, req: Request, *, poll: float) -> Decision
     plan_vms = vms.get(req.migration_id, 0)
 
     blocked: tuple[WaitReason, str, int, int, int] | None = None  # reason, why, held, limit, slots
-    if plan_vms >= req.vm_limit:
+    if plan_vms >= req.vm_limit and not req.warm:
         blocked = (
             WaitReason.PLAN_VMS,
             f"the plan has {plan_vms} of {req.vm_limit} VMs in flight",
@@ -275,7 +288,10 @@ async def admit(session: AsyncSession, req: Request, *, poll: float) -> Decision
                 )
                 break
     if blocked is None:
-        await session.execute(_TAKE, {"n": n, "migration": req.migration_id, "vm": req.vm_id})
+        await session.execute(
+            _TAKE,
+            {"n": n, "vm_slot": not req.warm, "migration": req.migration_id, "vm": req.vm_id},
+        )
         # The next VM of the plan may fit too: it need not wait for its poll to find out.
         await session.execute(_NEXT_OF_PLAN, {"migration": req.migration_id})
         return Decision(True)
@@ -292,6 +308,24 @@ async def admit(session: AsyncSession, req: Request, *, poll: float) -> Decision
         estimated_start=estimate,
         retry_after=poll * min(LONGEST_WAIT, max(1, waves if place > 1 else 1)),
     )
+
+
+async def take_vm_slot(session: AsyncSession, req: Request, *, poll: float) -> Decision:
+    """A warm VM about to be powered off takes its VM slot, or waits (its source still
+    running, precopied) while ``max_vms_in_flight`` VMs of its plan are down."""
+    await session.execute(_LOCK, {"key": _key(req.source_provider)})
+    held = int((await session.execute(_PLAN_VMS, {"migration": req.migration_id})).scalar_one())
+    if held >= req.vm_limit:
+        return Decision(
+            False,
+            WaitReason.PLAN_VMS,
+            f"the plan has {held} of {req.vm_limit} VMs down",
+            held=held,
+            limit=req.vm_limit,
+            retry_after=poll,
+        )
+    await session.execute(_TAKE_VM, {"migration": req.migration_id, "vm": req.vm_id})
+    return Decision(True)
 
 
 async def wake_heads(session: AsyncSession, source_provider: str) -> None:

@@ -139,7 +139,7 @@ async def transfer(ctx: StepContext) -> Answer:
                 Task(
                     disk.disk_id,
                     StepState.FAILED,
-                    error=_disk_error(disk, status),
+                    error=disk_error(disk, status),
                     detail={
                         "log": failure_log(status),
                         "recreations": status.recreations,
@@ -170,7 +170,7 @@ async def transfer(ctx: StepContext) -> Answer:
     progress = StepProgress(completed=done_bytes, total=total_bytes)
     if failed is not None:
         disk, status = failed
-        return Fail(_disk_error(disk, status), tasks=tasks)
+        return Fail(disk_error(disk, status), tasks=tasks)
     if all(t.state is StepState.COMPLETED for t in tasks):
         return Done(progress=progress, tasks=tasks)
     limit = ctx.settings.transfer_timeout_hours * 3600
@@ -186,7 +186,7 @@ async def transfer(ctx: StepContext) -> Answer:
     return Wait(ctx.settings.poll_seconds, progress=progress, tasks=tasks)
 
 
-def _disk_error(disk: PlannedDisk, status: contract.Status) -> ErrorInfo:
+def disk_error(disk: PlannedDisk, status: contract.Status) -> ErrorInfo:
     """The controller's reason and message; permanent only for what a re-run cannot cure."""
     reason = status.reason or contract.Reason.POPULATOR_FAILED.value
     message = status.message or "the populator failed"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from services.orchestrator import naming
+from services.orchestrator import naming, precopy
 from services.orchestrator.answers import Answer, Done, Wait
 from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
@@ -100,6 +100,7 @@ async def cleanup(ctx: StepContext) -> Answer:
     try:
         source = await ctx.source()
         await source.remove_artifacts(ctx.migration_id, ctx.vm)
+        problems += await precopy.release(ctx)  # a warm VM's backup and checkpoints
     except (SourceError, RetryLater) as exc:
         problems.append(f"source: {exc.message}")
     if attempts < TEARDOWN_ATTEMPTS:

@@ -31,7 +31,8 @@ from typing import Any
 
 from services.orchestrator import naming
 from shared import populator as contract
-from shared.payloads import PlannedDisk, PlannedVm, PlanStarted
+from shared.payloads import MigrationType, PlannedDisk, PlannedVm, PlanStarted
+from shared.populator.stages import spec_with_stages
 from shared.sizing import claim_bytes
 
 Obj = dict[str, Any]
@@ -151,7 +152,7 @@ def populator(
             disk_id=disk.disk_id,
             transfer_network=network,
         )
-    return contract.populator(
+    body = contract.populator(
         kind,
         spec,
         name=contract.populator_cr(disk.pvc_name),
@@ -159,6 +160,10 @@ def populator(
         labels=_labels(started, vm, disk),
         owner=owner,
     )
+    if started.migration_type is MigrationType.WARM:
+        # Multi-stage: the controller waits for the first checkpoint the warm steps add.
+        body["spec"] = spec_with_stages(body["spec"], [], final=False)
+    return body
 
 
 def source_secret(

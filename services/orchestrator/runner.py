@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.orchestrator import admission, disks, finishing, preparing, recording
+from services.orchestrator import admission, disks, finishing, precopy, preparing, recording
 from services.orchestrator.answers import Answer, Done, Fail, Wait, error
 from services.orchestrator.context import SourcePool, StepContext
 from services.orchestrator.db import VmRow
@@ -65,10 +65,12 @@ log = logging.getLogger("hoist.orchestrator.runner")
 Handler = Callable[[StepContext], Awaitable[Answer]]
 HANDLERS: dict[Step, Handler] = {
     Step.INITIALIZE: preparing.initialize,
+    Step.WARM_PRECOPY: precopy.warm_precopy,
     Step.POWER_OFF_SOURCE: preparing.power_off,
     Step.CONVERT_OPENSTACK_SNAPSHOT: preparing.convert,
     Step.DISK_ALLOCATION: disks.allocate,
     Step.DISK_TRANSFER: disks.transfer,
+    Step.FINAL_COPY: precopy.final_copy,
     Step.VIRTUAL_MACHINE_CREATION: finishing.create_vm,
     Step.CLEANUP: finishing.cleanup,
 }
@@ -265,6 +267,14 @@ class Runner:
                     delay=decision.retry_after,
                     changes=[StepChange(step, state, detail=decision.detail())],
                 )
+        if ctx.warm and step is Step.POWER_OFF_SOURCE and not row.holds_vm:
+            # A warm VM precopied without a VM slot (its source ran); going down takes one.
+            decision = await self._admit(row, ctx, vm_slot=True)
+            if not decision.admitted:
+                return VmChange(
+                    delay=decision.retry_after,
+                    changes=[StepChange(step, StepState.RUNNING, detail=decision.detail())],
+                )
         answer = await self._call(step, ctx)
         change = self._change(row, ctx, step, answer)
         if starting:
@@ -275,7 +285,9 @@ class Runner:
                     c.detail["waiting"] = None  # it waits no more
         return change
 
-    async def _admit(self, row: VmRow, ctx: StepContext) -> admission.Decision:
+    async def _admit(
+        self, row: VmRow, ctx: StepContext, *, vm_slot: bool = False
+    ) -> admission.Decision:
         header = ctx.header
         request = admission.Request(
             migration_id=row.migration_id,
@@ -287,8 +299,13 @@ class Runner:
             plan_limit=header.max_disks_in_flight,
             source_limit=header.max_disks_in_flight_per_source,
             cutover=row.cutover,
+            warm=ctx.warm,
         )
         async with self.sessionmaker() as session, session.begin():
+            if vm_slot:
+                return await admission.take_vm_slot(
+                    session, request, poll=self.settings.poll_seconds
+                )
             return await admission.admit(session, request, poll=self.settings.poll_seconds)
 
     async def _call(self, step: Step, ctx: StepContext) -> Answer:
@@ -360,7 +377,7 @@ class Runner:
             step, StepState.COMPLETED, "", answer.progress, None, {**answer.detail, "note": ""}
         )
         change = VmChange(memory=ctx.memory, step=following, changes=[*tasks, done])
-        if step is Step.DISK_TRANSFER:
+        if step in (Step.DISK_TRANSFER, Step.FINAL_COPY):
             change.holding = 0
         if step is Step.VIRTUAL_MACHINE_CREATION or following is Step.COMPLETED:
             change.holds_vm = False  # the target VM exists: the VM is no longer down

@@ -52,7 +52,9 @@ def test_crd_schema_comes_from_the_spec_tables() -> None:
         assert spec["required"] == [f.key for f in kind.spec.FIELDS if f.required]
         staged = {"checkpoints", "finalCheckpoint"} if kind.stages else set()
         assert set(spec["properties"]) == {f.key for f in kind.spec.FIELDS} | staged
-        status = set(contract.Status(claim_uid="x").to_dict()) | ({"stages"} if kind.stages else set())
+        status = set(contract.Status(claim_uid="x").to_dict()) | (
+            {"stages"} if kind.stages else set()
+        )
         assert set(schema["status"]["properties"]) == status
         assert crd["spec"]["names"]["kind"] == kind.name
 
@@ -390,7 +392,10 @@ def test_the_contract_alone_is_standard_library() -> None:
     assert {n for n in names if n.split(".")[0] in ("shared", "services")} == {
         "shared",
         "shared.populator",
-        *(f"shared.populator.{m}" for m in ("claims", "keys", "kinds", "page", "podargs", "stages")),
+        *(
+            f"shared.populator.{m}"
+            for m in ("claims", "keys", "kinds", "page", "podargs", "stages")
+        ),
         "shared.populator.registration",
         "shared.populator.status",
         "shared.populator.trust",

@@ -20,7 +20,14 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 
 from services.orchestrator.sources import errors
-from services.orchestrator.sources.contract import Conversion, Power, SourceVm
+from services.orchestrator.sources.backups import (
+    BACKUP_REFUSED,
+    CHECKPOINT_UNUSABLE,
+    Backup,
+    BackupPhase,
+    CheckpointInfo,
+)
+from services.orchestrator.sources.contract import Conversion, Power, SourceError, SourceVm
 from shared.payloads import PlannedVm
 from shared.sources.blocking import Blocking
 from shared.sources.ovirt_connect import EngineClient
@@ -204,8 +211,146 @@ class OvirtSource:
     async def remove_artifacts(self, migration_id: str, vm: PlannedVm) -> None:
         return None
 
+    # ---------------------------------------------------------------- backups (warm)
+
+    async def start_backup(
+        self, vm_id: str, backup_id: str, disk_ids: list[str], from_checkpoint: str
+    ) -> Backup:
+        def start(conn: sdk.Connection) -> Any:
+            backups = conn.system_service().vms_service().vm_service(vm_id).backups_service()
+            try:
+                return backups.backup_service(backup_id).get()
+            except sdk.NotFoundError:
+                pass
+            try:
+                return backups.add(
+                    types.Backup(
+                        id=backup_id,
+                        from_checkpoint_id=from_checkpoint or None,
+                        disks=[types.Disk(id=d) for d in disk_ids],
+                    )
+                )
+            except (sdk.AuthError, sdk.ConnectionError, sdk.TimeoutError):
+                raise
+            except sdk.Error as exc:
+                if exc.code is None or exc.code >= 500:
+                    raise
+                return _refusal(exc, from_checkpoint)
+
+        got = await self._run(start)
+        if isinstance(got, SourceError):
+            raise got
+        return _backup(got, {}, "")
+
+    async def backup(self, vm_id: str, backup_id: str) -> Backup | None:
+        def read(conn: sdk.Connection) -> tuple[Any, dict[str, str], str] | None:
+            system = conn.system_service()
+            service = system.vms_service().vm_service(vm_id).backups_service()
+            try:
+                got = service.backup_service(backup_id).get()
+                modes: dict[str, str] = {}
+                if _enum(got.phase) == BackupPhase.READY:
+                    for disk in service.backup_service(backup_id).disks_service().list():
+                        modes[disk.id] = _enum(disk.backup_mode) or "full"
+            except sdk.NotFoundError:
+                return None
+            why = ""
+            if _enum(got.phase) == BackupPhase.FAILED:
+                events = system.events_service().list(search=backup_id, max=5)
+                why = "; ".join(e.description for e in events if e.description)
+            return got, modes, why
+
+        found = await self._run(read)
+        return None if found is None else _backup(*found)
+
+    async def finalize_backup(self, vm_id: str, backup_id: str) -> None:
+        def finalize(conn: sdk.Connection) -> None:
+            service = (
+                conn.system_service()
+                .vms_service()
+                .vm_service(vm_id)
+                .backups_service()
+                .backup_service(backup_id)
+            )
+            try:
+                # Before ready the engine refuses to finalize (the caller asks again later);
+                # after, there is nothing left to end.
+                if _enum(service.get().phase) == BackupPhase.READY:
+                    service.finalize()
+            except sdk.NotFoundError:
+                return
+            except (sdk.AuthError, sdk.ConnectionError, sdk.TimeoutError):
+                raise
+            except sdk.Error as exc:
+                if exc.code is None or exc.code >= 500:
+                    raise
+                # It changed phase meanwhile (finalizing, failed): nothing left to end.
+
+        await self._run(finalize)
+
+    async def checkpoints(self, vm_id: str) -> list[CheckpointInfo]:
+        def read(conn: sdk.Connection) -> list[Any]:
+            vm = conn.system_service().vms_service().vm_service(vm_id)
+            try:
+                return list(vm.checkpoints_service().list())
+            except sdk.NotFoundError:
+                return []
+
+        found = await self._run(read)
+        infos = [
+            CheckpointInfo(c.id, c.parent_id or "", _enum(c.state) or "created") for c in found
+        ]
+        return _root_first(infos)
+
+    async def remove_checkpoint(self, vm_id: str, checkpoint_id: str) -> None:
+        def remove(conn: sdk.Connection) -> None:
+            vm = conn.system_service().vms_service().vm_service(vm_id)
+            try:
+                vm.checkpoints_service().checkpoint_service(checkpoint_id).remove()
+            except sdk.NotFoundError:
+                return
+
+        await self._run(remove)
+
     async def close(self) -> None:
         try:
             await self.client.close()
         finally:
             self.pool.shutdown()
+
+
+def _refusal(exc: Any, from_checkpoint: str) -> SourceError:
+    """The engine's refusal to start a backup, sorted: a checkpoint it cannot start from
+    (gone, invalid) makes the next backup a full one; anything else is tried again."""
+    detail = str(getattr(exc.fault, "detail", None) or exc).strip("[] ")
+    if from_checkpoint and "checkpoint" in detail.lower():
+        return SourceError(
+            CHECKPOINT_UNUSABLE,
+            f"the engine cannot start a backup from checkpoint {from_checkpoint}: {detail}",
+        )
+    return SourceError(BACKUP_REFUSED, f"the engine refused to start a backup: {detail}")
+
+
+def _backup(got: Any, modes: dict[str, str], why: str) -> Backup:
+    return Backup(
+        id=got.id,
+        phase=BackupPhase(_enum(got.phase) or BackupPhase.INITIALIZING),
+        to_checkpoint=got.to_checkpoint_id or "",
+        from_checkpoint=got.from_checkpoint_id or "",
+        modes=modes,
+        why=why,
+    )
+
+
+def _root_first(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
+    """The chain from its root (the engine lists in no promised order)."""
+    children = {c.parent_id: c for c in infos if c.parent_id}
+    known = {c.id for c in infos}
+    roots = [c for c in infos if not c.parent_id or c.parent_id not in known]
+    ordered: list[CheckpointInfo] = []
+    for root in roots:
+        node: CheckpointInfo | None = root
+        while node is not None and node not in ordered:
+            ordered.append(node)
+            node = children.get(node.id)
+    return ordered + [c for c in infos if c not in ordered]
