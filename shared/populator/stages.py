@@ -12,10 +12,13 @@ Who writes what:
   ``spec.checkpoints`` of each disk's CR; it sets ``spec.finalCheckpoint`` with the stage
   made after the power-off. A CR created with ``checkpoints: []`` is multi-stage and waits
   for its first checkpoint; a CR without the key is copied once, cold.
-- the controller runs one populator pod per stage, for the *last* checkpoint not yet
-  copied (the orchestrator appends the next only once every disk copied the one before,
-  and may replace a last checkpoint that no disk copied yet, e.g. after its backup failed),
-  and records each copied stage in ``status.stages`` (``Stage``). Only the last stage of a
+- the controller runs one populator pod per stage, for the *last* checkpoint when it is not
+  copied yet, and records each copied stage in ``status.stages`` (``Stage``). The
+  orchestrator appends the next checkpoint once every disk copied the one before, or when
+  the backup of the last one failed (its stage then stays uncopied, superseded: a pod still
+  copying it is retired). It never replaces one, so only the first checkpoint of a CR is
+  copied onto an empty volume (``StageArgs.fresh``): any later full stage zeroes what the
+  source reads as zero, whatever an abandoned stage wrote before. Only the last stage of a
   CR whose ``finalCheckpoint`` is true ends in the hand-over.
 - the pod copies its stage (``StageArgs`` flags) and writes its ``StageResult`` to its
   termination log, which the controller reads into the stage's record.
