@@ -40,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,41 @@ async def providers(stack: Stack) -> tuple[str, str]:
     return ovirt["id"], cluster["id"]
 
 
-async def make_plan(stack: Stack, names: list[str], limit: int) -> dict[str, Any]:
+async def make_plan(
+    stack: Stack,
+    names: list[str],
+    limit: int,
+    *,
+    name: str = "downtime",
+    common: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A plan of ``names`` (``common``: the providers and maps of an earlier plan)."""
+    planner = stack.services["planner"]
+    if common is None:
+        common = await plan_maps(stack)
+    plan: dict[str, Any] = await api(
+        planner,
+        "POST",
+        "/plans",
+        json={
+            **common,
+            "name": name,
+            "targetNamespace": NAMESPACE,
+            "vms": [{"name": n} for n in names],
+            "limits": {"maxVmsInFlight": limit},
+            **(extra or {}),
+        },
+    )
+    if plan["phase"] != "Ready":
+        raise RuntimeError(f"plan not Ready: {plan['phase']} {plan.get('problems')}")
+    if plan["limits"].get("maxVmsInFlight") != limit:
+        raise RuntimeError(f"the planner did not keep maxVmsInFlight {limit}: {plan['limits']}")
+    return plan
+
+
+async def plan_maps(stack: Stack) -> dict[str, Any]:
+    """The providers registered, a network and a storage map: what every plan names."""
     planner = stack.services["planner"]
     source, target = await providers(stack)
     common = {"sourceProvider": source, "targetProvider": target}
@@ -168,32 +202,22 @@ async def make_plan(stack: Stack, names: list[str], limit: int) -> dict[str, Any
             ],
         },
     )
-    plan: dict[str, Any] = await api(
-        planner,
-        "POST",
-        "/plans",
-        json={
-            **common,
-            "name": "downtime",
-            "targetNamespace": NAMESPACE,
-            "networkMap": network["id"],
-            "storageMap": storage["id"],
-            "vms": [{"name": n} for n in names],
-            "limits": {"maxVmsInFlight": limit},
-        },
-    )
-    if plan["phase"] != "Ready":
-        raise RuntimeError(f"plan not Ready: {plan['phase']} {plan.get('problems')}")
-    if plan["limits"].get("maxVmsInFlight") != limit:
-        raise RuntimeError(f"the planner did not keep maxVmsInFlight {limit}: {plan['limits']}")
-    return plan
+    return {**common, "networkMap": network["id"], "storageMap": storage["id"]}
 
 
 async def run_plan(stack: Stack, plan: dict[str, Any], timeout: float) -> str:
     """Start the plan and wait until its migration is final; its id."""
+    migration_id = await start_plan(stack, plan)
+    return await wait_final(stack, plan, migration_id, timeout)
+
+
+async def start_plan(stack: Stack, plan: dict[str, Any]) -> str:
+    started = await api(stack.services["planner"], "POST", f"/plans/{plan['id']}/start")
+    return str(started["migration"]["id"])
+
+
+async def wait_final(stack: Stack, plan: dict[str, Any], migration_id: str, timeout: float) -> str:
     planner = stack.services["planner"]
-    started = await api(planner, "POST", f"/plans/{plan['id']}/start")
-    migration_id = str(started["migration"]["id"])
     deadline = time.monotonic() + timeout
     last = ""
     while True:
@@ -243,13 +267,30 @@ def step_times(view: dict[str, Any], name: str) -> tuple[float, float]:
 
 
 async def measure(args: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"bench": "downtime", "figures": {}, "targets": {}}
     names = [f"dt-{i:03d}" for i in range(args.vms)]
-    if args.keep:  # the logs and volumes stay for a look
-        work = Path(tempfile.mkdtemp(prefix="hoist-bench-downtime-", dir=args.workdir))
-        log(f"workdir {work} (kept)")
-        return await _measure(args, names, work)
-    with tempfile.TemporaryDirectory(prefix="hoist-bench-downtime-", dir=args.workdir) as tmp:
-        return await _measure(args, names, Path(tmp))
+    cases: list[tuple[str, Any]] = []
+    if not args.warm_only:
+        cases.append(("fleet", lambda work: _measure(args, names, work)))
+    if not args.no_warm:
+        cases.append(("warm", lambda work: measure_warm(args, work)))
+    for case, run in cases:
+        if args.keep:  # the logs and volumes stay for a look
+            work = Path(tempfile.mkdtemp(prefix=f"hoist-bench-{case}-", dir=args.workdir))
+            log(f"workdir {work} (kept)")
+            got = await run(work)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"hoist-bench-{case}-", dir=args.workdir) as t:
+                got = await run(Path(t))
+        if case == "warm":
+            result["figures"].update(got)
+            result["targets"]["warm_downtime_vs_cold"] = _report.target(
+                got["warm_downtime_vs_cold"], "<=", 0.15
+            )
+        else:
+            result["figures"].update(got["figures"])
+            result["targets"].update(got["targets"])
+    return result
 
 
 async def _measure(args: Any, names: list[str], work: Path) -> dict[str, Any]:
@@ -324,6 +365,128 @@ async def _measure(args: Any, names: list[str], work: Path) -> dict[str, Any]:
     return {"bench": "downtime", "figures": figures, "targets": targets}
 
 
+# --- the warm case ----------------------------------------------------------------------------
+
+
+def warm_scenario(disk_gib: int) -> dict[str, Any]:
+    """Two VMs up with the same disk: ``disk_gib`` GiB, half of it data in 64 MiB extents,
+    qcow2 with incremental backup enabled (one migrates warm, the other cold)."""
+    return {
+        "networks": [{"name": "prod", "vlan": 100}],
+        "vms": [
+            {
+                "name": name,
+                "status": "up",
+                "nics": [{"network": "prod", "model": "virtio"}],
+                "disks": [
+                    {
+                        "name": f"{name}-disk",
+                        "size": f"{disk_gib}GiB",
+                        "allocated": 0.5,
+                        "extent": "64MiB",
+                        "format": "cow",
+                        "backup": "incremental",
+                        "bootable": True,
+                    }
+                ],
+            }
+            for name in ("wc-cold", "wc-warm")
+        ],
+    }
+
+
+async def vm_view(stack: Stack, migration_id: str, vm_id: str) -> dict[str, Any]:
+    view: dict[str, Any] = await api(
+        stack.services["orchestrator"], "GET", f"/migrations/{migration_id}/vms/{vm_id}"
+    )
+    return view
+
+
+async def _downtime(stack: Stack, migration_id: str, vm_id: str, began: float) -> float:
+    """Power-off (the engine's timeline) to the target VM's creation, of a VM that Succeeded."""
+    view = await vm_view(stack, migration_id, vm_id)
+    if view["phase"] != "Succeeded":
+        raise RuntimeError(f"VM {vm_id} ended {view['phase']}: {view.get('error')}")
+    _, created = step_times(view, "VirtualMachineCreation")
+    timeline = (await stack.power_timelines())[vm_id].timeline
+    intervals = downtime.down_intervals(downtime.as_users_see(timeline, created), began)
+    if not intervals:
+        raise RuntimeError(f"VM {vm_id}: its source was never powered off")
+    return sum((end or created) - start for start, end in intervals)
+
+
+async def measure_warm(args: Any, work: Path) -> dict[str, Any]:
+    """Downtime of one VM migrated warm against the same VM migrated cold: after a full
+    precopy, ``--warm-change`` of its data changes, then the cutover."""
+    async with dev_services(use_env=False) as ds:
+        spec = StackSpec(
+            workdir=work,
+            nats_url=ds.nats_url,
+            database_url=ds.database_url,
+            token=secrets.token_urlsafe(24),
+            ovirt=warm_scenario(args.warm_disk_gib),
+            prefix=f"{PREFIX}warm",
+            namespace=NAMESPACE,
+            # One precopy: the change comes after it, the cutover after the change.
+            env={"HOIST_ORCHESTRATOR_PRECOPY_INTERVAL_SECONDS": "3600"},
+        )
+        async with Stack(spec) as stack:
+            engine = stack.engine
+            assert engine is not None
+            ids = {v.name: v.id for v in engine.inv.vms.values()}
+            common = await plan_maps(stack)
+            cold = await make_plan(stack, ["wc-cold"], 1, name="cold", common=common)
+            began = time.time()
+            log(f"cold: {args.warm_disk_gib} GiB disk, half data")
+            cold_id = await run_plan(stack, cold, args.timeout)
+            cold_down = await _downtime(stack, cold_id, ids["wc-cold"], began)
+            later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            warm = await make_plan(
+                stack,
+                ["wc-warm"],
+                1,
+                name="warm",
+                common=common,
+                extra={"migrationType": "warm", "cutover": later},
+            )
+            began = time.time()
+            warm_id = await start_plan(stack, warm)
+            vm_id = ids["wc-warm"]
+            deadline = time.monotonic() + args.timeout
+            while True:
+                view = await vm_view(stack, warm_id, vm_id)
+                step: dict[str, Any] = next(
+                    (x for x in view["pipeline"] if x["name"] == "WarmPrecopy"), {}
+                )
+                pre = (step.get("detail") or {}).get("precopy") or {}
+                if int(pre.get("number") or 0) >= 1 and not pre.get("running"):
+                    break
+                if view["phase"] in FINAL or time.monotonic() > deadline:
+                    raise RuntimeError(f"no precopy finished: {view['phase']} {view.get('error')}")
+                await asyncio.sleep(0.5)
+            log(f"warm: precopy 1 done ({pre.get('bytes', 0) / (1 << 20):.0f} MiB)")
+            disk = engine.inv.vms[vm_id].disk_attachments[0].disk_id
+            data = engine.inv.disks[disk].provisioned_size // 2
+            changed = int(data * args.warm_change)
+            await engine.write_guest(disk, changed, zero=False)
+            log(f"warm: {changed / (1 << 20):.0f} MiB changed; cutover now")
+            await api(stack.services["planner"], "PUT", f"/plans/{warm['id']}/cutover",
+                      json={"at": "now"})  # fmt: skip
+            await wait_final(stack, warm, warm_id, args.timeout)
+            warm_down = await _downtime(stack, warm_id, vm_id, began)
+            final = next(x for x in (await vm_view(stack, warm_id, vm_id))["pipeline"]
+                         if x["name"] == "FinalCopy")  # fmt: skip
+    final_bytes = int(((final.get("detail") or {}).get("precopy") or {}).get("bytes") or 0)
+    return {
+        "warm_downtime_s": r2(warm_down),
+        "cold_downtime_s": r2(cold_down),
+        "warm_downtime_vs_cold": r2(warm_down / cold_down),
+        "warm_final_copy_mib": r2(final_bytes / (1 << 20)),
+        "warm_changed_mib": r2(changed / (1 << 20)),
+        "warm_disk_gib": args.warm_disk_gib,
+    }
+
+
 def main() -> int:
     p = _report.parser(__doc__)
     p.add_argument("--vms", type=int, default=30)
@@ -335,10 +498,25 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=240, help="seconds the plan may take")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the workdir (logs, volumes)")
+    p.add_argument("--warm-disk-gib", type=int, default=4, help="the warm case's disk; half data")
+    p.add_argument(
+        "--warm-change", type=float, default=0.05, help="share of its data changed after precopy"
+    )
+    p.add_argument("--no-warm", action="store_true", help="skip the warm case")
+    p.add_argument("--warm-only", action="store_true", help="only the warm case")
     args = p.parse_args()
     began = time.monotonic()
     result = asyncio.run(measure(args))
     f = result["figures"]
+    if "warm_downtime_vs_cold" in f:
+        print(
+            f"warm case: one VM, a {args.warm_disk_gib} GiB disk (half data); after one "
+            f"precopy {args.warm_change:.0%} of its data changed, then the cutover: down "
+            f"{f['warm_downtime_s']:g} s warm against {f['cold_downtime_s']:g} s cold "
+            f"(final copy {f['warm_final_copy_mib']:g} MiB)"
+        )
+    if "vms" not in f:
+        return _report.emit(result, args.json)
     print(
         f"{f['vms']} oVirt VMs up, one {args.disk_mib} MiB disk each ({args.disk_mib // 2} MiB "
         f"data), source throttled to {args.bandwidth_mib:g} MiB/s per disk (simulator "
