@@ -14,7 +14,7 @@ populator is mostly its source protocol:
 * ``http``: ``HttpConnection(host, port, policy, timeout)``: keep-alive HTTP/1.1 whose TLS
   is decrypted from memory and whose bodies go straight into your buffers (``readinto``);
   use it for the bulk download, it costs a third less CPU per GiB than ``ssl`` sockets.
-* ``volume``: ``VolumeWriter.open(volume_path, size)`` picks Filesystem (``disk.img``) or
+* ``volume``: ``VolumeWriter.open(volume_path, size[, fresh])`` picks Filesystem (``disk.img``) or
   Block, ``write()`` from ``aligned_buffer()`` memory with O_DIRECT when possible,
   ``zero()`` for holes, ``finish()`` to fsync.
 * ``metrics``: ``Progress(metric, owner_uid)`` and ``serving(progress, port)``,

@@ -12,6 +12,9 @@ Why it is shaped like this:
 * Filesystem mode (``--volume-path`` is a directory): ``<dir>/disk.img`` is truncated to
   zero and then to the disk's virtual size, so it starts as one hole and zero extents need
   no writes at all (the file stays sparse).
+* A later stage of a warm copy (``fresh=False``) finds the earlier stages' data in the
+  volume and writes only what changed, so nothing is truncated or discarded on open, and
+  ``zero`` really zeroes, in Filesystem mode too (a punched hole: it stays sparse).
 * Block mode (a block device, or a regular file standing in for one): the device may hold
   old data, so zero extents are zeroed explicitly (BLKZEROOUT on devices, a punched hole on
   files, written zeros when neither works).
@@ -88,10 +91,19 @@ def all_zero(buf: mmap.mmap, address: int, start: int, end: int) -> bool:
 
 
 class VolumeWriter:
-    def __init__(self, path: Path, size: int, mode: str, fd: int, direct_fd: int | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        size: int,
+        mode: str,
+        fd: int,
+        direct_fd: int | None,
+        fresh: bool = True,
+    ) -> None:
         self.path = path
         self.size = size
         self.mode = mode  # "filesystem" | "block"
+        self.fresh = fresh
         self._fd = fd
         self._direct_fd = direct_fd
         self.zeroed = 0
@@ -101,14 +113,15 @@ class VolumeWriter:
         return self._direct_fd is not None
 
     @classmethod
-    def open(cls, volume_path: Path, size: int) -> VolumeWriter:
+    def open(cls, volume_path: Path, size: int, fresh: bool = True) -> VolumeWriter:
+        """``fresh=False``: keep what the volume holds (a later stage of a warm copy)."""
         try:
-            return cls._open(volume_path, size)
+            return cls._open(volume_path, size, fresh)
         except OSError as exc:
             raise VolumeError(f"cannot open the volume at {volume_path}: {exc}") from exc
 
     @classmethod
-    def _open(cls, volume_path: Path, size: int) -> VolumeWriter:
+    def _open(cls, volume_path: Path, size: int, fresh: bool) -> VolumeWriter:
         try:
             st = os.stat(volume_path)
         except FileNotFoundError:
@@ -118,9 +131,11 @@ class VolumeWriter:
         if stat.S_ISDIR(st.st_mode):
             path, mode = volume_path / "disk.img", "filesystem"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o660)
-            os.ftruncate(fd, 0)  # a rerun starts from one hole, never from stale data
+            if fresh:
+                os.ftruncate(fd, 0)  # a rerun starts from one hole, never from stale data
             try:
-                os.ftruncate(fd, size)
+                if fresh or os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)
             except OSError as exc:
                 os.close(fd)
                 raise VolumeError(f"cannot size {path} to {size} bytes: {exc}") from exc
@@ -141,7 +156,7 @@ class VolumeWriter:
             if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
                 raise
             direct_fd = None  # this filesystem refuses O_DIRECT: buffered writes only
-        return cls(path, size, mode, fd, direct_fd)
+        return cls(path, size, mode, fd, direct_fd, fresh)
 
     @staticmethod
     def _device_size(fd: int, st: os.stat_result) -> int:
@@ -176,8 +191,9 @@ class VolumeWriter:
             done += os.pwrite(self._fd, data[done:], offset + done)
 
     def zero(self, offset: int, length: int) -> None:
-        """Make ``[offset, offset+length)`` read as zeros without writing it if we can."""
-        if self.mode == "filesystem" or length <= 0:
+        """Make ``[offset, offset+length)`` read as zeros without writing it if we can.
+        Adds to ``zeroed`` what it had to zero (nothing in a fresh ``disk.img``)."""
+        if (self.mode == "filesystem" and self.fresh) or length <= 0:
             return  # a fresh sparse disk.img is zero already
         self.zeroed += length
         with contextlib.suppress(OSError):

@@ -5,6 +5,10 @@ Arguments as Forklift's ovirt-populator (``--volume-path --secret-name --cr-name
 (``user``, ``password``, ``cacert``, ``insecureSkipVerify``, ``fingerprint``). Serves
 ``ovirt_progress{ownerUID}`` on ``/metrics`` (TLS) while it copies. Exit 0 only when every
 byte is written and synced; otherwise one line on stderr says why.
+
+A warm copy's stage pod gets the stage flags too (``shared.populator.stages.StageArgs``:
+``--backup-id --backup-mode --from-checkpoint --checkpoint [--fresh-volume]``); it copies
+that stage only and, on success, writes its ``StageResult`` to the termination log.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import time
 from services.populators.common import args as common
 from services.populators.common.failure import run_main
 from services.populators.common.metrics import Progress, serving
+from services.populators.ovirt import stage as stages
 from services.populators.ovirt.populate import populate
 from shared import populator as contract
+from shared.populator.stages import StageArgs
 
 log = logging.getLogger("populator")
 NAME = "ovirt-populator"
@@ -29,13 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         contract.Source.OVIRT, "Copies an oVirt disk through ovirt-imageio into a volume."
     )
     ns = p.parse_args(argv)
+    stage = StageArgs.parsed(ns)
 
     async def run() -> None:
         creds = common.Credentials.from_env()
         progress = Progress(contract.OVIRT.percent_metric, ns.owner_uid)
         started = time.monotonic()
         async with serving(progress, ns.metrics_port):
-            outcome = await populate(ns.engine_url, ns.disk_id, ns.volume_path, creds, progress)
+            outcome = await populate(
+                ns.engine_url, ns.disk_id, ns.volume_path, creds, progress, stage
+            )
         seconds = time.monotonic() - started
         log.info(
             "copied %d bytes of data in %.2f s (%.0f MiB/s) via %s, %d readers, "
@@ -48,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             outcome.retries,
             "on" if outcome.direct else "off",
         )
+        if stage is not None:
+            stages.report(outcome.result)
 
     return run_main(NAME, run)
 

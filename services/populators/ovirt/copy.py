@@ -80,10 +80,14 @@ class Copier:
         volume: VolumeWriter,
         progress: Progress,
         readers: int,
+        count_zeros: bool = False,
     ) -> None:
         self.source = source
         self.volume = volume
         self.progress = progress
+        # A later stage's zeroing is real work on a volume holding data, so it counts;
+        # a fresh volume's holes cost nothing and the cold copy's percent is data only.
+        self.count_zeros = count_zeros
         self.readers = max(1, readers)
         self.retries = 0
         self._stop = threading.Event()
@@ -98,9 +102,15 @@ class Copier:
         return time.monotonic() - self._last_activity
 
     def run(self, extents: list[Extent]) -> None:
+        """Zero the zero extents, then read and write the data extents; ``extents`` need
+        not cover the disk (a stage's list holds only what changed)."""
         for e in extents:
             if e.zero:
+                if self._stop.is_set():
+                    raise PopulatorFailure("stopped before the copy started")
                 self.volume.zero(e.start, e.length)
+                if self.count_zeros:
+                    self.progress.add(e.length)
         self._work = chunks(extents)
         with ThreadPoolExecutor(self.readers, thread_name_prefix="reader") as pool:
             futures = [pool.submit(self._reader) for _ in range(self.readers)]

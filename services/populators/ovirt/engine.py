@@ -12,12 +12,14 @@ import json
 import urllib.parse
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape
 
 from services.populators.common.failure import PopulatorFailure
 from services.populators.common.http import HttpConnection
 from services.populators.common.tls import TlsError, TlsPolicy
 
 TIMEOUT = 60.0
+_QUOTE = {'"': "&quot;"}
 
 
 class DiskLocked(PopulatorFailure):
@@ -133,9 +135,17 @@ class EngineClient:
         }
         return self._request(method, f"/ovirt-engine/api{path}", body, headers)
 
-    def create_transfer(self, disk_id: str, inactivity_timeout: int) -> TransferState:
+    def create_transfer(
+        self, disk_id: str, inactivity_timeout: int, backup_id: str | None = None
+    ) -> TransferState:
+        """A download of the disk; with ``backup_id``, of the disk as that backup holds it
+        (its ticket serves dirty extents when the disk's backup mode is incremental).
+        ``raw`` is asked either way: it selects imageio's NBD backend, the one that serves
+        extents at all."""
+        backup = f'<backup id="{escape(backup_id, _QUOTE)}"/>' if backup_id else ""
         body = (
-            f'<image_transfer><disk id="{disk_id}"/><direction>download</direction>'
+            f'<image_transfer><disk id="{escape(disk_id, _QUOTE)}"/>{backup}'
+            "<direction>download</direction>"
             f"<format>raw</format><inactivity_timeout>{inactivity_timeout}</inactivity_timeout>"
             "</image_transfer>"
         ).encode()

@@ -1,10 +1,12 @@
 """The oVirt populator's flow: transfer, copy, finalize; or cancel, always.
 
-1. Log in (SSO) and create a download image transfer for ``--disk-id``; while the engine
-   says the disk is locked, wait and try again (up to ``LOCK_WAIT`` seconds).
+1. Log in (SSO) and create a download image transfer for ``--disk-id`` (of the stage's
+   backup, for a warm stage); while the engine says the disk is locked, wait and try again
+   (up to ``LOCK_WAIT`` seconds).
 2. Wait for ``transferring``. ``paused_system`` means the engine could not set it up.
 3. Use ``transfer_url`` (the host's imageio) if it answers, else ``proxy_url``.
-4. Copy (``copy.Copier``), keeping the ticket alive if the copy goes idle; fsync.
+4. Copy (``copy_disk``: the whole disk, or what a stage needs, ``stage.plan``), keeping
+   the ticket alive if the copy goes idle; fsync.
 5. Finalize and wait for ``finished_success``. On any failure: cancel the transfer (so
    the disk is unlocked at once, not after the inactivity timeout) and report one line.
 """
@@ -24,9 +26,11 @@ from services.populators.common.failure import PopulatorFailure
 from services.populators.common.metrics import Progress
 from services.populators.common.tls import TlsError, TlsPolicy
 from services.populators.common.volume import VolumeWriter
+from services.populators.ovirt import stage as stages
 from services.populators.ovirt.copy import Copier, readers_for
 from services.populators.ovirt.engine import DiskLocked, EngineClient, TransferState
 from services.populators.ovirt.source import ImageioSource
+from shared.populator.stages import StageArgs, StageResult
 
 log = logging.getLogger("populator")
 
@@ -37,21 +41,35 @@ POLL = 0.2
 
 
 @dataclass
-class Outcome:
-    transfer_id: str
+class Copied:
+    """What ``copy_disk`` wrote."""
+
     url: str
     readers: int
     data_bytes: int
+    zeroed: int
+    """Bytes the volume had to zero (none for holes of a fresh ``disk.img``)."""
     retries: int
     direct: bool
 
+    @property
+    def result(self) -> StageResult:
+        return StageResult(copied=self.data_bytes, zeroed=self.zeroed)
 
-async def _create(engine: EngineClient, disk_id: str) -> TransferState:
+
+@dataclass
+class Outcome(Copied):
+    transfer_id: str = ""
+
+
+async def _create(engine: EngineClient, disk_id: str, backup_id: str | None) -> TransferState:
     deadline = time.monotonic() + LOCK_WAIT
     delay = 0.5
     while True:
         try:
-            return await asyncio.to_thread(engine.create_transfer, disk_id, INACTIVITY_TIMEOUT)
+            return await asyncio.to_thread(
+                engine.create_transfer, disk_id, INACTIVITY_TIMEOUT, backup_id
+            )
         except DiskLocked as exc:
             if time.monotonic() + delay > deadline:
                 raise PopulatorFailure(
@@ -106,16 +124,33 @@ async def _pick_source(
 
 
 async def populate(
-    engine_url: str, disk_id: str, volume_path: Path, creds: Credentials, progress: Progress
+    engine_url: str,
+    disk_id: str,
+    volume_path: Path,
+    creds: Credentials,
+    progress: Progress,
+    stage: StageArgs | None = None,
 ) -> Outcome:
+    """Copy the disk into the volume: all of it (cold, ``stage`` None), or one stage of a
+    warm copy through the transfer of the stage's backup."""
+    stages.check(stage)
     tls = TlsPolicy(creds)
     engine = EngineClient(engine_url, creds.user, creds.password, tls)
     log.info("engine %s, disk %s, %s", engine_url, disk_id, creds.describe())
+    if stage is not None:
+        log.info(
+            "stage %s: backup %s, %s from checkpoint %r%s",
+            stage.current,
+            stage.backup_id,
+            stage.mode,
+            stage.previous,
+            ", fresh volume" if stage.fresh else "",
+        )
     try:
         await asyncio.to_thread(engine.login)
-        transfer = await _create(engine, disk_id)
+        transfer = await _create(engine, disk_id, stage.backup_id if stage else None)
         try:
-            outcome = await _transfer(engine, transfer, volume_path, tls, progress)
+            outcome = await _transfer(engine, transfer, volume_path, tls, progress, stage)
         except BaseException as exc:
             await _cancel(engine, transfer.id, exc)
             raise
@@ -143,31 +178,50 @@ async def _transfer(
     volume_path: Path,
     tls: TlsPolicy,
     progress: Progress,
+    stage: StageArgs | None,
 ) -> Outcome:
     state = await _wait_phase(engine, transfer.id, {"transferring"})
     source, options = await _pick_source(state, tls)
     max_readers = int(str(options.get("max_readers", 1)))
-    extents = await asyncio.to_thread(source.extents)
-    size = extents[-1].start + extents[-1].length if extents else 0
-    data = sum(e.length for e in extents if not e.zero)
-    progress.set_total(data)
+    log.info("transfer %s ready at %s", transfer.id, source.url)
+    copied = await copy_disk(source, max_readers, volume_path, progress, stage)
+    await asyncio.to_thread(engine.action, transfer.id, "finalize")
+    await _wait_phase(engine, transfer.id, {"finished_success"})
+    progress.done()
+    return Outcome(**vars(copied), transfer_id=transfer.id)
+
+
+async def copy_disk(
+    source: ImageioSource,
+    max_readers: int,
+    volume_path: Path,
+    progress: Progress,
+    stage: StageArgs | None = None,
+) -> Copied:
+    """The copy below the engine's transfer: from a ready imageio ticket into the volume,
+    synced. ``stage`` None (cold) or a fresh full stage copy the whole disk into an empty
+    volume; a later stage writes what ``stage.plan`` says over the earlier stages' data."""
+    plan = await asyncio.to_thread(stages.plan, source, stage)
+    extents = plan.extents
+    progress.set_total(plan.total)
     readers = readers_for(extents, max_readers)
     log.info(
-        "transfer %s via %s: %d bytes, %d of data in %d extents, %d readers",
-        transfer.id,
+        "copy via %s: %d bytes, %d of data in %d extents, %d to zero, %d readers%s",
         source.url,
-        size,
-        data,
+        plan.size,
+        plan.data,
         sum(not e.zero for e in extents),
+        plan.zeros,
         readers,
+        "" if plan.fresh else ", over the volume's data",
     )
-    volume = await asyncio.to_thread(VolumeWriter.open, volume_path, size)
+    volume = await asyncio.to_thread(VolumeWriter.open, volume_path, plan.size, plan.fresh)
     # The imports' and the setup's objects live as long as the process: frozen, the
     # collections that the copy's short-lived objects trigger stop walking them (~1% of a
     # scattered copy's CPU went to those walks).
     gc.freeze()
     try:
-        copier = Copier(source, volume, progress, readers)
+        copier = Copier(source, volume, progress, readers, count_zeros=not plan.fresh)
         copy = asyncio.ensure_future(asyncio.to_thread(copier.run, extents))
         try:
             while not copy.done():
@@ -183,7 +237,4 @@ async def _transfer(
         direct = volume.direct
     finally:
         volume.close()
-    await asyncio.to_thread(engine.action, transfer.id, "finalize")
-    await _wait_phase(engine, transfer.id, {"finished_success"})
-    progress.done()
-    return Outcome(transfer.id, source.url, readers, data, copier.retries, direct)
+    return Copied(source.url, readers, plan.data, volume.zeroed, copier.retries, direct)

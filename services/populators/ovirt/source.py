@@ -40,6 +40,12 @@ class TicketGone(PopulatorFailure):
     """imageio answered 403: the transfer ticket expired or was cancelled."""
 
 
+class NoDirtyExtents(PopulatorFailure):
+    """imageio answered 404 to ``extents?context=dirty``: the ticket is not part of an
+    incremental backup (or its export has no single dirty bitmap). The orchestrator copies
+    a full stage instead."""
+
+
 class Transient(Exception):
     """Worth reading the same range again on a fresh connection."""
 
@@ -79,6 +85,17 @@ class Extent:
     zero: bool
 
 
+@dataclass(frozen=True)
+class DirtyExtent:
+    """An item of ``extents?context=dirty``: ``dirty`` says it changed since the backup's
+    checkpoint, ``zero`` that it now reads as zeros (so it is zeroed, never read)."""
+
+    start: int
+    length: int
+    dirty: bool
+    zero: bool
+
+
 class ImageioSource:
     def __init__(self, url: str, tls: TlsPolicy) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -93,7 +110,9 @@ class ImageioSource:
     def reader(self) -> Reader:
         return Reader(self)
 
-    def _json(self, method: str, path: str) -> Any:
+    def _json(self, method: str, path: str, missing: str = "") -> Any:
+        """The answer's JSON; with ``missing``, a 404 is ``NoDirtyExtents(missing)``."""
+
         def once() -> tuple[int, bytes]:
             reader = self.reader()
             try:
@@ -112,6 +131,9 @@ class ImageioSource:
                 f"imageio refused the ticket at {self.url} (403: "
                 f"{body[:200].decode(errors='replace').strip()}): it expired or was cancelled"
             )
+        if status == 404 and missing:
+            detail = body[:200].decode(errors="replace").strip().replace("\n", " ")
+            raise NoDirtyExtents(f"{missing} (404: {detail})")
         if status != 200:
             raise PopulatorFailure(
                 f"imageio answered HTTP {status} to {method} {path}: "
@@ -127,6 +149,20 @@ class ImageioSource:
         """The disk's extents (``context=zero``): data to read and zeros to skip."""
         raw = self._json("GET", f"{self.path}/extents?context=zero")
         return [Extent(int(e["start"]), int(e["length"]), bool(e["zero"])) for e in raw]
+
+    def dirty_extents(self) -> list[DirtyExtent]:
+        """What changed since the backup's checkpoint (``context=dirty``); the list covers
+        the whole disk, changed or not."""
+        raw = self._json(
+            "GET",
+            f"{self.path}/extents?context=dirty",
+            missing=f"imageio at {self.host}:{self.port} cannot serve dirty extents for this "
+            "transfer (not an incremental backup of the disk); copy a full stage instead",
+        )
+        return [
+            DirtyExtent(int(e["start"]), int(e["length"]), bool(e["dirty"]), bool(e["zero"]))
+            for e in raw
+        ]
 
 
 class Reader:

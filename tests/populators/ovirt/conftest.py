@@ -11,7 +11,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +45,13 @@ def creds_env(engine: Engine, **overrides: str) -> dict[str, str]:
 
 
 async def start_populator(
-    engine: Engine, disk: Disk, volume: Path, env: dict[str, str] | None = None
+    engine: Engine,
+    disk: Disk,
+    volume: Path,
+    env: dict[str, str] | None = None,
+    extra: Sequence[str] = (),
 ) -> asyncio.subprocess.Process:
+    """``extra``: more flags after the normal ones (a warm stage's)."""
     base = {k: v for k, v in os.environ.items() if k not in ("user", "password", "cacert")}
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -61,6 +66,7 @@ async def start_populator(
         f"--engine-url={engine.api_url}",
         f"--disk-id={disk.id}",
         "--metrics-port=0",
+        *extra,
         env={**base, **(env if env is not None else creds_env(engine))},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -68,9 +74,13 @@ async def start_populator(
 
 
 async def run_populator(
-    engine: Engine, disk: Disk, volume: Path, env: dict[str, str] | None = None
+    engine: Engine,
+    disk: Disk,
+    volume: Path,
+    env: dict[str, str] | None = None,
+    extra: Sequence[str] = (),
 ) -> Run:
-    proc = await start_populator(engine, disk, volume, env)
+    proc = await start_populator(engine, disk, volume, env, extra)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     run = Run(proc.returncode, err.decode(errors="replace"))
