@@ -342,18 +342,18 @@ class Backups:
         vm = self.e.inv.vms.get(b.vm_id)
         if b.phase != m.BackupPhase.FINALIZING or vm is None:
             return
+        disks = [self.e.inv.disks[i] for i in b.disk_ids if i in self.e.inv.disks]
+        if b.to_checkpoint_id is not None:  # the faults strike before the client sees success
+            if self._take_fault("checkpoint_invalid", disks) is not None:
+                self.invalidate_checkpoint(b.to_checkpoint_id)
+            if self._take_fault("checkpoint_missing", disks) is not None:
+                await self.lose_checkpoint(b.to_checkpoint_id)
         b.set_phase(m.BackupPhase.SUCCEEDED)
         self._event(
             VM_BACKUP_SUCCEEDED,
             f"Backup {b.id} for VM {vm.name} completed successfully (User: {USER}).",
             vm,
         )
-        disks = [self.e.inv.disks[i] for i in b.disk_ids if i in self.e.inv.disks]
-        if b.to_checkpoint_id is not None:
-            if self._take_fault("checkpoint_invalid", disks) is not None:
-                self.invalidate_checkpoint(b.to_checkpoint_id)
-            if self._take_fault("checkpoint_missing", disks) is not None:
-                await self.lose_checkpoint(b.to_checkpoint_id)
 
     async def fail(self, b: m.Backup, reason: str, code: int = VM_BACKUP_FAILED) -> None:
         """End ``b`` as ``failed``: its exports and transfers stop, its checkpoint goes."""
