@@ -5,24 +5,18 @@
 own (``engine.cert.ca_file``, fingerprint ``engine.cert.fingerprint``), starts a real
 ovirt-imageio daemon (the "host") and the engine's image proxy. Disk images are made when a
 disk is first transferred (``image_path``), exported through qemu-nbd, and handed to imageio
-as tickets, as vdsm does on a host.
-
-Transfer phases follow the engine: ``initializing`` -> ``transferring`` (ticket added) ->
-``finalizing_success`` -> ``finished_success`` on finalize; ``cancelled_user`` ->
-``finalizing_cleanup`` -> ``finished_cleanup`` on cancel; ``paused_system`` when setup fails
-or the client stays idle past ``inactivity_timeout`` (the ticket is then removed). The disk
-is ``locked`` while a transfer holds it.
+as tickets, as vdsm does on a host: image transfers in ``sim/ovirt/transfers.py``, VM
+backups and checkpoints in ``sim/ovirt/backups.py``, running guests' writes in
+``sim/ovirt/guest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
 import secrets
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -40,20 +34,18 @@ from sim.certs import ServerCert, make_server_cert
 from sim.ovirt import auth
 from sim.ovirt import entities as m
 from sim.ovirt import xmlapi as x
+from sim.ovirt.backups import Backups
 from sim.ovirt.changes import Changes
+from sim.ovirt.guest import GuestWrite, GuestWriter
 from sim.ovirt.imageio import ImageioDaemon
-from sim.ovirt.images import NbdExport, make_image
-from sim.ovirt.proxy import ImageProxy, Rules
+from sim.ovirt.images import make_image
+from sim.ovirt.proxy import ImageProxy
 from sim.ovirt.scenario import Fault
 from sim.ovirt.search import SearchError, compile_search, fields_for
+from sim.ovirt.transfers import PHASE_DELAY, Transfers
 from sim.power import timelines_json
 
 XML = "application/xml"
-PHASE_DELAY = 0.2  # seconds between automatic phase changes (the engine takes ~1-2 s)
-TICKET_TIMEOUT = 3600
-EVENT_TRANSFER_STARTED = 1031  # TRANSFER_IMAGE_INITIATED
-EVENT_TRANSFER_DONE = 1032  # TRANSFER_IMAGE_SUCCEEDED
-EVENT_TRANSFER_FAILED = 1033  # TRANSFER_IMAGE_FAILED
 EVENT_SHUTDOWN_STARTED = 73  # USER_INITIATED_SHUTDOWN_VM
 EVENT_SHUTDOWN_FAILED = 147  # VM_POWER_DOWN_FAILED
 
@@ -96,6 +88,16 @@ def _search_fault(exc: SearchError) -> Response:
     return _fault(400, "Operation Failed", f"[Syntax error in search query: {exc}]")
 
 
+def _search_events(query: str, events: list[m.Event]) -> list[m.Event]:
+    """Words without an operator match the text (how ``/events?search=<backup id>`` finds a
+    backup's events); conditions go to ``compile_search``."""
+    if not any(op in query for op in "=<>"):
+        words = query.lower().split()
+        return [e for e in events if all(w in e.description.lower() for w in words)]
+    fields = fields_for(m.Event, code=lambda e: str(e.code), severity=lambda e: e.severity)
+    return list(compile_search(query, fields)(events))
+
+
 class Engine:
     def __init__(
         self,
@@ -117,13 +119,15 @@ class Engine:
         self.tokens: set[str] = set()
         self.logins = 0
         self.logouts = 0
-        self._exports: dict[str, NbdExport] = {}
         self._images: dict[str, Path] = {}
+        self.transfers = Transfers(self)
+        self.backups = Backups(self)
+        self.guest = GuestWriter(self.inv, self.image_path, self.transfers.release)
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving_cert = self.cert
-        self._locked_until: dict[str, float] = {}
+        self.locked_until: dict[str, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -154,6 +158,7 @@ class Engine:
             self._arm(fault)
         self.port = free_port()
         await self._serve(self._serving_cert)
+        self.spawn(self.guest.run())
 
     def add_fault(self, fault: Fault) -> None:
         """Faults can also be added while the engine runs (tests share one engine)."""
@@ -166,7 +171,7 @@ class Engine:
             disks = [self.inv.disk_by_name(fault.disk)] if fault.disk else self.inv.disks.values()
             for disk in disks:
                 disk.status = "locked"
-                self._locked_until[disk.id] = until
+                self.locked_until[disk.id] = until
 
     async def _serve(self, cert: ServerCert) -> None:
         config = uvicorn.Config(
@@ -216,11 +221,32 @@ class Engine:
                 await task
         if self.proxy is not None:
             await self.proxy.stop()
-        for export in self._exports.values():
-            await export.stop()
+        await self.transfers.stop()
+        await self.backups.stop()
         await self.imageio.stop()
 
-    def _spawn(self, coro: Any) -> None:
+    async def restart(self, seconds: float) -> None:
+        """Fault "engine restart": the API is unreachable for ``seconds``; backups in flight
+        end ``failed`` (their exports and transfers stop); everything else survives."""
+        await self._unserve()
+        await self.backups.fail_in_flight("the engine restarted while the backup ran")
+        await asyncio.sleep(seconds)
+        await self._serve(self._serving_cert)
+
+    async def write_guest(
+        self, disk_id: str, nbytes: int, zero: bool | None = None
+    ) -> list[GuestWrite]:
+        """The guest writes ``nbytes`` into the disk now, whatever its VM's status (tests'
+        deterministic writes); ``engine.guest.stats[disk_id]`` counts every write."""
+        return await self.guest.write(disk_id, nbytes, zero)
+
+    def invalidate_checkpoint(self, checkpoint_id: str) -> None:
+        self.backups.invalidate_checkpoint(checkpoint_id)
+
+    async def lose_checkpoint(self, checkpoint_id: str) -> None:
+        await self.backups.lose_checkpoint(checkpoint_id)
+
+    def spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -229,7 +255,7 @@ class Engine:
         """A stream of inventory changes with their events, as a busy engine produces:
         VMs change memory or CPU, get renamed NICs, or stop and start. Readers follow it with
         ``/events?from=<last id>`` and reload what the events name."""
-        self._spawn(self._churn(changes_per_second, random.Random(seed)))
+        self.spawn(self._churn(changes_per_second, random.Random(seed)))
 
     async def _churn(self, per_second: float, rng: random.Random) -> None:
         vms = list(self.inv.vms.values())
@@ -265,18 +291,11 @@ class Engine:
             self._images[disk_id] = path
         return self._images[disk_id]
 
-    async def _export(self, disk: m.Disk) -> NbdExport:
-        if disk.id not in self._exports:
-            path = await self.image_path(disk.id)
-            export = NbdExport(path, disk.image.fmt, self.workdir / "images" / f"{disk.id}.sock")
-            await export.start()
-            self._exports[disk.id] = export
-        return self._exports[disk.id]
-
     # ---- HTTP ------------------------------------------------------------------------------
 
     def app(self) -> Starlette:
         api = "/ovirt-engine/api"
+        b, bk, tr = self.guard, self.backups, self.transfers
         routes = [
             Route("/ovirt-engine/sso/oauth/token", self.sso_token, methods=["POST"]),
             Route("/ovirt-engine/services/sso-logout", self.sso_logout, methods=["POST", "GET"]),
@@ -287,15 +306,23 @@ class Engine:
             Route(f"{api}/vms/{{id}}/nics", self.guard(self.vm_nics)),
             Route(f"{api}/vms/{{id}}/diskattachments", self.guard(self.vm_attachments)),
             Route(f"{api}/vms/{{id}}/snapshots", self.guard(self.vm_snapshots)),
+            Route(f"{api}/vms/{{id}}/backups", b(bk.collection), methods=["GET", "POST"]),
+            Route(f"{api}/vms/{{id}}/backups/{{backup}}", b(bk.get)),
+            Route(f"{api}/vms/{{id}}/backups/{{backup}}/disks", b(bk.disks)),
+            Route(
+                f"{api}/vms/{{id}}/backups/{{backup}}/{{action}}", b(bk.action), methods=["POST"]
+            ),
+            Route(f"{api}/vms/{{id}}/checkpoints", b(bk.checkpoints)),
+            Route(
+                f"{api}/vms/{{id}}/checkpoints/{{checkpoint}}",
+                b(bk.checkpoint),
+                methods=["GET", "DELETE"],
+            ),
             Route(f"{api}/vms/{{id}}/{{action}}", self.guard(self.vm_action), methods=["POST"]),
             Route(f"{api}/events", self.guard(self.events)),
-            Route(f"{api}/imagetransfers", self.guard(self.transfers), methods=["GET", "POST"]),
-            Route(f"{api}/imagetransfers/{{id}}", self.guard(self.get_transfer)),
-            Route(
-                f"{api}/imagetransfers/{{id}}/{{action}}",
-                self.guard(self.transfer_action),
-                methods=["POST"],
-            ),
+            Route(f"{api}/imagetransfers", b(tr.collection), methods=["GET", "POST"]),
+            Route(f"{api}/imagetransfers/{{id}}", b(tr.get)),
+            Route(f"{api}/imagetransfers/{{id}}/{{action}}", b(tr.action), methods=["POST"]),
             Route(f"{api}/storagedomains/{{id}}/disks", self.guard(self.domain_disks)),
             Route(f"{api}/{{collection}}", self.guard(self.list_collection)),
             Route(f"{api}/{{collection}}/{{id}}", self.guard(self.get_object)),
@@ -462,14 +489,18 @@ class Engine:
             code, done = 32, f"VM {vm.name} start done, now up"  # USER_STARTED_VM
         else:
             return _fault(404, "Not Found", f"no action {action} on VMs here")
-        self._spawn(self._vm_steps(vm, steps, code, done))
+        self.spawn(self._vm_steps(vm, steps, code, done))
         return _xml(x.action())
 
     async def _vm_steps(
         self, vm: m.Vm, steps: list[tuple[str, str | None]], code: int, done: str
     ) -> None:
         for status, host in steps:
-            vm.status, vm.host_id = status, host
+            if status == "up":
+                vm.status, vm.host_id = status, host
+            else:  # a batch of guest writes in flight ends first: down means no more writes
+                async with self.guest.paused(vm.id):
+                    vm.status, vm.host_id = status, host
             await asyncio.sleep(PHASE_DELAY)
         self.inv.add_event(code, done, vm_id=vm.id)
 
@@ -484,162 +515,12 @@ class Engine:
         start = int(request.query_params.get("from", "0"))
         found = [e for e in self.inv.events if e.id > start]
         found.reverse()  # the engine lists the newest first
+        search = request.query_params.get("search", "").strip()
+        if search:
+            try:
+                found = _search_events(search, found)
+            except SearchError as exc:
+                return _search_fault(exc)
         if "max" in request.query_params:
             found = found[: int(request.query_params["max"])]
         return _xml(x.collection("events", (x.event(e) for e in found)))
-
-    # ---- image transfers -------------------------------------------------------------------
-
-    def _faults_for(self, disk: m.Disk, kind: str) -> list[Fault]:
-        return [f for f in self.faults if f.kind == kind and f.applies(disk)]
-
-    async def transfers(self, request: Request) -> Response:
-        if request.method == "GET":
-            items = (x.transfer(t) for t in self.inv.transfers.values())
-            return _xml(x.collection("image_transfers", items))
-        try:
-            body = ET.fromstring(await request.body())  # noqa: S314 (a test simulator)
-        except ET.ParseError as exc:
-            return _fault(400, "Bad Request", f"malformed XML: {exc}")
-        ref = body.find("disk")
-        if ref is None:
-            ref = body.find("image")
-        disk_id = ref.get("id") if ref is not None else None
-        disk = self.inv.disks.get(disk_id or "")
-        if disk is None:
-            return _fault(404, "Not Found", f"Entity not found: disk {disk_id}")
-        direction = body.findtext("direction", "upload")
-        if direction != "download":
-            return _fault(400, "Bad Request", "this engine simulates downloads only")
-        until = self._locked_until.get(disk.id)
-        if until is not None and asyncio.get_running_loop().time() >= until:
-            disk.status = "ok"
-            del self._locked_until[disk.id]
-        if disk.storage_type != "image":
-            return _fault(
-                409,
-                "Operation Failed",
-                f"[Cannot transfer Virtual Disk: disk {disk.name} has storage type "
-                f"{disk.storage_type}; only image disks can be transferred.]",
-            )
-        if disk.status != "ok":
-            return _fault(
-                409,
-                "Operation Failed",
-                f"[Cannot transfer Virtual Disk: Disk {disk.name} is {disk.status}. "
-                "Please try again in a few minutes.]",
-            )
-        timeout = int(body.findtext("inactivity_timeout") or 60)
-        transfer = m.Transfer(
-            id=str(uuid.uuid4()),
-            disk_id=disk.id,
-            host_id=next(iter(self.inv.hosts)),
-            inactivity_timeout=timeout,
-        )
-        self.inv.transfers[transfer.id] = transfer
-        disk.status = "locked"
-        self.changes.disk_events(
-            EVENT_TRANSFER_STARTED, f"Image Download with disk {disk.name} was initiated", disk
-        )
-        self._spawn(self._begin(transfer, disk))
-        return _xml(x.document(x.transfer(transfer)), 201)
-
-    async def _begin(self, t: m.Transfer, disk: m.Disk) -> None:
-        await asyncio.sleep(PHASE_DELAY)
-        if self._faults_for(disk, "paused_system"):
-            t.phase = m.Phase.PAUSED_SYSTEM
-            t.message = "imageio is not running on the host"
-            return
-        try:
-            export = await self._export(disk)
-            t.ticket = str(uuid.uuid4())
-            await self.imageio.add_ticket(
-                t.ticket,
-                size=disk.provisioned_size,
-                url=export.url,
-                transfer_id=t.id,
-                timeout=TICKET_TIMEOUT,
-                inactivity_timeout=t.inactivity_timeout,
-            )
-        except Exception as exc:
-            t.phase, t.message = m.Phase.PAUSED_SYSTEM, f"ticket setup failed: {exc}"
-            return
-        assert self.proxy is not None
-        t.proxy_url = f"{self.proxy.url}/images/{t.ticket}"
-        t.transfer_url = f"{self.imageio.url}/images/{t.ticket}"
-        rules = Rules()
-        for f in self._faults_for(disk, "bandwidth"):
-            rules.bytes_per_second = f.bytes_per_second
-        for f in self._faults_for(disk, "connection_reset"):
-            rules.reset_after_bytes, rules.resets_left = f.after_bytes, f.count
-        for f in self._faults_for(disk, "control_reset"):
-            rules.control_resets = {"OPTIONS": f.count, "extents": f.count}
-        for f in self._faults_for(disk, "http_5xx"):
-            rules.errors_left, rules.error_status = f.count, f.status
-        for f in self._faults_for(disk, "ticket_expiry"):
-            rules.expire_after_bytes = f.after_bytes
-            rules.expire = functools.partial(self.imageio.extend_ticket, t.ticket, 0)
-        if rules != Rules(started=rules.started):
-            self.proxy.rules[t.ticket] = rules
-            t.transfer_url = f"{self.proxy.url}/images/{t.ticket}"
-        if self._faults_for(disk, "host_unreachable"):
-            t.transfer_url = f"https://127.0.0.1:{free_port()}/images/{t.ticket}"
-        t.phase = m.Phase.TRANSFERRING
-        self._spawn(self._watch(t, disk))
-
-    async def _watch(self, t: m.Transfer, disk: m.Disk) -> None:
-        """What the engine does while a transfer runs: follow the ticket's progress
-        and pause the transfer when the client stays idle."""
-        while t.phase == m.Phase.TRANSFERRING and t.ticket is not None:
-            info = await self.imageio.ticket_info(t.ticket)
-            if info is None:
-                return
-            t.transferred = int(info.get("transferred", 0))
-            if not info.get("active") and info.get("idle_time", 0) > t.inactivity_timeout:
-                t.phase = m.Phase.PAUSED_SYSTEM
-                t.message = f"client idle for more than {t.inactivity_timeout} s"
-                await self.imageio.remove_ticket(t.ticket)
-                return
-            await asyncio.sleep(0.25)
-
-    async def get_transfer(self, request: Request) -> Response:
-        t = self.inv.transfers.get(request.path_params["id"])
-        if t is None:
-            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
-        return _xml(x.document(x.transfer(t)))
-
-    async def transfer_action(self, request: Request) -> Response:
-        t = self.inv.transfers.get(request.path_params["id"])
-        action = request.path_params["action"]
-        if t is None:
-            return _fault(404, "Not Found", f"Entity not found: {request.path_params['id']}")
-        if action == "extend":
-            return _xml(x.action())
-        if action == "finalize":
-            if t.phase != m.Phase.TRANSFERRING:
-                return _fault(409, "Operation Failed", f"[Cannot finalize: phase {t.phase}]")
-            t.phase = m.Phase.FINALIZING_SUCCESS
-            self._spawn(self._end(t, m.Phase.FINISHED_SUCCESS, EVENT_TRANSFER_DONE))
-            return _xml(x.action())
-        if action == "cancel":
-            if t.phase in (m.Phase.FINISHED_SUCCESS, m.Phase.FINISHED_CLEANUP):
-                return _fault(409, "Operation Failed", f"[Cannot cancel: phase {t.phase}]")
-            t.phase = m.Phase.CANCELLED_USER
-            self._spawn(self._end(t, m.Phase.FINISHED_CLEANUP, EVENT_TRANSFER_FAILED))
-            return _xml(x.action())
-        return _fault(404, "Not Found", f"no action {action} on image transfers")
-
-    async def _end(self, t: m.Transfer, final: m.Phase, code: int) -> None:
-        await asyncio.sleep(PHASE_DELAY)
-        if final == m.Phase.FINISHED_CLEANUP:
-            t.phase = m.Phase.FINALIZING_CLEANUP
-        if t.ticket is not None:
-            info = await self.imageio.ticket_info(t.ticket)
-            if info is not None:
-                t.transferred = int(info.get("transferred", t.transferred))
-            await self.imageio.remove_ticket(t.ticket)
-        await asyncio.sleep(PHASE_DELAY)
-        disk = self.inv.disks[t.disk_id]
-        disk.status = "ok"
-        t.phase = final
-        self.changes.disk_events(code, f"Image transfer of disk {disk.name}: {final}", disk)

@@ -120,6 +120,9 @@ class Disk:
     storage_type: str = "image"  # image | lun | cinder | managed_block_storage
     sparse: bool = True
     shareable: bool = False
+    #: ``DiskBackup``: ``incremental`` (a qcow2 image whose bitmaps track the guest's
+    #: writes between checkpoints) or ``none``.
+    backup: str = "none"
 
     @property
     def format(self) -> str:
@@ -186,6 +189,9 @@ class Vm(TracksPower):
     #: The guest honours an ACPI power button (``shutdown``); one that does not stays up
     #: and must be stopped (powered off) instead.
     acpi: bool = True
+    #: Bytes per second the running guest writes into each of its incremental-backup disks
+    #: (``sim/ovirt/guest.py``); 0: the guest writes nothing.
+    guest_write_rate: int = 0
     #: Every change of ``status`` as up/down (``sim/power.py``), however it was made: the
     #: power actions, ``Changes.set_vm_status``, churn, or a test setting ``status``.
     power: PowerTimeline = field(
@@ -208,6 +214,51 @@ class Event:
     storage_domain_id: str | None = None
 
 
+class BackupPhase(enum.StrEnum):
+    INITIALIZING = "initializing"
+    STARTING = "starting"
+    READY = "ready"
+    FINALIZING = "finalizing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass
+class Checkpoint:
+    """A VM checkpoint: its bitmap (named by its id) is in each of ``disk_ids``' images."""
+
+    id: str
+    vm_id: str
+    parent_id: str | None
+    disk_ids: list[str]
+    state: str = "created"  # created | invalid
+    date: float = field(default_factory=time.time)
+
+
+@dataclass
+class Backup:
+    """A VM backup; ``modes`` is each disk's ``backup_mode`` (``full`` | ``incremental``)."""
+
+    id: str
+    vm_id: str
+    disk_ids: list[str]
+    from_checkpoint_id: str | None
+    to_checkpoint_id: str | None  # None when no disk of the backup is incremental
+    host_id: str
+    phase: BackupPhase = BackupPhase.INITIALIZING
+    modes: dict[str, str] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    modified: float = field(default_factory=time.time)
+    message: str = ""
+
+    def set_phase(self, phase: BackupPhase) -> None:
+        self.phase, self.modified = phase, time.time()
+
+    @property
+    def active(self) -> bool:
+        return self.phase not in (BackupPhase.SUCCEEDED, BackupPhase.FAILED)
+
+
 @dataclass
 class Transfer:
     """One image transfer; ``ticket`` is the imageio ticket id once the engine made one."""
@@ -222,6 +273,7 @@ class Transfer:
     proxy_url: str | None = None
     transferred: int = 0
     message: str = ""
+    backup_id: str | None = None
 
 
 @dataclass
@@ -239,6 +291,9 @@ class Inventory:
     disks: dict[str, Disk] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     transfers: dict[str, Transfer] = field(default_factory=dict)
+    backups: dict[str, Backup] = field(default_factory=dict)
+    #: Every VM's checkpoints, oldest first (a chain: each one's parent is the one before).
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
     #: VMs removed (``Changes.remove_vm``), kept for their power timelines only.
     removed_vms: dict[str, Vm] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=lambda: {"admin@internal": "secret"})

@@ -106,12 +106,14 @@ def make_image(path: Path, spec: ImageSpec) -> Path:
 
 
 class NbdExport:
-    """``qemu-nbd`` serving one image read-only over a unix socket, up to 8 clients."""
+    """``qemu-nbd`` serving one image read-only over a unix socket, up to 8 clients;
+    ``bitmap`` also exports that dirty bitmap (``qemu:dirty-bitmap:<name>``)."""
 
-    def __init__(self, image: Path, fmt: str, socket: Path) -> None:
+    def __init__(self, image: Path, fmt: str, socket: Path, bitmap: str | None = None) -> None:
         self.image = image
         self.fmt = fmt
         self.socket = socket
+        self.bitmap = bitmap
         self.log = socket.with_suffix(".log")
         self._process: asyncio.subprocess.Process | None = None
 
@@ -131,6 +133,7 @@ class NbdExport:
                 f"--format={self.fmt}",
                 f"--socket={self.socket}",
                 "--cache=writeback",
+                *([f"--bitmap={self.bitmap}"] if self.bitmap else []),
                 str(self.image),
             ],
             self.log,

@@ -13,12 +13,15 @@ A scenario file looks like::
         firmware: uefi             # bios | uefi | uefi-secure-boot
         ballooning: false          # also high_availability, description
         acpi: true                 # false: the guest ignores shutdown, only stop powers off
+        guest_writes: 256KiB       # bytes/s the running guest writes into each disk whose
+                                   # backup is incremental (default 0: none)
         snapshots: [{description: before-upgrade, status: ok}]   # ok | locked | in_preview
         os: rhel_8x64
         nics: [{network: prod, model: virtio}]   # network: "" is no network (<empty>)
         disks:
           - {name: web-1-root, size: 64MiB, allocated: 0.25, format: cow,
-             layout: scattered, extent: 1MiB, interface: virtio_scsi, bootable: true}
+             layout: scattered, extent: 1MiB, interface: virtio_scsi, bootable: true,
+             backup: incremental}     # incremental (needs format cow) | none (default)
     faults:
       - {kind: disk_locked, disk: web-1-root, seconds: 2}
 
@@ -29,6 +32,14 @@ Fault kinds (``Fault``): ``disk_locked`` (``seconds``), ``paused_system``, ``tic
 and in the middle of it), ``http_5xx`` (``count``, ``status``), ``host_unreachable``
 (transfer_url points at a closed port, so clients must use proxy_url). ``disk`` names the
 disk (name or id); without it the fault applies to every disk.
+
+Backup faults (``sim/ovirt/backups.py``) act on the next ``count`` backups that include a
+matching disk: ``backup_refused`` (``status``: the POST is answered with that error),
+``backup_failed`` (the backup goes ``failed`` after ``starting``), ``checkpoint_invalid``
+and ``checkpoint_missing`` (once the backup succeeded, the checkpoint it made turns
+``invalid``, or is gone with its bitmaps as if removed out of band), ``engine_restart``
+(``seconds``: once the backup is ``ready`` the engine's API is unreachable that long, and
+the backups in flight end ``failed``).
 """
 
 from __future__ import annotations
@@ -54,6 +65,11 @@ FAULT_KINDS = (
     "control_reset",
     "http_5xx",
     "host_unreachable",
+    "backup_refused",
+    "backup_failed",
+    "checkpoint_invalid",
+    "checkpoint_missing",
+    "engine_restart",
 )
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20}
 _UNITS |= {"g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
@@ -129,6 +145,11 @@ class Builder:
 
     def disk(self, spec: dict[str, Any], default_name: str) -> m.Disk:
         fmt = {"cow": "qcow2", "qcow2": "qcow2", "raw": "raw"}[str(spec.get("format", "raw"))]
+        backup = str(spec.get("backup", "none"))
+        if backup not in ("none", "incremental"):
+            raise ValueError(f"disk backup {backup!r}: expected none or incremental")
+        if backup == "incremental" and fmt != "qcow2":
+            raise ValueError("a disk with incremental backup needs format cow (qcow2)")
         image = ImageSpec(
             virtual_size=size(spec.get("size", "64MiB")),
             data_share=float(spec.get("allocated", 0.25)),
@@ -147,6 +168,7 @@ class Builder:
             storage_type=str(spec.get("storage_type", "image")),
             sparse=bool(spec.get("sparse", True)),
             shareable=bool(spec.get("shareable", False)),
+            backup=backup,
         )
         self.inv.disks[disk.id] = disk
         return disk
@@ -177,6 +199,7 @@ class Builder:
             high_availability=bool(spec.get("high_availability", False)),
             description=str(spec.get("description", "")),
             acpi=bool(spec.get("acpi", True)),
+            guest_write_rate=size(spec.get("guest_writes", 0)),
         )
         for snap in spec.get("snapshots", []):
             vm.snapshots.append(

@@ -114,6 +114,7 @@ def disk(d: m.Disk) -> ET.Element:
     _text(el, "storage_type", d.storage_type)
     _text(el, "shareable", d.shareable)
     _text(el, "content_type", "data")
+    _text(el, "backup", d.backup)
     _ref(el, "disk_profile", "diskprofiles", d.disk_profile_id)
     sds = ET.SubElement(el, "storage_domains")
     _ref(sds, "storage_domain", "storagedomains", d.storage_domain_id)
@@ -152,7 +153,9 @@ def vm(
     v: m.Vm, follow: frozenset[str] = frozenset(), disks: dict[str, m.Disk] | None = None
 ) -> ET.Element:
     el = _root("vm", "vms", v.id, v.name)
-    _links(el, f"{API}/vms/{v.id}", ("nics", "diskattachments", "snapshots"))
+    _links(
+        el, f"{API}/vms/{v.id}", ("nics", "diskattachments", "snapshots", "backups", "checkpoints")
+    )
     _text(el, "description", v.description)
     _text(el, "status", v.status)
     _text(el, "memory", v.memory)
@@ -238,6 +241,47 @@ def transfer(t: m.Transfer) -> ET.Element:
     _ref(el, "disk", "disks", t.disk_id)
     _ref(el, "image", "disks", t.disk_id)
     _ref(el, "host", "hosts", t.host_id)
+    if t.backup_id is not None:
+        ET.SubElement(el, "backup", id=t.backup_id)
+    return el
+
+
+def backup(b: m.Backup) -> ET.Element:
+    base = f"{API}/vms/{b.vm_id}/backups/{b.id}"
+    el = ET.Element("backup", id=b.id, href=base)
+    _text(el, "creation_date", iso(b.created))
+    if b.from_checkpoint_id is not None:
+        _text(el, "from_checkpoint_id", b.from_checkpoint_id)
+    _text(el, "modification_date", iso(b.modified))
+    _text(el, "phase", b.phase.value)
+    if b.to_checkpoint_id is not None:
+        _text(el, "to_checkpoint_id", b.to_checkpoint_id)
+    disks = ET.SubElement(el, "disks")
+    for disk_id in b.disk_ids:
+        _ref(disks, "disk", "disks", disk_id)
+    _ref(el, "host", "hosts", b.host_id)
+    _ref(el, "vm", "vms", b.vm_id)
+    _links(el, base, ("disks",))
+    return el
+
+
+def backup_disk(b: m.Backup, d: m.Disk) -> ET.Element:
+    """A disk as a backup lists it: the disk, with the mode this backup copies it in."""
+    el = disk(d)
+    el.set("href", f"{API}/vms/{b.vm_id}/backups/{b.id}/disks/{d.id}")
+    _text(el, "backup_mode", b.modes.get(d.id, "full"))
+    return el
+
+
+def checkpoint(c: m.Checkpoint) -> ET.Element:
+    base = f"{API}/vms/{c.vm_id}/checkpoints/{c.id}"
+    el = ET.Element("checkpoint", id=c.id, href=base)
+    _text(el, "creation_date", iso(c.date))
+    if c.parent_id is not None:
+        _text(el, "parent_id", c.parent_id)
+    _text(el, "state", c.state)
+    _ref(el, "vm", "vms", c.vm_id)
+    _links(el, base, ("disks",))
     return el
 
 
