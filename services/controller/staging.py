@@ -47,6 +47,9 @@ PAUSED = "Paused"
 PRIME_LOST = "PrimeClaimLost"
 """Failed: the prime claim holding the copied stages is gone; later stages cannot be
 applied to an empty volume."""
+OUT_OF_ORDER = "CheckpointOutOfOrder"
+"""Waiting: the pending checkpoint is incremental from one this volume does not hold (the
+orchestrator broke the order ``shared.populator.stages`` promises)."""
 RETRY_SECONDS = 2.0
 NAMED_STAGES = 10
 """Of the stages copied, the latest this many are named in a Paused message."""
@@ -116,6 +119,8 @@ class Staging:
         if prime["metadata"].get("deletionTimestamp"):
             return None  # a prime retired with a replaced first stage: its deletion wakes us
         if pending is not None:
+            if pending.mode == BackupMode.INCREMENTAL and not stages.is_copied(pending.previous):
+                return await self._out_of_order(claim, populator, stages, pending)
             index = stages.index_of(pending.current)
             return await self.r.create_pod(
                 claim,
@@ -253,6 +258,28 @@ class Staging:
             claim["metadata"]["uid"],
             phase=contract.Phase.RUNNING,
             reason=PAUSED,
+            message=message,
+        )
+        return None
+
+    async def _out_of_order(
+        self, claim: Obj, populator: Obj, stages: Stages, pending: Checkpoint
+    ) -> float | None:
+        """An incremental stage whose base this volume does not hold: copied onto it, it
+        would leave the volume neither the old disk nor the new. Not run; the
+        orchestrator may still replace the checkpoint (a CR change wakes the claim)."""
+        held = ", ".join(s.current for s in stages.copied[-NAMED_STAGES:]) or "none"
+        message = (
+            f"checkpoint {pending.current} is incremental from {pending.previous or '(none)'}, "
+            f"which this volume does not hold (copied: {held}): not copied"
+        )
+        await self.r.recorder.record(claim, WARNING, OUT_OF_ORDER, message)
+        await status.write(
+            self.kube,
+            populator,
+            claim["metadata"]["uid"],
+            phase=contract.Phase.RUNNING if stages.copied else contract.Phase.PENDING,
+            reason=OUT_OF_ORDER,
             message=message,
         )
         return None

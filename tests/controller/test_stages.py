@@ -15,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from services.controller import Controller
-from services.controller.staging import PAUSED, WAITING_FOR_CHECKPOINT
+from services.controller.staging import OUT_OF_ORDER, PAUSED, WAITING_FOR_CHECKPOINT
 from shared import populator as contract
 from shared.catalog import POPULATOR_POD_FINISHED
 from shared.populator.stages import (
@@ -479,3 +479,23 @@ async def test_a_stale_status_resets_its_stages(
     assert status[contract.CLAIM_UID] == claim.metadata.uid
     assert [(s["current"], s["bytes"]) for s in status["stages"]] == [("c1", 0)]
     assert len(seen.pods) == 1
+
+
+async def test_an_incremental_stage_without_its_base_is_not_copied(
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    controller: Controller,
+    control: Path,
+    seen: Seen,
+) -> None:
+    """Copied onto a volume lacking its base, a stage would leave it neither disk."""
+    await make_warm(core, custom, "warm-o")
+    await set_checkpoints(custom, "warm-o", [incremental("c2", "c1")], False)
+    status = await wait_reason(custom, "warm-o", OUT_OF_ORDER)
+    assert "incremental from c1" in status["message"]
+    await sleep_a_little()
+    assert not seen.pods
+    # The orchestrator puts it right: a full first stage.
+    await set_checkpoints(custom, "warm-o", [full("c2")], False)
+    await wait_stages(custom, "warm-o", ["c2"])
+    assert runs_of(control, "c2") == 1
