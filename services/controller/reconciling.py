@@ -13,8 +13,9 @@ restart of the whole controller simply continues (see ../shared/reference/popula
 
 A failed pod's log goes into the CR first; it is then replaced while the claim's
 ``recreations`` allows, else the CR fails for good (``ending``). A deleted user claim is
-cleaned up at once. The return value is a delay after which to look again (None: the
-watches will say when).
+cleaned up at once. A multi-stage (warm) CR takes steps 3 and 4 once per stage, all into
+the one prime claim (``staging``). The return value is a delay after which to look again
+(None: the watches will say when).
 
 Next: services/populators/__main__.py
 """
