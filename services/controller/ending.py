@@ -81,7 +81,7 @@ class Ending:
         """Deleted mid-population (or after): stop the pod, delete the prime, let go."""
         meta = claim["metadata"]
         pod = await self.kube.get(POD, contract.populator_pod(meta["uid"]), meta["namespace"])
-        if pod is not None and not await self._remove_pod(claim, source, pod):
+        if pod is not None and not await self.remove_pod(claim, source, pod):
             return RETRY_SECONDS
         await self.kube.delete(PVC, contract.prime_claim(meta["uid"]), meta["namespace"])
         if contract.FINALIZER in (meta.get("finalizers") or []):
@@ -111,7 +111,7 @@ class Ending:
         if prime is not None and (prime.get("status") or {}).get("phase") != "Lost":
             return POLL_SECONDS  # the binder has not marked it Lost yet
         pod = await self.kube.get(POD, contract.populator_pod(uid), meta["namespace"])
-        if pod is not None and not await self._remove_pod(claim, source, pod):
+        if pod is not None and not await self.remove_pod(claim, source, pod):
             return RETRY_SECONDS
         if prime is not None:
             await self.kube.delete(PVC, prime["metadata"]["name"], meta["namespace"])
@@ -257,7 +257,7 @@ class Ending:
         finalizer, so the pipeline can delete the claim without this controller."""
         meta = claim["metadata"]
         pod = await self.kube.get(POD, contract.populator_pod(meta["uid"]), meta["namespace"])
-        if pod is not None and not await self._remove_pod(claim, source, pod):
+        if pod is not None and not await self.remove_pod(claim, source, pod):
             return RETRY_SECONDS
         await self.kube.delete(PVC, contract.prime_claim(meta["uid"]), meta["namespace"])
         if contract.FINALIZER in (meta.get("finalizers") or []):
@@ -269,7 +269,7 @@ class Ending:
 
     async def retire_pod(self, claim: Obj, source: SourceRef, pod: Obj, why: str) -> float | None:
         """Delete a pod whose work cannot be used; the next reconcile starts over."""
-        if not await self._remove_pod(claim, source, pod):
+        if not await self.remove_pod(claim, source, pod):
             return RETRY_SECONDS
         await self._record(
             claim,
@@ -281,7 +281,7 @@ class Ending:
 
     # --- helpers -------------------------------------------------------------------------
 
-    async def _remove_pod(self, claim: Obj, source: SourceRef, pod: Obj) -> bool:
+    async def remove_pod(self, claim: Obj, source: SourceRef, pod: Obj) -> bool:
         """Announce the pod's end, then delete it; False when NATS did not take the news."""
         pod_status = pod.get("status") or {}
         phase = pod_status.get("phase") or "Pending"

@@ -22,6 +22,7 @@ from typing import Any
 
 from shared import populator as contract
 from shared.kube import Obj
+from shared.populator.stages import STAGE_ANNOTATION
 from shared.settings import OrchestratorSettings
 
 CONTAINER = "populate"
@@ -101,8 +102,11 @@ def populator_pod(
     populator: Obj,
     settings: OrchestratorSettings,
     node: str | None,
+    stage: contract.StageArgs | None = None,
 ) -> Obj:
-    """The pod that copies the source disk into the prime claim."""
+    """The pod that copies the source disk into the prime claim (``stage``: the one stage
+    of a multi-stage CR it copies, also named in its ``STAGE_ANNOTATION``, so a later
+    reconcile knows which checkpoint this pod's work belongs to)."""
     meta = claim["metadata"]
     namespace, uid = meta["namespace"], meta["uid"]
     kind = contract.kind_named(populator["kind"])
@@ -122,6 +126,7 @@ def populator_pod(
         owner_uid=uid,
         pvc_size=requested_size(claim),
         spec=spec,
+        stage=stage,
     )
     container: Obj = {
         "name": CONTAINER,
@@ -197,6 +202,8 @@ def populator_pod(
     annotations = {k: v for k, v in annotations.items() if v}
     if network := spec.transfer_network:
         annotations[contract.MULTUS_NETWORKS] = transfer_network(network, namespace)
+    if stage is not None:
+        annotations[STAGE_ANNOTATION] = stage.current
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -218,6 +225,11 @@ def termination(pod: Obj) -> dict[str, Any]:
             state = status.get("state") or {}
             return dict(state.get("terminated") or {})
     return {}
+
+
+def stage_of(pod: Obj) -> str:
+    """The checkpoint a stage pod copies ("" for a cold pod)."""
+    return str((pod["metadata"].get("annotations") or {}).get(STAGE_ANNOTATION) or "")
 
 
 def waiting_reason(pod: Obj) -> str:

@@ -13,8 +13,9 @@ restart of the whole controller simply continues (see ../shared/reference/popula
 
 A failed pod's log goes into the CR first; it is then replaced while the claim's
 ``recreations`` allows, else the CR fails for good (``ending``). A deleted user claim is
-cleaned up at once. The return value is a delay after which to look again (None: the
-watches will say when).
+cleaned up at once. A multi-stage (warm) CR takes steps 3 and 4 once per stage, all into
+the one prime claim (``staging``). The return value is a delay after which to look again
+(None: the watches will say when).
 
 Next: services/populators/__main__.py
 """
@@ -31,6 +32,7 @@ from services.controller.events import Announcer
 from services.controller.kubeevents import NORMAL, WARNING, Recorder
 from services.controller.queue import Key
 from services.controller.scraping import ProgressReader
+from services.controller.staging import Staging
 from shared import populator as contract
 from shared.kube import POD, PV, PVC, SECRET, STORAGE_CLASS, Kube, Obj, conflict
 from shared.payloads import Outcome
@@ -62,6 +64,7 @@ class Reconciler:
         self.ending = Ending(kube, settings, recorder, announcer)
         self.progress = ProgressReader(kube)
         self.poll = min(POLL_SECONDS, settings.controller_resync_seconds)
+        self.staging = Staging(self)
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
@@ -84,14 +87,14 @@ class Reconciler:
 
         populator = await status.read(self.kube, source)
         if populator is None:
-            await self._say(
+            await self.say(
                 claim,
                 "WaitingForSource",
                 f"waiting for {source.kind.name} {source.namespace}/{source.name} to exist",
             )
             return self.settings.controller_resync_seconds
         if contract.Status.of(populator).is_stale(uid):
-            populator = await status.write(self.kube, populator, uid, **contract.fresh())
+            populator = await status.reset(self.kube, populator, uid)
         if contract.Status.of(populator).is_final_failure(uid):
             return await self.ending.clean_up_failed(claim, source)
         return await self._populate(claim, source, populator)
@@ -112,7 +115,7 @@ class Reconciler:
             )
         storage_class = await self.kube.get(STORAGE_CLASS, class_name)
         if storage_class is None:
-            await self._wait(
+            await self.wait(
                 claim,
                 populator,
                 "WaitingForStorageClass",
@@ -130,7 +133,7 @@ class Reconciler:
             )
         node = (meta.get("annotations") or {}).get(contract.SELECTED_NODE) or None
         if storage_class.get("volumeBindingMode") == WFFC and not node:
-            await self._wait(
+            await self.wait(
                 claim,
                 populator,
                 "WaitingForFirstConsumer",
@@ -142,7 +145,7 @@ class Reconciler:
         # Only whether it exists: the pod gets the credentials (``envFrom``), this
         # controller keeps none.
         if not secret or await self.kube.get(SECRET, secret, namespace) is None:
-            await self._wait(
+            await self.wait(
                 claim,
                 populator,
                 "WaitingForSecret",
@@ -153,35 +156,47 @@ class Reconciler:
         claim = await self._with_finalizer(claim)
         prime = await self.kube.get(PVC, contract.prime_claim(uid), namespace)
         pod = await self.kube.get(POD, contract.populator_pod(uid), namespace)
+        stages = contract.Stages.of(populator)
+        if stages is not None:
+            return await self.staging.step(claim, source, populator, stages, prime, pod, node)
         if prime is None:
             if pod is not None:
                 # The volume this pod wrote is gone (someone deleted the prime claim):
                 # its copy is worthless; retire it and start over.
                 return await self.ending.retire_pod(claim, source, pod, "the prime claim is gone")
-            prime = await self._create_prime(claim, node)
+            prime = await self.create_prime(claim, node)
         if pod is None:
-            if await self._handed_over(prime, uid):
+            if await self.handed_over(prime, uid):
                 return self.poll  # the binder binds the user claim next
-            return await self._create_pod(claim, source, populator, node)
+            return await self.create_pod(claim, source, populator, node)
         if pod["metadata"].get("deletionTimestamp"):
             return None  # its deletion wakes us
         phase = (pod.get("status") or {}).get("phase") or "Pending"
+        if phase == "Succeeded":
+            return await self.succeeded(claim, source, populator, prime, pod)
+        return await self.copying(claim, source, populator, pod)
+
+    async def copying(
+        self, claim: Obj, source: SourceRef, populator: Obj, pod: Obj, stage: str = ""
+    ) -> float | None:
+        """A pod that has not succeeded (yet): starting, copying, failed (``stage``: the
+        stage it copies, said in the CR's message)."""
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
         if phase == "Pending":
             waiting = manifests.waiting_reason(pod) or "Pending"
+            of = f" for {stage}" if stage else ""
             await status.write(
                 self.kube,
                 populator,
-                uid,
+                claim["metadata"]["uid"],
                 phase=contract.Phase.PENDING,
                 reason=waiting,
-                message=f"populator pod {pod['metadata']['name']} is starting ({waiting})",
+                message=f"populator pod {pod['metadata']['name']}{of} is starting ({waiting})",
                 pod=pod["metadata"]["name"],
             )
             return None
         if phase == "Running":
-            return await self._running(claim, source, populator, pod)
-        if phase == "Succeeded":
-            return await self._succeeded(claim, source, populator, prime, pod)
+            return await self._running(claim, source, populator, pod, stage)
         if phase == "Failed":
             return await self.ending.pod_failed(claim, source, populator, pod)
         return self.poll  # Unknown: the node is not reporting; look again
@@ -226,7 +241,7 @@ class Reconciler:
         patched.setdefault("kind", "PersistentVolumeClaim")
         return patched
 
-    async def _create_prime(self, claim: Obj, node: str | None) -> Obj:
+    async def create_prime(self, claim: Obj, node: str | None) -> Obj:
         body = manifests.prime_claim(claim, node)
         namespace = claim["metadata"]["namespace"]
         try:
@@ -239,14 +254,14 @@ class Reconciler:
                 raise
             return found
         where = f" on node {node}" if node else ""
-        await self._say(
+        await self.say(
             claim,
             "PrimeClaimCreated",
             f"created prime claim {body['metadata']['name']}{where} for the populator to fill",
         )
         return prime
 
-    async def _handed_over(self, prime: Obj, uid: str) -> bool:
+    async def handed_over(self, prime: Obj, uid: str) -> bool:
         """Whether the prime's volume already names the user claim (the rebind happened,
         and the pod that wrote it is gone): then no pod is needed any more."""
         volume_name = (prime.get("spec") or {}).get("volumeName")
@@ -256,11 +271,18 @@ class Reconciler:
         ref = ((volume or {}).get("spec") or {}).get("claimRef") or {}
         return bool(ref.get("uid") == uid)
 
-    async def _create_pod(
-        self, claim: Obj, source: SourceRef, populator: Obj, node: str | None
+    async def create_pod(
+        self,
+        claim: Obj,
+        source: SourceRef,
+        populator: Obj,
+        node: str | None,
+        stage: contract.StageArgs | None = None,
+        what: str = "",
     ) -> float | None:
+        """``stage`` and ``what`` (its description): the stage of a multi-stage CR."""
         meta = claim["metadata"]
-        body = manifests.populator_pod(claim, populator, self.settings, node)
+        body = manifests.populator_pod(claim, populator, self.settings, node, stage)
         name = body["metadata"]["name"]
         try:
             await self.kube.create(POD, body, meta["namespace"])
@@ -272,11 +294,11 @@ class Reconciler:
         recreations = self.ending.recreations(claim)
         attempt = f" (attempt {recreations + 1})" if recreations else ""
         where = f" on node {node}" if node else ""
-        await self._say(
+        await self.say(
             claim,
             "PopulatorPodCreated",
-            f"created populator pod {name}{where} to copy from {source.kind.name} "
-            f"{source.namespace}/{source.name}{attempt}",
+            f"created populator pod {name}{where} to copy {what or 'the disk'} from "
+            f"{source.kind.name} {source.namespace}/{source.name}{attempt}",
         )
         await status.write(
             self.kube,
@@ -285,14 +307,14 @@ class Reconciler:
             phase=contract.Phase.PENDING,
             progress="0",
             reason="PodCreated",
-            message=f"populator pod {name} created",
+            message=f"populator pod {name} created" + (f" for {what}" if what else ""),
             recreations=recreations,
             pod=name,
         )
         return None
 
     async def _running(
-        self, claim: Obj, source: SourceRef, populator: Obj, pod: Obj
+        self, claim: Obj, source: SourceRef, populator: Obj, pod: Obj, stage: str
     ) -> float | None:
         pod_status = pod.get("status") or {}
         name = pod["metadata"]["name"]
@@ -304,7 +326,8 @@ class Reconciler:
         fields: dict[str, object] = {
             "phase": contract.Phase.RUNNING,
             "reason": "Copying",
-            "message": f"populator pod {name} is copying on node {node}",
+            "message": f"populator pod {name} is copying {stage + ' ' if stage else ''}"
+            f"on node {node}",
             "pod": name,
         }
         percent = await self.progress.percent(pod, source.kind, uid)
@@ -312,19 +335,25 @@ class Reconciler:
         if percent is not None and percent > _int(current):
             fields["progress"] = str(percent)
         await status.write(self.kube, populator, uid, **fields)
-        await self._say(claim, "PopulatorRunning", f"populator pod {name} is copying on {node}")
+        await self.say(claim, "PopulatorRunning", f"populator pod {name} is copying on {node}")
         return None if announced else RETRY_SECONDS
 
-    async def _succeeded(
+    async def succeeded(
         self, claim: Obj, source: SourceRef, populator: Obj, prime: Obj, pod: Obj
     ) -> float | None:
         """The copy is complete: give the prime's volume to the user claim. The binder then
         binds the user claim and marks the prime Lost; ``ending.claim_bound`` finishes."""
-        meta = claim["metadata"]
-        uid, name = meta["uid"], pod["metadata"]["name"]
         # Announced now for the progress service; the pod is only deleted once it is.
         await self.announcer.started(claim, source.kind, pod)
         await self.announcer.finished(claim, source.kind, pod, Outcome.SUCCEEDED)
+        return await self.hand_over(claim, source, populator, prime, pod["metadata"]["name"])
+
+    async def hand_over(
+        self, claim: Obj, source: SourceRef, populator: Obj, prime: Obj, name: str
+    ) -> float | None:
+        """The prime's volume to the user claim (``name``: the pod that wrote it last)."""
+        meta = claim["metadata"]
+        uid = meta["uid"]
         await status.write(
             self.kube,
             populator,
@@ -359,7 +388,7 @@ class Reconciler:
                     },
                 },
             )
-            await self._say(
+            await self.say(
                 claim,
                 "VolumeHandedOver",
                 f"populator pod {name} succeeded; volume {volume_name} handed from the "
@@ -369,12 +398,12 @@ class Reconciler:
 
     # --- events --------------------------------------------------------------------------
 
-    async def _say(self, claim: Obj, reason: str, message: str) -> None:
+    async def say(self, claim: Obj, reason: str, message: str) -> None:
         await self.recorder.record(claim, NORMAL, reason, message)
 
-    async def _wait(self, claim: Obj, populator: Obj, reason: str, message: str) -> None:
+    async def wait(self, claim: Obj, populator: Obj, reason: str, message: str) -> None:
         """A wait: an Event on the claim, and the CR says what it waits for."""
-        await self._say(claim, reason, message)
+        await self.say(claim, reason, message)
         await status.write(
             self.kube,
             populator,

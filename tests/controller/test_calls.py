@@ -120,3 +120,19 @@ def test_populator_resources_are_the_registered_crds() -> None:
     assert {res.path() for res in POPULATORS.values()} == paths
     crd_names = {m["metadata"]["name"] for m in contract.crds()}
     assert {f"{res.plural}.{res.group}" for res in POPULATORS.values()} == crd_names
+
+
+async def test_a_stage_is_appended_once_guarded_by_the_resource_version() -> None:
+    kube = FakeKube()
+    first = {"current": "c1", "backupId": "b1", "mode": "full", "bytes": 5}
+    populator = cr(claimUID=UID, stages=[first])
+    populator["metadata"]["resourceVersion"] = "41"
+    stage = contract.Stage("c2", "b2", "incremental", 7, "t0", "t1", "populate-x")
+    await status.add_stage(kube, populator, UID, stage)
+    assert kube.patches[0][2] == {
+        "status": {"stages": [first, stage.to_dict()], contract.CLAIM_UID: UID},
+        "metadata": {"resourceVersion": "41"},
+    }
+    again = cr(claimUID=UID, stages=[first, stage.to_dict()])
+    assert await status.add_stage(kube, again, UID, stage) is again
+    assert len(kube.patches) == 1
