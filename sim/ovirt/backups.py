@@ -71,6 +71,9 @@ class Backups:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
         self.exports: dict[str, dict[str, NbdExport]] = {}  # backup id -> disk id -> export
+        #: Backups of a VM that was down: served from the live images (nothing writes them),
+        #: with the merged bitmap added there; backup id -> (disk id -> merged bitmap).
+        self.live: dict[str, dict[str, str | None]] = {}
         self._fault_uses: dict[int, int] = {}
         #: Checkpoints whose chain to the leaf crosses one lost out of band: a backup from
         #: them fails, as libvirt finds a bitmap missing.
@@ -290,13 +293,21 @@ class Backups:
                         await bitmap(path, leaf.id, "--disable")
                     assert b.to_checkpoint_id is not None
                     await bitmap(path, b.to_checkpoint_id, "--add")
-                scratch = self._scratch(b, disk)
-                await qemu("cp", "--sparse=always", str(path), str(scratch))
+                # A running guest writes on: the backup reads a copy of the image as it was
+                # (libvirt's scratch disk does that by copy-before-write, at no upfront
+                # cost). A VM that is down writes nothing: its image is served as it is, so
+                # a final backup costs no copy time here either.
+                down = vm.status == "down"
+                scratch = path if down else self._scratch(b, disk)
+                if not down:
+                    await qemu("cp", "--sparse=always", str(path), str(scratch))
                 name = None
                 if merge:
                     name = f"backup-{b.id}"
                     ops = [op for src in merge for op in ("--merge", src)]
                     await bitmap(scratch, name, "--add", "--disable", *ops)
+                if down:
+                    self.live.setdefault(b.id, {})[disk.id] = name
                 sock = self.e.workdir / "images" / f"{disk.id[:8]}-{b.id[:8]}.sock"
                 export = NbdExport(scratch, disk.image.fmt, sock, bitmap=name)
                 exports[disk.id] = export
@@ -307,8 +318,15 @@ class Backups:
         return self.e.workdir / "images" / f"{disk.id}.backup-{b.id[:8]}.{suffix}"
 
     async def _teardown(self, b: m.Backup) -> None:
+        live = self.live.pop(b.id, {})
         for disk_id, export in self.exports.pop(b.id, {}).items():
             await export.stop()
+            if disk_id in live:
+                merged = live[disk_id]
+                if merged is not None:  # the live image keeps only the checkpoints' bitmaps
+                    with contextlib.suppress(QemuError):
+                        await bitmap(export.image, merged, "--remove")
+                continue
             with contextlib.suppress(KeyError):
                 self._scratch(b, self.e.inv.disks[disk_id]).unlink(missing_ok=True)
         for disk_id in b.disk_ids:
