@@ -26,9 +26,11 @@ backup a full one. After ``BACKUP_FAILURES`` failures in a row the VM fails.
 
 WarmPrecopy repeats cycles until the plan's cutover has come (unset: at once, as for a cold
 plan, so a warm plan without one precopies once and cuts over), and always makes at least
-one precopy (the copy of everything, which a first precopy makes while the VM runs); a cutover
-that comes while a precopy runs ends it at once (its backup finalized, its stage left
-uncopied): the final copy then starts from the last copied checkpoint. FinalCopy runs one
+one precopy (the copy of everything, which a first precopy makes while the VM runs). A
+cutover that comes while a precopy runs waits for it to end, its source still running: the
+backup's disks stay locked while its stage pods read them, so a final backup could not start
+before, and the final copy is smaller for it (as Forklift defers a cutover requested during
+a precopy, MTV-686). FinalCopy runs one
 last cycle with the source off, waits for the hand-over (DiskTransfer's wait), and removes
 the VM's last checkpoint.
 
@@ -163,9 +165,7 @@ async def warm_precopy(ctx: StepContext) -> Answer:
     state = WarmState.of(ctx.memory)
     source = await _source(ctx)
     try:
-        if state.number >= 1 and _cutover_come(ctx):
-            if state.phase != "idle":
-                await _give_up(ctx, source, state, "the cutover came")
+        if state.number >= 1 and state.phase == "idle" and _cutover_come(ctx):
             return Done(detail={**_detail(state), "note": "the cutover came"})
         now = time.time()
         if state.phase == "idle" and now < state.next_at:
@@ -346,15 +346,6 @@ async def _failed(
             state.full_next = True
     log.info("VM %s: %s", ctx.vm.vm_id, why)
     return _again(ctx, state, why)
-
-
-async def _give_up(ctx: StepContext, source: BackupSource, state: WarmState, why: str) -> None:
-    """End the precopy in flight now (its stage stays uncopied; the next one supersedes it)."""
-    if state.backup:
-        await source.finalize_backup(ctx.vm.vm_id, state.backup)
-    log.info("VM %s: precopy %d ended early: %s", ctx.vm.vm_id, state.number + 1, why)
-    state.phase = "idle"
-    state.attempt += 1
 
 
 async def _add_checkpoint(ctx: StepContext, backup: Backup, current: str, *, final: bool) -> None:
