@@ -55,6 +55,15 @@ def _limits_text(limits: dict[str, Any]) -> str:
     )
 
 
+def _migration_text(plan: dict[str, Any]) -> str:
+    """``cold``, or ``warm, a precopy every 60 min until the cutover``: a warm plan's
+    interval is the one thing that tells how much it copies before the downtime."""
+    kind = str(plan.get("migrationType") or "cold")
+    if kind != "warm":
+        return kind
+    return f"warm, a precopy every {plan.get('precopyIntervalMinutes', 60)} min until the cutover"
+
+
 def show_plan(plan: dict[str, Any]) -> None:
     vms = plan.get("vms") or []
     fields(
@@ -66,6 +75,7 @@ def show_plan(plan: dict[str, Any]) -> None:
             ("target", f"{plan.get('targetProvider')} namespace {plan.get('targetNamespace')}"),
             ("maps", f"network {plan.get('networkMap')}, storage {plan.get('storageMap')}"),
             ("VMs", ", ".join(_vm_label(v) for v in vms) or "-"),
+            ("migration", _migration_text(plan)),
             ("power state", plan.get("targetPowerState")),
             ("cutover", cutover_text(plan.get("cutover"))),
             ("limits", _limits_text(plan.get("limits") or {})),
@@ -105,6 +115,19 @@ def _vm_ref(text: str) -> dict[str, str]:
     metavar="TIME",
     help="No source VM is powered off before TIME (RFC 3339 with a timezone).",
 )
+@click.option(
+    "--warm",
+    is_flag=True,
+    default=None,
+    help="Warm migration (oVirt): copy the disks while the source VMs run, again every "
+    "--precopy-interval, until the cutover; then power off and copy what changed.",
+)
+@click.option(
+    "--precopy-interval",
+    type=click.IntRange(1, 1440),
+    metavar="MINUTES",
+    help="Warm: minutes between precopies (1-1440; default 60).",
+)
 @click.option("--description")
 @output_option
 def create(
@@ -121,6 +144,8 @@ def create(
     max_disks_in_flight: int | None,
     max_vms_in_flight: int | None,
     cutover: str | None,
+    warm: bool | None,
+    precopy_interval: int | None,
     description: str | None,
 ) -> None:
     """Create a plan; it is validated at once and its problems are shown."""
@@ -135,6 +160,8 @@ def create(
         "targetPowerState": target_power_state,
         "transferNetwork": transfer_network,
         "cutover": cutover,
+        "migrationType": "warm" if warm else None,
+        "precopyIntervalMinutes": precopy_interval,
         "description": description,
     }
     required = [("name", "NAME"), ("sourceProvider", "--source"), ("targetProvider", "--target"),

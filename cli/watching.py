@@ -10,6 +10,10 @@ A VM that waits to be admitted (the plan's VM or disk limits, a source's disk li
 turn, or the cutover) carries ``waiting`` in its summary: the orchestrator's note and
 reason, its place in line and an estimated start. Every output shows it, as ``Queued —
 waiting: ...`` while the VM has not started, so a long queue does not look like a hang.
+
+A warm VM's copies (``cli.precopy``) come from its pipeline too: while it precopies or
+makes its final copy, its state reads ``WarmPrecopy — precopy 3 done: 120.0 MiB; next at
+15:04:00``, and its disks are those of the copy step when it has no DiskTransfer.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
+from cli import precopy
 from cli.client import Api, seg
 from cli.output import duration, emit_json, emit_line, err, fields, out, size, styled, table
 from cli.runner import Failure, json_mode, output_option, run, state
@@ -53,10 +58,15 @@ async def all_vms(api: Api, plan: str, migration: str | None = None) -> list[dic
 
 
 def disks_of(view: dict[str, Any]) -> list[dict[str, Any]]:
-    for s in view.get("pipeline") or []:
-        if s["name"] == TRANSFER:
-            return list(s.get("tasks") or [])
-    return []
+    """The disks of the copy step: DiskTransfer's (cold), else the warm copy step furthest
+    along (FinalCopy once it started, else WarmPrecopy)."""
+    steps = {s["name"]: s for s in view.get("pipeline") or []}
+    if TRANSFER in steps:
+        return list(steps[TRANSFER].get("tasks") or [])
+    final = steps.get(precopy.FINAL_COPY)
+    if final is not None and final["state"] != "Pending":
+        return list(final.get("tasks") or [])
+    return list((steps.get(precopy.WARM_PRECOPY) or {}).get("tasks") or [])
 
 
 @dataclass
@@ -65,6 +75,8 @@ class Snapshot:
     migration: dict[str, Any]
     vms: dict[str, dict[str, Any]] = field(default_factory=dict)
     disks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: A warm VM's last copy (``cli.precopy.of``), by VM id.
+    copies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -92,6 +104,7 @@ async def poll(api: Api, plan_id: str, mid: str, prev: Snapshot | None) -> Snaps
     ]
     if prev is not None:
         snap.disks = {k: v for k, v in prev.disks.items() if k not in wanted}
+        snap.copies = {k: v for k, v in prev.copies.items() if k not in wanted}
     gate = asyncio.Semaphore(PIPELINE_FETCHES)
 
     async def fetch(vid: str) -> None:
@@ -100,9 +113,31 @@ async def poll(api: Api, plan_id: str, mid: str, prev: Snapshot | None) -> Snaps
                 "planner", f"/api/v1/plans/{seg(plan_id)}/vms/{seg(vid)}", migration=mid
             )
         snap.disks[vid] = disks_of(view)
+        found = precopy.of(view)
+        if found is not None:
+            snap.copies[vid] = found
 
     await asyncio.gather(*(fetch(v) for v in wanted))
     return snap
+
+
+async def copies(api: Api, plan_id: str, mid: str, vms: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last copy of each VM at a warm copy step (a pipeline read each, only for them)."""
+    found: dict[str, dict[str, Any]] = {}
+    gate = asyncio.Semaphore(PIPELINE_FETCHES)
+
+    async def fetch(vid: str) -> None:
+        async with gate:
+            view = await api.get(
+                "planner", f"/api/v1/plans/{seg(plan_id)}/vms/{seg(vid)}", migration=mid
+            )
+        copy = precopy.of(view)
+        if copy is not None:
+            found[vid] = copy
+
+    warm = [v["id"] for v in vms if v["step"] in precopy.WARM_STEPS and v["phase"] not in FINAL]
+    await asyncio.gather(*(fetch(v) for v in warm))
+    return found
 
 
 def _rate(value: float | None) -> str:
@@ -141,19 +176,23 @@ def wait_note(wait: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def vm_state(vm: dict[str, Any]) -> str:
+def vm_state(vm: dict[str, Any], copy: dict[str, Any] | None = None) -> str:
     """What a VM is doing, for people: ``Queued — waiting: ...`` for one waiting to start,
-    ``<step> — waiting: ...`` for one waiting later on, else its step (or final phase)."""
+    ``<step> — waiting: ...`` for one waiting later on, ``WarmPrecopy — precopy 3 done:
+    ...`` for a warm one copying (``copy``: its last copy), else its step (or final phase)."""
     wait = vm.get("waiting") if vm["phase"] not in FINAL else None
     if wait:
         where = "Queued" if vm["phase"] == "Pending" else (vm["step"] or vm["phase"])
         return f"{where} — {wait_note(wait)}"
+    if copy is not None and vm["phase"] not in FINAL and vm["step"] == copy.get("step"):
+        return f"{vm['step']} — {precopy.text(copy)}"
     return str(vm["phase"] if vm["phase"] in FINAL or not vm["step"] else vm["step"])
 
 
-def _vm_key(vm: dict[str, Any]) -> tuple[Any, ...]:
+def _vm_key(vm: dict[str, Any], copy: dict[str, Any] | None) -> tuple[Any, ...]:
     wait = vm.get("waiting")
     return (
+        vm_state(vm, copy),
         vm["phase"],
         vm["step"],
         vm["progress"]["completed"],
@@ -175,7 +214,7 @@ def _disk_key(d: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _vm_line(vm: dict[str, Any]) -> dict[str, Any]:
+def _vm_line(vm: dict[str, Any], copy: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "type": "vm",
         "id": vm["id"],
@@ -189,7 +228,8 @@ def _vm_line(vm: dict[str, Any]) -> dict[str, Any]:
         "cancelRequested": vm["cancelRequested"],
         "error": vm["error"],
         "waiting": vm.get("waiting"),
-        "state": vm_state(vm),
+        "precopy": copy,
+        "state": vm_state(vm, copy),
     }
 
 
@@ -216,9 +256,10 @@ class Changes:
     def diff(self, snap: Snapshot) -> list[dict[str, Any]]:
         lines: list[dict[str, Any]] = []
         for vid, vm in snap.vms.items():
-            if self.seen.get(("vm", vid)) != (key := _vm_key(vm)):
+            copy = snap.copies.get(vid)
+            if self.seen.get(("vm", vid)) != (key := _vm_key(vm, copy)):
                 self.seen[("vm", vid)] = key
-                lines.append(_vm_line(vm))
+                lines.append(_vm_line(vm, copy))
             for d in snap.disks.get(vid, []):
                 if self.seen.get((vid, d["id"])) != (key := _disk_key(d)):
                     self.seen[(vid, d["id"])] = key
@@ -258,7 +299,7 @@ class Bars:
 
     def show(self, snap: Snapshot) -> None:
         for vid, vm in snap.vms.items():
-            what = escape(vm_state(vm))
+            what = escape(vm_state(vm, snap.copies.get(vid)))
             self._set(("vm", vid), f"[bold]{escape(vm['name'])}[/] {what}", vm)
             for d in snap.disks.get(vid, []):
                 self._set((vid, d["id"]), f"  └ {d['name']} {d['state']}", d)
@@ -271,6 +312,8 @@ def _plain(changes: list[dict[str, Any]], names: dict[str, str]) -> None:
             done = f"{size(c['bytesDone'])}/{size(c['bytesTotal'])}"
             if c["waiting"] and c["phase"] not in FINAL:
                 out.print(Text(f"{c['name']}: {c['state']} {done}"))
+            elif c["precopy"] and c["phase"] not in FINAL:
+                out.print(Text(f"{c['name']}: {c['phase']} {c['state']} {done}"))
             else:
                 out.print(Text(f"{c['name']}: {c['phase']} {c['step'] or ''} {done}"))
         else:
@@ -402,16 +445,19 @@ async def show_status(api: Api, ref: str, verbose: bool) -> None:
     m = plan["status"].get("migration")
     vms = await all_vms(api, plan["id"]) if m else []
     disks: dict[str, list[dict[str, Any]]] = {}
+    warm: dict[str, dict[str, Any]] = {}
     if verbose and m:
         snap = await poll(api, plan["id"], m["id"], None)
-        vms, disks = list(snap.vms.values()), snap.disks
+        vms, disks, warm = list(snap.vms.values()), snap.disks, snap.copies
+    elif m:
+        warm = await copies(api, plan["id"], m["id"], vms)
     if json_mode():
         doc: dict[str, Any] = {
             "plan": plan["name"],
             "planId": plan["id"],
             "phase": plan["phase"],
             "migration": m,
-            "vms": vms,
+            "vms": [dict(v, precopy=warm.get(v["id"])) for v in vms],
         }
         if verbose:
             doc["disks"] = disks
@@ -435,7 +481,9 @@ async def show_status(api: Api, ref: str, verbose: bool) -> None:
             (
                 vm["name"],
                 styled(vm["phase"]),
-                vm_state(vm) if vm.get("waiting") else vm["step"] or "",
+                vm_state(vm, warm.get(vm["id"]))
+                if vm.get("waiting") or vm["id"] in warm
+                else vm["step"] or "",
                 _bytes(vm["progress"]),
                 _rate(vm["rateBytesPerSecond"]),
                 duration(vm["etaSeconds"]),
@@ -447,7 +495,7 @@ async def show_status(api: Api, ref: str, verbose: bool) -> None:
                 (
                     f"  └ {d['name']}",
                     styled(d["state"]),
-                    TRANSFER,
+                    (warm.get(vm["id"]) or {}).get("step") or TRANSFER,
                     _bytes(d["progress"]),
                     _rate(d["rateBytesPerSecond"]),
                     duration(d["etaSeconds"]),

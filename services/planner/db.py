@@ -121,6 +121,8 @@ plans = Table(
     # is told while the plan runs (the cutover frozen at start counts as 0).
     Column("cutover", DateTime(timezone=True)),
     Column("cutover_revision", Integer, nullable=False, server_default="0"),
+    # Warm: minutes between precopies (frozen at start; a cold plan keeps it unused).
+    Column("precopy_interval_minutes", Integer, nullable=False, server_default="60"),
     # How the VMs were chosen (a filter resolved at creation), and the VMs it gave.
     Column("selector", JSONB),
     Column("vms", JSONB, nullable=False, server_default=_EMPTY_LIST),
@@ -158,6 +160,7 @@ class PlanRow(TypedDict):
     limits: dict[str, Any]
     cutover: datetime | None
     cutover_revision: int
+    precopy_interval_minutes: int
     selector: dict[str, Any] | None
     vms: list[dict[str, Any]]
     problems: list[dict[str, Any]]

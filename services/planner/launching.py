@@ -232,6 +232,9 @@ async def start(
             # From the locked row: a cutover changed after this start committed is then
             # either in here or, the plan Running, told to the migration as a change.
             cutover=locked["cutover"],
+            # Frozen for a cold plan too (the orchestrator ignores it there): what the plan
+            # says, rather than a rule here about when it matters.
+            precopy_interval_minutes=plan["precopy_interval_minutes"],
             vms=res.vms,
         )
         rev = await next_revision(session)
@@ -286,7 +289,7 @@ async def start(
 DEFINITION = (
     "source_provider", "target_provider", "target_namespace", "network_map", "storage_map",
     "migration_type", "target_power_state", "transfer_network", "naming", "limits", "vms",
-    "archived",
+    "archived", "precopy_interval_minutes",
 )  # fmt: skip
 
 

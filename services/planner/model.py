@@ -29,6 +29,10 @@ from services.planner import naming
 from shared.payloads import MigrationType, PowerState
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+#: A warm plan's precopy interval: Forklift's default, and at most a day (a longer gap
+#: lets so much change that the next precopy is little better than a cold copy).
+DEFAULT_PRECOPY_MINUTES = 60
+MAX_PRECOPY_MINUTES = 1440
 Ref = Annotated[str, Field(min_length=1, max_length=253, description="An id or a name.")]
 
 
@@ -301,6 +305,14 @@ class PlanFields(Strict):
         description="No source VM is powered off before this time; unset: at once. While "
         "the plan runs, change it with PUT .../cutover.",
     )
+    precopy_interval_minutes: int = Field(
+        DEFAULT_PRECOPY_MINUTES,
+        alias="precopyIntervalMinutes",
+        ge=1,
+        le=MAX_PRECOPY_MINUTES,
+        description="Warm: minutes from the end of one precopy to the start of the next, "
+        "until the cutover. A cold plan keeps it but does not use it.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_choose(self) -> PlanFields:
@@ -340,6 +352,13 @@ class PlanUpdate(Strict):
         None,
         description="null clears it (at once). Refused while the plan runs: use PUT "
         ".../cutover, which tells the running migration.",
+    )
+    precopy_interval_minutes: int | None = Field(
+        None,
+        alias="precopyIntervalMinutes",
+        ge=1,
+        le=MAX_PRECOPY_MINUTES,
+        description=f"null: back to the default ({DEFAULT_PRECOPY_MINUTES}).",
     )
 
     @model_validator(mode="after")

@@ -35,7 +35,13 @@ from services.planner.inventoryclient import (
     InventoryUnavailable,
     Obj,
 )
-from services.planner.model import PlanCreate, PlanUpdate, VmRef, VmSelector
+from services.planner.model import (
+    DEFAULT_PRECOPY_MINUTES,
+    PlanCreate,
+    PlanUpdate,
+    VmRef,
+    VmSelector,
+)
 from services.planner.problems import Result
 from shared.ids import is_uuid
 from shared.payloads import ProviderType
@@ -90,6 +96,7 @@ def public(row: PlanRow, settings: PlannerSettings) -> dict[str, Any]:
         "limits": limits_of(row, settings),
         "cutover": row["cutover"].isoformat() if row["cutover"] else None,
         "cutoverRevision": row["cutover_revision"],
+        "precopyIntervalMinutes": row["precopy_interval_minutes"],
         "vmSelector": row["selector"],
         "vms": row["vms"],
         "phase": row["phase"],
@@ -291,6 +298,7 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
         "naming": body.naming.model_dump(),
         "limits": body.limits.model_dump(by_alias=True, exclude_none=True),
         "cutover": body.cutover,
+        "precopy_interval_minutes": body.precopy_interval_minutes,
         "selector": body.vm_selector.model_dump(by_alias=True, exclude_none=True)
         if body.vm_selector
         else None,
@@ -365,6 +373,10 @@ async def update(
             plan["naming"] = body.naming.model_dump()
         if body.limits is not None:
             plan["limits"] = body.limits.model_dump(by_alias=True, exclude_none=True)
+        if "precopy_interval_minutes" in given:
+            plan["precopy_interval_minutes"] = (
+                body.precopy_interval_minutes or DEFAULT_PRECOPY_MINUTES
+            )
         if "cutover" in given and body.cutover != current["cutover"]:
             plan["cutover"] = body.cutover
             plan["cutover_revision"] = current["cutover_revision"] + 1

@@ -18,6 +18,8 @@ monotonic and gives the same rows whatever order the same events come in:
   its place, an estimated start) and a ``note``: each copy replaces the last, but never
   with an older one (``waiting.observedAt`` keeps the event's time), and once the step
   leaves Pending the wait is dropped, with its note unless the event brought a new one.
+  A warm step's ``detail.precopy`` (``{number, bytes, nextAt, running}``) is likewise never
+  replaced by an earlier precopy's within one attempt.
 - A VM is Pending until any of its steps (or tasks) leaves Pending, then Running; only
   ``VmFinished`` makes it final (a Failed step may be retried), and a final VM never changes
   phase again. Its current ``step`` is the furthest Running step, else the furthest Failed
@@ -145,11 +147,36 @@ def step_detail(
         detail = {**old, **ev.detail}
         if isinstance(detail.get("waiting"), dict) and "waiting" in ev.detail:
             detail["waiting"] = {**detail["waiting"], "observedAt": at.isoformat()}
+        if ev.attempt == stored["attempt"] and _older_precopy(old, ev.detail):
+            detail["precopy"] = old["precopy"]
     if state != StepState.PENDING and "waiting" in detail:
         detail = {k: v for k, v in detail.items() if k != "waiting"}
         if "note" not in ev.detail:
             detail.pop("note", None)
     return detail
+
+
+def _precopy_rank(precopy: Mapping[str, Any]) -> tuple[int, bool, int]:
+    """Later precopies rank higher; within one, its end above its run, more bytes above
+    fewer."""
+    return (
+        int(precopy.get("number") or 0),
+        not precopy.get("running", False),
+        int(precopy.get("bytes") or 0),
+    )
+
+
+def _older_precopy(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """``new`` reports an earlier precopy (or an earlier moment of one) than ``old`` shows:
+    a WarmPrecopy step stays Running through every precopy, so its events share a rank
+    and only the precopy's own number orders them."""
+    shown, got = old.get("precopy"), new.get("precopy")
+    if not isinstance(shown, dict) or not isinstance(got, dict):
+        return False
+    try:
+        return _precopy_rank(got) < _precopy_rank(shown)
+    except (TypeError, ValueError):  # not numbers: the newest event wins, as for other keys
+        return False
 
 
 def _older_wait(old: Mapping[str, Any], new: Mapping[str, Any], at: datetime) -> bool:

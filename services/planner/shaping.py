@@ -36,6 +36,9 @@ class SourceDisk:
     storage: str  # storage domain id, volume type (name), or "glance"
     boot: bool
     bus: str
+    #: oVirt's ``backup`` (``incremental`` or ``none``): a warm copy needs ``incremental``.
+    #: None when the source has no such setting (OpenStack) or the inventory predates it.
+    backup: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ def disks(ptype: ProviderType, vm: Obj) -> list[SourceDisk]:
                 storage=str(a.get("storage_domain") or ""),
                 boot=bool(a.get("bootable")),
                 bus=_OVIRT_BUS.get(str(a.get("interface") or "virtio"), "virtio"),
+                backup=a.get("backup"),
             )
         )
     return out

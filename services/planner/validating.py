@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.planner import mapping, naming, shaping
+from services.planner import mapping, naming, shaping, warm
 from services.planner.inventoryclient import InventoryClient, Obj
 from services.planner.problems import ERROR, WARNING, Result
 from shared import populator as contract
@@ -77,17 +77,17 @@ def provider_ref(p: Obj) -> ProviderRef:
 
 async def validate(inv: InventoryClient, plan: PlanInput) -> Result:
     res = Result()
-    if plan.migration_type == MigrationType.WARM.value:
-        res.add(
-            "migrationType",
-            "WarmNotSupported",
-            "warm migration is not available yet: use migrationType cold (the source VM is "
-            "powered off while its disks are copied)",
-        )
     source, target = await asyncio.gather(
         inv.provider(plan.source_provider), inv.provider(plan.target_provider)
     )
     _check_provider(res, "sourceProvider", source, shaping.SOURCE_TYPES)
+    check_warm_disks = False
+    if (
+        plan.migration_type == MigrationType.WARM.value
+        and source is not None
+        and source["type"] in [t.value for t in shaping.SOURCE_TYPES]
+    ):
+        check_warm_disks = warm.check_source(res, source)
     _check_provider(res, "targetProvider", target, (ProviderType.KUBEVIRT,))
     for path, m in (("networkMap", plan.network_map), ("storageMap", plan.storage_map)):
         if (m["source_provider"], m["target_provider"]) != (
@@ -138,7 +138,7 @@ async def validate(inv: InventoryClient, plan: PlanInput) -> Result:
                 "NetworkAttachmentDefinitionNotFound",
                 f"no NetworkAttachmentDefinition {nad} in the target cluster",
             )
-    _check_vms(res, plan, ptype, vms, networks, storages, tgt)
+    _check_vms(res, plan, ptype, vms, networks, storages, tgt, check_warm_disks)
     return res
 
 
@@ -174,7 +174,10 @@ def _check_vms(
     networks: dict[str, str],
     storages: dict[str, mapping.Storage],
     tgt: mapping.Target,
+    warm_disks: bool = False,
 ) -> None:
+    """``warm_disks``: the plan goes warm from a source whose disks may (each report why a
+    disk cannot)."""
     vm_names = naming.Names()
     pvc_names = naming.Names()
     template_vm = plan.naming.get("vm") or naming.DEFAULT_VM
@@ -237,6 +240,9 @@ def _check_vms(
                 f"namespace {plan.target_namespace!r}",
                 vm=vid,
             )
+        if warm_disks:
+            for j, sd in enumerate(shaping.disks(ptype, vm)):
+                warm.check_disk(res, f"{path}.disks[{j}]", vid, sd)
         disks = _plan_disks(res, path, plan, ptype, vm, target_name, storages, pvc_names)
         for j, d in enumerate(disks):
             _check_name(

@@ -218,6 +218,10 @@ class EngineClient:
         facts: dict[str, Any] = {
             "product": api.product_info.name if api.product_info else "oVirt Engine",
             "version": full,
+            # Numbers as well as the text: the planner compares them (warm migration needs
+            # 4.4's incremental backup) and ``full_version`` is free text such as
+            # "4.5.7-1.el8".
+            "apiVersion": {"major": major, "minor": version.minor if version else None},
             "tls": self.trust.describe() if self.certificate else "none (http)",
         }
         if self.certificate is not None:

@@ -288,6 +288,32 @@ async def test_plans_cutover(hoist: Hoist, providers: dict[str, str], tmp_path: 
     assert "HTTP 404" in r.stderr
 
 
+async def test_plans_create_warm(hoist: Hoist, providers: dict[str, str]) -> None:
+    net, store = await _maps(hoist, providers)
+    common = ["--source", providers["ovirt"], "--target", providers["cluster"],
+              "--namespace", NAMESPACE, "--network-map", net, "--storage-map", store,
+              "--vm", "db-1"]  # fmt: skip
+    name = unique("plan")
+    r = await hoist("plans", "create", name, *common, "--warm", "--precopy-interval", "15")
+    assert r.code == 0, r
+    assert _field(r.stdout, "migration") == "warm, a precopy every 15 min until the cutover"
+    # The simulated engine's disks have no incremental backup: the disk is named.
+    assert "DiskIncrementalBackupDisabled" in r.stdout
+    plan = (await hoist.ok("plans", "get", name, "-o", "json")).json()
+    assert (plan["migrationType"], plan["precopyIntervalMinutes"]) == ("warm", 15)
+    assert [p["path"] for p in plan["problems"]] == ["vms[0].disks[0]"]
+
+    cold = unique("plan")
+    r = await hoist.ok("plans", "create", cold, *common)
+    assert _field(r.stdout, "migration") == "cold"
+    plan = (await hoist.ok("plans", "get", cold, "-o", "json")).json()
+    assert (plan["migrationType"], plan["precopyIntervalMinutes"]) == ("cold", 60)
+    for bad in ("0", "1441", "hourly"):
+        r = await hoist("plans", "create", unique("plan"), *common, "--precopy-interval", bad)
+        assert r.code == 2, r
+        assert "--precopy-interval" in r.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

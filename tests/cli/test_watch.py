@@ -265,3 +265,56 @@ async def test_a_waiting_vm_says_why(
     assert "Queued" not in status.stdout
     for vm in ("web-1", "db-1"):
         await orchestrator.publish(catalog.VM_FINISHED, run.finished(vm, p.Outcome.SUCCEEDED))
+
+
+async def test_a_warm_vm_shows_its_precopies(
+    hoist: Hoist, planner: ServiceProcess, providers: dict[str, str], orchestrator: Bus
+) -> None:
+    """The precopy detail of WarmPrecopy and FinalCopy reaches ``watch`` and ``status``
+    through the planner. (The simulated engine's disks cannot go warm, so a cold plan's VM
+    reports the warm steps here: the planner shows steps it did not foresee too.)"""
+    name = await _plan(hoist, providers, ["web-1"])
+    await hoist.ok("plans", "start", name)
+    run = await _started(planner, name)
+    S, St = p.Step, p.StepState
+    next_at = "2030-05-01T15:04:00+00:00"
+    shown_at = datetime.fromisoformat(next_at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    await orchestrator.publish(
+        catalog.VM_STEP_CHANGED, run.step("web-1", S.INITIALIZE, St.COMPLETED)
+    )
+
+    async def precopy(step: p.Step, detail: dict[str, Any]) -> None:
+        event = run.step("web-1", step, St.RUNNING).model_copy(update={"detail": detail})
+        await orchestrator.publish(catalog.VM_STEP_CHANGED, event)
+
+    async def at(step: str, number: int) -> bool:
+        vm = await _get(planner, f"/plans/{name}/vms/{run.vms['web-1']}")
+        got = next((s for s in vm["pipeline"] if s["name"] == step), None)
+        return bool(got and (got["detail"].get("precopy") or {}).get("number") == number)
+
+    third = {"number": 3, "bytes": 120 << 20, "nextAt": next_at, "running": False}
+    await precopy(S.WARM_PRECOPY, {"precopy": third})
+    await eventually(lambda: at("WarmPrecopy", 3), within=30, what="the precopy detail")
+    state = f"WarmPrecopy — precopy 3 done: 120.0 MiB; next at {shown_at}"
+
+    plain = await hoist("watch", name, "--interval", "0.2", "--timeout", "0.5")
+    assert f"web-1: Running {state}" in plain.stdout, plain
+    lines = await hoist("watch", name, "--interval", "0.2", "--timeout", "0.5", "-o", "json")
+    vm_line = next(x for x in lines.lines() if x["type"] == "vm")
+    assert vm_line["precopy"] == {**third, "step": "WarmPrecopy"}
+    assert vm_line["state"] == state
+    status = await hoist.ok("plans", "status", name)
+    assert state in status.stdout
+    doc = (await hoist.ok("plans", "status", name, "-o", "json")).json()
+    assert doc["vms"][0]["precopy"]["number"] == 3
+
+    # An older precopy arriving late changes nothing; the final copy then shows its own.
+    await precopy(S.WARM_PRECOPY, {"precopy": {**third, "number": 2}})
+    await precopy(S.FINAL_COPY, {"precopy": {"number": 4, "bytes": 12 << 20, "nextAt": None,
+                                             "running": True}})  # fmt: skip
+    await eventually(lambda: at("FinalCopy", 4), within=30, what="the final copy detail")
+    assert await at("WarmPrecopy", 3)
+    lines = await hoist("watch", name, "--interval", "0.2", "--timeout", "0.5", "-o", "json")
+    vm_line = next(x for x in lines.lines() if x["type"] == "vm")
+    assert vm_line["state"] == "FinalCopy — final copy running: 12.0 MiB"
+    await orchestrator.publish(catalog.VM_FINISHED, run.finished("web-1", p.Outcome.SUCCEEDED))

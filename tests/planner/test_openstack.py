@@ -111,3 +111,21 @@ async def test_unmapped_glance_and_volume_types(
     assert ("vms[0].disks[0]", "StorageNotMapped") in found  # the Glance root disk
     assert ("vms[0].disks[1]", "StorageNotMapped") in found  # a "standard" volume
     assert r.json()["phase"] == "NotReady"
+
+
+async def test_an_openstack_plan_cannot_go_warm(
+    planner: ServiceProcess, openstack: dict[str, str]
+) -> None:
+    storage = [
+        {"source": {"type": "glance"}, "destination": {"storageClass": "standard"}},
+        {"source": {"name": "standard"}, "destination": {"storageClass": "standard"}},
+        {"source": {"name": "ssd"}, "destination": {"storageClass": "standard"}},
+    ]
+    maps = await _maps(planner, openstack, storage)
+    vms = [{"name": "web-1", "targetName": unique("warm")}]
+    body = {**_plan(openstack, maps, vms), "migrationType": "warm"}
+    r = await api(planner, "POST", "/plans", json=body)
+    assert r.status_code == 201, r.text
+    assert codes(r.json()) == {("migrationType", "WarmSourceUnsupported")}
+    assert "only oVirt sources can migrate warm" in r.json()["problems"][0]["message"]
+    assert r.json()["phase"] == "NotReady"

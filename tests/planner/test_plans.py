@@ -248,7 +248,10 @@ async def test_every_validation_problem_at_once(
     assert plan["phase"] == "NotReady"
     found = codes(plan)
     expected = {
-        ("migrationType", "WarmNotSupported"),
+        # The simulated engine's disks have no incremental backup: each is named.
+        ("vms[0].disks[0]", "DiskIncrementalBackupDisabled"),
+        ("vms[8].disks[0]", "DiskIncrementalBackupDisabled"),
+        ("vms[8].disks[1]", "DiskIncrementalBackupDisabled"),
         ("transferNetwork", "NetworkAttachmentDefinitionNotFound"),
         ("vms[0]", "CriticalConcern"),
         ("vms[1].nics", "MultiplePodNetworks"),

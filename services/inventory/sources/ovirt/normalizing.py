@@ -149,7 +149,9 @@ def disk_profile(p: Any) -> Item:
 
 
 def disk_summary(d: Any) -> dict[str, Any]:
-    """What a VM embeds of each of its disks (and the disk item's own fields)."""
+    """What a VM embeds of each of its disks (and the disk item's own fields). ``backup``
+    is here, not only on the disk item, because the planner decides from the VM alone
+    whether each disk can go warm (incremental backup)."""
     domains = [ref(sd) for sd in d.storage_domains or ()]
     return {
         "name": str(d.alias or d.name or d.id),
@@ -161,6 +163,7 @@ def disk_summary(d: Any) -> dict[str, Any]:
         "storage_type": enum(d.storage_type),
         "shareable": bool(d.shareable),
         "storage_domain": domains[0] if domains else None,
+        "backup": enum(d.backup),
     }
 
 
@@ -171,7 +174,6 @@ def disk(d: Any, summary: dict[str, Any] | None = None) -> Item:
         **summary,
         "disk_profile": ref(d.disk_profile),
         "content_type": enum(d.content_type),
-        "backup": enum(d.backup),
     }
     return Item(
         "disk",

@@ -72,6 +72,7 @@ async def test_full_load_counts_and_fields(engine: Engine, source: OvirtSource) 
         "storage_type": "image",
         "shareable": False,
         "storage_domain": domain.id,
+        "backup": None,  # the simulated engine does not report it: not incremental
     }
     assert (second["name"], second["bootable"], second["interface"]) == (
         "web-1-data",

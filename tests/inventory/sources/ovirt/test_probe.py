@@ -31,6 +31,7 @@ async def test_probe_with_the_ca_bundle(engine: Engine) -> None:
     try:
         facts = await source.probe()
         assert (facts["product"], facts["version"]) == ("oVirt Engine", "4.5.7")
+        assert facts["apiVersion"] == {"major": 4, "minor": 5}  # what warm plans check
         assert facts["tls"] == "CA bundle from the Secret"
         assert facts["certificate"]["sha256Fingerprint"] == engine.cert.fingerprint
     finally:
