@@ -32,7 +32,7 @@ NAMESPACE = "migrated"
 
 #: The engine. ``slow-*`` disks are throttled so a copy lasts long enough to be watched and
 #: canceled; ``flaky-disk``'s transfers pause (the populator fails) until a test lifts it;
-#: ``window-*`` wait for a cutover.
+#: ``window-*`` wait for a cutover; ``warm-web``'s guest writes while it runs (warm).
 OVIRT: dict[str, Any] = {
     "networks": [{"name": "prod", "vlan": 100}],
     "vms": [
@@ -55,6 +55,15 @@ OVIRT: dict[str, Any] = {
             {"name": f"window-{i}", "nics": [{"network": "prod"}], "disks": [_disk(f"win-{i}")]}
             for i in range(3)
         ),
+        {
+            "name": "warm-web",
+            "nics": [{"network": "prod"}],
+            "guest_writes": "256KiB",
+            "disks": [
+                _disk("warm-root", "16MiB", format="cow", backup="incremental", bootable=True),
+                _disk("warm-data", "8MiB", format="cow", backup="incremental"),
+            ],
+        },
     ],
     "faults": [
         {"kind": "bandwidth", "disk": "slow-web-data", "bytes_per_second": "3MiB"},
@@ -108,6 +117,8 @@ async def stack(
         env={
             "HOIST_ORCHESTRATOR_LEASE_SECONDS": "8",
             "HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS": "1",
+            # Warm plans' precopies a second apart (a plan's interval is whole minutes).
+            "HOIST_ORCHESTRATOR_PRECOPY_INTERVAL_SECONDS": "1",
         },
     )
     try:
