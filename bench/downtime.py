@@ -440,6 +440,7 @@ async def measure_warm(args: Any, work: Path) -> dict[str, Any]:
             log(f"cold: {args.warm_disk_gib} GiB disk, half data")
             cold_id = await run_plan(stack, cold, args.timeout)
             cold_down = await _downtime(stack, cold_id, ids["wc-cold"], began)
+            log(f"cold: down {cold_down:.1f} s")
             later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
             warm = await make_plan(
                 stack,
@@ -454,7 +455,11 @@ async def measure_warm(args: Any, work: Path) -> dict[str, Any]:
             vm_id = ids["wc-warm"]
             deadline = time.monotonic() + args.timeout
             while True:
-                view = await vm_view(stack, warm_id, vm_id)
+                try:
+                    view = await vm_view(stack, warm_id, vm_id)
+                except RuntimeError:  # not at the orchestrator yet
+                    await asyncio.sleep(0.5)
+                    continue
                 step: dict[str, Any] = next(
                     (x for x in view["pipeline"] if x["name"] == "WarmPrecopy"), {}
                 )
@@ -474,8 +479,14 @@ async def measure_warm(args: Any, work: Path) -> dict[str, Any]:
                       json={"at": "now"})  # fmt: skip
             await wait_final(stack, warm, warm_id, args.timeout)
             warm_down = await _downtime(stack, warm_id, vm_id, began)
-            final = next(x for x in (await vm_view(stack, warm_id, vm_id))["pipeline"]
-                         if x["name"] == "FinalCopy")  # fmt: skip
+            warm_view = await vm_view(stack, warm_id, vm_id)
+            final = next(x for x in warm_view["pipeline"] if x["name"] == "FinalCopy")
+            spans = {
+                name: r2(end - start)
+                for name in ("PowerOffSource", "FinalCopy", "VirtualMachineCreation")
+                for start, end in [step_times(warm_view, name)]
+            }
+            cold_copy = step_times(await vm_view(stack, cold_id, ids["wc-cold"]), "DiskTransfer")
     final_bytes = int(((final.get("detail") or {}).get("precopy") or {}).get("bytes") or 0)
     return {
         "warm_downtime_s": r2(warm_down),
@@ -484,6 +495,10 @@ async def measure_warm(args: Any, work: Path) -> dict[str, Any]:
         "warm_final_copy_mib": r2(final_bytes / (1 << 20)),
         "warm_changed_mib": r2(changed / (1 << 20)),
         "warm_disk_gib": args.warm_disk_gib,
+        "warm_power_off_s": spans["PowerOffSource"],
+        "warm_final_copy_s": spans["FinalCopy"],
+        "warm_vm_creation_s": spans["VirtualMachineCreation"],
+        "cold_copy_s": r2(cold_copy[1] - cold_copy[0]),
     }
 
 

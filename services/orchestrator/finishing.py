@@ -100,7 +100,9 @@ async def cleanup(ctx: StepContext) -> Answer:
     try:
         source = await ctx.source()
         await source.remove_artifacts(ctx.migration_id, ctx.vm)
-        problems += await precopy.release(ctx)  # a warm VM's backup and checkpoints
+        if await precopy.ending(ctx):
+            return Wait(1.0, note="waiting for the last backup of the source VM to end")
+        problems += await precopy.release(ctx)  # a warm VM's checkpoints
     except (SourceError, RetryLater) as exc:
         problems.append(f"source: {exc.message}")
     if attempts < TEARDOWN_ATTEMPTS:
@@ -137,6 +139,7 @@ async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:
     try:
         source = await ctx.source()
         await source.remove_artifacts(ctx.migration_id, ctx.vm)
+        problems += await precopy.release(ctx)  # a warm VM's backup and checkpoints
         if (
             ctx.memory.get("powered_off_by_hoist")
             and ctx.memory.get("source_power") == Power.ON.value

@@ -67,6 +67,8 @@ log = logging.getLogger("hoist.orchestrator.precopy")
 
 BACKUP_FAILURES = 5
 """Backups in a row that fail (or are refused) before the VM fails."""
+FINAL_POLL = 0.25
+"""How soon FinalCopy looks again (at most): the source is down, each second is downtime."""
 HISTORY = 20
 """Precopies remembered in the step's detail."""
 _IDS = uuid.UUID("6f1c2b9e-5d1a-4c1e-9a55-7b0d8f3c2a10")
@@ -198,13 +200,29 @@ async def final_copy(ctx: StepContext) -> Answer:
         if isinstance(handed, Wait):
             handed.note = f"final copy done ({_mib(state.bytes)}): handing the volumes over"
             handed.detail = {**handed.detail, **_detail(state, final=True)}
-            return handed
-        if isinstance(handed, Done):
-            await _remove_checkpoints(ctx, source, state, keep_last=False)
+            handed.seconds = min(handed.seconds, FINAL_POLL)
+        elif isinstance(handed, Done):
+            # The final backup ends and the checkpoints go in Cleanup: the VM is up by then.
             handed.detail = {**handed.detail, **_detail(state, final=True)}
         return handed
     finally:
         state.save(ctx.memory)
+
+
+async def ending(ctx: StepContext) -> bool:
+    """Whether the VM's last backup is still ending (asked to end once more): Cleanup waits
+    for it, as the engine keeps checkpoints while a backup runs."""
+    if "warm" not in ctx.memory:
+        return False
+    state = WarmState.of(ctx.memory)
+    if not state.backup:
+        return False
+    source = await _source(ctx)
+    backup = await source.backup(ctx.vm.vm_id, state.backup)
+    if backup is None or backup.over:
+        return False
+    await source.finalize_backup(ctx.vm.vm_id, state.backup)
+    return True
 
 
 async def release(ctx: StepContext) -> list[str]:
@@ -248,7 +266,8 @@ async def _cycle(
             return await _failed(ctx, source, state, backup)
         if state.phase == "starting":
             if backup.phase is not BackupPhase.READY:
-                return Wait(min(1.0, poll), note=f"backup {backup.id} is {backup.phase}")
+                soon = FINAL_POLL if final else 1.0
+                return Wait(min(soon, poll), note=f"backup {backup.id} is {backup.phase}")
             state.current = backup.to_checkpoint or backup.id
             if not backup.to_checkpoint:
                 state.full_next = True  # nothing to start an incremental one from
@@ -259,9 +278,12 @@ async def _cycle(
             return answer
         state.phase = "finalizing"
     await source.finalize_backup(vm_id, state.backup)
-    backup = await source.backup(vm_id, state.backup)
-    if backup is not None and not backup.over:
-        return Wait(min(1.0, poll), note=f"finalizing backup {state.backup}")
+    if not final:
+        backup = await source.backup(vm_id, state.backup)
+        if backup is not None and not backup.over:
+            return Wait(min(1.0, poll), note=f"finalizing backup {state.backup}")
+    # The final backup ends while the volumes are handed over (``final_copy`` waits for
+    # both): the source is down, and every second here is downtime.
     ended = time.time()
     state.history.append(
         {
@@ -282,7 +304,7 @@ async def _cycle(
         state.number += 1
         interval = ctx.settings.precopy_interval_seconds
         state.next_at = ended + (interval or ctx.header.precopy_interval_minutes * 60)
-    await _remove_checkpoints(ctx, source, state, keep_last=True)
+        await _remove_checkpoints(ctx, source, state, keep_last=True)
     return Done(detail=_detail(state, final=final))
 
 
@@ -310,7 +332,7 @@ async def _start(
     kind = "full" if not previous else f"incremental from checkpoint {previous}"
     what = "final copy" if final else f"precopy {state.number + 1}"
     return Wait(
-        min(1.0, ctx.settings.poll_seconds),
+        min(FINAL_POLL if final else 1.0, ctx.settings.poll_seconds),
         note=f"{what}: backup {backup.id} ({kind}) is {backup.phase}",
         detail=_detail(state, final=final),
     )
@@ -432,7 +454,7 @@ async def _copying(ctx: StepContext, state: WarmState, *, final: bool) -> Answer
         return None
     what = "final copy" if final else f"precopy {state.number + 1}"
     return Wait(
-        ctx.settings.poll_seconds,
+        min(ctx.settings.poll_seconds, FINAL_POLL) if final else ctx.settings.poll_seconds,
         note=f"{what}: copying checkpoint {state.current}",
         progress=StepProgress(completed=copied, total=total),
         detail=_detail(state, final=final),
