@@ -25,6 +25,7 @@ from shared import populator as contract
 from shared.kube import POD, PV, PVC, Kube, Obj, conflict, not_found
 from shared.payloads import ErrorInfo, Outcome
 from shared.populator import SourceRef
+from shared.populator.stages import STAGE_FAILED, Stages
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.controller.ending")
@@ -204,6 +205,16 @@ class Ending:
                 "message": f"the populator failed {done + 1} times; the last pod "
                 f"({pod_name}) exited with code {code}: {why}",
             }
+        checkpoint = manifests.stage_of(pod) if Stages.of(populator) is not None else ""
+        if not again and checkpoint:
+            # Not Failed: the stage's backup may be what failed (``_stage_failed``).
+            fields = {
+                "phase": contract.Phase.RUNNING,
+                "reason": STAGE_FAILED,
+                "message": f"the stage of checkpoint {checkpoint} failed {done + 1} times; "
+                f"the last pod ({pod_name}) exited with code {code}: {why}; waiting for a "
+                "new checkpoint",
+            }
         await status.write(
             self.kube,
             populator,
@@ -217,6 +228,8 @@ class Ending:
         if not await self.announcer.finished(claim, source.kind, pod, Outcome.FAILED, error):
             return RETRY_SECONDS  # the pod stays until its end is announced
         metrics.POD_FAILURES.inc()
+        if not again and checkpoint:
+            return await self._stage_failed(claim, pod, checkpoint, str(fields["message"]))
         if not again:
             await self._record(
                 claim, WARNING, contract.Reason.POPULATOR_FAILED, str(fields["message"])
@@ -249,6 +262,31 @@ class Ending:
         await self.kube.delete(POD, pod_name, meta["namespace"], uid=pod_uid)
         self.announcer.forget(pod_uid)
         return None  # the pod's deletion wakes us, and the next pod is made
+
+    async def _stage_failed(
+        self, claim: Obj, pod: Obj, checkpoint: str, message: str
+    ) -> float | None:
+        """A stage's pods failed past the limit. The CR does not fail: its backup may be
+        what failed (an engine restart), and the orchestrator, which owns the backups,
+        decides: a new checkpoint (a new backup), or the VM fails with this message. The
+        prime keeps the stages copied; the next stage starts with a fresh count."""
+        meta = claim["metadata"]
+        source = contract.source_of(claim)
+        populator = await status.read(self.kube, source) if source is not None else None
+        if populator is not None:
+            await status.fail_stage(self.kube, populator, checkpoint)
+        await self._record(claim, WARNING, STAGE_FAILED, message)
+        await self.kube.patch(
+            PVC,
+            meta["name"],
+            {"metadata": {"annotations": {contract.RECREATIONS: "0"}}},
+            meta["namespace"],
+        )
+        await self.kube.delete(
+            POD, pod["metadata"]["name"], meta["namespace"], uid=pod["metadata"]["uid"]
+        )
+        self.announcer.forget(pod["metadata"]["uid"])
+        return None
 
     async def clean_up_failed(
         self, claim: Obj, source: SourceRef, *, final: bool = True

@@ -13,8 +13,10 @@ read from the CR (``spec.checkpoints``, ``status.stages``), the pod (its
 - a pod Succeeded: its stage is recorded in ``status.stages`` (once: by its checkpoint);
   a stage short of the final one then pauses (``Paused``: the pod goes, the prime stays);
   the final one is handed over as a cold copy is;
-- a pod Failed: the cold path (its log kept, another pod, or Failed for good); the prime
-  stays with the stages it holds.
+- a pod Failed: the cold path (its log kept, another pod); past the recreation limit the
+  CR does not fail but marks the stage failed (``StageFailed``, ``failedCheckpoint``) and
+  waits: the orchestrator either appends a new checkpoint (the backup had failed) or fails
+  the VM. The prime stays with the stages it holds.
 
 The recreation limit counts per stage: recording a stage resets the claim's count, since
 a warm migration may run stages for days and a transient failure in each is no reason to
@@ -109,6 +111,8 @@ class Staging:
                 return await self.ending.retire_pod(claim, source, pod, "the prime claim is gone")
             if stages.copied:
                 return await self._prime_lost(claim, source, populator, stages)
+            if stages.stuck():
+                return None  # StageFailed stays said; a new checkpoint wakes us
             if pending is None:
                 return await self._wait_for_checkpoint(claim, populator)
             prime = await self.r.create_prime(claim, node)
@@ -136,6 +140,8 @@ class Staging:
                 return self.r.poll  # the binder binds the user claim next
             last = stages.copied[-1].pod if stages.copied else ""
             return await self.r.hand_over(claim, source, populator, prime, last)
+        if stages.stuck():
+            return None  # StageFailed stays said; a new checkpoint wakes us
         if not stages.copied:
             return await self._wait_for_checkpoint(claim, populator)
         return await self._paused(claim, populator, stages)

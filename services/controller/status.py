@@ -20,7 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from shared import populator as contract
 from shared.kube import POPULATORS, Kube, Obj, not_found
 from shared.populator import SourceRef
-from shared.populator.stages import STAGES, Stage
+from shared.populator.stages import FAILED_CHECKPOINT, STAGES, Stage
 
 log = logging.getLogger("hoist.controller.status")
 
@@ -73,9 +73,17 @@ async def reset(kube: Kube, populator: Obj, claim_uid: str) -> Obj:
     """A stale status (about another claim) made this claim's and ``fresh``, its stages
     dropped too: the stages an earlier claim copied are not in this claim's volume."""
     populator = await write(kube, populator, claim_uid, **contract.fresh())
-    if (populator.get("status") or {}).get(STAGES):
-        populator = await _patch(kube, populator, {STAGES: []})
+    held = populator.get("status") or {}
+    if held.get(STAGES) or held.get(FAILED_CHECKPOINT):
+        populator = await _patch(kube, populator, {STAGES: [], FAILED_CHECKPOINT: ""})
     return populator
+
+
+async def fail_stage(kube: Kube, populator: Obj, checkpoint: str) -> Obj:
+    """Mark ``checkpoint``'s stage failed for good (``FAILED_CHECKPOINT``)."""
+    if (populator.get("status") or {}).get(FAILED_CHECKPOINT) == checkpoint:
+        return populator
+    return await _patch(kube, populator, {FAILED_CHECKPOINT: checkpoint})
 
 
 async def add_stage(kube: Kube, populator: Obj, claim_uid: str, stage: Stage) -> Obj:

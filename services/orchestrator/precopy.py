@@ -423,7 +423,8 @@ async def _copying(ctx: StepContext, state: WarmState, *, final: bool) -> Answer
         status = contract.Status.of(cr)
         size = disk.size_bytes
         total += size
-        if status.phase == contract.Phase.FAILED:
+        if status.phase == contract.Phase.FAILED or stages.failed == state.current:
+            # Its backup is fine (``_cycle`` looked first): the populator itself failed.
             reason = disks.disk_error(disk, status)
             return Fail(reason, tasks=[Task(disk.disk_id, StepState.FAILED, error=reason)])
         stage = next((s for s in stages.copied if s.current == state.current), None)

@@ -28,6 +28,7 @@ def _status_schema(kind: Kind) -> Obj:
     properties = {key: copy.deepcopy(schema) for _, key, schema in STATUS_FIELDS}
     if kind.stages:
         properties[stages.STAGES] = stages.stages_schema()
+        properties[stages.FAILED_CHECKPOINT] = stages.failed_schema()
     return {
         "type": "object",
         "description": "Written by the populator controller only.",

@@ -44,6 +44,12 @@ FINAL_CHECKPOINT = "finalCheckpoint"
 """Spec key: true once the last checkpoint of the list is the final one."""
 STAGES = "stages"
 """Status key: the list of ``Stage`` documents, one per copied stage, oldest first."""
+FAILED_CHECKPOINT = "failedCheckpoint"
+"""Status key: the checkpoint whose stage failed for good (its pods failed past the
+recreation limit). No pod copies it again; the CR waits (reason ``STAGE_FAILED``) for the
+orchestrator, which either appends a new checkpoint (its backup had failed) or fails the VM."""
+STAGE_FAILED = "StageFailed"
+"""Status reason (phase Running) while ``FAILED_CHECKPOINT`` is the last checkpoint."""
 STAGE_ANNOTATION = "hoist.io/stage"
 """On a stage's populator pod: the checkpoint (``current``) it copies."""
 TERMINATION_LOG = "/dev/termination-log"
@@ -140,6 +146,8 @@ class Stages:
     checkpoints: tuple[Checkpoint, ...]
     final: bool
     copied: tuple[Stage, ...]
+    failed: str = ""
+    """``FAILED_CHECKPOINT``: the checkpoint whose stage failed for good ("" for none)."""
 
     @classmethod
     def of(cls, cr: Mapping[str, Any]) -> Stages | None:
@@ -148,17 +156,27 @@ class Stages:
         if CHECKPOINTS not in spec:
             return None
         checkpoints = tuple(Checkpoint.of(c) for c in spec.get(CHECKPOINTS) or [])
-        copied = tuple(Stage.of(s) for s in (cr.get("status") or {}).get(STAGES) or [])
-        return cls(checkpoints, bool(spec.get(FINAL_CHECKPOINT)), copied)
+        status = cr.get("status") or {}
+        copied = tuple(Stage.of(s) for s in status.get(STAGES) or [])
+        failed = str(status.get(FAILED_CHECKPOINT) or "")
+        return cls(checkpoints, bool(spec.get(FINAL_CHECKPOINT)), copied, failed)
 
     def is_copied(self, current: str) -> bool:
         return any(s.current == current for s in self.copied)
 
     def pending(self) -> Checkpoint | None:
-        """The stage to run now: the last checkpoint, unless it is copied already."""
-        if not self.checkpoints or self.is_copied(self.checkpoints[-1].current):
+        """The stage to run now: the last checkpoint, unless it is copied already or its
+        stage failed for good."""
+        if not self.checkpoints:
             return None
-        return self.checkpoints[-1]
+        last = self.checkpoints[-1]
+        if self.is_copied(last.current) or last.current == self.failed:
+            return None
+        return last
+
+    def stuck(self) -> bool:
+        """The last checkpoint's stage failed for good: a new checkpoint must come."""
+        return bool(self.checkpoints) and self.checkpoints[-1].current == self.failed
 
     def index_of(self, current: str) -> int:
         """The stage's place (0: the first, whose volume starts empty); -1 when unknown."""
@@ -169,7 +187,11 @@ class Stages:
 
     def complete(self) -> bool:
         """Every stage copied, the last one final: the volume may be handed over."""
-        return self.final and bool(self.checkpoints) and self.pending() is None
+        return (
+            self.final
+            and bool(self.checkpoints)
+            and self.is_copied(self.checkpoints[-1].current)
+        )
 
 
 @dataclass(frozen=True)
@@ -269,6 +291,14 @@ def checkpoint_schema() -> Obj:
                 "mode": {"type": "string", "enum": [m.value for m in BackupMode]},
             },
         },
+    }
+
+
+def failed_schema() -> Obj:
+    """The CRD's schema of ``status.failedCheckpoint``."""
+    return {
+        "type": "string",
+        "description": "The checkpoint whose stage failed for good; none copies it again.",
     }
 
 

@@ -20,6 +20,7 @@ from shared import populator as contract
 from shared.catalog import POPULATOR_POD_FINISHED
 from shared.populator.stages import (
     STAGE_ANNOTATION,
+    STAGE_FAILED,
     BackupMode,
     Checkpoint,
     StageArgs,
@@ -449,6 +450,41 @@ async def test_a_failed_stage_pod_is_recreated_and_the_prime_keeps_the_earlier_s
     assert (volume_dir(volume) / "stages.log").read_text().split() == ["c1", "c2", "c3"]
     assert len(seen.primes) == 1
     assert uid
+
+
+async def test_a_stage_failing_past_the_limit_waits_for_a_new_checkpoint(
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    controller: Controller,
+    control: Path,
+    seen: Seen,
+) -> None:
+    """Its backup may be what failed: the CR does not fail, the prime keeps stage 1, and the
+    checkpoint the orchestrator appends next (a new backup) is copied."""
+    await make_warm(core, custom, "warm-f")
+    await set_checkpoints(custom, "warm-f", [full("c1")], False)
+    await wait_stages(custom, "warm-f", ["c1"])
+    (control / "c2.fail").write_text("99")
+    await set_checkpoints(custom, "warm-f", [full("c1"), incremental("c2", "c1")], False)
+    status = await wait_reason(custom, "warm-f", STAGE_FAILED, within=60)
+    assert status["phase"] == contract.Phase.RUNNING
+    assert status["failedCheckpoint"] == "c2"
+    assert "failed on purpose" in status["log"]
+    await sleep_a_little()
+    tries = runs_of(control, "c2")
+    assert tries == 1 + 3  # the first pod and its recreations, then no more
+    await set_checkpoints(
+        custom,
+        "warm-f",
+        [full("c1"), incremental("c2", "c1"), incremental("c3", "c1")],
+        True,
+    )
+    pvc = await wait_populated(core, "warm-f")
+    await wait_status(custom, KIND, "warm-f", contract.Phase.SUCCEEDED)
+    volume = await core.read_persistent_volume(pvc.spec.volume_name)
+    assert (volume_dir(volume) / "stages.log").read_text().split() == ["c1", "c3"]
+    assert runs_of(control, "c2") == tries
+    assert len(seen.primes) == 1
 
 
 async def test_a_stale_status_resets_its_stages(

@@ -28,6 +28,7 @@ from shared.devservices import DevServices
 from sim.kube.cluster import Cluster
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
+from sim.ovirt.scenario import Fault
 from tests.conftest import eventually
 from tests.orchestrator.pipelines import (
     NAMESPACE,
@@ -65,6 +66,7 @@ SCENARIO: dict[str, Any] = {
         _vm("warm-kill", "24MiB"),
         _vm("warm-lost", "16MiB"),
         _vm("warm-cut", "32MiB"),
+        _vm("warm-flaky", "16MiB"),
     ],
     "faults": [
         # A precopy of warm-cut lasts long enough for the cutover to come in the middle.
@@ -344,6 +346,36 @@ async def test_a_cutover_brought_forward_during_a_precopy_comes_once_it_ends(
     second_done = datetime.fromisoformat(stages[1]["endedAt"]).timestamp()
     assert powered_off_at(engine, vm.vm_id) >= second_done
     assert stages[2]["bytes"] < stages[1]["bytes"], stages
+    assert_backups_closed(engine, vm.vm_id)
+
+
+async def test_refused_failed_and_interrupted_backups_are_made_again(
+    engine: Engine,
+    source: p.ProviderRef,
+    running: tuple[ServiceProcess, ControllerProcess],
+    servers: DevServices,
+    prefix: str,
+    kube: client.ApiClient,
+) -> None:
+    """The engine refuses a backup, fails one, and restarts while one is read: each is
+    finalized and a new one started, and the VM still arrives byte-exact."""
+    svc, _ = running
+    vm = planned(engine, "warm-flaky")
+    disk = engine.inv.disks[vm.disks[0].disk_id]
+    plan = warm_plan(source, [vm])
+    async with publisher(servers, prefix) as bus:
+        await start_plan(bus, plan)
+    await precopies_done(svc, plan, vm.vm_id, 1)
+    engine.add_fault(Fault("backup_refused", disk=disk.name, count=1, status=409))
+    engine.add_fault(Fault("backup_failed", disk=disk.name, count=1))
+    engine.add_fault(Fault("engine_restart", disk=disk.name, count=1, seconds=2.0))
+    await engine.write_guest(disk.id, 2 << 20)
+    await precopies_done(svc, plan, vm.vm_id, 2)
+    assert (await precopy(svc, plan, vm.vm_id))["attempt"] >= 2
+    await cut_over(servers, prefix, plan)
+    done = await wait_vm(svc, plan, vm.vm_id, within=180)
+    assert_succeeded(done)
+    await assert_arrived(engine, kube, vm)
     assert_backups_closed(engine, vm.vm_id)
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # --- registration: the digests every installed controller compares ------------------------
 
 DIGESTS = {
-    "ovirtvolumepopulators.hoist.io": "1d4f38b3901416a3bbe07bdebf2c7db0",
+    "ovirtvolumepopulators.hoist.io": "1478d17139221249f10671a3234f6205",
     "openstackvolumepopulators.hoist.io": "2932318471063611de5d3c1af0585873",
     "hoist-ovirt": "0c2509e6c84355ce3b3316accaf51f0c",
     "hoist-openstack": "63304d3d5f5c2e084f91b397b2eeb482",
@@ -53,7 +53,7 @@ def test_crd_schema_comes_from_the_spec_tables() -> None:
         staged = {"checkpoints", "finalCheckpoint"} if kind.stages else set()
         assert set(spec["properties"]) == {f.key for f in kind.spec.FIELDS} | staged
         status = set(contract.Status(claim_uid="x").to_dict()) | (
-            {"stages"} if kind.stages else set()
+            {"stages", "failedCheckpoint"} if kind.stages else set()
         )
         assert set(schema["status"]["properties"]) == status
         assert crd["spec"]["names"]["kind"] == kind.name
