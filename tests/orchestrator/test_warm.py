@@ -105,6 +105,22 @@ async def source(engine: Engine, kube: client.ApiClient) -> p.ProviderRef:
     return await ovirt_source(engine, kube)
 
 
+async def start_warm(
+    engine: Engine,
+    source: p.ProviderRef,
+    servers: DevServices,
+    prefix: str,
+    kube: client.ApiClient,
+    name: str,
+) -> tuple[p.PlannedVm, p.PlanStarted, LastSeen]:
+    """A warm plan of one VM started, and its CRs watched."""
+    vm = planned(engine, name)
+    plan = warm_plan(source, [vm])
+    async with publisher(servers, prefix) as bus:
+        await start_plan(bus, plan)
+    return vm, plan, LastSeen(kube, vm.vm_id)
+
+
 def warm_plan(source: p.ProviderRef, vms: list[p.PlannedVm]) -> p.PlanStarted:
     """A warm plan whose cutover is an hour away: it precopies until a test moves it."""
     return plan_of(
@@ -220,11 +236,7 @@ async def test_a_changing_vm_is_copied_while_it_runs_and_arrives_as_it_was_at_po
     kube: client.ApiClient,
 ) -> None:
     svc, _ = running
-    vm = planned(engine, "warm-a")
-    plan = warm_plan(source, [vm])
-    async with publisher(servers, prefix) as bus:
-        await start_plan(bus, plan)
-    seen = LastSeen(kube, vm.vm_id)
+    vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-a")
     await precopies_done(svc, plan, vm.vm_id, 2)
     # The guest keeps writing (its rate) and changes more now, after the last precopy.
     for disk in vm.disks:
@@ -289,11 +301,7 @@ async def test_a_lost_checkpoint_means_a_full_copy_and_the_vm_still_arrives_exac
     kube: client.ApiClient,
 ) -> None:
     svc, _ = running
-    vm = planned(engine, "warm-lost")
-    plan = warm_plan(source, [vm])
-    async with publisher(servers, prefix) as bus:
-        await start_plan(bus, plan)
-    seen = LastSeen(kube, vm.vm_id)
+    vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-lost")
     await precopies_done(svc, plan, vm.vm_id, 1)
     # Someone removes the checkpoint out of band (or reverts a snapshot): it is gone.
     for cp in [c for c in engine.inv.checkpoints.values() if c.vm_id == vm.vm_id]:
@@ -321,11 +329,7 @@ async def test_a_cutover_brought_forward_during_a_precopy_comes_once_it_ends(
     """The source stays up until the precopy in flight has copied its stage: the backup's
     disks are locked while it is read, and the final copy is then the smaller."""
     svc, _ = running
-    vm = planned(engine, "warm-cut")
-    plan = warm_plan(source, [vm])
-    async with publisher(servers, prefix) as bus:
-        await start_plan(bus, plan)
-    seen = LastSeen(kube, vm.vm_id)
+    vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-cut")
     await precopies_done(svc, plan, vm.vm_id, 1)
     # A big change, so the next precopy copies for a while (the disk is throttled).
     await engine.write_guest(vm.disks[0].disk_id, 8 << 20, zero=False)
@@ -360,11 +364,8 @@ async def test_refused_failed_and_interrupted_backups_are_made_again(
     """The engine refuses a backup, fails one, and restarts while one is read: each is
     finalized and a new one started, and the VM still arrives byte-exact."""
     svc, _ = running
-    vm = planned(engine, "warm-flaky")
+    vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-flaky")
     disk = engine.inv.disks[vm.disks[0].disk_id]
-    plan = warm_plan(source, [vm])
-    async with publisher(servers, prefix) as bus:
-        await start_plan(bus, plan)
     await precopies_done(svc, plan, vm.vm_id, 1)
     engine.add_fault(Fault("backup_refused", disk=disk.name, count=1, status=409))
     engine.add_fault(Fault("backup_failed", disk=disk.name, count=1))
@@ -377,6 +378,7 @@ async def test_refused_failed_and_interrupted_backups_are_made_again(
     assert_succeeded(done)
     await assert_arrived(engine, kube, vm)
     assert_backups_closed(engine, vm.vm_id)
+    await seen.stop()
 
 
 # Last in the module: it kills the module's orchestrator (its successor stops with the test).
@@ -391,11 +393,7 @@ async def test_a_killed_orchestrator_and_populator_resume_without_copying_a_stag
     tmp_path: Path,
 ) -> None:
     first, _ = running
-    vm = planned(engine, "warm-kill")
-    plan = warm_plan(source, [vm])
-    async with publisher(servers, prefix) as bus:
-        await start_plan(bus, plan)
-    seen = LastSeen(kube, vm.vm_id)
+    vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-kill")
     await precopies_done(first, plan, vm.vm_id, 1)
     # A populator killed in the middle of a stage: its pod fails, another copies the stage.
     await engine.write_guest(vm.disks[0].disk_id, 4 << 20)
