@@ -30,6 +30,7 @@ from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
 from tests.conftest import eventually
+from tests.orchestrator.conftest import Events
 from tests.orchestrator.pipelines import (
     NAMESPACE,
     ControllerProcess,
@@ -234,6 +235,7 @@ async def test_a_changing_vm_is_copied_while_it_runs_and_arrives_as_it_was_at_po
     servers: DevServices,
     prefix: str,
     kube: client.ApiClient,
+    events: Events,
 ) -> None:
     svc, _ = running
     vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-a")
@@ -273,6 +275,15 @@ async def test_a_changing_vm_is_copied_while_it_runs_and_arrives_as_it_was_at_po
     ]
     history = steps["FinalCopy"]["detail"]["precopies"]
     assert [h["number"] for h in history][-1] == "final", history
+    # Each precopy is told as it ends (migration.vm.step): its number, bytes, next run.
+    told = [
+        e["data"]["detail"]["precopy"]
+        for e in events.of("io.hoist.migration.vm.step", vm.vm_id)
+        if e["data"]["step"] == "WarmPrecopy" and "precopy" in (e["data"].get("detail") or {})
+    ]
+    ended = {t["number"]: t for t in told if not t["running"]}
+    assert {1, 2} <= set(ended), told
+    assert all(ended[n]["bytes"] > 0 and ended[n]["nextAt"] for n in (1, 2)), ended
 
 
 def _populator_pids(disk_ids: list[str]) -> list[int]:
