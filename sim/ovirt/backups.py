@@ -324,8 +324,9 @@ class Backups:
             if disk_id in live:
                 merged = live[disk_id]
                 if merged is not None:  # the live image keeps only the checkpoints' bitmaps
-                    with contextlib.suppress(QemuError):
-                        await bitmap(export.image, merged, "--remove")
+                    async with self.e.guest.paused(b.vm_id):
+                        with contextlib.suppress(QemuError):
+                            await bitmap(export.image, merged, "--remove")
                 continue
             with contextlib.suppress(KeyError):
                 self._scratch(b, self.e.inv.disks[disk_id]).unlink(missing_ok=True)

@@ -15,8 +15,11 @@ read a scratch disk), and an idle cold-transfer export of the disk is stopped be
 and the writer skips that disk (``skipped`` counts it): the engine refuses such transfers of
 a running VM's disk anyway.
 
-Bitmap changes (backups, checkpoint removal) and power-off hold the VM's lock, so they never
-overlap a batch: once a VM is down, its images no longer change.
+Bitmap changes (backups, checkpoint removal) and power-off hold the VM's lock (``paused``),
+and every write (a running guest's batch, ``Engine.write_guest``) holds the lock of each VM
+its disk is attached to, so they never overlap: a checkpoint's bitmap added at backup start
+sees every write that follows, the scratch copy every write that preceded, and once a VM is
+down, its images no longer change.
 """
 
 from __future__ import annotations
@@ -125,20 +128,31 @@ class GuestWriter:
             plan.append(GuestWrite(rng.randrange(slots) * GRAIN, GRAIN, is_zero))
         return plan
 
-    async def write(
-        self, disk_id: str, nbytes: int, zero: bool | None = None, *, locked: bool = False
-    ) -> list[GuestWrite]:
+    async def write(self, disk_id: str, nbytes: int, zero: bool | None = None) -> list[GuestWrite]:
         """Write ``nbytes`` (rounded up to 64 KiB writes) into the disk now; ``zero`` forces
         every write to be (True) or not be (False) a zeroed range. Returns what was written
         (empty if a running cold transfer holds the disk)."""
         disk = self.inv.disks[disk_id]
         if disk.image.fmt != "qcow2":
             raise ValueError(f"disk {disk.name}: the guest writer writes qcow2 images only")
-        vms = self.inv.vms_of_disk(disk_id)
-        if locked or not vms:
+        async with self._holding(disk_id):
             return await self._write(disk, nbytes, zero)
-        async with self._lock(vms[0].id):
-            return await self._write(disk, nbytes, zero)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, disk_id: str) -> AsyncIterator[None]:
+        """Hold the lock of every VM the disk is attached to, so that no bitmap change
+        (a backup's new checkpoint, a checkpoint's removal) or power-off of any of them
+        overlaps the write: a bitmap added while a write runs could miss it. The locks are
+        taken in id order (two writers never wait on each other), and again if the disk's
+        VMs changed while waiting for them."""
+        while True:
+            ids = sorted(vm.id for vm in self.inv.vms_of_disk(disk_id))
+            async with contextlib.AsyncExitStack() as held:
+                for vm_id in ids:
+                    await held.enter_async_context(self._lock(vm_id))
+                if sorted(vm.id for vm in self.inv.vms_of_disk(disk_id)) == ids:
+                    yield
+                    return
 
     async def _write(self, disk: m.Disk, nbytes: int, zero: bool | None) -> list[GuestWrite]:
         stats = self.stats.setdefault(disk.id, WriteStats())
@@ -167,10 +181,10 @@ class GuestWriter:
             for vm in list(self.inv.vms.values()):
                 if vm.guest_write_rate <= 0 or vm.status != "up":
                     continue
-                async with self._lock(vm.id):
-                    if vm.status != "up":
-                        continue
-                    for disk in self.disks_of(vm):
+                for disk in self.disks_of(vm):
+                    async with self._holding(disk.id):
+                        if vm.status != "up":  # powered off while waiting: no more writes
+                            break
                         budget = self._budget.get(disk.id, 0.0) + vm.guest_write_rate * TICK
                         whole = int(budget // GRAIN) * GRAIN
                         self._budget[disk.id] = budget - whole

@@ -111,9 +111,11 @@ def blocks(extents: list[dict[str, Any]], **want: bool) -> set[int]:
 
 
 def written(ranges: list[Any], zero: bool | None = None) -> set[int]:
-    return {
-        b
-        for r in ranges
-        if zero is None or r.zero == zero
-        for b in range(r.offset // GRAIN, (r.offset + r.length) // GRAIN)
-    }
+    """The 64 KiB blocks the writes ``ranges`` (in order) touched; with ``zero``, those whose
+    last write was (True) or was not (False) a zeroed range: a block written with data and
+    then zeroed reads as zeros, as on any disk."""
+    last: dict[int, bool] = {}
+    for r in ranges:
+        for b in range(r.offset // GRAIN, (r.offset + r.length) // GRAIN):
+            last[b] = r.zero
+    return {b for b, was_zero in last.items() if zero is None or was_zero == zero}
