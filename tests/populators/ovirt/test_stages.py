@@ -21,6 +21,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,8 +37,10 @@ from sim.certs import ServerCert, make_server_cert
 from sim.ovirt import children
 from sim.ovirt.engine import Engine
 from sim.ovirt.imageio import ImageioDaemon
+from sim.ovirt.sdkclient import connect
 from tests.populators.ovirt.conftest import assert_same_image, run_populator, sha256
-from tests.sim.ovirt.fixtures import MiB, new_disk, transfer_phase
+from tests.sim.ovirt.backup_helpers import finalize_backup, new_vm, start_backup
+from tests.sim.ovirt.fixtures import MiB, transfer_phase
 
 KiB = 1 << 10
 SIZE = 32 * MiB  # the size of conftest's loop device
@@ -343,19 +346,53 @@ def stage_env(engine: Engine, log: Path) -> dict[str, str]:
     }
 
 
+async def backup_of(engine: Engine, vm: Any) -> Any:
+    """A full backup of the VM's disks through ovirtsdk4, ready."""
+
+    def run() -> Any:
+        conn = connect(engine)
+        try:
+            return start_backup(conn, vm.id, [a.disk_id for a in vm.disk_attachments])
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(run)
+
+
+async def end_backup(engine: Engine, vm: Any, backup_id: str) -> None:
+    def run() -> None:
+        conn = connect(engine)
+        try:
+            finalize_backup(conn, vm.id, backup_id)
+        finally:
+            conn.close()
+
+    await asyncio.to_thread(run)
+
+
 @pytest.mark.parametrize("log_exists", [True, False])
 async def test_pod_flags_reach_populate_with_a_full_stage(
     engine: Engine, tmp_path: Path, log_exists: bool
 ) -> None:
-    disk = new_disk(engine, size="16MiB", allocated=0.25, extent="1MiB")
+    vm = new_vm(engine)
+    disk = engine.inv.disks[vm.disk_attachments[0].disk_id]
+    backup = await backup_of(engine, vm)
+    first = StageArgs(
+        backup_id=backup.id,
+        mode=BackupMode.FULL,
+        previous="",
+        current=backup.to_checkpoint_id,
+        fresh=True,
+    )
     log = tmp_path / "termination-log"
     if log_exists:
         log.touch()
     volume = tmp_path / "volume"
     volume.mkdir()
-    run = await run_populator(engine, disk, volume, stage_env(engine, log), FIRST.argv())
+    run = await run_populator(engine, disk, volume, stage_env(engine, log), first.argv())
+    await end_backup(engine, vm, backup.id)
     assert run.returncode == 0, run.stderr
-    assert "stage ck1: backup b1, full" in run.stderr
+    assert f"stage {first.current}: backup {backup.id}, full" in run.stderr
     await assert_same_image(engine, disk, volume / "disk.img")
     copied = re.search(r"copied (\d+) bytes of data", run.stderr)
     assert copied is not None
@@ -371,14 +408,24 @@ async def test_pod_flags_reach_populate_with_a_full_stage(
 async def test_pod_incremental_stage_without_dirty_extents_fails_and_cancels(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """The simulator's tickets are not an incremental backup's: the flags got through when
-    the pod asks for dirty extents, fails with the one line, and cancels its transfer."""
-    disk = new_disk(engine, size="16MiB")
+    """A full backup's tickets serve no dirty extents: a pod told to copy it incrementally
+    fails with the one line and cancels its transfer."""
+    vm = new_vm(engine)
+    disk = engine.inv.disks[vm.disk_attachments[0].disk_id]
+    backup = await backup_of(engine, vm)
+    told = StageArgs(
+        backup_id=backup.id,
+        mode=BackupMode.INCREMENTAL,
+        previous="ck0",
+        current=backup.to_checkpoint_id,
+        fresh=False,
+    )
     log = tmp_path / "termination-log"
     log.touch()
     volume = tmp_path / "volume"
     volume.mkdir()
-    run = await run_populator(engine, disk, volume, stage_env(engine, log), INCREMENTAL.argv())
+    run = await run_populator(engine, disk, volume, stage_env(engine, log), told.argv())
+    await end_backup(engine, vm, backup.id)
     assert run.returncode == 1
     assert "cannot serve dirty extents" in run.last_line
     assert log.read_text() == ""
