@@ -42,6 +42,7 @@ from services.planner.model import (
     StorageMapUpdate,
 )
 from services.planner.status import current_migrations, plan_status
+from services.planner.views import Plan
 from shared.service.app import domain_of
 
 router = APIRouter(tags=["planner"])
@@ -64,6 +65,14 @@ def _revision(if_match: str | None) -> int | None:
     if not text.isdigit():
         raise PreconditionFailed("If-Match must be a revision this API returned")
     return int(text)
+
+
+#: The ``ETag`` of an answer ``_tagged`` made, as the OpenAPI schema documents it.
+REVISION_TAG = {
+    "description": 'The plan\'s revision, quoted ("12"); send it as If-Match to change the '
+    "plan only if nobody changed it since",
+    "schema": {"type": "string"},
+}
 
 
 def _tagged(body: dict[str, Any], code: int = 200) -> JSONResponse:
@@ -270,6 +279,8 @@ async def cancel_plan(
 
 @router.put(
     "/api/v1/plans/{ref}/cutover",
+    response_model=Plan,
+    responses={200: {"description": "The plan", "headers": {"ETag": REVISION_TAG}}},
     summary="Set or clear the cutover time; while the plan runs, its migration is told",
 )
 async def set_cutover(request: Request, ref: RefPath, body: CutoverRequest) -> JSONResponse:

@@ -20,6 +20,7 @@ from shared import payloads as p
 from tests.inventory.conftest import PREFIX, api, unique
 from tests.planner.conftest import make_maps, plan_body, start_and_capture
 from tests.planner.test_plans import has_loc
+from tests.planner.test_views import assert_plan_answer
 from tools.processes import ServiceProcess
 
 LATER = "2030-05-01T22:00:00+02:00"
@@ -47,6 +48,7 @@ async def put_cutover(planner: ServiceProcess, ref: str, at: Any) -> dict[str, A
     assert r.status_code == 200, r.text
     assert r.headers["ETag"] == f'"{r.json()["revision"]}"'
     body: dict[str, Any] = r.json()
+    assert_plan_answer(body)  # the answer its OpenAPI schema documents
     return body
 
 
