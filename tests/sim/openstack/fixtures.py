@@ -6,6 +6,9 @@ of its own so openstacksdk's blocking calls and the populator's process can talk
 ``tests/conftest.py`` starts it (``openstack_sim_cloud``, once for both directories; the
 inventory's ``cloud`` there is another scenario), and each directory's conftest imports
 ``cloud`` from here, which names it. Faults are cleared after every test.
+
+``_clear_faults`` and ``conn`` take whichever ``cloud`` the test sees, so the OpenStack
+source's tests (``tests/inventory/sources/openstack``) import them too, for their cloud.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def cloud(openstack_sim_cloud: Cloud) -> Cloud:
 
 @pytest.fixture(autouse=True)
 def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    """No fault outlives the test that set it."""
+    """No fault outlives the test that set it (of the cloud the test uses, if one)."""
     yield
     if "cloud" in request.fixturenames:
         request.getfixturevalue("cloud").faults.clear()
@@ -57,6 +60,7 @@ def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def conn(cloud: Cloud) -> Iterator[Any]:
+    """openstacksdk as the scenario's user, to change the cloud through its APIs."""
     c = cloud.connection()
     yield c
     c.close()

@@ -2,7 +2,8 @@
 for the OpenStack source's tests, and sources built as the inventory service builds them.
 
 Tests that change the cloud each change servers of their own, so their order does not
-matter; faults are cleared after every test.
+matter; faults are cleared after every test. ``conn`` and the clearing of faults are the
+simulator tests' (``tests.sim.openstack.fixtures``), on this directory's ``cloud``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from shared.payloads import ProviderType
 from shared.settings import InventorySettings, KubeSettings
 from sim.openstack import scenario as sc
 from sim.openstack.cloud import Cloud
+from tests.sim.openstack.fixtures import _clear_faults as _clear_faults  # autouse fixture
+from tests.sim.openstack.fixtures import conn as conn  # fixture, on the ``cloud`` here
 
 
 def _disk(size: int = 4) -> sc.Disk:
@@ -58,21 +61,6 @@ SCENARIO = sc.Scenario(
         ),
     ],
 )
-
-
-@pytest.fixture(autouse=True)
-def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "cloud" in request.fixturenames:
-        request.getfixturevalue("cloud").faults.clear()
-
-
-@pytest.fixture
-def conn(cloud: Cloud) -> Iterator[Any]:
-    """openstacksdk as the scenario's user, to change the cloud through its APIs."""
-    c = cloud.connection()
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="session")
