@@ -20,6 +20,7 @@ from types import MappingProxyType
 from shared.payloads import ProviderType, Step, StepState
 
 __all__ = [
+    "COPIED_AFTER",
     "FINAL_STEP_STATES",
     "PER_DISK_STEPS",
     "PLAN_VM_FINAL",
@@ -82,6 +83,9 @@ WARM_STEPS: Mapping[ProviderType, tuple[Step, ...]] = MappingProxyType(
 PER_DISK_STEPS: frozenset[Step] = frozenset(
     {Step.DISK_ALLOCATION, Step.DISK_TRANSFER, Step.WARM_PRECOPY, Step.FINAL_COPY}
 )
+
+#: Steps whose end means every disk of the VM is copied: its disk slots are free.
+COPIED_AFTER: frozenset[Step] = frozenset({Step.DISK_TRANSFER, Step.FINAL_COPY})
 
 #: Every step's position (``Step``'s declaration order), so that steps sort where they run
 #: even in a list that mixes sources, or names a step this process did not expect.

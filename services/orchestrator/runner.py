@@ -57,7 +57,7 @@ from shared.payloads import (
     Step,
     StepState,
 )
-from shared.pipeline import VM_ACTIVE, VmPhase, next_step
+from shared.pipeline import COPIED_AFTER, VM_ACTIVE, VmPhase, next_step
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.orchestrator.runner")
@@ -377,7 +377,7 @@ class Runner:
             step, StepState.COMPLETED, "", answer.progress, None, {**answer.detail, "note": ""}
         )
         change = VmChange(memory=ctx.memory, step=following, changes=[*tasks, done])
-        if step in (Step.DISK_TRANSFER, Step.FINAL_COPY):
+        if step in COPIED_AFTER:
             change.holding = 0
         if step is Step.VIRTUAL_MACHINE_CREATION or following is Step.COMPLETED:
             change.holds_vm = False  # the target VM exists: the VM is no longer down

@@ -188,9 +188,7 @@ class Stages:
     def complete(self) -> bool:
         """Every stage copied, the last one final: the volume may be handed over."""
         return (
-            self.final
-            and bool(self.checkpoints)
-            and self.is_copied(self.checkpoints[-1].current)
+            self.final and bool(self.checkpoints) and self.is_copied(self.checkpoints[-1].current)
         )
 
 

@@ -270,6 +270,8 @@ def test_every_setting_is_wired() -> None:
         "HOIST_HTTP_PORT",
         "HOIST_PLANNER_INVENTORY_TOKEN",
         "HOIST_PLANNER_INVENTORY_CA_FILE",
+        # Tests, benchmarks and demos only: production plans set precopyIntervalMinutes.
+        "HOIST_ORCHESTRATOR_PRECOPY_INTERVAL_SECONDS",
     }
     assert known - rendered == never
 

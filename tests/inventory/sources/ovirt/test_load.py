@@ -72,7 +72,7 @@ async def test_full_load_counts_and_fields(engine: Engine, source: OvirtSource) 
         "storage_type": "image",
         "shareable": False,
         "storage_domain": domain.id,
-        "backup": None,  # the simulated engine does not report it: not incremental
+        "backup": "none",  # the engine reports it for every disk (incremental or none)
     }
     assert (second["name"], second["bootable"], second["interface"]) == (
         "web-1-data",
