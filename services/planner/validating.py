@@ -252,6 +252,8 @@ def _check_vms(
         nics = _plan_nics(res, path, ptype, vm, networks)
         if not disks:
             res.add(path, "VmHasNoDisks", "the VM has no disk: it would not boot", WARNING, vm=vid)
+        if ptype is ProviderType.OPENSTACK:
+            _check_cpu(res, path, vm)
         res.vms.append(
             PlannedVm(
                 vm_id=vid,
@@ -268,6 +270,23 @@ def _check_vms(
         )
     if not res.ok:
         res.vms = []
+
+
+def _check_cpu(res: Result, path: str, vm: Obj) -> None:
+    """A warning when Nova's topology rules had to leave flavor or image values out (Nova
+    would refuse them at the next boot; the VM keeps its vCPU count all the same)."""
+    choice = shaping.cpu_topology(vm.get("data") or {})
+    if choice.ignored is None:
+        return
+    t = choice.topology
+    res.add(
+        f"{path}.cpu",
+        "CpuTopologyIgnored",
+        f"{choice.ignored}; the VM gets {t.sockets} socket(s) x {t.cores} core(s) x "
+        f"{t.threads} thread(s) = {t.vcpus} vCPUs, its flavor's count",
+        WARNING,
+        vm=vm["id"],
+    )
 
 
 def _check_name(
