@@ -40,6 +40,8 @@ class SourceDisk:
     #: oVirt's ``backup`` (``incremental`` or ``none``): a warm copy needs ``incremental``.
     #: None when the source has no such setting (OpenStack) or the inventory predates it.
     backup: str | None = None
+    #: oVirt's ``shareable``: the disk may be attached to several VMs at once.
+    shareable: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def disks(ptype: ProviderType, vm: Obj) -> list[SourceDisk]:
                 boot=bool(a.get("bootable")),
                 bus=_OVIRT_BUS.get(str(a.get("interface") or "virtio"), "virtio"),
                 backup=a.get("backup"),
+                shareable=bool(a.get("shareable")),
             )
         )
     return out
