@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.planner import cputopology
 from sim.openstack.state import CloudState
 from sim.openstack.state import Server as OsServer
 from sim.ovirt import entities as m
@@ -116,8 +117,9 @@ def from_ovirt(
 def from_openstack(
     state: CloudState, server: OsServer, network_map: Mapping[str, str], target_power_state: str
 ) -> ExpectedVm:
-    """Nova has no topology of its own: the flavor's vCPUs are sockets unless the boot
-    image's ``hw_cpu_*`` properties say otherwise; firmware from ``hw_firmware_type``."""
+    """Nova keeps no topology: it lays the flavor's vCPUs out by the flavor's ``hw:cpu_*``
+    extra specs and the boot image's ``hw_cpu_*`` properties at every boot (the planner's
+    ``cputopology`` restates its rules); firmware from ``hw_firmware_type``."""
     disks = []
     if server.boot == "image" and server.root_path is not None:
         disks.append(
@@ -159,13 +161,14 @@ def from_openstack(
         network = state.networks[port.network_id].name
         nics.append(ExpectedNic(port.mac.lower(), network, nic_target(network_map, network)))
     flavor = server.flavor
+    topology = cputopology.openstack(flavor.vcpus, flavor.extra_specs, props).topology
     return ExpectedVm(
         source="openstack",
         vm_id=server.id,
         name=server.name,
-        sockets=int(props.get("hw_cpu_sockets") or flavor.vcpus or 1),
-        cores=int(props.get("hw_cpu_cores") or 1),
-        threads=int(props.get("hw_cpu_threads") or 1),
+        sockets=topology.sockets,
+        cores=topology.cores,
+        threads=topology.threads,
         memory=flavor.ram * MIB,
         firmware="uefi" if props.get("hw_firmware_type") == "uefi" else "bios",
         secure_boot=props.get("os_secure_boot") == "required",

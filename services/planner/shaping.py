@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.planner import cputopology
 from shared.payloads import ProviderType
 from shared.sizing import GIB, MIB
 
@@ -39,6 +40,8 @@ class SourceDisk:
     #: oVirt's ``backup`` (``incremental`` or ``none``): a warm copy needs ``incremental``.
     #: None when the source has no such setting (OpenStack) or the inventory predates it.
     backup: str | None = None
+    #: oVirt's ``shareable``: the disk may be attached to several VMs at once.
+    shareable: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def disks(ptype: ProviderType, vm: Obj) -> list[SourceDisk]:
                 boot=bool(a.get("bootable")),
                 bus=_OVIRT_BUS.get(str(a.get("interface") or "virtio"), "virtio"),
                 backup=a.get("backup"),
+                shareable=bool(a.get("shareable")),
             )
         )
     return out
@@ -152,6 +156,19 @@ def power_state(ptype: ProviderType, vm: Obj) -> str:
     return "off" if str(data.get("status") or "").lower() == "down" else "on"
 
 
+def cpu_topology(data: Obj) -> cputopology.Choice:
+    """What Nova chose for an OpenStack VM's ``data``: its flavor's vCPUs laid out by the
+    flavor extra specs and the image properties (``cputopology`` says how)."""
+    flavor = data.get("flavor") or {}
+    try:
+        vcpus = int(flavor.get("vcpus") or 0)
+    except (TypeError, ValueError):
+        vcpus = 0
+    return cputopology.openstack(
+        vcpus, flavor.get("extraSpecs") or {}, data.get("imageProperties") or {}
+    )
+
+
 def machine(ptype: ProviderType, vm: Obj) -> Obj:
     """CPU, memory and firmware in one vocabulary, plus the source's normalized fields."""
     data = {k: v for k, v in (vm.get("data") or {}).items() if k != "raw"}
@@ -161,11 +178,7 @@ def machine(ptype: ProviderType, vm: Obj) -> Obj:
         firmware = "uefi" if props.get("hw_firmware_type") == "uefi" else "bios"
         return {
             "sourceType": ptype.value,
-            "cpu": {
-                "sockets": int(props.get("hw_cpu_sockets") or flavor.get("vcpus") or 1),
-                "cores": int(props.get("hw_cpu_cores") or 1),
-                "threads": int(props.get("hw_cpu_threads") or 1),
-            },
+            "cpu": cpu_topology(data).topology.as_dict(),
             "memoryBytes": int(flavor.get("ramMiB") or 0) * MIB,
             "firmware": firmware,
             "secureBoot": props.get("os_secure_boot") == "required",

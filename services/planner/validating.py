@@ -138,8 +138,32 @@ async def validate(inv: InventoryClient, plan: PlanInput) -> Result:
                 "NetworkAttachmentDefinitionNotFound",
                 f"no NetworkAttachmentDefinition {nad} in the target cluster",
             )
-    _check_vms(res, plan, ptype, vms, networks, storages, tgt, check_warm_disks)
+    shared = await _sharing_vms(inv, sid, ptype, plan, vms)
+    _check_vms(res, plan, ptype, vms, networks, storages, tgt, check_warm_disks, shared)
     return res
+
+
+async def _sharing_vms(
+    inv: InventoryClient, sid: str, ptype: ProviderType, plan: PlanInput, found: dict[str, Obj]
+) -> dict[str, list[str]]:
+    """Shareable disk id -> names of every source VM it is attached to, for the disks of
+    the plan's VMs. The inventory keeps no disk-to-VMs index, so the source's VMs are
+    listed, but only when a plan has such a disk (rare: cluster quorum disks)."""
+    wanted = {
+        d.id
+        for v in plan.vms
+        if v.get("id") in found and v["id"] not in plan.done
+        for d in shaping.disks(ptype, found[v["id"]])
+        if d.shareable
+    }
+    if not wanted:
+        return {}
+    out: dict[str, list[str]] = {d: [] for d in wanted}
+    for vm in await inv.list(sid, "vms"):
+        for d in shaping.disks(ptype, vm):
+            if d.id in out and vm["name"] not in out[d.id]:
+                out[d.id].append(vm["name"])
+    return out
 
 
 def _missing_ns(ns: str) -> str:
@@ -175,9 +199,10 @@ def _check_vms(
     storages: dict[str, mapping.Storage],
     tgt: mapping.Target,
     warm_disks: bool = False,
+    shared: dict[str, list[str]] | None = None,
 ) -> None:
     """``warm_disks``: the plan goes warm from a source whose disks may (each report why a
-    disk cannot)."""
+    disk cannot). ``shared``: the VMs each shareable disk is attached to (``_sharing_vms``)."""
     vm_names = naming.Names()
     pvc_names = naming.Names()
     template_vm = plan.naming.get("vm") or naming.DEFAULT_VM
@@ -243,6 +268,9 @@ def _check_vms(
         if warm_disks:
             for j, sd in enumerate(shaping.disks(ptype, vm)):
                 warm.check_disk(res, f"{path}.disks[{j}]", vid, sd)
+        for j, sd in enumerate(shaping.disks(ptype, vm)):
+            if sd.shareable:
+                _refuse_shared(res, f"{path}.disks[{j}]", vm, sd, (shared or {}).get(sd.id, []))
         disks = _plan_disks(res, path, plan, ptype, vm, target_name, storages, pvc_names)
         for j, d in enumerate(disks):
             _check_name(
@@ -252,6 +280,8 @@ def _check_vms(
         nics = _plan_nics(res, path, ptype, vm, networks)
         if not disks:
             res.add(path, "VmHasNoDisks", "the VM has no disk: it would not boot", WARNING, vm=vid)
+        if ptype is ProviderType.OPENSTACK:
+            _check_cpu(res, path, vm)
         res.vms.append(
             PlannedVm(
                 vm_id=vid,
@@ -268,6 +298,43 @@ def _check_vms(
         )
     if not res.ok:
         res.vms = []
+
+
+def _refuse_shared(
+    res: Result, path: str, vm: Obj, disk: shaping.SourceDisk, sharing: list[str]
+) -> None:
+    """A shareable disk would be copied once per VM that has it, each copy going its own
+    way while the other VMs keep writing to the original: refused until one copy can be
+    attached to every VM (ReadWriteMany)."""
+    others = [n for n in sharing if n != vm["name"]]
+    with_ = f"shared with VM(s) {', '.join(repr(n) for n in others)}" if others else (
+        "shareable (attachable to several VMs)"
+    )  # fmt: skip
+    res.add(
+        path,
+        "SharedDiskUnsupported",
+        f"disk {disk.name!r} ({disk.id}) is {with_}; a shared disk cannot be migrated yet "
+        "(each VM would get a copy of its own). Detach it from the VM in oVirt before "
+        "migrating, or migrate it separately and attach it to the migrated VMs",
+        vm=vm["id"],
+    )
+
+
+def _check_cpu(res: Result, path: str, vm: Obj) -> None:
+    """A warning when Nova's topology rules had to leave flavor or image values out (Nova
+    would refuse them at the next boot; the VM keeps its vCPU count all the same)."""
+    choice = shaping.cpu_topology(vm.get("data") or {})
+    if choice.ignored is None:
+        return
+    t = choice.topology
+    res.add(
+        f"{path}.cpu",
+        "CpuTopologyIgnored",
+        f"{choice.ignored}; the VM gets {t.sockets} socket(s) x {t.cores} core(s) x "
+        f"{t.threads} thread(s) = {t.vcpus} vCPUs, its flavor's count",
+        WARNING,
+        vm=vm["id"],
+    )
 
 
 def _check_name(

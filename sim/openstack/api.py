@@ -290,6 +290,14 @@ def build_app(sim: Sim) -> FastAPI:
             raise not_found("Flavor", fid)
         return {"flavor": st.flavors[fid].json()}
 
+    @app.get(nova + "/flavors/{fid}/os-extra_specs")
+    async def flavor_extra_specs(fid: str) -> dict[str, Any]:
+        """Where clients before microversion 2.61 (whose flavor bodies lack them) and
+        openstacksdk's ``fetch_flavor_extra_specs`` read a flavor's extra specs."""
+        if fid not in st.flavors:
+            raise not_found("Flavor", fid)
+        return {"extra_specs": dict(st.flavors[fid].extra_specs)}
+
     # ------------------------------------------------------------------ Cinder
     cinder = "/volume/v3"
 

@@ -32,6 +32,8 @@ class Flavor(_Model):
     vcpus: int = 1
     ram_mib: int = 1024
     disk_gib: int = 1
+    #: Nova's extra specs, e.g. ``{"hw:cpu_cores": "2"}`` (values are strings in Nova).
+    extra_specs: dict[str, str] = Field(default_factory=dict)
 
 
 class Network(_Model):

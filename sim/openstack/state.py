@@ -57,6 +57,7 @@ class Flavor:
     vcpus: int
     ram: int
     disk: int
+    extra_specs: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
         return {
@@ -70,7 +71,7 @@ class Flavor:
             "os-flavor-access:is_public": True,
             "rxtx_factor": 1.0,
             "description": None,
-            "extra_specs": {},
+            "extra_specs": dict(self.extra_specs),
             "links": [],
         }
 
@@ -305,7 +306,9 @@ class CloudState:
         self.volume_quota = s.volume_quota
         for f in s.flavors:
             fid = new_id()
-            self.flavors[fid] = Flavor(fid, f.name, f.vcpus, f.ram_mib, f.disk_gib)
+            self.flavors[fid] = Flavor(
+                fid, f.name, f.vcpus, f.ram_mib, f.disk_gib, dict(f.extra_specs)
+            )
         for i, n in enumerate(s.networks):
             net = ipaddress.ip_network(n.cidr)
             subnet = {
@@ -441,7 +444,7 @@ class CloudState:
                 "disk": f.disk,
                 "ephemeral": 0,
                 "swap": 0,
-                "extra_specs": {},
+                "extra_specs": dict(f.extra_specs),
             },
             "image": {"id": s.image_id} if s.boot == "image" else "",
             "addresses": addresses,

@@ -22,6 +22,9 @@ A scenario file looks like::
           - {name: web-1-root, size: 64MiB, allocated: 0.25, format: cow,
              layout: scattered, extent: 1MiB, interface: virtio_scsi, bootable: true,
              backup: incremental}     # incremental (needs format cow) | none (default)
+          - {name: quorum, size: 16MiB, shareable: true}
+      - name: web-2
+        disks: [{attach: quorum, interface: virtio_scsi, bootable: false}]  # the same disk
     faults:
       - {kind: disk_locked, disk: web-1-root, seconds: 2}
 
@@ -173,6 +176,16 @@ class Builder:
         self.inv.disks[disk.id] = disk
         return disk
 
+    def shared_disk(self, vm: str, ref: str) -> m.Disk:
+        """An earlier VM's disk (``attach``: its name or id), attached to one more VM. The
+        engine attaches a disk to a second VM only if it is shareable, and so does this."""
+        disk = next((d for d in self.inv.disks.values() if ref in (d.name, d.id)), None)
+        if disk is None:
+            raise ValueError(f"VM {vm}: attach {ref!r}: no such disk defined before it")
+        if not disk.shareable:
+            raise ValueError(f"VM {vm}: attach {ref!r}: the disk is not shareable")
+        return disk
+
     def vm(self, spec: dict[str, Any]) -> m.Vm:
         name = str(spec["name"])
         status = str(spec.get("status", "up"))
@@ -224,7 +237,11 @@ class Builder:
                 )
             )
         for i, disk_spec in enumerate(spec.get("disks", [])):
-            disk = self.disk(disk_spec, f"{name}-disk{i}")
+            disk = (
+                self.shared_disk(name, str(disk_spec["attach"]))
+                if "attach" in disk_spec
+                else self.disk(disk_spec, f"{name}-disk{i}")
+            )
             vm.disk_attachments.append(
                 m.DiskAttachment(
                     disk.id,

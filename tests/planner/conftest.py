@@ -68,6 +68,20 @@ SCENARIO: dict[str, Any] = {
         {"name": "taken-vm", "nics": [{"network": "prod"}], "disks": [_disk("t")]},
         {"name": "rerun-a", "nics": [{"network": "prod"}], "disks": [_disk("ra")]},
         {"name": "rerun-b", "nics": [{"network": "prod"}], "disks": [_disk("rb")]},
+        # A cluster whose nodes share a quorum disk (refused: SharedDiskUnsupported).
+        {
+            "name": "node-1",
+            "nics": [{"network": "prod"}],
+            "disks": [_disk("node-1-root"), _disk("quorum", "16MiB", shareable=True)],
+        },
+        *(
+            {
+                "name": n,
+                "nics": [{"network": "prod"}],
+                "disks": [_disk(f"{n}-root"), {"attach": "quorum", "bootable": False}],
+            }
+            for n in ("node-2", "node-3")
+        ),
     ],
 }
 

@@ -283,6 +283,30 @@ async def test_every_validation_problem_at_once(
     assert codes(r.json()) == set(), r.json()["problems"]
 
 
+async def test_a_shared_disk_is_refused_naming_the_vms_that_share_it(
+    planner: ServiceProcess, providers: dict[str, str]
+) -> None:
+    """Copied once per VM, a shared disk would split into diverging copies: refused."""
+    maps = await make_maps(planner, providers)
+    r = await api(planner, "POST", "/plans", json=plan_body(
+        providers, maps, [{"name": "node-1"}, {"name": "node-2"}, {"name": "db-1"}]))  # fmt: skip
+    assert r.status_code == 201, r.text
+    plan = r.json()
+    assert plan["phase"] == "NotReady"
+    shared = {p["path"]: p for p in plan["problems"] if p["code"] == "SharedDiskUnsupported"}
+    assert set(shared) == {"vms[0].disks[1]", "vms[1].disks[1]"}
+    first, second = shared["vms[0].disks[1]"], shared["vms[1].disks[1]"]
+    assert first["severity"] == "error"
+    assert "disk 'quorum'" in first["message"]
+    assert "shared with VM(s) 'node-2', 'node-3'" in first["message"]
+    assert "shared with VM(s) 'node-1', 'node-3'" in second["message"]
+    assert "cannot be migrated yet" in first["message"]
+    assert "Detach it" in first["message"]
+    assert "migrate it separately" in first["message"]
+    start = await api(planner, "POST", f"/plans/{plan['id']}/start")
+    assert start.status_code == 422
+
+
 async def test_names_are_valid_and_unique(
     planner: ServiceProcess, providers: dict[str, str]
 ) -> None:

@@ -23,6 +23,10 @@ from sim.openstack import scenario as sc
 from sim.openstack.cloud import Cloud
 
 SCENARIO = sc.Scenario(
+    flavors=[
+        sc.Flavor(name="m1.small"),
+        sc.Flavor(name="m1.quad", vcpus=4, extra_specs={"hw:cpu_sockets": "2"}),
+    ],
     servers=[
         sc.Server(
             name="web-1",
@@ -40,7 +44,7 @@ SCENARIO = sc.Scenario(
             networks=["private"],
             status="SHUTOFF",
         ),
-    ]
+    ],
 )
 
 

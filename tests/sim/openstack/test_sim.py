@@ -37,7 +37,7 @@ def test_inventory_as_openstacksdk_reads_it(cloud: Cloud, conn: Any) -> None:
     assert len(db.attached_volumes) == 1
     attachments = list(conn.compute.volume_attachments(web))
     assert attachments[0].device == "/dev/vdb"  # the root disk is vda
-    assert [f.name for f in conn.compute.flavors()] == ["m1.small"]
+    assert [f.name for f in conn.compute.flavors()] == ["m1.small", "m1.quad"]
     volumes = {v.name: v for v in conn.block_storage.volumes()}
     assert volumes["db-1-root"].is_bootable
     assert volumes["db-1-root"].status == "in-use"
@@ -50,6 +50,16 @@ def test_inventory_as_openstacksdk_reads_it(cloud: Cloud, conn: Any) -> None:
     assert len(ports) == 1
     assert ports[0].network_id == net.id
     assert ports[0].fixed_ips[0]["ip_address"] == web.addresses["private"][0]["addr"]
+
+
+def test_flavor_extra_specs_as_openstacksdk_reads_them(conn: Any) -> None:
+    """Nova's CPU topology hints (``hw:cpu_*``) live in extra specs: in the flavor body and
+    at ``os-extra_specs``, where openstacksdk fetches them."""
+    quad = conn.compute.find_flavor("m1.quad", ignore_missing=False)
+    assert quad.vcpus == 4
+    assert conn.compute.fetch_flavor_extra_specs(quad).extra_specs == {"hw:cpu_sockets": "2"}
+    small = conn.compute.find_flavor("m1.small", ignore_missing=False)
+    assert conn.compute.fetch_flavor_extra_specs(small).extra_specs == {}
 
 
 def test_stop_and_start(conn: Any) -> None:

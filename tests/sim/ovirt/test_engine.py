@@ -207,3 +207,37 @@ def test_scenario_yaml(tmp_path: Path) -> None:
     bad.write_text("faults: [{kind: meteor_strike}]")
     with pytest.raises(ValueError, match="fault kind 'meteor_strike'"):
         scenario.load(bad)
+
+
+async def test_a_shareable_disk_attached_to_two_vms_through_ovirtsdk4(tmp_path: Path) -> None:
+    """``attach`` puts an earlier VM's shareable disk on another VM: the engine lists one
+    disk, ``<shareable>true</shareable>``, in both VMs' attachments (a cluster quorum disk)."""
+    doc = {
+        "vms": [
+            {"name": "node-1", "disks": [{"name": "node-1-root"},
+                                         {"name": "quorum", "shareable": True}]},
+            {"name": "node-2", "disks": [{"name": "node-2-root"},
+                                         {"attach": "quorum", "bootable": False}]},
+        ]
+    }  # fmt: skip
+    inv, faults = scenario.from_dict(doc)
+    async with Engine(inv, faults, tmp_path) as engine:
+
+        def read() -> dict[str, list[types.Disk]]:
+            conn = connect(engine)
+            try:
+                vms = conn.system_service().vms_service().list(follow="disk_attachments.disk")
+                return {v.name: [a.disk for a in v.disk_attachments] for v in vms}
+            finally:
+                conn.close()
+
+        disks = await asyncio.to_thread(read)
+    q1 = next(d for d in disks["node-1"] if d.alias == "quorum")
+    q2 = next(d for d in disks["node-2"] if d.alias == "quorum")
+    assert q1.id == q2.id
+    assert q1.shareable is True
+    assert q2.shareable is True
+    assert not next(d for d in disks["node-2"] if d.alias == "node-2-root").shareable
+    with pytest.raises(ValueError, match="not shareable"):
+        scenario.from_dict({"vms": [{"name": "a", "disks": [{"name": "d"}]},
+                                    {"name": "b", "disks": [{"attach": "d"}]}]})  # fmt: skip

@@ -92,10 +92,10 @@ def _disk_concerns(disks: list[Mapping[str, Any]]) -> list[Concern]:
         [d for d in known if d.get("shareable")],
         Category.WARNING,
         "Shared disk: {names}",
-        "The disk is shareable (attached to several VMs, e.g. a cluster quorum disk). It is "
-        "copied once, with this VM, while the other VMs keep writing to the original; "
-        "migrate the VMs sharing it together, with a ReadWriteMany volume, and stop them "
-        "all before the copy.",
+        "The disk is shareable (attached to several VMs, e.g. a cluster quorum disk). Each "
+        "VM migrated with it would get a copy of its own, while the other VMs keep writing "
+        "to the original, so a plan with this VM is refused (SharedDiskUnsupported): "
+        "detach the disk first, or migrate it separately and attach it to the migrated VMs.",
     )
     add(
         "ovirt.disk.interface",

@@ -34,8 +34,21 @@ def _server(name: str, **kw: Any) -> sc.Server:
 
 SCENARIO = sc.Scenario(
     flavors=[
-        sc.Flavor(name="m1.small", vcpus=2, ram_mib=2048, disk_gib=20),
-        sc.Flavor(name="m1.large", vcpus=8, ram_mib=16384, disk_gib=80),
+        # Nova lays 2 vCPUs out as 2 sockets unless told: this flavor says 1 x 2 cores.
+        sc.Flavor(
+            name="m1.small",
+            vcpus=2,
+            ram_mib=2048,
+            disk_gib=20,
+            extra_specs={"hw:cpu_cores": "2"},
+        ),
+        sc.Flavor(
+            name="m1.large",
+            vcpus=8,
+            ram_mib=16384,
+            disk_gib=80,
+            extra_specs={"hw:cpu_sockets": "2", "hw:cpu_max_threads": "1"},
+        ),
     ],
     networks=[
         sc.Network(name="private", cidr="10.1.0.0/24"),

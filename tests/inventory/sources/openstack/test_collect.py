@@ -41,7 +41,11 @@ async def test_full_load(source: OpenStackSource, cloud: Cloud) -> None:
     assert web.data["imageId"]
     assert web.data["flavor"] == {
         "id": None, "name": "m1.small", "vcpus": 2, "ramMiB": 2048, "diskGiB": 20,
-        "ephemeralGiB": 0, "swapMiB": 0, "extraSpecs": {},
+        "ephemeralGiB": 0, "swapMiB": 0, "extraSpecs": {"hw:cpu_cores": "2"},
+    }  # fmt: skip
+    flavors = {i.name: i for i in batch.items if i.kind == "flavor"}
+    assert flavors["m1.large"].data["extraSpecs"] == {
+        "hw:cpu_sockets": "2", "hw:cpu_max_threads": "1",
     }  # fmt: skip
     [data] = web.data["volumes"]
     assert data["name"] == "web-1-data"
