@@ -42,7 +42,20 @@ from services.planner.model import (
     StorageMapUpdate,
 )
 from services.planner.status import current_migrations, plan_status
-from services.planner.views import Plan
+from services.planner.views import (
+    CONTENT_TAG,
+    CancelAnswer,
+    NetworkMap,
+    NetworkMapPage,
+    Plan,
+    PlanPage,
+    PlanWithStatus,
+    StartedPlan,
+    StartRefused,
+    StorageMap,
+    StorageMapPage,
+    answers,
+)
 from shared.service.app import domain_of
 
 router = APIRouter(tags=["planner"])
@@ -67,14 +80,6 @@ def _revision(if_match: str | None) -> int | None:
     return int(text)
 
 
-#: The ``ETag`` of an answer ``_tagged`` made, as the OpenAPI schema documents it.
-REVISION_TAG = {
-    "description": 'The plan\'s revision, quoted ("12"); send it as If-Match to change the '
-    "plan only if nobody changed it since",
-    "schema": {"type": "string"},
-}
-
-
 def _tagged(body: dict[str, Any], code: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=code, headers={"ETag": f'"{body["revision"]}"'})
 
@@ -82,7 +87,9 @@ def _tagged(body: dict[str, Any], code: int = 200) -> JSONResponse:
 # --- maps -----------------------------------------------------------------------------------
 
 
-def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
+def _map_routes(
+    kind: MapKind, create_model: Any, update_model: Any, view: type[Any], page: type[Any]
+) -> None:
     base = f"/api/v1/{kind}maps"
 
     async def create_map(request: Request, body: Any) -> JSONResponse:
@@ -93,11 +100,11 @@ def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
     async def list_maps(
         request: Request,
         provider: Annotated[str | None, Query(max_length=253, pattern=PRINTABLE)] = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         p = _planner(request)
         async with p.engine.connect() as conn:
             rows = await maps.listing(conn, kind, provider)
-        return {"items": [maps.public(kind, r) for r in rows]}
+        return JSONResponse({"items": [maps.public(kind, r) for r in rows]})
 
     async def get_map(request: Request, ref: RefPath) -> JSONResponse:
         p = _planner(request)
@@ -126,31 +133,49 @@ def _map_routes(kind: MapKind, create_model: Any, update_model: Any) -> None:
     create_map.__annotations__["body"] = create_model
     update_map.__annotations__["body"] = update_model
     title = f"{kind} map"
+    the_map = f"The {title}"
     router.add_api_route(base, create_map, methods=["POST"], status_code=201,
+                         response_model=view, responses=answers(201, the_map, 409, 422),
                          summary=f"Create a {title}")  # fmt: skip
-    router.add_api_route(base, list_maps, methods=["GET"], summary=f"List {title}s")
-    router.add_api_route(f"{base}/{{ref}}", get_map, methods=["GET"], summary=f"Read a {title}")
-    router.add_api_route(f"{base}/{{ref}}", update_map, methods=["PATCH"],
+    router.add_api_route(base, list_maps, methods=["GET"], response_model=page,
+                         responses=answers(200, f"The {title}s, by name", 422, tag=None),
+                         summary=f"List {title}s")  # fmt: skip
+    router.add_api_route(f"{base}/{{ref}}", get_map, methods=["GET"], response_model=view,
+                         responses=answers(200, the_map, 404, 422),
+                         summary=f"Read a {title}")  # fmt: skip
+    router.add_api_route(f"{base}/{{ref}}", update_map, methods=["PATCH"], response_model=view,
+                         responses=answers(200, the_map, 404, 412, 422),
                          summary=f"Change a {title}'s description or entries")  # fmt: skip
     router.add_api_route(f"{base}/{{ref}}", delete_map, methods=["DELETE"], status_code=204,
                          summary=f"Delete a {title} no plan uses")  # fmt: skip
 
 
-_map_routes("network", NetworkMapCreate, NetworkMapUpdate)
-_map_routes("storage", StorageMapCreate, StorageMapUpdate)
+_map_routes("network", NetworkMapCreate, NetworkMapUpdate, NetworkMap, NetworkMapPage)
+_map_routes("storage", StorageMapCreate, StorageMapUpdate, StorageMap, StorageMapPage)
 
 
 # --- plans ----------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/plans", status_code=201, summary="Create a plan (validated at once)")
+@router.post(
+    "/api/v1/plans",
+    status_code=201,
+    response_model=Plan,
+    responses=answers(201, "The plan, with the problems validation found", 409, 422),
+    summary="Create a plan (validated at once)",
+)
 async def create_plan(request: Request, body: PlanCreate) -> JSONResponse:
     p = _planner(request)
     row = await plans.create(p.engine, p.inventory, body)
     return _tagged(plans.public(row, p.settings), 201)
 
 
-@router.get("/api/v1/plans", summary="List plans")
+@router.get(
+    "/api/v1/plans",
+    response_model=PlanPage,
+    responses=answers(200, "A page of plans, by name", 422, tag=None),
+    summary="List plans",
+)
 async def list_plans(
     request: Request,
     archived: bool = False,
@@ -162,7 +187,7 @@ async def list_plans(
     cursor: Annotated[
         str | None, Query(max_length=63, pattern=PRINTABLE, description="`next` of a page")
     ] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     p = _planner(request)
     async with p.engine.connect() as conn:
         rows = await plans.listing(
@@ -176,10 +201,15 @@ async def list_plans(
         item = plans.public(r, p.settings)
         item["migration"] = current.get(r["id"])  # counts and bytes of the current run
         items.append(item)
-    return {"items": items, "next": rows[-1]["name"] if more and rows else None}
+    return JSONResponse({"items": items, "next": rows[-1]["name"] if more and rows else None})
 
 
-@router.get("/api/v1/plans/{ref}", summary="Read a plan: definition, problems, phase")
+@router.get(
+    "/api/v1/plans/{ref}",
+    response_model=PlanWithStatus,
+    responses=answers(200, "The plan with its status", 304, 404, 422, tag=CONTENT_TAG),
+    summary="Read a plan: definition, problems, phase",
+)
 async def get_plan(
     request: Request, ref: RefPath, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -216,7 +246,12 @@ async def _plan_revision(p: Planner, ref: str, if_match: str | None) -> int | No
     return int(row["revision"])
 
 
-@router.patch("/api/v1/plans/{ref}", summary="Change a plan (validated again)")
+@router.patch(
+    "/api/v1/plans/{ref}",
+    response_model=Plan,
+    responses=answers(200, "The plan, validated again", 404, 409, 412, 422),
+    summary="Change a plan (validated again)",
+)
 async def update_plan(
     request: Request,
     ref: RefPath,
@@ -236,7 +271,12 @@ async def delete_plan(request: Request, ref: RefPath) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/api/v1/plans/{ref}/validate", summary="Validate a plan against the inventory now")
+@router.post(
+    "/api/v1/plans/{ref}/validate",
+    response_model=Plan,
+    responses=answers(200, "The plan with the problems found now", 404, 409, 422),
+    summary="Validate a plan against the inventory now",
+)
 async def validate_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
     empty = PlanUpdate()
@@ -247,6 +287,15 @@ async def validate_plan(request: Request, ref: RefPath) -> JSONResponse:
 @router.post(
     "/api/v1/plans/{ref}/start",
     status_code=202,
+    response_model=StartedPlan,
+    responses={
+        **answers(202, "The plan, Running, and the migration started", 404, 409),
+        422: {
+            "model": StartRefused,
+            "description": "Validation refused the start (detail: message and problems), or "
+            "a bad parameter",
+        },
+    },
     summary="Start the plan, or re-run it: VMs an earlier run migrated are skipped",
 )
 async def start_plan(request: Request, ref: RefPath) -> JSONResponse:
@@ -268,19 +317,22 @@ async def start_plan(request: Request, ref: RefPath) -> JSONResponse:
 @router.post(
     "/api/v1/plans/{ref}/cancel",
     status_code=202,
+    response_model=CancelAnswer,
+    responses=answers(202, "What was asked to stop", 404, 409, 422, tag=None),
     summary="Cancel the running migration, or chosen VMs of it",
 )
 async def cancel_plan(
     request: Request, ref: RefPath, body: CancelRequest | None = None
-) -> dict[str, Any]:
+) -> JSONResponse:
     p = _planner(request)
-    return await launching.cancel(p.sessionmaker, p.outbox, ref, body or CancelRequest())
+    canceled = await launching.cancel(p.sessionmaker, p.outbox, ref, body or CancelRequest())
+    return JSONResponse(canceled, status_code=202)
 
 
 @router.put(
     "/api/v1/plans/{ref}/cutover",
     response_model=Plan,
-    responses={200: {"description": "The plan", "headers": {"ETag": REVISION_TAG}}},
+    responses=answers(200, "The plan", 404, 409, 422),
     summary="Set or clear the cutover time; while the plan runs, its migration is told",
 )
 async def set_cutover(request: Request, ref: RefPath, body: CutoverRequest) -> JSONResponse:
@@ -292,14 +344,24 @@ async def set_cutover(request: Request, ref: RefPath, body: CutoverRequest) -> J
     return _tagged(plans.public(row, p.settings))
 
 
-@router.post("/api/v1/plans/{ref}/archive", summary="Archive a plan (read-only, hidden)")
+@router.post(
+    "/api/v1/plans/{ref}/archive",
+    response_model=Plan,
+    responses=answers(200, "The plan, archived", 404, 409, 422),
+    summary="Archive a plan (read-only, hidden)",
+)
 async def archive_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
     row = await plans.set_archived(p.engine, ref, True)
     return _tagged(plans.public(row, p.settings))
 
 
-@router.post("/api/v1/plans/{ref}/unarchive", summary="Bring an archived plan back")
+@router.post(
+    "/api/v1/plans/{ref}/unarchive",
+    response_model=Plan,
+    responses=answers(200, "The plan, unarchived", 404, 409, 422),
+    summary="Bring an archived plan back",
+)
 async def unarchive_plan(request: Request, ref: RefPath) -> JSONResponse:
     p = _planner(request)
     row = await plans.set_archived(p.engine, ref, False)

@@ -9,7 +9,7 @@ shared handlers answer them. Every route requires a bearer token (added by the r
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.planner import status as st
 from services.planner import streaming
 from services.planner.errors import Invalid, NotFound
+from services.planner.views import CONTENT_TAG, MigrationList, VmPage, VmWithPipeline, answers
 from shared.pipeline import PlanVmPhase
 from shared.service.app import engine_of
 
@@ -41,7 +42,12 @@ MigrationRef = Annotated[
 LAST_EVENT_ID = "not a revision of this stream"
 
 
-@router.get("/api/v1/plans/{plan}/vms", summary="A page of the VMs of a plan's migration")
+@router.get(
+    "/api/v1/plans/{plan}/vms",
+    response_model=VmPage,
+    responses=answers(200, "A page of VMs, by id", 404, 422, tag=None),
+    summary="A page of the VMs of a plan's migration",
+)
 async def list_vms(
     request: Request,
     plan: PlanRef,
@@ -49,12 +55,12 @@ async def list_vms(
     phase: PlanVmPhase | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(min_length=1, max_length=1400, pattern=PRINTABLE)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """VM summaries (no pipeline) ordered by VM id; follow ``next`` for the next page."""
     async with engine_of(request).connect() as conn:
         row = await st.find_plan(conn, plan)
         mig = await st.find_migration(conn, row, migration)
-        return await st.list_vms(
+        page = await st.list_vms(
             conn,
             row["id"],
             mig["id"] if mig else None,
@@ -62,9 +68,15 @@ async def list_vms(
             limit,
             cursor,
         )
+    return JSONResponse(page)
 
 
-@router.get("/api/v1/plans/{plan}/vms/{vm}", summary="A VM of a plan, with its pipeline")
+@router.get(
+    "/api/v1/plans/{plan}/vms/{vm}",
+    response_model=VmWithPipeline,
+    responses=answers(200, "The VM with its pipeline", 304, 404, 422, tag=CONTENT_TAG),
+    summary="A VM of a plan, with its pipeline",
+)
 async def get_vm(
     request: Request,
     plan: PlanRef,
@@ -87,12 +99,18 @@ async def get_vm(
     return JSONResponse(view, headers={"ETag": etag})
 
 
-@router.get("/api/v1/plans/{plan}/migrations", summary="Every migration of a plan")
-async def list_migrations(request: Request, plan: PlanRef) -> dict[str, Any]:
+@router.get(
+    "/api/v1/plans/{plan}/migrations",
+    response_model=MigrationList,
+    responses=answers(200, "The plan's migrations", 404, 422, tag=None),
+    summary="Every migration of a plan",
+)
+async def list_migrations(request: Request, plan: PlanRef) -> JSONResponse:
     """Newest first, each with its phase, times, VM counts and bytes."""
     async with engine_of(request).connect() as conn:
         row = await st.find_plan(conn, plan)
-        return {"items": await st.migrations_of(conn, row["id"])}
+        items = await st.migrations_of(conn, row["id"])
+    return JSONResponse({"items": items})
 
 
 @router.get("/api/v1/planner/events", summary="Server-sent events: plan status as it changes")

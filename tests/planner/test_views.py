@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from functools import cache
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 import jsonschema
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 import services.planner
 from services.planner import launching, plans
@@ -31,6 +32,7 @@ from shared.service.app import create_app
 from tests.conftest import TOKEN, make_settings
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+M = TypeVar("M", bound=BaseModel)
 CUTOVER = "/api/v1/plans/{ref}/cutover"
 
 
@@ -58,13 +60,19 @@ def _closed(schema: Any) -> Any:
     return schema
 
 
-def assert_plan_answer(body: Any) -> Plan:
-    """``body`` validates against the documented plan: its pydantic model, and the OpenAPI
-    schema with every key it has documented there."""
+def assert_answer(body: Any, model: type[M]) -> M:
+    """``body`` validates against the documented ``model``: the pydantic model, and its
+    OpenAPI schema (the component of its name) with every key it has documented there."""
     spec = openapi()
-    schema = {"$ref": "#/components/schemas/Plan", "components": _closed(spec["components"])}
+    ref = f"#/components/schemas/{model.__name__}"
+    schema = {"$ref": ref, "components": _closed(spec["components"])}
     jsonschema.validate(body, schema, format_checker=jsonschema.FormatChecker())
-    return Plan.model_validate(body)
+    return model.model_validate(body)
+
+
+def assert_plan_answer(body: Any) -> Plan:
+    """``body`` validates against the documented plan (``assert_answer``)."""
+    return assert_answer(body, Plan)
 
 
 def plan_row(**over: Any) -> PlanRow:
