@@ -25,7 +25,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 import services.planner
-from services.orchestrator.admission import Decision
 from services.planner import api, db, launching, maps, plans
 from services.planner import status as st
 from services.planner.domain import Planner
@@ -158,19 +157,23 @@ async def world(status_db: AsyncEngine, settings: HoistSettings) -> AsyncIterato
             )
         started = await start(session, ids[0], vms=3, disks=2)
         projector = Projector(outbox(status_db))
-        waiting = Decision(
-            admitted=False,
-            reason=p.WaitReason.PLAN_VMS,
-            why="the plan's VMs in flight are at its limit",
-            held=2,
-            limit=2,
-            place=1,
-            estimated_start=at,
-        )
+        # What the orchestrator's admission puts in a waiting VM's step (its wire form: the
+        # planner reads events, never the orchestrator's code).
+        waiting: dict[str, object] = {
+            "note": "waiting: the plan's VMs in flight are at its limit; 1st in line",
+            "waiting": {
+                "reason": p.WaitReason.PLAN_VMS.value,
+                "held": 2,
+                "limit": 2,
+                "place": 1,
+                "estimatedStart": at.isoformat(),
+                "cutover": None,
+            },
+        }
         events = [
             *vm_story(started, 0, Oc.SUCCEEDED),
             *vm_story(started, 1, Oc.FAILED),
-            step_event(started, "vm-0002", S.INITIALIZE, St.PENDING, detail=waiting.detail()),
+            step_event(started, "vm-0002", S.INITIALIZE, St.PENDING, detail=waiting),
         ]
         for e in events:
             await projector.apply(e, session)
