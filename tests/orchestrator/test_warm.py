@@ -32,6 +32,7 @@ from sim.ovirt.scenario import Fault
 from tests.conftest import eventually
 from tests.orchestrator.conftest import Events
 from tests.orchestrator.pipelines import (
+    FINAL,
     NAMESPACE,
     ControllerProcess,
     orchestrator,
@@ -154,12 +155,32 @@ async def precopy(svc: ServiceProcess, plan: p.PlanStarted, vm_id: str) -> dict[
     return {}
 
 
-async def precopies_done(svc: ServiceProcess, plan: p.PlanStarted, vm_id: str, n: int) -> None:
+async def precopies_done(
+    svc: ServiceProcess, plan: p.PlanStarted, vm_id: str, n: int, within: float = 180
+) -> None:
+    last: dict[str, Any] = {}
+
     async def done() -> bool:
+        last.clear()
+        last.update(await vm_state(svc, plan, vm_id))
+        if last.get("phase") in FINAL:
+            raise AssertionError(f"VM {vm_id} ended before {n} precopies: {summary(last)}")
         now = await precopy(svc, plan, vm_id)
         return int(now.get("number") or 0) >= n and not now.get("running")
 
-    await eventually(done, within=120, every=0.3, what=f"{n} precopies of VM {vm_id}")
+    try:
+        await eventually(done, within=within, every=0.3, what=f"{n} precopies of VM {vm_id}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last: {summary(last)}\n{svc.logs()[-4000:]}") from None
+
+
+def summary(state: dict[str, Any]) -> Any:
+    """The VM's phase, error and each step's state and note: what a failure message needs."""
+    steps = [
+        (x["name"], x["state"], (x.get("detail") or {}).get("note"), x.get("error"))
+        for x in state.get("pipeline") or []
+    ]
+    return (state.get("phase"), state.get("error"), steps)
 
 
 async def populators(api: client.ApiClient, vm_id: str) -> list[dict[str, Any]]:
@@ -210,11 +231,7 @@ async def assert_arrived(engine: Engine, api: client.ApiClient, vm: p.PlannedVm)
 
 
 def assert_succeeded(done: dict[str, Any]) -> None:
-    steps = [
-        (x["name"], x["state"], (x.get("detail") or {}).get("note"), x.get("error"))
-        for x in done.get("pipeline") or []
-    ]
-    assert done["phase"] == "Succeeded", (done.get("error"), steps)
+    assert done["phase"] == "Succeeded", summary(done)
 
 
 def assert_backups_closed(engine: Engine, vm_id: str) -> None:
@@ -382,7 +399,9 @@ async def test_refused_failed_and_interrupted_backups_are_made_again(
     engine.add_fault(Fault("backup_failed", disk=disk.name, count=1))
     engine.add_fault(Fault("engine_restart", disk=disk.name, count=1, seconds=2.0))
     await engine.write_guest(disk.id, 2 << 20)
-    await precopies_done(svc, plan, vm.vm_id, 2)
+    # Three backups lost, each retried after a backoff, one across the engine's restart
+    # (the orchestrator's calls wait 10 s after an unreachable source): time on a busy CI.
+    await precopies_done(svc, plan, vm.vm_id, 2, within=360)
     assert (await precopy(svc, plan, vm.vm_id))["attempt"] >= 2
     await cut_over(servers, prefix, plan)
     done = await wait_vm(svc, plan, vm.vm_id, within=180)
