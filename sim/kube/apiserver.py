@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import socket
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -483,7 +484,12 @@ async def _disconnect(receive: Receive) -> None:
 
 
 class Server:
-    """A running uvicorn serving one cluster; `url` and `ca_data` go into kubeconfigs."""
+    """A running uvicorn serving one cluster; `url` and `ca_data` go into kubeconfigs.
+
+    `tls_directory` holds the throwaway CA and server certificate; it belongs to this
+    server alone (kubeconfigs carry the CA inline), so `close` removes it once uvicorn has
+    stopped using the key: otherwise every cluster leaves one behind in the temp directory.
+    """
 
     def __init__(
         self,
@@ -492,23 +498,26 @@ class Server:
         url: str,
         ca_data: str | None,
         cert: certs.ServerCert | None,
+        tls_directory: Path | None = None,
     ) -> None:
         self._server = server
         self._task = task
         self.url = url
         self.ca_data = ca_data
         self.cert = cert
+        self.tls_directory = tls_directory
 
     async def close(self) -> None:
         self._server.should_exit = True
         self._server.force_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(self._task, timeout=5)
+        if self.tls_directory is not None:
+            shutil.rmtree(self.tls_directory, ignore_errors=True)
+            self.tls_directory = None
 
 
 async def serve(cluster: Any) -> Server:
-    import base64
-
     config = cluster.config
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -519,11 +528,33 @@ async def serve(cluster: Any) -> Server:
     sock.listen(1024)
     port = sock.getsockname()[1]
     cert = None
+    directory: Path | None = None
     options: dict[str, Any] = {}
-    if config.tls:
-        directory = Path(tempfile.mkdtemp(prefix="hoist-kube-tls-"))
-        cert = certs.issue(directory, [config.host, "localhost"], "hoist-kube-apiserver")
-        options = {"ssl_certfile": str(cert.cert_file), "ssl_keyfile": str(cert.key_file)}
+    try:
+        if config.tls:
+            directory = Path(tempfile.mkdtemp(prefix="hoist-kube-tls-"))
+            cert = certs.issue(directory, [config.host, "localhost"], "hoist-kube-apiserver")
+            options = {"ssl_certfile": str(cert.cert_file), "ssl_keyfile": str(cert.key_file)}
+        return await _start(cluster, sock, port, cert, directory, options)
+    except BaseException:
+        # A server that never started has no `close` to remove its certificates.
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+async def _start(
+    cluster: Any,
+    sock: socket.socket,
+    port: int,
+    cert: certs.ServerCert | None,
+    directory: Path | None,
+    options: dict[str, Any],
+) -> Server:
+    """Run uvicorn on `sock` and wait until it accepts connections."""
+    import base64
+
+    config = cluster.config
     uv_config = uvicorn.Config(
         ApiServer(cluster),
         log_level="warning",
@@ -541,4 +572,4 @@ async def serve(cluster: Any) -> Server:
         await asyncio.sleep(0.005)
     scheme = "https" if config.tls else "http"
     ca_data = base64.b64encode(cert.ca_pem.encode()).decode() if cert else None
-    return Server(server, task, f"{scheme}://{config.host}:{port}", ca_data, cert)
+    return Server(server, task, f"{scheme}://{config.host}:{port}", ca_data, cert, directory)

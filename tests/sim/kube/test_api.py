@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import tempfile
 from typing import Any
 
 import httpx
@@ -693,3 +694,26 @@ async def test_watch_list_ends_initial_events_with_a_bookmark(cluster: Cluster) 
     end = events[1]
     assert end["type"] == "BOOKMARK"
     assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_stopping_removes_the_certificate_directory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each cluster's throwaway CA lives in a temp directory; a stopped cluster leaves none."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    sim = Cluster(ClusterConfig(storage_root=tmp_path / "volumes", disabled=API_ONLY))
+    await sim.start()
+    try:
+        assert sim.server is not None
+        assert sim.server.cert is not None
+        made = list(temp.glob("hoist-kube-tls-*"))
+        assert [sim.server.cert.key_file.parent] == made
+        trust = ssl.create_default_context(cafile=str(sim.server.cert.ca_file))
+        auth = {"Authorization": f"Bearer {sim.config.token}"}
+        async with httpx.AsyncClient(verify=trust, headers=auth) as http:
+            assert (await http.get(f"{sim.url}/api/v1/namespaces")).status_code == 200
+    finally:
+        await sim.stop()
+    assert list(temp.glob("hoist-kube-tls-*")) == []
