@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from shared.devservices import free_port
 from sim.certs import ServerCert, make_server_cert
-from sim.ovirt import auth
+from sim.ovirt import auth, params
 from sim.ovirt import entities as m
 from sim.ovirt import xmlapi as x
 from sim.ovirt.backups import Backups
@@ -81,6 +81,11 @@ def _xml(body: bytes, status: int = 200) -> Response:
 
 def _fault(status: int, reason: str, detail: str) -> Response:
     return _xml(x.fault(reason, detail), status)
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    """A malformed ``max=`` or ``from=``: 400 with a fault, as the engine refuses it."""
+    return _fault(400, "Invalid value", f"[{exc}]")
 
 
 def _search_fault(exc: SearchError) -> Response:
@@ -328,7 +333,7 @@ class Engine:
             Route(f"{api}/{{collection}}/{{id}}", self.guard(self.get_object)),
             Route("/sim/power-timeline", self.guard(self.power_timeline)),  # not the engine's
         ]
-        return Starlette(routes=routes)
+        return Starlette(routes=routes, exception_handlers={params.BadParameter: _bad_parameter})
 
     def guard(self, handler: Any) -> Any:
         async def guarded(request: Request) -> Response:
@@ -406,9 +411,7 @@ class Engine:
                     "host": lambda v: getattr(self.inv.hosts.get(v.host_id or ""), "name", None),
                 }
             items = compile_search(search, fields_for(cls, **extra))(items)
-        if "max" in request.query_params:
-            items = items[: int(request.query_params["max"])]
-        return items
+        return params.limit(request, items)
 
     def _follow(self, request: Request) -> frozenset[str]:
         return frozenset(f.strip() for f in request.query_params.get("follow", "").split(","))
@@ -512,7 +515,7 @@ class Engine:
         return JSONResponse(timelines_json((v.id, v.name, v.power) for v in vms))
 
     async def events(self, request: Request) -> Response:
-        start = int(request.query_params.get("from", "0"))
+        start = params.non_negative(request, "from") or 0
         found = [e for e in self.inv.events if e.id > start]
         found.reverse()  # the engine lists the newest first
         search = request.query_params.get("search", "").strip()
@@ -521,6 +524,5 @@ class Engine:
                 found = _search_events(search, found)
             except SearchError as exc:
                 return _search_fault(exc)
-        if "max" in request.query_params:
-            found = found[: int(request.query_params["max"])]
+        found = params.limit(request, found)
         return _xml(x.collection("events", (x.event(e) for e in found)))

@@ -118,3 +118,31 @@ async def test_search_on_other_collections(engine: Engine) -> None:
     names = [el.text for el in parse(found.content).iter("name")]
     assert names == ["prod"]
     assert len(list(parse(every.content).iter("network"))) >= 1
+
+
+@pytest.mark.parametrize("path", ["vms", "disks", "events", "clusters"])
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", ""])
+async def test_a_malformed_max_is_a_400_fault(engine: Engine, path: str, value: str) -> None:
+    """The engine refuses a ``max`` that is not a non-negative integer with a fault, not a
+    plain-text 500; every collection that pages reads it the same way."""
+    async with client(engine, ("admin@internal", engine.inv.users["admin@internal"])) as http:
+        r = await http.get(f"{engine.api_url}/{path}", params={"max": value})
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/xml")
+    fault = parse(r.content)
+    assert fault.tag == "fault"
+    assert fault.findtext("reason") == "Invalid value"
+    assert f"'{value}' of parameter 'max'" in (fault.findtext("detail") or "")
+
+
+async def test_a_valid_max_still_pages(engine: Engine) -> None:
+    async with client(engine, ("admin@internal", engine.inv.users["admin@internal"])) as http:
+        one = await http.get(f"{engine.api_url}/vms", params={"max": "1"})
+        none = await http.get(f"{engine.api_url}/events", params={"max": "0"})
+        bad_from = await http.get(f"{engine.api_url}/events", params={"from": "x"})
+    assert one.status_code == 200
+    assert len(parse(one.content).findall("vm")) == 1
+    assert none.status_code == 200
+    assert parse(none.content).findall("event") == []
+    assert bad_from.status_code == 400
+    assert parse(bad_from.content).tag == "fault"
