@@ -36,6 +36,7 @@ from sim.ovirt import entities as m
 from sim.ovirt import xmlapi as x
 from sim.ovirt.backups import Backups
 from sim.ovirt.changes import Changes
+from sim.ovirt.directory import Directory
 from sim.ovirt.guest import GuestWrite, GuestWriter
 from sim.ovirt.imageio import ImageioDaemon
 from sim.ovirt.images import make_image
@@ -301,6 +302,7 @@ class Engine:
     def app(self) -> Starlette:
         api = "/ovirt-engine/api"
         b, bk, tr = self.guard, self.backups, self.transfers
+        dr = Directory(self.inv, _xml, _fault, _search_fault)
         routes = [
             Route("/ovirt-engine/sso/oauth/token", self.sso_token, methods=["POST"]),
             Route("/ovirt-engine/services/sso-logout", self.sso_logout, methods=["POST", "GET"]),
@@ -325,6 +327,10 @@ class Engine:
             ),
             Route(f"{api}/vms/{{id}}/{{action}}", self.guard(self.vm_action), methods=["POST"]),
             Route(f"{api}/events", self.guard(self.events)),
+            Route(f"{api}/templates", self.guard(dr.list_templates)),
+            Route(f"{api}/templates/{{id}}", self.guard(dr.get_template)),
+            Route(f"{api}/users", self.guard(dr.list_users)),
+            Route(f"{api}/users/{{id}}", self.guard(dr.get_user)),
             Route(f"{api}/imagetransfers", b(tr.collection), methods=["GET", "POST"]),
             Route(f"{api}/imagetransfers/{{id}}", b(tr.get)),
             Route(f"{api}/imagetransfers/{{id}}/{{action}}", b(tr.action), methods=["POST"]),

@@ -11,9 +11,13 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from sim.ovirt import entities as m
+
+if TYPE_CHECKING:  # directory renders through this module: no import at run time
+    from sim.ovirt.directory import Template, User
 
 API = "/ovirt-engine/api"
 
@@ -285,6 +289,42 @@ def checkpoint(c: m.Checkpoint) -> ET.Element:
     return el
 
 
+def template(t: Template) -> ET.Element:
+    """A template as the engine lists ``Blank``: a server-type base version 1 of itself, with
+    the defaults a VM made from it starts with."""
+    el = _root("template", "templates", t.id, t.name)
+    _text(el, "description", t.description)
+    _text(el, "creation_time", "2008-04-01T00:00:00.000+00:00")
+    cpu = ET.SubElement(el, "cpu")
+    _text(cpu, "architecture", "undefined")
+    topology = ET.SubElement(cpu, "topology")
+    for tag, count in (("cores", 1), ("sockets", 1), ("threads", 1)):
+        _text(topology, tag, count)
+    _text(el, "memory", 1024**3)
+    os_el = ET.SubElement(el, "os")
+    _text(os_el, "type", "other")
+    _text(el, "stateless", False)
+    _text(el, "type", "server")
+    _text(el, "status", t.status)
+    version = ET.SubElement(el, "version")
+    _text(version, "version_name", "base version")
+    _text(version, "version_number", 1)
+    _ref(version, "base_template", "templates", t.id)
+    _links(el, f"{API}/templates/{t.id}", ("diskattachments", "nics", "permissions", "tags"))
+    return el
+
+
+def user(u: User) -> ET.Element:
+    el = _root("user", "users", u.id, u.name)
+    _text(el, "namespace", "*")
+    _text(el, "principal", u.principal)
+    _text(el, "user_name", u.user_name)
+    domain = ET.SubElement(el, "domain", id=u.domain_id, href=f"{API}/domains/{u.domain_id}")
+    _text(domain, "name", u.domain)
+    _links(el, f"{API}/users/{u.id}", ("groups", "permissions", "roles", "sshpublickeys", "tags"))
+    return el
+
+
 def collection(tag: str, items: Iterable[ET.Element]) -> bytes:
     root = ET.Element(tag)
     root.extend(items)
@@ -323,6 +363,8 @@ def api_root(product: str = "oVirt Engine", version: str = "4.5.7") -> bytes:
             "imagetransfers",
             "networks",
             "storagedomains",
+            "templates",
+            "users",
             "vms",
             "vnicprofiles",
         ),
