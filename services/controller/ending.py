@@ -215,6 +215,8 @@ class Ending:
                 f"the last pod ({pod_name}) exited with code {code}: {why}; waiting for a "
                 "new checkpoint",
             }
+            # Named before the reason says so: whoever reads StageFailed finds which stage.
+            populator = await status.fail_stage(self.kube, populator, checkpoint)
         await status.write(
             self.kube,
             populator,
@@ -229,7 +231,7 @@ class Ending:
             return RETRY_SECONDS  # the pod stays until its end is announced
         metrics.POD_FAILURES.inc()
         if not again and checkpoint:
-            return await self._stage_failed(claim, pod, checkpoint, str(fields["message"]))
+            return await self._stage_failed(claim, pod, str(fields["message"]))
         if not again:
             await self._record(
                 claim, WARNING, contract.Reason.POPULATOR_FAILED, str(fields["message"])
@@ -263,18 +265,12 @@ class Ending:
         self.announcer.forget(pod_uid)
         return None  # the pod's deletion wakes us, and the next pod is made
 
-    async def _stage_failed(
-        self, claim: Obj, pod: Obj, checkpoint: str, message: str
-    ) -> float | None:
+    async def _stage_failed(self, claim: Obj, pod: Obj, message: str) -> float | None:
         """A stage's pods failed past the limit. The CR does not fail: its backup may be
         what failed (an engine restart), and the orchestrator, which owns the backups,
         decides: a new checkpoint (a new backup), or the VM fails with this message. The
         prime keeps the stages copied; the next stage starts with a fresh count."""
         meta = claim["metadata"]
-        source = contract.source_of(claim)
-        populator = await status.read(self.kube, source) if source is not None else None
-        if populator is not None:
-            await status.fail_stage(self.kube, populator, checkpoint)
         await self._record(claim, WARNING, STAGE_FAILED, message)
         await self.kube.patch(
             PVC,
