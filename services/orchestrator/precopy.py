@@ -364,7 +364,7 @@ async def _failed(
         why = f"the engine no longer knows backup {state.backup} (restarted?)"
     else:
         why = f"backup {backup.id} failed" + (f": {backup.why}" if backup.why else "")
-        if state.previous and "checkpoint" in backup.why.lower():
+        if state.previous and backup.needs_full:
             state.full_next = True
     log.info("VM %s: %s", ctx.vm.vm_id, why)
     return _again(ctx, state, why)

@@ -47,6 +47,9 @@ class Backup:
     modes: dict[str, str] = field(default_factory=dict)
     #: Why it failed, from the engine's events about it (empty when unknown).
     why: str = ""
+    #: The engine says only a full backup can follow (the checkpoint it started from is
+    #: gone or unusable): the next backup starts from no checkpoint.
+    needs_full: bool = False
 
     @property
     def over(self) -> bool:

@@ -35,6 +35,9 @@ from shared.sources.problems import ConnectionProblem
 
 T = TypeVar("T")
 
+FULL_BACKUP_NEEDED = 10791
+"""The engine's event VM_INCREMENTAL_BACKUP_FAILED_FULL_VM_BACKUP_NEEDED."""
+
 # VM states in which copying its disks is unsafe or the engine refuses to act, with why.
 _BLOCKING_STATUS = {
     "migrating": "the VM is migrating between hosts",
@@ -243,7 +246,7 @@ class OvirtSource:
         return _backup(got, {}, "")
 
     async def backup(self, vm_id: str, backup_id: str) -> Backup | None:
-        def read(conn: sdk.Connection) -> tuple[Any, dict[str, str], str] | None:
+        def read(conn: sdk.Connection) -> tuple[Any, dict[str, str], str, bool] | None:
             system = conn.system_service()
             service = system.vms_service().vm_service(vm_id).backups_service()
             try:
@@ -254,14 +257,18 @@ class OvirtSource:
                         modes[disk.id] = _enum(disk.backup_mode) or "full"
             except sdk.NotFoundError:
                 return None
-            why = ""
+            why, full = "", False
             if _enum(got.phase) == BackupPhase.FAILED:
-                events = system.events_service().list(search=backup_id, max=5)
+                events = list(system.events_service().list(search=backup_id, max=5))
                 why = "; ".join(e.description for e in events if e.description)
-            return got, modes, why
+                full = any(e.code == FULL_BACKUP_NEEDED for e in events)
+            return got, modes, why, full
 
         found = await self._run(read)
-        return None if found is None else _backup(*found)
+        if found is None:
+            return None
+        got, modes, why, full = found
+        return _backup(got, modes, why, needs_full=full or "checkpoint" in why.lower())
 
     async def finalize_backup(self, vm_id: str, backup_id: str) -> None:
         def finalize(conn: sdk.Connection) -> None:
@@ -331,7 +338,7 @@ def _refusal(exc: Any, from_checkpoint: str) -> SourceError:
     return SourceError(BACKUP_REFUSED, f"the engine refused to start a backup: {detail}")
 
 
-def _backup(got: Any, modes: dict[str, str], why: str) -> Backup:
+def _backup(got: Any, modes: dict[str, str], why: str, *, needs_full: bool = False) -> Backup:
     return Backup(
         id=got.id,
         phase=BackupPhase(_enum(got.phase) or BackupPhase.INITIALIZING),
@@ -339,6 +346,7 @@ def _backup(got: Any, modes: dict[str, str], why: str) -> Backup:
         from_checkpoint=got.from_checkpoint_id or "",
         modes=modes,
         why=why,
+        needs_full=needs_full,
     )
 
 

@@ -6,6 +6,7 @@ One VM per test that changes power state, so the order of the tests does not mat
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from shared.payloads import PlannedVm, ProviderType
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from sim.ovirt.entities import Phase, Vm
+from sim.ovirt.scenario import Fault
 from tests.conftest import eventually
 from tests.orchestrator.sources.conftest import SETTINGS, planned, provider
 from tests.sim.ovirt.fixtures import disk_spec
@@ -41,6 +43,10 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Engi
                 _vm("locked-1", disks=[disk_spec("locked-1-root", status="locked")]),
                 _vm("snap-1", snapshots=[{"description": "nightly", "status": "locked"}]),
                 _vm("migrating-1", status="migrating"),
+                _vm(
+                    "backup-1",
+                    disks=[disk_spec("backup-1-root", format="cow", backup="incremental")],
+                ),
             ]
         }
     )
@@ -232,3 +238,36 @@ async def test_wrong_password_is_permanent(engine: Engine) -> None:
         )
     assert (err.value.reason, err.value.permanent) == ("AuthFailed", True)
     assert "no" not in err.value.message.split()  # the password is never echoed
+
+
+async def _backed_up(source: Any, vm_id: str, backup_id: str, disks: list[str], start: str) -> Any:
+    """Start a backup and follow it until it is ready or failed."""
+    await source.start_backup(vm_id, backup_id, disks, start)
+
+    async def settled() -> bool:
+        got = await source.backup(vm_id, backup_id)
+        return got is not None and got.phase in ("ready", "failed")
+
+    await eventually(settled, within=30, what=f"backup {backup_id} ready or failed")
+    return await source.backup(vm_id, backup_id)
+
+
+async def test_a_backup_whose_checkpoint_chain_broke_says_a_full_one_must_follow(
+    source: Source, engine: Engine
+) -> None:
+    """The engine fails a backup from a checkpoint whose chain lost a link with the event
+    "full backup is now needed": the source says so, so the next backup is a full one."""
+    vm = vm_named(engine, "backup-1")
+    disks = [a.disk_id for a in vm.disk_attachments]
+    first = await _backed_up(source, vm.id, str(uuid.uuid4()), disks, "")
+    assert first.phase == "ready"
+    assert not first.needs_full
+    await source.finalize_backup(vm.id, first.id)  # type: ignore[attr-defined]
+    await eventually(lambda: engine.inv.backups[first.id].phase.value == "succeeded")
+    engine.add_fault(Fault("checkpoint_missing", disk=engine.inv.disks[disks[0]].name))
+    second = await _backed_up(source, vm.id, str(uuid.uuid4()), disks, first.to_checkpoint)
+    await source.finalize_backup(vm.id, second.id)  # type: ignore[attr-defined]
+    await eventually(lambda: engine.inv.backups[second.id].phase.value in ("succeeded", "failed"))
+    third = await _backed_up(source, vm.id, str(uuid.uuid4()), disks, first.to_checkpoint)
+    assert third.phase == "failed", third
+    assert third.needs_full, third
