@@ -112,6 +112,8 @@ class VmResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
     disks: list[DiskResult] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    #: ``tools.bootcheck.BootResult.json()``; None: the plan asked for no boot check.
+    boot: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -120,6 +122,7 @@ class VmResult:
             and not self.mismatches
             and bool(self.disks)
             and all(d.ok for d in self.disks)
+            and (self.boot is None or self.boot.get("result") == "passed")
         )
 
     def json(self) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class VmResult:
             "steps": self.steps,
             "disks": [d.json() for d in self.disks],
             "config": {"ok": not self.mismatches, "mismatches": self.mismatches},
+            "boot": self.boot or {"result": "skipped"},
         }
 
 
@@ -199,6 +203,21 @@ def _why(d: DiskResult) -> str:
     return "content differs"
 
 
+def _boot_lines(boot: dict[str, Any]) -> list[str]:
+    took = f"{boot.get('seconds')} s, {boot.get('accel')}"
+    if boot.get("result") == "passed":
+        guest = boot.get("guest") or {}
+        mounted = ", ".join(str(m.get("target")) for m in guest.get("fstab") or [])
+        return [
+            f"        boot: multi-user in {took}; the guest sees {guest.get('cpus')} CPUs, "
+            f"{int(guest.get('ram') or 0) >> 20} MiB, {len(guest.get('disks') or [])} disks, "
+            f"MACs {', '.join(guest.get('macs') or []) or 'none'}, mounted {mounted or '-'}"
+        ]
+    lines = [f"        boot: FAILED ({took}): {boot.get('error') or 'the guest differs'}"]
+    lines += [f"        boot: {m}" for m in boot.get("mismatches") or []]
+    return lines
+
+
 def summary(report: Report) -> list[str]:
     """The lines the demo prints at the end: one per disk, then the verdict."""
     lines = []
@@ -222,6 +241,8 @@ def summary(report: Report) -> list[str]:
                 lines.append(f"        config: {problem}")
             if not v.mismatches and v.status == "Succeeded":
                 lines.append("        config: CPU, memory, firmware, disks, NICs match the source")
+            if v.boot is not None:
+                lines += _boot_lines(v.boot)
     for problem in report.problems:
         lines.append(f"problem: {problem}")
     verdict = "PASSED" if report.ok else "FAILED"

@@ -179,6 +179,9 @@ class PlanSpec(_Strict):
     target_power_state: Literal["on", "off", "auto"] = Field("auto", alias="targetPowerState")
     networks: dict[str, str] = Field(default_factory=dict)
     storage: dict[str, StorageTarget] = Field(default_factory=dict)
+    #: Boot each migrated VM from its volumes and compare what the guest sees with its
+    #: source (``tools/bootcheck.py``): for scenarios whose disks hold real guests.
+    boot_check: bool = Field(False, alias="bootCheck")
 
     def multus(self) -> set[tuple[str, str]]:
         """(namespace, name) of every NetworkAttachmentDefinition the network map names."""

@@ -14,13 +14,15 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from shared import populator as contract
+from tools import bootcheck, vmcheck
 from tools import demoreport as rep
 from tools import demoscenario as dsc
-from tools import vmcheck
 from tools.stack import Stack
 from tools.verifying import VerifyError, compare_disk
 
 FINAL = ("Succeeded", "Failed", "Canceled")
+#: Boot checks at once: each keeps a core busy under TCG, and these machines have two.
+BOOTS_AT_ONCE = 2
 
 
 Expectations = dict[str, dict[str, vmcheck.ExpectedVm]]
@@ -44,6 +46,16 @@ async def verify_plans(
             await _verify_plan(stack, plan, result, expected[plan.name])
         except Exception as exc:  # one plan's trouble must not hide the others' results
             report.problems.append(f"plan {plan.name}: {exc.__class__.__name__}: {exc}")
+    boots = [
+        (result.namespace, vm, expected[plan.name][vm.name])
+        for plan, result in zip(scenario.plans, report.plans, strict=True)
+        if plan.boot_check
+        for vm in result.vms
+    ]
+    if boots:
+        print(f"booting {len(boots)} migrated VMs from their volumes ...", flush=True)
+        gate = asyncio.Semaphore(BOOTS_AT_ONCE)
+        await asyncio.gather(*(_boot(stack, ns, vm, exp, gate) for ns, vm, exp in boots))
         if result.phase not in FINAL:
             report.problems.append(
                 f"plan {plan.name}: still {result.phase or 'not started'} when the watch ended "
@@ -141,6 +153,39 @@ async def _check_target(
         except (VerifyError, OSError, client.ApiException) as exc:
             d.error = str(exc)
         print(_line(vm.name, d), flush=True)
+
+
+async def _boot(
+    stack: Stack,
+    namespace: str,
+    vm: rep.VmResult,
+    expected: vmcheck.ExpectedVm,
+    gate: asyncio.Semaphore,
+) -> None:
+    """Boot the VirtualMachine Hoist created from the volumes it names (after the disks
+    were compared: the boot works on a throwaway overlay, never on the volumes)."""
+    if vm.target_name is None or vm.status != "Succeeded":
+        vm.boot = {"result": "failed", "error": "no migrated VirtualMachine to boot"}
+        return
+    try:
+        async with stack.kube() as api:
+            target = await _virtual_machine(api, namespace, vm.target_name)
+        if target is None:
+            raise bootcheck.BootCheckError(f"VirtualMachine {vm.target_name} is gone")
+        files = {}
+        for volume in target["spec"]["template"]["spec"].get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                files[claim] = await stack.volume_file(namespace, claim)
+    except (bootcheck.BootCheckError, client.ApiException, OSError) as exc:
+        vm.boot = {"result": "failed", "error": str(exc)}
+        return
+    async with gate:
+        workdir = stack.spec.workdir / "boot" / vm.name
+        result = await bootcheck.boot(vm.name, target, files, expected, workdir)
+    vm.boot = result.json()
+    verdict = "passed" if result.passed else f"FAILED: {result.error or result.mismatches}"
+    print(f"  {vm.name}: boot {verdict} ({result.seconds or 0:.0f} s, {result.accel})", flush=True)
 
 
 def _line(vm: str, d: rep.DiskResult) -> str:

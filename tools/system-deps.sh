@@ -2,11 +2,13 @@
 # Debian packages Hoist needs beyond Python: PostgreSQL server binaries (tests and the demo
 # start a private server), headers and libxml2 to build ovirt-engine-sdk-python's C
 # extension, venv support, and qemu-utils (qemu-img, qemu-nbd) for the oVirt simulator's disk
-# images and the imageio client, and for the OpenStack populator's qcow2 conversion. Installs
-# only what is missing; needs root (or sudo) for that.
+# images and the imageio client, and for the OpenStack populator's qcow2 conversion. The real
+# guests (tools/guestimage.py) and their boot check (tools/bootcheck.py) need debootstrap,
+# fdisk (sfdisk), dosfstools and mtools (the EFI partition), qemu-system-x86 and ovmf.
+# Installs only what is missing; needs root (or sudo) for that.
 set -eu
 
-packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils"
+packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils qemu-system-x86 ovmf debootstrap fdisk dosfstools mtools e2fsprogs"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
