@@ -19,6 +19,13 @@ Everything is validated before anything starts, with ``extra="forbid"`` everywhe
 is an error, never a silently ignored key), and across sections: every planned VM exists in
 its source, every network and storage of those VMs is mapped, every storage class exists in
 the simulated cluster. ``ScenarioError`` carries one readable message per problem.
+
+A disk may hold a user's raw or qcow2 image (``image: PATH``, on oVirt disks and OpenStack
+``root``/``volumes``): ``resolve_image`` turns the reference into a file (relative to the
+scenario file's directory), and the file is probed with qemu-img now, so a missing or
+unreadable file, or one qemu-img cannot read, is a problem named by its key path
+(``ovirt.vms[0].disks[1].image``) before anything starts. The simulators receive absolute
+paths.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from sim import diskimage
 from sim.kube.config import default_storage_classes
 from sim.openstack import scenario as os_sc
 from sim.ovirt import scenario as ovirt_sc
@@ -82,13 +90,17 @@ class OvirtNic(_Strict):
 
 
 class OvirtDisk(_Strict):
+    """Unset sizes and pattern keys are left to the simulator's defaults (``size`` 64MiB, or
+    the image's virtual size; ``allocated`` 0.25, ``layout`` large, ``extent`` 8MiB)."""
+
     id: str | None = None
     name: str | None = None
-    size: Size = "64MiB"
-    allocated: float = Field(0.25, ge=0, le=1)
+    image: str | None = None  # a raw or qcow2 file: the disk's bytes (``resolve_image``)
+    size: Size | None = None
+    allocated: float | None = Field(None, ge=0, le=1)
     format: Literal["raw", "cow", "qcow2"] = "raw"
-    layout: Literal["large", "scattered"] = "large"
-    extent: Size = "8MiB"
+    layout: Literal["large", "scattered"] | None = None
+    extent: Size | None = None
     interface: Literal["virtio", "virtio_scsi", "sata", "ide"] = "virtio_scsi"
     bootable: bool | None = None
     status: Literal["ok", "locked", "illegal"] = "ok"
@@ -208,6 +220,13 @@ class Scenario(_Strict):
         }
 
 
+def resolve_image(ref: str, base: Path) -> Path:
+    """The file a disk's ``image`` names: ``~`` expanded, a relative path relative to
+    ``base`` (the scenario file's directory). The one place a reference becomes a file, so
+    that other kinds of reference can be added here."""
+    return diskimage.resolve(ref, base)
+
+
 def load(path: Path) -> Scenario:
     """Read and check a scenario file; ``ScenarioError`` says what is wrong and where."""
     try:
@@ -218,17 +237,19 @@ def load(path: Path) -> Scenario:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
-    return parse(doc, str(path))
+    return parse(doc, str(path), path.parent)
 
 
-def parse(doc: object, where: str = "scenario") -> Scenario:
+def parse(doc: object, where: str = "scenario", base: Path | None = None) -> Scenario:
+    """A scenario document checked; ``base``: where relative image paths are (default: the
+    working directory)."""
     if not isinstance(doc, dict):
         raise ScenarioError(f"{where}: expected a mapping with plans (and ovirt and/or openstack)")
     try:
         scenario = Scenario.model_validate(doc)
     except ValidationError as exc:
         raise ScenarioError(f"{where}:\n" + _pydantic_problems(exc)) from None
-    problems = check(scenario)
+    problems = check_images(scenario, base or Path.cwd()) + check(scenario)
     if problems:
         raise ScenarioError(f"{where}:\n" + "\n".join(f"  - {p}" for p in problems))
     return scenario
@@ -241,6 +262,37 @@ def _pydantic_problems(exc: ValidationError) -> str:
         msg = "unknown key (a typo?)" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"  - {loc}: {msg}")
     return "\n".join(lines)
+
+
+def check_images(s: Scenario, base: Path) -> list[str]:
+    """Resolve and probe every disk's ``image`` (rewritten to its absolute path, which the
+    simulators then read); the problems found, each naming its disk's key path."""
+    problems: list[str] = []
+    if s.ovirt is not None:
+        disks = [
+            (f"ovirt.vms[{i}].disks[{j}]", disk)
+            for i, vm in enumerate(s.ovirt.vms)
+            for j, disk in enumerate(vm.disks)
+        ] + [(f"ovirt.disks[{j}]", disk) for j, disk in enumerate(s.ovirt.disks)]
+        for where, disk in disks:
+            if disk.image is None:
+                continue
+            disk.image = str(resolve_image(disk.image, base))
+            try:
+                ovirt_sc.image_source(disk.model_dump(exclude_none=True), where, None)
+            except ValueError as exc:
+                problems.append(str(exc))
+    if s.openstack is not None:
+        for i, srv in enumerate(s.openstack.servers):
+            for where, os_disk in srv.disks(f"openstack.servers[{i}]"):
+                if os_disk.image is None:
+                    continue
+                os_disk.image = str(resolve_image(os_disk.image, base))
+                try:
+                    os_disk.resolve_image(where, None)
+                except ValueError as exc:
+                    problems.append(str(exc))
+    return problems
 
 
 def check(s: Scenario) -> list[str]:

@@ -8,6 +8,21 @@ Disk sizes are in MiB, not GiB: tests and benchmarks copy every byte, so the sim
 disks small and reports Cinder's ``size`` rounded up to whole GiB, as the API requires. Each
 disk is a sparse file: ``data_mib`` MiB of seeded pseudo-random data spread over it, the
 rest holes, so copies can be checked byte for byte and sparseness can be measured.
+
+Or a disk holds a user's image: ``root`` and ``volumes[]`` take ``image: PATH``, a raw or
+qcow2 file (``qemu-img info`` says which; ``sim/diskimage.py``). The simulator stores every
+disk raw (an ephemeral root file, a Cinder volume's file, and so the Glance images made of
+them: ``disk_format`` raw), so the image is converted to raw, holes kept, the user's file
+left as it is. ``size_mib`` defaults to the image's virtual size rounded up to a MiB (the
+padding reads as zeros) and may be larger, never smaller; ``data_mib`` and ``seed`` make the
+generated contents, so they are an error next to ``image``. A relative path is relative to
+the scenario file (``load``), else to the working directory; ``~`` is expanded::
+
+    servers:
+      - name: web-1
+        flavor: m1.small
+        root: {image: images/web.qcow2}
+        volumes: [{name: web-1-data, image: ~/data.raw, size_mib: 512}]
 """
 
 from __future__ import annotations
@@ -18,9 +33,13 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from sim import diskimage
 
 MiB = 1 << 20
+#: The keys that make a generated disk's contents: meaningless for a disk from an image.
+PATTERN_KEYS = ("data_mib", "seed")
 
 
 class _Model(BaseModel):
@@ -42,11 +61,40 @@ class Network(_Model):
 
 
 class Disk(_Model):
-    """A disk's size and how much of it holds data."""
+    """A disk's size and how much of it holds data, or the image it holds."""
 
-    size_mib: int = 64
+    size_mib: int = 64  # with ``image``: the image's virtual size, rounded up to a MiB
     data_mib: int = 8
     seed: int | None = None  # default: derived from the owner's name
+    image: str | None = None  # a raw or qcow2 file whose bytes the disk holds
+    _source: diskimage.SourceImage | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> diskimage.SourceImage | None:
+        """The probed image, once ``resolve_image`` ran (None: generated contents)."""
+        return self._source
+
+    def resolve_image(self, where: str, base: Path | None) -> None:
+        """Check ``image`` and make it absolute (relative to ``base``), and settle
+        ``size_mib``; ``ValueError`` naming ``where`` (the disk's key path) and the file.
+        Once done, done: a scenario loaded from a file is not probed again by the cloud."""
+        if self.image is None or self._source is not None:
+            return
+        given = [key for key in PATTERN_KEYS if key in self.model_fields_set]
+        if given:
+            raise ValueError(
+                f"{where}: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply "
+                "to a disk made from an image (its data is the image's): remove "
+                + ("it" if len(given) == 1 else "them")
+            )
+        path = diskimage.resolve(self.image, base)
+        source = diskimage.probe(f"{where}.image", path)
+        if "size_mib" in self.model_fields_set:
+            diskimage.fit(where, source, self.size_mib * MiB, "size_mib")
+        else:
+            self.size_mib = -(-source.virtual_size // MiB)
+        self.image = str(path)
+        self._source = source
 
 
 class Volume(Disk):
@@ -63,6 +111,12 @@ class Server(_Model):
     networks: list[str] = Field(default_factory=list)
     status: Literal["ACTIVE", "SHUTOFF"] = "ACTIVE"
 
+    def disks(self, where: str) -> list[tuple[str, Disk]]:
+        """Each disk with its key path under ``where`` (the server's own)."""
+        return [(f"{where}.root", self.root)] + [
+            (f"{where}.volumes[{i}]", v) for i, v in enumerate(self.volumes)
+        ]
+
 
 class Scenario(_Model):
     project: str = "demo"
@@ -75,8 +129,18 @@ class Scenario(_Model):
     volume_quota: int | None = None  # Cinder answers 413 once this many volumes exist
 
 
+def resolve_images(s: Scenario, base: Path | None, prefix: str = "") -> None:
+    """``Disk.resolve_image`` for every disk of every server (key paths after ``prefix``)."""
+    for i, srv in enumerate(s.servers):
+        for where, disk in srv.disks(f"{prefix}servers[{i}]"):
+            disk.resolve_image(where, base)
+
+
 def load(path: Path) -> Scenario:
-    return Scenario.model_validate(yaml.safe_load(path.read_text()) or {})
+    """A scenario file; its disks' relative ``image`` paths are relative to it."""
+    scenario = Scenario.model_validate(yaml.safe_load(path.read_text()) or {})
+    resolve_images(scenario, path.parent)
+    return scenario
 
 
 def seed_of(name: str) -> int:
@@ -87,7 +151,12 @@ def seed_of(name: str) -> int:
 def write_disk(path: Path, disk: Disk, default_seed: int) -> None:
     """A sparse file: data in whole MiB blocks at seeded positions (block 0 always, as a boot
     sector would be), one block half zeros (zero detection must work below a buffer's size),
-    the rest holes."""
+    the rest holes. A disk with ``image``: the image's bytes, raw, grown to ``size_mib``."""
+    if disk.image is not None:
+        disk.resolve_image("disk", None)  # a no-op unless nobody resolved it yet
+        assert disk.source is not None
+        diskimage.convert(disk.source, path, "raw", disk.size_mib * MiB)
+        return
     seed = disk.seed if disk.seed is not None else default_seed
     if disk.data_mib <= 0:  # big generated inventories: holes only, nothing to write
         with path.open("wb") as f:

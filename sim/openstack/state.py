@@ -303,6 +303,7 @@ class CloudState:
 
     def load(self, s: sc.Scenario, project_id: str) -> None:
         """Build the objects a scenario describes, owned by ``project_id``."""
+        sc.resolve_images(s, None)  # every image checked before any disk is written
         self.volume_quota = s.volume_quota
         for f in s.flavors:
             fid = new_id()
@@ -350,6 +351,8 @@ class CloudState:
         flavor = next((f for f in self.flavors.values() if f.name == srv.flavor), None)
         if flavor is None:
             raise ValueError(f"server {srv.name}: no flavor named {srv.flavor!r} in the scenario")
+        for where, disk in srv.disks(f"server {srv.name}"):
+            disk.resolve_image(where, None)
         sid = new_id()
         default_type = next(iter(self.volume_types.values()), {"name": "standard"})["name"]
         root_path: Path | None = None

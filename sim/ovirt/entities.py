@@ -134,6 +134,8 @@ class Disk:
 
     @property
     def actual_size(self) -> int:
+        if self.image.source is not None:  # what the user's image really holds
+            return self.image.source.data_bytes
         return int(self.image.virtual_size * self.image.data_share)
 
 

@@ -6,6 +6,9 @@ Patterns (``layout``):
 * ``large``: data in a few big extents (``extent`` bytes each) spread over the disk;
 * ``scattered``: ``extent``-sized (1 MiB by default) data extents at random aligned offsets.
 
+Or a user's image file (``source``, a scenario's ``image: PATH``): its bytes, converted to
+the disk's format (``sim/diskimage.py``), instead of a pattern.
+
 Every 4 KiB block of data carries its own offset, so a block written at the wrong place
 fails a byte-exact comparison; one block per data extent is explicitly zero (allocated
 zeros are data to qemu, and must survive as zeros).
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim import diskimage
 from sim.ovirt import children
 
 MiB = 1 << 20
@@ -39,10 +43,16 @@ class ImageSpec:
     layout: str = "large"  # large | scattered
     extent: int = 64 * MiB
     seed: int = 1
+    #: The user's image the disk holds (then ``data_share``, ``layout`` and ``extent`` mean
+    #: nothing); ``virtual_size`` may exceed the image's: the disk was grown.
+    source: diskimage.SourceImage | None = None
 
 
 def data_extents(spec: ImageSpec) -> list[tuple[int, int]]:
-    """(offset, length) of the data extents, sorted, aligned to 4 KiB, not overlapping."""
+    """(offset, length) of the data extents, sorted, aligned to 4 KiB, not overlapping
+    (of the pattern: a disk from a user's image has none of these)."""
+    if spec.source is not None:
+        raise ValueError(f"{spec.source.path}: a user's image has no pattern extents")
     extent = max(BLOCK, min(spec.extent, spec.virtual_size) // BLOCK * BLOCK)
     slots = spec.virtual_size // extent
     wanted = min(slots, round(spec.virtual_size * spec.data_share / extent))
@@ -89,6 +99,9 @@ def write_raw(path: Path, spec: ImageSpec) -> int:
 
 def make_image(path: Path, spec: ImageSpec) -> Path:
     """Create the image at ``path`` (qcow2: written raw, then converted, sparse kept)."""
+    if spec.source is not None:
+        diskimage.convert(spec.source, path, spec.fmt, spec.virtual_size)
+        return path
     if spec.fmt == "raw":
         write_raw(path, spec)
         return path

@@ -23,6 +23,7 @@ A scenario file looks like::
              layout: scattered, extent: 1MiB, interface: virtio_scsi, bootable: true,
              backup: incremental}     # incremental (needs format cow) | none (default)
           - {name: quorum, size: 16MiB, shareable: true}
+          - {name: web-1-os, image: ~/images/rhel.qcow2, format: cow}   # a user's image
       - name: web-2
         disks: [{attach: quorum, interface: virtio_scsi, bootable: false}]  # the same disk
     faults:
@@ -35,6 +36,15 @@ Fault kinds (``Fault``): ``disk_locked`` (``seconds``), ``paused_system``, ``tic
 and in the middle of it), ``http_5xx`` (``count``, ``status``), ``host_unreachable``
 (transfer_url points at a closed port, so clients must use proxy_url). ``disk`` names the
 disk (name or id); without it the fault applies to every disk.
+
+A disk with ``image: PATH`` holds the bytes of that raw or qcow2 file (``qemu-img info``
+says which, not the name) instead of a generated pattern, stored in the disk's ``format``
+(the file is converted when the disk is first read, and never changed). ``size`` defaults
+to the image's virtual size and may be larger (a disk grown after the image was made), not
+smaller; ``allocated``, ``layout`` and ``extent`` describe a pattern, so they are an error
+next to ``image``. A relative path is relative to the scenario file (``load``) or to
+``from_dict``'s ``base``; ``~`` is expanded. The engine reports the image's allocated bytes
+as the disk's actual size.
 
 Backup faults (``sim/ovirt/backups.py``) act on the next ``count`` backups that include a
 matching disk: ``backup_refused`` (``status``: the POST is answered with that error),
@@ -56,6 +66,7 @@ from typing import Any
 
 import yaml
 
+from sim import diskimage
 from sim.ovirt import entities as m
 from sim.ovirt.images import ImageSpec
 
@@ -77,6 +88,8 @@ FAULT_KINDS = (
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20}
 _UNITS |= {"g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
 _BIOS = {"bios": "q35_sea_bios", "uefi": "q35_ovmf", "uefi-secure-boot": "q35_secure_boot"}
+#: The keys that shape a generated disk's pattern: meaningless for a disk from an image.
+PATTERN_KEYS = ("allocated", "layout", "extent")
 
 
 @dataclass
@@ -117,10 +130,12 @@ def _mac(rng: random.Random) -> str:
 
 class Builder:
     """Adds objects to an inventory with a default topology (one DC, cluster, two hosts,
-    ``ovirtmgmt``, one NFS data domain) and deterministic ids from ``seed``."""
+    ``ovirtmgmt``, one NFS data domain) and deterministic ids from ``seed``; a disk's
+    relative ``image`` path is relative to ``base``."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, base: Path | None = None) -> None:
         self.rng = random.Random(seed)
+        self.base = base
         self.inv = m.Inventory()
         dc = m.DataCenter(_id(self.rng), "Default")
         self.inv.data_centers[dc.id] = dc
@@ -146,21 +161,27 @@ class Builder:
         self.vnic_by_network[name] = profile.id
         return profile.id
 
-    def disk(self, spec: dict[str, Any], default_name: str) -> m.Disk:
+    def disk(self, spec: dict[str, Any], default_name: str, where: str = "disk") -> m.Disk:
+        """``where``: the disk's key path in the scenario (``vms[0].disks[1]``), for errors."""
         fmt = {"cow": "qcow2", "qcow2": "qcow2", "raw": "raw"}[str(spec.get("format", "raw"))]
         backup = str(spec.get("backup", "none"))
         if backup not in ("none", "incremental"):
             raise ValueError(f"disk backup {backup!r}: expected none or incremental")
         if backup == "incremental" and fmt != "qcow2":
             raise ValueError("a disk with incremental backup needs format cow (qcow2)")
-        image = ImageSpec(
-            virtual_size=size(spec.get("size", "64MiB")),
-            data_share=float(spec.get("allocated", 0.25)),
-            fmt=fmt,
-            layout=str(spec.get("layout", "large")),
-            extent=size(spec.get("extent", "8MiB")),
-            seed=self.rng.randrange(1 << 30),
-        )
+        seed = self.rng.randrange(1 << 30)
+        if spec.get("image") is not None:
+            source, virtual = image_source(spec, where, self.base)
+            image = ImageSpec(virtual, data_share=0.0, fmt=fmt, seed=seed, source=source)
+        else:
+            image = ImageSpec(
+                virtual_size=size(spec.get("size", "64MiB")),
+                data_share=float(spec.get("allocated", 0.25)),
+                fmt=fmt,
+                layout=str(spec.get("layout", "large")),
+                extent=size(spec.get("extent", "8MiB")),
+                seed=seed,
+            )
         disk = m.Disk(
             id=str(spec.get("id") or _id(self.rng)),
             name=str(spec.get("name", default_name)),
@@ -186,7 +207,7 @@ class Builder:
             raise ValueError(f"VM {vm}: attach {ref!r}: the disk is not shareable")
         return disk
 
-    def vm(self, spec: dict[str, Any]) -> m.Vm:
+    def vm(self, spec: dict[str, Any], where: str = "vm") -> m.Vm:
         name = str(spec["name"])
         status = str(spec.get("status", "up"))
         hosts = list(self.inv.hosts)
@@ -240,7 +261,7 @@ class Builder:
             disk = (
                 self.shared_disk(name, str(disk_spec["attach"]))
                 if "attach" in disk_spec
-                else self.disk(disk_spec, f"{name}-disk{i}")
+                else self.disk(disk_spec, f"{name}-disk{i}", f"{where}.disks[{i}]")
             )
             vm.disk_attachments.append(
                 m.DiskAttachment(
@@ -253,17 +274,38 @@ class Builder:
         return vm
 
 
-def from_dict(doc: dict[str, Any], seed: int = 0) -> tuple[m.Inventory, list[Fault]]:
-    """An inventory and its faults from a parsed scenario document."""
-    b = Builder(seed)
+def image_source(
+    spec: dict[str, Any], where: str, base: Path | None
+) -> tuple[diskimage.SourceImage, int]:
+    """The image a disk ``spec`` names (``image``) and the disk's size; ``ValueError``
+    naming ``where`` (the disk's key path) and the file if either cannot be."""
+    given = [key for key in PATTERN_KEYS if key in spec]
+    if given:
+        raise ValueError(
+            f"{where}: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to "
+            "a disk made from an image (its data is the image's): remove "
+            + ("it" if len(given) == 1 else "them")
+        )
+    path = diskimage.resolve(str(spec["image"]), base)
+    source = diskimage.probe(f"{where}.image", path)
+    wanted = size(spec["size"]) if "size" in spec else None
+    return source, diskimage.fit(where, source, wanted)
+
+
+def from_dict(
+    doc: dict[str, Any], seed: int = 0, base: Path | None = None
+) -> tuple[m.Inventory, list[Fault]]:
+    """An inventory and its faults from a parsed scenario document; ``base`` is where
+    relative ``image`` paths are (default: the working directory)."""
+    b = Builder(seed, base)
     if "users" in doc:
         b.inv.users = {str(k): str(v) for k, v in doc["users"].items()}
     for net in doc.get("networks", []):
         b.network(str(net["name"]), net.get("vlan"))
-    for vm in doc.get("vms", []):
-        b.vm(vm)
-    for disk in doc.get("disks", []):  # floating disks, attached to no VM
-        b.disk(disk, f"disk-{len(b.inv.disks)}")
+    for i, vm in enumerate(doc.get("vms", [])):
+        b.vm(vm, f"vms[{i}]")
+    for i, disk in enumerate(doc.get("disks", [])):  # floating disks, attached to no VM
+        b.disk(disk, f"disk-{len(b.inv.disks)}", f"disks[{i}]")
     known = {f.name for f in fields(Fault)}
     faults = []
     for raw in doc.get("faults", []):
@@ -281,7 +323,7 @@ def from_dict(doc: dict[str, Any], seed: int = 0) -> tuple[m.Inventory, list[Fau
 
 
 def load(path: Path) -> tuple[m.Inventory, list[Fault]]:
-    return from_dict(yaml.safe_load(path.read_text()) or {})
+    return from_dict(yaml.safe_load(path.read_text()) or {}, base=path.parent)
 
 
 def generate(vms: int, seed: int = 0) -> m.Inventory:

@@ -10,8 +10,10 @@ Providers and maps are registered once; each test makes and runs plans of its ow
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from tests.conftest import TOKEN, create_database, drop_database, eventually
 from tests.inventory.conftest import api, unique, wait_phase
 from tests.orchestrator.pipelines import FINAL
 from tests.orchestrator.pipelines import ovirt_disk as _disk
+from tests.sim.imagefiles import MiB, make
 from tools.processes import ServiceProcess
 from tools.stack import Stack, StackSpec
 
@@ -74,16 +77,25 @@ OVIRT: dict[str, Any] = {
 
 
 @pytest.fixture(scope="package")
-def servers_made(cloud: Cloud) -> dict[str, Server]:
+def user_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's qcow2 image (``image: PATH``): oVirt's ``db-image`` disk and the OpenStack
+    ``e2e-web`` root disk hold its bytes."""
+    path = tmp_path_factory.mktemp("user-image") / "user.qcow2"
+    return make(path, "qcow2", 5 * MiB, [(0x5A, 0, MiB), (0xA5, 3 * MiB, 512 << 10)])
+
+
+@pytest.fixture(scope="package")
+def servers_made(cloud: Cloud, user_image: Path) -> dict[str, Server]:
     """This module's OpenStack servers, added to the session's cloud: one image-backed with
-    a data volume, one booting from a volume (shut off, so it must stay off)."""
+    a data volume (its root disk from ``user_image``), one booting from a volume (shut off,
+    so it must stay off)."""
     tag = uuid.uuid4().hex[:4]
     specs = [
         sc.Server(
             name=f"e2e-web-{tag}",
             flavor="m1.small",
             networks=["private"],
-            root=sc.Disk(size_mib=12, data_mib=4),
+            root=sc.Disk(image=str(user_image)),
             volumes=[sc.Volume(name=f"e2e-web-data-{tag}", size_mib=8, data_mib=2)],
         ),
         sc.Server(
@@ -103,15 +115,19 @@ async def stack(
     servers: DevServices,
     cloud: Cloud,
     servers_made: dict[str, Server],
+    user_image: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     database_url = await create_database(servers.database_url)
+    ovirt = copy.deepcopy(OVIRT)
+    db = next(vm for vm in ovirt["vms"] if vm["name"] == "db")
+    db["disks"].append({"name": "db-image", "image": str(user_image), "format": "cow"})
     spec = StackSpec(
         workdir=tmp_path_factory.mktemp("stack"),
         nats_url=servers.nats_url,
         database_url=database_url,
         token=TOKEN,
-        ovirt=OVIRT,
+        ovirt=ovirt,
         prefix=f"e2e{uuid.uuid4().hex[:8]}",
         namespace=NAMESPACE,
         env={

@@ -13,6 +13,7 @@ from sim.openstack.state import Server
 from tests.cli.conftest import cli_env, run_cli
 from tests.e2e.conftest import create_plan, start, vms_of, wait_migration
 from tests.e2e.test_ovirt import VALIDATOR, VM_KIND, _bytes, claim_of, target_vm
+from tests.sim.imagefiles import guest_bytes
 from tools.stack import Stack
 from tools.verifying import compare_disk
 
@@ -33,9 +34,12 @@ async def test_image_backed_and_boot_from_volume_servers_migrate(
     servers_made: dict[str, Server],
     providers: dict[str, str],
     maps: dict[str, tuple[str, str]],
+    user_image: Path,
     tmp_path: Path,
 ) -> None:
     web, bfv = servers_made["e2e-web"], servers_made["e2e-bfv"]
+    assert web.root_path is not None  # the user's image, raw: the bytes the claim must hold
+    assert web.root_path.read_bytes() == await asyncio.to_thread(guest_bytes, user_image)
     plan = await create_plan(stack, providers, maps, "openstack", [web.name, bfv.name])
     migration = await start(stack, plan)
     # Followed as a user follows it: `hoist watch`, whose exit code says how it ended.

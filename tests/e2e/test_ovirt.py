@@ -6,6 +6,7 @@ the source VM's configuration.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tests.e2e.conftest import (
 from tests.inventory.conftest import api
 from tests.orchestrator.pipelines import labelled
 from tests.populators.ovirt.conftest import assert_same_image
+from tests.sim.imagefiles import guest_bytes
 from tools.downtime import as_users_see, max_down
 from tools.stack import Stack
 
@@ -142,6 +144,12 @@ async def test_vms_migrate_byte_exact_and_progress_shows_while_copying(
     views = await vms_of(stack, plan)
     vm_web = await assert_migrated(stack, web.id, views["web"]["targetName"])
     vm_db = await assert_migrated(stack, db.id, views["db"]["targetName"])
+    image_disk = engine.inv.disk_by_name("db-image")  # holds the user's image's bytes
+    image_copy = await stack.volume_file(NAMESPACE, await claim_of(stack, db.id, image_disk.id))
+    assert image_disk.image.source is not None
+    want = await asyncio.to_thread(guest_bytes, image_disk.image.source.path)
+    with image_copy.open("rb") as f:
+        assert f.read(len(want)) == want
     # The target power state follows the source ("auto"): web was up, db was down.
     assert vm_web["spec"]["runStrategy"] == "Always"
     assert vm_db["spec"]["runStrategy"] == "Halted"
