@@ -38,6 +38,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from sim import diskimage
+from tools import guestimage
 from sim.kube.config import default_storage_classes
 from sim.openstack import scenario as os_sc
 from sim.ovirt import scenario as ovirt_sc
@@ -53,6 +54,7 @@ _MULTUS = re.compile(r"^multus:([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-
 #: oVirt's simulated engine has one data storage domain, named so by its builder.
 OVIRT_STORAGE_DOMAIN = "data"
 OVIRT_DEFAULT_NETWORK = "ovirtmgmt"
+GUEST_SCHEME = "guest:"
 
 
 class ScenarioError(Exception):
@@ -223,7 +225,23 @@ class Scenario(_Strict):
 def resolve_image(ref: str, base: Path) -> Path:
     """The file a disk's ``image`` names: ``~`` expanded, a relative path relative to
     ``base`` (the scenario file's directory). The one place a reference becomes a file, so
-    that other kinds of reference can be added here."""
+    that other kinds of reference can be added here.
+
+    ``guest:NAME[.FORMAT]`` names one of the real guests ``tools/guestimage.py`` builds
+    (``bios-root``, ``uefi-root``, ``data``; ``raw`` or ``qcow2``, default qcow2), built
+    first if this machine has not cached them yet (a few minutes, once)."""
+    if ref.startswith(GUEST_SCHEME):
+        name, _, fmt = ref.removeprefix(GUEST_SCHEME).partition(".")
+        if name not in guestimage.GUESTS or (fmt and fmt not in guestimage.FORMATS):
+            raise ValueError(
+                f"{ref}: expected {GUEST_SCHEME}NAME[.FORMAT] with NAME one of "
+                f"{', '.join(guestimage.GUESTS)} and FORMAT raw or qcow2"
+            )
+        try:
+            guests = guestimage.ensure()
+        except guestimage.GuestBuildError as exc:
+            raise ValueError(f"{ref}: the guests could not be built: {exc}") from None
+        return guests.path(name, fmt or "qcow2")
     return diskimage.resolve(ref, base)
 
 
@@ -277,8 +295,8 @@ def check_images(s: Scenario, base: Path) -> list[str]:
         for where, disk in disks:
             if disk.image is None:
                 continue
-            disk.image = str(resolve_image(disk.image, base))
             try:
+                disk.image = str(resolve_image(disk.image, base))
                 ovirt_sc.image_source(disk.model_dump(exclude_none=True), where, None)
             except ValueError as exc:
                 problems.append(str(exc))
@@ -287,8 +305,8 @@ def check_images(s: Scenario, base: Path) -> list[str]:
             for where, os_disk in srv.disks(f"openstack.servers[{i}]"):
                 if os_disk.image is None:
                     continue
-                os_disk.image = str(resolve_image(os_disk.image, base))
                 try:
+                    os_disk.image = str(resolve_image(os_disk.image, base))
                     os_disk.resolve_image(where, None)
                 except ValueError as exc:
                     problems.append(str(exc))

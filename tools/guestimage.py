@@ -189,6 +189,9 @@ def build(dest: Path, log: Path | None = None) -> GuestSet:
         # The root tree outlives a failed build (it is most of the build's time), not a
         # finished one.
         rootfs = dest.parent / f".rootfs-{dest.name}"
+        for stale in dest.parent.glob(".rootfs-*"):
+            if stale != rootfs:
+                shutil.rmtree(stale, ignore_errors=True)
         if not (rootfs / ".hoist-complete").exists():
             shutil.rmtree(rootfs, ignore_errors=True)
             _step("debootstrap", logf, _debootstrap, rootfs, logf)
@@ -258,6 +261,9 @@ def _configure(rootfs: Path, log: Path) -> None:
     (etc / "hostname").write_text("hoist-guest\n")
     (etc / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 hoist-guest\n")
     (rootfs / "data").mkdir(exist_ok=True)
+    # Read by update-initramfs (below), which puts fsck.ext4 in the initramfs only if the
+    # root is ext4 here; each disk gets its own fstab with the UUIDs.
+    (etc / "fstab").write_text("/dev/root / ext4 errors=remount-ro 0 1\n")
     # A serial console for the kernel and GRUB: the boot check and an admin's
     # `virtctl console` both read it.
     (etc / "default" / "grub").write_text(
@@ -344,7 +350,7 @@ def _root_disk(rootfs: Path, image: Path, variant: str, log: Path) -> None:
     try:
         # One loop device per partition, at its offset: the kernels of some hosts (these
         # machines' among them) cannot read a partition table, so no loopNpM appears.
-        root_dev = _loop(image, root_start, ROOT_SIZE - root_start, log)
+        root_dev = _loop(image, root_start, _partition_bytes(image, root_start, log), log)
         loops.append(root_dev)
         uuid = UUIDS[f"{variant}-root"]
         _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-U", uuid, root_dev], log)
@@ -366,6 +372,18 @@ def _root_disk(rootfs: Path, image: Path, variant: str, log: Path) -> None:
             subprocess.run(["losetup", "-d", loop], check=False, capture_output=True)
         with contextlib.suppress(OSError):
             mnt.rmdir()
+
+
+def _partition_bytes(image: Path, start: int, log: Path) -> int:
+    """How long the partition at ``start`` is, as the partition table says (on GPT the
+    backup table takes the disk's last sectors: a filesystem to the end would overwrite
+    it, and outgrow its partition)."""
+    table = json.loads(_run(["sfdisk", "--json", str(image)], log))["partitiontable"]
+    sector = int(table.get("sectorsize", 512))
+    for part in table["partitions"]:
+        if int(part["start"]) * sector == start:
+            return int(part["size"]) * sector
+    raise GuestBuildError(f"{image}: no partition starts at byte {start}")
 
 
 def _loop(image: Path, offset: int, size: int, log: Path) -> str:
