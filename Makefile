@@ -10,10 +10,11 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml tools/system-deps.sh too
 OS_VENV  ?= .venv-openstack
 OS_STAMP := $(OS_VENV)/.installed-$(shell cksum < sim/openstack/requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup test lint demo bench clean help
+.PHONY: setup guests test lint demo bench clean help
 
 help:
 	@echo "make setup   install system packages (Debian), create $(VENV), install Hoist"
+	@echo "make guests  build the real Debian guests once (cached; docs/guests.md; needs root)"
 	@echo "make test    run the test suite against real NATS and PostgreSQL servers"
 	@echo "make lint    ruff, mypy and the import contract"
 	@echo "make demo    migrate the demo's oVirt and OpenStack VMs into KubeVirt through the"
@@ -38,7 +39,11 @@ $(OS_STAMP): sim/openstack/requirements.txt
 	rm -f $(OS_VENV)/.installed-*
 	touch $@
 
-test: setup
+# The real guests a test migrates and boots: built once per recipe, cached outside the tree.
+guests: setup
+	$(PY) -m tools.guestimage build
+
+test: setup guests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -147,10 +147,15 @@ def qemu_argv(
         argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / code}"]
         argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
     argv += ["-machine", f"{machine},accel={accel_name}"]
-    argv += ["-cpu", "host" if accel_name == "kvm" else "max"]
+    # TCG's "max" CPU claims to be AMD, and without topoext a Linux guest on AMD counts
+    # threads as cores: an Intel vendor makes it read the topology QEMU gives (leaf 0xB).
+    argv += ["-cpu", "host" if accel_name == "kvm" else "max,vendor=GenuineIntel"]
     cpu = domain.get("cpu") or {}
     sockets, cores, threads = (int(cpu.get(k) or 1) for k in ("sockets", "cores", "threads"))
-    argv += ["-smp", f"{sockets * cores * threads},sockets={sockets},cores={cores},threads={threads}"]
+    argv += [
+        "-smp",
+        f"{sockets * cores * threads},sockets={sockets},cores={cores},threads={threads}",
+    ]
     memory = (domain.get("memory") or {}).get("guest") or (
         (domain.get("resources") or {}).get("requests") or {}
     ).get("memory")
@@ -257,7 +262,10 @@ def compare(expected: vmcheck.ExpectedVm, report: Mapping[str, Any]) -> list[str
             f"RAM: the guest sees {ram / MIB:.0f} MiB, the source had {expected.memory / MIB:.0f}"
         )
     if report.get("firmware") != expected.firmware:
-        out.append(f"firmware: the guest booted {report.get('firmware')}, the source had {expected.firmware}")
+        out.append(
+            f"firmware: the guest booted {report.get('firmware')}, "
+            f"the source had {expected.firmware}"
+        )
     if bool(report.get("secureBoot")) != expected.secure_boot:
         out.append(
             f"Secure Boot: {'on' if report.get('secureBoot') else 'off'} in the guest, "
@@ -271,15 +279,17 @@ def compare(expected: vmcheck.ExpectedVm, report: Mapping[str, Any]) -> list[str
     if len(disks) != len(expected.disks):
         out.append(f"disks: the guest sees {len(disks)}, the source had {len(expected.disks)}")
     serials = {str(d.get("serial") or "") for d in disks}
-    for d in expected.disks:
-        if d.serial is None:
+    for exp in expected.disks:
+        if exp.serial is None:
             continue
-        want = d.serial[: SERIAL_BYTES.get(d.bus, len(d.serial))]
-        if want not in serials:
-            out.append(f"disk {d.name}: no disk with serial {want!r} in the guest")
+        shown = exp.serial[: SERIAL_BYTES.get(exp.bus, len(exp.serial))]
+        if shown not in serials:
+            out.append(f"disk {exp.name}: no disk with serial {shown!r} in the guest")
     for entry in report.get("fstab") or []:
         if not entry.get("mounted"):
-            out.append(f"{entry.get('target')}: in /etc/fstab ({entry.get('spec')}) but not mounted")
+            out.append(
+                f"{entry.get('target')}: in /etc/fstab ({entry.get('spec')}) but not mounted"
+            )
     return out
 
 

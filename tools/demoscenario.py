@@ -38,10 +38,10 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from sim import diskimage
-from tools import guestimage
 from sim.kube.config import default_storage_classes
 from sim.openstack import scenario as os_sc
 from sim.ovirt import scenario as ovirt_sc
+from tools import guestimage
 
 #: ``make demo`` without ``SCENARIO=``.
 DEFAULT_PATH = Path(__file__).resolve().parent / "scenarios" / "demo.yaml"

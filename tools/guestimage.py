@@ -47,6 +47,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GUEST_FILES = HERE / "guest"
+#: Bump when the build itself changes (partitioning, bootloader, configuration): the cached
+#: guests of the old recipe are then not used.
+RECIPE = 1
 SUITE = "bookworm"
 MIRROR = os.environ.get("HOIST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = (
@@ -129,11 +132,13 @@ def cache_root() -> Path:
 
 
 def recipe_key() -> str:
-    """What the built disks depend on: this module, the guest's files, the package list."""
+    """What the built disks depend on: ``RECIPE``, the guest's files, the packages, the
+    layout constants. (Not this module's text: a reformatting must not cost a rebuild.)"""
     h = hashlib.sha256()
-    for f in [Path(__file__), *sorted(GUEST_FILES.iterdir())]:
+    for f in sorted(GUEST_FILES.iterdir()):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
-    h.update(" ".join([SUITE, *PACKAGES]).encode())
+    layout = [RECIPE, SUITE, *PACKAGES, *UNNEEDED_MODULES, ROOT_SIZE, DATA_SIZE, ESP_SIZE]
+    h.update(json.dumps([layout, UUIDS, ESP_SERIAL, DATA_MARKER]).encode())
     return h.hexdigest()[:16]
 
 
@@ -202,8 +207,17 @@ def build(dest: Path, log: Path | None = None) -> GuestSet:
         _step("UEFI root disk", logf, _root_disk, rootfs, out / "uefi-root.raw", "uefi", logf)
         for name in GUESTS:
             _run(
-                ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c"]
-                + [str(out / f"{name}.raw"), str(out / f"{name}.qcow2")],
+                [
+                    "qemu-img",
+                    "convert",
+                    "-f",
+                    "raw",
+                    "-O",
+                    "qcow2",
+                    "-c",
+                    str(out / f"{name}.raw"),
+                    str(out / f"{name}.qcow2"),
+                ],
                 logf,
             )
         kernel = sorted(p.name for p in (rootfs / "boot").glob("vmlinuz-*"))
@@ -250,8 +264,14 @@ def _run(argv: list[str], log: Path, **kw: object) -> str:
 
 def _debootstrap(rootfs: Path, log: Path) -> None:
     _run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE]
-        + [str(rootfs), MIRROR],
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            SUITE,
+            str(rootfs),
+            MIRROR,
+        ],
         log,
     )
 
@@ -310,8 +330,20 @@ def _data_disk(work: Path, image: Path, log: Path) -> None:
     with image.open("wb") as f:
         f.truncate(DATA_SIZE)
     _run(
-        ["mkfs.ext4", "-q", "-F", "-L", "data", "-U", UUIDS["data"], "-d", str(content)]
-        + ["-E", "root_owner=0:0", str(image)],
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "data",
+            "-U",
+            UUIDS["data"],
+            "-d",
+            str(content),
+            "-E",
+            "root_owner=0:0",
+            str(image),
+        ],
         log,
     )
 
@@ -388,8 +420,16 @@ def _partition_bytes(image: Path, start: int, log: Path) -> int:
 
 def _loop(image: Path, offset: int, size: int, log: Path) -> str:
     return _run(
-        ["losetup", "--find", "--show", "--offset", str(offset), "--sizelimit", str(size)]
-        + [str(image)],
+        [
+            "losetup",
+            "--find",
+            "--show",
+            "--offset",
+            str(offset),
+            "--sizelimit",
+            str(size),
+            str(image),
+        ],
         log,
     ).strip()
 
@@ -403,14 +443,26 @@ def _embed_grub_bios(rootfs: Path, image: Path, log: Path) -> None:
     The guest's own GRUB makes the images (in a chroot): the host needs no GRUB."""
     lib = rootfs / "usr/lib/grub/i386-pc"
     early = rootfs / "tmp/early-bios.cfg"
-    early.write_text(
-        f"search.fs_uuid {UUIDS['bios-root']} root\nset prefix=($root)/boot/grub\n"
-    )
+    early.write_text(f"search.fs_uuid {UUIDS['bios-root']} root\nset prefix=($root)/boot/grub\n")
     core = rootfs / "tmp/core.img"
     _run(
-        ["chroot", str(rootfs), "grub-mkimage", "-O", "i386-pc", "-o", "/tmp/core.img"]
-        + ["-c", "/tmp/early-bios.cfg", "-p", "/boot/grub"]
-        + ["biosdisk", "part_msdos", "ext2", "search_fs_uuid"],
+        [
+            "chroot",
+            str(rootfs),
+            "grub-mkimage",
+            "-O",
+            "i386-pc",
+            "-o",
+            "/tmp/core.img",  # noqa: S108 - inside the guest's root, a chroot's /tmp
+            "-c",
+            "/tmp/early-bios.cfg",  # noqa: S108 - as above
+            "-p",
+            "/boot/grub",
+            "biosdisk",
+            "part_msdos",
+            "ext2",
+            "search_fs_uuid",
+        ],
         log,
     )
     try:
@@ -449,8 +501,21 @@ def _esp(rootfs: Path, image: Path, offset: int, root_uuid: str, log: Path) -> N
     shutil.copyfile(shim / "BOOTX64.CSV", staging / "EFI/debian/BOOTX64.CSV")
     esp = image.parent / "esp.img"
     esp.unlink(missing_ok=True)
-    _run(["mkfs.vfat", "-C", "-F", "32", "-n", "ESP", "-i", ESP_SERIAL, str(esp)]
-         + [str(ESP_SIZE // 1024)], log)
+    _run(
+        [
+            "mkfs.vfat",
+            "-C",
+            "-F",
+            "32",
+            "-n",
+            "ESP",
+            "-i",
+            ESP_SERIAL,
+            str(esp),
+            str(ESP_SIZE // 1024),
+        ],
+        log,
+    )
     _run(["mcopy", "-s", "-i", str(esp), str(staging / "EFI"), "::/"], log)
     with esp.open("rb") as src, image.open("r+b") as dst:
         dst.seek(offset)

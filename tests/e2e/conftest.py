@@ -27,6 +27,7 @@ from tests.inventory.conftest import api, unique, wait_phase
 from tests.orchestrator.pipelines import FINAL
 from tests.orchestrator.pipelines import ovirt_disk as _disk
 from tests.sim.imagefiles import MiB, make
+from tools import guestimage
 from tools.processes import ServiceProcess
 from tools.stack import Stack, StackSpec
 
@@ -111,17 +112,58 @@ def servers_made(cloud: Cloud, user_image: Path) -> dict[str, Server]:
 
 
 @pytest.fixture(scope="package")
+def guests() -> guestimage.GuestSet | guestimage.GuestBuildError:
+    """The real Debian guests (``make guests`` builds them; built here if missing). A build
+    that fails fails the guest's test, with its reason, not the whole package."""
+    try:
+        return guestimage.ensure()
+    except guestimage.GuestBuildError as exc:
+        return exc
+
+
+def guest_vm(guests: guestimage.GuestSet) -> dict[str, Any]:
+    """``guest``: a real BIOS guest, its root raw on virtio, its data disk (mounted on /data
+    by UUID) qcow2 on virtio-scsi, one e1000 NIC: after a migration it must boot."""
+    return {
+        "name": "guest",
+        "memory": "1GiB",
+        "cpu": {"sockets": 1, "cores": 2, "threads": 1},
+        "firmware": "bios",
+        "nics": [{"network": "prod", "model": "e1000"}],
+        "disks": [
+            {
+                "name": "guest-root",
+                "image": str(guests.path("bios-root", "raw")),
+                "format": "raw",
+                "interface": "virtio",
+                "bootable": True,
+            },
+            {
+                "name": "guest-data",
+                "image": str(guests.path("data", "qcow2")),
+                "format": "cow",
+                "interface": "virtio_scsi",
+                "bootable": False,
+            },
+        ],
+    }
+
+
+@pytest.fixture(scope="package")
 async def stack(
     servers: DevServices,
     cloud: Cloud,
     servers_made: dict[str, Server],
     user_image: Path,
+    guests: guestimage.GuestSet | guestimage.GuestBuildError,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     database_url = await create_database(servers.database_url)
     ovirt = copy.deepcopy(OVIRT)
     db = next(vm for vm in ovirt["vms"] if vm["name"] == "db")
     db["disks"].append({"name": "db-image", "image": str(user_image), "format": "cow"})
+    if isinstance(guests, guestimage.GuestSet):
+        ovirt["vms"].append(guest_vm(guests))
     spec = StackSpec(
         workdir=tmp_path_factory.mktemp("stack"),
         nats_url=servers.nats_url,

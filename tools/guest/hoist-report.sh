@@ -45,8 +45,11 @@ for b in /sys/block/*; do
     name=${b##*/}
     [ -e "$b/device" ] || continue                    # no loop or ram devices
     size=$(($(cat "$b/size") * 512))
-    serial=$(udevadm info --query=property --name="/dev/$name" 2>/dev/null |
-        sed -n 's/^ID_SERIAL_SHORT=//p; s/^ID_SCSI_SERIAL=//p' | head -n1)
+    # SCSI: the unit serial number page (ID_SCSI_SERIAL) holds the whole serial; udev's
+    # ID_SERIAL_SHORT comes from the device identification page, which QEMU cuts to 20.
+    props=$(udevadm info --query=property --name="/dev/$name" 2>/dev/null)
+    serial=$(printf '%s\n' "$props" | sed -n 's/^ID_SCSI_SERIAL=//p' | head -n1)
+    [ -n "$serial" ] || serial=$(printf '%s\n' "$props" | sed -n 's/^ID_SERIAL_SHORT=//p' | head -n1)
     [ -n "$serial" ] || serial=$(cat "$b/serial" 2>/dev/null || true)
     bus=$(udevadm info --query=property --name="/dev/$name" 2>/dev/null | sed -n 's/^ID_BUS=//p')
     disks="$disks${disks:+,}{\"name\":$(json_str "$name"),\"size\":$size,\"serial\":$(json_str "$serial"),\"bus\":$(json_str "$bus")}"
