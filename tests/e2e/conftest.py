@@ -86,7 +86,19 @@ def user_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def servers_made(cloud: Cloud, user_image: Path) -> dict[str, Server]:
+def guests() -> guestimage.GuestSet | guestimage.GuestBuildError:
+    """The real Debian guests (``make guests`` builds them; built here if missing). A build
+    that fails fails the guest's test, with its reason, not the whole package."""
+    try:
+        return guestimage.ensure()
+    except guestimage.GuestBuildError as exc:
+        return exc
+
+
+@pytest.fixture(scope="package")
+def servers_made(
+    cloud: Cloud, user_image: Path, guests: guestimage.GuestSet | guestimage.GuestBuildError
+) -> dict[str, Server]:
     """This module's OpenStack servers, added to the session's cloud: one image-backed with
     a data volume (its root disk from ``user_image``), one booting from a volume (shut off,
     so it must stay off)."""
@@ -108,17 +120,21 @@ def servers_made(cloud: Cloud, user_image: Path) -> dict[str, Server]:
             root=sc.Disk(size_mib=12, data_mib=3),
         ),
     ]
+    if isinstance(guests, guestimage.GuestSet):
+        # A real BIOS guest booting from a volume, its data volume mounted by UUID.
+        specs.append(
+            sc.Server(
+                name=f"e2e-guest-{tag}",
+                flavor="m1.small",
+                networks=["private"],
+                boot="volume",
+                root=sc.Disk(image=str(guests.path("bios-root", "qcow2"))),
+                volumes=[
+                    sc.Volume(name=f"e2e-guest-data-{tag}", image=str(guests.path("data", "raw")))
+                ],
+            )
+        )
     return {s.name.rsplit("-", 1)[0]: cloud.add_server(s) for s in specs}
-
-
-@pytest.fixture(scope="package")
-def guests() -> guestimage.GuestSet | guestimage.GuestBuildError:
-    """The real Debian guests (``make guests`` builds them; built here if missing). A build
-    that fails fails the guest's test, with its reason, not the whole package."""
-    try:
-        return guestimage.ensure()
-    except guestimage.GuestBuildError as exc:
-        return exc
 
 
 def guest_vm(guests: guestimage.GuestSet) -> dict[str, Any]:
