@@ -5,6 +5,8 @@
 # images and the imageio client, and for the OpenStack populator's qcow2 conversion. The real
 # guests (tools/guestimage.py) and their boot check (tools/bootcheck.py) need debootstrap,
 # fdisk (sfdisk), dosfstools and mtools (the EFI partition), qemu-system-x86 and ovmf.
+# ConvertGuest's conversion pods run virt-v2v-in-place (virt-v2v, with nbdkit and
+# libguestfs-tools) as the simulated kubelet runs them on this machine.
 # Installs only what is missing; needs root (or sudo) for that.
 set -eu
 

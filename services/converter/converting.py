@@ -91,7 +91,7 @@ def run(
     xml = scratch / "domain.xml"
     xml.write_text(domain_xml(args, sources))
     say(out, f"domain XML for virt-v2v ({xml}):\n{xml.read_text()}")
-    env = {**os.environ, **libguestfs_env(args.accel, root=root), "TMPDIR": str(scratch)}
+    env = {**os.environ, **libguestfs_env(args.accel), "TMPDIR": str(scratch)}
     cache = os.environ.get("LIBGUESTFS_CACHEDIR", "/var/tmp")  # noqa: S108 (libguestfs's default)
     if not os.access(cache, os.W_OK):
         env["LIBGUESTFS_CACHEDIR"] = str(scratch)  # a read-only root: the appliance here
