@@ -3,9 +3,12 @@
 ``tools/guestimage.py`` builds (root + a data disk its fstab mounts at /data by UUID), laid
 out as a conversion pod sees its Filesystem claims (``/mnt/disks/disk<N>/disk.img``).
 
-A real conversion takes minutes here (libguestfs's appliance runs emulated, TCG, on a PVM
-host, and regenerates the guest's initramfs), so the default suite has exactly one; the
-failure case (overlays protect the volumes) runs with ``HOIST_TEST_SLOW_CONVERSION=1``.
+A whole conversion takes a quarter of an hour here (917 s measured: libguestfs's appliance
+runs emulated, TCG, on this PVM host, and making the guest's initramfs again is nearly all
+of it), far too long for ``make test``; it runs with ``HOIST_TEST_SLOW_CONVERSION=1``. The
+default suite has the real run that fails fast instead: the appliance boots, virt-v2v
+reads the domain XML and the overlays, finds no OS on a data disk, and the volume is left
+byte for byte as it was (about a minute).
 The guest cache is never written: each test converts copies.
 """
 
@@ -70,6 +73,11 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.skipif(
+    os.environ.get("HOIST_TEST_SLOW_CONVERSION") != "1",
+    reason="a whole real conversion took 917 s here (TCG; the guest's initramfs is made "
+    "again, emulated); HOIST_TEST_SLOW_CONVERSION=1 runs it",
+)
 def test_two_disk_bios_guest_is_converted_in_place_with_its_data_disk(tmp_path: Path) -> None:
     assert GUEST is not None
     root, data = lay_out(tmp_path, GUEST / "bios-root.raw", GUEST / "data.raw")
@@ -91,10 +99,6 @@ def test_two_disk_bios_guest_is_converted_in_place_with_its_data_disk(tmp_path: 
     print(f"converted in {result.seconds} s")
 
 
-@pytest.mark.skipif(
-    os.environ.get("HOIST_TEST_SLOW_CONVERSION") != "1",
-    reason="a second real conversion (minutes under TCG); HOIST_TEST_SLOW_CONVERSION=1 runs it",
-)
 def test_a_failed_conversion_leaves_the_volumes_as_copied(tmp_path: Path) -> None:
     assert GUEST is not None
     (data,) = lay_out(tmp_path, GUEST / "data.raw")  # no operating system on it
