@@ -25,7 +25,17 @@ def _failures(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for step in pipeline:
         failed_tasks = [t for t in step.get("tasks") or [] if t.get("error")]
         if step.get("error") and not failed_tasks:
-            found.append({"step": step["name"], "task": None, "error": step["error"]})
+            # A step's own pod (ConvertGuest's conversion pod) leaves its log in the step.
+            detail = step.get("detail") or {}
+            found.append(
+                {
+                    "step": step["name"],
+                    "task": None,
+                    "error": step["error"],
+                    "pod": detail.get("pod") or None,
+                    "log": detail.get("log") or "",
+                }
+            )
         for t in failed_tasks:
             detail = t.get("detail") or {}
             found.append(
@@ -94,7 +104,8 @@ def show(plan: str, report: list[dict[str, Any]], lines: int) -> None:
             out.print(f"  {where}: {_said(f['error'])}", markup=False)
             if f.get("pod"):
                 again = f" (recreated {f['recreations']}x)" if f.get("recreations") else ""
-                out.print(f"    populator pod {f['pod']}{again}", markup=False)
+                what = "populator pod" if f["task"] is not None else "pod"
+                out.print(f"    {what} {f['pod']}{again}", markup=False)
             tail = f.get("log", "").rstrip("\n").splitlines()[-lines:] if lines else []
             if tail:
                 out.print(f"    last {len(tail)} log line(s):")

@@ -128,6 +128,12 @@ def _vm_ref(text: str) -> dict[str, str]:
     metavar="MINUTES",
     help="Warm: minutes between precopies (1-1440; default 60).",
 )
+@click.option(
+    "--convert-guest/--no-convert-guest",
+    default=None,
+    help="Run virt-v2v-in-place on each VM's volumes before its VirtualMachine is created "
+    "(ConvertGuest; -f FILE can set it per VM with convertGuest).",
+)
 @click.option("--description")
 @output_option
 def create(
@@ -146,6 +152,7 @@ def create(
     cutover: str | None,
     warm: bool | None,
     precopy_interval: int | None,
+    convert_guest: bool | None,
     description: str | None,
 ) -> None:
     """Create a plan; it is validated at once and its problems are shown."""
@@ -162,6 +169,7 @@ def create(
         "cutover": cutover,
         "migrationType": "warm" if warm else None,
         "precopyIntervalMinutes": precopy_interval,
+        "convertGuest": convert_guest,
         "description": description,
     }
     required = [("name", "NAME"), ("sourceProvider", "--source"), ("targetProvider", "--target"),

@@ -71,6 +71,7 @@ class Step(StrEnum):
     DISK_ALLOCATION = "DiskAllocation"
     DISK_TRANSFER = "DiskTransfer"
     FINAL_COPY = "FinalCopy"  # warm: what changed since the last precopy, source off
+    CONVERT_GUEST = "ConvertGuest"  # opt-in: virt-v2v-in-place on all the VM's volumes
     VIRTUAL_MACHINE_CREATION = "VirtualMachineCreation"
     CLEANUP = "Cleanup"
     COMPLETED = "Completed"
@@ -211,6 +212,11 @@ class PlannedVm(Payload):
     detail: dict[str, object] = Field(
         default_factory=dict,
         description="CPU, memory, firmware, OS and the rest of the source configuration.",
+    )
+    convert_guest: bool = Field(
+        False,
+        description="Run ConvertGuest (virt-v2v-in-place on all the VM's volumes) before its "
+        "VirtualMachine is created: the VM's own choice, else the plan's, resolved at start.",
     )
 
 

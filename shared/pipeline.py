@@ -20,6 +20,7 @@ from types import MappingProxyType
 from shared.payloads import ProviderType, Step, StepState
 
 __all__ = [
+    "CONVERT_BEFORE",
     "COPIED_AFTER",
     "FINAL_STEP_STATES",
     "PER_DISK_STEPS",
@@ -92,22 +93,40 @@ COPIED_AFTER: frozenset[Step] = frozenset({Step.DISK_TRANSFER, Step.FINAL_COPY})
 POSITION: Mapping[str, int] = MappingProxyType({s.value: i for i, s in enumerate(Step)})
 
 
-def steps_of(source: ProviderType | str, warm: bool = False) -> tuple[Step, ...]:
-    """The steps a VM from ``source`` runs (``warm``: its warm pipeline). ``ValueError`` for
-    a KubeVirt or unknown source, or a warm one that cannot go warm: guessing a pipeline
-    would run the wrong steps against a source."""
+#: Where the opt-in ConvertGuest runs: after the last disk step (every volume is filled and
+#: handed over), before the VirtualMachine exists (nothing may boot a disk being converted).
+CONVERT_BEFORE = Step.VIRTUAL_MACHINE_CREATION
+
+
+def steps_of(
+    source: ProviderType | str, warm: bool = False, convert: bool = False
+) -> tuple[Step, ...]:
+    """The steps a VM from ``source`` runs (``warm``: its warm pipeline; ``convert``: with
+    ConvertGuest, the VM's ``PlannedVm.convert_guest``). ``ValueError`` for a KubeVirt or
+    unknown source, or a warm one that cannot go warm: guessing a pipeline would run the
+    wrong steps against a source.
+
+    ConvertGuest is a per-VM option, so it is not in the tables: a VM without it has no
+    such step at all (no row, no event, nothing to skip), and one with it has it right
+    before ``CONVERT_BEFORE``, in every source's cold and warm pipeline alike."""
     table = WARM_STEPS if warm else STEPS
     try:
-        return table[ProviderType(source)]
+        steps = table[ProviderType(source)]
     except (KeyError, ValueError):
         what = "a warm migration source" if warm else "a migration source"
         raise ValueError(f"{source!r} is not {what}: it has no pipeline") from None
+    if not convert:
+        return steps
+    at = steps.index(CONVERT_BEFORE)
+    return (*steps[:at], Step.CONVERT_GUEST, *steps[at:])
 
 
-def next_step(source: ProviderType | str, step: Step, warm: bool = False) -> Step:
+def next_step(
+    source: ProviderType | str, step: Step, warm: bool = False, convert: bool = False
+) -> Step:
     """The step after ``step`` (``Completed`` after the last); ``ValueError`` when ``step``
     is not one of the source's steps."""
-    order = steps_of(source, warm)
+    order = steps_of(source, warm, convert)
     if step not in order:
         raise ValueError(f"{step} is not a step of {source}'s pipeline")
     index = order.index(step)

@@ -380,6 +380,37 @@ class OrchestratorSettings(BaseModel):
         le=100,
         description="A failed populator pod is recreated this often, then the disk fails.",
     )
+    converter_image: str = Field(
+        "ghcr.io/hoist-io/hoist-converter:0.1.0",
+        description="Image of ConvertGuest's conversion pods: ``python -m services.converter`` "
+        "with virt-v2v (virt-v2v-in-place), libguestfs and nbdkit (not in the Hoist image).",
+    )
+    converter_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of conversion pods."
+    )
+    converter_cpu_limit: str = Field("2", description="CPU limit of a conversion pod.")
+    converter_memory_request: str = Field(
+        "1Gi", description="Memory request of a conversion pod (libguestfs's appliance)."
+    )
+    converter_memory_limit: str = Field(
+        "4Gi", description="Memory limit of a conversion pod (the appliance takes 2.5 GiB)."
+    )
+    converter_timeout_minutes: float = Field(
+        60.0,
+        gt=0,
+        description="ConvertGuest fails (ConversionTimeout) when its pod has not ended by "
+        "then (an emulated appliance, without KVM, is several times slower).",
+    )
+    converter_accel: Literal["auto", "kvm", "tcg"] = Field(
+        "auto",
+        description="How libguestfs's appliance runs in conversion pods: auto uses TCG on "
+        "nodes whose KVM cannot run a stock kernel (kvm_pvm) or have no /dev/kvm.",
+    )
+    converter_overlay: bool = Field(
+        True,
+        description="Convert on qcow2 overlays and write back only a successful conversion "
+        "(a failed one leaves the volumes as copied); false: convert the volumes directly.",
+    )
     controller_resync_seconds: float = Field(
         30.0, gt=0, description="Populator controller: every claim is looked at again this often."
     )

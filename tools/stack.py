@@ -41,6 +41,16 @@ if TYPE_CHECKING:
 #: image's real entrypoint (``python -m services.populators``) on this machine.
 POPULATOR_IMAGE = "registry.example/hoist/hoist:dev"
 POPULATOR_ENTRYPOINT = [sys.executable, "-m", "services.populators"]
+#: ConvertGuest's image (virt-v2v, libguestfs, nbdkit): run as its real entrypoint too, so a
+#: conversion pod runs this machine's Debian virt-v2v-in-place on the volumes' files.
+CONVERTER_IMAGE = "registry.example/hoist/converter:dev"
+CONVERTER_ENTRYPOINT = [
+    "env",
+    f"PYTHONPATH={Path(__file__).resolve().parents[1]}",  # this checkout's converter
+    sys.executable,
+    "-m",
+    "services.converter",
+]
 
 
 @dataclass
@@ -100,7 +110,8 @@ class Stack:
         config = ClusterConfig(
             storage_root=spec.workdir / "volumes",
             images={
-                POPULATOR_IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"]
+                POPULATOR_IMAGE.rsplit(":", 1)[0]: POPULATOR_ENTRYPOINT,
+                CONVERTER_IMAGE.rsplit(":", 1)[0]: CONVERTER_ENTRYPOINT,
             },
             namespaces=("hoist", spec.namespace),
         )
@@ -147,6 +158,7 @@ class Stack:
             "HOIST_KUBE_KUBECONFIG": str(self.kubeconfig.resolve()),
             "HOIST_LOG_FORMAT": "json",
             "HOIST_ORCHESTRATOR_POPULATOR_IMAGE": POPULATOR_IMAGE,
+            "HOIST_ORCHESTRATOR_CONVERTER_IMAGE": CONVERTER_IMAGE,
             # Quicker than production's rhythm, so a small disk's migration is not mostly
             # waiting for the next poll; none of these changes what the services do.
             "HOIST_ORCHESTRATOR_POLL_SECONDS": "0.5",

@@ -56,6 +56,8 @@ class Wait:
 class Fail:
     error: ErrorInfo
     tasks: list[Task] = field(default_factory=list)
+    #: The failed step's detail (ConvertGuest: the conversion pod's log and outcome).
+    detail: dict[str, object] = field(default_factory=dict)
 
 
 Answer = Done | Wait | Fail

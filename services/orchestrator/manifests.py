@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from services.orchestrator import naming
+from shared import conversion
 from shared import populator as contract
 from shared.payloads import MigrationType, PlannedDisk, PlannedVm, PlanStarted
 from shared.populator.stages import spec_with_stages
@@ -293,6 +294,118 @@ def consumer_pod(
                 "runAsNonRoot": True,
                 "runAsUser": run_as_user,
                 "runAsGroup": run_as_user,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def convert_args(
+    vm: PlannedVm, *, accel: str = "auto", overlay: bool = True
+) -> conversion.ConvertArgs:
+    """What the conversion pod must know of ``vm``: its name, memory, vCPUs, firmware and
+    its disks' modes in the VM's order (the order the pod attaches them in), from the
+    source configuration the plan froze (defaults where the source said nothing)."""
+    detail: Mapping[str, Any] = vm.detail if isinstance(vm.detail, Mapping) else {}
+    try:
+        memory_mib = max(int(str(detail.get("memoryBytes") or 0)) // (1024 * 1024), 0)
+    except ValueError:
+        memory_mib = 0
+    cpu = detail.get("cpu") if isinstance(detail.get("cpu"), Mapping) else {}
+    vcpus = 1
+    for key in ("sockets", "cores", "threads"):
+        try:
+            vcpus *= max(int(str(cpu.get(key) or 1)), 1)  # type: ignore[union-attr]
+        except ValueError:
+            continue
+    uefi = str(detail.get("firmware") or "").lower() in ("uefi", "efi")
+    return conversion.ConvertArgs(
+        name=vm.target_name,
+        disks=tuple(conversion.VolumeMode(d.volume_mode) for d in vm.disks),
+        memory_mib=memory_mib or 1024,
+        vcpus=vcpus,
+        firmware=conversion.Firmware.UEFI if uefi else conversion.Firmware.BIOS,
+        overlay=overlay,
+        accel=conversion.Accel(accel),
+    )
+
+
+def conversion_pod(
+    started: PlanStarted,
+    vm: PlannedVm,
+    args: conversion.ConvertArgs,
+    owners: Iterable[Mapping[str, Any]],
+    *,
+    image: str,
+    pull_policy: str = "IfNotPresent",
+    cpu_limit: str = "2",
+    memory_request: str = "1Gi",
+    memory_limit: str = "4Gi",
+    run_as_user: int = 107,
+) -> Obj:
+    """ConvertGuest's pod: all of ``vm``'s claims, in its disk order, at the paths of the
+    conversion contract (``shared.conversion``: Filesystem claims mounted at
+    ``/mnt/disks/disk<N>``, Block claims attached at ``/dev/block<N>``), running
+    ``args``; a scratch emptyDir for the overlays, the domain XML and libguestfs.
+
+    Owned by the claims, like the consumer pod, so deleting a VM's claims takes it along.
+    ``FallbackToLogsOnError``: a pod killed before it wrote its result still says why (the
+    end of its log), which the step then reports as ``ConversionPodFailed``."""
+    if len(args.disks) != len(vm.disks):
+        raise ValueError(f"VM {vm.vm_id}: {len(vm.disks)} disks but {len(args.disks)} in args")
+    volumes: list[Obj] = [{"name": "scratch", "emptyDir": {}}]
+    mounts: list[Obj] = [{"name": "scratch", "mountPath": conversion.SCRATCH}]
+    devices: list[Obj] = []
+    for i, (disk, mode) in enumerate(zip(vm.disks, args.disks, strict=True)):
+        volume = f"disk{i}"
+        volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": disk.pvc_name}})
+        path = conversion.volume_path(i, mode)
+        if mode is conversion.VolumeMode.BLOCK:
+            devices.append({"name": volume, "devicePath": path})
+        else:
+            mounts.append({"name": volume, "mountPath": path})
+    container: Obj = {
+        "name": conversion.CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "args": args.argv(),
+        "resources": {
+            "requests": {"cpu": "500m", "memory": memory_request},
+            "limits": {"cpu": cpu_limit, "memory": memory_limit},
+        },
+        "terminationMessagePath": conversion.TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
+        "volumeMounts": mounts,
+    }
+    if devices:
+        container["volumeDevices"] = devices
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": naming.conversion_pod(vm.target_name, started.migration_id),
+            "namespace": started.target_namespace,
+            "labels": conversion.pod_labels(started.plan_id, started.migration_id, vm.vm_id),
+            "ownerReferences": [dict(o) for o in owners],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": run_as_user,
+                "runAsGroup": run_as_user,
+                # Block devices and volume files writable by the pod's user.
+                "fsGroup": run_as_user,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [container],

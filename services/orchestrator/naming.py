@@ -38,6 +38,11 @@ def consumer_pod(target_name: str, migration_id: str) -> str:
     return _dns(f"{target_name}-pvcinit-{short(migration_id, 6)}")
 
 
+def conversion_pod(target_name: str, migration_id: str) -> str:
+    """ConvertGuest's pod: one per VM and migration, so a restarted step finds it."""
+    return _dns(f"{target_name}-convert-{short(migration_id, 6)}")
+
+
 def artifact(kind: str, migration_id: str, vm_id: str, disk_id: str = "") -> str:
     """Temporary OpenStack snapshots, volumes and images: ``hoist-<kind>-<digest>``, one per
     (migration, VM, disk), so a re-run of the step finds what the first run made."""

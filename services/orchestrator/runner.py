@@ -9,7 +9,8 @@ which finds what the first call did (deterministic names, create-or-get) and goe
 
 Before a VM's first step touches its source, admission (``admission.py``, called from here)
 gives it its slots or keeps it Queued. The steps, in order, are ``shared.pipeline``'s; the
-handlers live in ``preparing.py``, ``disks.py`` and ``finishing.py``.
+handlers live in ``preparing.py``, ``disks.py``, ``precopy.py``, ``conversion.py`` and
+``finishing.py``.
 
 Errors are sorted here, once, for every step (``shared.errors``' vocabulary): ``RetryLater``
 and a temporary ``SourceError`` wait and try again (the step shows why); a permanent
@@ -38,7 +39,15 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.orchestrator import admission, disks, finishing, precopy, preparing, recording
+from services.orchestrator import (
+    admission,
+    conversion,
+    disks,
+    finishing,
+    precopy,
+    preparing,
+    recording,
+)
 from services.orchestrator.answers import Answer, Done, Fail, Wait, error
 from services.orchestrator.context import SourcePool, StepContext
 from services.orchestrator.db import VmRow
@@ -71,6 +80,7 @@ HANDLERS: dict[Step, Handler] = {
     Step.DISK_ALLOCATION: disks.allocate,
     Step.DISK_TRANSFER: disks.transfer,
     Step.FINAL_COPY: precopy.final_copy,
+    Step.CONVERT_GUEST: conversion.convert_guest,
     Step.VIRTUAL_MACHINE_CREATION: finishing.create_vm,
     Step.CLEANUP: finishing.cleanup,
 }
@@ -369,10 +379,13 @@ class Runner:
                 holding=0,
                 memory=ctx.memory,
                 error=answer.error,
-                changes=[StepChange(step, StepState.FAILED, error=answer.error), *tasks],
+                changes=[
+                    StepChange(step, StepState.FAILED, error=answer.error, detail=answer.detail),
+                    *tasks,
+                ],
             )
         assert isinstance(answer, Done)
-        following = next_step(ctx.source_type, step, ctx.warm)
+        following = next_step(ctx.source_type, step, ctx.warm, ctx.vm.convert_guest)
         done = StepChange(
             step, StepState.COMPLETED, "", answer.progress, None, {**answer.detail, "note": ""}
         )

@@ -123,6 +123,8 @@ plans = Table(
     Column("cutover_revision", Integer, nullable=False, server_default="0"),
     # Warm: minutes between precopies (frozen at start; a cold plan keeps it unused).
     Column("precopy_interval_minutes", Integer, nullable=False, server_default="60"),
+    # Opt-in guest conversion (ConvertGuest) for every VM; a VM's convertGuest overrides it.
+    Column("convert_guest", Boolean, nullable=False, server_default="false"),
     # How the VMs were chosen (a filter resolved at creation), and the VMs it gave.
     Column("selector", JSONB),
     Column("vms", JSONB, nullable=False, server_default=_EMPTY_LIST),
@@ -161,6 +163,7 @@ class PlanRow(TypedDict):
     cutover: datetime | None
     cutover_revision: int
     precopy_interval_minutes: int
+    convert_guest: bool
     selector: dict[str, Any] | None
     vms: list[dict[str, Any]]
     problems: list[dict[str, Any]]

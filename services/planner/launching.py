@@ -103,11 +103,12 @@ async def record_migration(
             for vm in frozen.vms
         ],
     )
-    pipeline = steps_of(frozen.source.type, frozen.migration_type is MigrationType.WARM)
+    warm = frozen.migration_type is MigrationType.WARM
     step_rows: list[dict[str, Any]] = []
     task_rows: list[dict[str, Any]] = []
     for vm in frozen.vms:
-        for step in pipeline:
+        # Per VM: ConvertGuest is a VM's option, and only a VM with it has the step.
+        for step in steps_of(frozen.source.type, warm, vm.convert_guest):
             per_disk = step in PER_DISK_STEPS
             step_rows.append(
                 {
@@ -289,7 +290,7 @@ async def start(
 DEFINITION = (
     "source_provider", "target_provider", "target_namespace", "network_map", "storage_map",
     "migration_type", "target_power_state", "transfer_network", "naming", "limits", "vms",
-    "archived", "precopy_interval_minutes",
+    "archived", "precopy_interval_minutes", "convert_guest",
 )  # fmt: skip
 
 

@@ -220,6 +220,11 @@ class VmRef(Strict):
         alias="targetPowerState",
         description="Overrides the plan's targetPowerState for this VM.",
     )
+    convert_guest: bool | None = Field(
+        None,
+        alias="convertGuest",
+        description="Overrides the plan's convertGuest for this VM.",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> VmRef:
@@ -313,6 +318,14 @@ class PlanFields(Strict):
         description="Warm: minutes from the end of one precopy to the start of the next, "
         "until the cutover. A cold plan keeps it but does not use it.",
     )
+    convert_guest: bool = Field(
+        False,
+        alias="convertGuest",
+        description="Run ConvertGuest (virt-v2v-in-place on all of a VM's volumes, in one "
+        "pod) after the disks are copied and before the VirtualMachine is created: for "
+        "guests that lack virtio drivers or need their initramfs made again. A VM's own "
+        "convertGuest overrides it.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_choose(self) -> PlanFields:
@@ -353,6 +366,7 @@ class PlanUpdate(Strict):
         description="null clears it (at once). Refused while the plan runs: use PUT "
         ".../cutover, which tells the running migration.",
     )
+    convert_guest: bool | None = Field(None, alias="convertGuest")
     precopy_interval_minutes: int | None = Field(
         None,
         alias="precopyIntervalMinutes",

@@ -97,6 +97,7 @@ def public(row: PlanRow, settings: PlannerSettings) -> dict[str, Any]:
         "cutover": row["cutover"].isoformat() if row["cutover"] else None,
         "cutoverRevision": row["cutover_revision"],
         "precopyIntervalMinutes": row["precopy_interval_minutes"],
+        "convertGuest": row["convert_guest"],
         "vmSelector": row["selector"],
         "vms": row["vms"],
         "phase": row["phase"],
@@ -185,6 +186,8 @@ async def resolve_vms(
             entry["targetName"] = r.target_name
         if r.target_power_state is not None:
             entry["targetPowerState"] = r.target_power_state.value
+        if r.convert_guest is not None:
+            entry["convertGuest"] = r.convert_guest
         out.append(entry)
     if problems:
         raise Invalid(problems)
@@ -246,6 +249,7 @@ async def check(
             transfer_network=plan["transfer_network"],
             naming=plan["naming"] or {},
             vms=plan["vms"],
+            convert_guest=bool(plan.get("convert_guest")),
             network_map=nm,
             storage_map=sm,
             done=done,
@@ -299,6 +303,7 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
         "limits": body.limits.model_dump(by_alias=True, exclude_none=True),
         "cutover": body.cutover,
         "precopy_interval_minutes": body.precopy_interval_minutes,
+        "convert_guest": body.convert_guest,
         "selector": body.vm_selector.model_dump(by_alias=True, exclude_none=True)
         if body.vm_selector
         else None,
@@ -377,6 +382,8 @@ async def update(
             plan["precopy_interval_minutes"] = (
                 body.precopy_interval_minutes or DEFAULT_PRECOPY_MINUTES
             )
+        if "convert_guest" in given and body.convert_guest is not None:
+            plan["convert_guest"] = body.convert_guest
         if "cutover" in given and body.cutover != current["cutover"]:
             plan["cutover"] = body.cutover
             plan["cutover_revision"] = current["cutover_revision"] + 1

@@ -51,9 +51,11 @@ class PlanInput:
     migration_type: str
     transfer_network: str | None
     naming: dict[str, str]
-    vms: list[dict[str, Any]]  # [{id, name?, targetName?, targetPowerState?}]
+    vms: list[dict[str, Any]]  # [{id, name?, targetName?, targetPowerState?, convertGuest?}]
     network_map: dict[str, Any]  # the map rows
     storage_map: dict[str, Any]
+    #: The plan's convertGuest: each VM's unless the VM says otherwise.
+    convert_guest: bool = False
     #: VMs an earlier migration of this plan migrated: not validated, not migrated again.
     done: frozenset[str] = frozenset()
     #: Target VM names other plans hold in the same namespace (name -> plan name).
@@ -294,6 +296,9 @@ def _check_vms(
                 if ref.get("targetPowerState")
                 else None,
                 detail=shaping.machine(ptype, vm),
+                convert_guest=plan.convert_guest
+                if ref.get("convertGuest") is None
+                else bool(ref["convertGuest"]),
             )
         )
     if not res.ok:

@@ -56,6 +56,7 @@ class PlanVm(Answer):
     name: str | None = None
     target_name: str | None = None
     target_power_state: PowerState | None = None
+    convert_guest: bool | None = None
 
 
 class PlanProblem(Answer):
@@ -87,6 +88,9 @@ class Plan(Answer):
     )
     cutover_revision: int = Field(description="Grows with every change of the cutover.")
     precopy_interval_minutes: int
+    convert_guest: bool = Field(
+        description="ConvertGuest for every VM (a VM's convertGuest overrides it)."
+    )
     vm_selector: PlanVmSelector | None
     vms: list[PlanVm]
     phase: PlanPhase

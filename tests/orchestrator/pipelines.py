@@ -33,6 +33,7 @@ from tools.processes import ControllerProcess, ServiceProcess
 
 BUS = {"virtio": "virtio", "virtio_scsi": "scsi", "sata": "sata", "ide": "sata"}
 POPULATOR_IMAGE = "registry.example/hoist/hoist:test"
+CONVERTER_IMAGE = "registry.example/hoist/converter:test"
 NAMESPACE = "migrated"
 FINAL = ("Succeeded", "Failed", "Canceled")
 
@@ -113,8 +114,20 @@ async def ovirt_source(engine: Engine, api: client.ApiClient) -> p.ProviderRef:
 
 
 def images() -> dict[str, list[str]]:
-    """What the simulated kubelet runs for the populator image: its real entrypoint."""
-    return {POPULATOR_IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"]}
+    """What the simulated kubelet runs for the populator image: its real entrypoint; for
+    the conversion image a fake converter (``tests.orchestrator.fakeconverter``): a real
+    conversion takes minutes, and has its own test (``tests/converter``)."""
+    return {
+        POPULATOR_IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"],
+        # This checkout's tests (the kubelet gives a pod no PYTHONPATH of the test's).
+        CONVERTER_IMAGE.rsplit(":", 1)[0]: [
+            "env",
+            f"PYTHONPATH={Path(__file__).resolve().parents[2]}",
+            sys.executable,
+            "-m",
+            "tests.orchestrator.fakeconverter",
+        ],
+    }
 
 
 def orchestrator_env(
@@ -129,6 +142,7 @@ def orchestrator_env(
         "HOIST_ORCHESTRATOR_LEASE_SECONDS": "8",
         "HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS": "3",
         "HOIST_ORCHESTRATOR_POPULATOR_IMAGE": POPULATOR_IMAGE,
+        "HOIST_ORCHESTRATOR_CONVERTER_IMAGE": CONVERTER_IMAGE,
         "HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS": "1",
         "HOIST_LOG_FORMAT": "json",
         **extra,

@@ -18,6 +18,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiException
 
 from services.orchestrator import manifests, naming
+from shared import conversion
 from shared import populator as contract
 from shared.payloads import PlannedVm, PlanStarted
 from shared.sizing import GIB, MIB, claim_bytes
@@ -415,3 +416,34 @@ async def _gone(read: Any, obj: dict[str, Any]) -> bool:
             return True
         raise
     return False
+
+
+def test_conversion_pod_attaches_every_claim_in_disk_order() -> None:
+    started = sample_plans.all_plans()[0]
+    vm = started.vms[0]
+    modes = [d.volume_mode for d in vm.disks]
+    args = manifests.convert_args(vm, accel="tcg", overlay=True)
+    assert [m.value for m in args.disks] == modes
+    pod = manifests.conversion_pod(
+        started, vm, args, [manifests.owner_reference(CLAIM_OWNER)], image=IMAGE
+    )
+    assert pod == manifests.conversion_pod(
+        started, vm, args, [manifests.owner_reference(CLAIM_OWNER)], image=IMAGE
+    )
+    assert pod["metadata"]["name"] == naming.conversion_pod(vm.target_name, started.migration_id)
+    assert pod["metadata"]["labels"][conversion.CONVERSION] == conversion.CONVERSION_VALUE
+    (container,) = pod["spec"]["containers"]
+    assert conversion.ConvertArgs.parse(container["args"]) == args
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    paths = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    paths |= {d["name"]: d["devicePath"] for d in container.get("volumeDevices") or []}
+    for i, disk in enumerate(vm.disks):
+        assert claims[f"disk{i}"] == disk.pvc_name
+        assert paths[f"disk{i}"] == conversion.volume_path(i, disk.volume_mode)
+    assert paths["scratch"] == conversion.SCRATCH
+    for version in KUBE_VERSIONS:
+        assert Validator(version, strict=True).check(kind_of(pod), pod) == []

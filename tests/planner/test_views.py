@@ -94,6 +94,7 @@ def plan_row(**over: Any) -> PlanRow:
         "cutover": datetime(2030, 5, 1, 20, 0, tzinfo=UTC),
         "cutover_revision": 4,
         "precopy_interval_minutes": 60,
+        "convert_guest": False,
         "selector": {"search": "web", "excludeConcerns": "Critical"},
         "vms": [
             {"id": "vm-1", "name": "web-1", "targetName": "web-one", "targetPowerState": "on"},
