@@ -6,11 +6,12 @@
 # guests (tools/guestimage.py) and their boot check (tools/bootcheck.py) need debootstrap,
 # fdisk (sfdisk), dosfstools and mtools (the EFI partition), qemu-system-x86 and ovmf.
 # ConvertGuest's conversion pods run virt-v2v-in-place (virt-v2v, with nbdkit and
-# libguestfs-tools) as the simulated kubelet runs them on this machine.
+# libguestfs-tools) as the simulated kubelet runs them on this machine; libguestfs boots its
+# appliance with a kernel from /boot, which supermin only recommends: the cloud kernel.
 # Installs only what is missing; needs root (or sudo) for that.
 set -eu
 
-packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils qemu-system-x86 ovmf debootstrap fdisk dosfstools mtools e2fsprogs virt-v2v nbdkit libguestfs-tools"
+packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils qemu-system-x86 ovmf debootstrap fdisk dosfstools mtools e2fsprogs virt-v2v nbdkit libguestfs-tools linux-image-cloud-amd64"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -14,44 +14,31 @@ The guest cache is never written: each test converts copies.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.converter.converting import PROGRAM, run
 from shared.conversion import ConvertArgs, VolumeMode
+from tools import bootcheck, guestimage, vmcheck
 
-CACHE = Path(os.environ.get("HOIST_GUEST_CACHE", Path.home() / ".cache/hoist/guests"))
-
-
-def guest() -> Path | None:
-    """The newest built guest with a BIOS root and a data disk (a build in progress has no
-    manifest yet)."""
-    built = [
-        m.parent
-        for m in CACHE.glob("*/manifest.json")
-        if (m.parent / "bios-root.raw").exists() and (m.parent / "data.raw").exists()
-    ]
-    return max(built, key=lambda d: (d / "manifest.json").stat().st_mtime, default=None)
+pytestmark = pytest.mark.skipif(
+    shutil.which(PROGRAM) is None,
+    reason=f"{PROGRAM} is not installed (Debian: apt-get install virt-v2v nbdkit "
+    "libguestfs-tools; tools/system-deps.sh does)",
+)
 
 
-GUEST = guest()
-pytestmark = [
-    pytest.mark.skipif(
-        shutil.which(PROGRAM) is None,
-        reason=f"{PROGRAM} is not installed (Debian: apt-get install virt-v2v nbdkit "
-        "libguestfs-tools; tools/system-deps.sh does)",
-    ),
-    pytest.mark.skipif(
-        GUEST is None,
-        reason=f"no guest images in {CACHE}: build them with `python -m tools.guestimage build` "
-        "(make guests)",
-    ),
-]
+@pytest.fixture(scope="module")
+def guests() -> guestimage.GuestSet:
+    """The real guests (``make test`` builds them first; built here if missing)."""
+    return guestimage.ensure()
 
 
 def lay_out(root: Path, *images: Path) -> list[Path]:
@@ -78,13 +65,16 @@ def digest(path: Path) -> str:
     reason="a whole real conversion took 917 s here (TCG; the guest's initramfs is made "
     "again, emulated); HOIST_TEST_SLOW_CONVERSION=1 runs it",
 )
-def test_two_disk_bios_guest_is_converted_in_place_with_its_data_disk(tmp_path: Path) -> None:
-    assert GUEST is not None
-    root, data = lay_out(tmp_path, GUEST / "bios-root.raw", GUEST / "data.raw")
+async def test_two_disk_bios_guest_is_converted_in_place_and_boots(
+    tmp_path: Path, guests: guestimage.GuestSet
+) -> None:
+    root, data = lay_out(tmp_path, guests.path("bios-root", "raw"), guests.path("data", "raw"))
     before = digest(root)
     args = ConvertArgs(name="bios-guest", disks=(VolumeMode.FILESYSTEM, VolumeMode.FILESYSTEM))
     log = io.StringIO()
-    result = run(args, scratch=tmp_path / "scratch", root=tmp_path, out=log)
+    result = await asyncio.to_thread(
+        run, args, scratch=tmp_path / "scratch", root=tmp_path, out=log
+    )
     text = log.getvalue()
     (tmp_path / "conversion.log").write_text(text)  # kept with the test's tmp dir
     assert result.succeeded, f"{result.reason}: {result.message}\n{text[-4000:]}"
@@ -97,11 +87,62 @@ def test_two_disk_bios_guest_is_converted_in_place_with_its_data_disk(tmp_path: 
     assert not list((tmp_path / "scratch").glob("overlay*.qcow2"))
     assert data.exists()
     print(f"converted in {result.seconds} s")
+    # The converted guest still boots, its data disk mounted by UUID.
+    booted = await bootcheck.boot(
+        "converted", bios_vm(), {"root": root, "data": data}, bios_expected(), tmp_path / "boot"
+    )
+    assert booted.passed, booted.json()
 
 
-def test_a_failed_conversion_leaves_the_volumes_as_copied(tmp_path: Path) -> None:
-    assert GUEST is not None
-    (data,) = lay_out(tmp_path, GUEST / "data.raw")  # no operating system on it
+def bios_vm() -> dict[str, Any]:
+    """A KubeVirt VM of the two disks (root on virtio, data on virtio-scsi)."""
+    disks = [
+        {"name": "root", "disk": {"bus": "virtio"}, "bootOrder": 1, "serial": "root-disk"},
+        {"name": "data", "disk": {"bus": "scsi"}, "serial": "data-disk"},
+    ]
+    return {
+        "spec": {
+            "template": {
+                "spec": {
+                    "domain": {
+                        "cpu": {"sockets": 1, "cores": 2, "threads": 1},
+                        "memory": {"guest": "1Gi"},
+                        "firmware": {"bootloader": {"bios": {}}},
+                        "devices": {"disks": disks, "interfaces": []},
+                    },
+                    "volumes": [
+                        {"name": n, "persistentVolumeClaim": {"claimName": n}}
+                        for n in ("root", "data")
+                    ],
+                }
+            }
+        }
+    }
+
+
+def bios_expected() -> vmcheck.ExpectedVm:
+    return vmcheck.ExpectedVm(
+        source="ovirt",
+        vm_id="converted",
+        name="converted",
+        sockets=1,
+        cores=2,
+        threads=1,
+        memory=1 << 30,
+        firmware="bios",
+        secure_boot=False,
+        running=None,
+        disks=[
+            vmcheck.ExpectedDisk("r", "root", 0, "raw", True, "root-disk", "virtio"),
+            vmcheck.ExpectedDisk("d", "data", 0, "raw", False, "data-disk", "scsi"),
+        ],
+    )
+
+
+def test_a_failed_conversion_leaves_the_volumes_as_copied(
+    tmp_path: Path, guests: guestimage.GuestSet
+) -> None:
+    (data,) = lay_out(tmp_path, guests.path("data", "raw"))  # no operating system on it
     before = digest(data)
     args = ConvertArgs(name="no-os", disks=(VolumeMode.FILESYSTEM,))
     log = io.StringIO()
