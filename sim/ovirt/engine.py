@@ -25,6 +25,7 @@ from xml.etree import ElementTree as ET
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -40,6 +41,7 @@ from sim.ovirt.directory import Directory
 from sim.ovirt.guest import GuestWrite, GuestWriter
 from sim.ovirt.imageio import ImageioDaemon
 from sim.ovirt.images import make_image
+from sim.ovirt.jsonapi import JsonNegotiation
 from sim.ovirt.proxy import ImageProxy
 from sim.ovirt.scenario import Fault
 from sim.ovirt.search import SearchError, compile_search, fields_for
@@ -123,6 +125,7 @@ class Engine:
         self.imageio = ImageioDaemon(workdir / "imageio", self.cert)
         self.proxy: ImageProxy | None = None
         self.tokens: set[str] = set()
+        self.sessions = auth.Sessions()
         self.logins = 0
         self.logouts = 0
         self._images: dict[str, Path] = {}
@@ -339,16 +342,22 @@ class Engine:
             Route(f"{api}/{{collection}}/{{id}}", self.guard(self.get_object)),
             Route("/sim/power-timeline", self.guard(self.power_timeline)),  # not the engine's
         ]
-        return Starlette(routes=routes, exception_handlers={params.BadParameter: _bad_parameter})
+        return Starlette(
+            routes=routes,
+            exception_handlers={params.BadParameter: _bad_parameter},
+            middleware=[Middleware(JsonNegotiation)],
+        )
 
     def guard(self, handler: Any) -> Any:
+        """Authentication as the engine's filters do it (``sim/ovirt/auth.py``)."""
+
         async def guarded(request: Request) -> Response:
-            header = request.headers.get("authorization", "")
-            if not auth.authorized(header, self.tokens, self.inv.users):
-                denied = _fault(401, "Operation Failed", "Unauthorized: invalid or missing token")
-                denied.headers["WWW-Authenticate"] = auth.CHALLENGE
+            denied, headers = self.sessions.admit(request, self.tokens, self.inv.users)
+            if denied is not None:
                 return denied
             response: Response = await handler(request)
+            for key, value in headers.items():
+                response.headers.append(key, value)
             return response
 
         return guarded

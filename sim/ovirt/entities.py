@@ -276,6 +276,11 @@ class Transfer:
     transferred: int = 0
     message: str = ""
     backup_id: str | None = None
+    #: The format asked for (the disk's when none was): ``raw`` | ``cow``.
+    fmt: str = "raw"
+    #: How the host serves it: ``nbd`` (qemu-nbd, the guest's raw view; asked ``raw``, or a
+    #: backup) or ``file`` (the volume's file as stored; ``cow`` or no format asked).
+    backend: str = "nbd"
 
 
 @dataclass

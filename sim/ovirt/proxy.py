@@ -6,7 +6,7 @@ the host; this one forwards ``/images/<ticket>...`` to the host daemon the same 
 transfer has data-path faults, its ``transfer_url`` points here too, and the proxy applies
 them per ticket: a bandwidth limit, a connection reset after N bytes of image data,
 connection resets on the small requests (OPTIONS, extents), bursts of 5xx answers to range
-reads, and expiring the ticket in imageio after N bytes (so
+reads, and expiring the ticket in imageio after N bytes of image data (so
 the 403s clients then get are imageio's own). Requests are forwarded one by one over one upstream
 keep-alive connection per client connection, so clients see imageio's own answers.
 """
@@ -129,7 +129,10 @@ class ImageProxy:
                         await asyncio.sleep(0.05)  # the half answer leaves first
                     _reset(writer)
                     return
-                if not await self._relay(up_r, writer, rules, method):
+                # Only image data counts towards the byte-based faults (a reset or an
+                # expiry "after N bytes"): OPTIONS and extents answers are not image data.
+                data_rules = rules if method == "GET" and not kind else None
+                if not await self._relay(up_r, writer, data_rules, method):
                     writer.transport.abort()
                     return
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -148,11 +151,16 @@ class ImageProxy:
         method: str,
         cut: bool = False,
     ) -> bool:
-        """Copy one response; False when a reset fault fired (the caller aborts). ``cut``:
-        only the head and half of the body (the caller then resets the connection)."""
+        """Copy one response; False when a reset fault fired (the caller aborts). ``rules``
+        is None unless the body is image data (a successful read), the only bytes the
+        faults count. ``cut``: only the head and half of the body (the caller then resets
+        the connection)."""
         head = await up.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        if lines[0].split(" ")[1:2] not in (["200"], ["206"]):
+            rules = None  # an error answer (403, 416) carries no image data either
         length = 0
-        for line in head.decode("latin-1").split("\r\n")[1:]:
+        for line in lines[1:]:
             key, _, value = line.partition(":")
             if key.strip().lower() == "content-length":
                 length = int(value)

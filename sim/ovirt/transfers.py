@@ -6,10 +6,16 @@ Transfer phases follow the engine: ``initializing`` -> ``transferring`` (ticket 
 or the client stays idle past ``inactivity_timeout`` (the ticket is then removed). The disk
 is ``locked`` while a transfer holds it.
 
-A cold transfer reads the disk's image through one qemu-nbd export per disk, kept between
-transfers. A transfer of a backup (``<backup id=..>``) reads that backup's export instead
-(``sim/ovirt/backups.py``), with a ``dirty`` ticket for a disk copied incrementally, so
-imageio serves ``extents?context=dirty``; the disk is already locked by the backup.
+The transfer's ``format`` picks the host's backend, as TransferDiskImageCommand does:
+``raw`` is the NBD backend (the guest's view: a cold transfer reads the disk's image
+through one qemu-nbd export per disk, kept between transfers); ``cow``, or no format, is the
+FILE backend (imageio reads the volume's file as stored; the transfer reports the disk's
+own format when none was asked). The engine refuses no format on a plain disk: ``cow`` on a
+raw volume serves the raw file.
+
+A transfer of a backup (``<backup id=..>``) reads that backup's export instead
+(``sim/ovirt/backups.py``), always through NBD, with a ``dirty`` ticket for a disk copied
+incrementally, so imageio serves ``extents?context=dirty``; the backup already locks the disk.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
     from sim.ovirt.engine import Engine
 
 XML = "application/xml"
+FORMATS = ("raw", "cow")
 PHASE_DELAY = 0.2  # seconds between automatic phase changes (the engine takes ~1-2 s)
 TICKET_TIMEOUT = 3600
 EVENT_TRANSFER_STARTED = 1031  # TRANSFER_IMAGE_INITIATED
@@ -107,10 +114,13 @@ class Transfers:
         direction = body.findtext("direction", "upload")
         if direction != "download":
             return fault(400, "Bad Request", "this engine simulates downloads only")
+        fmt = body.findtext("format")
+        if fmt is not None and fmt not in FORMATS:
+            return fault(400, "Invalid value", f"[Value '{fmt}' of format is not one of raw, cow]")
         backup_ref = body.find("backup")
         backup_id = backup_ref.get("id") if backup_ref is not None else None
         if backup_id is not None:
-            problem = self.e.backups.transfer_problem(backup_id, disk, body.findtext("format"))
+            problem = self.e.backups.transfer_problem(backup_id, disk, fmt)
             if problem:
                 return refused(f"Cannot transfer Virtual Disk. {problem}")
         else:
@@ -124,6 +134,8 @@ class Transfers:
             host_id=next(iter(self.e.inv.hosts)),
             inactivity_timeout=timeout,
             backup_id=backup_id,
+            fmt=fmt or disk.format,
+            backend="nbd" if fmt == "raw" or backup_id is not None else "file",
         )
         self.e.inv.transfers[transfer.id] = transfer
         disk.status = "locked"
@@ -157,14 +169,17 @@ class Transfers:
             t.message = "imageio is not running on the host"
             return
         try:
+            size = disk.provisioned_size
             if t.backup_id is not None:
                 url, dirty = self.e.backups.export_of(t.backup_id, disk.id)
+            elif t.backend == "file":
+                url, size, dirty = await self._file_source(disk)
             else:
                 url, dirty = (await self.export(disk)).url, False
             t.ticket = str(uuid.uuid4())
             await self.e.imageio.add_ticket(
                 t.ticket,
-                size=disk.provisioned_size,
+                size=size,
                 url=url,
                 transfer_id=t.id,
                 timeout=TICKET_TIMEOUT,
@@ -197,6 +212,14 @@ class Transfers:
             t.transfer_url = f"https://127.0.0.1:{free_port()}/images/{t.ticket}"
         t.phase = m.Phase.TRANSFERRING
         self.e.spawn(self._watch(t))
+
+    async def _file_source(self, disk: m.Disk) -> tuple[str, int, bool]:
+        """The ticket of the ``file`` backend: imageio reads the volume as stored, its size
+        the disk's virtual size for a raw volume, the file's size for a qcow2 one (what
+        TransferDiskImageCommand.getTransferSize gives for a download)."""
+        path = await self.e.image_path(disk.id)
+        size = disk.provisioned_size if disk.image.fmt == "raw" else path.stat().st_size
+        return f"file://{path}", size, False
 
     async def _watch(self, t: m.Transfer) -> None:
         """What the engine does while a transfer runs: follow the ticket's progress

@@ -233,7 +233,7 @@ def transfer(t: m.Transfer) -> ET.Element:
     el = _root("image_transfer", "imagetransfers", t.id)
     _text(el, "phase", t.phase.value)
     _text(el, "direction", "download")
-    _text(el, "format", "raw")
+    _text(el, "format", t.fmt)
     _text(el, "active", t.phase == m.Phase.TRANSFERRING)
     _text(el, "inactivity_timeout", t.inactivity_timeout)
     _text(el, "transferred", t.transferred)

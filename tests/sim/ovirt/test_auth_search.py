@@ -45,13 +45,67 @@ async def test_wrong_credentials_get_401_with_a_challenge(
         r = await http.get(f"{engine.api_url}/vms")
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Basic realm="RESTAPI"'
-    assert parse(r.content).tag == "fault"
+    # The engine's auth filter answers before the API runs (sendError): the servlet
+    # container's HTML error page, not an API fault.
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.text.startswith("<html><head><title>Error</title></head><body>")
+    expected = "Unauthorized" if auth is None else "Cannot authenticate user"
+    assert expected in r.text
 
 
 async def test_malformed_basic_header_is_refused(engine: Engine) -> None:
     async with client(engine) as http:
         r = await http.get(f"{engine.api_url}/vms", headers={"Authorization": "Basic !!!"})
     assert r.status_code == 401
+
+
+async def test_persistent_auth_gives_a_session_cookie(engine: Engine) -> None:
+    """``Prefer: persistent-auth`` with credentials opens a session (``JSESSIONID``); later
+    requests carrying the cookie and the same header need no credentials."""
+    password = engine.inv.users["admin@internal"]
+    persistent = {"Prefer": "persistent-auth"}
+    async with client(engine, ("admin@internal", password)) as http:
+        first = await http.get(f"{engine.api_url}/vms", headers=persistent)
+    assert first.status_code == 200
+    session = first.cookies["JSESSIONID"]
+    assert first.headers["jsessionid"] == session
+    assert "path=/ovirt-engine/api" in first.headers["set-cookie"]
+    async with client(engine) as http:
+        http.cookies.set("JSESSIONID", session)
+        again = await http.get(f"{engine.api_url}/hosts", headers=persistent)
+        assert again.status_code == 200
+        assert "set-cookie" not in again.headers  # the same session, not a new one
+        assert parse(again.content).tag == "hosts"
+        # Without the header the engine ends the session before it authenticates.
+        plain = await http.get(f"{engine.api_url}/hosts")
+        after = await http.get(f"{engine.api_url}/hosts", headers=persistent)
+    assert (plain.status_code, after.status_code) == (401, 401)
+
+
+async def test_new_auth_ends_a_session_and_unknown_sessions_are_refused(engine: Engine) -> None:
+    password = engine.inv.users["admin@internal"]
+    async with client(engine, ("admin@internal", password)) as http:
+        first = await http.get(f"{engine.api_url}/vms", headers={"Prefer": "persistent-auth"})
+    session = first.cookies["JSESSIONID"]
+    async with client(engine) as http:
+        http.cookies.set("JSESSIONID", session)
+        ended = await http.get(
+            f"{engine.api_url}/vms", headers={"Prefer": "persistent-auth, new-auth"}
+        )
+        http.cookies.set("JSESSIONID", "made-up")
+        unknown = await http.get(f"{engine.api_url}/vms", headers={"Prefer": "persistent-auth"})
+    assert (ended.status_code, unknown.status_code) == (401, 401)
+    assert unknown.headers["www-authenticate"] == 'Basic realm="RESTAPI"'
+
+
+async def test_basic_auth_without_prefer_opens_no_session(engine: Engine) -> None:
+    password = engine.inv.users["admin@internal"]
+    created = engine.sessions.created
+    async with client(engine, ("admin@internal", password)) as http:
+        r = await http.get(f"{engine.api_url}/vms")
+    assert r.status_code == 200
+    assert "set-cookie" not in r.headers
+    assert engine.sessions.created == created
 
 
 async def test_sso_tokens_still_work(engine: Engine) -> None:
