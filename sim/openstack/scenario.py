@@ -110,6 +110,10 @@ class Server(_Model):
     volumes: list[Volume] = Field(default_factory=list)
     networks: list[str] = Field(default_factory=list)
     status: Literal["ACTIVE", "SHUTOFF"] = "ACTIVE"
+    #: The boot image's properties (``hw_firmware_type: uefi``, ``os_secure_boot: required``,
+    #: ``hw_disk_bus``, ``hw_cpu_cores``...), as Cinder keeps them on a volume made from an
+    #: image (``volume_image_metadata``): for ``boot: volume`` servers only.
+    image_properties: dict[str, str] = Field(default_factory=dict)
 
     def disks(self, where: str) -> list[tuple[str, Disk]]:
         """Each disk with its key path under ``where`` (the server's own)."""

@@ -353,6 +353,12 @@ class CloudState:
             raise ValueError(f"server {srv.name}: no flavor named {srv.flavor!r} in the scenario")
         for where, disk in srv.disks(f"server {srv.name}"):
             disk.resolve_image(where, None)
+        if srv.image_properties and srv.boot != "volume":
+            raise ValueError(
+                f"server {srv.name}: image_properties are for boot: volume servers (kept as "
+                "the root volume's volume_image_metadata); an image-backed server's image is "
+                "not a Glance image here"
+            )
         sid = new_id()
         default_type = next(iter(self.volume_types.values()), {"name": "standard"})["name"]
         root_path: Path | None = None
@@ -369,6 +375,7 @@ class CloudState:
                 seed=sc.seed_of(srv.name),
             )
             root.bootable = True
+            root.image_metadata = dict(srv.image_properties)
             volume_ids.append(root.id)
         for i, v in enumerate(srv.volumes):
             vol = self.new_volume(
