@@ -23,7 +23,9 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from sim.openstack import compute_extras, quotas, secgroups
 from sim.openstack.discovery import add_discovery
+from sim.openstack.errors import ApiError, not_found
 from sim.openstack.faults import Faults
 from sim.openstack.state import CloudState, Server, Snapshot, Volume, new_id, now, sparse_copy
 from sim.openstack.tokens import Keystone
@@ -31,16 +33,6 @@ from sim.power import timelines_json
 
 MiB = 1 << 20
 NOVA_MAX, CINDER_MAX = "2.60", "3.70"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
-
-
-def not_found(what: str, ident: str) -> ApiError:
-    return ApiError(404, "itemNotFound", f"{what} {ident} could not be found.")
 
 
 log = logging.getLogger("sim.openstack")
@@ -168,6 +160,8 @@ def build_app(sim: Sim) -> FastAPI:
                 }
                 return JSONResponse(body, 401)
             request.state.token, request.state.project = token, info.get("project", {}).get("id")
+            request.state.user = info.get("user", {}).get("id")
+            request.state.roles = [r.get("name") for r in info.get("roles", [])]
         try:
             response = await call_next(request)
         except ApiError as exc:
@@ -318,15 +312,7 @@ def build_app(sim: Sim) -> FastAPI:
     @app.post(cinder + "/volumes", status_code=202)
     async def create_volume(request: Request) -> dict[str, Any]:
         spec = (await request.json())["volume"]
-        quota = sim.faults.volume_quota if sim.faults.volume_quota is not None else st.volume_quota
-        if quota is not None and len(st.volumes) >= quota:
-            sim.faults.injected.append("quota:volumes")
-            raise ApiError(
-                413,
-                "overLimit",
-                f"VolumeLimitExceeded: Maximum number of volumes "
-                f"allowed ({quota}) exceeded for quota 'volumes'.",
-            )
+        quotas.check_volume_quota(sim, request.state.project)
         name = spec.get("name") or ""
         vtype = spec.get("volume_type") or next(iter(st.volume_types.values()))["name"]
         if snap_id := spec.get("snapshot_id"):
@@ -481,6 +467,10 @@ def build_app(sim: Sim) -> FastAPI:
         ("ports", lambda i: st.ports[i].json()),
     ):
         _neutron_get(app, neutron, kind, getter)
+    secgroups.add_routes(app, st.security_groups, neutron, listing)
+
+    quotas.add_routes(app, sim, nova, cinder, neutron, NOVA_MAX)
+    compute_extras.add_routes(app, sim, nova, cinder)
 
     # ------------------------------------------------------------------ faults
     @app.post("/sim/faults")

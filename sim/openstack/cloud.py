@@ -24,6 +24,7 @@ import uvicorn
 
 from shared.devservices import _rmtree, free_port
 from sim.certs import issue
+from sim.openstack import boot_images
 from sim.openstack import keystone_glance as kg
 from sim.openstack import scenario as sc
 from sim.openstack.api import Sim, build_app
@@ -54,11 +55,19 @@ class Cloud:
         thread the change is made in the cloud's own loop, so no request being served sees
         the object tables change under it."""
         loop = self._loop
-        if loop is None or _running_loop() is loop:
+        if loop is None:
             return self.state.add_server(server, self.project_id)
+        if _running_loop() is loop:
+            # In the loop itself nothing may block: its boot image (if new) reaches Glance
+            # shortly after.
+            made = self.state.add_server(server, self.project_id)
+            self._sim.spawn(boot_images.register(self._sim))
+            return made
 
         async def add() -> Server:
-            return self.state.add_server(server, self.project_id)
+            made = self.state.add_server(server, self.project_id)
+            await boot_images.register(self._sim)
+            return made
 
         return asyncio.run_coroutine_threadsafe(add(), loop).result(60)
 
@@ -155,6 +164,7 @@ async def openstack_cloud(
             state = CloudState(base / "disks")
             await asyncio.to_thread(state.load, scenario, project_id)
             sim = Sim(state, faults, keystone, services.glance_url, base_url=sim_url)
+            await boot_images.register(sim)
             servers.append(await _serve(build_app(sim), sim_port, certs))
             if image_proxy:
                 proxy = build_proxy(services.glance_url, faults, keystone)

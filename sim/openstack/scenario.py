@@ -60,6 +60,27 @@ class Network(_Model):
     cidr: str = "10.0.0.0/24"
 
 
+class SecurityGroupRule(_Model):
+    """One Neutron rule; ``None`` is Neutron's "any" (protocol, ports, remote)."""
+
+    direction: Literal["ingress", "egress"] = "ingress"
+    ethertype: Literal["IPv4", "IPv6"] = "IPv4"
+    protocol: str | None = None  # tcp, udp, icmp, ... or None for any
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None
+
+
+class SecurityGroup(_Model):
+    """A project's security group besides ``default`` (which Neutron makes itself, so a
+    scenario does not list it). Neutron adds its two egress rules (IPv4, IPv6) to every
+    new group, as it does; ``rules`` come on top."""
+
+    name: str
+    description: str = ""
+    rules: list[SecurityGroupRule] = Field(default_factory=list)
+
+
 class Disk(_Model):
     """A disk's size and how much of it holds data, or the image it holds."""
 
@@ -111,9 +132,17 @@ class Server(_Model):
     networks: list[str] = Field(default_factory=list)
     status: Literal["ACTIVE", "SHUTOFF"] = "ACTIVE"
     #: The boot image's properties (``hw_firmware_type: uefi``, ``os_secure_boot: required``,
-    #: ``hw_disk_bus``, ``hw_cpu_cores``...), as Cinder keeps them on a volume made from an
-    #: image (``volume_image_metadata``): for ``boot: volume`` servers only.
+    #: ``hw_disk_bus``, ``hw_cpu_cores``...). ``boot: volume``: kept as Cinder keeps them on
+    #: a volume made from an image (``volume_image_metadata``). ``boot: image``: the Glance
+    #: image the server boots from carries them (servers with the same properties and
+    #: root ``image`` share one image, as servers of one base image do).
     image_properties: dict[str, str] = Field(default_factory=dict)
+    #: The Nova keypair the server was booted with (``key_name``); Nova lists every name
+    #: used in the scenario under ``/os-keypairs``.
+    key_name: str | None = None
+    availability_zone: str = "nova"  # Nova's and its volumes' (Cinder's) zone
+    #: Groups of each of the server's ports (Neutron), which Nova names in the server.
+    security_groups: list[str] = Field(default_factory=lambda: ["default"])
 
     def disks(self, where: str) -> list[tuple[str, Disk]]:
         """Each disk with its key path under ``where`` (the server's own)."""
@@ -131,6 +160,14 @@ class Scenario(_Model):
     volume_types: list[str] = Field(default_factory=lambda: ["standard"])
     servers: list[Server] = Field(default_factory=list)
     volume_quota: int | None = None  # Cinder answers 413 once this many volumes exist
+    security_groups: list[SecurityGroup] = Field(default_factory=list)
+    #: Quota limits over the services' defaults, per service (``compute``: Nova's
+    #: ``instances``, ``cores``, ``ram``...; ``volume``: Cinder's ``gigabytes``,
+    #: ``snapshots``...; ``network``: Neutron's ``port``, ``network``...). Cinder's
+    #: ``volumes`` is ``volume_quota``. Only ``volumes`` is enforced.
+    quotas: dict[Literal["compute", "volume", "network"], dict[str, int]] = Field(
+        default_factory=dict
+    )
 
 
 def resolve_images(s: Scenario, base: Path | None, prefix: str = "") -> None:

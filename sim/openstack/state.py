@@ -6,15 +6,20 @@ and status fields, and every disk is a real sparse file (``scenario.write_disk``
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import ipaddress
+import json
 import os
+import random
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sim.openstack import scenario as sc
+from sim.openstack import secgroups
 from sim.power import PowerTimeline, TracksPower
 
 GiB = 1 << 30
@@ -114,6 +119,7 @@ class Port:
     subnet_id: str
     project_id: str
     vnic_type: str = "normal"
+    security_groups: list[str] = field(default_factory=list)  # group ids
 
     def json(self) -> dict[str, Any]:
         return {
@@ -129,7 +135,8 @@ class Port:
             "project_id": self.project_id,
             "tenant_id": self.project_id,
             "binding:vnic_type": self.vnic_type,
-            "security_groups": [],
+            "security_groups": list(self.security_groups),
+            "port_security_enabled": True,
             "tags": [],
         }
 
@@ -149,6 +156,7 @@ class Volume:
     multiattach: bool = False
     encrypted: bool = False
     image_metadata: dict[str, str] = field(default_factory=dict)  # volume_image_metadata
+    availability_zone: str = "nova"
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 
@@ -171,7 +179,7 @@ class Volume:
             "snapshot_id": self.snapshot_id,
             "source_volid": None,
             "attachments": self.attachments,
-            "availability_zone": "nova",
+            "availability_zone": self.availability_zone,
             "encrypted": self.encrypted,
             "multiattach": self.multiattach,
             "metadata": self.metadata,
@@ -222,7 +230,10 @@ class Server(TracksPower):
     port_ids: list[str]
     status: str = "ACTIVE"
     task_state: str | None = None
-    image_id: str = field(default_factory=new_id)  # the (notional) image it booted from
+    #: The Glance image it booted from (``CloudState.boot_images``; image-backed only).
+    image_id: str = field(default_factory=new_id)
+    key_name: str | None = None
+    availability_zone: str = "nova"
     metadata: dict[str, str] = field(default_factory=dict)
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
@@ -235,6 +246,41 @@ class Server(TracksPower):
 
     def touch(self) -> None:
         self.updated_at = now()
+
+
+@dataclass
+class Keypair:
+    """A Nova keypair (the scenario user's): an ssh-ed25519 public key made from the name,
+    and Nova's fingerprint of it (MD5 of the key blob, colon-separated hex)."""
+
+    name: str
+    user_id: str | None
+    id: int
+    created_at: str = field(default_factory=now)
+
+    @property
+    def public_key(self) -> str:
+        key = random.Random(sc.seed_of(self.name)).randbytes(32)
+        algo = b"ssh-ed25519"
+        blob = len(algo).to_bytes(4, "big") + algo + len(key).to_bytes(4, "big") + key
+        return f"ssh-ed25519 {base64.b64encode(blob).decode()} Generated-by-Nova"
+
+    @property
+    def fingerprint(self) -> str:
+        blob = base64.b64decode(self.public_key.split()[1])
+        digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+        return ":".join(digest[i : i + 2] for i in range(0, 32, 2))
+
+
+@dataclass
+class BootImage:
+    """The Glance image image-backed servers boot from; ``registered`` once Glance has it
+    (``boot_images.register``): ids are chosen here so a server has one at once."""
+
+    id: str
+    name: str
+    properties: dict[str, str]
+    registered: bool = False
 
 
 # Nova status -> (vm_state, power_state), as nova/api/openstack/common.py maps them back.
@@ -271,6 +317,10 @@ class CloudState:
         self.snapshots: dict[str, Snapshot] = {}
         self.servers: dict[str, Server] = {}
         self.volume_quota: int | None = None
+        self.quotas: dict[str, dict[str, int]] = {}  # scenario overrides, by service
+        self.security_groups: secgroups.Groups = {}
+        self.keypairs: dict[str, Keypair] = {}
+        self.boot_images: dict[str, BootImage] = {}
 
     def disk_path(self, kind: str, ident: str) -> Path:
         return self.datadir / f"{kind}-{ident}.img"
@@ -305,6 +355,10 @@ class CloudState:
         """Build the objects a scenario describes, owned by ``project_id``."""
         sc.resolve_images(s, None)  # every image checked before any disk is written
         self.volume_quota = s.volume_quota
+        self.quotas = {k: dict(v) for k, v in s.quotas.items()}
+        secgroups.default_group(self.security_groups, project_id)
+        for g in s.security_groups:
+            secgroups.add_group(self.security_groups, g, project_id)
         for f in s.flavors:
             fid = new_id()
             self.flavors[fid] = Flavor(
@@ -353,12 +407,7 @@ class CloudState:
             raise ValueError(f"server {srv.name}: no flavor named {srv.flavor!r} in the scenario")
         for where, disk in srv.disks(f"server {srv.name}"):
             disk.resolve_image(where, None)
-        if srv.image_properties and srv.boot != "volume":
-            raise ValueError(
-                f"server {srv.name}: image_properties are for boot: volume servers (kept as "
-                "the root volume's volume_image_metadata); an image-backed server's image is "
-                "not a Glance image here"
-            )
+        group_ids = secgroups.group_ids(self.security_groups, srv.security_groups, project_id)
         sid = new_id()
         default_type = next(iter(self.volume_types.values()), {"name": "standard"})["name"]
         root_path: Path | None = None
@@ -376,6 +425,7 @@ class CloudState:
             )
             root.bootable = True
             root.image_metadata = dict(srv.image_properties)
+            root.availability_zone = srv.availability_zone
             volume_ids.append(root.id)
         for i, v in enumerate(srv.volumes):
             vol = self.new_volume(
@@ -385,8 +435,9 @@ class CloudState:
                 disk=v,
                 seed=sc.seed_of(f"{srv.name}/{i}"),
             )
+            vol.availability_zone = srv.availability_zone
             volume_ids.append(vol.id)
-        ports = [self._add_port(name, sid, project_id) for name in srv.networks]
+        ports = [self._add_port(name, sid, project_id, group_ids) for name in srv.networks]
         server = Server(
             sid,
             srv.name,
@@ -397,7 +448,14 @@ class CloudState:
             volume_ids,
             ports,
             status=srv.status,
+            key_name=srv.key_name,
+            availability_zone=srv.availability_zone,
         )
+        if srv.boot == "image":
+            server.image_id = self.boot_image(srv).id
+        if srv.key_name is not None and srv.key_name not in self.keypairs:
+            # Nova boots only with an existing keypair: the scenario's names make them.
+            self.keypairs[srv.key_name] = Keypair(srv.key_name, None, len(self.keypairs) + 1)
         first = 1 if srv.boot == "image" else 0  # an image-backed root disk is /dev/vda
         for n, vid in enumerate(volume_ids, start=first):
             vol = self.volumes[vid]
@@ -416,7 +474,21 @@ class CloudState:
         self.servers[sid] = server
         return server
 
-    def _add_port(self, network_name: str, server_id: str, project_id: str) -> str:
+    def boot_image(self, srv: sc.Server) -> BootImage:
+        """The image ``srv`` boots from: one per root ``image`` file and set of properties,
+        shared as servers of one base image share it. Its bytes are not the server's
+        (each root disk is its own), as a server's disk drifts from its image."""
+        key = json.dumps([srv.root.image, sorted(srv.image_properties.items())])
+        iid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hoist-sim-boot-image:{key}"))
+        if iid not in self.boot_images:
+            stem = Path(srv.root.image).stem if srv.root.image else "base-image"
+            name = stem if not srv.image_properties else f"{stem}-{iid[:8]}"
+            self.boot_images[iid] = BootImage(iid, name, dict(srv.image_properties))
+        return self.boot_images[iid]
+
+    def _add_port(
+        self, network_name: str, server_id: str, project_id: str, group_ids: list[str]
+    ) -> str:
         net = next((n for n in self.networks.values() if n.name == network_name), None)
         if net is None:
             raise ValueError(f"no network named {network_name!r} in the scenario")
@@ -425,7 +497,10 @@ class CloudState:
         net.subnet["next_ip"] += 1
         pid = new_id()
         mac = "fa:16:3e:" + ":".join(f"{b:02x}" for b in uuid.UUID(pid).bytes[:3])
-        self.ports[pid] = Port(pid, net.id, server_id, mac, ip, net.subnet["id"], project_id)
+        self.ports[pid] = Port(
+            pid, net.id, server_id, mac, ip, net.subnet["id"], project_id,
+            security_groups=list(group_ids),
+        )  # fmt: skip
         return pid
 
     def server_json(self, s: Server, base_url: str) -> dict[str, Any]:
@@ -440,8 +515,16 @@ class CloudState:
                     "OS-EXT-IPS-MAC:mac_addr": port.mac,
                 }
             )
+        # Nova asks Neutron for the groups of the server's ports and names each once; a
+        # server without ports has none, and then Nova leaves the key out.
+        groups: list[str] = []
+        for pid in s.port_ids:
+            for gid in self.ports[pid].security_groups:
+                g = self.security_groups.get(gid)
+                if g is not None and g.name not in groups:
+                    groups.append(g.name)
         f = s.flavor
-        return {
+        body: dict[str, Any] = {
             "id": s.id,
             "name": s.name,
             "status": s.status,
@@ -464,15 +547,17 @@ class CloudState:
             "OS-EXT-STS:vm_state": VM_STATES.get(s.status, ("active", 1))[0],
             "OS-EXT-STS:task_state": s.task_state,
             "OS-EXT-STS:power_state": VM_STATES.get(s.status, ("active", 1))[1],
-            "OS-EXT-AZ:availability_zone": "nova",
+            "OS-EXT-AZ:availability_zone": s.availability_zone,
             "metadata": s.metadata,
-            "key_name": None,
-            "security_groups": [{"name": "default"}],
+            "key_name": s.key_name,
             "hostId": "sim",
             "created": s.created_at,
             "updated": s.updated_at,
             "links": [{"rel": "self", "href": f"{base_url}/servers/{s.id}"}],
         }
+        if groups:
+            body["security_groups"] = [{"name": n} for n in groups]
+        return body
 
     # -- changing the cloud from a test or benchmark (another thread: attribute writes
     # only, which the serving loop sees whole; deletions go through the Nova API) --------

@@ -45,6 +45,20 @@ SCENARIO = sc.Scenario(
             status="SHUTOFF",
         ),
     ],
+    security_groups=[
+        sc.SecurityGroup(
+            name="web",
+            description="ssh from anywhere",
+            rules=[
+                sc.SecurityGroupRule(
+                    protocol="tcp",
+                    port_range_min=22,
+                    port_range_max=22,
+                    remote_ip_prefix="0.0.0.0/0",
+                )
+            ],
+        )
+    ],
 )
 
 

@@ -22,6 +22,9 @@ POWER_STATES = {
 ROOT_DEVICES = ("/dev/vda", "/dev/sda", "/dev/hda", "/dev/xvda")
 # Image properties a migration cares about (guest OS, firmware, buses, NIC model).
 IMAGE_PROPERTY_PREFIXES = ("hw_", "os_", "architecture", "img_")
+# Glance's own attributes that share the ``os_`` prefix: they say nothing of the guest (and
+# the hash would make every VM of an image differ by its bytes).
+GLANCE_OWN = frozenset({"os_hash_algo", "os_hash_value", "os_hidden"})
 
 
 def _by_id(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -94,7 +97,12 @@ def flavor(raw: Mapping[str, Any]) -> Item:
 
 def image_properties(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        k: v for k, v in raw.items() if isinstance(k, str) and k.startswith(IMAGE_PROPERTY_PREFIXES)
+        k: v
+        for k, v in raw.items()
+        if isinstance(k, str)
+        and k.startswith(IMAGE_PROPERTY_PREFIXES)
+        and k not in GLANCE_OWN
+        and not k.startswith("os_glance_")  # Glance's reserved namespace
     }
 
 
@@ -320,6 +328,17 @@ def _nics_of(raw: Mapping[str, Any], idx: Indexes, vif_model: str | None) -> lis
     return list(by_mac.values())
 
 
+def _security_groups(raw: Mapping[str, Any]) -> list[str]:
+    """Nova's names of the groups on the server's ports, each once, in Nova's order (Nova
+    leaves the key out for a server without any)."""
+    names: list[str] = []
+    for g in raw.get("security_groups") or []:
+        name = g.get("name") if isinstance(g, Mapping) else None
+        if name and name not in names:
+            names.append(str(name))
+    return names
+
+
 def vm(raw: Mapping[str, Any], idx: Indexes) -> Item:
     image_ref = raw.get("image")
     image_id = image_ref.get("id") if isinstance(image_ref, Mapping) else None
@@ -351,6 +370,7 @@ def vm(raw: Mapping[str, Any], idx: Indexes) -> Item:
             "availabilityZone": raw.get("OS-EXT-AZ:availability_zone"),
             "metadata": raw.get("metadata") or {},
             "keyName": raw.get("key_name"),
+            "securityGroups": _security_groups(raw),
             "locked": raw.get("locked"),
             "createdAt": raw.get("created"),
             "updatedAt": raw.get("updated"),

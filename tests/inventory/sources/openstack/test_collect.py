@@ -9,6 +9,7 @@ from typing import Any
 from services.inventory.items import KINDS_BY_TYPE, Batch, Item
 from services.inventory.sources.openstack import OpenStackSource
 from shared.payloads import ProviderType
+from sim.openstack import scenario as sc
 from sim.openstack.cloud import Cloud
 from tests.inventory.sources.openstack.conftest import SCENARIO, server_id
 
@@ -147,3 +148,29 @@ async def test_changed_volume_re_emits_its_vm(source: OpenStackSource, cloud: Cl
         assert by_key(batch)[("volume", vid)].status == "error"
     finally:
         cloud.state.update_volume(vid, status="in-use")
+
+
+async def test_image_backed_uefi_server_and_its_security_groups(
+    source: OpenStackSource, cloud: Cloud
+) -> None:
+    """An image-backed server's image properties come from its Glance image (the simulator
+    registers it, with the scenario's ``image_properties``); its security groups are the
+    names Nova gives."""
+    added = await asyncio.to_thread(
+        cloud.add_server,
+        sc.Server(
+            name="uefi-image",
+            flavor="m1.small",
+            root=sc.Disk(size_mib=4, data_mib=0),
+            networks=["private"],
+            image_properties={"hw_firmware_type": "uefi", "hw_machine_type": "q35"},
+        ),
+    )
+    by = vms(await source.load())
+    vm = by["uefi-image"]
+    assert vm.data["boot"] == "image"
+    assert vm.data["imageId"] == added.image_id
+    assert vm.data["imageProperties"] == {"hw_firmware_type": "uefi", "hw_machine_type": "q35"}
+    assert vm.data["securityGroups"] == ["default"]
+    assert by["web-1"].data["imageProperties"] == {}  # its image has no properties
+    assert by["lonely"].data["securityGroups"] == []  # no port, so no group
