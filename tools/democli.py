@@ -194,4 +194,5 @@ async def _maps_and_plan(hoist: Hoist, scenario: dsc.Scenario, plan: dsc.PlanSpe
         "--namespace", scenario.namespace_of(plan),
         "--network-map", f"{plan.name}-network", "--storage-map", f"{plan.name}-storage",
         *vm_args, "--target-power-state", plan.target_power_state,
+        *(["--convert-guest"] if plan.convert_guest else []),
     )  # fmt: skip

@@ -74,10 +74,14 @@ class DiskResult:
     transfer_seconds: float | None = None
     transferred: int | None = None
     error: str | None = None
+    #: ConvertGuest rewrote the volume: not compared with the source (the boot check is).
+    converted: bool = False
 
     @property
     def ok(self) -> bool:
         c = self.comparison
+        if self.converted:
+            return self.error is None and self.claim is not None
         return self.error is None and c is not None and c.match and c.qemu_identical is not False
 
     def json(self) -> dict[str, Any]:
@@ -98,6 +102,7 @@ class DiskResult:
             if c
             else None,
             "qemuCompare": c.qemu_compare if c else None,
+            "converted": self.converted,
             "error": self.error,
         }
 
@@ -233,6 +238,8 @@ def summary(report: Report) -> list[str]:
                 rate = f"{j['mibPerSecond'] or '-'} MiB/s (data {j['dataMibPerSecond'] or '-'})"
                 sha = (j["sourceSha256"] or "-")[:16]
                 verdict = "sha256 match" if d.ok else f"MISMATCH ({d.error or _why(d)})"
+                if d.converted:
+                    verdict = "converted in place" if d.ok else f"FAILED ({d.error})"
                 lines.append(
                     f"        disk {d.name:<16} {d.bytes / (1 << 20):>6.0f} MiB  {rate:>27}  "
                     f"{sha}  {verdict}"

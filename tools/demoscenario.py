@@ -196,6 +196,9 @@ class PlanSpec(_Strict):
     #: Boot each migrated VM from its volumes and compare what the guest sees with its
     #: source (``tools/bootcheck.py``): for scenarios whose disks hold real guests.
     boot_check: bool = Field(False, alias="bootCheck")
+    #: ConvertGuest: virt-v2v-in-place on each VM's volumes before its VirtualMachine is
+    #: created (minutes per VM where the conversion appliance runs emulated).
+    convert_guest: bool = Field(False, alias="convertGuest")
 
     def multus(self) -> set[tuple[str, str]]:
         """(namespace, name) of every NetworkAttachmentDefinition the network map names."""

@@ -246,6 +246,8 @@ def test_the_guests_scenario_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path:
     scenario = dsc.load(Path(dsc.DEFAULT_PATH).parent / "guests.yaml")
     assert all(p.boot_check for p in scenario.plans)
     assert {p.source for p in scenario.plans} == {"ovirt", "openstack"}
+    converting = dsc.load(Path(dsc.DEFAULT_PATH).parent / "convert.yaml")
+    assert all(p.convert_guest and p.boot_check for p in converting.plans)
 
 
 def test_the_recipe_key_follows_the_guest_files() -> None:
