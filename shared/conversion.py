@@ -246,15 +246,19 @@ def _letters(index: int) -> str:
     return out
 
 
+def kvm_runs_stock_kernels(root: Path = Path("/")) -> bool:
+    """Whether this host's KVM can run an unmodified guest kernel: there is a /dev/kvm, and
+    it is not PVM (``kvm_pvm``), which runs only PVM-aware kernels (a stock one stops with
+    "KVM internal error ... emulation failure")."""
+    return (root / "dev/kvm").exists() and not (root / "sys/module/kvm_pvm").exists()
+
+
 def libguestfs_env(accel: Accel, *, root: Path = Path("/")) -> dict[str, str]:
     """The environment libguestfs needs for ``accel``: always the direct backend (no
     libvirtd in a pod), and TCG when asked or, for ``auto``, where KVM cannot run the
     appliance's stock kernel (a PVM host) or there is no /dev/kvm."""
     env = {"LIBGUESTFS_BACKEND": "direct"}
-    tcg = accel is Accel.TCG or (
-        accel is Accel.AUTO
-        and ((root / "sys/module/kvm_pvm").exists() or not (root / "dev/kvm").exists())
-    )
+    tcg = accel is Accel.TCG or (accel is Accel.AUTO and not kvm_runs_stock_kernels(root))
     if tcg:
         env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
     return env

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Mapping
@@ -37,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared import conversion
+from shared.quantity import size_bytes
 from tools import vmcheck
 
 REPORT_PREFIX = "HOIST-GUEST-REPORT "
@@ -60,9 +61,6 @@ NIC_DEVICES = {
 #: Serial numbers a bus lets a guest read: virtio-blk and ATA carry 20 bytes, SCSI more.
 SERIAL_BYTES = {"virtio": 20, "sata": 20}
 AHCI_PORTS = 6  # q35's built-in AHCI controller: ide.0 .. ide.5
-_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
-_UNITS |= {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 MIB = 1 << 20
 
 
@@ -95,11 +93,11 @@ class BootResult:
         }
 
 
-def quantity(text: object) -> int:
-    match = _QUANTITY.match(str(text or ""))
-    if not match:
-        raise BootCheckError(f"memory {text!r}: not a Kubernetes quantity")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+def memory_bytes(text: object) -> int:
+    try:
+        return size_bytes(str(text))
+    except ValueError:
+        raise BootCheckError(f"memory {text!r}: not a Kubernetes quantity") from None
 
 
 def accel() -> str:
@@ -107,7 +105,7 @@ def accel() -> str:
     wanted = os.environ.get("HOIST_BOOTCHECK_ACCEL", "auto")
     if wanted in ("kvm", "tcg"):
         return wanted
-    if Path("/sys/module/kvm_pvm").exists():
+    if not conversion.kvm_runs_stock_kernels():
         return "tcg"
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
@@ -159,7 +157,7 @@ def qemu_argv(
     memory = (domain.get("memory") or {}).get("guest") or (
         (domain.get("resources") or {}).get("requests") or {}
     ).get("memory")
-    argv += ["-m", f"{quantity(memory or '1Gi') // MIB}M"]
+    argv += ["-m", f"{memory_bytes(memory or '1Gi') // MIB}M"]
     uuid = (domain.get("firmware") or {}).get("uuid")
     if uuid:
         argv += ["-uuid", str(uuid)]

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,11 +242,11 @@ def build(dest: Path, log: Path | None = None) -> GuestSet:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _step(what: str, log: Path, fn: object, *args: object) -> None:
+def _step(what: str, log: Path, fn: Callable[..., None], *args: object) -> None:
     with log.open("a") as f:
         f.write(f"\n==== {what}\n")
     try:
-        fn(*args)  # type: ignore[operator]
+        fn(*args)
     except subprocess.CalledProcessError as exc:
         tail = log.read_text(errors="replace")[-2000:]
         raise GuestBuildError(f"{what}: {' '.join(map(str, exc.cmd))} failed:\n{tail}") from None

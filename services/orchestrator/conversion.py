@@ -27,6 +27,7 @@ pod is removed with the VM's other objects by the teardown, its log kept the sam
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from services.orchestrator import manifests, naming
@@ -140,7 +141,7 @@ async def _follow(ctx: StepContext, memo: dict[str, Any], name: str, pod: dict[s
             "log": log,
         }
     else:
-        memo["result"] = {**_as_dict(result), "log": log}
+        memo["result"] = {**asdict(result), "log": log}
     return Wait(0, note="conversion ended; recording its outcome", detail=_detail(memo, name))
 
 
@@ -171,17 +172,6 @@ def _detail(memo: dict[str, Any], name: str) -> dict[str, object]:
             if key in result:
                 out[key] = result[key]
     return out
-
-
-def _as_dict(result: conversion.ConversionResult) -> dict[str, Any]:
-    return {
-        "succeeded": result.succeeded,
-        "reason": result.reason,
-        "message": result.message,
-        "os": result.os,
-        "seconds": result.seconds,
-        "overlay": result.overlay,
-    }
 
 
 async def _log(ctx: StepContext, name: str) -> str:

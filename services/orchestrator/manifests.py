@@ -276,30 +276,16 @@ def consumer_pod(
         container["volumeMounts"] = mounts
     if devices:
         container["volumeDevices"] = devices
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": naming.consumer_pod(vm.target_name, started.migration_id),
-            "namespace": started.target_namespace,
-            "labels": {**_labels(started, vm), naming.CONSUMER_LABEL: CONSUMER_VALUE},
-            "ownerReferences": [dict(o) for o in owners],
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": 5,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": run_as_user,
-                "runAsGroup": run_as_user,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [container],
-            "volumes": volumes,
-        },
-    }
+    return _claims_pod(
+        started,
+        naming.consumer_pod(vm.target_name, started.migration_id),
+        {**_labels(started, vm), naming.CONSUMER_LABEL: CONSUMER_VALUE},
+        owners,
+        container,
+        volumes,
+        run_as_user=run_as_user,
+        grace_seconds=5,
+    )
 
 
 def convert_args(
@@ -386,28 +372,53 @@ def conversion_pod(
     }
     if devices:
         container["volumeDevices"] = devices
+    return _claims_pod(
+        started,
+        naming.conversion_pod(vm.target_name, started.migration_id),
+        conversion.pod_labels(started.plan_id, started.migration_id, vm.vm_id),
+        owners,
+        container,
+        volumes,
+        run_as_user=run_as_user,
+        grace_seconds=30,
+        # Block devices and volume files writable by the pod's user.
+        fs_group=True,
+    )
+
+
+def _claims_pod(
+    started: PlanStarted,
+    name: str,
+    labels: Mapping[str, str],
+    owners: Iterable[Mapping[str, Any]],
+    container: Obj,
+    volumes: list[Obj],
+    *,
+    run_as_user: int,
+    grace_seconds: int,
+    fs_group: bool = False,
+) -> Obj:
+    """A run-once pod of a VM's claims, owned by them, hardened as every pod Hoist makes
+    in a target namespace (no service account token, non-root, RuntimeDefault seccomp)."""
+    security: Obj = {"runAsNonRoot": True, "runAsUser": run_as_user, "runAsGroup": run_as_user}
+    if fs_group:
+        security["fsGroup"] = run_as_user
+    security["seccompProfile"] = {"type": "RuntimeDefault"}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": naming.conversion_pod(vm.target_name, started.migration_id),
+            "name": name,
             "namespace": started.target_namespace,
-            "labels": conversion.pod_labels(started.plan_id, started.migration_id, vm.vm_id),
+            "labels": dict(labels),
             "ownerReferences": [dict(o) for o in owners],
         },
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": 30,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": run_as_user,
-                "runAsGroup": run_as_user,
-                # Block devices and volume files writable by the pod's user.
-                "fsGroup": run_as_user,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "terminationGracePeriodSeconds": grace_seconds,
+            "securityContext": security,
             "containers": [container],
             "volumes": volumes,
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,16 @@ def test_the_guests_scenario_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert all(p.convert_guest and p.boot_check for p in converting.plans)
 
 
-def test_the_recipe_key_follows_the_guest_files() -> None:
+def test_the_recipe_key_follows_the_guest_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = guestimage.recipe_key()
     assert len(key) == 16
     assert key == guestimage.recipe_key()
+    files = tmp_path / "guest"
+    shutil.copytree(guestimage.GUEST_FILES, files)
+    monkeypatch.setattr(guestimage, "GUEST_FILES", files)
+    assert guestimage.recipe_key() == key  # the same files: the same guests
+    report = files / "hoist-report.sh"
+    report.write_text(report.read_text() + "# changed\n")
+    assert guestimage.recipe_key() != key  # a changed guest file builds a new set
