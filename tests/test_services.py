@@ -161,9 +161,11 @@ async def test_nul_characters_are_refused(fleet: dict[str, ServiceProcess], name
     could fail on it with a 500."""
     svc = fleet[name]
     path = await svc.client.get(f"/api/v1/{name}/deadletters/%00", headers=svc.auth())
-    assert path.status_code == 400
+    assert path.status_code == 422
+    assert path.json()["detail"][0]["loc"] == ["path"]
     query = await svc.client.get(f"/api/v1/{name}/deadletters?x=%00", headers=svc.auth())
-    assert query.status_code == 400
+    assert query.status_code == 422
+    assert query.json()["detail"][0]["loc"] == ["query"]
     body = await svc.client.post(
         f"/api/v1/{name}/deadletters/x/replay", json={"a": "b\x00"}, headers=svc.auth()
     )

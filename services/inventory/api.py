@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.inventory import providers, querying, streaming
@@ -24,13 +24,30 @@ from services.inventory.domain import Inventory
 from services.inventory.items import COLLECTIONS, KINDS, KINDS_BY_TYPE, Category
 from services.inventory.providers import ProviderCreate, ProviderUpdate
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo, check_tls
+from services.inventory.views import (
+    NOT_MODIFIED,
+    TAG,
+    DryRun,
+    InventoryObject,
+    ObjectPage,
+    Provider,
+    ProviderPage,
+    Refreshing,
+    ServerCertificate,
+)
 from shared.payloads import ProviderPhase, ProviderType
+from shared.service.answers import errors
 from shared.service.app import domain_of
 from shared.service.errors import BadQuery, Invalid, NotFound
 from shared.tls import TrustOptions
 from shared.urls import url_problem
 
 router = APIRouter(tags=["inventory"])
+# Bounds on what a path may name: a provider's id (a UUID) or name (a DNS-1123 label), a
+# collection's name, an object's id as its source spells it (a namespaced one has a "/").
+RefPath = Annotated[str, Path(min_length=1, max_length=253, description="Provider id or name.")]
+CollectionPath = Annotated[str, Path(min_length=1, max_length=64)]
+ObjectPath = Annotated[str, Path(min_length=1, max_length=1024)]
 
 
 def _inventory(request: Request) -> Inventory:
@@ -40,7 +57,20 @@ def _inventory(request: Request) -> Inventory:
 # --- providers ------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/providers", status_code=201)
+_INVALID = "The definition is wrong, or the connection test failed (every problem; a failed "
+_INVALID += "test carries the server's certificate)"
+_NO_PROVIDER = "No such provider"
+
+
+@router.post(
+    "/api/v1/providers",
+    status_code=201,
+    response_model=Provider,
+    responses={
+        200: {"model": DryRun, "description": "dryRun: the connection test passed"},
+        **errors(409, 422, e409="A provider has that name", e422=_INVALID),
+    },
+)
 async def create_provider(
     request: Request,
     body: ProviderCreate,
@@ -63,21 +93,25 @@ async def create_provider(
     return JSONResponse(providers.as_public(row), status_code=201)
 
 
-@router.get("/api/v1/providers")
+@router.get("/api/v1/providers", response_model=ProviderPage)
 async def list_providers(
     request: Request,
     type: ProviderType | None = None,
     phase: ProviderPhase | None = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     inv = _inventory(request)
     rows = await inv.list_providers(type, phase)
-    return {"items": [providers.as_public(r) for r in rows]}
+    return JSONResponse({"items": [providers.as_public(r) for r in rows]})
 
 
-@router.get("/api/v1/providers/certificate")
+@router.get(
+    "/api/v1/providers/certificate",
+    response_model=ServerCertificate,
+    responses=errors(400, 422, e400="Not an https URL", e422="No server at that URL"),
+)
 async def server_certificate(
     request: Request, url: Annotated[str, Query(min_length=8, max_length=2048)]
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The certificate an https server presents, with its SHA-256 and SHA-1 fingerprints,
     for the user to confirm before pinning it; and whether the system CAs trust it."""
     inv = _inventory(request)
@@ -95,38 +129,58 @@ async def server_certificate(
             raise Invalid([(["query", "url"], problem.reason.value, problem.message)]) from None
         cert, trusted, reason = problem.certificate, False, problem.message
     assert cert is not None
-    return {"url": url, "certificate": cert.as_dict(), "trustedBySystem": trusted, "reason": reason}
+    body = {"url": url, "certificate": cert.as_dict(), "trustedBySystem": trusted, "reason": reason}
+    return JSONResponse(body)
 
 
-@router.get("/api/v1/providers/{ref}")
-async def get_provider(request: Request, ref: str, response: Response) -> dict[str, Any]:
+@router.get(
+    "/api/v1/providers/{ref}",
+    response_model=Provider,
+    responses={200: {"description": "The provider", "headers": {"ETag": TAG}},
+               **errors(404, e404=_NO_PROVIDER)},
+)  # fmt: skip
+async def get_provider(request: Request, ref: RefPath) -> JSONResponse:
     inv = _inventory(request)
     row = await inv.provider(ref)
-    response.headers["ETag"] = f'"{row["revision"]}"'
-    return providers.as_public(row)
+    return JSONResponse(providers.as_public(row), headers={"ETag": f'"{row["revision"]}"'})
 
 
-@router.patch("/api/v1/providers/{ref}")
+@router.patch(
+    "/api/v1/providers/{ref}",
+    response_model=Provider,
+    responses=errors(404, 409, 422, e404=_NO_PROVIDER, e409="A provider has that name",
+                     e422=_INVALID),
+)  # fmt: skip
 async def update_provider(
     request: Request,
-    ref: str,
+    ref: RefPath,
     body: ProviderUpdate,
     test_connection: Annotated[bool, Query(alias="testConnection")] = True,
-) -> dict[str, Any]:
+) -> JSONResponse:
     inv = _inventory(request)
     row = await inv.registry.update(ref, body, test=test_connection)
-    return providers.as_public(row)
+    return JSONResponse(providers.as_public(row))
 
 
-@router.delete("/api/v1/providers/{ref}", status_code=204)
-async def delete_provider(request: Request, ref: str) -> Response:
+@router.delete(
+    "/api/v1/providers/{ref}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(404, e404=_NO_PROVIDER),
+)
+async def delete_provider(request: Request, ref: RefPath) -> Response:
     inv = _inventory(request)
     await inv.registry.delete(ref)
     return Response(status_code=204)
 
 
-@router.post("/api/v1/providers/{ref}/refresh", status_code=202)
-async def refresh_provider(request: Request, ref: str) -> dict[str, Any]:
+@router.post(
+    "/api/v1/providers/{ref}/refresh",
+    status_code=202,
+    response_model=Refreshing,
+    responses=errors(404, e404=_NO_PROVIDER),
+)
+async def refresh_provider(request: Request, ref: RefPath) -> dict[str, Any]:
     """Reconnect and reload the provider's whole inventory now (it refreshes by itself
     anyway), whichever replica collects it."""
     inv = _inventory(request)
@@ -147,11 +201,18 @@ def _kind(row: Any, collection: str) -> str:
     return kind
 
 
-@router.get("/api/v1/providers/{ref}/{collection}")
+@router.get(
+    "/api/v1/providers/{ref}/{collection}",
+    response_model=ObjectPage,
+    responses={200: {"description": "A page of objects", "headers": {"ETag": TAG}},
+               **NOT_MODIFIED,
+               **errors(400, 404, e400="A cursor this API did not hand out, or one of "
+                        "another sort", e404="No such provider, or no such collection in it")},
+)  # fmt: skip
 async def list_collection(
     request: Request,
-    ref: str,
-    collection: str,
+    ref: RefPath,
+    collection: CollectionPath,
     name: str | None = Query(None, max_length=1024),
     search: str | None = Query(None, max_length=256, description="Substring of the name."),
     status_: str | None = Query(None, alias="status", max_length=64),
@@ -185,12 +246,18 @@ async def list_collection(
 
 # ``:path``: the ids of namespaced target objects are ``namespace/name``, and a ``%2F``
 # would not help (the server decodes the path before routing).
-@router.get("/api/v1/providers/{ref}/{collection}/{object_id:path}")
+@router.get(
+    "/api/v1/providers/{ref}/{collection}/{object_id:path}",
+    response_model=InventoryObject,
+    responses={200: {"description": "The object", "headers": {"ETag": TAG}},
+               **NOT_MODIFIED,
+               **errors(404, e404="No such provider, collection or object")},
+)  # fmt: skip
 async def get_object(
     request: Request,
-    ref: str,
-    collection: str,
-    object_id: str,
+    ref: RefPath,
+    collection: CollectionPath,
+    object_id: ObjectPath,
     detail: int = Query(2, ge=0, le=2),
     if_none_match: str | None = Header(None),
 ) -> Response:
@@ -211,7 +278,15 @@ async def get_object(
     return await run()
 
 
-@router.get("/api/v1/inventory/events")
+@router.get(
+    "/api/v1/inventory/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+              "description": "The stream: event, id and data lines per change"},
+        **errors(400, 404, e400="An unknown kind", e404=_NO_PROVIDER),
+    },
+)  # fmt: skip
 async def events(
     request: Request,
     provider: str | None = Query(None, description="Provider id or name; all if omitted."),
@@ -226,7 +301,7 @@ async def events(
     inv = _inventory(request)
     unknown = [k for k in kind if k not in COLLECTIONS]
     if unknown:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown kinds {unknown}")
+        raise BadQuery("kind", f"unknown kinds {unknown}")
     provider_id = None
     if provider:
         async with inv.engine.connect() as conn:
@@ -235,7 +310,8 @@ async def events(
     if start is None and last_event_id:
         start = streaming.revision_of(last_event_id)
         if start is None:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "Last-Event-ID is not a revision")
+            loc: list[str | int] = ["header", "last-event-id"]
+            raise Invalid([(loc, "value_error", "not a revision of this stream")])
     if start is None:
         start = await streaming.current_revision(inv.engine)
     frames = streaming.changes(

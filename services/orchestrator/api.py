@@ -15,12 +15,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.orchestrator import naming
 from services.orchestrator.db import VmRow, migrations, steps, vms
+from services.orchestrator.views import MigrationList, MigrationWithVms, VmWithPipeline
 from shared.pipeline import VmPhase
+from shared.service.answers import errors
 from shared.service.app import engine_of
 from shared.service.errors import NotFound
 
@@ -67,12 +70,16 @@ async def _counts(engine: AsyncEngine, ids: list[str]) -> dict[str, dict[str, in
     return out
 
 
-@router.get("/api/v1/migrations", summary="Migrations the orchestrator runs or ran")
+@router.get(
+    "/api/v1/migrations",
+    summary="Migrations the orchestrator runs or ran",
+    response_model=MigrationList,
+)
 async def list_migrations(
     request: Request,
     plan: Annotated[str | None, Query(min_length=1, max_length=36, pattern=PRINTABLE)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> JSONResponse:
     engine = engine_of(request)
     query = select(migrations).order_by(migrations.c.created_at.desc()).limit(limit)
     if plan is not None:
@@ -80,15 +87,20 @@ async def list_migrations(
     async with engine.connect() as conn:
         rows = list(await conn.execute(query))
     counts = await _counts(engine, [r.id for r in rows])
-    return {"items": [_migration(r, counts[r.id]) for r in rows]}
+    return JSONResponse({"items": [_migration(r, counts[r.id]) for r in rows]})
 
 
-@router.get("/api/v1/migrations/{migration_id}", summary="One migration and its VMs")
+@router.get(
+    "/api/v1/migrations/{migration_id}",
+    summary="One migration and its VMs",
+    response_model=MigrationWithVms,
+    responses=errors(404, e404="No such migration"),
+)
 async def get_migration(
     request: Request,
     migration_id: MigrationId,
     phase: Annotated[VmPhase | None, Query()] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     engine = engine_of(request)
     async with engine.connect() as conn:
         row = (
@@ -101,17 +113,17 @@ async def get_migration(
             query = query.where(vms.c.phase == phase.value)
         members = list(await conn.execute(query))
     counts = await _counts(engine, [migration_id])
-    return {
-        **_migration(row, counts[migration_id]),
-        "items": [_vm(VmRow.of(v)) for v in members],
-    }
+    items = [_vm(VmRow.of(v)) for v in members]
+    return JSONResponse({**_migration(row, counts[migration_id]), "items": items})
 
 
 @router.get(
     "/api/v1/migrations/{migration_id}/vms/{vm_id}",
     summary="One VM's pipeline: steps, tasks, errors, the objects made for it",
+    response_model=VmWithPipeline,
+    responses=errors(404, e404="No such VM in that migration"),
 )
-async def get_vm(request: Request, migration_id: MigrationId, vm_id: VmId) -> dict[str, Any]:
+async def get_vm(request: Request, migration_id: MigrationId, vm_id: VmId) -> JSONResponse:
     engine = engine_of(request)
     async with engine.connect() as conn:
         row = (
@@ -148,15 +160,14 @@ async def get_vm(request: Request, migration_id: MigrationId, vm_id: VmId) -> di
         else:
             step.update(entry)
     spec = row.spec or {}
-    return {
-        **_vm(VmRow.of(row)),
-        "pipeline": list(pipeline.values()),
-        "objects": {
-            "selector": naming.vm_selector(migration_id, vm_id),
-            "claims": [d.get("pvc_name") for d in spec.get("disks") or []],
-            "virtualMachine": (row.memory or {}).get("target_vm"),
-        },
+    objects = {
+        "selector": naming.vm_selector(migration_id, vm_id),
+        "claims": [d.get("pvc_name") for d in spec.get("disks") or []],
+        "virtualMachine": (row.memory or {}).get("target_vm"),
     }
+    return JSONResponse(
+        {**_vm(VmRow.of(row)), "pipeline": list(pipeline.values()), "objects": objects}
+    )
 
 
 def _vm(row: VmRow) -> dict[str, Any]:

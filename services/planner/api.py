@@ -147,6 +147,8 @@ def _map_routes(
                          responses=answers(200, the_map, 404, 412, 422),
                          summary=f"Change a {title}'s description or entries")  # fmt: skip
     router.add_api_route(f"{base}/{{ref}}", delete_map, methods=["DELETE"], status_code=204,
+                         response_class=Response,
+                         responses=answers(204, "Deleted", 404, 409, tag=None),
                          summary=f"Delete a {title} no plan uses")  # fmt: skip
 
 
@@ -264,7 +266,13 @@ async def update_plan(
     return _tagged(plans.public(row, p.settings))
 
 
-@router.delete("/api/v1/plans/{ref}", status_code=204, summary="Delete a plan not running")
+@router.delete(
+    "/api/v1/plans/{ref}",
+    status_code=204,
+    response_class=Response,
+    responses=answers(204, "Deleted", 404, 409, tag=None),
+    summary="Delete a plan not running",
+)
 async def delete_plan(request: Request, ref: RefPath) -> Response:
     p = _planner(request)
     await plans.remove(p.engine, ref)

@@ -113,7 +113,16 @@ async def list_migrations(request: Request, plan: PlanRef) -> JSONResponse:
     return JSONResponse({"items": items})
 
 
-@router.get("/api/v1/planner/events", summary="Server-sent events: plan status as it changes")
+@router.get(
+    "/api/v1/planner/events",
+    summary="Server-sent events: plan status as it changes",
+    response_class=StreamingResponse,
+    responses={
+        **answers(200, "", 404, 422, tag=None),
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+              "description": "The stream: event, id and data lines per change"},
+    },
+)  # fmt: skip
 async def events(
     request: Request,
     plan: Annotated[str | None, Query(min_length=1, max_length=63, pattern=PRINTABLE)] = None,

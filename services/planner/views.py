@@ -18,6 +18,9 @@ from pydantic.alias_generators import to_camel
 
 from shared.payloads import ErrorInfo, MigrationType, PowerState, ResourceRef, Step, StepState
 from shared.pipeline import PlanVmPhase
+from shared.service.answers import ERRORS, Problems
+from shared.service.answers import Message as Message  # the shared error bodies, as named here
+from shared.service.answers import RequestProblem as RequestProblem
 
 PlanPhase = Literal["NotReady", "Ready", "Running", "Succeeded", "Failed", "Canceled"]
 
@@ -335,21 +338,7 @@ class MigrationList(Answer):
     items: list[Migration] = Field(description="Newest first.")
 
 
-# --- errors, as the shared handlers answer them ---------------------------------------------
-
-
-class Message(Answer):
-    detail: str
-
-
-class RequestProblem(Answer):
-    loc: list[str | int] = Field(description="Where: body, path, query or header, then names.")
-    type: str
-    msg: str
-
-
-class Problems(Answer):
-    detail: list[RequestProblem]
+# --- errors, as the shared handlers answer them (``shared.service.answers``) ----------------
 
 
 class Refusal(Answer):
@@ -382,14 +371,14 @@ _ERRORS: dict[int, dict[str, Any]] = {
         "description": "Not modified: If-None-Match is the ETag",
         "headers": {"ETag": CONTENT_TAG},
     },
-    404: {"model": Message, "description": "No such plan, map, migration or VM"},
+    404: {**ERRORS[404], "description": "No such plan, map, migration or VM"},
     409: {
-        "model": Problems,
+        **ERRORS[409],
         "description": "The state forbids it: a name taken, a plan running or archived, "
         "nothing left to migrate",
     },
-    412: {"model": Message, "description": "If-Match names another revision: read it again"},
-    422: {"model": Problems, "description": "Input wrong in itself (loc names the field)"},
+    412: ERRORS[412],
+    422: ERRORS[422],
 }
 
 

@@ -13,13 +13,16 @@ parameter; 503 while the service is starting.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.progress import querying
 from services.progress.domain import Progress
+from services.progress.views import DiskWithHistory, PlanProgress, VmProgress
+from shared.service.answers import Answer, errors
 from shared.service.app import domain_of
 
 router = APIRouter(prefix="/api/v1/progress", tags=["progress"])
@@ -33,26 +36,46 @@ def _progress(request: Request) -> Progress:
     return domain_of(request, Progress, "PostgreSQL or NATS")
 
 
-@router.get("/plans/{plan_id}", summary="Progress of a plan, per VM")
-async def get_plan(request: Request, plan_id: IdPath) -> dict[str, Any]:
-    return await querying.plan(_progress(request).engine, plan_id)
+_UNSEEN = "No populator pod of it was ever seen"
+Route = TypeVar("Route", bound=Callable[..., Awaitable[JSONResponse]])
 
 
-@router.get("/vms/{vm_id}", summary="Progress of a VM, per disk")
-async def get_vm(request: Request, vm_id: IdPath) -> dict[str, Any]:
-    return await querying.vm(_progress(request).engine, vm_id)
+def _reading(path: str, summary: str, model: type[Answer]) -> Callable[[Route], Route]:
+    return router.get(
+        path, summary=summary, response_model=model, responses=errors(404, e404=_UNSEEN)
+    )
 
 
-@router.get("/disks/{disk_id}", summary="Progress of a disk, with its history")
+@_reading("/plans/{plan_id}", "Progress of a plan, per VM", PlanProgress)
+async def get_plan(request: Request, plan_id: IdPath) -> JSONResponse:
+    return JSONResponse(await querying.plan(_progress(request).engine, plan_id))
+
+
+@_reading("/vms/{vm_id}", "Progress of a VM, per disk", VmProgress)
+async def get_vm(request: Request, vm_id: IdPath) -> JSONResponse:
+    return JSONResponse(await querying.vm(_progress(request).engine, vm_id))
+
+
+@_reading("/disks/{disk_id}", "Progress of a disk, with its history", DiskWithHistory)
 async def get_disk(
     request: Request,
     disk_id: IdPath,
     history_limit: Annotated[int, Query(alias="historyLimit", ge=0, le=100_000)] = 2000,
-) -> dict[str, Any]:
-    return await querying.disk(_progress(request).engine, disk_id, history_limit)
+) -> JSONResponse:
+    return JSONResponse(await querying.disk(_progress(request).engine, disk_id, history_limit))
 
 
-@router.get("/events", summary="Server-sent events: disk and VM progress as it changes")
+@router.get(
+    "/events",
+    summary="Server-sent events: disk and VM progress as it changes",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "The stream: event and data lines per change",
+        }
+    },
+)
 async def events(request: Request, plan: IdQuery = None, vm: IdQuery = None) -> StreamingResponse:
     hub = _progress(request).hub
     return StreamingResponse(

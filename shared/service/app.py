@@ -16,7 +16,9 @@ Before anything reads a request's body, ``shared.service.limits.Gate`` checks th
 
 Errors are JSON ``{"detail": ...}`` with a precise status (``shared.service.errors``: a route
 raises an ``ApiError``); an unexpected exception is logged with its traceback and answered as
-a 500 that carries only a request id to quote.
+a 500 that carries only a request id to quote. Every route's OpenAPI entry declares the
+errors it answers (``shared.service.answers``): its own, plus the 401, 413, 422 and 503 the
+app answers for any route.
 """
 
 from __future__ import annotations
@@ -27,18 +29,21 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from shared import logs
 from shared.service import errors, limits, operations
+from shared.service.answers import ERRORS, PROTECTED, WITH_BODY, Problems
 from shared.service.auth import require_token
 from shared.service.runtime import Runtime
 from shared.service.spec import ServiceSpec
@@ -80,11 +85,16 @@ def create_app(spec: ServiceSpec, settings: HoistSettings) -> FastAPI:
     app.state.settings = settings
     app.state.spec = spec
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": spec.name, "version": spec.version}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready: the failing checks"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         runtime: Runtime = request.app.state.runtime
         checks = await runtime.checks()
@@ -99,14 +109,46 @@ def create_app(spec: ServiceSpec, settings: HoistSettings) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     protected = [Depends(require_token)]
-    app.include_router(spec.router, dependencies=protected)
-    app.include_router(operations.build_router(spec.base), dependencies=protected)
+    for router in (spec.router, operations.build_router(spec.base)):
+        _document_errors(router.routes, PROTECTED)
+        app.include_router(router, dependencies=protected)
+    _document_errors(app.routes, ())
     errors.install(app)
     _install_request_logging(app)
     # Added last, so outermost: it answers before the request logging reads a JSON body.
     public = {path for path in (app.docs_url, app.openapi_url) if path}
     app.add_middleware(limits.Gate, public=public, record=_record_refusal)
     return app
+
+
+class Health(BaseModel):
+    status: str
+    service: str
+    version: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or not ready")
+    service: str
+    checks: dict[str, str] = Field(description="Each dependency: ok, or why not.")
+
+
+def _document_errors(routes: Sequence[BaseRoute], protected: tuple[int, ...]) -> None:
+    """Declare on each route the errors the app answers whatever the route does: the NUL
+    refusal's and validation's 422, the gate's 413 for a body; under ``/api/v1`` the gate's
+    401 and the 503 of a service starting (``protected``). A route's own declaration of one
+    of them wins (it says what it means there)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)  # a router included in this one
+        if isinstance(included, APIRouter):
+            _document_errors(included.routes, protected)
+        if not isinstance(route, APIRoute):
+            continue
+        codes = (422, *protected)
+        if route.body_field is not None:
+            codes += WITH_BODY
+        for code in codes:
+            route.responses.setdefault(code, ERRORS[code])
 
 
 def _record_refusal(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
@@ -158,12 +200,17 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 async def _refuse_nul(request: Request) -> Response | None:
-    """NUL anywhere in a path, query or JSON string: 400/422 here rather than a 500 from
+    """NUL anywhere in a path, query or JSON string: 422 here rather than a 500 from
     PostgreSQL, which refuses NUL in text, deep in whichever handler would store it."""
-    if "\x00" in request.scope.get("path", "") or b"%00" in request.scope.get("query_string", b""):
-        return JSONResponse(
-            {"detail": "NUL characters are not allowed in the path or the query"}, status_code=400
-        )
+    where = (
+        "path" if "\x00" in request.scope.get("path", "")
+        else "query" if b"%00" in request.scope.get("query_string", b"")
+        else None
+    )  # fmt: skip
+    if where is not None:
+        problem = {"loc": [where], "type": "value_error",
+                   "msg": f"NUL characters are not allowed in the {where}"}  # fmt: skip
+        return JSONResponse(Problems(detail=[problem]).model_dump(), status_code=422)
     if (
         request.method in ("POST", "PUT", "PATCH")
         and "json" in request.headers.get("content-type", "")

@@ -15,8 +15,9 @@ have always sent, byte for byte:
 - ``Unavailable`` (503, ``Retry-After``: whole seconds): temporary; it is a ``RetryLater``,
   so code outside a request treats it as one.
 
-Every body is ``{"detail": ...}``, as FastAPI's own ``HTTPException`` answers. Two more
-handlers complete the set: request validation (422, without echoing the bad value back)
+Every body is ``{"detail": ...}``, as FastAPI's own ``HTTPException`` answers. Three more
+handlers complete the set: request validation (422, without echoing the bad value back; a
+body that cannot even be decoded too, where FastAPI answers an undocumented 400)
 and anything unexpected (500, logged with its traceback; the body carries only the
 request id to quote).
 """
@@ -29,8 +30,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from shared.errors import HoistError, RetryLater
 
@@ -170,6 +173,20 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+#: What FastAPI answers (400) a body it could not decode: not UTF-8, or not even text.
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, but a body that cannot be decoded is a 422 at ``body`` as one
+    that is not JSON is (FastAPI's 400 for it was a status no route documents)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        problem = {"loc": ["body"], "type": "json_invalid", "msg": "the body is not UTF-8 JSON"}
+        return JSONResponse({"detail": [problem]}, status_code=422)
+    return await http_exception_handler(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "")
     log.error("unhandled error", exc_info=exc)
@@ -187,4 +204,5 @@ def install(app: FastAPI) -> None:
     this for every service)."""
     app.add_exception_handler(ApiError, _answer)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)

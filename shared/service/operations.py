@@ -11,12 +11,14 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
 from shared.catalog import DEADLETTER, DEADLETTER_SUBJECT
 from shared.db import migrating
+from shared.service.answers import errors
+from shared.service.errors import Conflict, NotFound, Unavailable
 from shared.service.runtime import Runtime
 
 #: JetStream numbers a stream's messages 1, 2, ... as unsigned 64-bit integers: a number
@@ -137,6 +139,9 @@ def build_router(base: str) -> APIRouter:
         "/deadletters/{sequence}/replay",
         response_model=Replayed,
         status_code=status.HTTP_202_ACCEPTED,
+        responses=errors(
+            404, 409, e404="No dead letter of this service", e409="It has no original subject"
+        ),
     )
     async def replay(request: Request, sequence: SequencePath) -> Replayed:
         """Publish a dead letter again on its original subject, as a fresh delivery."""
@@ -146,7 +151,7 @@ def build_router(base: str) -> APIRouter:
         headers = msg.headers or {}
         original = headers.get("Hoist-Dlq-Subject")
         if not original:
-            raise HTTPException(status.HTTP_409_CONFLICT, "dead letter has no original subject")
+            raise Conflict(["path", "sequence"], "dead letter has no original subject")
         event_id = headers.get("Nats-Msg-Id")
         replay_headers = {
             k: v
@@ -159,7 +164,12 @@ def build_router(base: str) -> APIRouter:
         await rt.bus.js.delete_msg(rt.bus.stream_name(DEADLETTER), sequence)
         return Replayed(sequence=sequence, subject=original, event_id=event_id)
 
-    @router.delete("/deadletters/{sequence}", status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete(
+        "/deadletters/{sequence}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        response_class=Response,
+        responses=errors(404, e404="No dead letter of this service"),
+    )
     async def discard(request: Request, sequence: SequencePath) -> None:
         """Forget a dead letter a person has dealt with."""
         rt = _runtime(request)
@@ -172,11 +182,7 @@ def build_router(base: str) -> APIRouter:
 
 def _require_bus(rt: Runtime) -> None:
     if not rt.bus.connected:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "not connected to NATS; try again when /readyz answers 200",
-            headers={"Retry-After": "5"},
-        )
+        raise Unavailable("not connected to NATS; try again when /readyz answers 200", 5)
 
 
 def _filter(rt: Runtime) -> str:
@@ -190,7 +196,7 @@ async def _get_own(rt: Runtime, sequence: int) -> Any:
     except NotFoundError:
         msg = None
     if msg is None or (msg.headers or {}).get("Hoist-Dlq-Consumer") not in own:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {sequence} of this service")
+        raise NotFound(f"no dead letter {sequence} of this service")
     return msg
 
 

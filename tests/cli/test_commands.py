@@ -67,6 +67,24 @@ async def test_providers_add_bad_password_is_precise(hoist: Hoist, engine: Engin
     assert "Traceback" not in r.stderr
 
 
+async def test_providers_add_bad_url_is_precise(hoist: Hoist) -> None:
+    """Issue 24: an unclosed IPv6 bracket in the URL was shown as an HTTP 500, whether the
+    certificate was looked at first or the definition sent at once."""
+    for url, reason in (
+        ("https://[::1/ovirt-engine/api", "unclosed IPv6 bracket"),
+        ("https://127.0.0.1:0/ovirt-engine/api", "not in 1..65535"),
+    ):
+        for trust in ([], ["--insecure-skip-verify"]):
+            r = await hoist(
+                "providers", "add", unique("bad"), "--type", "ovirt", "--url", url,
+                "--user", "admin@internal", "--password-stdin", *trust, stdin="pw\n",
+            )  # fmt: skip
+            assert r.code == 1, r
+            assert "HTTP 422" in r.stderr, r
+            assert reason in r.stderr, r
+            assert "Traceback" not in r.stderr
+
+
 async def test_usage_errors_exit_2(hoist: Hoist) -> None:
     r = await hoist("providers", "add", "x", "--type", "ovirt")
     assert r.code == 2

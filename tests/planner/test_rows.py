@@ -20,3 +20,21 @@ def test_plan_row_is_a_plain_dict_of_the_row() -> None:
     made = typing.cast(dict[str, Any], db.plan_row(row))  # a copy: the caller's row stays
     assert (made, type(made)) == (row, dict)
     assert made is not row
+
+
+def test_validating_keeps_a_finished_migrations_phase() -> None:
+    """Issue 24: ``POST /plans/{id}/validate`` turned a Succeeded plan back to Ready. Only
+    validating (``keep_phase``) leaves what a migration made of the plan; a plan not run
+    yet moves between NotReady and Ready, and a change (PATCH) makes it ready to run again."""
+    from services.planner.plans import outcome
+    from services.planner.problems import Result
+
+    clean, broken = Result(), Result()
+    broken.add("vms[0]", "VmMissing", "no such VM")
+    for phase in ("Succeeded", "Failed", "Canceled"):
+        for res in (clean, broken):
+            assert outcome({"phase": phase, "vms": []}, res, keep_phase=True)["phase"] == phase
+        assert outcome({"phase": phase, "vms": []}, clean, keep_phase=False)["phase"] == "Ready"
+    for phase in (None, "NotReady", "Ready"):
+        assert outcome({"phase": phase, "vms": []}, clean, keep_phase=True)["phase"] == "Ready"
+        assert outcome({"phase": phase, "vms": []}, broken, keep_phase=True)["phase"] == "NotReady"
