@@ -21,6 +21,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from services.orchestrator.views import VmWithPipeline
 from shared import catalog
 from shared import payloads as p
 from shared.bus import Bus
@@ -28,6 +29,7 @@ from shared.devservices import DevServices
 from shared.settings import NatsSettings
 from sim.kube.cluster import Cluster
 from sim.ovirt.engine import Engine
+from tests.answers import assert_documented
 from tests.conftest import TOKEN, eventually
 from tools.processes import ControllerProcess, ServiceProcess
 
@@ -202,7 +204,11 @@ async def vm_state(svc: ServiceProcess, plan: p.PlanStarted, vm_id: str) -> dict
     r = await svc.client.get(
         f"/api/v1/migrations/{plan.migration_id}/vms/{vm_id}", headers=svc.auth()
     )
-    return r.json() if r.status_code == 200 else {"phase": None, "status": r.status_code}
+    if r.status_code != 200:
+        return {"phase": None, "status": r.status_code}
+    body: dict[str, Any] = r.json()
+    assert_documented("orchestrator", body, VmWithPipeline)
+    return body
 
 
 async def wait_vm(

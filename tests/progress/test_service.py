@@ -16,11 +16,13 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
+from services.progress import views
 from shared.bus import Bus
 from sim.kube.cluster import Cluster
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
+from tests.answers import assert_documented
 from tests.conftest import TOKEN, eventually
 from tests.populators.in_cluster import run_populator
 from tests.progress.conftest import (
@@ -101,10 +103,13 @@ async def test_real_ovirt_populator_is_found_by_the_watch_and_stored(
     assert body["percent"] == 100.0
     assert body["history"]
     assert body["pod"]["namespace"] == NS
+    assert_documented("progress", body, views.DiskWithHistory)
     vm = (await get(svc, f"/vms/{d['vm_id']}")).json()
     assert vm["disksDone"] == 1
     assert vm["disks"][0]["diskId"] == d["disk_id"]
+    assert_documented("progress", vm, views.VmProgress)
     plan = (await get(svc, f"/plans/{d['plan_id']}")).json()
+    assert_documented("progress", plan, views.PlanProgress)
     assert plan["state"] == "succeeded"
     assert plan["vms"][0]["vmId"] == d["vm_id"]
 
