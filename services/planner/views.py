@@ -18,8 +18,9 @@ from pydantic.alias_generators import to_camel
 
 from shared.payloads import ErrorInfo, MigrationType, PowerState, ResourceRef, Step, StepState
 from shared.pipeline import PlanVmPhase
-from shared.service.answers import ERRORS, Problems
+from shared.service.answers import ERRORS
 from shared.service.answers import Message as Message  # the shared error bodies, as named here
+from shared.service.answers import Problems as Problems
 from shared.service.answers import RequestProblem as RequestProblem
 
 PlanPhase = Literal["NotReady", "Ready", "Running", "Succeeded", "Failed", "Canceled"]

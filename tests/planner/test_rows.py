@@ -31,10 +31,12 @@ def test_validating_keeps_a_finished_migrations_phase() -> None:
 
     clean, broken = Result(), Result()
     broken.add("vms[0]", "VmMissing", "no such VM")
-    for phase in ("Succeeded", "Failed", "Canceled"):
+    for finished in ("Succeeded", "Failed", "Canceled"):
+        plan: dict[str, Any] = {"phase": finished, "vms": []}
         for res in (clean, broken):
-            assert outcome({"phase": phase, "vms": []}, res, keep_phase=True)["phase"] == phase
-        assert outcome({"phase": phase, "vms": []}, clean, keep_phase=False)["phase"] == "Ready"
-    for phase in (None, "NotReady", "Ready"):
-        assert outcome({"phase": phase, "vms": []}, clean, keep_phase=True)["phase"] == "Ready"
-        assert outcome({"phase": phase, "vms": []}, broken, keep_phase=True)["phase"] == "NotReady"
+            assert outcome(plan, res, keep_phase=True)["phase"] == finished
+        assert outcome(plan, clean, keep_phase=False)["phase"] == "Ready"
+    for not_run in (None, "NotReady", "Ready"):
+        plan = {"phase": not_run, "vms": []}
+        assert outcome(plan, clean, keep_phase=True)["phase"] == "Ready"
+        assert outcome(plan, broken, keep_phase=True)["phase"] == "NotReady"
