@@ -29,6 +29,7 @@ from services.planner.domain import Planner
 from services.planner.model import CutoverRequest
 from services.planner.views import Plan
 from shared.service.app import create_app
+from tests.answers import closed
 from tests.conftest import TOKEN, make_settings
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -47,25 +48,12 @@ def openapi() -> dict[str, Any]:
     return _app().openapi()
 
 
-def _closed(schema: Any) -> Any:
-    """``schema`` with no property left undocumented: every object with properties refuses
-    others (the published schema allows them, for clients of an older version)."""
-    if isinstance(schema, dict):
-        out = {k: _closed(v) for k, v in schema.items()}
-        if "properties" in out and out.get("type", "object") == "object":
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_closed(v) for v in schema]
-    return schema
-
-
 def assert_answer(body: Any, model: type[M]) -> M:
     """``body`` validates against the documented ``model``: the pydantic model, and its
     OpenAPI schema (the component of its name) with every key it has documented there."""
     spec = openapi()
     ref = f"#/components/schemas/{model.__name__}"
-    schema = {"$ref": ref, "components": _closed(spec["components"])}
+    schema = {"$ref": ref, "components": closed(spec["components"])}
     jsonschema.validate(body, schema, format_checker=jsonschema.FormatChecker())
     return model.model_validate(body)
 
