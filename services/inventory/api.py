@@ -290,7 +290,9 @@ async def get_object(
 async def events(
     request: Request,
     provider: str | None = Query(None, description="Provider id or name; all if omitted."),
-    kind: list[str] = Query(default_factory=list, description="Kinds (vm, disk, ...)."),
+    kind: list[str] = Query(
+        default_factory=list, max_length=64, description="Kinds (vm, disk, ...)."
+    ),
     since: int | None = Query(
         None, ge=0, le=streaming.MAX_REVISION, description="Replay changes after this revision."
     ),
