@@ -46,10 +46,12 @@ async def services(
         }
         procs = {name: ServiceProcess(name, env, base, TOKEN) for name in SERVICES}
         procs["planner"].env["HOIST_PLANNER_INVENTORY_URL"] = procs["inventory"].url
+        before: dict[str, set[str]] = {}
         try:
             await asyncio.gather(*(p.start() for p in procs.values()))
             for p in procs.values():
                 await eventually(p.ready, what=f"{p.name} /readyz", within=60)
+            before = await _objects(procs)
             inventory = procs["inventory"]
             created = await inventory.client.post(
                 "/api/v1/providers",
@@ -59,8 +61,40 @@ async def services(
             assert created.status_code == 201, created.text
             yield procs
         finally:
+            if before:  # the session's database outlives the module: leave nothing in it
+                await _remove(procs, before)
             await asyncio.gather(*(p.terminate() for p in procs.values()))
             await forget(servers.nats_url, "fuzz")
+
+
+#: What a fuzzed request may have created, where: the service, and its list route.
+LISTS = {
+    "/api/v1/plans?archived=true&limit=1000": "planner",
+    "/api/v1/plans?limit=1000": "planner",
+    "/api/v1/networkmaps": "planner",
+    "/api/v1/storagemaps": "planner",
+    "/api/v1/providers": "inventory",
+}
+
+
+async def _objects(procs: dict[str, ServiceProcess]) -> dict[str, set[str]]:
+    """The id of every object each list route lists now."""
+    out: dict[str, set[str]] = {}
+    for route, name in LISTS.items():
+        svc = procs[name]
+        listed = await svc.client.get(route, headers=svc.auth())
+        assert listed.status_code == 200, listed.text
+        out[route] = {item["id"] for item in listed.json()["items"]}
+    return out
+
+
+async def _remove(procs: dict[str, ServiceProcess], before: dict[str, set[str]]) -> None:
+    """Delete what the module created (plans first: a map or provider in use stays)."""
+    for route, ids in (await _objects(procs)).items():
+        svc = procs[LISTS[route]]
+        for new in ids - before[route]:
+            gone = await svc.client.delete(f"{route.partition('?')[0]}/{new}", headers=svc.auth())
+            assert gone.status_code in (204, 404), gone.text
 
 
 @pytest.mark.parametrize("name", SERVICES)
