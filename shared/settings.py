@@ -422,6 +422,32 @@ class OrchestratorSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """The web console (``services.console``): where it forwards each API's paths, so the
+    browser reaches every API on the console's own origin."""
+
+    inventory_url: str = Field(
+        "http://127.0.0.1:8101", pattern=r"^https?://", description="The inventory's base URL."
+    )
+    planner_url: str = Field(
+        "http://127.0.0.1:8102", pattern=r"^https?://", description="The planner's base URL."
+    )
+    orchestrator_url: str = Field(
+        "http://127.0.0.1:8103",
+        pattern=r"^https?://",
+        description="The orchestrator's base URL.",
+    )
+    progress_url: str = Field(
+        "http://127.0.0.1:8104", pattern=r"^https?://", description="The progress service's base URL."
+    )
+    ca_file: Path | None = Field(
+        None, description="CA bundle to verify https service URLs with; unset: the system's."
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="One forwarded call (event streams excepted)."
+    )
+
+
 class HoistSettings(BaseSettings):
     """Everything a Hoist service reads from its environment."""
 
@@ -445,3 +471,4 @@ class HoistSettings(BaseSettings):
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
