@@ -194,10 +194,11 @@ export async function render(main, [ref]) {
     try {
       const o = await get(`/api/v1/migrations/${seg(view.migrationId)}/vms/${seg(view.id)}`);
       const found = [];
+      const diskNames = new Map(view.pipeline.flatMap((s) => (s.tasks || []).map((x) => [x.id, x.name])));
       for (const step of o.pipeline || []) {
         const bad = (step.tasks || []).filter((t) => t.error);
         if (step.error && !bad.length) found.push({ where: step.name, error: step.error, detail: step.detail || {} });
-        for (const t of bad) found.push({ where: `${step.name}, disk ${t.task}`, error: t.error, detail: t.detail || {} });
+        for (const t of bad) found.push({ where: `${step.name}, disk ${diskNames.get(t.task) || t.task}`, error: t.error, detail: t.detail || {} });
       }
       if (!found.length) box.append(h("p", {}, "No failed step was recorded."));
       for (const f of found) {
