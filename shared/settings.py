@@ -438,7 +438,9 @@ class ConsoleSettings(BaseModel):
         description="The orchestrator's base URL.",
     )
     progress_url: str = Field(
-        "http://127.0.0.1:8104", pattern=r"^https?://", description="The progress service's base URL."
+        "http://127.0.0.1:8104",
+        pattern=r"^https?://",
+        description="The progress service's base URL.",
     )
     ca_file: Path | None = Field(
         None, description="CA bundle to verify https service URLs with; unset: the system's."

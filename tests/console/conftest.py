@@ -64,7 +64,9 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="package")
-async def stack(servers: DevServices, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    servers: DevServices, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     database_url = await create_database(servers.database_url)
     spec = StackSpec(
         workdir=tmp_path_factory.mktemp("console-stack"),
@@ -118,7 +120,8 @@ async def axe_violations(page: Page) -> list[dict[str, Any]]:
         await page.add_script_tag(path=str(AXE))
     found: list[dict[str, Any]] = await page.evaluate(
         """async () => {
-            const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag21a']}});
+            const only = {type: 'tag', values: ['wcag2a', 'wcag21a']};
+            const r = await axe.run(document, {runOnly: only});
             return r.violations.map(v => ({id: v.id, help: v.help,
                 nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
         }"""

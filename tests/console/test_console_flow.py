@@ -75,9 +75,9 @@ async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> N
     await page.get_by_role("link", name="Inventory").click()
     await page.get_by_label("Provider").select_option(label="engine (oVirt)")
     await expect(page.get_by_role("table")).to_contain_text("broken")
-    await expect(page.get_by_text("1–3 of 3 vms").first).to_be_visible()
+    await expect(page.get_by_text("1\u20133 of 3 vms").first).to_be_visible()
     await page.get_by_label("Search names").fill("we")
-    await expect(page.get_by_text("1–1 of 1 vms").first).to_be_visible()
+    await expect(page.get_by_text("1\u20131 of 1 vms").first).to_be_visible()
     await page.get_by_role("button", name="Details of web").click()
     await expect(page.get_by_role("heading", name="web")).to_be_visible()
     await check_page(page, "inventory")
@@ -150,7 +150,9 @@ async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> N
     await expect(page.get_by_role("heading", name="Why it failed")).to_be_visible()
     log = page.locator("pre.log").first
     await expect(log).not_to_be_empty()
-    await expect(page.get_by_text(re.compile("Last \\d+ log lines of the populator"))).to_be_visible()
+    await expect(
+        page.get_by_text(re.compile("Last \\d+ log lines of the populator"))
+    ).to_be_visible()
     await check_page(page, "plan-failed-vm")
 
     await expect(events.locator("tbody")).to_contain_text("VM broken", timeout=10 * SECOND)

@@ -61,7 +61,9 @@ async def test_keyboard_only(page: Page, stack: Stack) -> None:
     await page.keyboard.type("keyboard-host")
     await tab_to(page, "Add provider")
     await page.keyboard.press("Enter")
-    await expect(page.get_by_text("Provider keyboard-host added")).to_be_visible(timeout=30 * SECOND)
+    await expect(page.get_by_text("Provider keyboard-host added")).to_be_visible(
+        timeout=30 * SECOND
+    )
     await expect(page.locator("tbody tr", has_text="keyboard-host")).to_contain_text("Ready")
 
     # A plan of the flow test, if it ran (the module's order): its failed VM, by keyboard.

@@ -25,7 +25,11 @@ def test_every_page_file_ships_in_the_package() -> None:
     base = STATIC.parent
     files = [p.relative_to(base).as_posix() for p in STATIC.rglob("*") if p.is_file()]
     assert files
-    missing = [f for f in files if not any(fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
+    missing = [
+        f
+        for f in files
+        if not any(fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)
+    ]
     assert not missing, f"not in package-data {patterns}: {missing}"
 
 
@@ -55,7 +59,11 @@ async def test_pages_policy_and_a_service_that_is_down() -> None:
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
         assert (await client.get("/ui")).headers["location"] == "/ui/"
-        assert (await client.get("/ui/js/app.js")).headers["content-type"].startswith("text/javascript")
+        assert (
+            (await client.get("/ui/js/app.js"))
+            .headers["content-type"]
+            .startswith("text/javascript")
+        )
         gone = await client.get("/api/v1/plans")
         assert gone.status_code == 502
         assert "the planner service at http://127.0.0.1:9 did not answer" in gone.json()["detail"]
