@@ -91,3 +91,20 @@ async def test_forwards_tokens_bodies_errors_and_streams(stack: Stack) -> None:
             assert events.headers["content-type"].startswith("text/event-stream")
             first = await anext(events.aiter_text())
             assert first.startswith("retry:")
+
+
+async def test_what_demo_keep_prints_works(stack: Stack, tmp_path: Path) -> None:
+    """``make demo DEMO_ARGS=--keep`` prints the console's URL and exports that the CLI
+    works with as they are (the token included: without it every call is a 401)."""
+    from tests.cli.conftest import cli_env, run_cli
+    from tools.demo import keep_lines
+
+    lines = keep_lines(stack)
+    assert any(f"{stack.console.url}/ui/" in line for line in lines), lines
+    exports = dict(line.split("export ", 1)[1].split("=", 1) for line in lines if "export " in line)
+    assert exports["HOIST_CLI_TOKEN"] == TOKEN
+    listed = await run_cli(["providers", "list", "-o", "json"], cli_env(tmp_path, **exports))
+    assert listed.code == 0, listed
+    assert "items" in listed.json()
+    plans = await run_cli(["plans", "list"], cli_env(tmp_path, **exports))
+    assert plans.code == 0, plans
