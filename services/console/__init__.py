@@ -9,3 +9,5 @@ one URL a user needs. See docs/console.md.
 """
 
 PORT = 8106
+#: What the console itself serves (an Ingress routes these to it; the APIs go to the services).
+ROUTES = ("/ui",)

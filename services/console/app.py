@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -57,6 +58,10 @@ def create_app(settings: HoistSettings) -> Starlette:
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "service": "console"})
 
+    async def metrics(_request: Request) -> Response:
+        # The process's own (CPU, memory, open files): what a ServiceMonitor scrapes.
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     async def readyz(_request: Request) -> JSONResponse:
         # Ready once it serves: a service being down is the page's to say, per call, not a
         # reason to take the console (and its error messages) away.
@@ -66,6 +71,7 @@ def create_app(settings: HoistSettings) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
             Route("/", _redirect("/ui/")),
             Route("/ui", _redirect("/ui/")),
             Mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui"),
