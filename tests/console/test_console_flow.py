@@ -139,7 +139,13 @@ async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> N
     web_row = page.locator("tr[data-vm]", has_text="web")
     await expect(web_row).to_contain_text("Running", timeout=60 * SECOND)
     await page.get_by_role("button", name="Show VM web").click()
-    await expect(page.get_by_role("table", name="Disks")).to_contain_text("web-data")
+    disks = page.get_by_role("table", name="Disks")
+    await expect(disks).to_contain_text("web-data")
+    # Live from the progress stream: bytes of the throttled disk move.
+    moving = re.compile(r"[1-9][0-9.]* MiB of 16\.0 MiB")
+    await expect(disks.locator("tr", has_text="web-data")).to_contain_text(
+        moving, timeout=30 * SECOND
+    )
     await check_page(page, "plan-running")
     migration = page.get_by_role("heading", name=re.compile("Migration #1"))
     await expect(migration).to_contain_text("Failed", timeout=240 * SECOND)
@@ -155,7 +161,9 @@ async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> N
     ).to_be_visible()
     await check_page(page, "plan-failed-vm")
 
-    await expect(events.locator("tbody")).to_contain_text("VM broken", timeout=10 * SECOND)
+    await expect(events.locator("tbody")).to_contain_text(
+        "VM broken of plan engine-plan", timeout=10 * SECOND
+    )
     await check_page(events, "events")
     await events.close()
 

@@ -2,7 +2,7 @@
 // inventory's stream) and plan, migration and VM changes (the planner's), newest first.
 // Only the newest entries are kept and drawn, so a busy hour never slows the page.
 
-import { stream } from "./api.js";
+import { get, stream } from "./api.js";
 import { h, replace, field, select, badge, debounce } from "./ui.js";
 import { names } from "./state.js";
 
@@ -40,10 +40,14 @@ export async function render(main) {
     }
     else add({ source: "inventory", kind: `${d.kind} ${d.action}`, text: `${names.of(d.providerId)}: ${d.name || d.id || ""}` });
   }, (s) => { state.textContent = s === "open" ? "Live" : "Reconnecting…"; });
+  // Plan names by id: migration and VM frames name their plan by id only.
+  const planNames = new Map();
+  get("/api/v1/plans", { limit: 1000 }).then((page) => page.items.forEach((p) => planNames.set(p.id, p.name))).catch(() => {});
+  const planOf = (id) => planNames.get(id) || id;
   const plans = stream("/api/v1/planner/events", {}, (type, d) => {
-    if (type === "plan") add({ source: "planner", kind: "plan", phase: d.phase, text: `plan ${d.name}` });
-    else if (type === "migration") add({ source: "planner", kind: "migration", phase: d.phase, text: `migration #${d.number} of plan ${d.planId}: ${d.vms.succeeded}/${d.vms.total} succeeded, ${d.vms.failed} failed` });
-    else if (type === "vm") add({ source: "planner", kind: "vm", phase: d.phase, text: `VM ${d.name}${d.step ? `, ${d.step}` : ""}${d.error ? `: ${d.error.reason}: ${d.error.message}` : ""}` });
+    if (type === "plan") { planNames.set(d.id, d.name); add({ source: "planner", kind: "plan", phase: d.phase, text: `plan ${d.name}` }); }
+    else if (type === "migration") add({ source: "planner", kind: "migration", phase: d.phase, text: `migration #${d.number} of plan ${planOf(d.planId)}: ${d.vms.succeeded}/${d.vms.total} succeeded, ${d.vms.failed} failed` });
+    else if (type === "vm") add({ source: "planner", kind: "vm", phase: d.phase, text: `VM ${d.name} of plan ${planOf(d.planId)}${d.step ? `, ${d.step}` : ""}${d.error ? `: ${d.error.reason}: ${d.error.message}` : ""}` });
   });
   filter.addEventListener("input", redraw);
   source.addEventListener("change", draw);

@@ -21,6 +21,9 @@ export async function render(main, [ref]) {
   const phase = select([["", "every phase"], ...["Pending", "Running", "Succeeded", "Failed", "Canceled", "Skipped"].map((p) => [p, p])], "", { name: "vm-phase", id: "vm-phase" });
   const cursor = new Cursor();
   const rows = new Map();
+  // The newest frame of every VM of the plan (the stream replays them all once): a page
+  // drawn later starts from them. One small object per VM, even at 20,000.
+  const latest = new Map();
   let chosen = null;
   const mapNames = {};
 
@@ -120,7 +123,12 @@ export async function render(main, [ref]) {
       const page = await get(`/api/v1/plans/${seg(plan.id)}/vms`, { phase: phase.value, limit: PAGE, cursor: cursor.cursor });
       cursor.next = page.next;
       rows.clear();
-      const body = h("tbody", {}, page.items.map((vm) => { const tr = vmRow(vm); rows.set(vm.id, { tr, vm }); return tr; }));
+      const body = h("tbody", {}, page.items.map((item) => {
+        // The stream may have told of a VM before (or after) this page was read: the newer wins.
+        const seen = latest.get(item.id);
+        const vm = seen && seen.migrationId === item.migrationId && seen.revision > item.revision ? seen : item;
+        const tr = vmRow(vm); rows.set(vm.id, { tr, vm }); return tr;
+      }));
       const shown = { size: PAGE, count: page.items.length };
       replace(vmsBox,
         page.migrationId ? "" : h("p", {}, "The plan has not run yet."),
@@ -141,7 +149,7 @@ export async function render(main, [ref]) {
     stopProgress = stream("/api/v1/progress/events", { vm: vm.id }, (type, d) => {
       if (type !== "disk") return;
       const disk = disks.get(d.diskId);
-      if (disk) replace(disk.tr, diskCells(d.diskId, d.bytesDone, d.bytesTotal, d.rateBytesPerSecond, d.etaSeconds), disk.state);
+      if (disk) replace(disk.tr, diskCells(disk.name, d.bytesDone, d.bytesTotal, d.rateBytesPerSecond, d.etaSeconds), disk.state);
     });
   }
 
@@ -154,12 +162,14 @@ export async function render(main, [ref]) {
     let view;
     try { view = await get(`/api/v1/plans/${seg(plan.id)}/vms/${seg(vm.id)}`, { migration: vm.migrationId }); }
     catch (e) { replace(detail, errorBox(e)); return; }
-    const transfer = view.pipeline.find((s) => s.name === "DiskTransfer" || (s.tasks && s.tasks.length));
+    // The disks are DiskTransfer's tasks (DiskAllocation's count claims, not bytes).
+    const transfer = view.pipeline.find((s) => s.name === "DiskTransfer");
     const diskRows = (transfer ? transfer.tasks : []).map((t) => {
-      const tr = h("tr", {}, diskCells(t.name || t.id, t.progress.completed, t.progress.total, t.rateBytesPerSecond, t.state === "Running" ? t.etaSeconds : null));
+      const name = t.name || t.id;
+      const tr = h("tr", {}, diskCells(name, t.progress.completed, t.progress.total, t.rateBytesPerSecond, t.state === "Running" ? t.etaSeconds : null));
       const state = h("td", {}, badge(t.state));
       tr.append(state);
-      disks.set(t.id, { tr, state });
+      disks.set(t.id, { tr, state, name });
       return tr;
     });
     const parts = [
@@ -175,7 +185,11 @@ export async function render(main, [ref]) {
     parts.push(table("Steps", [
       { title: "Step", cell: (s) => s.name },
       { title: "State", cell: (s) => badge(s.state) },
-      { title: "Progress", cell: (s) => s.progress && s.progress.total ? meter(s.progress.completed, s.progress.total, s.name) : "" },
+      { title: "Progress", cell: (s) => {
+        if (!s.progress || !s.progress.total) return "";
+        // Bytes for the copy; other steps count their own units (claims, precopies).
+        return s.name === "DiskTransfer" ? meter(s.progress.completed, s.progress.total, s.name) : `${s.progress.completed} of ${s.progress.total}`;
+      } },
       { title: "Started", cell: (s) => when(s.startedAt) },
       { title: "Error", cell: (s) => s.error ? `${s.error.reason}: ${s.error.message}` : "" },
     ], view.pipeline));
@@ -229,6 +243,8 @@ export async function render(main, [ref]) {
       if (type === "plan" && plan.status && data.revision === plan.status.revision) return;
       later();
     } else if (type === "vm") {
+      const known = latest.get(data.id);
+      if (!known || known.migrationId !== data.migrationId || data.revision >= known.revision) latest.set(data.id, data);
       const row = rows.get(data.id);
       if (row && data.revision >= row.vm.revision && data.migrationId === row.vm.migrationId) {
         const tr = vmRow(data);

@@ -58,7 +58,8 @@ function status(p) {
 
 function counts(c) {
   if (!c) return "";
-  const parts = Object.entries(c).filter(([, n]) => n).map(([k, n]) => `${n} ${k}${n === 1 ? "" : "s"}`);
+  const plural = (k, n) => (n === 1 ? k : k.endsWith("s") ? `${k}es` : `${k}s`);
+  const parts = Object.entries(c).filter(([, n]) => n).map(([k, n]) => `${n} ${plural(k, n)}`);
   return parts.join(", ");
 }
 
