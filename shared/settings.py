@@ -422,26 +422,21 @@ class OrchestratorSettings(BaseModel):
     )
 
 
+def _service_url(port: int, service: str) -> str:
+    """A service's base URL field (pydantic's ``Field`` stands for its value's type)."""
+    return Field(
+        f"http://127.0.0.1:{port}", pattern=r"^https?://", description=f"The {service}'s base URL."
+    )
+
+
 class ConsoleSettings(BaseModel):
     """The web console (``services.console``): where it forwards each API's paths, so the
     browser reaches every API on the console's own origin."""
 
-    inventory_url: str = Field(
-        "http://127.0.0.1:8101", pattern=r"^https?://", description="The inventory's base URL."
-    )
-    planner_url: str = Field(
-        "http://127.0.0.1:8102", pattern=r"^https?://", description="The planner's base URL."
-    )
-    orchestrator_url: str = Field(
-        "http://127.0.0.1:8103",
-        pattern=r"^https?://",
-        description="The orchestrator's base URL.",
-    )
-    progress_url: str = Field(
-        "http://127.0.0.1:8104",
-        pattern=r"^https?://",
-        description="The progress service's base URL.",
-    )
+    inventory_url: str = _service_url(8101, "inventory")
+    planner_url: str = _service_url(8102, "planner")
+    orchestrator_url: str = _service_url(8103, "orchestrator")
+    progress_url: str = _service_url(8104, "progress service")
     ca_file: Path | None = Field(
         None, description="CA bundle to verify https service URLs with; unset: the system's."
     )

@@ -30,6 +30,25 @@ async def sign_in(page: Page, stack: Stack) -> None:
     await page.get_by_role("navigation", name="Sections").wait_for()
 
 
+async def new_map(
+    page: Page, kind: str, name: str, source: str, destination: dict[str, str]
+) -> None:
+    """A map from the engine to the cluster with one entry, made in the map editor, whose
+    choices (the source's networks or storage, the target's) come from the inventory."""
+    from playwright.async_api import expect
+
+    await page.get_by_role("link", name=f"New {kind} map").click()
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Source provider").select_option(label="engine")
+    await page.get_by_label("Target provider").select_option(label="host")
+    await page.get_by_label("Source", exact=True).select_option(label=source)
+    for label, value in destination.items():
+        await page.get_by_label(label).select_option(value)
+    await check_page(page, f"map-{kind}")
+    await page.get_by_role("button", name="Save map").click()
+    await expect(page.get_by_role("heading", name="Maps", exact=True)).to_be_visible()
+
+
 async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> None:
     from playwright.async_api import expect
 
@@ -84,24 +103,9 @@ async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> N
 
     # --- maps ----------------------------------------------------------------------------
     await page.get_by_role("link", name="Maps").click()
-    await page.get_by_role("link", name="New network map").click()
-    await page.get_by_label("Name", exact=True).fill("engine-net")
-    await page.get_by_label("Source provider").select_option(label="engine")
-    await page.get_by_label("Target provider").select_option(label="host")
-    await page.get_by_label("Source", exact=True).select_option(label="prod")
-    await page.get_by_label("Destination type").select_option("pod")
-    await check_page(page, "map-network")
-    await page.get_by_role("button", name="Save map").click()
-    await expect(page.get_by_role("heading", name="Maps", exact=True)).to_be_visible()
-    await page.get_by_role("link", name="New storage map").click()
-    await page.get_by_label("Name", exact=True).fill("engine-storage")
-    await page.get_by_label("Source provider").select_option(label="engine")
-    await page.get_by_label("Target provider").select_option(label="host")
-    await page.get_by_label("Source", exact=True).select_option(label="data")
-    await page.get_by_label("Storage class").select_option("standard")
-    await page.get_by_label("Volume mode").select_option("Filesystem")
-    await page.get_by_role("button", name="Save map").click()
-    await expect(page.get_by_role("heading", name="Maps", exact=True)).to_be_visible()
+    await new_map(page, "network", "engine-net", "prod", {"Destination type": "pod"})
+    await new_map(page, "storage", "engine-storage", "data",
+                  {"Storage class": "standard", "Volume mode": "Filesystem"})  # fmt: skip
     await expect(page.get_by_role("table", name="Storage maps")).to_contain_text("engine")
     await check_page(page, "maps")
 
