@@ -103,11 +103,19 @@ export async function render(main, [ref]) {
     );
   }
 
+  // A VM's row. Its button stays the same element while the stream updates the other
+  // cells, so a click (or keyboard focus) on it is never lost to a redraw.
   function vmRow(vm) {
-    const tr = h("tr", { "data-vm": vm.id });
+    const button = h("button", { type: "button", "aria-label": `Show VM ${vm.name}`, onclick: () => choose(rows.get(vm.id).vm) }, vm.name);
+    const tr = h("tr", { "data-vm": vm.id }, h("td", {}, button));
+    fillRow(tr, vm);
+    return tr;
+  }
+
+  function fillRow(tr, vm) {
     const err = vm.error ? `${vm.error.reason}: ${vm.error.message}` : vm.waiting ? vm.waiting.note : "";
-    replace(tr,
-      h("td", {}, h("button", { type: "button", "aria-label": `Show VM ${vm.name}`, onclick: () => choose(vm) }, vm.name)),
+    while (tr.children.length > 1) tr.lastChild.remove();
+    tr.append(
       h("td", {}, badge(vm.phase)),
       h("td", {}, vm.step || ""),
       h("td", {}, meter(vm.progress.completed, vm.progress.total, `${vm.name} copied`)),
@@ -115,7 +123,6 @@ export async function render(main, [ref]) {
       h("td", { class: "num" }, vm.phase === "Running" ? duration(vm.etaSeconds) : ""),
       h("td", {}, err),
     );
-    return tr;
   }
 
   async function loadVms() {
@@ -127,7 +134,8 @@ export async function render(main, [ref]) {
         // The stream may have told of a VM before (or after) this page was read: the newer wins.
         const seen = latest.get(item.id);
         const vm = seen && seen.migrationId === item.migrationId && seen.revision > item.revision ? seen : item;
-        const tr = vmRow(vm); rows.set(vm.id, { tr, vm }); return tr;
+        rows.set(vm.id, { tr: null, vm });
+        const tr = vmRow(vm); rows.get(vm.id).tr = tr; return tr;
       }));
       const shown = { size: PAGE, count: page.items.length };
       replace(vmsBox,
@@ -247,9 +255,8 @@ export async function render(main, [ref]) {
       if (!known || known.migrationId !== data.migrationId || data.revision >= known.revision) latest.set(data.id, data);
       const row = rows.get(data.id);
       if (row && data.revision >= row.vm.revision && data.migrationId === row.vm.migrationId) {
-        const tr = vmRow(data);
-        row.tr.replaceWith(tr);
-        rows.set(data.id, { tr, vm: data });
+        fillRow(row.tr, data);
+        row.vm = data;
       }
       if (chosen && data.id === chosen.id && !vmPending && data.revision !== chosen.revision) {
         chosen = data;
