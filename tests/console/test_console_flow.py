@@ -183,3 +183,8 @@ async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> N
     await check_page(page, "plans")
     await row.get_by_role("link", name="engine-plan").click()
     await expect(page.get_by_role("button", name="Run again")).to_be_visible()
+    await page.get_by_role("button", name="Archive").click()
+    await expect(page.get_by_role("heading", name=re.compile("archived"))).to_be_visible()
+    await expect(page.get_by_role("button", name="Run again")).to_have_count(0)
+    await page.get_by_role("button", name="Unarchive").click()
+    await expect(page.get_by_role("button", name="Run again")).to_be_visible()

@@ -31,11 +31,16 @@ function dest(kind, d) {
   return d.type === "multus" ? `multus ${d.namespace ? d.namespace + "/" : ""}${d.name}` : d.type;
 }
 
+// The objects of a provider's collection to choose from; none if its type has no such
+// collection (the API answers 404 for it) or the provider is not chosen yet.
 async function choices(providerId, collection) {
   if (!providerId) return [];
-  const p = names.byId.get(providerId);
-  if (!p || !(p.collections || []).includes(collection)) return [];
-  return all(`/api/v1/providers/${seg(providerId)}/${collection}`, {}, 5000);
+  try {
+    return await all(`/api/v1/providers/${seg(providerId)}/${collection}`, {}, 5000);
+  } catch (e) {
+    if (e.status === 404) return [];
+    throw e;
+  }
 }
 
 export async function renderEdit(main, [kind, ref]) {
