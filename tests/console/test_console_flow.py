@@ -188,3 +188,20 @@ async def test_from_providers_to_a_failed_vms_log(page: Page, stack: Stack) -> N
     await expect(page.get_by_role("button", name="Run again")).to_have_count(0)
     await page.get_by_role("button", name="Unarchive").click()
     await expect(page.get_by_role("button", name="Run again")).to_be_visible()
+
+    # The wizard's other way to choose VMs: a filter, resolved when the plan is written.
+    await page.get_by_role("link", name="Plans").click()
+    await page.get_by_role("link", name="New plan").click()
+    await page.get_by_label("Plan name").fill("engine-filtered")
+    await page.get_by_label("Target namespace").fill("migrated")
+    await page.get_by_role("button", name="Next", exact=True).click()
+    await page.get_by_label("By filter").check()
+    await page.get_by_label("Name patterns").fill("d?")
+    for _ in range(3):
+        await page.get_by_role("button", name="Next", exact=True).click()
+    await page.get_by_role("button", name="Create plan").click()
+    await expect(
+        page.get_by_role("heading", name=re.compile("Plan engine-filtered"))
+    ).to_be_visible()
+    facts = page.locator("dl.facts")
+    await expect(facts.locator("dd").nth(4)).to_have_text("1")  # db, by its name pattern
