@@ -27,9 +27,12 @@ def seg(value: object) -> str:
 class ApiError(Exception):
     """An API answered with an error status."""
 
-    def __init__(self, method: str, url: str, status: int, body: Any) -> None:
+    def __init__(self, method: str, url: str, status: int, body: Any, hint: str = "") -> None:
         super().__init__(f"{method} {url}: {status}")
         self.method, self.url, self.status, self.body = method, url, status, body
+        #: What the user should check, when the status alone would mislead (a URL that
+        #: points at another service answers 404 for a path it does not serve).
+        self.hint = hint
 
 
 class Unreachable(Exception):
@@ -56,6 +59,14 @@ def _why(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     return str(exc) or type(exc).__name__
+
+
+def _no_route(status: int, body: Any) -> bool:
+    """A 404 from routing (no such path here), not one about a missing object: the
+    framework's bare answer, or a page that is not JSON at all."""
+    if status != 404:
+        return False
+    return body == {"detail": "Not Found"} or not isinstance(body, dict)
 
 
 class Api:
@@ -88,7 +99,26 @@ class Api:
             body: Any = r.json()
         except ValueError:
             body = r.text
-        raise ApiError(method, str(r.request.url.copy_with(query=None)), r.status_code, body)
+        hint = await self._wrong_service(service) if _no_route(r.status_code, body) else ""
+        url = str(r.request.url.copy_with(query=None))
+        raise ApiError(method, url, r.status_code, body, hint)
+
+    async def _wrong_service(self, service: str) -> str:
+        """Why a path has no route at this service's URL: the URL is another Hoist service
+        (its ``/healthz`` names it), or something that is not Hoist at all."""
+        base = self.settings.url(service)
+        named: Any = None
+        try:
+            r = await self.http.get(f"{base}/healthz")
+            named = r.json().get("service") if r.is_success else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            named = None
+        where = f"HOIST_CLI_{service.upper()}_URL, --url or HOIST_CLI_URL"
+        if named == service:
+            return f"{base} is the {service} service, but it does not serve this path: is it older?"
+        if isinstance(named, str) and named:
+            return f"{base} is the {named} service, not the {service}: check {where}"
+        return f"{base} does not look like Hoist's {service} service: check {where}"
 
     async def get(self, service: str, path: str, **params: Any) -> Any:
         return (await self.request(service, "GET", path, params=params)).json()

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from cli.bodies import body_options, merged
 from cli.client import Api, seg
+from cli.names import Names, lookup
 from cli.output import emit_json, fields, out, problems, table
 from cli.runner import json_mode, output_option, run, show
 
@@ -116,14 +117,15 @@ def _source_text(s: dict[str, Any]) -> str:
     return f"id:{s['id']}" if s.get("id") else str(s.get("name"))
 
 
-def show_map(kind: str, m: dict[str, Any]) -> None:
+def show_map(kind: str, m: dict[str, Any], names: Names | None = None) -> None:
+    names = names or Names()
     fields(
         [
             ("name", m["name"]),
             ("id", m["id"]),
             ("kind", f"{kind} map"),
-            ("source", m.get("sourceProvider")),
-            ("target", m.get("targetProvider")),
+            ("source", names.of(m.get("sourceProvider"))),
+            ("target", names.of(m.get("targetProvider"))),
         ]
     )
     table(
@@ -169,7 +171,7 @@ def _create_command(kind: str) -> None:
                 emit_json(m)
             else:
                 out.print(f"{kind} map {m['name']} created")
-                show_map(kind, m)
+                show_map(kind, m, await lookup(api))
 
         run(work)
 
@@ -190,12 +192,13 @@ def list_(kind: str | None) -> None:
         if json_mode():
             emit_json(found[kind] if kind else found)
             return
+        names = await lookup(api)
         rows = [
             (
                 k,
                 m["name"],
-                m.get("sourceProvider"),
-                m.get("targetProvider"),
+                names.of(m.get("sourceProvider")),
+                names.of(m.get("targetProvider")),
                 len(m["entries"]),
                 Text(
                     str(len(m.get("problems") or [])), style="yellow" if m.get("problems") else ""
@@ -218,7 +221,8 @@ def get(kind: str, ref: str) -> None:
 
     async def work(api: Api) -> None:
         m = await api.get("planner", f"/api/v1/{kind}maps/{seg(ref)}")
-        show(m, lambda: show_map(kind, m))
+        names = Names() if json_mode() else await lookup(api)
+        show(m, lambda: show_map(kind, m, names))
 
     run(work)
 

@@ -154,6 +154,8 @@ def describe_api_error(exc: ApiError) -> list[str]:
             )
         if not detail.get("message") and not detail.get("problems"):
             lines.append(f"  {json.dumps(detail)}")
+    if exc.hint:
+        lines.append(f"  {exc.hint}")
     if exc.status == 401:
         lines.append(
             "  (give a token: --token, --token-file, HOIST_CLI_TOKEN or `token` in the config)"

@@ -12,6 +12,7 @@ from rich.text import Text
 from cli import diagnosing, watching
 from cli.bodies import body_options, merged
 from cli.client import Api, seg
+from cli.names import Names, lookup
 from cli.output import duration, emit_json, emit_line, fields, out, problems, styled, table
 from cli.runner import Failure, json_mode, output_option, run, show, state
 
@@ -64,16 +65,24 @@ def _migration_text(plan: dict[str, Any]) -> str:
     return f"warm, a precopy every {plan.get('precopyIntervalMinutes', 60)} min until the cutover"
 
 
-def show_plan(plan: dict[str, Any]) -> None:
+def show_plan(plan: dict[str, Any], names: Names | None = None) -> None:
+    names = names or Names()
     vms = plan.get("vms") or []
     fields(
         [
             ("name", plan["name"]),
             ("id", plan["id"]),
             ("phase", styled(plan["phase"])),
-            ("source", plan.get("sourceProvider")),
-            ("target", f"{plan.get('targetProvider')} namespace {plan.get('targetNamespace')}"),
-            ("maps", f"network {plan.get('networkMap')}, storage {plan.get('storageMap')}"),
+            ("source", names.of(plan.get("sourceProvider"))),
+            (
+                "target",
+                f"{names.of(plan.get('targetProvider'))} namespace {plan.get('targetNamespace')}",
+            ),
+            (
+                "maps",
+                f"network {names.of(plan.get('networkMap'))}, "
+                f"storage {names.of(plan.get('storageMap'))}",
+            ),
             ("VMs", ", ".join(_vm_label(v) for v in vms) or "-"),
             ("migration", _migration_text(plan)),
             ("power state", plan.get("targetPowerState")),
@@ -189,7 +198,7 @@ def create(
             emit_json(plan)
         else:
             out.print(f"plan {plan['name']} created")
-            show_plan(plan)
+            show_plan(plan, await lookup(api, maps=True))
 
     run(work)
 
@@ -202,7 +211,8 @@ def validate(ref: str) -> None:
 
     async def work(api: Api) -> int:
         plan = await api.post("planner", f"/api/v1/plans/{seg(ref)}/validate")
-        show(plan, lambda: show_plan(plan))
+        names = Names() if json_mode() else await lookup(api, maps=True)
+        show(plan, lambda: show_plan(plan, names))
         return 1 if _errors(plan) else 0
 
     run(work)
@@ -240,11 +250,14 @@ def list_(archived: bool) -> None:
             v = m["vms"]
             return f"{v['succeeded']}/{v['total']} ok, {v['failed']} failed, {v['running']} running"
 
+        names = await lookup(api)
         table(
-            ("name", "phase", "VMs", "problems", "current run"),
+            ("name", "from -> to", "phase", "VMs", "problems", "current run"),
             (
                 (
                     p["name"],
+                    f"{names.of(p.get('sourceProvider'))} -> {names.of(p.get('targetProvider'))}"
+                    f"/{p.get('targetNamespace')}",
                     styled(p["phase"]),
                     len(p.get("vms") or []),
                     Text(str(len(p.get("problems") or [])), style="red" if _errors(p) else ""),
@@ -265,7 +278,8 @@ def get(ref: str) -> None:
 
     async def work(api: Api) -> None:
         plan = await api.get("planner", f"/api/v1/plans/{seg(ref)}")
-        show(plan, lambda: show_plan(plan))
+        names = Names() if json_mode() else await lookup(api, maps=True)
+        show(plan, lambda: show_plan(plan, names))
 
     run(work)
 

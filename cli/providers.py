@@ -16,6 +16,7 @@ from rich.text import Text
 from cli.client import Api, seg
 from cli.output import SEVERITY_STYLE, emit_json, fields, out, styled, table
 from cli.runner import Failure, json_mode, output_option, run, show
+from shared.payloads import ProviderType
 
 TYPES = ("ovirt", "openstack", "kubevirt")
 SEVERITY_ORDER = {"Critical": 0, "Warning": 1, "Information": 2}
@@ -209,7 +210,7 @@ def add(
     if sum(bool(x) for x in (ca_file, fingerprint, insecure_skip_verify)) > 1:
         raise click.UsageError("choose one of --ca-file, --fingerprint, --insecure-skip-verify")
     if ptype != "kubevirt" and not url:
-        raise click.UsageError(f"a {ptype} provider needs --url")
+        raise click.UsageError(f"{ProviderType(ptype).phrase()} needs --url")
     secret = _password(password_env, password_stdin)
     creds = credentials(ptype, user, secret, project, domain, region, kubeconfig)
     tls: dict[str, Any] = {}

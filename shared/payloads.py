@@ -35,6 +35,24 @@ class ProviderType(StrEnum):
     OPENSTACK = "openstack"
     KUBEVIRT = "kubevirt"
 
+    @property
+    def display(self) -> str:
+        """The name people write: oVirt, OpenStack, KubeVirt."""
+        return _PROVIDER_TITLES[self]
+
+    def phrase(self, noun: str = "provider") -> str:
+        """``an oVirt provider``, ``an OpenStack source``, ``a KubeVirt provider``: messages
+        read as people write them."""
+        title = self.display
+        return f"{'an' if title[0].lower() in 'aeio' else 'a'} {title} {noun}"
+
+
+_PROVIDER_TITLES = {
+    ProviderType.OVIRT: "oVirt",
+    ProviderType.OPENSTACK: "OpenStack",
+    ProviderType.KUBEVIRT: "KubeVirt",
+}
+
 
 class ProviderPhase(StrEnum):
     STAGING = "Staging"

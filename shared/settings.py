@@ -422,6 +422,29 @@ class OrchestratorSettings(BaseModel):
     )
 
 
+def _service_url(port: int, service: str) -> str:
+    """A service's base URL field (pydantic's ``Field`` stands for its value's type)."""
+    return Field(
+        f"http://127.0.0.1:{port}", pattern=r"^https?://", description=f"The {service}'s base URL."
+    )
+
+
+class ConsoleSettings(BaseModel):
+    """The web console (``services.console``): where it forwards each API's paths, so the
+    browser reaches every API on the console's own origin."""
+
+    inventory_url: str = _service_url(8101, "inventory")
+    planner_url: str = _service_url(8102, "planner")
+    orchestrator_url: str = _service_url(8103, "orchestrator")
+    progress_url: str = _service_url(8104, "progress service")
+    ca_file: Path | None = Field(
+        None, description="CA bundle to verify https service URLs with; unset: the system's."
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="One forwarded call (event streams excepted)."
+    )
+
+
 class HoistSettings(BaseSettings):
     """Everything a Hoist service reads from its environment."""
 
@@ -445,3 +468,4 @@ class HoistSettings(BaseSettings):
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)

@@ -92,10 +92,9 @@ async def run(args: argparse.Namespace) -> int:
                     print(line)
                 print(f"report: {args.report}")
                 if args.keep:
-                    print(f"\nlogs: {WORKDIR}\nthe stack keeps running; Ctrl-C stops everything.")
-                    for name, value in stack.cli_env().items():
-                        if name != "HOIST_CLI_TOKEN":
-                            print(f"  export {name}={value}")
+                    print(f"\nlogs: {WORKDIR}")
+                    for line in keep_lines(stack):
+                        print(line)
                     await until_interrupted()
                 return code
     except Exception as exc:  # the report says what broke, even when the stack did
@@ -142,6 +141,20 @@ async def _delete_streams(nats_url: str, prefix: str) -> None:
         await nc.close()
 
 
+def keep_lines(stack: Stack) -> list[str]:
+    """What a user needs to go on with a stack ``--keep`` left running: the console's URL,
+    and the CLI's settings, token included (the services accept only this run's token; an
+    export without it is answered 401). The console serves every API on its one URL."""
+    return [
+        "the stack keeps running; Ctrl-C stops everything.",
+        f"web console  {stack.console.url}/ui/  (sign in with the token below)",
+        'the hoist CLI (and curl -H "Authorization: Bearer $HOIST_CLI_TOKEN" $HOIST_CLI_URL/...):',
+        f"  export HOIST_CLI_URL={stack.console.url}",
+        f"  export HOIST_CLI_TOKEN={stack.spec.token}",
+        f"  export KUBECONFIG={stack.kubeconfig.resolve()}",
+    ]
+
+
 def _describe(stack: Stack, external_nats: bool, external_db: bool) -> None:
     print(f"Kubernetes   {stack.cluster.url}  (simulated; kubeconfig {stack.kubeconfig})")
     if stack.engine is not None:
@@ -157,6 +170,7 @@ def _describe(stack: Stack, external_nats: bool, external_db: bool) -> None:
     print(f"PostgreSQL   {'HOIST_DATABASE_URL' if external_db else 'private server'}")
     for name, svc in stack.services.items():
         print(f"{name:<13}{svc.url}")
+    print(f"{'console':<13}{stack.console.url}/ui/  (every API on one URL)")
 
 
 async def _migrate(

@@ -86,6 +86,8 @@ class Stack:
         self.cloud: Cloud | None = cloud
         self.services: dict[str, ServiceProcess] = {}
         self.controller: ControllerProcess
+        #: The web console: the pages under /ui and every API on its one URL.
+        self.console: ServiceProcess
         self._exits = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Stack:
@@ -135,14 +137,17 @@ class Stack:
                 extra["HOIST_PLANNER_INVENTORY_URL"] = self.services["inventory"].url
             self.services[name] = ServiceProcess(name, env | extra, self.logs, spec.token)
         self.controller = ControllerProcess(env, self.logs)
+        upstreams = {f"HOIST_CONSOLE_{n.upper()}_URL": s.url for n, s in self.services.items()}
+        self.console = ServiceProcess("console", env | upstreams, self.logs, spec.token)
         # Registered before they start, so a failed start still stops what did start.
         self._exits.push_async_callback(self._stop_processes)
-        await asyncio.gather(*(s.start() for s in self.services.values()))
+        every = {**self.services, "console": self.console}
+        await asyncio.gather(*(s.start() for s in every.values()))
         await self.controller.start()
-        ready = await asyncio.gather(*(s.wait_ready(90) for s in self.services.values()))
+        ready = await asyncio.gather(*(s.wait_ready(90) for s in every.values()))
         late = [
             f"{name}: {state.get('status')} {state.get('checks', '')}"
-            for name, state in zip(self.services, ready, strict=True)
+            for name, state in zip(every, ready, strict=True)
             if state.get("http_status") != 200
         ]
         if late:
@@ -257,6 +262,9 @@ class Stack:
 
         await stop("orchestrator")
         await asyncio.gather(*(stop(n) for n in ("planner", "progress", "inventory")))
+        if hasattr(self, "console"):
+            with contextlib.suppress(RuntimeError):
+                await self.console.terminate()
         if hasattr(self, "controller"):
             await self.controller.stop()
 

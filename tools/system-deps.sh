@@ -7,11 +7,12 @@
 # fdisk (sfdisk), dosfstools and mtools (the EFI partition), qemu-system-x86 and ovmf.
 # ConvertGuest's conversion pods run virt-v2v-in-place (virt-v2v, with nbdkit and
 # libguestfs-tools) as the simulated kubelet runs them on this machine; libguestfs boots its
-# appliance with a kernel from /boot, which supermin only recommends: the cloud kernel.
+# appliance with a kernel from /boot, which supermin only recommends: the cloud kernel. The
+# web console's browser tests (tests/console) drive Debian's chromium through Playwright.
 # Installs only what is missing; needs root (or sudo) for that.
 set -eu
 
-packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils qemu-system-x86 ovmf debootstrap fdisk dosfstools mtools e2fsprogs virt-v2v nbdkit libguestfs-tools linux-image-cloud-amd64"
+packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils qemu-system-x86 ovmf debootstrap fdisk dosfstools mtools e2fsprogs virt-v2v nbdkit libguestfs-tools linux-image-cloud-amd64 chromium"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

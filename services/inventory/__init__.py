@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from services.inventory import api, db, domain, events
+from shared.apiroutes import ROUTES
 from shared.service.spec import ServiceSpec
 
 SPEC = ServiceSpec(
@@ -10,7 +11,7 @@ SPEC = ServiceSpec(
     title="Inventory",
     summary="Providers and the live inventories of oVirt, OpenStack and target clusters.",
     port=8101,
-    routes=("/api/v1/providers", "/api/v1/inventory"),
+    routes=ROUTES["inventory"],
     router=api.router,
     metadata=db.metadata,
     migrations=Path(__file__).parent / "migrations",

@@ -196,7 +196,8 @@ def _kind(row: Any, collection: str) -> str:
     if kind is None or kind not in KINDS_BY_TYPE[ProviderType(row["type"])]:
         offered = ", ".join(COLLECTIONS[k] for k in KINDS_BY_TYPE[ProviderType(row["type"])])
         raise NotFound(
-            f"a {row['type']} provider has no collection {collection!r}; it has: {offered}"
+            f"{ProviderType(row['type']).phrase()} has no collection {collection!r}; "
+            f"it has: {offered}"
         )
     return kind
 

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.inventory import db
+from services.inventory.items import COLLECTIONS, KINDS_BY_TYPE
 from services.inventory.sources import source_class
 from services.inventory.sources.contract import ConnectionProblem, ProviderInfo
 from shared import catalog
@@ -264,6 +265,9 @@ def as_public(row: Any) -> dict[str, Any]:
             "facts": row["facts"],
             "counts": row["counts"],
         },
+        # What ``/providers/{ref}/{collection}`` serves for this type, so a client lists
+        # them rather than knowing each type's kinds.
+        "collections": [COLLECTIONS[k] for k in KINDS_BY_TYPE[ProviderType(row["type"])]],
         "revision": row["revision"],
         "createdAt": row["created_at"].isoformat(),
         "updatedAt": row["updated_at"].isoformat(),

@@ -92,7 +92,9 @@ class Store:
         allowed = set(KINDS_BY_TYPE[provider_type])
         stray = {k for k, _ in rows} - allowed
         if stray:
-            raise ValueError(f"a {provider_type} source produced kinds {sorted(stray)}")
+            raise ValueError(
+                f"{ProviderType(provider_type).phrase('source')} produced kinds {sorted(stray)}"
+            )
         result = Applied()
         async with self.engine.begin() as conn:
             # The provider's row lock: a delete takes it too, so a batch is stored either

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from services.orchestrator import api, db, domain, events
+from shared.apiroutes import ROUTES
 from shared.service.spec import ServiceSpec
 
 SPEC = ServiceSpec(
@@ -10,7 +11,7 @@ SPEC = ServiceSpec(
     title="Orchestrator",
     summary="Runs each VM's migration pipeline: populators, PVCs, the KubeVirt VM, cleanup.",
     port=8103,
-    routes=("/api/v1/migrations", "/api/v1/orchestrator"),
+    routes=ROUTES["orchestrator"],
     router=api.router,
     metadata=db.metadata,
     migrations=Path(__file__).parent / "migrations",

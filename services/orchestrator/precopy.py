@@ -60,7 +60,7 @@ from services.orchestrator.sources.backups import (
 from services.orchestrator.sources.contract import SourceError
 from services.orchestrator.sources.errors import SOURCE_UNSUPPORTED
 from shared import populator as contract
-from shared.payloads import StepProgress, StepState
+from shared.payloads import ProviderType, StepProgress, StepState
 from shared.populator.stages import BackupMode, Checkpoint, Stages, spec_with_stages
 
 log = logging.getLogger("hoist.orchestrator.precopy")
@@ -149,7 +149,8 @@ async def _source(ctx: StepContext) -> BackupSource:
     if not isinstance(source, BackupSource):
         raise SourceError(
             SOURCE_UNSUPPORTED,
-            f"a {ctx.source_type} source has no changed-block backups: it cannot go warm",
+            f"{ProviderType(ctx.source_type).phrase('source')} has no changed-block backups: "
+            "it cannot go warm",
             permanent=True,
         )
     return source

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from services.planner import api, db, domain, events
+from shared.apiroutes import ROUTES
 from shared.service.spec import ServiceSpec
 
 SPEC = ServiceSpec(
@@ -10,7 +11,7 @@ SPEC = ServiceSpec(
     title="Planner",
     summary="Network and storage maps, migration plans, their validation and live status.",
     port=8102,
-    routes=("/api/v1/plans", "/api/v1/networkmaps", "/api/v1/storagemaps", "/api/v1/planner"),
+    routes=ROUTES["planner"],
     router=api.router,
     metadata=db.metadata,
     migrations=Path(__file__).parent / "migrations",

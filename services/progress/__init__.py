@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from services.progress import api, db, domain, events
+from shared.apiroutes import ROUTES
 from shared.service.spec import ServiceSpec
 
 SPEC = ServiceSpec(
@@ -10,7 +11,7 @@ SPEC = ServiceSpec(
     title="Progress",
     summary="Pulls populator pods' metrics into PostgreSQL and publishes disk and VM progress.",
     port=8104,
-    routes=("/api/v1/progress",),
+    routes=ROUTES["progress"],
     router=api.router,
     metadata=db.metadata,
     migrations=Path(__file__).parent / "migrations",

@@ -217,8 +217,15 @@ def test_rendered_environment_is_what_the_services_parse(monkeypatch: pytest.Mon
         settings = _settings_from(_container(default, _name("hoist", component)), monkeypatch)
         assert settings.http.host == "0.0.0.0"  # noqa: S104 (in a pod: every interface)
         assert settings.kube.namespace == r.NAMESPACE
-        assert settings.nats.servers == ["nats://hoist-nats.hoist.svc:4222"]
         assert settings.kube.kubeconfig is None
+        if component != chartgen.CONSOLE:  # it keeps no state: no NATS
+            assert settings.nats.servers == ["nats://hoist-nats.hoist.svc:4222"]
+    console = r.env_of(_container(default, "hoist-console"))
+    # The console forwards to the release's services, and holds no credential of its own.
+    for service in SERVICES:
+        url = f"http://hoist-{service}.hoist.svc:{COMPONENTS[service]['port']}"
+        assert console[f"HOIST_CONSOLE_{service.upper()}_URL"]["value"] == url
+    assert not {n for n in console if n.startswith(("HOIST_NATS", "HOIST_DATABASE", "HOIST_AUTH"))}
     planner = _settings_from(_container(default, "hoist-planner"), monkeypatch)
     assert planner.planner.inventory_url == "http://hoist-inventory.hoist.svc:8101"
 
@@ -270,6 +277,7 @@ def test_every_setting_is_wired() -> None:
         "HOIST_HTTP_PORT",
         "HOIST_PLANNER_INVENTORY_TOKEN",
         "HOIST_PLANNER_INVENTORY_CA_FILE",
+        "HOIST_CONSOLE_CA_FILE",
         # Tests, benchmarks and demos only: production plans set precopyIntervalMinutes.
         "HOIST_ORCHESTRATOR_PRECOPY_INTERVAL_SECONDS",
     }
@@ -377,7 +385,10 @@ def test_ingress_serves_every_route_of_every_service() -> None:
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] == "hoist.example.com"
     paths = {p["path"]: p for p in rule["http"]["paths"]}
-    expected = {route: c for c in SERVICES for route in COMPONENTS[c]["routes"]}
+    # The APIs to their services, the pages (/ui) to the console.
+    expected = {
+        route: c for c in (*SERVICES, chartgen.CONSOLE) for route in COMPONENTS[c]["routes"]
+    }
     assert set(paths) == set(expected)
     for route, component in expected.items():
         assert paths[route]["pathType"] == "Prefix"
@@ -397,7 +408,7 @@ def test_replicated_services_get_a_budget_and_spread() -> None:
     docs = r.objects("external")
     budgets = {p["metadata"]["name"]: p for p in r.of_kind(docs, "PodDisruptionBudget")}
     # planner: 1 replica, no budget; the controller never has one.
-    assert set(budgets) == {"mig-inventory", "mig-orchestrator", "mig-progress"}
+    assert set(budgets) == {"mig-inventory", "mig-orchestrator", "mig-progress", "mig-console"}
     for name, budget in budgets.items():
         assert budget["spec"]["maxUnavailable"] == 1
         deployment = r.named(docs, "Deployment", name)

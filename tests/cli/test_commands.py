@@ -366,3 +366,36 @@ async def test_unreachable_url_and_config_file(inventory: ServiceProcess, tmp_pa
     r = await run_cli(["--config", str(bad), "providers", "list"], cli_env(tmp_path))
     assert r.code == 2
     assert "unknown keys ['urll']" in r.stderr
+
+
+async def test_lists_name_providers_and_a_wrong_url_says_which_service(
+    hoist: Hoist, inventory: ServiceProcess, providers: dict[str, str], tmp_path: Path
+) -> None:
+    src, dst = providers["ovirt"], providers["cluster"]
+    net = unique("net")
+    await hoist.ok("maps", "create", "network", net, "--source", src, "--target", dst,
+                   "--entry", "prod=pod")  # fmt: skip
+    known = {
+        p["id"]: p["name"]
+        for p in (await hoist.ok("providers", "list", "-o", "json")).json()["items"]
+    }
+    listed = (await hoist.ok("maps", "list", "network")).stdout
+    row = next(line for line in listed.splitlines() if net in line)
+    assert known[src] in row, row
+    assert known[dst] in row, row
+    assert src[:8] not in listed, listed  # names, not (truncated) ids
+    shown = (await hoist.ok("maps", "get", "network", net)).stdout
+    assert f"source: {known[src]}" in " ".join(shown.split()), shown
+
+    # The planner's URL pointing at the inventory: said so, not a bare 404.
+    env = {**hoist.env, "HOIST_CLI_PLANNER_URL": inventory.url}
+    wrong = await run_cli(["plans", "list"], env)
+    assert wrong.code == 1, wrong
+    assert "HTTP 404" in wrong.stderr
+    assert f"{inventory.url} is the inventory service, not the planner" in wrong.stderr, wrong
+    assert "HOIST_CLI_PLANNER_URL" in wrong.stderr
+
+    # Messages name provider types as people write them.
+    bad = await run_cli(["providers", "add", "x", "--type", "ovirt", "--yes"], hoist.env)
+    assert bad.code == 2, bad
+    assert "an oVirt provider needs --url" in bad.stderr, bad

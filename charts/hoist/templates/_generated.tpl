@@ -18,6 +18,10 @@ progress:
   port: 8104
   routes: [/api/v1/progress]
   command: hoist-progress
+console:
+  port: 8106
+  routes: [/ui]
+  command: hoist-console
 controller:
   port: 8105
   routes: []
@@ -167,4 +171,6 @@ orchestrator:
   converterOverlay: HOIST_ORCHESTRATOR_CONVERTER_OVERLAY
   controllerResyncSeconds: HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS
   controllerWorkers: HOIST_ORCHESTRATOR_CONTROLLER_WORKERS
+console:
+  timeoutSeconds: HOIST_CONSOLE_TIMEOUT_SECONDS
 {{- end }}

@@ -19,9 +19,10 @@ stays a valid label value and DNS name (63).
 {{- end }}
 {{- end }}
 
-{{/* The services in the order they are described; the controller comes apart. */}}
+{{/* The services in the order they are described, then the web console; the controller
+comes apart. */}}
 {{- define "hoist.services" -}}
-{{- list "inventory" "planner" "orchestrator" "progress" | toJson }}
+{{- list "inventory" "planner" "orchestrator" "progress" "console" | toJson }}
 {{- end }}
 
 {{/* The label value and name suffix of a component ("controller" is the populator controller). */}}
@@ -143,6 +144,9 @@ mergeOverwrite would not let a component set false or 0 over a true or a number)
   value: {{ $v.listenHost | quote }}
 - name: HOIST_KUBE_NAMESPACE
   value: {{ $root.Release.Namespace | quote }}
+{{- if ne .component "console" }}
+{{- /* The console keeps no state: no NATS, no database, no API tokens (it forwards the
+user's). */}}
 - name: HOIST_NATS_URL
   value: {{ include "hoist.natsUrl" $root | quote }}
 {{- if $v.nats.bundled.enabled }}
@@ -173,7 +177,8 @@ mergeOverwrite would not let a component set false or 0 over a true or a number)
 {{- end }}
 {{- end }}
 {{- end }}
-{{- if ne .component "controller" }}
+{{- end }}
+{{- if not (has .component (list "controller" "console")) }}
 {{- /* The controller has no database and no API: it gets neither credential. */}}
 {{- if and (not $v.postgresql.bundled.enabled) $v.postgresql.external.existingSecret }}
 {{ include "hoist.secretEnv" (dict "name" "HOIST_DATABASE_URL" "secret" $v.postgresql.external.existingSecret "key" $v.postgresql.external.existingSecretKey) }}
@@ -184,6 +189,12 @@ mergeOverwrite would not let a component set false or 0 over a true or a number)
 {{ include "hoist.secretEnv" (dict "name" "HOIST_AUTH_TOKENS" "secret" $v.auth.existingSecret "key" $v.auth.existingSecretKey) }}
 {{- else }}
 {{ include "hoist.secretEnv" (dict "name" "HOIST_AUTH_TOKENS" "secret" $secret "key" "auth-tokens") }}
+{{- end }}
+{{- end }}
+{{- if eq .component "console" }}
+{{- range $service := list "inventory" "planner" "orchestrator" "progress" }}
+- name: HOIST_CONSOLE_{{ upper $service }}_URL
+  value: {{ printf "http://%s.%s.svc:%v" (include "hoist.componentName" (dict "root" $root "component" $service)) $root.Release.Namespace (index $components $service).port | quote }}
 {{- end }}
 {{- end }}
 {{- if eq .component "planner" }}
@@ -203,7 +214,7 @@ mergeOverwrite would not let a component set false or 0 over a true or a number)
 {{- end }}
 {{- $names := include "hoist.generated.configEnv" $root | fromYaml }}
 {{- $config := include "hoist.config" . | fromJson }}
-{{- $own := list "inventory" "planner" "orchestrator" "progress" }}
+{{- $own := list "inventory" "planner" "orchestrator" "progress" "console" }}
 {{- $component := .component }}
 {{- range $group, $fields := $config }}
 {{- /* A service's own group goes to that service only (the orchestrator's also to the
@@ -211,6 +222,9 @@ controller); the controller has no database and no API. */}}
 {{- $mine := or (not (has $group $own)) (eq $group $component) (and (eq $group "orchestrator") (eq $component "controller")) }}
 {{- if and (eq $component "controller") (has $group (list "database" "auth")) }}
 {{- $mine = false }}
+{{- end }}
+{{- if eq $component "console" }}
+{{- $mine = has $group (list "http" "log" "console") }}
 {{- end }}
 {{- if $mine }}
 {{- range $key, $value := $fields }}
