@@ -68,6 +68,9 @@ class Provider(Answer):
     settings: dict[str, Any]
     secret: SecretRef
     status: ProviderStatus
+    collections: list[str] = Field(
+        description="What /providers/{ref}/{collection} serves for this provider's type."
+    )
     revision: int
     createdAt: str
     updatedAt: str
