@@ -24,11 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from sim.kube.config import ImageRoot
+from sim.kube.cluster import Cluster
+from sim.kube.config import ClusterConfig, ImageRoot
 from sim.kube.controllers import imageroots as ir
 from sim.kube.controllers.containers import Mount, mount_script
 from sim.ovirt.engine import Engine
 from tests.populators.ovirt.conftest import assert_same_image, creds_env, populator_args
+from tests.sim.kube.test_kubelet import backing, claim, create, get, log, reaches, shell
 from tests.sim.ovirt.fixtures import engine as engine  # the fixture, per module
 from tests.sim.ovirt.fixtures import new_disk
 from tools import containerimage as ci
@@ -197,3 +199,63 @@ def test_the_build_is_reported_and_under_the_size_target(image: ci.Built) -> Non
     assert manifest["ref"] == image.ref
     assert image.size < 350 * 10**6, image.describe()
     assert shutil.which("buildah")
+
+
+async def test_the_simulated_kubelet_runs_a_pod_in_the_image(
+    image: ci.Built, tmp_path: Path
+) -> None:
+    """What ``make demo IMAGE=...`` relies on: a pod of the image runs in the image's root
+    (its Python, not this machine's), as the pod's user with its fsGroup, the root
+    read-only, its claim writable at the pod's path."""
+    probe = (
+        "import json, os, sys\n"
+        "try:\n"
+        "    open('/opt/hoist/x', 'w')\n"
+        "    writable = True\n"
+        "except OSError:\n"
+        "    writable = False\n"
+        "with open('/data/probe.json', 'w') as f:\n"
+        "    json.dump({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),"
+        " 'python': sys.executable, 'rootWritable': writable,"
+        " 'checkout': os.path.exists('/work')}, f)\n"
+    )
+    with ci.mounted(image.ref) as root:
+        config = ClusterConfig(
+            storage_root=tmp_path / "storage",
+            images={"registry.example/hoist": root.entrypoint},
+            image_roots={"registry.example/hoist": root},
+        )
+        cluster = Cluster(config)
+        await cluster.start(serve_api=False)
+        try:
+            create(cluster, claim("data"), "persistentvolumeclaims")
+            body = shell(
+                "in-image",
+                "",
+                securityContext={"runAsUser": UID, "runAsGroup": UID, "fsGroup": 2000},
+                volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+                container={
+                    "image": "registry.example/hoist:dev",
+                    "command": ["python", "-c", probe],
+                    "args": [],
+                    "securityContext": {"readOnlyRootFilesystem": True},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                },
+            )
+            create(cluster, body)
+            try:
+                await reaches(cluster, "in-image", "Succeeded")
+            except AssertionError as exc:
+                status = (get(cluster, "in-image") or {}).get("status")
+                raise AssertionError(f"{exc}: {status}\n{log(cluster, 'in-image')}") from None
+            found = json.loads((backing(cluster, "data") / "probe.json").read_text())
+        finally:
+            await cluster.stop()
+    assert found == {
+        "uid": UID,
+        "gid": UID,
+        "groups": [2000],
+        "python": "/opt/hoist/bin/python",
+        "rootWritable": False,
+        "checkout": False,  # this machine's files are not there
+    }
