@@ -1,14 +1,15 @@
 """The Hoist image, built on this machine from the Containerfile (``tools/containerimage.py``:
 once per content, cached; ``make test`` builds it first) and exercised inside.
 
-With ``buildah run --isolation chroot`` (podman cannot run containers on these machines):
-every console script answers ``--help``, the entrypoint dispatches to the populators, the
-image's user is 107:107, every distribution in it is the pinned one, and it holds no
-compiler, test suite or simulator. buildah cannot make a container's root read-only, so the
-oVirt populator's copy runs the way the simulated kubelet runs populator pods from the
-image (``sim/kube/controllers/imageroots.py``): chrooted into the image's root bound
-read-only onto itself, as uid 107, its volume bind-mounted, copying from the oVirt
-simulator running on the host.
+With ``buildah run --isolation chroot`` (podman cannot run containers on these machines),
+without a network: every console script answers ``--help``, the entrypoint dispatches to
+the populators, the image's user is 107:107, every distribution in it is the pinned one,
+and it holds no compiler, test suite or simulator. buildah cannot make a container's root
+read-only, so the oVirt populator's copy runs the way the simulated kubelet runs populator
+pods from the image (``sim/kube/controllers/imageroots.py``): chrooted into the image's
+root bound read-only onto itself, as uid 107, its volume bind-mounted, copying from the
+oVirt simulator running on the host. A pod run by the simulated kubelet checks that way
+itself.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def container(image: ci.Built) -> Iterator[str]:
 
 
 def inside(container: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    """One command in the image as its config says (user, env, working directory)."""
+    """One command in the image as its config says (user, env, working directory), with no
+    network at all (a network namespace of its own, no interface up): nothing the image
+    runs may fetch anything to start."""
     return subprocess.run(
-        ["buildah", "run", "--isolation", "chroot", "--network", "host", container, "--", *argv],
+        ["unshare", "--net", "buildah", "run", "--isolation", "chroot", container, "--", *argv],
         capture_output=True,
         text=True,
         timeout=120,
