@@ -372,7 +372,9 @@ def _forget_older(key: str) -> None:
         repository, _, tag = name.rpartition(":")
         if repository == REPOSITORY and tag != key and re.fullmatch(r"[0-9a-f]{16}", tag):
             _buildah("rmi", name, check=False)
-            shutil.rmtree(cache_root() / tag, ignore_errors=True)
+    for folder in cache_root().iterdir():
+        if folder.name != key and re.fullmatch(r"[0-9a-f]{16}", folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
     _buildah("rmi", "--prune", check=False)
 
 

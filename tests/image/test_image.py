@@ -220,7 +220,7 @@ async def test_the_simulated_kubelet_runs_a_pod_in_the_image(
         "with open('/data/probe.json', 'w') as f:\n"
         "    json.dump({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),"
         " 'python': sys.executable, 'rootWritable': writable,"
-        " 'checkout': os.path.exists('/work')}, f)\n"
+        " 'checkout': os.path.exists('/work'), 'home': os.environ['HOME']}, f)\n"
     )
     with ci.mounted(image.ref) as root:
         config = ClusterConfig(
@@ -261,4 +261,5 @@ async def test_the_simulated_kubelet_runs_a_pod_in_the_image(
         "python": "/opt/hoist/bin/python",
         "rootWritable": False,
         "checkout": False,  # this machine's files are not there
+        "home": "/nonexistent",  # the image's user's, as a runtime sets it
     }

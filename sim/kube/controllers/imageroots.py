@@ -56,6 +56,22 @@ def _security(pod: Obj, container: Obj) -> dict[str, object]:
     }
 
 
+def environment(root: ImageRoot, pod: Obj, container: Obj) -> dict[str, str]:
+    """The image's ENV, and HOME as a runtime sets it: the user's home in the image's
+    /etc/passwd, else /."""
+    uid = user(pod, container, root)[0]
+    home = "/"
+    try:
+        for line in (root.path / "etc" / "passwd").read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) > 5 and fields[2] == str(uid):
+                home = fields[5]
+                break
+    except OSError:
+        pass
+    return {"HOME": home, **root.env}
+
+
 def read_only(pod: Obj, container: Obj) -> bool:
     return bool((container.get("securityContext") or {}).get("readOnlyRootFilesystem"))
 

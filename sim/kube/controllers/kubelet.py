@@ -442,7 +442,9 @@ class Kubelet(QueueController):
             return reason, f'Back-off pulling image "{image}": {exc}'
         root = ir.resolve(self.cluster.config.image_roots, image)
         try:
-            base = self._base_env(run) | (root.env if root is not None else {})
+            base = self._base_env(run)
+            if root is not None:
+                base |= ir.environment(root, pod, spec)
             env = ct.environment(self.store, self.kinds, pod, spec, base)
         except ct.ConfigError as exc:
             self._event(pod, "Warning", "Failed", f"Error: {exc}")
