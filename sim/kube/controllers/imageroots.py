@@ -4,12 +4,12 @@ Such a container is what a container runtime would make of the image: the progra
 chrooted into the image's tree, with the image's environment and working directory, as
 the user the pod's securityContext names (else the image's USER), with the volumes
 bind-mounted at their paths inside the tree, and /dev, /proc, /sys, /etc/hosts and
-/etc/resolv.conf from the node, as a runtime provides them; readOnlyRootFilesystem makes
-the tree read-only (a bind of it onto itself, read-only, in the container's private mount
-namespace), so a program that writes where its pod gives it no volume fails as it would in
-a cluster. Group ownership of the pod's
-volumes goes to ``fsGroup``, as the kubelet gives it, so a non-root program can write them.
-The network is the node's (each pod has its own loopback address, as all pods here do).
+/etc/resolv.conf from the node, as a runtime provides them. readOnlyRootFilesystem makes
+the tree read-only (a recursive bind of it onto itself, read-only, in the container's
+private mount namespace), so a program that writes where its pod gives it no volume fails
+as it would in a cluster. Group ownership of the pod's volumes goes to ``fsGroup``, as the
+kubelet gives it, so a non-root program can write them. The network is the node's (each
+pod has its own loopback address, as all pods here do).
 """
 
 from __future__ import annotations
@@ -40,13 +40,16 @@ def _inside(root: ImageRoot, target: str) -> str:
 
 def rooted(mounts: list[Mount], root: ImageRoot, read_only: bool = False) -> list[Mount]:
     """The node's paths first, then the pod's mounts, every target inside the image's tree;
-    ``read_only`` (readOnlyRootFilesystem): the tree itself first, bound read-only onto
-    itself, so only the volumes mounted on it can be written."""
-    node = [Mount(root.path, str(root.path), True)] if read_only else []
-    node += [Mount(Path(p), _inside(root, p), False, f) for p, f in _NODE_PATHS.items()]
+    ``read_only`` (readOnlyRootFilesystem): last, the tree with all of those bound onto
+    itself, read-only, so only the volumes mounted on it can be written. Last, because a
+    target another pod's end removed in between is made again by the mount script, which a
+    read-only tree would refuse."""
+    node = [Mount(Path(p), _inside(root, p), False, f) for p, f in _NODE_PATHS.items()]
     if Path(_RESOLV).exists():
         node.append(Mount(Path(_RESOLV), _inside(root, _RESOLV), True, True))
-    return node + [Mount(m.source, _inside(root, m.target), m.read_only, m.is_file) for m in mounts]
+    tree = [Mount(root.path, str(root.path), True, recursive=True)] if read_only else []
+    pod = [Mount(m.source, _inside(root, m.target), m.read_only, m.is_file) for m in mounts]
+    return node + pod + tree
 
 
 def _security(pod: Obj, container: Obj) -> dict[str, object]:
