@@ -79,6 +79,7 @@ async def run(args: argparse.Namespace) -> int:
                 ovirt=scenario.ovirt.sim_dict() if scenario.ovirt else None,
                 openstack=scenario.openstack,
                 namespace=scenario.namespace,
+                image=args.image or "",
             )
             _banner("starting NATS, PostgreSQL, the simulators, the cluster and Hoist")
             async with Stack(spec) as stack:
@@ -213,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         "--report", type=Path, default=Path("demo-report.json"), help="where the report goes"
     )
     parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
+    parser.add_argument(
+        "--image",
+        help="run populator pods in this built image (make image; docs/image.md), not on "
+        "this machine's Python",
+    )
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds the migrations may take in all"
     )

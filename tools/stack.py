@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sim.kube.cluster import Cluster
-from sim.kube.config import ClusterConfig
+from sim.kube.config import ClusterConfig, ImageRoot
 from tools.processes import SERVICES, ControllerProcess, ServiceProcess
 
 if TYPE_CHECKING:
@@ -70,6 +70,9 @@ class StackSpec:
     namespace: str = "migrated"
     #: More ``HOIST_*`` settings for every service (they win over the stack's own).
     env: dict[str, str] = field(default_factory=dict)
+    #: A built Hoist image (``make image``) populator pods run in (its root filesystem,
+    #: chrooted, as its user); empty: they run on this machine's Python.
+    image: str = ""
 
 
 class Stack:
@@ -109,12 +112,21 @@ class Stack:
     async def _start(self) -> None:
         spec = self.spec
         self.logs.mkdir(parents=True, exist_ok=True)
+        images = {
+            POPULATOR_IMAGE.rsplit(":", 1)[0]: POPULATOR_ENTRYPOINT,
+            CONVERTER_IMAGE.rsplit(":", 1)[0]: CONVERTER_ENTRYPOINT,
+        }
+        roots: dict[str, ImageRoot] = {}
+        if spec.image:  # populator pods run in the built image, not on this machine's Python
+            from tools import containerimage
+
+            root = self._exits.enter_context(containerimage.mounted(spec.image))
+            roots[POPULATOR_IMAGE.rsplit(":", 1)[0]] = root
+            images[POPULATOR_IMAGE.rsplit(":", 1)[0]] = root.entrypoint
         config = ClusterConfig(
             storage_root=spec.workdir / "volumes",
-            images={
-                POPULATOR_IMAGE.rsplit(":", 1)[0]: POPULATOR_ENTRYPOINT,
-                CONVERTER_IMAGE.rsplit(":", 1)[0]: CONVERTER_ENTRYPOINT,
-            },
+            images=images,
+            image_roots=roots,
             namespaces=("hoist", spec.namespace),
         )
         self.cluster = await self._exits.enter_async_context(Cluster(config))

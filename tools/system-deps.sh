@@ -9,10 +9,12 @@
 # libguestfs-tools) as the simulated kubelet runs them on this machine; libguestfs boots its
 # appliance with a kernel from /boot, which supermin only recommends: the cloud kernel. The
 # web console's browser tests (tests/console) drive Debian's chromium through Playwright.
+# The Hoist image (make image, tools/containerimage.py) is built with buildah, on a base
+# debootstrap makes where no registry is reachable.
 # Installs only what is missing; needs root (or sudo) for that.
 set -eu
 
-packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils qemu-system-x86 ovmf debootstrap fdisk dosfstools mtools e2fsprogs virt-v2v nbdkit libguestfs-tools linux-image-cloud-amd64 chromium"
+packages="postgresql libxml2-dev gcc python3-dev python3-venv qemu-utils qemu-system-x86 ovmf debootstrap fdisk dosfstools mtools e2fsprogs virt-v2v nbdkit libguestfs-tools linux-image-cloud-amd64 chromium buildah"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -31,9 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         # whole job (the claims are bound once it runs).
         print(f"{contract.PVCINIT}: the claims are bound")
         return 0
+    choices = ",".join([*KINDS, contract.PVCINIT])
+    usage = f"usage: hoist-populator {{{choices}}} [flags]"
+    if args[:1] in (["-h"], ["--help"]):
+        print(f"{usage}\n\n`hoist-populator KIND --help`: the flags of that populator.")
+        return 0
     if not args or args[0] not in KINDS:
-        choices = ",".join([*KINDS, contract.PVCINIT])
-        print(f"usage: hoist-populator {{{choices}}} [flags]", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     module = importlib.import_module(KINDS[contract.Source(args[0])])
     result: int = module.main(args[1:])

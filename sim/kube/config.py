@@ -55,6 +55,24 @@ class NodeConfig:
     storage_capacity: int | None = None
 
 
+@dataclass(frozen=True)
+class ImageRoot:
+    """An image whose root filesystem is on this machine (``buildah mount`` of a container
+    of it): the kubelet runs its containers chrooted into that tree, with the image's
+    environment, working directory and user where the pod spec names none, rather than as
+    processes of this machine's own filesystem. The tree is the container's writable
+    layer, as a real container's root is."""
+
+    path: Path
+    #: The image's ENV (PATH first of all: the host's means nothing inside).
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    #: The image's USER, "uid" or "uid:gid" (numeric); empty: root.
+    user: str = ""
+    #: The image's ENTRYPOINT and CMD (what ``ClusterConfig.images`` should name for it).
+    entrypoint: list[str] = field(default_factory=list)
+
+
 @dataclass
 class ClusterConfig:
     """Everything that differs between one simulated cluster and another."""
@@ -74,6 +92,9 @@ class ClusterConfig:
     storage_capacity: dict[str, int] = field(default_factory=dict)
     #: image (without tag) -> argv that stands for the image's entrypoint.
     images: dict[str, list[str]] = field(default_factory=dict)
+    #: image (without tag) -> its root filesystem on this machine; the argv in ``images``
+    #: is then the image's ENTRYPOINT, run inside that root.
+    image_roots: dict[str, ImageRoot] = field(default_factory=dict)
     #: Controllers to leave off: "gc", "namespaces", "provisioner", "binder", "scheduler",
     #: "kubelet".
     disabled: frozenset[str] = frozenset()

@@ -1,6 +1,7 @@
-"""The Containerfile, checked statically (no image can be built on this machine): one
+"""The Containerfile, checked statically (quick, and where buildah is missing): one
 non-root image whose entrypoint is the populator dispatcher, with every console script the
-chart runs, qemu-img, and no build tools in the final stage."""
+chart runs, qemu-img, and no build tools in the final stage. ``tests/image/`` builds the
+image and checks the same inside it."""
 
 from __future__ import annotations
 
@@ -122,5 +123,28 @@ def test_the_image_holds_every_console_script_the_chart_runs() -> None:
     lines = (r.ROOT / ".dockerignore").read_text().splitlines()
     ignore = [line for line in lines if line and not line.startswith("#")]
     assert ignore[0] == "*"  # everything else stays out (.venv, caches, tests)
-    for needed in ("pyproject.toml", "README.md", "shared/", "services/"):
+    for needed in ("pyproject.toml", "README.md", "constraints-image.txt", "shared/", "services/"):
         assert f"!{needed}" in ignore
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_image_installs_with_constraints_that_match_pyproject() -> None:
+    """``constraints-image.txt`` pins what the image takes; a dependency changed in
+    pyproject.toml without ``python -m tools.containerimage lock`` fails here."""
+    build = stages()[0]
+    assert any("PIP_CONSTRAINT=/src/constraints-image.txt" in env for env in build.all("ENV"))
+    assert "constraints-image.txt ./" in build.all("COPY")
+    pins = {}
+    for line in (r.ROOT / "constraints-image.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[_normal(name)] = version
+    assert {"pip", "setuptools", "wheel"} <= set(pins)  # the build's own tools too
+    project = tomllib.loads((r.ROOT / "pyproject.toml").read_text())["project"]
+    for dependency in project["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]+\])?==(\S+)", dependency)
+        assert match, dependency
+        assert pins.get(_normal(match.group(1))) == match.group(3), dependency

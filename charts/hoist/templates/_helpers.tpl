@@ -62,17 +62,48 @@ app.kubernetes.io/name: {{ include "hoist.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* The Hoist image: repository@digest, else repository:tag (tag default: appVersion). */}}
-{{- define "hoist.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/* An image reference from the registry `global.imageRegistry` names, when it names one
+(an air-gapped install's mirror, docs/helm.md): the reference's own registry is replaced,
+its path kept (`docker.io/library/nats:2.10-alpine` -> `MIRROR/library/nats:2.10-alpine`);
+a reference without a registry is Docker Hub's (`nats` -> `MIRROR/library/nats`). Every
+image of the release goes through here. Called with (dict "root" $ "ref" REFERENCE). */}}
+{{- define "hoist.mirrored" -}}
+{{- $registry := ((.root.Values.global | default dict).imageRegistry | default "") | trimSuffix "/" }}
+{{- if $registry }}
+{{- $parts := splitList "/" .ref }}
+{{- $first := first $parts }}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $parts = rest $parts }}
+{{- end }}
+{{- if eq (len $parts) 1 }}
+{{- $parts = prepend $parts "library" }}
+{{- end }}
+{{- printf "%s/%s" $registry (join "/" $parts) }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- .ref }}
 {{- end }}
 {{- end }}
 
+{{/* The Hoist image: repository@digest, else repository:tag (tag default: appVersion). */}}
+{{- define "hoist.image" -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- if .Values.image.digest }}
+{{- $ref = printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- end }}
+{{- include "hoist.mirrored" (dict "root" . "ref" $ref) }}
+{{- end }}
+
 {{- define "hoist.populatorImage" -}}
-{{- default (include "hoist.image" .) .Values.populator.image }}
+{{- if .Values.populator.image }}
+{{- include "hoist.mirrored" (dict "root" . "ref" .Values.populator.image) }}
+{{- else }}
+{{- include "hoist.image" . }}
+{{- end }}
+{{- end }}
+
+{{/* A bundled server's image (nats.bundled.image, postgresql.bundled.image). */}}
+{{- define "hoist.bundledImage" -}}
+{{- include "hoist.mirrored" (dict "root" .root "ref" (printf "%s:%s" .image.repository .image.tag)) }}
 {{- end }}
 
 {{- define "hoist.secretName" -}}
@@ -228,6 +259,9 @@ controller); the controller has no database and no API. */}}
 {{- end }}
 {{- if $mine }}
 {{- range $key, $value := $fields }}
+{{- if and (eq $group "orchestrator") (eq $key "converterImage") (not (kindIs "invalid" $value)) }}
+{{- $value = include "hoist.mirrored" (dict "root" $root "ref" $value) }}
+{{- end }}
 {{- if not (kindIs "invalid" $value) }}
 - name: {{ index $names $group $key }}
   value: {{ include "hoist.envValue" $value | quote }}

@@ -192,6 +192,8 @@ class Mount:
     read_only: bool
     #: A file (block device, single file) rather than a directory.
     is_file: bool = False
+    #: With the mounts below it (``mount --rbind``).
+    recursive: bool = False
 
 
 @dataclass
@@ -346,7 +348,7 @@ def mount_script(mounts: list[Mount], workdir: str) -> str:
             lines.append(f"[ -e {target} ] || {{ mkdir -p {parent}; : > {target}; {note}; }}")
         else:
             lines.append(f"[ -e {target} ] || {{ mkdir -p {target}; {note}; }}")
-        lines.append(f"mount --bind {source} {target}")
+        lines.append(f"mount {'--rbind' if mount.recursive else '--bind'} {source} {target}")
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
     lines.append(f"cd {shlex.quote(workdir)}")

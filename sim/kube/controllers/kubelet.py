@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sim.kube.controllers import containers as ct
+from sim.kube.controllers import imageroots as ir
 from sim.kube.controllers.podstatus import TERMINAL, ContainerRun, PodRun, apply_status
 from sim.kube.controllers.queue import Item, QueueController
 from sim.kube.controllers.volumes import Obj
@@ -439,8 +440,12 @@ class Kubelet(QueueController):
             else:
                 self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"')
             return reason, f'Back-off pulling image "{image}": {exc}'
+        root = ir.resolve(self.cluster.config.image_roots, image)
         try:
-            env = ct.environment(self.store, self.kinds, pod, spec, self._base_env(run))
+            base = self._base_env(run)
+            if root is not None:
+                base |= ir.environment(root, pod, spec)
+            env = ct.environment(self.store, self.kinds, pod, spec, base)
         except ct.ConfigError as exc:
             self._event(pod, "Warning", "Failed", f"Error: {exc}")
             return "CreateContainerConfigError", str(exc)
@@ -462,13 +467,20 @@ class Kubelet(QueueController):
             message_file.chmod(0o666)
             target = str(spec.get("terminationMessagePath") or "/dev/termination-log")
             mounts.append(ct.Mount(message_file, target, read_only=False, is_file=True))
+        workdir = str(spec.get("workingDir") or (root.workdir if root is not None else "/"))
+        if root is not None:  # inside the image's tree, whose targets are made before it
+            uid, gid = ir.user(pod, spec, root)  # turns read-only
+            group = ir.give_fs_group(pod, volumes)
+            command = ir.command(
+                root, uid, gid, [group] if group is not None else [], workdir, command
+            )
+            mounts, workdir = ir.rooted(mounts, root, ir.read_only(pod, spec)), "/"
         try:
             for mount in mounts:
                 self._use_target(run, Path(mount.target), mount.is_file)
         except ct.MountError as exc:
             self._event(pod, "Warning", "Failed", f"Error: {exc}")
             return "CreateContainerError", str(exc)
-        workdir = str(spec.get("workingDir") or "/")
         if mounts:
             script = run.directory / f"{container.name}.sh"
             script.write_text(ct.mount_script(mounts, workdir))

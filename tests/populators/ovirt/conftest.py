@@ -44,6 +44,21 @@ def creds_env(engine: Engine, **overrides: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if v != ""}
 
 
+def populator_args(engine: Engine, disk: Disk, volume: str) -> list[str]:
+    """The flags a populator pod of ``disk`` gets (``volume``: its volume's path there)."""
+    return [
+        f"--volume-path={volume}",
+        "--secret-name=ovirt-secret",
+        "--cr-name=populator-cr",
+        "--cr-namespace=default",
+        "--owner-uid=uid-1234",
+        "--pvc-size=1Gi",
+        f"--engine-url={engine.api_url}",
+        f"--disk-id={disk.id}",
+        "--metrics-port=0",
+    ]
+
+
 async def start_populator(
     engine: Engine,
     disk: Disk,
@@ -57,15 +72,7 @@ async def start_populator(
         sys.executable,
         "-m",
         "services.populators.ovirt",
-        f"--volume-path={volume}",
-        "--secret-name=ovirt-secret",
-        "--cr-name=populator-cr",
-        "--cr-namespace=default",
-        "--owner-uid=uid-1234",
-        "--pvc-size=1Gi",
-        f"--engine-url={engine.api_url}",
-        f"--disk-id={disk.id}",
-        "--metrics-port=0",
+        *populator_args(engine, disk, str(volume)),
         *extra,
         env={**base, **(env if env is not None else creds_env(engine))},
         stdout=asyncio.subprocess.PIPE,
