@@ -23,6 +23,15 @@ def cluster_config(tmp_path: Path) -> ClusterConfig:
     return ClusterConfig(storage_root=tmp_path / "volumes", images={"busybox": ["/bin/sh"]})
 
 
+async def _claim(config: Path, tmp_path: Path, name: str) -> None:
+    manifest = tmp_path / f"{name}.yaml"
+    manifest.write_text(
+        f"apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n"
+        "  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 64Mi}}\n"
+    )
+    await kubectl(config, "apply", "-f", str(manifest))
+
+
 def _json(out: str) -> dict[str, object]:
     return dict(json.loads(out))
 
@@ -176,12 +185,7 @@ async def test_printer_columns_and_explain(cluster: Cluster, tmp_path: Path) -> 
     _, out = await kubectl(config, "get", "nodes", "-o", "wide")
     for header in ("INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"):
         assert header in out
-    claim = tmp_path / "claim.yaml"
-    claim.write_text(
-        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: disk}\nspec:\n"
-        "  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 64Mi}}\n"
-    )
-    await kubectl(config, "apply", "-f", str(claim))
+    await _claim(config, tmp_path, "disk")
     await kubectl(config, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/disk")
     _, out = await kubectl(config, "get", "pvc", "-o", "wide")
     header, row = out.splitlines()[:2]
@@ -280,12 +284,7 @@ async def test_virtual_machine_status_follows_its_volumes(cluster: Cluster, tmp_
     await kubectl(config, "wait", "--for=jsonpath={.status.printableStatus}=Stopped", "vm/db")
     _, out = await kubectl(config, "get", "vm", "db", "-o", "jsonpath={.status.conditions[0]}")
     assert json.loads(out)["reason"] == "VMINotExists"
-    claim = tmp_path / "claim.yaml"
-    claim.write_text(
-        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: web-root}\nspec:\n"
-        "  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 64Mi}}\n"
-    )
-    await kubectl(config, "apply", "-f", str(claim))
+    await _claim(config, tmp_path, "web-root")
     await kubectl(config, "wait", "--for=condition=Ready", "vm/web")
     _, out = await kubectl(config, "get", "vm")
     lines = [line.split() for line in out.splitlines()]
