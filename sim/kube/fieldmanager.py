@@ -121,11 +121,14 @@ def _walk(value: Any, path: Path, out: dict[Path, Any], name: str) -> None:
 def encode(paths: set[Path]) -> Obj:
     """FieldsV1: a tree of path elements, "." marking a node owned itself."""
     root: Obj = {}
+    ends = []
     for path in sorted(paths):
         node = root
         for element in path:
             node = node.setdefault(element, {})
-        if any(p[: len(path)] == path and len(p) > len(path) for p in paths):
+        ends.append(node)
+    for node in ends:
+        if node and "." not in node:  # owned itself, and parent of other owned paths
             node["."] = {}
     return root
 
