@@ -192,6 +192,13 @@ async def test_printer_columns_and_explain(cluster: Cluster, tmp_path: Path) -> 
     assert header.split()[:6] == ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES"]
     assert header.split()[-1] == "VOLUMEMODE"
     assert row.split()[3:5] == ["64Mi", "RWO"]
+    await kubectl(config, "run", "once", "--image=busybox", "--restart=Never", "--", "-c", "true")
+    await kubectl(config, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/once")
+    _, out = await kubectl(config, "get", "pods", "-o", "wide")
+    header, row = out.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert header.split()[-2:] == ["READINESS", "GATES"]
+    assert row.split()[:4] == ["once", "0/1", "Completed", "0"]
     _, out = await kubectl(config, "get", "pv")
     assert "Delete" in out
     assert "default/disk" in out
