@@ -9,6 +9,7 @@ derived from the kind registry, so a CRD shows up in `kubectl api-resources` and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -139,13 +140,24 @@ def table(kind: Kind, items: list[dict[str, Any]], list_meta: dict[str, Any]) ->
     }
 
 
+#: Bumped when the documents' shape changes, so no client keeps an older one it cached.
+OPENAPI_REVISION = 2
+
+
 def openapi_root(registry: Registry) -> dict[str, Any]:
     """`/openapi/v3`: where each group-version's document is (kubectl reads it before apply)."""
     paths = {}
     for group, versions in registry.groups().items():
         for version in versions:
             gv = f"api/{version}" if not group else f"apis/{group}/{version}"
-            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={len(registry.groups())}"}
+            # the document's content changes with its kinds: clients cache by this hash
+            kinds = sorted(
+                f"{k.kind}/{k.crd_name}/{k.columns}"
+                for k in registry
+                if k.group == group and k.version == version
+            )
+            digest = hashlib.sha256(f"{OPENAPI_REVISION}{kinds}".encode()).hexdigest()[:16]
+            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={digest.upper()}"}
     return {"paths": paths}
 
 
