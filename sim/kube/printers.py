@@ -298,7 +298,90 @@ PV = [
     Column("VolumeMode", "string", 1, lambda v: _spec(v).get("volumeMode") or "Filesystem"),
 ]
 
+# -- configuration, storage classes, events -------------------------------------------------
+
+_DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
+
+
+def _class_name(sc: Obj) -> str:
+    default = (sc["metadata"].get("annotations") or {}).get(_DEFAULT_CLASS) == "true"
+    return str(sc["metadata"]["name"]) + (" (default)" if default else "")
+
+
+STORAGE_CLASS = [
+    Column("Name", "string", 0, _class_name, "name"),
+    Column("Provisioner", "string", 0, lambda c: c.get("provisioner", "")),
+    Column("ReclaimPolicy", "string", 0, lambda c: c.get("reclaimPolicy") or "Delete"),
+    Column("VolumeBindingMode", "string", 0, lambda c: c.get("volumeBindingMode") or "Immediate"),
+    Column("AllowVolumeExpansion", "boolean", 0, lambda c: bool(c.get("allowVolumeExpansion"))),
+    _age_column(),
+]
+
+
+def _config_entries(config_map: Obj) -> int:
+    return len(config_map.get("data") or {}) + len(config_map.get("binaryData") or {})
+
+
+CONFIG_MAP = [
+    _name(),
+    Column(
+        "Data", "integer", 0, lambda c: len(c.get("data") or {}) + len(c.get("binaryData") or {})
+    ),
+    _age_column(),
+]
+
+SECRET = [
+    _name(),
+    Column("Type", "string", 0, lambda s: s.get("type") or "Opaque"),
+    Column("Data", "integer", 0, lambda s: len(s.get("data") or {})),
+    _age_column(),
+]
+
+SERVICE_ACCOUNT = [
+    _name(),
+    Column("Secrets", "integer", 0, lambda a: len(a.get("secrets") or [])),
+    _age_column(),
+]
+
+CRD = [
+    _name(),
+    Column("Created At", "date", 0, lambda c: c["metadata"].get("creationTimestamp")),
+]
+
+
+def _involved(event: Obj) -> str:
+    ref = event.get("involvedObject") or {}
+    return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
+
+
+def _source(event: Obj) -> str:
+    source = event.get("source") or {}
+    where = source.get("component") or event.get("reportingComponent") or ""
+    return f"{where}, {source['host']}" if source.get("host") else where
+
+
+EVENT = [
+    Column("Last Seen", "string", 0, lambda e: age(e.get("lastTimestamp") or e.get("eventTime"))),
+    Column("Type", "string", 0, lambda e: e.get("type", "")),
+    Column("Reason", "string", 0, lambda e: e.get("reason", "")),
+    Column("Object", "string", 0, _involved),
+    Column(
+        "Subobject", "string", 1, lambda e: (e.get("involvedObject") or {}).get("fieldPath", "")
+    ),
+    Column("Source", "string", 1, _source),
+    Column("Message", "string", 0, lambda e: e.get("message", "")),
+    Column("First Seen", "string", 1, lambda e: age(e.get("firstTimestamp"))),
+    Column("Count", "integer", 1, lambda e: int(e.get("count") or 1)),
+    Column("Name", "string", 1, lambda e: e["metadata"]["name"], "name"),
+]
+
 BUILTIN = {
+    ("", "ConfigMap"): CONFIG_MAP,
+    ("", "Secret"): SECRET,
+    ("", "ServiceAccount"): SERVICE_ACCOUNT,
+    ("", "Event"): EVENT,
+    ("storage.k8s.io", "StorageClass"): STORAGE_CLASS,
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): CRD,
     ("", "Node"): NODE,
     ("", "Pod"): POD,
     ("", "PersistentVolumeClaim"): PVC,

@@ -199,6 +199,13 @@ async def test_printer_columns_and_explain(cluster: Cluster, tmp_path: Path) -> 
     assert header.split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert header.split()[-2:] == ["READINESS", "GATES"]
     assert row.split()[:4] == ["once", "0/1", "Completed", "0"]
+    _, out = await kubectl(config, "get", "storageclasses")
+    assert out.splitlines()[0].split()[:3] == ["NAME", "PROVISIONER", "RECLAIMPOLICY"]
+    assert "standard (default)" in out
+    _, out = await kubectl(config, "get", "events", "--field-selector", "reason=Provisioning")
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert "persistentvolumeclaim/disk" in row
     _, out = await kubectl(config, "get", "pv")
     assert "Delete" in out
     assert "default/disk" in out
