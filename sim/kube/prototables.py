@@ -140,6 +140,18 @@ _TABLES = {
     " 7 paused bool, 9 progressDeadlineSeconds int32?",
     "DeploymentStrategy": "1 type string, 2 rollingUpdate RollingUpdateDeployment",
     "RollingUpdateDeployment": "1 maxUnavailable IntOrString, 2 maxSurge IntOrString",
+    # k8s.io/api/networking/v1
+    "Ingress": "1 metadata ObjectMeta, 2 spec IngressSpec, 3 status -",
+    "IngressSpec": "4 ingressClassName string?, 1 defaultBackend IngressBackend,"
+    " 2 tls *IngressTLS, 3 rules *IngressRule",
+    "IngressBackend": "4 service IngressServiceBackend, 3 resource TypedLocalObjectReference",
+    "IngressServiceBackend": "1 name string, 2 port ServiceBackendPort",
+    "ServiceBackendPort": "1 name string, 2 number int32",
+    "IngressRule": "1 host string, 2 ^ IngressRuleValue",
+    "IngressRuleValue": "1 http HTTPIngressRuleValue",
+    "HTTPIngressRuleValue": "1 paths *HTTPIngressPath",
+    "HTTPIngressPath": "1 path string, 3 pathType string?, 2 backend IngressBackend",
+    "IngressTLS": "1 hosts *string, 2 secretName string",
 }
 
 # (apiVersion, kind) -> message; the kinds whose bodies may come as protobuf.
@@ -157,6 +169,7 @@ KINDS = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "ClusterRoleBinding",
     ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
     ("apps/v1", "Deployment"): "Deployment",
+    ("networking.k8s.io/v1", "Ingress"): "Ingress",
 }
 
 

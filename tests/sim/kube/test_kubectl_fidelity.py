@@ -49,6 +49,7 @@ async def test_kubectl_create_sends_protobuf(cluster: Cluster, tmp_path: Path) -
         ("rolebinding", "reader", "--role=reader", "--serviceaccount=default:migrator"),
         ("clusterrole", "viewer", "--verb=get", "--resource=nodes"),
         ("poddisruptionbudget", "web", "--selector=app=web", "--min-available=50%"),
+        ("ingress", "web", "--class=nginx", "--rule=web.example/api*=web:80,tls=web-cert"),
     ]
     for args in creates:
         _, out = await kubectl(config, "create", *args)
@@ -90,6 +91,25 @@ async def test_kubectl_create_sends_protobuf(cluster: Cluster, tmp_path: Path) -
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "migrator", "namespace": "default"}
     ]
+    _, out = await kubectl(config, "get", "ingress", "web", "-o", "jsonpath={.spec}")
+    assert json.loads(out) == {
+        "ingressClassName": "nginx",
+        "rules": [
+            {
+                "host": "web.example",
+                "http": {
+                    "paths": [
+                        {
+                            "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                            "path": "/api",
+                            "pathType": "Prefix",
+                        }
+                    ]
+                },
+            }
+        ],
+        "tls": [{"hosts": ["web.example"], "secretName": "web-cert"}],
+    }
     _, out = await kubectl(config, "get", "pdb", "web", "-o", "jsonpath={.spec.minAvailable}")
     assert out == "50%"
     _, out = await kubectl(
