@@ -29,11 +29,13 @@ import contextlib
 import math
 import re
 import shutil
+import ssl
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pycurl
@@ -52,6 +54,8 @@ _TLS_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 
 _UNREACHABLE_CODES = frozenset({5, 6, 7, 52, 55, 56})  # proxy/host resolve, connect, reset
 
 
+#: How ovirtsdk4 reports an answer that is not XML/JSON (it gives no HTTP status then).
+_NOT_API_CONTENT = "isn't the expected"
 _MULTI_ERROR = re.compile(r"Failed to read response: \[\(<[^>]*>, (\d+),")
 
 
@@ -234,8 +238,20 @@ class EngineClient:
         return facts
 
     async def _explain(self, exc: Exception) -> ConnectionProblem:
-        """A precise reason: for a TLS failure, what the certificate looks like now."""
+        """A precise reason: for a TLS failure, what the certificate looks like now; for an
+        answer that is not the API's, whether it was the web server's 5xx page."""
         problem = problem_from(exc, self.where)
+        if problem.reason == Reason.NOT_AN_API and _NOT_API_CONTENT in str(exc):
+            status = await self._status()
+            if status is not None and status >= 500:
+                # httpd answers for a stopped engine (maintenance, an upgrade, a restart);
+                # the SDK only says the page is not XML, so the status is read here
+                return ConnectionProblem(
+                    Reason.SERVER_ERROR,
+                    f"{self.where} answered {status} with its web server's page instead of "
+                    "the API: the engine is down (maintenance, an upgrade or a restart); "
+                    "retrying until it is back",
+                )
         if problem.reason == Reason.TLS_UNTRUSTED and self.trust is not None:
             try:
                 cert = await check_tls(self.url, self.trust, self.connect_timeout)
@@ -249,6 +265,15 @@ class EngineClient:
                     "use a host name the certificate carries, or give its CA"
                 )
         return problem
+
+    async def _status(self) -> int | None:
+        """The HTTP status of the API root without credentials (None if unreachable)."""
+        verify: ssl.SSLContext | bool = self.trust.context() if self.trust else False
+        try:
+            async with httpx.AsyncClient(verify=verify, timeout=self.connect_timeout) as http:
+                return (await http.get(f"{self.url}/")).status_code
+        except (httpx.HTTPError, OSError, ssl.SSLError):
+            return None
 
     async def run(self, fn: Callable[[sdk.Connection], T]) -> T:
         """``fn(connection)`` in the thread pool; SDK errors become ``ConnectionProblem``."""

@@ -25,7 +25,7 @@ from typing import Any
 import uvicorn
 
 from sim import certs
-from sim.kube import discovery, patching, podaccess
+from sim.kube import discovery, fieldmanager, patching, podaccess
 from sim.kube.errors import ApiError, bad_request, forbidden
 from sim.kube.kinds import Kind
 from sim.kube.routing import (
@@ -123,10 +123,15 @@ class ApiServer:
             return discovery.openapi_root(self.registry)
         if parts[:2] == ["openapi", "v3"] and len(parts) in (4, 5):
             gv = parts[2:]
-            if gv[0] == "api" and len(gv) == 2:
-                return discovery.openapi_group_version(self.registry, "", gv[1])
-            if gv[0] == "apis" and len(gv) == 3:
-                return discovery.openapi_group_version(self.registry, gv[1], gv[2])
+            group, version = ("", gv[1]) if gv[0] == "api" else (gv[1], gv[-1])
+            if len(gv) == (2 if gv[0] == "api" else 3) and gv[0] in ("api", "apis"):
+                return discovery.openapi_group_version(
+                    self.registry,
+                    group,
+                    version,
+                    self.cluster.config.kube_version,
+                    self.cluster.crds.schema_of,
+                )
         if parts == ["apis"]:
             return discovery.api_groups(self.registry)
         if len(parts) == 2 and parts[0] == "api":
@@ -203,13 +208,16 @@ class ApiServer:
             )
             return
         writes = ("create", "update", "patch", "delete", "deletecollection")
-        if verb in writes and dry_run(verb, query, body):
-            with self.store.dry_run():
-                await self._resource_verb(
-                    send, receive, verb, kind, ns, route, query, headers, body
-                )
-            return
-        await self._resource_verb(send, receive, verb, kind, ns, route, query, headers, body)
+        writer = fieldmanager.Writer(
+            fieldmanager.manager_of(query.get("fieldManager"), headers.get("user-agent", "")),
+            "Update",
+            _sub(sub),
+        )
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(fieldmanager.writing(writer))
+            if verb in writes and dry_run(verb, query, body):
+                stack.enter_context(self.store.dry_run())
+            await self._resource_verb(send, receive, verb, kind, ns, route, query, headers, body)
 
     async def _resource_verb(
         self,
@@ -283,7 +291,7 @@ class ApiServer:
             await respond(send, 200, encode(stored))
         elif verb == "patch":
             assert route.name is not None
-            await self._patch(send, kind, ns, route.name, _sub(sub), headers, body)
+            await self._patch(send, kind, ns, route.name, _sub(sub), query, headers, body)
         elif verb == "delete":
             assert route.name is not None
             options = delete_options(body, query)
@@ -322,6 +330,7 @@ class ApiServer:
         ns: str | None,
         name: str,
         subresource: str | None,
+        query: Query,
         headers: dict[str, str],
         body: bytes,
     ) -> None:
@@ -335,9 +344,18 @@ class ApiServer:
             )
         patch = decode(body, content_type)
         found = self.store.find(kind, ns, name)
-        if found is None and content_type.startswith(patching.APPLY_PATCH):
-            created = self.store.create(kind, patch, ns)
-            await respond(send, 201, encode(created))
+        if content_type.startswith(patching.APPLY_PATCH):
+            code, applied = fieldmanager.serve_apply(
+                self.store,
+                kind,
+                ns,
+                name,
+                subresource,
+                query.get("fieldManager"),
+                query.flag("force"),
+                patch,
+            )
+            await respond(send, code, encode(applied))
             return
         if found is None:
             self.store.entry(kind, ns, name)  # raises the 404

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ CONTROLLERS: dict[str, str] = {
     "kubelet": "sim.kube.controllers.kubelet:Kubelet",
     "protection": "sim.kube.controllers.protection:Protection",
     "capacity": "sim.kube.controllers.capacity:CapacityPublisher",
+    "virtualmachines": "sim.kube.controllers.virtualmachines:VirtualMachines",
 }
 
 
@@ -104,6 +107,7 @@ class Cluster:
                         {"type": "InternalIP", "address": self.config.host},
                         {"type": "Hostname", "address": node.name},
                     ],
+                    "nodeInfo": self._node_info(node.name),
                 }
                 self.store.mutate(
                     nodes, None, node.name, _setter("status", status), subresource="status"
@@ -113,6 +117,23 @@ class Cluster:
             if self.store.find(sc, None, storage_class["metadata"]["name"]) is None:
                 self.store.create(sc, storage_class)
         self.crds.install_builtin()
+
+    def _node_info(self, name: str) -> dict[str, str]:
+        """What the kubelet reports of its host (the simulated nodes all run on this one)."""
+        uname = os.uname()
+        ident = uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.nodes.sim.hoist.io")
+        return {
+            "kubeletVersion": f"v{self.config.kube_version}.0",
+            "kubeProxyVersion": "",
+            "osImage": _os_image(),
+            "kernelVersion": uname.release,
+            "operatingSystem": "linux",
+            "architecture": _GOARCH.get(uname.machine, uname.machine),
+            "containerRuntimeVersion": "hoist-sim://" + self.config.kube_version,
+            "machineID": ident.hex,
+            "systemUUID": str(ident),
+            "bootID": str(uuid.uuid4()),
+        }
 
     def enabled(self) -> list[str]:
         return [name for name in CONTROLLERS if name not in self.config.disabled]
@@ -196,3 +217,16 @@ def _setter(field: str, value: Any) -> Any:
         obj[field] = value
 
     return change
+
+
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def _os_image() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.partition("=")[2].strip('"')
+    except OSError:
+        pass
+    return "Linux"

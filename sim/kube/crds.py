@@ -146,6 +146,16 @@ class CrdRegistrar:
         store.listeners.append(self.on_change)
         self._served: dict[str, list[Kind]] = {}
 
+    def schema_of(self, kind: Kind) -> Obj | None:
+        """The openAPIV3Schema a served custom kind's CRD declares for its version."""
+        assert self.kind is not None
+        found = self.store.find(self.kind, None, kind.crd_name)
+        for version in ((found.obj.get("spec") or {}).get("versions") or []) if found else []:
+            if version.get("name") == kind.version:
+                schema = (version.get("schema") or {}).get("openAPIV3Schema")
+                return schema if isinstance(schema, dict) else None
+        return None
+
     def install_builtin(self) -> None:
         assert self.kind is not None
         for crd in BUILTIN_CRDS:
@@ -243,9 +253,9 @@ class CrdRegistrar:
                 custom=True,
                 crd_name=name,
                 columns=tuple(
-                    (c["name"], c["jsonPath"], c.get("type", "string"))
+                    (c["name"], c["jsonPath"], c.get("type", "string"), c.get("priority", 0))
                     for c in version.get("additionalPrinterColumns") or []
-                    if c.get("name", "").lower() not in ("name", "age")
+                    if c.get("name", "").lower() != "name"
                 ),
             )
             self.registry.add(new_kind)

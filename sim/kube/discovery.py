@@ -9,11 +9,12 @@ derived from the kind registry, so a CRD shows up in `kubectl api-resources` and
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
+from sim.kube import openapi, printers
 from sim.kube.kinds import ALL_VERBS, Kind, Registry
-from sim.kube.selectors import field_value
 
 VERSION = {
     "major": "1",
@@ -104,51 +105,43 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
     }
 
 
-def _age(timestamp: str | None) -> str:
-    if not timestamp:
-        return "<unknown>"
-    created = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    seconds = int((datetime.now(UTC) - created).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
-
-
 def table(kind: Kind, items: list[dict[str, Any]], list_meta: dict[str, Any]) -> dict[str, Any]:
     """A `meta.k8s.io/v1` Table, with the row objects as PartialObjectMetadata."""
-    columns = [
-        {"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}
+    # KubeVirt installs VirtualMachine as a CRD: its columns are additionalPrinterColumns
+    crd = kind.custom or kind.group == "kubevirt.io"
+    columns = printers.columns_of(kind.group, kind.kind, kind.columns, crd)
+    definitions = [
+        {
+            "name": c.name,
+            "type": c.type,
+            "format": c.format,
+            "description": c.name,
+            "priority": c.priority,
+        }
+        for c in columns
     ]
-    columns += [
-        {"name": header, "type": kind_type, "format": "", "description": header, "priority": 0}
-        for header, _, kind_type in kind.columns
+    rows = [
+        {
+            "cells": [c.cell(obj) for c in columns],
+            "object": {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            },
+        }
+        for obj in items
     ]
-    columns.append(
-        {"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}
-    )
-    rows = []
-    for obj in items:
-        cells: list[Any] = [obj["metadata"]["name"]]
-        cells += [field_value(obj, path.lstrip(".")) for _, path, _ in kind.columns]
-        cells.append(_age(obj["metadata"].get("creationTimestamp")))
-        rows.append(
-            {
-                "cells": cells,
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj["metadata"],
-                },
-            }
-        )
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
-        "columnDefinitions": columns,
+        "columnDefinitions": definitions,
         "rows": rows,
     }
+
+
+#: Bumped when the documents' shape changes, so no client keeps an older one it cached.
+OPENAPI_REVISION = 2
 
 
 def openapi_root(registry: Registry) -> dict[str, Any]:
@@ -157,14 +150,27 @@ def openapi_root(registry: Registry) -> dict[str, Any]:
     for group, versions in registry.groups().items():
         for version in versions:
             gv = f"api/{version}" if not group else f"apis/{group}/{version}"
-            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={len(registry.groups())}"}
+            # the document's content changes with its kinds: clients cache by this hash
+            kinds = sorted(
+                f"{k.kind}/{k.crd_name}/{k.columns}"
+                for k in registry
+                if k.group == group and k.version == version
+            )
+            digest = hashlib.sha256(f"{OPENAPI_REVISION}{kinds}".encode()).hexdigest()[:16]
+            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={digest.upper()}"}
     return {"paths": paths}
 
 
-def openapi_group_version(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
-    """A minimal OpenAPI v3 document: one PATCH operation per resource, with the GVK and the
-    `fieldValidation` parameter. That is what kubectl checks to use server-side field
-    validation (which this server does, strictly) instead of downloading schemas itself."""
+def openapi_group_version(
+    registry: Registry,
+    group: str,
+    version: str,
+    kube_version: str,
+    crd_schema: Callable[[Kind], dict[str, Any] | None],
+) -> dict[str, Any] | None:
+    """An OpenAPI v3 document: one PATCH operation per resource, with the GVK and the
+    `fieldValidation` parameter (what kubectl checks to use server-side field validation,
+    which this server does, strictly), and the kinds' schemas (`kubectl explain`)."""
     kinds = [k for k in registry if k.group == group and k.version == version]
     if not kinds:
         return None
@@ -204,5 +210,5 @@ def openapi_group_version(registry: Registry, group: str, version: str) -> dict[
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (Hoist simulator)", "version": "unversioned"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": openapi.schemas(kube_version, kinds, crd_schema)},
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
@@ -36,7 +37,8 @@ class Kind:
     #: The name of the CRD that defines this kind (for cleanup when the CRD goes).
     crd_name: str = ""
     #: Columns for `kubectl get` beyond NAME and AGE: (header, JSON path, type).
-    columns: tuple[tuple[str, str, str], ...] = field(default=())
+    # printer columns: (name, JSONPath, type[, priority]), as a CRD declares them
+    columns: tuple[tuple[Any, ...], ...] = field(default=())
 
     @property
     def api_version(self) -> str:
@@ -276,8 +278,9 @@ BUILTIN: list[Kind] = [
         ("vm", "vms"),
         ("all",),
         columns=(
+            ("Age", ".metadata.creationTimestamp", "date"),
             ("Status", ".status.printableStatus", "string"),
-            ("Ready", ".status.ready", "boolean"),
+            ("Ready", ".status.conditions[?(@.type=='Ready')].status", "string"),
         ),
     ),
 ]

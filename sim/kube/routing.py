@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote
 
 import yaml
 
+from sim.kube import protobuf
 from sim.kube.errors import ApiError, bad_request
 from sim.kube.kinds import Kind
 
@@ -126,7 +127,11 @@ def decode(body: bytes, content_type: str) -> Any:
 
 
 def object_of(body: bytes, kind: Kind, headers: dict[str, str]) -> dict[str, Any]:
-    obj = decode(body, headers.get("content-type", ""))
+    content_type = headers.get("content-type", "")
+    if protobuf.is_protobuf(content_type):
+        obj: Any = protobuf.decode_object(body, kind)
+    else:
+        obj = decode(body, content_type)
     if not isinstance(obj, dict):
         raise bad_request("the body of the request must be an object")
     if obj.get("kind") and obj["kind"] != kind.kind:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sim.kube import fieldmanager
 from sim.kube.errors import ApiError, already_exists, bad_request, conflict, gone, not_found
 from sim.kube.kinds import Kind, Registry
 from sim.kube.selectors import Predicate
@@ -290,7 +291,6 @@ class Store:
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "selfLink",
-            "managedFields",
         ):
             meta.pop(transient, None)
         meta["uid"] = str(uuid.uuid4())
@@ -299,6 +299,7 @@ class Store:
         if kind.status:
             obj.pop("status", None)
         self._admit(kind, obj, None)
+        fieldmanager.track(kind, None, obj)
         return self._commit(kind, "ADDED", obj, None).obj
 
     def _check_namespace(self, namespace: str) -> None:
@@ -373,6 +374,7 @@ class Store:
                     new["status"] = copy.deepcopy(current["status"])
                 else:
                     new.pop("status", None)
+        fieldmanager.track(kind, current, new)
         return self._replace(kind, current, new)
 
     def _replace(self, kind: Kind, current: Obj, new: Obj, subresource: str | None = None) -> Obj:

@@ -105,10 +105,13 @@ class Sim:
         copy to Glance breaks: a caller then sees the image gone (and may try again),
         never one left "saving" forever."""
         lose = path is not None and self.faults.take_lost_upload()
+        fail = path is not None and not lose and self.faults.take_failed_upload()
         try:
-            await self.upload(image_id, path, lose=lose)
+            await self.upload(image_id, path, lose=lose or fail)
         except Exception as exc:
-            if lose:
+            if fail:
+                self.faults.injected.append(f"failed_upload:{image_id}")
+            elif lose:
                 self.faults.injected.append(f"lost_upload:{image_id}")
                 log.warning("upload into image %s lost; the image is left behind", image_id)
                 return
@@ -149,6 +152,9 @@ def build_app(sim: Sim) -> FastAPI:
                 body = {"computeFault": {"code": status, "message": "Service Unavailable (fault)"}}
                 return JSONResponse(body, status, headers={"Retry-After": "1"})
             token = request.headers.get("X-Auth-Token", "")
+            if service != "sim" and sim.faults.take_revoke_all():
+                revoked = await sim.keystone.revoke_seen()
+                sim.faults.injected.append(f"revoke_tokens:{revoked}")
             info = await sim.keystone.validate(token) if token else None
             if info is None:
                 body = {

@@ -161,6 +161,7 @@ async def openstack_cloud(
             )
             keystone = Keystone(services.auth_url, services.admin_password, certs.ca_file)
             faults = Faults()
+            faults.update(scenario.faults)
             state = CloudState(base / "disks")
             await asyncio.to_thread(state.load, scenario, project_id)
             sim = Sim(state, faults, keystone, services.glance_url, base_url=sim_url)

@@ -68,6 +68,29 @@ def add_routes(app: FastAPI, sim: Sim, nova: str, cinder: str) -> None:
             ]
         }
 
+    @app.get(nova + "/os-availability-zone/detail")
+    async def nova_zones_detail(request: Request) -> dict[str, Any]:
+        """Admin only by Nova's default policy: `openstack availability zone list` asks it
+        first and, refused, falls back to the plain list."""
+        if "admin" not in (request.state.roles or []):
+            raise ApiError(
+                403,
+                "forbidden",
+                "Policy doesn't allow os_compute_api:os-availability-zone:detail to be performed.",
+            )
+        used = {s.availability_zone for s in st.servers.values() if s.deleted_at is None}
+        service = {"available": True, "active": True, "updated_at": None}
+        return {
+            "availabilityZoneInfo": [
+                {
+                    "zoneName": z,
+                    "zoneState": {"available": True},
+                    "hosts": {f"compute-{z}": {"nova-compute": service}},
+                }
+                for z in zones(used)
+            ]
+        }
+
     @app.get(cinder + "/os-availability-zone")
     async def cinder_zones() -> dict[str, Any]:
         used = {v.availability_zone for v in st.volumes.values()}

@@ -39,6 +39,8 @@ class Faults:
     resets: int = 1
     volume_quota: int | None = None
     lose_uploads: int = 0
+    fail_uploads: int = 0
+    revoke_tokens: bool = False
     # What happened, for tests to assert on.
     injected: list[str] = field(default_factory=list)
 
@@ -75,6 +77,17 @@ class Faults:
             return False
         self.lose_uploads -= 1
         return True
+
+    def take_failed_upload(self) -> bool:
+        """Whether this upload is one Glance refuses (its image is then deleted)."""
+        if self.fail_uploads <= 0:
+            return False
+        self.fail_uploads -= 1
+        return True
+
+    def take_revoke_all(self) -> bool:
+        due, self.revoke_tokens = self.revoke_tokens, False
+        return due
 
     def take_revoke(self) -> int | None:
         after, self.revoke_token_after_bytes = self.revoke_token_after_bytes, None

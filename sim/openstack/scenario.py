@@ -30,12 +30,13 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from sim import diskimage
+from sim.openstack.faults import Faults
 
 MiB = 1 << 20
 #: The keys that make a generated disk's contents: meaningless for a disk from an image.
@@ -168,6 +169,15 @@ class Scenario(_Model):
     quotas: dict[Literal["compute", "volume", "network"], dict[str, int]] = Field(
         default_factory=dict
     )
+    #: Faults the cloud starts with (``sim/openstack/faults.py``), e.g. ``{fail_uploads: 1}``
+    #: or ``{revoke_tokens: true}``; tests and ``POST /sim/faults`` change them later.
+    faults: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        Faults().update(value)  # the same refusal as POST /sim/faults for an unknown fault
+        return value
 
 
 def resolve_images(s: Scenario, base: Path | None, prefix: str = "") -> None:

@@ -65,3 +65,10 @@ class Keystone:
         headers = {"X-Auth-Token": await self.admin_token(), "X-Subject-Token": token}
         async with self.client() as c:
             await c.delete(f"{self.auth_url}/auth/tokens", headers=headers)
+
+    async def revoke_seen(self) -> int:
+        """Revoke every token a service has validated (not the simulator's own); how many."""
+        tokens = [t for t in self._cache if t != self._admin]
+        for token in tokens:
+            await self.revoke(token)
+        return len(tokens)

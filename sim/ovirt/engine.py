@@ -42,6 +42,7 @@ from sim.ovirt.guest import GuestWrite, GuestWriter
 from sim.ovirt.imageio import ImageioDaemon
 from sim.ovirt.images import make_image
 from sim.ovirt.jsonapi import JsonNegotiation
+from sim.ovirt.maintenance import Maintenance, Window
 from sim.ovirt.proxy import ImageProxy
 from sim.ovirt.scenario import Fault
 from sim.ovirt.search import SearchError, compile_search, fields_for
@@ -137,6 +138,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving_cert = self.cert
         self.locked_until: dict[str, float] = {}
+        self.maintenance = Window()  # fault "maintenance": Apache's 503 page meanwhile
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -175,6 +177,8 @@ class Engine:
         self._arm(fault)
 
     def _arm(self, fault: Fault) -> None:
+        if fault.kind == "maintenance":
+            self.maintenance.start(fault.seconds)
         if fault.kind == "disk_locked":
             until = asyncio.get_running_loop().time() + fault.seconds
             disks = [self.inv.disk_by_name(fault.disk)] if fault.disk else self.inv.disks.values()
@@ -345,7 +349,10 @@ class Engine:
         return Starlette(
             routes=routes,
             exception_handlers={params.BadParameter: _bad_parameter},
-            middleware=[Middleware(JsonNegotiation)],
+            middleware=[
+                Middleware(Maintenance, window=self.maintenance),
+                Middleware(JsonNegotiation),
+            ],
         )
 
     def guard(self, handler: Any) -> Any:

@@ -34,7 +34,10 @@ Fault kinds (``Fault``): ``disk_locked`` (``seconds``), ``paused_system``, ``tic
 ``count``), ``control_reset`` (``count``: the first ``count`` OPTIONS requests and the first
 ``count`` extents requests each have their connection reset, alternately before any answer
 and in the middle of it), ``http_5xx`` (``count``, ``status``), ``host_unreachable``
-(transfer_url points at a closed port, so clients must use proxy_url). ``disk`` names the
+(transfer_url points at a closed port, so clients must use proxy_url), ``maintenance``
+(``seconds``: from the moment it is armed the engine is down for maintenance, and Apache
+answers every API and SSO request with its 503 page; see ``sim/ovirt/maintenance.py``).
+``disk`` names the
 disk (name or id); without it the fault applies to every disk.
 
 A disk with ``image: PATH`` holds the bytes of that raw or qcow2 file (``qemu-img info``
@@ -84,6 +87,7 @@ FAULT_KINDS = (
     "checkpoint_invalid",
     "checkpoint_missing",
     "engine_restart",
+    "maintenance",
 )
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20}
 _UNITS |= {"g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}

@@ -68,7 +68,10 @@ T = TypeVar("T")
 
 GLANCE = "glance"  # the planner's source_storage of an image-backed server's root disk
 
-_IMAGE_FAILED = frozenset({"killed", "deleted", "pending_delete", "deactivated"})
+_IMAGE_FAILED = frozenset({"killed", "deactivated"})
+# Cinder and Nova delete the image of a copy that failed (an admin still reads it by id,
+# as deleted): the copy is made again, under the same name, by the next call.
+_IMAGE_GONE = frozenset({"deleted", "pending_delete"})
 _IMAGE_PENDING = frozenset({"queued", "saving"})  # what an upload passes through
 _TASK_STATE = "OS-EXT-STS:task_state"
 _VOLUME_FAILED = frozenset(
@@ -147,6 +150,11 @@ def _image_step(image: Any) -> _Step:
         return _Step(image_id=str(image.id), size=int(image.size or 0))
     if status in _IMAGE_FAILED:
         raise _failed("image", image)
+    if status in _IMAGE_GONE:
+        return _Step(
+            waiting=f"image {image.name} was deleted by the cloud (an upload that failed); "
+            "uploading again"
+        )
     return _Step(waiting=f"image {image.name} {status}")
 
 

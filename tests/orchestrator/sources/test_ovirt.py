@@ -271,3 +271,21 @@ async def test_a_backup_whose_checkpoint_chain_broke_says_a_full_one_must_follow
     third = await _backed_up(source, vm.id, str(uuid.uuid4()), disks, first.to_checkpoint)
     assert third.phase == "failed", third
     assert third.needs_full, third
+
+
+async def test_an_engine_down_for_maintenance_is_waited_for(source: Source, engine: Engine) -> None:
+    """Apache answers 503 for a stopped engine (docs/ovirt.md, faults): the source reports
+    it as temporary (the pipeline retries the step) and works again once the engine is up."""
+    vm = plan_of(engine, "up-1")
+    refused = engine.maintenance.refused
+    engine.add_fault(Fault("maintenance", seconds=120))
+    try:
+        with pytest.raises(SourceError) as err:
+            await source.inspect(vm)
+        assert (err.value.reason, err.value.permanent) == ("SourceUnavailable", False)
+        assert "503" in err.value.message
+        assert "retry" in err.value.message
+        assert engine.maintenance.refused > refused
+    finally:
+        engine.maintenance.end()
+    assert (await source.inspect(vm)).power == Power.ON

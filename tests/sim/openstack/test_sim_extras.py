@@ -1,8 +1,8 @@
 """What ``openstack quota show``, ``limits show``, ``security group list``, ``keypair list``,
 ``availability zone list`` and ``image list`` read, through openstacksdk unchanged.
 
-(python-openstackclient, the ``openstack`` command, is in neither venv: openstacksdk is
-what these tests drive.)
+(openstacksdk drives these; ``tests/sim/openstack/test_cli.py`` runs the same commands with
+python-openstackclient, the ``openstack`` command, from .venv-openstack.)
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ async def test_full_load_sees_vms_pvcs_and_capacities(
     assert web.data["hoist"] == {"hoist.io/plan": "p1", "hoist.io/vm": "v1"}
     assert (web.data["running"], web.data["runStrategy"]) == (True, "Always")
     db = items["virtualmachine", f"{NS}/db"]
-    assert (db.status, db.data["running"], db.data["runStrategy"]) == ("", None, "Manual")
+    # KubeVirt shows a VM that is not started as Stopped
+    assert (db.status, db.data["running"], db.data["runStrategy"]) == ("Stopped", None, "Manual")
     assert db.data["hoist"] == {}
 
     claim = items["persistentvolumeclaim", f"{NS}/web"]

@@ -102,6 +102,17 @@ async def test_not_the_engine_api(engine: Engine) -> None:
     assert (await problem(other)).reason == Reason.NOT_AN_API
 
 
+async def test_an_engine_down_for_maintenance_is_temporary(engine: Engine) -> None:
+    """Apache's 503 page is not "not an engine API": the provider is kept and retried."""
+    engine.add_fault(scenario.Fault("maintenance", seconds=120))
+    try:
+        found = await problem(make_source(engine))
+    finally:
+        engine.maintenance.end()
+    assert (found.reason, found.permanent) == (Reason.SERVER_ERROR, False)
+    assert "503" in found.message
+
+
 async def test_old_engine_is_unsupported(engine: Engine) -> None:
     engine.version = "3.6.13"
     try:
