@@ -34,6 +34,13 @@ from tools.processes import ControllerProcess, ServiceProcess
 BUS = {"virtio": "virtio", "virtio_scsi": "scsi", "sata": "sata", "ide": "sata"}
 POPULATOR_IMAGE = "registry.example/hoist/hoist:test"
 CONVERTER_IMAGE = "registry.example/hoist/converter:test"
+#: Hook images (``tools.hookimage``, this repository's small hook program) by behaviour.
+HOOK_IMAGES = {
+    "registry.example/hoist/hook-ok": (),
+    "registry.example/hoist/hook-fail": ("--exit", "3"),
+    "registry.example/hoist/hook-slow": ("--sleep", "4"),
+    "registry.example/hoist/hook-hang": ("--sleep", "600"),
+}
 NAMESPACE = "migrated"
 FINAL = ("Succeeded", "Failed", "Canceled")
 
@@ -127,6 +134,17 @@ def images() -> dict[str, list[str]]:
             "-m",
             "tests.orchestrator.fakeconverter",
         ],
+        **{
+            image: [
+                "env",
+                f"PYTHONPATH={Path(__file__).resolve().parents[2]}",
+                sys.executable,
+                "-m",
+                "tools.hookimage",
+                *args,
+            ]
+            for image, args in HOOK_IMAGES.items()
+        },
     }
 
 
