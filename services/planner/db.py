@@ -47,6 +47,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
@@ -67,6 +68,17 @@ revision_seq = Sequence("revision_seq", metadata=metadata)
 
 _EMPTY_LIST = text("'[]'::jsonb")
 _EMPTY_OBJ = text("'{}'::jsonb")
+
+
+def revised(table: Table, row_id: str, values: Mapping[str, Any]) -> Any:
+    """``UPDATE table SET values, a new revision, updated_at = now WHERE id = row_id
+    RETURNING *``: how a map or a hook is changed (its ETag moves with it)."""
+    return (
+        update(table)
+        .where(table.c.id == row_id)
+        .values(**values, revision=revision_seq.next_value(), updated_at=func.now())
+        .returning(table)
+    )
 
 
 def _map_table(name: str) -> Table:

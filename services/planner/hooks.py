@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -250,22 +249,7 @@ async def update(p: Planner, ref: str, body: HookUpdate, if_match: int | None) -
             raise PreconditionFailed(
                 f"the hook changed (revision {row['revision']}, not {if_match}); read it again"
             )
-        row = (
-            (
-                await session.execute(
-                    sa.update(t)
-                    .where(t.c.id == row["id"])
-                    .values(
-                        **values,
-                        revision=db.revision_seq.next_value(),
-                        updated_at=datetime.now(UTC),
-                    )
-                    .returning(t)
-                )
-            )
-            .mappings()
-            .one()
-        )
+        row = (await session.execute(db.revised(t, row["id"], values))).mappings().one()
         await _event(p.outbox, session, row, ChangeAction.UPDATED)
         return row, await users(session, row["name"])
 
