@@ -8,7 +8,7 @@ inventory:
   command: hoist-inventory
 planner:
   port: 8102
-  routes: [/api/v1/plans, /api/v1/networkmaps, /api/v1/storagemaps, /api/v1/planner]
+  routes: [/api/v1/plans, /api/v1/networkmaps, /api/v1/storagemaps, /api/v1/hooks, /api/v1/planner]
   command: hoist-planner
 orchestrator:
   port: 8103
