@@ -25,6 +25,7 @@ from services.planner.hooks import (
     remove,
     t,
     update,
+    usage,
     users,
 )
 from services.planner.views import answers
@@ -64,7 +65,8 @@ async def list_hooks(request: Request) -> JSONResponse:
     p = _planner(request)
     async with p.engine.connect() as conn:
         rows = list((await conn.execute(select(t).order_by(t.c.name))).mappings())
-        items = [public(r, await users(conn, r["name"])) for r in rows]
+        using = await usage(conn)
+        items = [public(r, using.get(r["name"], [])) for r in rows]
     return JSONResponse({"items": items})
 
 

@@ -198,6 +198,30 @@ async def users(conn: AsyncConnection | AsyncSession, name: str) -> list[str]:
     return [str(n) for n in (await conn.execute(q)).scalars()]
 
 
+_NAMED = sa.text(
+    """
+    SELECT p.name AS plan, h.value ->> 'hook' AS hook
+    FROM planner.plans p, jsonb_array_elements(p.hooks) h
+    WHERE h.value ->> 'hook' IS NOT NULL
+    UNION
+    SELECT p.name, h.value ->> 'hook'
+    FROM planner.plans p, jsonb_array_elements(p.vms) v,
+         jsonb_array_elements(COALESCE(v.value -> 'hooks', '[]'::jsonb)) h
+    WHERE jsonb_typeof(v.value -> 'hooks') = 'array' AND h.value ->> 'hook' IS NOT NULL
+    ORDER BY 1
+    """
+)
+
+
+async def usage(conn: AsyncConnection) -> dict[str, list[str]]:
+    """Every hook's plans (by plan name), in one pass over the plans: a list of hooks
+    must not read every plan once per hook."""
+    out: dict[str, list[str]] = {}
+    for plan, hook in (await conn.execute(_NAMED)).all():
+        out.setdefault(str(hook), []).append(str(plan))
+    return out
+
+
 async def _event(outbox: Outbox, session: AsyncSession, row: Any, action: ChangeAction) -> None:
     data = HookChanged(
         hook_id=row["id"], name=row["name"], action=action, revision=int(row["revision"])
