@@ -161,7 +161,9 @@ async def _follow(
             if active:
                 # Read as it runs: a pod the Job controller deletes at the deadline takes
                 # its log along, and what a timed-out hook was doing is what one wants.
-                await _collect(ctx, name, memo)
+                newest = await _collect(ctx, name, memo)
+                if newest and newest != "Running":
+                    note += f": pod {newest}"  # e.g. Pending (ErrImagePull)
             return Wait(ctx.settings.poll_seconds, note=note, detail=_detail(memo, name, hook))
         ended = {
             "type": "Failed",
@@ -219,14 +221,16 @@ def _detail(memo: dict[str, Any], name: str, hook: HookSpec) -> dict[str, object
     return out
 
 
-async def _collect(ctx: StepContext, name: str, memo: dict[str, Any]) -> None:
+async def _collect(ctx: StepContext, name: str, memo: dict[str, Any]) -> str:
     """The logs of the Job's pods as they are now, into ``memo["logs"]`` (a pod gone keeps
-    what was read of it last)."""
+    what was read of it last); how the newest pod is (``Running``, ``Pending
+    (ErrImagePull)``...), or "" when there is none."""
     objects = await ctx.objects()
     try:
         pods = await objects.list(POD, f"batch.kubernetes.io/job-name={name}")
     except Exception:  # a log is worth having, never worth failing the step for
-        return
+        return ""
+    pods.sort(key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
     seen: dict[str, Any] = memo.setdefault("logs", {})
     for pod in pods:
         pod_name = pod["metadata"]["name"]
@@ -241,6 +245,7 @@ async def _collect(ctx: StepContext, name: str, memo: dict[str, Any]) -> None:
             "how": _how(pod),
             "text": tail(text, POD_LOG_BYTES),
         }
+    return _how(pods[-1]) if pods else ""
 
 
 async def _logs(ctx: StepContext, name: str, memo: dict[str, Any]) -> str:
@@ -260,4 +265,7 @@ def _how(pod: dict[str, Any]) -> str:
         ended = (c.get("state") or {}).get("terminated")
         if ended:
             return f"{ended.get('reason') or 'Terminated'}, exit code {ended.get('exitCode')}"
+        waiting = ((c.get("state") or {}).get("waiting") or {}).get("reason")
+        if waiting:
+            return f"{status.get('phase') or 'Pending'} ({waiting})"
     return str(status.get("phase") or "Unknown")

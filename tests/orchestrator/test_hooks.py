@@ -42,7 +42,7 @@ from tests.orchestrator.pipelines import (
 from tests.orchestrator.pipelines import ovirt_disk as _disk
 from tools.processes import ServiceProcess
 
-NAMES = ("hookok", "hookfail", "hooktimeout", "hookcancel", "hookcrash")
+NAMES = ("hookok", "hookfail", "hooktimeout", "hookpull", "hookcancel", "hookcrash")
 SCENARIO: dict[str, Any] = {
     "vms": [{"name": n, "status": "up", "disks": [_disk(f"{n}-root")]} for n in NAMES]
 }
@@ -109,8 +109,9 @@ async def test_hooks_run_around_the_vm_and_fail_it_when_they_fail(
     svc, _ = running
     ok = hooked(engine, "hookok", pre=spec("ok"), post=spec("ok"))
     bad = hooked(engine, "hookfail", pre=spec("fail", retries=1))
-    late = hooked(engine, "hooktimeout", pre=spec("hang", deadline_seconds=2))
-    plan = plan_of(source, [ok, bad, late])
+    late = hooked(engine, "hooktimeout", pre=spec("hang", deadline_seconds=5))
+    pull = hooked(engine, "hookpull", pre=spec("missing", deadline_seconds=3))  # no such image
+    plan = plan_of(source, [ok, bad, late, pull])
     async with publisher(servers, prefix) as bus:
         await start_plan(bus, plan)
 
@@ -148,9 +149,14 @@ async def test_hooks_run_around_the_vm_and_fail_it_when_they_fail(
     state = await wait_vm(svc, plan, late.vm_id, within=120)
     assert state["phase"] == "Failed", state
     assert state["error"]["reason"] == "HookTimeout"
-    assert "deadline of 2 s" in state["error"]["message"]
+    assert "deadline of 5 s" in state["error"]["message"]
     assert "working for 600 s" in step(state, "PreHook")["detail"]["log"]
     assert source_status(engine, late.vm_id) == "up"
+
+    # A pod that never started counts against the deadline too, and says why it waited.
+    state = await wait_vm(svc, plan, pull.vm_id, within=120)
+    assert state["error"]["reason"] == "HookTimeout", state
+    assert ": Pending (ErrImagePull) ---" in step(state, "PreHook")["detail"]["log"]
 
 
 async def test_cancel_stops_a_running_hook(
