@@ -156,6 +156,10 @@ async def test_plans_reference_hooks_and_freeze_them(
     assert used.status_code == 409
     assert plan["name"] in used.json()["detail"][0]["msg"]
     assert (await api(planner, "GET", f"/hooks/{pre['name']}")).json()["plans"] == [plan["name"]]
+    wrong = [{"step": "PostHook", "hook": "not-a-hook"}]
+    r = await api(planner, "PATCH", f"/plans/{plan['id']}", json={"hooks": wrong})
+    assert r.status_code == 422, r.text
+    assert loc(r) == [["body", "hooks", 0, "hook"]]
     frozen = await start_and_capture(planner, plan["id"])
     by_name = {v["name"]: v for v in frozen["vms"]}
     a, b, c = by_name["rerun-a"], by_name["rerun-b"], by_name["db-1"]
