@@ -10,12 +10,14 @@ exactly the plan it runs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
+import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +316,43 @@ async def labelled(api: client.ApiClient, selector: str) -> dict[str, list[str]]
 
 
 __all__ = ["Cluster", "ControllerProcess"]
+
+
+async def killed_mid_step(
+    first: ServiceProcess,
+    env: dict[str, str],
+    logs: Path,
+    plan: p.PlanStarted,
+    vm_id: str,
+    step: str,
+    uids: Callable[[], Awaitable[set[str]]],
+) -> tuple[dict[str, Any], set[str]]:
+    """Kill -9 the orchestrator while ``vm_id`` runs ``step``, a second one started first
+    taking the VM over; the VM's final state (read from the second) and every uid ``uids``
+    saw meanwhile (the step's objects: one uid means the restarted step adopted the object,
+    not made it again). The first orchestrator runs again, the second is stopped."""
+    seen: set[str] = set()
+
+    async def watch() -> None:
+        while True:
+            seen.update(await uids())
+            await asyncio.sleep(0.2)
+
+    watcher = asyncio.create_task(watch())
+    second = orchestrator(env, logs)
+    try:
+        await wait_vm(first, plan, vm_id, ("Running",), step=step, within=180)
+        await second.start()
+        await second.wait_ready(60)
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGKILL)
+        await first.proc.wait()
+        state = await wait_vm(second, plan, vm_id, within=120)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await first.start()
+    await first.wait_ready(60)
+    await second.terminate()
+    return state, seen

@@ -11,10 +11,7 @@ an orchestrator killed while a hook runs adopts the Job: the hook runs once, not
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ from tests.orchestrator.pipelines import (
     NAMESPACE,
     ControllerProcess,
     cancel,
-    orchestrator,
+    killed_mid_step,
     ovirt_source,
     plan_of,
     planned,
@@ -207,36 +204,17 @@ async def test_killed_orchestrator_adopts_the_running_hook(
     first, _ = running
     vm = hooked(engine, "hookcrash", post=spec("slow"))  # 4 s: time to kill meanwhile
     plan = plan_of(source, [vm])
-    jobs: set[str] = set()
 
-    async def watch() -> None:
-        while True:
-            found, _ = await hook_objects(kube, vm.vm_id)
-            jobs.update(j.metadata.uid for j in found)
-            await asyncio.sleep(0.2)
+    async def jobs() -> set[str]:
+        found, _ = await hook_objects(kube, vm.vm_id)
+        return {j.metadata.uid for j in found}
 
-    watcher = asyncio.create_task(watch())
-    second = orchestrator(env, tmp_path)
-    try:
-        async with publisher(servers, prefix) as bus:
-            await start_plan(bus, plan)
-        await wait_vm(first, plan, vm.vm_id, ("Running",), step="PostHook", within=180)
-        await second.start()
-        await second.wait_ready(60)
-        assert first.proc is not None
-        first.proc.send_signal(signal.SIGKILL)  # while the hook's pod runs
-        await first.proc.wait()
-        state = await wait_vm(second, plan, vm.vm_id, within=120)
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+    async with publisher(servers, prefix) as bus:
+        await start_plan(bus, plan)
+    state, uids = await killed_mid_step(first, env, tmp_path, plan, vm.vm_id, "PostHook", jobs)
     assert state["phase"] == "Succeeded", state
-    assert len(jobs) == 1, jobs  # adopted, not made again
+    assert len(uids) == 1, uids  # adopted, not made again
     done = step(state, "PostHook")
     assert done["detail"]["outcome"] == "Succeeded"
     assert done["detail"]["log"].count("--- pod ") == 1  # the hook ran once
     assert "working for 4 s" in done["detail"]["log"]
-    await first.start()
-    await first.wait_ready(60)
-    await second.terminate()
