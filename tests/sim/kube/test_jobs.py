@@ -36,6 +36,7 @@ def job(name: str, script: str, **spec: Any) -> Obj:
             "template": {
                 "spec": {
                     "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 1,
                     "containers": [{"name": "main", "image": "busybox", "args": [script]}],
                 }
             },
