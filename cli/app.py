@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from cli import maps, plans, providers, watching
+from cli import hooks, maps, plans, providers, watching
 from cli.config import Flags
 from cli.runner import State, output_option
 
@@ -48,6 +48,7 @@ def cli(
 
 cli.add_command(providers.providers)
 cli.add_command(maps.maps)
+cli.add_command(hooks.hooks)
 cli.add_command(plans.plans)
 cli.add_command(watching.watch)
 

@@ -1,4 +1,5 @@
-"""Why a VM failed: its failed steps and disks, with the populator's own last log lines.
+"""Why a VM failed: its failed steps and disks, with the populator's own last log lines;
+and what its hooks (PreHook, PostHook) printed, failed or not.
 
 The planner's status says which step failed and the error in a line; what the populator
 printed before it gave up lives only in the orchestrator, which read the pod's log when the
@@ -17,6 +18,7 @@ from cli.output import out, styled
 from cli.runner import Failure
 
 FAILED = "Failed"
+HOOK_STEPS = ("PreHook", "PostHook")
 
 
 def _failures(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -25,7 +27,8 @@ def _failures(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for step in pipeline:
         failed_tasks = [t for t in step.get("tasks") or [] if t.get("error")]
         if step.get("error") and not failed_tasks:
-            # A step's own pod (ConvertGuest's conversion pod) leaves its log in the step.
+            # A step's own pod (ConvertGuest's conversion pod) or Job (a hook's) leaves its
+            # log in the step.
             detail = step.get("detail") or {}
             found.append(
                 {
@@ -33,6 +36,7 @@ def _failures(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "task": None,
                     "error": step["error"],
                     "pod": detail.get("pod") or None,
+                    "job": detail.get("job") or None,
                     "log": detail.get("log") or "",
                 }
             )
@@ -45,6 +49,25 @@ def _failures(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "error": t["error"],
                     "pod": detail.get("pod") or None,
                     "recreations": detail.get("recreations"),
+                    "log": detail.get("log") or "",
+                }
+            )
+    return found
+
+
+def _hooks(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The VM's hook steps that ran, failed or not: their Job, outcome and log."""
+    found = []
+    for step in pipeline:
+        detail = step.get("detail") or {}
+        if step["name"] in HOOK_STEPS and detail.get("job"):
+            found.append(
+                {
+                    "step": step["name"],
+                    "hook": detail.get("hook"),
+                    "state": step.get("state"),
+                    "job": detail["job"],
+                    "tries": detail.get("tries"),
                     "log": detail.get("log") or "",
                 }
             )
@@ -74,6 +97,7 @@ async def diagnose(api: Api, plan: str, vms: tuple[str, ...]) -> list[dict[str, 
                 "phase": vm.get("phase"),
                 "error": view.get("error"),
                 "failures": _failures(view.get("pipeline") or []),
+                "hooks": _hooks(view.get("pipeline") or []),
             }
         )
     return report
@@ -106,8 +130,24 @@ def show(plan: str, report: list[dict[str, Any]], lines: int) -> None:
                 again = f" (recreated {f['recreations']}x)" if f.get("recreations") else ""
                 what = "populator pod" if f["task"] is not None else "pod"
                 out.print(f"    {what} {f['pod']}{again}", markup=False)
-            tail = f.get("log", "").rstrip("\n").splitlines()[-lines:] if lines else []
-            if tail:
-                out.print(f"    last {len(tail)} log line(s):")
-            for line in tail:
-                out.print(f"    | {line}", markup=False, soft_wrap=True)
+            if f.get("job"):
+                out.print(f"    Job {f['job']}", markup=False)
+            _tail(f.get("log", ""), lines)
+        failed = {f["step"] for f in vm["failures"]}
+        for h in vm.get("hooks") or []:
+            if h["step"] in failed:
+                continue  # shown above, with its error
+            tries = f", {h['tries']} tr{'y' if h['tries'] == 1 else 'ies'}" if h["tries"] else ""
+            out.print(
+                f"  {h['step']} hook {h['hook']}: {h['state']} (Job {h['job']}{tries})",
+                markup=False,
+            )
+            _tail(h["log"], lines)
+
+
+def _tail(log: str, lines: int) -> None:
+    tail = log.rstrip("\n").splitlines()[-lines:] if lines else []
+    if tail:
+        out.print(f"    last {len(tail)} log line(s):")
+    for line in tail:
+        out.print(f"    | {line}", markup=False, soft_wrap=True)

@@ -65,6 +65,21 @@ def _migration_text(plan: dict[str, Any]) -> str:
     return f"warm, a precopy every {plan.get('precopyIntervalMinutes', 60)} min until the cutover"
 
 
+def _hooks_text(plan: dict[str, Any]) -> str:
+    """``PreHook drain, PostHook smoke; VM db-1: PreHook none``."""
+
+    def one(refs: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{r['step']} {r.get('hook') or 'none'}" for r in refs)
+
+    parts = [one(plan.get("hooks") or [])] if plan.get("hooks") else []
+    parts += [
+        f"VM {v.get('name') or v.get('id')}: {one(v['hooks'])}"
+        for v in plan.get("vms") or []
+        if v.get("hooks")
+    ]
+    return "; ".join(parts)
+
+
 def show_plan(plan: dict[str, Any], names: Names | None = None) -> None:
     names = names or Names()
     vms = plan.get("vms") or []
@@ -88,6 +103,7 @@ def show_plan(plan: dict[str, Any], names: Names | None = None) -> None:
             ("power state", plan.get("targetPowerState")),
             ("cutover", cutover_text(plan.get("cutover"))),
             ("limits", _limits_text(plan.get("limits") or {})),
+            ("hooks", _hooks_text(plan) or "-"),
             ("validated", plan.get("validatedAt") or "-"),
         ]
     )
@@ -143,6 +159,14 @@ def _vm_ref(text: str) -> dict[str, str]:
     help="Run virt-v2v-in-place on each VM's volumes before its VirtualMachine is created "
     "(ConvertGuest; -f FILE can set it per VM with convertGuest).",
 )
+@click.option(
+    "--pre-hook",
+    metavar="HOOK",
+    help="A hook every VM runs before its source is powered off (-f FILE can set hooks per VM).",
+)
+@click.option(
+    "--post-hook", metavar="HOOK", help="A hook every VM runs after its VirtualMachine exists."
+)
 @click.option("--description")
 @output_option
 def create(
@@ -162,9 +186,16 @@ def create(
     warm: bool | None,
     precopy_interval: int | None,
     convert_guest: bool | None,
+    pre_hook: str | None,
+    post_hook: str | None,
     description: str | None,
 ) -> None:
     """Create a plan; it is validated at once and its problems are shown."""
+    hooks = [
+        {"step": step, "hook": hook}
+        for step, hook in (("PreHook", pre_hook), ("PostHook", post_hook))
+        if hook
+    ]
     flags: dict[str, Any] = {
         "name": name,
         "sourceProvider": source,
@@ -179,6 +210,7 @@ def create(
         "migrationType": "warm" if warm else None,
         "precopyIntervalMinutes": precopy_interval,
         "convertGuest": convert_guest,
+        "hooks": hooks or None,
         "description": description,
     }
     required = [("name", "NAME"), ("sourceProvider", "--source"), ("targetProvider", "--target"),
@@ -438,12 +470,13 @@ def status(ref: str, verbose: bool) -> None:
     default=20,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Populator log lines per failed disk.",
+    help="Log lines per failed disk, conversion or hook.",
 )
 @output_option
 def logs(ref: str, vms: tuple[str, ...], lines: int) -> None:
-    """Why VMs failed: each failed step and disk, its error, and the populator's last log
-    lines (kept by the orchestrator after the pod is gone)."""
+    """Why VMs failed: each failed step and disk, its error, and the populator's (or the
+    conversion's, or the hook's) last log lines, kept by the orchestrator after the pod or
+    Job is gone; and each hook's log of the VMs shown, failed or not."""
 
     async def work(api: Api) -> None:
         report = await diagnosing.diagnose(api, ref, vms)

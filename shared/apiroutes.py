@@ -10,7 +10,13 @@ from __future__ import annotations
 
 ROUTES: dict[str, tuple[str, ...]] = {
     "inventory": ("/api/v1/providers", "/api/v1/inventory"),
-    "planner": ("/api/v1/plans", "/api/v1/networkmaps", "/api/v1/storagemaps", "/api/v1/planner"),
+    "planner": (
+        "/api/v1/plans",
+        "/api/v1/networkmaps",
+        "/api/v1/storagemaps",
+        "/api/v1/hooks",
+        "/api/v1/planner",
+    ),
     "orchestrator": ("/api/v1/migrations", "/api/v1/orchestrator"),
     "progress": ("/api/v1/progress",),
 }

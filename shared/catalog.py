@@ -185,6 +185,18 @@ PLAN_CUTOVER_CHANGED: EventSpec[Any] = EventSpec(
     description="A running plan's cutover time changed: no source VM is powered off before it.",
 )
 
+HOOK_CHANGED: EventSpec[Any] = EventSpec(
+    name="plan.hook.changed",
+    subject="plan.hook.{hook_id}.{action}",
+    payload=p.HookChanged,
+    delivery=Delivery.STREAM,
+    stream=PLANS,
+    producer="planner",
+    consumers=(),
+    description="A hook was created, changed or deleted (for integrators and UIs); plans "
+    "freeze a hook's definition when they start.",
+)
+
 PLAN_STATUS: EventSpec[Any] = EventSpec(
     name="plan.status",
     subject="plan.{plan_id}.status",
@@ -266,6 +278,7 @@ EVENTS: tuple[EventSpec[Any], ...] = (
     PLAN_STARTED,
     PLAN_CANCEL_REQUESTED,
     PLAN_CUTOVER_CHANGED,
+    HOOK_CHANGED,
     PLAN_STATUS,
     VM_STEP_CHANGED,
     VM_FINISHED,

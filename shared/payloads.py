@@ -84,6 +84,7 @@ class Step(StrEnum):
 
     INITIALIZE = "Initialize"
     WARM_PRECOPY = "WarmPrecopy"  # warm: copies while the source runs, until the cutover
+    PRE_HOOK = "PreHook"  # opt-in: the user's Job, the source still running
     POWER_OFF_SOURCE = "PowerOffSource"
     CONVERT_OPENSTACK_SNAPSHOT = "ConvertOpenstackSnapshot"
     DISK_ALLOCATION = "DiskAllocation"
@@ -91,6 +92,7 @@ class Step(StrEnum):
     FINAL_COPY = "FinalCopy"  # warm: what changed since the last precopy, source off
     CONVERT_GUEST = "ConvertGuest"  # opt-in: virt-v2v-in-place on all the VM's volumes
     VIRTUAL_MACHINE_CREATION = "VirtualMachineCreation"
+    POST_HOOK = "PostHook"  # opt-in: the user's Job, the target VM created
     CLEANUP = "Cleanup"
     COMPLETED = "Completed"
 
@@ -217,6 +219,31 @@ class PlannedNic(Payload):
     target: str = Field(description="'pod', 'ignored', or namespace/name of a Multus network")
 
 
+class HookSpec(Payload):
+    """A hook as its definition stood when the plan started (``shared.hooks`` says how it
+    runs): editing or deleting the hook later cannot change a migration that runs."""
+
+    name: str = Field(min_length=1, max_length=63)
+    image: str = Field(min_length=1, max_length=512)
+    playbook: str | None = Field(
+        None, description="An Ansible playbook (YAML text); the image is then its runner."
+    )
+    service_account: str | None = Field(
+        None, description="The Job's service account (unset: the namespace's default)."
+    )
+    deadline_seconds: int = Field(
+        600, ge=1, description="The Job's activeDeadlineSeconds: all its tries together."
+    )
+    retries: int = Field(0, ge=0, description="The Job's backoffLimit: failed pods tried again.")
+
+
+class PlannedHook(Payload):
+    """A hook one VM runs at one step (``PreHook`` or ``PostHook``)."""
+
+    step: Step
+    hook: HookSpec
+
+
 class PlannedVm(Payload):
     vm_id: Id
     name: str
@@ -235,6 +262,15 @@ class PlannedVm(Payload):
         False,
         description="Run ConvertGuest (virt-v2v-in-place on all the VM's volumes) before its "
         "VirtualMachine is created: the VM's own choice, else the plan's, resolved at start.",
+    )
+    hooks: list[PlannedHook] = Field(
+        default_factory=list,
+        description="At most one per step: the VM's own, else the plan's, resolved at start.",
+    )
+    source: dict[str, object] | None = Field(
+        None,
+        description="The source VM as the inventory knew it at start; only for a VM with "
+        "hooks (their ``vm.yml``), so a plan without hooks stays as small as it was.",
     )
 
 
@@ -316,6 +352,15 @@ class PlanStatusChanged(Payload):
     vms_failed: int = Field(0, ge=0)
     vms_canceled: int = Field(0, ge=0)
     conditions: list[Condition] = Field(default_factory=list)
+
+
+class HookChanged(Payload):
+    """A hook was created, changed or deleted (its definition is read from the API)."""
+
+    hook_id: Id
+    name: str
+    action: ChangeAction
+    revision: int = Field(ge=0)
 
 
 # --- orchestrator --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ The phase tuples keep the order today's SQL spells them in: bound into ``text()`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -23,6 +23,7 @@ __all__ = [
     "CONVERT_BEFORE",
     "COPIED_AFTER",
     "FINAL_STEP_STATES",
+    "HOOK_STEPS",
     "PER_DISK_STEPS",
     "PLAN_VM_FINAL",
     "PLAN_VM_IN_FLIGHT",
@@ -97,36 +98,58 @@ POSITION: Mapping[str, int] = MappingProxyType({s.value: i for i, s in enumerate
 #: handed over), before the VirtualMachine exists (nothing may boot a disk being converted).
 CONVERT_BEFORE = Step.VIRTUAL_MACHINE_CREATION
 
+#: Where a VM's hooks run: PreHook right before PowerOffSource (the source VM still runs and
+#: is reachable; warm, that is at the cutover, after the last precopy), PostHook right
+#: after VirtualMachineCreation (the target VM exists, and runs if it is to run).
+HOOK_STEPS: Mapping[Step, tuple[Step, int]] = MappingProxyType(
+    {Step.PRE_HOOK: (Step.POWER_OFF_SOURCE, 0), Step.POST_HOOK: (Step.VIRTUAL_MACHINE_CREATION, 1)}
+)
+
 
 def steps_of(
-    source: ProviderType | str, warm: bool = False, convert: bool = False
+    source: ProviderType | str,
+    warm: bool = False,
+    convert: bool = False,
+    hooks: Collection[Step] = (),
 ) -> tuple[Step, ...]:
     """The steps a VM from ``source`` runs (``warm``: its warm pipeline; ``convert``: with
-    ConvertGuest, the VM's ``PlannedVm.convert_guest``). ``ValueError`` for a KubeVirt or
-    unknown source, or a warm one that cannot go warm: guessing a pipeline would run the
-    wrong steps against a source.
+    ConvertGuest, the VM's ``PlannedVm.convert_guest``; ``hooks``: the steps of its
+    ``PlannedVm.hooks``). ``ValueError`` for a KubeVirt or unknown source, or a warm one
+    that cannot go warm: guessing a pipeline would run the wrong steps against a source.
 
-    ConvertGuest is a per-VM option, so it is not in the tables: a VM without it has no
-    such step at all (no row, no event, nothing to skip), and one with it has it right
-    before ``CONVERT_BEFORE``, in every source's cold and warm pipeline alike."""
+    ConvertGuest and the hooks are per-VM options, so they are not in the tables: a VM
+    without one has no such step at all (no row, no event, nothing to skip), and one with
+    it has it where ``CONVERT_BEFORE`` and ``HOOK_STEPS`` put it, in every source's cold
+    and warm pipeline alike."""
     table = WARM_STEPS if warm else STEPS
     try:
         steps = table[ProviderType(source)]
     except (KeyError, ValueError):
         what = "a warm migration source" if warm else "a migration source"
         raise ValueError(f"{source!r} is not {what}: it has no pipeline") from None
-    if not convert:
-        return steps
-    at = steps.index(CONVERT_BEFORE)
-    return (*steps[:at], Step.CONVERT_GUEST, *steps[at:])
+    unknown = [h for h in hooks if h not in HOOK_STEPS]
+    if unknown:
+        raise ValueError(f"{', '.join(map(str, unknown))} is not a hook step")
+    if convert:
+        at = steps.index(CONVERT_BEFORE)
+        steps = (*steps[:at], Step.CONVERT_GUEST, *steps[at:])
+    for hook in sorted(set(hooks), key=lambda s: POSITION[s.value]):
+        anchor, after = HOOK_STEPS[hook]
+        at = steps.index(anchor) + after
+        steps = (*steps[:at], hook, *steps[at:])
+    return steps
 
 
 def next_step(
-    source: ProviderType | str, step: Step, warm: bool = False, convert: bool = False
+    source: ProviderType | str,
+    step: Step,
+    warm: bool = False,
+    convert: bool = False,
+    hooks: Collection[Step] = (),
 ) -> Step:
     """The step after ``step`` (``Completed`` after the last); ``ValueError`` when ``step``
     is not one of the source's steps."""
-    order = steps_of(source, warm, convert)
+    order = steps_of(source, warm, convert, hooks)
     if step not in order:
         raise ValueError(f"{step} is not a step of {source}'s pipeline")
     index = order.index(step)

@@ -411,6 +411,10 @@ class OrchestratorSettings(BaseModel):
         description="Convert on qcow2 overlays and write back only a successful conversion "
         "(a failed one leaves the volumes as copied); false: convert the volumes directly.",
     )
+    hook_cpu_request: str = Field("100m", description="CPU request of a hook's pod.")
+    hook_memory_request: str = Field("150Mi", description="Memory request of a hook's pod.")
+    hook_cpu_limit: str = Field("1", description="CPU limit of a hook's pod.")
+    hook_memory_limit: str = Field("1Gi", description="Memory limit of a hook's pod.")
     controller_resync_seconds: float = Field(
         30.0, gt=0, description="Populator controller: every claim is looked at again this often."
     )

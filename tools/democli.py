@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from tools import demoscenario as dsc
-from tools.stack import Stack
+from tools.stack import HOOK_IMAGE, Stack
 
 TARGET_PROVIDER = "host"  # the cluster Hoist runs in
 OVIRT_PROVIDER = "ovirt"
@@ -189,10 +189,16 @@ async def _maps_and_plan(hoist: Hoist, scenario: dsc.Scenario, plan: dsc.PlanSpe
         "--source", source, "--target", TARGET_PROVIDER, *storage_args,
     )  # fmt: skip
     vm_args = [f"--vm={vm}" for vm in plan.vms]
+    hook_args: list[str] = []
+    for wanted, step in ((plan.pre_hook, "pre"), (plan.post_hook, "post")):
+        if wanted:
+            name = f"{plan.name}-{step}"
+            await hoist.run("hooks", "create", name, "--image", HOOK_IMAGE, "--deadline", "2m")
+            hook_args.append(f"--{step}-hook={name}")
     await hoist.run(
         "plans", "create", plan.name, "--source", source, "--target", TARGET_PROVIDER,
         "--namespace", scenario.namespace_of(plan),
         "--network-map", f"{plan.name}-network", "--storage-map", f"{plan.name}-storage",
         *vm_args, "--target-power-state", plan.target_power_state,
-        *(["--convert-guest"] if plan.convert_guest else []),
+        *(["--convert-guest"] if plan.convert_guest else []), *hook_args,
     )  # fmt: skip

@@ -199,6 +199,11 @@ class PlanSpec(_Strict):
     #: ConvertGuest: virt-v2v-in-place on each VM's volumes before its VirtualMachine is
     #: created (minutes per VM where the conversion appliance runs emulated).
     convert_guest: bool = Field(False, alias="convertGuest")
+    #: Hooks every VM of the plan runs (``docs/hooks.md``): this repository's hook image
+    #: (``tools.hookimage``), which logs what it sees of the VM; ``hoist plans logs --vm``
+    #: shows it.
+    pre_hook: bool = Field(False, alias="preHook")
+    post_hook: bool = Field(False, alias="postHook")
 
     def multus(self) -> set[tuple[str, str]]:
         """(namespace, name) of every NetworkAttachmentDefinition the network map names."""

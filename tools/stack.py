@@ -52,6 +52,12 @@ CONVERTER_ENTRYPOINT = [
     "services.converter",
 ]
 
+#: Hook images (``tools.hookimage``, this checkout's small hook program): one that works,
+#: one that fails. A plan's hook names one as its image (``docs/hooks.md``).
+HOOK_IMAGE = "registry.example/hoist/hook:dev"
+FAILING_HOOK_IMAGE = "registry.example/hoist/hook-fail:dev"
+HOOK_ENTRYPOINT = [*CONVERTER_ENTRYPOINT[:-1], "tools.hookimage"]
+
 
 @dataclass
 class StackSpec:
@@ -115,6 +121,8 @@ class Stack:
         images = {
             POPULATOR_IMAGE.rsplit(":", 1)[0]: POPULATOR_ENTRYPOINT,
             CONVERTER_IMAGE.rsplit(":", 1)[0]: CONVERTER_ENTRYPOINT,
+            HOOK_IMAGE.rsplit(":", 1)[0]: HOOK_ENTRYPOINT,
+            FAILING_HOOK_IMAGE.rsplit(":", 1)[0]: [*HOOK_ENTRYPOINT, "--exit", "1"],
         }
         roots: dict[str, ImageRoot] = {}
         if spec.image:  # populator pods run in the built image, not on this machine's Python

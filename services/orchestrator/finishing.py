@@ -26,6 +26,8 @@ from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import (
     CLEANUP_ORDER,
+    CONFIG_MAP,
+    JOB,
     POD,
     POPULATORS,
     PVC,
@@ -39,8 +41,9 @@ from shared.payloads import PowerState
 
 log = logging.getLogger("hoist.orchestrator.finishing")
 
-_TEMPORARY = (POD, *POPULATORS.values(), SECRET)
-"""What only the migration needed (the claims and the VirtualMachine stay), consumers first."""
+_TEMPORARY = (JOB, POD, CONFIG_MAP, *POPULATORS.values(), SECRET)
+"""What only the migration needed (the claims and the VirtualMachine stay), consumers first
+(a hook's Job before the pods it would otherwise make again)."""
 
 TEARDOWN_ATTEMPTS = 30
 """A teardown that keeps failing (a source that stays unreachable) gives up after this many

@@ -43,6 +43,13 @@ def conversion_pod(target_name: str, migration_id: str) -> str:
     return _dns(f"{target_name}-convert-{short(migration_id, 6)}")
 
 
+def hook_job(target_name: str, migration_id: str, hook: str) -> str:
+    """A hook's Job and its ConfigMap (``hook``: ``pre`` or ``post``): one per VM, step and
+    migration, so a restarted orchestrator adopts the Job it made instead of running the
+    hook twice, and a re-run (a new migration) runs it again."""
+    return _dns(f"{target_name}-{hook}hook-{short(migration_id, 6)}")
+
+
 def artifact(kind: str, migration_id: str, vm_id: str, disk_id: str = "") -> str:
     """Temporary OpenStack snapshots, volumes and images: ``hoist-<kind>-<digest>``, one per
     (migration, VM, disk), so a re-run of the step finds what the first run made."""

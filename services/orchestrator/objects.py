@@ -21,10 +21,22 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from shared import populator as contract
 from shared.errors import PermanentError, RetryLater
-from shared.kube import POD, PVC, SECRET, VIRTUAL_MACHINE, Kube, Resource, status_message
+from shared.kube import (
+    CONFIG_MAP,
+    JOB,
+    POD,
+    PVC,
+    SECRET,
+    VIRTUAL_MACHINE,
+    Kube,
+    Resource,
+    status_message,
+)
 
 __all__ = [
     "CLEANUP_ORDER",
+    "CONFIG_MAP",
+    "JOB",
     "POD",
     "POPULATORS",
     "PVC",
@@ -40,8 +52,16 @@ POPULATORS: Mapping[contract.Kind, Resource] = MappingProxyType(
     {k: Resource(contract.GROUP, contract.VERSION, k.plural, k.name) for k in contract.KINDS}
 )
 """The API resource of each populator kind of the contract."""
-CLEANUP_ORDER: tuple[Resource, ...] = (POD, *POPULATORS.values(), SECRET, PVC)
-"""What a torn-down VM loses, consumers first (a pod using a claim keeps it alive)."""
+CLEANUP_ORDER: tuple[Resource, ...] = (
+    JOB,
+    POD,
+    CONFIG_MAP,
+    *POPULATORS.values(),
+    SECRET,
+    PVC,
+)
+"""What a torn-down VM loses, consumers first (a pod using a claim keeps it alive; a hook's
+Job first, or it would make its pod again)."""
 
 
 class Conflict(PermanentError):

@@ -9,8 +9,8 @@ which finds what the first call did (deterministic names, create-or-get) and goe
 
 Before a VM's first step touches its source, admission (``admission.py``, called from here)
 gives it its slots or keeps it Queued. The steps, in order, are ``shared.pipeline``'s; the
-handlers live in ``preparing.py``, ``disks.py``, ``precopy.py``, ``conversion.py`` and
-``finishing.py``.
+handlers live in ``preparing.py``, ``disks.py``, ``precopy.py``, ``conversion.py``,
+``hooks.py`` and ``finishing.py``.
 
 Errors are sorted here, once, for every step (``shared.errors``' vocabulary): ``RetryLater``
 and a temporary ``SourceError`` wait and try again (the step shows why); a permanent
@@ -44,6 +44,7 @@ from services.orchestrator import (
     conversion,
     disks,
     finishing,
+    hooks,
     precopy,
     preparing,
     recording,
@@ -75,6 +76,7 @@ Handler = Callable[[StepContext], Awaitable[Answer]]
 HANDLERS: dict[Step, Handler] = {
     Step.INITIALIZE: preparing.initialize,
     Step.WARM_PRECOPY: precopy.warm_precopy,
+    Step.PRE_HOOK: hooks.pre_hook,
     Step.POWER_OFF_SOURCE: preparing.power_off,
     Step.CONVERT_OPENSTACK_SNAPSHOT: preparing.convert,
     Step.DISK_ALLOCATION: disks.allocate,
@@ -82,6 +84,7 @@ HANDLERS: dict[Step, Handler] = {
     Step.FINAL_COPY: precopy.final_copy,
     Step.CONVERT_GUEST: conversion.convert_guest,
     Step.VIRTUAL_MACHINE_CREATION: finishing.create_vm,
+    Step.POST_HOOK: hooks.post_hook,
     Step.CLEANUP: finishing.cleanup,
 }
 INTERNAL_ERRORS = 5
@@ -277,8 +280,9 @@ class Runner:
                     delay=decision.retry_after,
                     changes=[StepChange(step, state, detail=decision.detail())],
                 )
-        if ctx.warm and step is Step.POWER_OFF_SOURCE and not row.holds_vm:
-            # A warm VM precopied without a VM slot (its source ran); going down takes one.
+        if ctx.warm and step in (Step.PRE_HOOK, Step.POWER_OFF_SOURCE) and not row.holds_vm:
+            # A warm VM precopied without a VM slot (its source ran); going down takes one,
+            # before its pre hook: a hook that stops the application starts the downtime.
             decision = await self._admit(row, ctx, vm_slot=True)
             if not decision.admitted:
                 return VmChange(
@@ -385,7 +389,9 @@ class Runner:
                 ],
             )
         assert isinstance(answer, Done)
-        following = next_step(ctx.source_type, step, ctx.warm, ctx.vm.convert_guest)
+        following = next_step(
+            ctx.source_type, step, ctx.warm, ctx.vm.convert_guest, [h.step for h in ctx.vm.hooks]
+        )
         done = StepChange(
             step, StepState.COMPLETED, "", answer.progress, None, {**answer.detail, "note": ""}
         )

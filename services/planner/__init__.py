@@ -9,7 +9,7 @@ from shared.service.spec import ServiceSpec
 SPEC = ServiceSpec(
     name="planner",
     title="Planner",
-    summary="Network and storage maps, migration plans, their validation and live status.",
+    summary="Network and storage maps, hooks, migration plans, their validation and live status.",
     port=8102,
     routes=ROUTES["planner"],
     router=api.router,

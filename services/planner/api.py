@@ -1,6 +1,7 @@
 """HTTP API of the planner service.
 
-Owns ``/api/v1/networkmaps``, ``/api/v1/storagemaps`` and ``/api/v1/plans``: maps, plans,
+Owns ``/api/v1/networkmaps``, ``/api/v1/storagemaps``, ``/api/v1/hooks`` (``hookroutes``)
+and ``/api/v1/plans``: maps, hooks, plans,
 their validation, start (and re-run), cancel, cutover, archive, and the status users read
 (``statusroutes``: VMs, their pipelines, past migrations, and a server-sent-events stream).
 Every route requires a bearer token (added by the runner).
@@ -27,7 +28,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.planner import launching, maps, plans, statusroutes
+from services.planner import hookroutes, launching, maps, plans, statusroutes
 from services.planner.db import PlanRow
 from services.planner.domain import Planner
 from services.planner.errors import PreconditionFailed
@@ -60,6 +61,7 @@ from shared.service.app import domain_of
 
 router = APIRouter(tags=["planner"])
 router.include_router(statusroutes.router)
+router.include_router(hookroutes.router)
 # No control characters: PostgreSQL refuses NUL in text, and no id or name has them.
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 RefPath = Annotated[str, Path(min_length=1, max_length=253, pattern=PRINTABLE)]

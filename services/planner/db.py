@@ -4,6 +4,7 @@ No other service reads them; they change only through this service's migrations.
 
 What users define:
 
+- ``hooks``: the user's images (and playbooks) plans run as Jobs around a VM's migration.
 - ``network_maps`` / ``storage_maps``: reusable mappings from a source provider's networks
   and storages to the target cluster's, ``entries`` as the API took them (validated).
 - ``plans``: what to migrate, where, with which maps, names, limits and cutover time; its
@@ -46,6 +47,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
@@ -68,6 +70,17 @@ _EMPTY_LIST = text("'[]'::jsonb")
 _EMPTY_OBJ = text("'{}'::jsonb")
 
 
+def revised(table: Table, row_id: str, values: Mapping[str, Any]) -> Any:
+    """``UPDATE table SET values, a new revision, updated_at = now WHERE id = row_id
+    RETURNING *``: how a map or a hook is changed (its ETag moves with it)."""
+    return (
+        update(table)
+        .where(table.c.id == row_id)
+        .values(**values, revision=revision_seq.next_value(), updated_at=func.now())
+        .returning(table)
+    )
+
+
 def _map_table(name: str) -> Table:
     return Table(
         name,
@@ -87,6 +100,22 @@ def _map_table(name: str) -> Table:
 
 network_maps = _map_table("network_maps")
 storage_maps = _map_table("storage_maps")
+
+hooks = Table(
+    "hooks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("image", String(512), nullable=False),
+    Column("playbook", Text),
+    Column("service_account", String(253)),
+    Column("deadline_seconds", Integer, nullable=False),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("revision", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
 
 plans = Table(
     "plans",
@@ -125,6 +154,9 @@ plans = Table(
     Column("precopy_interval_minutes", Integer, nullable=False, server_default="60"),
     # Opt-in guest conversion (ConvertGuest) for every VM; a VM's convertGuest overrides it.
     Column("convert_guest", Boolean, nullable=False, server_default="false"),
+    # Hooks every VM runs: [{"step": "PreHook"|"PostHook", "hook": name}] (a VM's own
+    # ``hooks`` in ``vms`` replace them at their step).
+    Column("hooks", JSONB, nullable=False, server_default=_EMPTY_LIST),
     # How the VMs were chosen (a filter resolved at creation), and the VMs it gave.
     Column("selector", JSONB),
     Column("vms", JSONB, nullable=False, server_default=_EMPTY_LIST),
@@ -164,6 +196,7 @@ class PlanRow(TypedDict):
     cutover_revision: int
     precopy_interval_minutes: int
     convert_guest: bool
+    hooks: list[dict[str, Any]]
     selector: dict[str, Any] | None
     vms: list[dict[str, Any]]
     problems: list[dict[str, Any]]

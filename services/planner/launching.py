@@ -108,7 +108,9 @@ async def record_migration(
     task_rows: list[dict[str, Any]] = []
     for vm in frozen.vms:
         # Per VM: ConvertGuest is a VM's option, and only a VM with it has the step.
-        for step in steps_of(frozen.source.type, warm, vm.convert_guest):
+        for step in steps_of(
+            frozen.source.type, warm, vm.convert_guest, [h.step for h in vm.hooks]
+        ):
             per_disk = step in PER_DISK_STEPS
             step_rows.append(
                 {

@@ -10,10 +10,8 @@ plan cannot be deleted (409), and its providers cannot change (plans rely on the
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -151,22 +149,7 @@ async def update(
             raise PreconditionFailed(
                 f"the map changed (revision {row['revision']}, not {expected}); read it again"
             )
-        return (
-            (
-                await conn.execute(
-                    sa.update(t)
-                    .where(t.c.id == row["id"])
-                    .values(
-                        **values,
-                        revision=db.revision_seq.next_value(),
-                        updated_at=datetime.now(UTC),
-                    )
-                    .returning(t)
-                )
-            )
-            .mappings()
-            .one()
-        )
+        return (await conn.execute(db.revised(t, row["id"], values))).mappings().one()
 
 
 async def remove(engine: AsyncEngine, kind: str, ref: str) -> None:

@@ -209,6 +209,29 @@ class StorageMapUpdate(MapUpdate):
 # --- plans ----------------------------------------------------------------------------------
 
 
+HookStep = Literal["PreHook", "PostHook"]
+
+
+class HookRef(Strict):
+    """A plan's (or a VM's) hook at one step (``services/planner/hooks.py``)."""
+
+    step: HookStep
+    hook: str | None = Field(
+        pattern=NAME,
+        description="A hook's name; null (in a VM's entry only): no hook at this step for "
+        "this VM, whatever the plan says.",
+    )
+
+
+def _hook_steps(refs: list[HookRef] | None) -> list[HookRef] | None:
+    if refs is not None and len({r.step for r in refs}) != len(refs):
+        raise ValueError("at most one hook per step")
+    return refs
+
+
+HookRefs = Annotated[list[HookRef], Field(max_length=2), AfterValidator(_hook_steps)]
+
+
 class VmRef(Strict):
     id: str | None = Field(None, min_length=1, max_length=253)
     name: str | None = Field(None, min_length=1, max_length=253)
@@ -224,6 +247,9 @@ class VmRef(Strict):
         None,
         alias="convertGuest",
         description="Overrides the plan's convertGuest for this VM.",
+    )
+    hooks: HookRefs | None = Field(
+        None, description="Replace the plan's hooks at their steps for this VM."
     )
 
     @model_validator(mode="after")
@@ -326,6 +352,11 @@ class PlanFields(Strict):
         "guests that lack virtio drivers or need their initramfs made again. A VM's own "
         "convertGuest overrides it.",
     )
+    hooks: HookRefs = Field(
+        default_factory=list,
+        description="Hooks every VM runs: PreHook before its source is powered off, "
+        "PostHook after its VirtualMachine is created (a VM's own hooks replace them).",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_choose(self) -> PlanFields:
@@ -367,6 +398,7 @@ class PlanUpdate(Strict):
         ".../cutover, which tells the running migration.",
     )
     convert_guest: bool | None = Field(None, alias="convertGuest")
+    hooks: HookRefs | None = Field(None, description="Replaces the plan's hooks ([]: none).")
     precopy_interval_minutes: int | None = Field(
         None,
         alias="precopyIntervalMinutes",

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.planner import db, maps, validating
+from services.planner import db, hooks, maps, validating
 from services.planner.db import PlanRow, plan_row
 from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.planner.inventoryclient import (
@@ -98,6 +98,7 @@ def public(row: PlanRow, settings: PlannerSettings) -> dict[str, Any]:
         "cutoverRevision": row["cutover_revision"],
         "precopyIntervalMinutes": row["precopy_interval_minutes"],
         "convertGuest": row["convert_guest"],
+        "hooks": row["hooks"],
         "vmSelector": row["selector"],
         "vms": row["vms"],
         "phase": row["phase"],
@@ -188,6 +189,8 @@ async def resolve_vms(
             entry["targetPowerState"] = r.target_power_state.value
         if r.convert_guest is not None:
             entry["convertGuest"] = r.convert_guest
+        if r.hooks is not None:
+            entry["hooks"] = hooks.stored(r.hooks)
         out.append(entry)
     if problems:
         raise Invalid(problems)
@@ -250,6 +253,8 @@ async def check(
             naming=plan["naming"] or {},
             vms=plan["vms"],
             convert_guest=bool(plan.get("convert_guest")),
+            hooks=list(plan.get("hooks") or []),
+            hook_specs=await hooks.specs(conn, plan.get("hooks") or [], plan["vms"]),
             network_map=nm,
             storage_map=sm,
             done=done,
@@ -304,12 +309,14 @@ async def create(engine: AsyncEngine, inv: InventoryClient, body: PlanCreate) ->
         "cutover": body.cutover,
         "precopy_interval_minutes": body.precopy_interval_minutes,
         "convert_guest": body.convert_guest,
+        "hooks": hooks.stored(body.hooks),
         "selector": body.vm_selector.model_dump(by_alias=True, exclude_none=True)
         if body.vm_selector
         else None,
         "vms": vms,
     }
     async with engine.connect() as conn:
+        await hooks.check_refs(conn, plan["hooks"], plan["vms"])
         res = await check(conn, inv, plan, known)
     plan.update(outcome(plan, res, keep_phase=False))
     try:
@@ -384,6 +391,8 @@ async def update(
             )
         if "convert_guest" in given and body.convert_guest is not None:
             plan["convert_guest"] = body.convert_guest
+        if "hooks" in given and body.hooks is not None:
+            plan["hooks"] = hooks.stored(body.hooks)
         if "cutover" in given and body.cutover != current["cutover"]:
             plan["cutover"] = body.cutover
             plan["cutover_revision"] = current["cutover_revision"] + 1
@@ -398,6 +407,8 @@ async def update(
             else None
         )
     async with engine.connect() as conn:
+        if "hooks" in given or body.vms is not None:
+            await hooks.check_refs(conn, plan["hooks"], plan["vms"])
         res = await check(conn, inv, plan, known)
     plan.update(outcome(plan, res, keep_phase=keep_phase))
     async with engine.begin() as conn:

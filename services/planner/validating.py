@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.planner import mapping, naming, shaping, warm
+from services.planner import hooks, mapping, naming, shaping, warm
 from services.planner.inventoryclient import InventoryClient, Obj
 from services.planner.problems import ERROR, WARNING, Result
 from shared import populator as contract
 from shared.payloads import (
+    HookSpec,
     MigrationType,
     PlannedDisk,
     PlannedNic,
@@ -56,6 +57,10 @@ class PlanInput:
     storage_map: dict[str, Any]
     #: The plan's convertGuest: each VM's unless the VM says otherwise.
     convert_guest: bool = False
+    #: The plan's hooks ([{step, hook}]; a VM's own ``hooks`` replace them at their step),
+    #: and the definitions of every hook the plan names, by name.
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    hook_specs: dict[str, HookSpec] = field(default_factory=dict)
     #: VMs an earlier migration of this plan migrated: not validated, not migrated again.
     done: frozenset[str] = frozenset()
     #: Target VM names other plans hold in the same namespace (name -> plan name).
@@ -284,6 +289,9 @@ def _check_vms(
             res.add(path, "VmHasNoDisks", "the VM has no disk: it would not boot", WARNING, vm=vid)
         if ptype is ProviderType.OPENSTACK:
             _check_cpu(res, path, vm)
+        vm_hooks, missing = hooks.planned(plan.hooks, ref.get("hooks"), plan.hook_specs)
+        for name in missing:  # deleted since the plan was written
+            res.add(f"{path}.hooks", "HookNotFound", f"no hook {name!r}: create it", vm=vid)
         res.vms.append(
             PlannedVm(
                 vm_id=vid,
@@ -299,6 +307,8 @@ def _check_vms(
                 convert_guest=plan.convert_guest
                 if ref.get("convertGuest") is None
                 else bool(ref["convertGuest"]),
+                hooks=vm_hooks,
+                source=dict(vm) if vm_hooks else None,
             )
         )
     if not res.ok:

@@ -53,6 +53,13 @@ class PlanVmSelector(Answer):
     exclude_concerns: Literal["Critical", "Warning"] | None = None
 
 
+class PlanHook(Answer):
+    """A hook at one step (``null``, in a VM's entry: none there for that VM)."""
+
+    step: Literal["PreHook", "PostHook"]
+    hook: str | None
+
+
 class PlanVm(Answer):
     """A VM of the plan: its id, or only the name it was given if no VM has that name."""
 
@@ -61,6 +68,7 @@ class PlanVm(Answer):
     target_name: str | None = None
     target_power_state: PowerState | None = None
     convert_guest: bool | None = None
+    hooks: list[PlanHook] | None = None
 
 
 class PlanProblem(Answer):
@@ -95,6 +103,7 @@ class Plan(Answer):
     convert_guest: bool = Field(
         description="ConvertGuest for every VM (a VM's convertGuest overrides it)."
     )
+    hooks: list[PlanHook] = Field(description="Hooks every VM runs (a VM's own replace them).")
     vm_selector: PlanVmSelector | None
     vms: list[PlanVm]
     phase: PlanPhase

@@ -40,8 +40,10 @@ import yaml
 from kubernetes_asyncio import client, config
 
 from shared.kube.calls import (
+    CONFIG_MAP,
     CRD,
     EVENT,
+    JOB,
     JSON_PATCH,
     MERGE,
     NAMESPACE,
@@ -67,8 +69,10 @@ from shared.settings import KubeSettings
 from shared.tls import TrustOptions
 
 __all__ = [
+    "CONFIG_MAP",
     "CRD",
     "EVENT",
+    "JOB",
     "JSON_PATCH",
     "MERGE",
     "NAMESPACE",

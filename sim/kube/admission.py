@@ -144,6 +144,56 @@ def _check_pod(obj: Obj) -> list[dict[str, str]]:
     return problems
 
 
+JOB_UID = "batch.kubernetes.io/controller-uid"
+JOB_NAME = "batch.kubernetes.io/job-name"
+
+
+def _default_and_check_job(obj: Obj, old: Obj | None) -> list[dict[str, str]]:
+    """The Job registry strategy: defaults, the generated selector and template labels
+    (``manualSelector`` unset), restartPolicy Never or OnFailure, an immutable template."""
+    spec = obj.setdefault("spec", {})
+    if old is not None:
+        if (old.get("spec") or {}).get("template") != spec.get("template"):
+            return [cause("spec.template", "Invalid value: field is immutable")]
+        return []
+    meta = obj["metadata"]
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("completions", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    template = spec.setdefault("template", {})
+    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    if not spec.get("manualSelector"):
+        labels.update(
+            {JOB_UID: meta["uid"], JOB_NAME: meta["name"], "controller-uid": meta["uid"],
+             "job-name": meta["name"]}
+        )  # fmt: skip
+        spec["selector"] = {"matchLabels": {JOB_UID: meta["uid"]}}
+    pod = {"spec": template.setdefault("spec", {})}
+    restart = pod["spec"].get("restartPolicy")
+    _default_pod(pod)
+    problems = []
+    if restart not in ("Never", "OnFailure"):
+        pod["spec"]["restartPolicy"] = restart
+        problems.append(
+            cause(
+                "spec.template.spec.restartPolicy",
+                f'Unsupported value: "{restart or ""}": supported values: "OnFailure", "Never"',
+                "FieldValueNotSupported",
+            )
+        )
+    for field, least in (("backoffLimit", 0), ("activeDeadlineSeconds", 1)):
+        value = spec.get(field)
+        if value is not None and (not isinstance(value, int) or value < least):
+            problems.append(cause(f"spec.{field}", f"Invalid value: {value}: must be >= {least}"))
+    return problems + [
+        cause(f"spec.template.{c['field']}", c["message"], c.get("reason", "FieldValueInvalid"))
+        for c in _check_pod(pod)
+    ]
+
+
 def _default_pvc(store: Store, obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("volumeMode", "Filesystem")
@@ -296,6 +346,8 @@ def _defaults(store: Store, kind: Kind, obj: Obj, old: Obj | None) -> list[dict[
                                 "FieldValueForbidden",
                             )
                         )
+        case ("batch", "Job"):
+            problems += _default_and_check_job(obj, old)
         case ("kubevirt.io", "VirtualMachine"):
             spec = obj.get("spec") or {}
             if "running" in spec and "runStrategy" in spec:

@@ -40,6 +40,7 @@ CONTROLLERS: dict[str, str] = {
     "provisioner": "sim.kube.controllers.provisioning:Provisioner",
     "scheduler": "sim.kube.controllers.scheduling:Scheduler",
     "kubelet": "sim.kube.controllers.kubelet:Kubelet",
+    "jobs": "sim.kube.controllers.jobs:JobController",
     "protection": "sim.kube.controllers.protection:Protection",
     "capacity": "sim.kube.controllers.capacity:CapacityPublisher",
     "virtualmachines": "sim.kube.controllers.virtualmachines:VirtualMachines",

@@ -253,6 +253,21 @@ BUILTIN: list[Kind] = [
     Kind("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
     Kind("apps", "v1", "Deployment", "deployments", True, True, ("deploy",), ("all",)),
     Kind("apps", "v1", "StatefulSet", "statefulsets", True, True, ("sts",), ("all",)),
+    Kind(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        True,
+        True,
+        categories=("all",),
+        fields=COMMON_FIELDS | {"status.successful"},
+        columns=(
+            ("Completions", ".status.succeeded", "integer"),
+            ("Active", ".status.active", "integer"),
+            ("Failed", ".status.failed", "integer"),
+        ),
+    ),
     Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, True, ("pdb",)),
     Kind("networking.k8s.io", "v1", "Ingress", "ingresses", True, True, ("ing",)),
     Kind(

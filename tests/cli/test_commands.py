@@ -332,6 +332,47 @@ async def test_plans_create_warm(hoist: Hoist, providers: dict[str, str]) -> Non
         assert "--precopy-interval" in r.stderr
 
 
+async def test_hooks_and_plan_hooks(
+    hoist: Hoist, providers: dict[str, str], tmp_path: Path
+) -> None:
+    book = tmp_path / "drain.yml"
+    book.write_text("- hosts: localhost\n  tasks:\n    - debug: {msg: drain}\n")
+    drain, smoke = unique("drain"), unique("smoke")
+    r = await hoist("hooks", "create", drain, "--image", "quay.io/konveyor/hook-runner",
+                    "--playbook", str(book), "--deadline", "5m", "--retries", "2",
+                    "--service-account", "hooks")  # fmt: skip
+    assert r.code == 0, r
+    assert _field(r.stdout, "deadline") == "300 s"
+    assert _field(r.stdout, "playbook") == "3 lines"
+    await hoist.ok("hooks", "create", smoke, "--image", "quay.io/acme/smoke:1")
+    bad = await hoist("hooks", "create", unique("x"), "--image", "a b")
+    assert bad.code == 1, bad
+    assert "image" in bad.stderr
+    usage = await hoist("hooks", "create", unique("x"), "--image", "i", "--deadline", "soon")
+    assert usage.code == 2, usage
+    got = (await hoist.ok("hooks", "get", drain, "-o", "json")).json()
+    assert (got["deadlineSeconds"], got["retries"], got["serviceAccount"]) == (300, 2, "hooks")
+    assert (await hoist.ok("hooks", "get", drain, "--playbook")).stdout == book.read_text()
+    net, store = await _maps(hoist, providers)
+    name = unique("plan")
+    r = await hoist("plans", "create", name, "--source", providers["ovirt"],
+                    "--target", providers["cluster"], "--namespace", NAMESPACE,
+                    "--network-map", net, "--storage-map", store, "--vm", "db-1",
+                    "--pre-hook", drain, "--post-hook", smoke)  # fmt: skip
+    assert r.code == 0, r
+    assert _field(r.stdout, "hooks") == f"PreHook {drain}, PostHook {smoke}"
+    listed = await hoist.ok("hooks", "list")
+    assert drain in listed.stdout
+    assert name in listed.stdout
+    used = await hoist("hooks", "delete", drain)
+    assert used.code == 1, used
+    assert name in used.stderr
+    await hoist.ok("plans", "delete", name)
+    await hoist.ok("hooks", "delete", drain)
+    missing = await hoist("hooks", "get", drain)
+    assert missing.code == 1, missing
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

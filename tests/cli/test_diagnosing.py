@@ -53,3 +53,31 @@ def test_an_error_reads_as_reason_permanence_and_message() -> None:
     said = diagnosing._said({"reason": "DiskLost", "message": "gone", "permanent": True})
     assert said == "DiskLost (permanent): gone"
     assert diagnosing._said("plain") == "plain"
+
+
+def test_hooks_show_their_log_failed_or_not(capsys: pytest.CaptureFixture[str]) -> None:
+    ok = {"job": "web-prehook-1", "hook": "drain", "outcome": "Succeeded", "tries": 1}
+    bad = {"job": "web-posthook-1", "hook": "smoke", "outcome": "Failed", "tries": 2}
+    pipeline: list[dict[str, Any]] = [
+        {"name": "PreHook", "state": "Completed", "tasks": [], "error": None,
+         "detail": {**ok, "log": "--- pod a: Completed, exit code 0 ---\ndrained\n"}},
+        {"name": "PostHook", "state": "Failed", "tasks": [],
+         "error": {"reason": "HookFailed", "message": "hook 'smoke' failed", "permanent": False},
+         "detail": {**bad, "log": "--- pod b: Error, exit code 3 ---\nno answer\n"}},
+    ]  # fmt: skip
+    failures = diagnosing._failures(pipeline)
+    assert [(f["step"], f["job"]) for f in failures] == [("PostHook", "web-posthook-1")]
+    hooks = diagnosing._hooks(pipeline)
+    assert [(h["step"], h["hook"], h["state"]) for h in hooks] == [
+        ("PreHook", "drain", "Completed"),
+        ("PostHook", "smoke", "Failed"),
+    ]
+    report = [{"id": "1", "name": "web", "phase": "Failed", "error": None,
+               "failures": failures, "hooks": hooks}]  # fmt: skip
+    diagnosing.show("p", report, 5)
+    shown = capsys.readouterr().out
+    assert "PostHook: HookFailed (temporary): hook 'smoke' failed" in shown
+    assert "Job web-posthook-1" in shown
+    assert "| no answer" in shown
+    assert "PreHook hook drain: Completed (Job web-prehook-1, 1 try)" in shown
+    assert "| drained" in shown

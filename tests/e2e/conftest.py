@@ -59,6 +59,9 @@ OVIRT: dict[str, Any] = {
             {"name": f"window-{i}", "nics": [{"network": "prod"}], "disks": [_disk(f"win-{i}")]}
             for i in range(3)
         ),
+        # Hooks (test_hooks.py): running sources, so a pre hook sees them up.
+        {"name": "hooked-a", "nics": [{"network": "prod"}], "disks": [_disk("hooked-a")]},
+        {"name": "hooked-b", "nics": [{"network": "prod"}], "disks": [_disk("hooked-b")]},
         {
             "name": "warm-web",
             "nics": [{"network": "prod"}],

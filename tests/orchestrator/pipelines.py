@@ -10,12 +10,14 @@ exactly the plan it runs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
+import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,13 @@ from tools.processes import ControllerProcess, ServiceProcess
 BUS = {"virtio": "virtio", "virtio_scsi": "scsi", "sata": "sata", "ide": "sata"}
 POPULATOR_IMAGE = "registry.example/hoist/hoist:test"
 CONVERTER_IMAGE = "registry.example/hoist/converter:test"
+#: Hook images (``tools.hookimage``, this repository's small hook program) by behaviour.
+HOOK_IMAGES = {
+    "registry.example/hoist/hook-ok": (),
+    "registry.example/hoist/hook-fail": ("--exit", "3"),
+    "registry.example/hoist/hook-slow": ("--sleep", "4"),
+    "registry.example/hoist/hook-hang": ("--sleep", "600"),
+}
 NAMESPACE = "migrated"
 FINAL = ("Succeeded", "Failed", "Canceled")
 
@@ -129,6 +138,17 @@ def images() -> dict[str, list[str]]:
             "-m",
             "tests.orchestrator.fakeconverter",
         ],
+        **{
+            image: [
+                "env",
+                f"PYTHONPATH={Path(__file__).resolve().parents[2]}",
+                sys.executable,
+                "-m",
+                "tools.hookimage",
+                *args,
+            ]
+            for image, args in HOOK_IMAGES.items()
+        },
     }
 
 
@@ -302,3 +322,43 @@ async def labelled(api: client.ApiClient, selector: str) -> dict[str, list[str]]
 
 
 __all__ = ["Cluster", "ControllerProcess"]
+
+
+async def killed_mid_step(
+    first: ServiceProcess,
+    env: dict[str, str],
+    logs: Path,
+    plan: p.PlanStarted,
+    vm_id: str,
+    step: str,
+    uids: Callable[[], Awaitable[set[str]]],
+) -> tuple[dict[str, Any], set[str]]:
+    """Kill -9 the orchestrator while ``vm_id`` runs ``step``, a second one started first
+    taking the VM over; the VM's final state (read from the second) and every uid ``uids``
+    saw meanwhile (the step's objects: one uid means the restarted step adopted the object,
+    not made it again). The first orchestrator runs again, the second is stopped."""
+    seen: set[str] = set()
+
+    async def watch() -> None:
+        while True:
+            seen.update(await uids())
+            await asyncio.sleep(0.2)
+
+    watcher = asyncio.create_task(watch())
+    second = orchestrator(env, logs)
+    try:
+        await wait_vm(first, plan, vm_id, ("Running",), step=step, within=180)
+        await second.start()
+        await second.wait_ready(60)
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGKILL)
+        await first.proc.wait()
+        state = await wait_vm(second, plan, vm_id, within=120)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await first.start()
+    await first.wait_ready(60)
+    await second.terminate()
+    return state, seen

@@ -10,9 +10,6 @@ such step, and an orchestrator killed mid-conversion resumes without a second po
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ from sim.ovirt.engine import Engine
 from tests.orchestrator.pipelines import (
     NAMESPACE,
     ControllerProcess,
-    orchestrator,
+    killed_mid_step,
     ovirt_source,
     plan_of,
     planned,
@@ -137,34 +134,16 @@ async def test_killed_orchestrator_resumes_the_conversion_without_a_second_pod(
     first, _ = running
     vm = converting(engine, "convslow")
     plan = plan_of(source, [vm])
-    uids: set[str] = set()
 
-    async def watch() -> None:
-        while True:
-            uids.update(pod.metadata.uid for pod in await conversion_pods(kube, vm.vm_id))
-            await asyncio.sleep(0.2)
+    async def pods() -> set[str]:
+        return {pod.metadata.uid for pod in await conversion_pods(kube, vm.vm_id)}
 
-    watcher = asyncio.create_task(watch())
-    try:
-        async with publisher(servers, prefix) as bus:
-            await start_plan(bus, plan)
-        await wait_vm(first, plan, vm.vm_id, ("Running",), step="ConvertGuest", within=120)
-        second = orchestrator(env, tmp_path)
-        await second.start()
-        await second.wait_ready(60)
-        assert first.proc is not None
-        first.proc.send_signal(signal.SIGKILL)  # while the (4 s) conversion pod runs
-        await first.proc.wait()
-        state = await wait_vm(second, plan, vm.vm_id, within=120)
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+    async with publisher(servers, prefix) as bus:
+        await start_plan(bus, plan)
+    # Killed while the (4 s) conversion pod runs.
+    state, uids = await killed_mid_step(first, env, tmp_path, plan, vm.vm_id, "ConvertGuest", pods)
     assert state["phase"] == "Succeeded", state
     assert len(uids) == 1, uids  # the restarted step found the pod; it made no second one
     done = step(state, "ConvertGuest")
     assert done is not None
     assert done["detail"]["outcome"] == "Succeeded"
-    await first.start()
-    await first.wait_ready(60)
-    await second.terminate()

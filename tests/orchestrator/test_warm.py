@@ -114,9 +114,12 @@ async def start_warm(
     prefix: str,
     kube: client.ApiClient,
     name: str,
+    pre_hook: p.HookSpec | None = None,
 ) -> tuple[p.PlannedVm, p.PlanStarted, LastSeen]:
-    """A warm plan of one VM started, and its CRs watched."""
+    """A warm plan of one VM (with a pre hook, if given) started, and its CRs watched."""
     vm = planned(engine, name)
+    if pre_hook is not None:
+        vm = vm.model_copy(update={"hooks": [p.PlannedHook(step=p.Step.PRE_HOOK, hook=pre_hook)]})
     plan = warm_plan(source, [vm])
     async with publisher(servers, prefix) as bus:
         await start_plan(bus, plan)
@@ -255,8 +258,14 @@ async def test_a_changing_vm_is_copied_while_it_runs_and_arrives_as_it_was_at_po
     events: Events,
 ) -> None:
     svc, _ = running
-    vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-a")
+    hook = p.HookSpec(name="drain", image="registry.example/hoist/hook-ok:1")
+    vm, plan, seen = await start_warm(engine, source, servers, prefix, kube, "warm-a", hook)
     await precopies_done(svc, plan, vm.vm_id, 2)
+    # The pre hook waits for the cutover: not before the first precopy, nor between them.
+    jobs = await client.BatchV1Api(kube).list_namespaced_job(
+        NAMESPACE, label_selector=f"hoist.io/vm={vm.vm_id}"
+    )
+    assert jobs.items == []
     # The guest keeps writing (its rate) and changes more now, after the last precopy.
     for disk in vm.disks:
         await engine.write_guest(disk.disk_id, 1 << 20)
@@ -285,11 +294,19 @@ async def test_a_changing_vm_is_copied_while_it_runs_and_arrives_as_it_was_at_po
     assert [s["name"] for s in done["pipeline"]] == [
         "Initialize",
         "WarmPrecopy",
+        "PreHook",
         "PowerOffSource",
         "FinalCopy",
         "VirtualMachineCreation",
         "Cleanup",
     ]
+    # At the cutover, after the last precopy, the source still up until the hook ended.
+    hooked = steps["PreHook"]
+    assert hooked["detail"]["outcome"] == "Succeeded", hooked
+    assert datetime.fromisoformat(hooked["startedAt"]).timestamp() >= cutover
+    assert datetime.fromisoformat(hooked["completedAt"]).timestamp() <= powered_off_at(
+        engine, vm.vm_id
+    )
     history = steps["FinalCopy"]["detail"]["precopies"]
     assert [h["number"] for h in history][-1] == "final", history
     # Each precopy is told as it ends (migration.vm.step): its number, bytes, next run.

@@ -83,6 +83,7 @@ def plan_row(**over: Any) -> PlanRow:
         "cutover_revision": 4,
         "precopy_interval_minutes": 60,
         "convert_guest": False,
+        "hooks": [],
         "selector": {"search": "web", "excludeConcerns": "Critical"},
         "vms": [
             {"id": "vm-1", "name": "web-1", "targetName": "web-one", "targetPowerState": "on"},

@@ -60,7 +60,7 @@ async def test_migrations_from_an_empty_database(empty_engine: AsyncEngine) -> N
         *(t.name for t in spec("orchestrator").metadata.sorted_tables),
     }
     await migrating.upgrade(empty_engine, planner.migrations, planner.schema)
-    assert await migrating.current(empty_engine, "planner") == "0005"
+    assert await migrating.current(empty_engine, "planner") == "0006"
 
 
 async def test_models_match_migrations(migrated_engine: AsyncEngine) -> None:

@@ -8,7 +8,7 @@ inventory:
   command: hoist-inventory
 planner:
   port: 8102
-  routes: [/api/v1/plans, /api/v1/networkmaps, /api/v1/storagemaps, /api/v1/planner]
+  routes: [/api/v1/plans, /api/v1/networkmaps, /api/v1/storagemaps, /api/v1/hooks, /api/v1/planner]
   command: hoist-planner
 orchestrator:
   port: 8103
@@ -169,6 +169,10 @@ orchestrator:
   converterTimeoutMinutes: HOIST_ORCHESTRATOR_CONVERTER_TIMEOUT_MINUTES
   converterAccel: HOIST_ORCHESTRATOR_CONVERTER_ACCEL
   converterOverlay: HOIST_ORCHESTRATOR_CONVERTER_OVERLAY
+  hookCpuRequest: HOIST_ORCHESTRATOR_HOOK_CPU_REQUEST
+  hookMemoryRequest: HOIST_ORCHESTRATOR_HOOK_MEMORY_REQUEST
+  hookCpuLimit: HOIST_ORCHESTRATOR_HOOK_CPU_LIMIT
+  hookMemoryLimit: HOIST_ORCHESTRATOR_HOOK_MEMORY_LIMIT
   controllerResyncSeconds: HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS
   controllerWorkers: HOIST_ORCHESTRATOR_CONTROLLER_WORKERS
 console:
