@@ -70,7 +70,9 @@ def test_two_stages_from_python_slim() -> None:
     assert build.name == "build"
     assert build.base == final.base
     assert re.fullmatch(r"docker\.io/library/python:3\.11-slim(-\w+)?", final.base)
-    assert any("pip install ." in run for run in build.all("RUN"))
+    assert any("pip install --no-deps ." in run for run in build.all("RUN"))
+    # The dependencies come from the lock file, in a layer of their own.
+    assert any("--requirement constraints-image.txt" in run for run in build.all("RUN"))
     # The final stage takes the built environment, not the sources or the compilers.
     assert final.all("COPY") == ["--from=build /opt/hoist /opt/hoist"]
 
