@@ -277,6 +277,21 @@ def bootstrap_policy() -> tuple[list[Obj], list[Obj]]:
             ],
         },
         {
+            "metadata": {"name": "system:auth-delegator"},
+            "rules": [
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["tokenreviews"],
+                    "verbs": ["create"],
+                },
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["subjectaccessreviews"],
+                    "verbs": ["create"],
+                },
+            ],
+        },
+        {
             "metadata": {"name": "system:basic-user"},
             "rules": [
                 {

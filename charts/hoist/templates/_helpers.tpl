@@ -180,6 +180,10 @@ mergeOverwrite would not let a component set false or 0 over a true or a number)
 {{- else }}
 {{ include "hoist.secretEnv" (dict "name" "HOIST_DATABASE_URL" "secret" $secret "key" "database-url") }}
 {{- end }}
+- name: HOIST_AUTH_STATIC
+  value: {{ $v.auth.static | quote }}
+- name: HOIST_AUTH_KUBERNETES
+  value: {{ $v.auth.kubernetes | quote }}
 {{- if $v.auth.existingSecret }}
 {{ include "hoist.secretEnv" (dict "name" "HOIST_AUTH_TOKENS" "secret" $v.auth.existingSecret "key" $v.auth.existingSecretKey) }}
 {{- else }}
