@@ -33,7 +33,7 @@ def test_every_route_is_declared_and_granted() -> None:
         spec = importlib.import_module(f"services.{name}").SPEC
         routes = _routes(spec.router.routes) + _routes(operations.build_router(spec.base).routes)
         for route in routes:
-            for method in route.methods:
+            for method in route.methods or ():
                 found = access.lookup(method, route.path, spec.base)
                 if found is None:
                     missing.append(f"{name}: {method} {route.path}")

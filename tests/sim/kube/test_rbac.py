@@ -30,10 +30,14 @@ async def sim(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 async def kubectl(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        str(KUBECTL), "--kubeconfig", str(config), *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        str(KUBECTL),
+        "--kubeconfig",
+        str(config),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    )
     out, _ = await process.communicate(stdin.encode() if stdin else None)
     assert process.returncode is not None
     return process.returncode, out.decode()
@@ -49,10 +53,18 @@ def http(cluster: Cluster, token: str) -> httpx.AsyncClient:
 async def can_i(cluster: Cluster, token: str, verb: str, resource: str, ns: str) -> bool:
     """What ``kubectl auth can-i`` asks (JSON here: the simulator does not yet decode a
     SelfSubjectAccessReview sent as protobuf, which kubectl's typed client sends)."""
-    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-              "spec": {"resourceAttributes": {"verb": verb, "namespace": ns,
-                                              "resource": resource.split("/")[0],
-                                              "subresource": resource.partition("/")[2]}}}  # fmt: skip
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {
+                "verb": verb,
+                "namespace": ns,
+                "resource": resource.split("/")[0],
+                "subresource": resource.partition("/")[2],
+            }
+        },
+    }
     async with http(cluster, token) as client:
         answer = await client.post(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=review
@@ -66,13 +78,19 @@ async def test_service_account_is_refused_until_a_role_is_bound(
     sim: Cluster, tmp_path: Path
 ) -> None:
     admin = sim.kubeconfig(tmp_path / "admin")
-    account = {"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "reader", "namespace": "hoist"}}  # fmt: skip
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "reader", "namespace": "hoist"},
+    }
     rc, out = await kubectl(admin, "apply", "-f", "-", stdin=json.dumps(account))
     assert rc == 0, out
     # What `kubectl create token reader` does (through --raw: its typed client sends protobuf).
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-               "spec": {"expirationSeconds": 3600}}  # fmt: skip
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600},
+    }
     path = "/api/v1/namespaces/hoist/serviceaccounts/reader/token"
     rc, out = await kubectl(admin, "create", "--raw", path, "-f", "-", stdin=json.dumps(request))
     assert rc == 0, out
@@ -93,10 +111,13 @@ async def test_service_account_is_refused_until_a_role_is_bound(
         "metadata": {"name": "pods", "namespace": "hoist"},
         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
     }
-    binding = {"apiVersion": RBAC, "kind": "RoleBinding",
-               "metadata": {"name": "pods", "namespace": "hoist"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods"},
-               "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "hoist"}]}  # fmt: skip
+    binding = {
+        "apiVersion": RBAC,
+        "kind": "RoleBinding",
+        "metadata": {"name": "pods", "namespace": "hoist"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "hoist"}],
+    }
     for obj in (role, binding):
         rc, out = await kubectl(admin, "apply", "-f", "-", stdin=json.dumps(obj))
         assert rc == 0, out
@@ -116,17 +137,23 @@ async def test_service_account_is_refused_until_a_role_is_bound(
     rc, out = await kubectl(admin, "apply", "-f", "-", stdin=json.dumps(account))
     assert rc == 0, out
     rc, out = await kubectl(user, "get", "pods", "-n", "hoist")
-    assert rc == 1 and "Unauthorized" in out
+    assert rc == 1
+    assert "Unauthorized" in out
 
 
 async def test_aggregation_and_the_review_apis(sim: Cluster) -> None:
     token = sim.service_account_token("hoist", "viewer")
     # Bound to the bootstrap "view" role: widened by aggregating a role labelled for it.
     async with http(sim, sim.config.token) as admin:
-        crb = {"metadata": {"name": "viewer"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": "view"},
-               "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "hoist"}]}  # fmt: skip
+        crb = {
+            "metadata": {"name": "viewer"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "hoist"}],
+        }
         url = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
         assert (await admin.post(url, json=crb)).status_code == 201
         async with http(sim, token) as viewer:
@@ -136,30 +163,46 @@ async def test_aggregation_and_the_review_apis(sim: Cluster) -> None:
             status = listed.json()
             assert status["reason"] == "Forbidden"
             assert status["details"] == {"group": "", "kind": "secrets"}
-            extra = {"metadata": {"name": "secrets-view",
-                                  "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
-                     "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]}  # fmt: skip
+            extra = {
+                "metadata": {
+                    "name": "secrets-view",
+                    "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"},
+                },
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}],
+            }
             url = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
             assert (await admin.post(url, json=extra)).status_code == 201
             assert (await viewer.get("/api/v1/namespaces/hoist/secrets")).status_code == 200
 
             review = await admin.post(
                 "/apis/authentication.k8s.io/v1/tokenreviews",
-                json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                      "spec": {"token": token}},
-            )  # fmt: skip
+                json={
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenReview",
+                    "spec": {"token": token},
+                },
+            )
             assert review.status_code == 201
             user: dict[str, Any] = review.json()["status"]["user"]
             assert user["username"] == "system:serviceaccount:hoist:viewer"
             assert "system:serviceaccounts:hoist" in user["groups"]
             forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-            bad = await admin.post("/apis/authentication.k8s.io/v1/tokenreviews",
-                                   json={"spec": {"token": forged}})  # fmt: skip
+            bad = await admin.post(
+                "/apis/authentication.k8s.io/v1/tokenreviews", json={"spec": {"token": forged}}
+            )
             assert bad.json()["status"]["authenticated"] is False
 
-            sar = {"spec": {"user": user["username"], "groups": user["groups"],
-                            "resourceAttributes": {"namespace": "hoist", "verb": "delete",
-                                                   "resource": "pods"}}}  # fmt: skip
+            sar = {
+                "spec": {
+                    "user": user["username"],
+                    "groups": user["groups"],
+                    "resourceAttributes": {
+                        "namespace": "hoist",
+                        "verb": "delete",
+                        "resource": "pods",
+                    },
+                }
+            }
             url = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
             assert (await admin.post(url, json=sar)).json()["status"]["allowed"] is False
             sar["spec"]["resourceAttributes"]["verb"] = "get"
