@@ -191,7 +191,12 @@ class ApiServer:
         ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         verb = verb_of(method, route, query)
-        attrs = Attributes(verb, kind.group, kind.plural, sub or "", route.name or "", ns or "")
+        # As the real request info: a namespace's own path is "in" that namespace, so a
+        # RoleBinding there may grant reading it.
+        scope_ns = route.name if kind.kind == "Namespace" and route.name else ns
+        attrs = Attributes(
+            verb, kind.group, kind.plural, sub or "", route.name or "", scope_ns or ""
+        )
         self.cluster.authz.check(user, attrs)
         if sub in ("log", "proxy", "binding"):
             assert route.name is not None
