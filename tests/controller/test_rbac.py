@@ -58,10 +58,11 @@ test_ovirt_end_to_end_under_the_charts_rbac = _ovirt_end_to_end
 async def test_without_its_pods_rule_the_controller_says_what_it_cannot_do(
     kube_sim: Cluster, controller_settings: OrchestratorSettings
 ) -> None:
-    objs = chartrbac.chart_rbac()
-    role = chartrbac.named(objs, "ClusterRole", ROLE)
-    taken = chartrbac.without_rule(role, lambda rule: rule["resources"] == ["pods"])
-    chartrbac.apply(kube_sim, [o for o in objs if o is not role] + [taken])
+    with chartrbac.rule_taken_away(kube_sim, "ClusterRole", ROLE, "pods"):
+        await _reported(kube_sim, controller_settings)
+
+
+async def _reported(kube_sim: Cluster, controller_settings: OrchestratorSettings) -> None:
     async with await as_controller_account(kube_sim) as api:
         c = Controller(api, controller_settings, None)
         await c.start()

@@ -8,8 +8,9 @@ away (``without``) is how a test proves the component needs it and says so clear
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,30 @@ def apply(sim: Cluster, objs: list[Obj]) -> None:
 
 def remove(sim: Cluster, obj: Obj) -> None:
     plural, group = RBAC_KINDS[obj["kind"]]
-    sim.store.delete(
-        sim.kind(plural, group), obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    kind, ns, name = (
+        sim.kind(plural, group),
+        obj["metadata"].get("namespace"),
+        obj["metadata"]["name"],
     )
+    if sim.store.find(kind, ns, name) is not None:
+        sim.store.delete(kind, ns, name)
+
+
+@contextlib.contextmanager
+def rule_taken_away(sim: Cluster, kind: str, name: str, resource: str) -> Iterator[Obj]:
+    """The chart's RBAC in the cluster but with the rules naming ``resource`` taken from
+    one role, for the block; the role as the chart renders it afterwards."""
+    rules = chart_rbac()
+    role = named(rules, kind, name)
+    taken = without_rule(role, lambda rule: resource in rule.get("resources", []))
+    apply(sim, [obj for obj in rules if obj is not role])
+    remove(sim, role)
+    apply(sim, [taken])
+    try:
+        yield taken
+    finally:
+        remove(sim, taken)
+        apply(sim, [role])
 
 
 def named(objs: list[Obj], kind: str, name: str) -> Obj:

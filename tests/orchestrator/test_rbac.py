@@ -81,12 +81,12 @@ async def test_without_its_namespaces_rule_a_vm_fails_saying_so(
     prefix: str,
 ) -> None:
     svc, _ = running
-    rules = chartrbac.chart_rbac()
-    role = chartrbac.named(rules, "ClusterRole", f"{r.NAMESPACE}-{ORCHESTRATOR}")
-    taken = chartrbac.without_rule(role, lambda rule: rule["resources"] == ["namespaces"])
-    chartrbac.remove(kube_sim, role)
-    chartrbac.apply(kube_sim, [taken])
-    try:
+    with chartrbac.rule_taken_away(
+        kube_sim,
+        "ClusterRole",
+        f"{r.NAMESPACE}-{ORCHESTRATOR}",
+        "namespaces",
+    ):
         vm = planned(engine, "lim-3")
         plan = plan_of(source, [vm])
         async with publisher(servers, prefix) as bus:
@@ -110,6 +110,3 @@ async def test_without_its_namespaces_rule_a_vm_fails_saying_so(
             await eventually(told, within=30, what="the 403 in the Initialize step's note")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {notes}") from None
-    finally:
-        chartrbac.remove(kube_sim, taken)
-        chartrbac.apply(kube_sim, [role])

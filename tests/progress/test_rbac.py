@@ -43,12 +43,12 @@ test_scrape_end_to_end_under_the_charts_rbac = _scrape_end_to_end
 async def test_without_its_pods_rule_progress_says_what_it_cannot_do(
     kube_sim: Cluster, replicas: Replicas, as_progress: str
 ) -> None:
-    rules = chartrbac.chart_rbac()
-    role = chartrbac.named(rules, "ClusterRole", f"{r.NAMESPACE}-{ACCOUNT}")
-    taken = chartrbac.without_rule(role, lambda rule: rule["resources"] == ["pods"])
-    chartrbac.remove(kube_sim, role)
-    chartrbac.apply(kube_sim, [taken])
-    try:
+    with chartrbac.rule_taken_away(
+        kube_sim,
+        "ClusterRole",
+        f"{r.NAMESPACE}-{ACCOUNT}",
+        "pods",
+    ):
         proc = await replicas.start(HOIST_KUBE_KUBECONFIG=as_progress)
         expected = (
             f'pods is forbidden: User \\"{USER}\\" cannot list resource \\"pods\\" in API '
@@ -60,6 +60,3 @@ async def test_without_its_pods_rule_progress_says_what_it_cannot_do(
             what=f"the 403 logged:\n{proc.logs()[-2000:]}",
         )
         await proc.terminate()
-    finally:
-        chartrbac.remove(kube_sim, taken)
-        chartrbac.apply(kube_sim, [role])

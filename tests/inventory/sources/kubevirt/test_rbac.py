@@ -52,11 +52,9 @@ async def test_the_inventory_works_under_the_charts_rules_and_needs_each(
             await client.CoreV1Api(api).list_namespaced_secret("default")
         assert outside.value.status == 403
 
-    role = chartrbac.named(rules, "ClusterRole", f"{r.NAMESPACE}-{ACCOUNT}")
-    taken = chartrbac.without_rule(role, lambda rule: "storageclasses" in rule["resources"])
-    chartrbac.remove(cluster, role)
-    chartrbac.apply(cluster, [taken])
-    try:
+    with chartrbac.rule_taken_away(
+        cluster, "ClusterRole", f"{r.NAMESPACE}-{ACCOUNT}", "storageclasses"
+    ):
         denied: ConnectionProblem = await expect(
             make_source(kube=settings), Reason.PERMISSION_DENIED
         )
@@ -64,6 +62,3 @@ async def test_the_inventory_works_under_the_charts_rules_and_needs_each(
             f'storageclasses.storage.k8s.io is forbidden: User "{USER}" cannot list resource '
             '"storageclasses" in API group "storage.k8s.io" at the cluster scope'
         ) in denied.message
-    finally:
-        chartrbac.remove(cluster, taken)
-        chartrbac.apply(cluster, [role])
