@@ -4,7 +4,6 @@ ClusterRole aggregation, and the review APIs behind ``kubectl auth can-i`` / ``w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ import pytest
 
 from sim.kube.cluster import Cluster
 from sim.kube.config import ClusterConfig
-from tests.chart.rendering import KUBECTL
+from tests.sim.kube.test_kubectl import kubectl
 
 API_ONLY = frozenset({"provisioner", "binder", "scheduler", "kubelet", "storageprofiles"})
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -28,19 +27,11 @@ async def sim(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield cluster
 
 
-async def kubectl(config: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        str(KUBECTL),
-        "--kubeconfig",
-        str(config),
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate(stdin.encode() if stdin else None)
-    assert process.returncode is not None
-    return process.returncode, out.decode()
+def written(tmp_path: Path, obj: dict[str, Any]) -> str:
+    """A manifest file for ``kubectl -f`` (JSON is YAML)."""
+    path = tmp_path / f"{obj.get('kind', 'body')}-{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(json.dumps(obj))
+    return str(path)
 
 
 def http(cluster: Cluster, token: str) -> httpx.AsyncClient:
@@ -83,7 +74,7 @@ async def test_service_account_is_refused_until_a_role_is_bound(
         "kind": "ServiceAccount",
         "metadata": {"name": "reader", "namespace": "hoist"},
     }
-    rc, out = await kubectl(admin, "apply", "-f", "-", stdin=json.dumps(account))
+    rc, out = await kubectl(admin, "apply", "-f", written(tmp_path, account), check=False)
     assert rc == 0, out
     # What `kubectl create token reader` does (through --raw: its typed client sends protobuf).
     request = {
@@ -92,12 +83,14 @@ async def test_service_account_is_refused_until_a_role_is_bound(
         "spec": {"expirationSeconds": 3600},
     }
     path = "/api/v1/namespaces/hoist/serviceaccounts/reader/token"
-    rc, out = await kubectl(admin, "create", "--raw", path, "-f", "-", stdin=json.dumps(request))
+    rc, out = await kubectl(
+        admin, "create", "--raw", path, "-f", written(tmp_path, request), check=False
+    )
     assert rc == 0, out
     token = json.loads(out)["status"]["token"]
     user = sim.kubeconfig(tmp_path / "user", token=token)
 
-    rc, out = await kubectl(user, "get", "pods", "-n", "hoist")
+    rc, out = await kubectl(user, "get", "pods", "-n", "hoist", check=False)
     assert rc == 1
     assert (
         'pods is forbidden: User "system:serviceaccount:hoist:reader" cannot list resource '
@@ -119,9 +112,9 @@ async def test_service_account_is_refused_until_a_role_is_bound(
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "hoist"}],
     }
     for obj in (role, binding):
-        rc, out = await kubectl(admin, "apply", "-f", "-", stdin=json.dumps(obj))
+        rc, out = await kubectl(admin, "apply", "-f", written(tmp_path, obj), check=False)
         assert rc == 0, out
-    rc, out = await kubectl(user, "get", "pods", "-n", "hoist")
+    rc, out = await kubectl(user, "get", "pods", "-n", "hoist", check=False)
     assert rc == 0, out
     assert await can_i(sim, token, "list", "pods", "hoist")
     # A Role grants in its namespace only; the subresource needs its own rule.
@@ -132,11 +125,11 @@ async def test_service_account_is_refused_until_a_role_is_bound(
     assert who.json()["status"]["userInfo"]["username"] == "system:serviceaccount:hoist:reader"
 
     # The token dies with its ServiceAccount, even when one of the same name comes back.
-    rc, out = await kubectl(admin, "delete", "serviceaccount", "reader", "-n", "hoist")
+    rc, out = await kubectl(admin, "delete", "serviceaccount", "reader", "-n", "hoist", check=False)
     assert rc == 0, out
-    rc, out = await kubectl(admin, "apply", "-f", "-", stdin=json.dumps(account))
+    rc, out = await kubectl(admin, "apply", "-f", written(tmp_path, account), check=False)
     assert rc == 0, out
-    rc, out = await kubectl(user, "get", "pods", "-n", "hoist")
+    rc, out = await kubectl(user, "get", "pods", "-n", "hoist", check=False)
     assert rc == 1
     assert "Unauthorized" in out
 
