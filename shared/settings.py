@@ -294,6 +294,11 @@ class PlannerSettings(BaseModel):
     inventory_token: SecretStr | None = Field(
         None, description="Bearer token for the inventory API; unset: the first HOIST_AUTH_TOKENS."
     )
+    inventory_token_file: Path | None = Field(
+        None,
+        description="A file holding the bearer token for the inventory API, read again when "
+        "it changes (a projected ServiceAccount token rotates); wins over inventory_token.",
+    )
     inventory_ca_file: Path | None = Field(
         None, description="CA bundle to verify an https inventory URL with (default: system)."
     )

@@ -68,6 +68,10 @@ CHART_MANAGED: dict[tuple[str, str], str] = {
     ("kube", "namespace"): "the release namespace",
     ("planner", "inventory_url"): "the inventory Service of the release",
     ("planner", "inventory_token"): "unset: the first API token",
+    (
+        "planner",
+        "inventory_token_file",
+    ): "the planner's ServiceAccount token with `auth.kubernetes`",
     ("planner", "inventory_ca_file"): "unset (plain HTTP inside the cluster)",
     ("orchestrator", "populator_image"): "`populator.image`, else `image`",
     ("orchestrator", "populator_pull_policy"): "`populator.pullPolicy`, else `image.pullPolicy`",

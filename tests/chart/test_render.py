@@ -351,9 +351,17 @@ def test_rbac_is_least_privilege() -> None:
         }
     ]
     # The planner talks to Kubernetes only to review its callers (auth.kubernetes, on by
-    # default): system:auth-delegator and nothing else.
-    assert [b["roleRef"]["name"] for b in _bindings(docs, "hoist-planner")] == [
-        "system:auth-delegator"
+    # default), and calls the inventory as itself: reading providers is all it may.
+    assert sorted(b["roleRef"]["name"] for b in _bindings(docs, "hoist-planner")) == [
+        "hoist-planner-inventory-reader",
+        "system:auth-delegator",
+    ]
+    assert _rules(docs, "Role", "hoist-planner-inventory-reader") == [
+        {
+            "apiGroups": ["hoist.io"],
+            "resources": ["providers", "providers/inventory"],
+            "verbs": ["get", "list"],
+        }
     ]
     planner = r.named(docs, "Deployment", "hoist-planner")["spec"]["template"]["spec"]
     assert planner["automountServiceAccountToken"] is True

@@ -5,6 +5,8 @@ tokens off (the chart's defaults). Users are ServiceAccounts bound to the chart'
 - a viewer may list plans but not start one: 403, saying who, what and which role grants it;
 - an operator may start (the route answers: 404 for a plan that does not exist);
 - a token the cluster does not know, or a static token, is 401;
+- the planner calls the inventory as itself (its ServiceAccount token from a file, as the
+  pod's projected one), which its chart Role allows;
 - the planner without its one rule (system:auth-delegator) cannot review tokens: every call
   is a 503 that says the cluster refused its TokenReview.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,7 @@ from tools.processes import ServiceProcess
 
 API_ONLY = frozenset({"provisioner", "binder", "scheduler", "kubelet", "storageprofiles"})
 PLANNER_SA = f"{r.RELEASE}-planner"
+INVENTORY_SA = f"{r.RELEASE}-inventory"
 
 
 @pytest.fixture(scope="module")
@@ -36,30 +40,52 @@ async def sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster
         yield cluster
 
 
-@pytest.fixture(scope="module")
-async def planner(
-    sim: Cluster, servers: DevServices, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ServiceProcess]:
-    logs = tmp_path_factory.mktemp("planner")
-    kubeconfig = chartrbac.kubeconfig_for(sim, logs / "kubeconfig", r.NAMESPACE, PLANNER_SA)
-    env = {
-        "HOIST_NATS_URL": servers.nats_url,
-        "HOIST_NATS_PREFIX": f"id{uuid.uuid4().hex[:8]}",
-        "HOIST_DATABASE_URL": database_url,
-        "HOIST_PLANNER_INVENTORY_URL": "http://127.0.0.1:9",
+def identities_env(sim: Cluster, logs: Path, account: str, **extra: str) -> dict[str, str]:
+    """A service's settings as the chart gives them: Kubernetes identities, no static tokens,
+    its own ServiceAccount's token (in a kubeconfig here; projected into the pod there)."""
+    kubeconfig = chartrbac.kubeconfig_for(sim, logs / f"{account}.kubeconfig", r.NAMESPACE, account)
+    return {
         "HOIST_AUTH_KUBERNETES": "true",
         "HOIST_AUTH_STATIC": "false",
         "HOIST_AUTH_CACHE_SECONDS": "0",
         "HOIST_KUBE_KUBECONFIG": str(kubeconfig),
         "HOIST_KUBE_NAMESPACE": r.NAMESPACE,
         "HOIST_LOG_FORMAT": "json",
+        **extra,
     }
-    process = ServiceProcess("planner", env, logs, TOKEN)
+
+
+@pytest.fixture(scope="module")
+async def planner(
+    sim: Cluster, servers: DevServices, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServiceProcess]:
+    logs = tmp_path_factory.mktemp("planner")
+    common = {
+        "HOIST_NATS_URL": servers.nats_url,
+        "HOIST_NATS_PREFIX": f"id{uuid.uuid4().hex[:8]}",
+        "HOIST_DATABASE_URL": database_url,
+    }
+    inventory = ServiceProcess("inventory", identities_env(sim, logs, INVENTORY_SA, **common), logs)
+    await inventory.start()
+    # The planner calls the inventory with its own token, from a file as the pod's is.
+    token_file = logs / "planner.token"
+    token_file.write_text(sim.service_account_token(r.NAMESPACE, PLANNER_SA))
+    env = identities_env(
+        sim,
+        logs,
+        PLANNER_SA,
+        **common,
+        HOIST_PLANNER_INVENTORY_URL=inventory.url,
+        HOIST_PLANNER_INVENTORY_TOKEN_FILE=str(token_file),
+    )
+    process = ServiceProcess("planner", env, logs)
     await process.start()
-    ready = await process.wait_ready(60)
-    assert ready.get("http_status") == 200, (ready, process.logs()[-3000:])
+    for service in (inventory, process):
+        ready = await service.wait_ready(60)
+        assert ready.get("http_status") == 200, (ready, service.logs()[-3000:])
     yield process
     await process.terminate()
+    await inventory.terminate()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -102,6 +128,18 @@ async def test_viewer_reads_operator_starts_strangers_are_refused(
         assert refused.headers["www-authenticate"] == 'Bearer realm="hoist"'
     missing = await http.get("/api/v1/plans")
     assert missing.status_code == 401
+
+    # A map names providers: the planner asks the inventory about them as itself (its
+    # Role may read providers), so an unknown one is the user's 422, not a refused 503.
+    body = {
+        "name": "nets",
+        "sourceProvider": "nowhere",
+        "targetProvider": "nowhere-else",
+        "entries": [],
+    }
+    created = await http.post("/api/v1/networkmaps", headers=bearer(operator), json=body)
+    assert created.status_code == 422, created.text
+    assert "no provider 'nowhere' in the inventory" in created.text, created.text
 
 
 async def test_planner_needs_auth_delegator(sim: Cluster, planner: ServiceProcess) -> None:

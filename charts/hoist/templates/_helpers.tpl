@@ -190,6 +190,11 @@ mergeOverwrite would not let a component set false or 0 over a true or a number)
 {{ include "hoist.secretEnv" (dict "name" "HOIST_AUTH_TOKENS" "secret" $secret "key" "auth-tokens") }}
 {{- end }}
 {{- end }}
+{{- if and (eq .component "planner") $v.auth.kubernetes }}
+{{- /* The planner calls the inventory as itself: its projected ServiceAccount token. */}}
+- name: HOIST_PLANNER_INVENTORY_TOKEN_FILE
+  value: /var/run/secrets/kubernetes.io/serviceaccount/token
+{{- end }}
 {{- if eq .component "planner" }}
 - name: HOIST_PLANNER_INVENTORY_URL
   value: {{ printf "http://%s.%s.svc:%v" (include "hoist.componentName" (dict "root" $root "component" "inventory")) $root.Release.Namespace $components.inventory.port | quote }}
