@@ -115,11 +115,8 @@ class ApiServer:
         if route.namespace is not None and not kind.namespaced:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         body = await read_body(receive) if method in ("POST", "PUT", "PATCH", "DELETE") else b""
-        if reviews.is_review(kind) or (
-            kind.plural == "serviceaccounts" and route.subresource == "token"
-        ):
-            content_type = headers.get("content-type", "")
-            await self._review(send, method, kind, route, user, decode(body, content_type))
+        if reviews.is_review(kind, route):
+            await reviews.serve(self.cluster, send, method, kind, route, user, body, headers)
             return
         await self._resource(send, receive, scope, method, kind, route, query, headers, body, user)
 
@@ -146,25 +143,6 @@ class ApiServer:
         if len(parts) == 3 and parts[0] == "apis":
             return discovery.resource_list(self.registry, parts[1], parts[2])
         return None
-
-    async def _review(
-        self, send: Send, method: str, kind: Kind, route: Route, user: Identity, body: Any
-    ) -> None:
-        """The review APIs and TokenRequest (``sim.kube.reviews``): create-only, nothing stored."""
-        if method != "POST" or (route.name and route.subresource != "token"):
-            refused = f"the server does not allow this method on the requested resource ({method})"
-            raise ApiError(405, "MethodNotAllowed", refused)
-        ns = route.namespace or ""
-        sub = route.subresource or ""
-        attrs = Attributes("create", kind.group, kind.plural, sub, route.name or "", ns)
-        self.cluster.authz.check(user, attrs)
-        if route.subresource == "token":
-            assert route.name is not None
-            await respond(
-                send, 201, encode(reviews.token_request(self.cluster, ns, route.name, body))
-            )
-            return
-        await respond(send, 201, encode(reviews.answer(self.cluster, user, kind, ns or None, body)))
 
     # -- resources -----------------------------------------------------------------------
 

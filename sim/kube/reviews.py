@@ -16,6 +16,8 @@ from sim.kube.authn import Identity
 from sim.kube.errors import ApiError, bad_request
 from sim.kube.kinds import Kind
 from sim.kube.rbac import Attributes
+from sim.kube.routing import Route, decode, respond
+from sim.kube.store import encode
 
 AUTHN = "authentication.k8s.io"
 AUTHZ = "authorization.k8s.io"
@@ -32,8 +34,47 @@ KINDS = [
 PLURALS = {(k.group, k.plural) for k in KINDS}
 
 
-def is_review(kind: Kind) -> bool:
-    return (kind.group, kind.plural) in PLURALS
+def is_review(kind: Kind, route: Route) -> bool:
+    """A review API, or a ServiceAccount's TokenRequest: served here, never stored."""
+    token = kind.plural == "serviceaccounts" and route.subresource == "token"
+    return token or (kind.group, kind.plural) in PLURALS
+
+
+async def serve(
+    cluster: Any,
+    send: Any,
+    method: str,
+    kind: Kind,
+    route: Route,
+    user: Identity,
+    body: bytes,
+    headers: dict[str, str],
+) -> None:
+    """Authorize ``create`` on the review (or ``serviceaccounts/token``), then answer it."""
+    if method != "POST" or (route.name and route.subresource != "token"):
+        refused = f"the server does not allow this method on the requested resource ({method})"
+        raise ApiError(405, "MethodNotAllowed", refused)
+    ns = route.namespace or ""
+    attrs = Attributes(
+        "create", kind.group, kind.plural, route.subresource or "", route.name or "", ns
+    )
+    cluster.authz.check(user, attrs)
+    content_type = headers.get("content-type", "")
+    if "protobuf" in content_type:
+        # kubectl's typed client (auth can-i, auth whoami, create token) sends these as
+        # protobuf; their field tables are not in the simulator's decoder yet.
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the simulator reads {kind.kind} bodies as JSON only; send application/json "
+            "(kubectl create --raw <path> -f review.json)",
+        )
+    request = decode(body, content_type)
+    if route.subresource == "token":
+        assert route.name is not None
+        await respond(send, 201, encode(token_request(cluster, ns, route.name, request)))
+        return
+    await respond(send, 201, encode(answer(cluster, user, kind, ns or None, request)))
 
 
 def answer(cluster: Any, identity: Identity, kind: Kind, namespace: str | None, body: Any) -> Obj:

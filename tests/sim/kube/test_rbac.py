@@ -202,6 +202,14 @@ async def test_aggregation_and_the_review_apis(sim: Cluster) -> None:
             decided = (await admin.post(url, json=sar)).json()["status"]
             assert decided["allowed"] is True
             assert 'ClusterRoleBinding "viewer" of ClusterRole "view"' in decided["reason"]
+            # A protobuf body (kubectl's typed client) is refused plainly, not misread.
+            binary = await viewer.post(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                content=b"k8s\x00",
+                headers={"content-type": "application/vnd.kubernetes.protobuf"},
+            )
+            assert binary.status_code == 415
+            assert "send application/json" in binary.json()["message"]
             # Only who may create SubjectAccessReviews asks about others.
             asked = await viewer.post(url, json=sar)
             assert asked.status_code == 403
