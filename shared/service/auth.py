@@ -85,7 +85,7 @@ async def decide(
         return refused("invalid bearer token")
     needed = route_access(scope)
     try:
-        verdict = await kube_auth(app).decide(offered, needed or table.Access("", ""))
+        verdict = await kube_auth(app).decide(offered, needed)
     except ReviewUnavailable as exc:
         return JSONResponse(
             {"detail": f"cannot check the token now: {exc}; retry"},

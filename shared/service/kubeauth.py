@@ -94,7 +94,8 @@ class KubeAuth:
             await self._connection.close()
             self._connection = None
 
-    async def decide(self, token: str, access: Access) -> Verdict:
+    async def decide(self, token: str, access: Access | None) -> Verdict:
+        """Who the token is and whether they may ``access`` (None: only who they are)."""
         key = hashlib.sha256(token.encode()).digest()
         user = self._users.get(key)
         if user is None:
@@ -102,6 +103,8 @@ class KubeAuth:
             self._users.put(key, user)
         if not user:  # False: the token was reviewed and refused
             return Verdict(None, False)
+        if access is None:
+            return Verdict(user, True)
         decided = self._decisions.get((key, access))
         if decided is None:
             decided = await self._access_review(user, access)

@@ -128,6 +128,9 @@ async def test_viewer_reads_operator_starts_strangers_are_refused(
         assert refused.headers["www-authenticate"] == 'Bearer realm="hoist"'
     missing = await http.get("/api/v1/plans")
     assert missing.status_code == 401
+    # A path no route answers: authenticated is enough to be told so.
+    assert (await http.get("/api/v1/nothing-here", headers=bearer(viewer))).status_code == 404
+    assert (await http.get("/api/v1/nothing-here")).status_code == 401
 
     # A map names providers: the planner asks the inventory about them as itself (its
     # Role may read providers), so an unknown one is the user's 422, not a refused 503.
