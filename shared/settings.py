@@ -127,6 +127,22 @@ class AuthSettings(BaseModel):
     disabled: bool = Field(
         False, description="Serve the API without authentication; explicit, never a default."
     )
+    static: bool = Field(
+        True,
+        description="Accept the static HOIST_AUTH_TOKENS (each may do everything): for "
+        "development; the chart turns them off.",
+    )
+    kubernetes: bool = Field(
+        False,
+        description="Check bearer tokens with a TokenReview and each request with a "
+        "SubjectAccessReview on hoist.io resources, in the cluster of HOIST_KUBE_*.",
+    )
+    cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="How long a TokenReview or SubjectAccessReview answer is reused (0: never).",
+    )
 
     _split = field_validator("tokens", mode="before")(classmethod(lambda cls, v: _split_list(v)))
 
@@ -277,6 +293,11 @@ class PlannerSettings(BaseModel):
     )
     inventory_token: SecretStr | None = Field(
         None, description="Bearer token for the inventory API; unset: the first HOIST_AUTH_TOKENS."
+    )
+    inventory_token_file: Path | None = Field(
+        None,
+        description="A file holding the bearer token for the inventory API, read again when "
+        "it changes (a projected ServiceAccount token rotates); wins over inventory_token.",
     )
     inventory_ca_file: Path | None = Field(
         None, description="CA bundle to verify an https inventory URL with (default: system)."

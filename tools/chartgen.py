@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from services.controller import rbac
 from shared import populator as contract
+from shared.service import access
 from shared.settings import HoistSettings, OrchestratorSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,8 @@ CHART_MANAGED: dict[tuple[str, str], str] = {
     ("database", "url"): "`postgresql.bundled` (generated password) or "
     "`postgresql.external.url` / `postgresql.external.existingSecret`",
     ("http", "host"): "`listenHost` (`0.0.0.0`)",
+    ("auth", "static"): "`auth.static` (off: static tokens are for development)",
+    ("auth", "kubernetes"): "`auth.kubernetes` (on: TokenReview and SubjectAccessReview)",
     ("http", "port"): "the component's fixed port",
     ("auth", "tokens"): "`auth.tokens` or `auth.existingSecret` (one generated when neither)",
     ("kube", "kubeconfig"): "unset: the pod's service account",
@@ -68,6 +71,10 @@ CHART_MANAGED: dict[tuple[str, str], str] = {
     ("kube", "namespace"): "the release namespace",
     ("planner", "inventory_url"): "the inventory Service of the release",
     ("planner", "inventory_token"): "unset: the first API token",
+    (
+        "planner",
+        "inventory_token_file",
+    ): "the planner's ServiceAccount token with `auth.kubernetes`",
     ("planner", "inventory_ca_file"): "unset (plain HTTP inside the cluster)",
     ("orchestrator", "populator_image"): "`populator.image`, else `image`",
     ("orchestrator", "populator_pull_policy"): "`populator.pullPolicy`, else `image.pullPolicy`",
@@ -293,6 +300,11 @@ def generated_tpl() -> str:
         _define("hoist.generated.components", components()),
         "{{/* The populator controller's ClusterRole (rbac.cluster_role_rules). */}}",
         _define("hoist.generated.controllerRules", rbac.cluster_role_rules()),
+        "{{/* The API's roles' own rules (shared.service.access.ROLES). */}}",
+        *(
+            _define(f"hoist.generated.apiRules.{role}", access.role_rules(role))
+            for role in access.ROLES
+        ),
         "{{/* The VolumePopulator registrations (shared.populator.volume_populators). */}}",
         _define("hoist.generated.volumePopulators", _volume_populators()),
         "{{/* The HOIST_* variable of each `config` value. */}}",

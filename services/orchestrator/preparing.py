@@ -30,6 +30,7 @@ from services.orchestrator.sources.contract import Power
 from shared import populator as contract
 from shared.errors import RetryLater
 from shared.kube import NAMESPACE
+from shared.kube.calls import status_message
 
 BLOCKED_LIMIT = 15 * 60.0
 """How long Initialize waits for a source VM that something holds (locked disk...)."""
@@ -79,8 +80,12 @@ async def _check_target(ctx: StepContext) -> Fail | None:
     try:
         found = await kube.get(NAMESPACE, namespace)
     except ApiException as exc:
+        # The Status message says who was refused what (a missing RBAC rule, say).
+        said = status_message(exc)
         raise RetryLater(
-            f"cannot read namespace {namespace} ({exc.status}); retried in 5 s", 5
+            f"cannot read namespace {namespace} ({exc.status}{': ' + said if said else ''}); "
+            "retried in 5 s",
+            5,
         ) from None
     if found is None:
         return Fail(

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -47,17 +48,42 @@ class InventoryUnavailable(Unavailable):
         return f"the inventory cannot be asked right now ({self.message}); retry"
 
 
+class TokenFile(httpx.Auth):
+    """The bearer token in a file, read again whenever the file changes: the planner's
+    projected ServiceAccount token, which the kubelet rotates, is how it calls the
+    inventory under Kubernetes identities (docs/security.md)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[float, str] | None = None
+
+    def token(self) -> str:
+        mtime = self.path.stat().st_mtime
+        if self._seen is None or self._seen[0] != mtime:
+            self._seen = (mtime, self.path.read_text().strip())
+        return self._seen[1]
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        try:
+            request.headers["Authorization"] = f"Bearer {self.token()}"
+        except OSError as exc:
+            raise InventoryUnavailable(f"cannot read the inventory token file: {exc}") from exc
+        yield request
+
+
 class InventoryClient:
     def __init__(self, settings: HoistSettings) -> None:
         cfg = settings.planner
         token = cfg.inventory_token or (settings.auth.tokens[0] if settings.auth.tokens else None)
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        auth = TokenFile(cfg.inventory_token_file) if cfg.inventory_token_file else None
         verify: ssl.SSLContext | bool = True
         if cfg.inventory_ca_file is not None:
             verify = ssl.create_default_context(cafile=str(cfg.inventory_ca_file))
         self._http = httpx.AsyncClient(
             base_url=cfg.inventory_url.rstrip("/") + "/api/v1",
             headers=headers,
+            auth=auth,
             timeout=cfg.inventory_timeout_seconds,
             verify=verify,
             limits=httpx.Limits(max_connections=cfg.inventory_concurrency * 2),

@@ -9,7 +9,7 @@ and size gate (``shared.service.limits``) or by the NUL refusal of the app: all 
 forms, so each status documents the one it really sends.
 
 A route lists the errors it answers with ``errors(404, 409)``; the app adds those of every
-protected route itself (``PROTECTED``: 401, 422, 503; ``WITH_BODY``: 413).
+protected route itself (``PROTECTED``: 401, 403, 422, 503; ``WITH_BODY``: 413).
 """
 
 from __future__ import annotations
@@ -78,6 +78,11 @@ ERRORS: dict[int, dict[str, Any]] = {
             }
         },
     },
+    403: {
+        "model": Message,
+        "description": "The token's identity may not do this (Kubernetes RBAC on hoist.io "
+        "resources): the detail names the user, verb, resource and the role that grants it",
+    },
     404: {"model": Message, "description": "No such object"},
     409: {"model": Problems, "description": "The current state forbids it"},
     412: {"model": Message, "description": "If-Match names another revision: read it again"},
@@ -99,7 +104,7 @@ ERRORS: dict[int, dict[str, Any]] = {
 }
 
 #: What every route under ``/api/v1`` (but the public docs) may answer, whatever it does.
-PROTECTED = (401, 422, 503)
+PROTECTED = (401, 403, 422, 503)
 #: What a route that reads a body may answer besides.
 WITH_BODY = (413,)
 

@@ -71,6 +71,9 @@ def create_app(spec: ServiceSpec, settings: HoistSettings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await starting
             await runtime.stop()
+            reviews = getattr(app.state, "kube_auth", None)
+            if reviews is not None:
+                await reviews.close()
 
     app = FastAPI(
         title=f"Hoist {spec.title}",

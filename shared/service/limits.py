@@ -7,9 +7,9 @@ at, and with no limit. A 50 MB body without a token held the planner's event loo
 ``Gate`` is pure ASGI (never ``BaseHTTPMiddleware``, which buffers) and the outermost of the
 app's middleware, so it answers before anything behind it calls ``receive()``:
 
-- under ``/api/v1`` (but the public docs and ``openapi.json``): 401 with the very body and
-  ``WWW-Authenticate`` header the ``require_token`` dependency answers (``shared.service.auth``
-  decides both);
+- under ``/api/v1`` (but the public docs and ``openapi.json``): 401, 403 or 503 with the very
+  body and headers the ``require_token`` dependency answers (``shared.service.auth.decide``
+  decides both: a static token, or a TokenReview and a SubjectAccessReview);
 - a ``Content-Length`` over ``HOIST_HTTP_MAX_BODY_BYTES``: 413 at once;
 - a body without ``Content-Length`` (chunked) is counted as it is received: the first chunk
   that takes it over the limit raises ``BodyTooLarge``, answered 413.
@@ -77,11 +77,11 @@ class Gate:
         headers = Headers(scope=scope)
         if self._protected(_route_path(scope)):
             credentials = auth.bearer_credentials(headers.get("authorization"))
-            detail = auth.refusal(settings.auth, credentials)
-            if detail is not None:
-                response = auth.refused(detail)
+            response = await auth.decide(scope, credentials)
+            if response is not None:
                 await self._refuse(scope, send, response, started)
                 return
+            scope[auth.ADMITTED] = True
         limit = settings.http.max_body_bytes
         declared = _content_length(headers)
         if declared is not None and declared > limit:

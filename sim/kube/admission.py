@@ -41,6 +41,12 @@ def _check_meta(kind: Kind, obj: Obj) -> list[dict[str, str]]:
                     "or '-', and must start and end with an alphanumeric character",
                 )
             )
+    elif kind.group == "rbac.authorization.k8s.io":
+        # RBAC names are path segments (``system:basic-user``), as ValidatePathSegmentName.
+        if name in (".", "..") or "/" in name or "%" in name:
+            problems.append(
+                cause("metadata.name", f"Invalid value: \"{name}\": may not contain '/' or '%'")
+            )
     elif kind.kind != "Event" and (len(name) > 253 or not SUBDOMAIN.match(name)):
         problems.append(
             cause(

@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
-from sim.kube import crds
+from sim.kube import crds, rbac, reviews
 from sim.kube.admission import Admission
+from sim.kube.authn import Authenticator
 from sim.kube.config import ClusterConfig
 from sim.kube.controllers import Controller
 from sim.kube.faults import Faults
@@ -59,6 +60,10 @@ class Cluster:
         self.crds = crds.CrdRegistrar(self.store, self.registry, self.validator)
         self.recorder = Recorder(self.store, self.registry)
         self.faults = Faults()
+        for kind in reviews.KINDS:
+            self.registry.add(kind)
+        self.authn = Authenticator(self)
+        self.authz = rbac.Authorizer(self)
         self.controllers: dict[str, Controller] = {}
         self.server: Any = None
         self._bookmarks: asyncio.Task[None] | None = None
@@ -118,6 +123,7 @@ class Cluster:
             if self.store.find(sc, None, storage_class["metadata"]["name"]) is None:
                 self.store.create(sc, storage_class)
         self.crds.install_builtin()
+        rbac.bootstrap(self)
 
     def _node_info(self, name: str) -> dict[str, str]:
         """What the kubelet reports of its host (the simulated nodes all run on this one)."""
@@ -177,6 +183,14 @@ class Cluster:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
+        """A bound token for a ServiceAccount, creating the account if it does not exist
+        (what ``kubectl create serviceaccount`` then ``kubectl create token`` give)."""
+        kind = self.kind("serviceaccounts")
+        if self.store.find(kind, namespace, name) is None:
+            self.store.create(kind, {"metadata": {"name": name}}, namespace)
+        return self.authn.issue(namespace, name, seconds)[0]
 
     # -- clients -------------------------------------------------------------------------
 

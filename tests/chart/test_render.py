@@ -358,15 +358,33 @@ def test_rbac_is_least_privilege() -> None:
             "verbs": ["get", "list", "create", "update", "delete"],
         }
     ]
-    # The planner never talks to Kubernetes: no binding, no token.
-    assert _bindings(docs, "hoist-planner") == []
+    # The planner talks to Kubernetes only to review its callers (auth.kubernetes, on by
+    # default), and calls the inventory as itself: reading providers is all it may.
+    assert sorted(b["roleRef"]["name"] for b in _bindings(docs, "hoist-planner")) == [
+        "hoist-planner-inventory-reader",
+        "system:auth-delegator",
+    ]
+    assert _rules(docs, "Role", "hoist-planner-inventory-reader") == [
+        {
+            "apiGroups": ["hoist.io"],
+            "resources": ["providers", "providers/inventory"],
+            "verbs": ["get", "list"],
+        }
+    ]
     planner = r.named(docs, "Deployment", "hoist-planner")["spec"]["template"]["spec"]
+    assert planner["automountServiceAccountToken"] is True
+    # Without Kubernetes identities it never talks to Kubernetes: no binding, no token.
+    rendered = r.template({"auth": {"kubernetes": False, "static": True}})
+    assert rendered.returncode == 0, rendered.stderr
+    static = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert _bindings(static, "hoist-planner") == []
+    planner = r.named(static, "Deployment", "hoist-planner")["spec"]["template"]["spec"]
     assert planner["automountServiceAccountToken"] is False
     for account in r.of_kind(docs, "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
     # By default the orchestrator may work in every namespace ...
     target = [b["kind"] for b in _bindings(docs, "hoist-orchestrator")]
-    assert sorted(target) == ["ClusterRoleBinding", "ClusterRoleBinding", "RoleBinding"]
+    assert sorted(target) == ["ClusterRoleBinding"] * 3 + ["RoleBinding"]
 
     # ... and with rbac.targetNamespaces only in those.
     external = r.objects("external")

@@ -65,6 +65,40 @@ controller:
   verbs: [get, create, update]
 {{- end }}
 
+{{/* The API's roles' own rules (shared.service.access.ROLES). */}}
+{{- define "hoist.generated.apiRules.viewer" -}}
+- apiGroups: [hoist.io]
+  resources: [providers, providers/inventory, networkmaps, storagemaps, plans, hooks, plans/status, migrations, progress, services/status]
+  verbs: [get, list, watch]
+{{- end }}
+
+{{- define "hoist.generated.apiRules.operator" -}}
+- apiGroups: [hoist.io]
+  resources: [networkmaps, storagemaps, plans]
+  verbs: [create, update, patch, delete]
+- apiGroups: [hoist.io]
+  resources: [plans/validate, plans/start, plans/cancel, plans/archive, plans/unarchive, providers/refresh]
+  verbs: [create]
+- apiGroups: [hoist.io]
+  resources: [plans/cutover]
+  verbs: [update]
+{{- end }}
+
+{{- define "hoist.generated.apiRules.admin" -}}
+- apiGroups: [hoist.io]
+  resources: [providers, hooks]
+  verbs: [create, update, patch, delete]
+- apiGroups: [hoist.io]
+  resources: [providers/certificate]
+  verbs: [get]
+- apiGroups: [hoist.io]
+  resources: [deadletters]
+  verbs: [get, list, delete]
+- apiGroups: [hoist.io]
+  resources: [deadletters/replay]
+  verbs: [create]
+{{- end }}
+
 {{/* The VolumePopulator registrations (shared.populator.volume_populators). */}}
 {{- define "hoist.generated.volumePopulators" -}}
 - apiVersion: populator.storage.k8s.io/v1beta1
@@ -103,6 +137,7 @@ http:
   maxBodyBytes: HOIST_HTTP_MAX_BODY_BYTES
 auth:
   disabled: HOIST_AUTH_DISABLED
+  cacheSeconds: HOIST_AUTH_CACHE_SECONDS
 log:
   level: HOIST_LOG_LEVEL
   format: HOIST_LOG_FORMAT

@@ -216,6 +216,10 @@ user's). */}}
 {{- else }}
 {{ include "hoist.secretEnv" (dict "name" "HOIST_DATABASE_URL" "secret" $secret "key" "database-url") }}
 {{- end }}
+- name: HOIST_AUTH_STATIC
+  value: {{ $v.auth.static | quote }}
+- name: HOIST_AUTH_KUBERNETES
+  value: {{ $v.auth.kubernetes | quote }}
 {{- if $v.auth.existingSecret }}
 {{ include "hoist.secretEnv" (dict "name" "HOIST_AUTH_TOKENS" "secret" $v.auth.existingSecret "key" $v.auth.existingSecretKey) }}
 {{- else }}
@@ -227,6 +231,11 @@ user's). */}}
 - name: HOIST_CONSOLE_{{ upper $service }}_URL
   value: {{ printf "http://%s.%s.svc:%v" (include "hoist.componentName" (dict "root" $root "component" $service)) $root.Release.Namespace (index $components $service).port | quote }}
 {{- end }}
+{{- end }}
+{{- if and (eq .component "planner") $v.auth.kubernetes }}
+{{- /* The planner calls the inventory as itself: its projected ServiceAccount token. */}}
+- name: HOIST_PLANNER_INVENTORY_TOKEN_FILE
+  value: /var/run/secrets/kubernetes.io/serviceaccount/token
 {{- end }}
 {{- if eq .component "planner" }}
 - name: HOIST_PLANNER_INVENTORY_URL
