@@ -234,6 +234,8 @@ def _value(value: int | bytes, field: Field) -> Any:
         if _int(parts.get(1, 0)) == 1:
             return _bytes(parts.get(3, b"")).decode()
         return _scalar(parts.get(2, 0), "int32")
+    if kind == "ExtraValue":  # a Go []string, wrapped in a message so a map may hold it
+        return [_bytes(item).decode() for number, item in _by_number(data) if number == 1]
     if kind == "FieldsV1":
         raw = _bytes(dict(_by_number(data)).get(1, b""))
         return json.loads(raw) if raw else None

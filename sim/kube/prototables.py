@@ -3,17 +3,19 @@
 client-go (1.32 and later) sends the typed clients' bodies as protobuf, and so does every
 `kubectl create <kind>` subcommand; only dynamic clients (`apply`, `run`, `patch`) send
 JSON. The tables give, per message, the field numbers of `k8s.io/api`'s generated protobuf
-and the JSON names they carry (the protobuf names are the JSON names). Written by hand for
-the fields of the kinds the simulator serves and `kubectl create` produces; a field missing
-from a table is refused by the decoder when it carries a value, never dropped silently.
+and the JSON names they carry (the protobuf names are the JSON names, but for
+BoundObjectReference's `aPIVersion` and `uID`). Written by hand for the fields of the kinds
+the simulator serves and `kubectl create` / `kubectl auth` produce; a field missing from a
+table is refused by the decoder when it carries a value, never dropped silently.
 
 Syntax, one field per comma: `NUMBER NAME TYPE` where TYPE is a scalar (`string`, `bytes`,
-`bool`, `int32`, `int64`), a special (`Time`, `Quantity`, `IntOrString`, `FieldsV1`) or a
-message name; `*TYPE` is repeated, `{TYPE}` is a map from strings, a trailing `?` marks a
-Go pointer field (its zero value was set on purpose and is kept: `replicas: 0`), and the
-name `^` inlines the message's fields into the parent (Volume's VolumeSource, the
-LocalObjectReference of key selectors), as the JSON form does; type `-` is read and
-dropped (a status: the server owns it, whatever a create carries).
+`bool`, `int32`, `int64`), a special (`Time`, `Quantity`, `IntOrString`, `FieldsV1`,
+`ExtraValue`: a user's extra values, a string list in JSON) or a message name; `*TYPE` is
+repeated, `{TYPE}` is a map from strings, a trailing `?` marks a Go pointer field (its zero
+value was set on purpose and is kept: `replicas: 0`), and the name `^` inlines the message's
+fields into the parent (Volume's VolumeSource, the LocalObjectReference of key selectors),
+as the JSON form does; type `-` is read and dropped (a status: the server owns it, whatever
+a create carries).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 SCALARS = frozenset({"string", "bytes", "bool", "int32", "int64"})
 IGNORED = "-"  # status: the server sets it, whatever a create carries
-SPECIALS = frozenset({"Time", "Quantity", "IntOrString", "FieldsV1"})
+SPECIALS = frozenset({"Time", "Quantity", "IntOrString", "FieldsV1", "ExtraValue"})
 
 _TABLES = {
     # k8s.io/apimachinery/pkg/apis/meta/v1
@@ -152,6 +154,34 @@ _TABLES = {
     "HTTPIngressRuleValue": "1 paths *HTTPIngressPath",
     "HTTPIngressPath": "1 path string, 3 pathType string?, 2 backend IngressBackend",
     "IngressTLS": "1 hosts *string, 2 secretName string",
+    # k8s.io/api/authorization/v1 (the review kinds: `kubectl auth can-i`, its `--list`)
+    "SubjectAccessReview": "1 metadata ObjectMeta, 2 spec SubjectAccessReviewSpec, 3 status -",
+    "LocalSubjectAccessReview": "1 metadata ObjectMeta, 2 spec SubjectAccessReviewSpec, 3 status -",
+    "SelfSubjectAccessReview": "1 metadata ObjectMeta, 2 spec SelfSubjectAccessReviewSpec,"
+    " 3 status -",
+    "SelfSubjectRulesReview": "1 metadata ObjectMeta, 2 spec SelfSubjectRulesReviewSpec,"
+    " 3 status -",
+    "SubjectAccessReviewSpec": "1 resourceAttributes ResourceAttributes,"
+    " 2 nonResourceAttributes NonResourceAttributes, 3 user string, 4 groups *string,"
+    " 5 extra {ExtraValue}, 6 uid string",
+    "SelfSubjectAccessReviewSpec": "1 resourceAttributes ResourceAttributes,"
+    " 2 nonResourceAttributes NonResourceAttributes",
+    "SelfSubjectRulesReviewSpec": "1 namespace string",
+    "ResourceAttributes": "1 namespace string, 2 verb string, 3 group string, 4 version string,"
+    " 5 resource string, 6 subresource string, 7 name string,"
+    " 8 fieldSelector FieldSelectorAttributes, 9 labelSelector LabelSelectorAttributes",
+    "FieldSelectorAttributes": "1 rawSelector string, 2 requirements *FieldSelectorRequirement",
+    "FieldSelectorRequirement": "1 key string, 2 operator string, 3 values *string",
+    "LabelSelectorAttributes": "1 rawSelector string, 2 requirements *LabelSelectorRequirement",
+    "NonResourceAttributes": "1 path string, 2 verb string",
+    # k8s.io/api/authentication/v1 (TokenReview, `kubectl auth whoami`, `kubectl create token`)
+    "TokenReview": "1 metadata ObjectMeta, 2 spec TokenReviewSpec, 3 status -",
+    "TokenReviewSpec": "1 token string, 2 audiences *string",
+    "SelfSubjectReview": "1 metadata ObjectMeta, 2 status -",
+    "TokenRequest": "1 metadata ObjectMeta, 2 spec TokenRequestSpec, 3 status -",
+    "TokenRequestSpec": "1 audiences *string, 4 expirationSeconds int64?,"
+    " 3 boundObjectRef BoundObjectReference",
+    "BoundObjectReference": "1 kind string, 2 apiVersion string, 3 name string, 4 uid string",
 }
 
 # (apiVersion, kind) -> message; the kinds whose bodies may come as protobuf.
@@ -170,6 +200,13 @@ KINDS = {
     ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
     ("apps/v1", "Deployment"): "Deployment",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "LocalSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+    ("authentication.k8s.io/v1", "TokenReview"): "TokenReview",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
+    ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from sim.kube import protobuf
 from sim.kube.authn import Identity
 from sim.kube.errors import ApiError, bad_request
 from sim.kube.kinds import Kind
@@ -60,16 +61,18 @@ async def serve(
     )
     cluster.authz.check(user, attrs)
     content_type = headers.get("content-type", "")
-    if "protobuf" in content_type:
+    if protobuf.is_protobuf(content_type):
         # kubectl's typed client (auth can-i, auth whoami, create token) sends these as
-        # protobuf; their field tables are not in the simulator's decoder yet.
-        raise ApiError(
-            415,
-            "UnsupportedMediaType",
-            f"the simulator reads {kind.kind} bodies as JSON only; send application/json "
-            "(kubectl create --raw <path> -f review.json)",
-        )
-    request = decode(body, content_type)
+        # protobuf; the answer stays JSON, which client-go accepts whatever it sent.
+        request: Any = protobuf.decode_object(body, kind)
+        expected = "TokenRequest" if route.subresource == "token" else kind.kind
+        if request.get("kind") != expected:
+            raise bad_request(
+                f"the kind in the data ({request.get('kind')}) does not match the expected "
+                f"kind ({expected})"
+            )
+    else:
+        request = decode(body, content_type)
     if route.subresource == "token":
         assert route.name is not None
         await respond(send, 201, encode(token_request(cluster, ns, route.name, request)))

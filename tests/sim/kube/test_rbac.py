@@ -42,8 +42,8 @@ def http(cluster: Cluster, token: str) -> httpx.AsyncClient:
 
 
 async def can_i(cluster: Cluster, token: str, verb: str, resource: str, ns: str) -> bool:
-    """What ``kubectl auth can-i`` asks (JSON here: the simulator does not yet decode a
-    SelfSubjectAccessReview sent as protobuf, which kubectl's typed client sends)."""
+    """What ``kubectl auth can-i`` asks, in JSON (kubectl itself sends protobuf: see
+    test_kubectl_auth)."""
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
@@ -76,7 +76,7 @@ async def test_service_account_is_refused_until_a_role_is_bound(
     }
     rc, out = await kubectl(admin, "apply", "-f", written(tmp_path, account), check=False)
     assert rc == 0, out
-    # What `kubectl create token reader` does (through --raw: its typed client sends protobuf).
+    # What `kubectl create token reader` does, in JSON (kubectl's protobuf: test_kubectl_auth).
     request = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
@@ -202,7 +202,7 @@ async def test_aggregation_and_the_review_apis(sim: Cluster) -> None:
             decided = (await admin.post(url, json=sar)).json()["status"]
             assert decided["allowed"] is True
             assert 'ClusterRoleBinding "viewer" of ClusterRole "view"' in decided["reason"]
-            # A protobuf body (kubectl's typed client) is refused plainly, not misread.
+            # A protobuf envelope of no kind the simulator knows is refused plainly.
             binary = await viewer.post(
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                 content=b"k8s\x00",
