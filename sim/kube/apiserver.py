@@ -25,7 +25,7 @@ from typing import Any
 import uvicorn
 
 from sim import certs
-from sim.kube import discovery, fieldmanager, patching, podaccess, reviews
+from sim.kube import discovery, fieldmanager, impersonation, patching, podaccess, reviews
 from sim.kube.authn import Identity
 from sim.kube.errors import ApiError, bad_request
 from sim.kube.kinds import Kind
@@ -93,6 +93,7 @@ class ApiServer:
             await respond(send, 200, b"ok", [(b"content-type", b"text/plain")])
             return
         user = self.cluster.authn.authenticate_header(headers.get("authorization", ""))
+        user = impersonation.identity_of(self.cluster.authz, user, scope["headers"])
         fault = self.cluster.faults.request_fault(path)
         if fault is not None:
             raise _fault_error(fault, self.cluster.faults.retry_after)

@@ -82,6 +82,27 @@ async def test_auth_commands_of_a_service_account(sim: Cluster, tmp_path: Path) 
     _, out = await kubectl(user, "auth", "whoami")
     assert "system:serviceaccount:audit:reader" in out
 
+    # Impersonation: the admin asking as the account gets the account's answers, and the
+    # account, which may not impersonate, is refused as the API server refuses it.
+    as_reader = ("--as=system:serviceaccount:audit:reader",)
+    rc, out = await kubectl(admin, *as_reader, "auth", "can-i", "delete", "pods", check=False)
+    assert (rc, out.strip()) == (1, "no")
+    rc, out = await kubectl(admin, *as_reader, "auth", "can-i", "list", "pods", "-n", "audit")
+    assert (rc, out.strip()) == (0, "yes")
+    _, out = await kubectl(admin, *as_reader, "auth", "whoami", "-o", "json")
+    info = json.loads(out)["status"]["userInfo"]
+    assert info["username"] == "system:serviceaccount:audit:reader"
+    assert "system:serviceaccounts:audit" in info["groups"]
+    _, out = await kubectl(admin, "--as=jane", "--as-group=ops", "auth", "whoami", "-o", "json")
+    info = json.loads(out)["status"]["userInfo"]
+    assert (info["username"], info["groups"]) == ("jane", ["ops", "system:authenticated"])
+    rc, out = await kubectl(user, "--as=kubernetes-admin", "get", "pods", check=False)
+    assert rc == 1
+    assert (
+        'users "kubernetes-admin" is forbidden: User "system:serviceaccount:audit:reader" '
+        'cannot impersonate resource "users" in API group "" at the cluster scope'
+    ) in out
+
 
 async def test_protobuf_review_bodies(sim: Cluster) -> None:
     """A protobuf body is read for what its envelope says it is, which must be the route's kind;
