@@ -42,6 +42,7 @@ def main() -> int:
         "vms": result.vms,
         "kills": len(result.kills),
         "processes_killed": sum(len(k) for k in result.kills),
+        "kills_in_flight": result.kills_in_flight,
         "disks_checked": result.disks_checked,
         "disks_mismatched": len(result.disks_mismatched),
         "leftovers": len(result.leftovers),

@@ -28,7 +28,7 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def schedule(seed: int, extra: int = 2) -> list[Kill]:
             kills.append((first, pair))
         else:
             kills.append((first,))
-    marks = sorted(rng.uniform(0.0, 0.7) for _ in kills)
+    marks = sorted(rng.uniform(0.0, 0.5) for _ in kills)
     marks[0] = 0.0
     return [Kill(at, victims) for at, victims in zip(marks, kills, strict=True)]
 
@@ -88,6 +88,8 @@ class Result:
     seed: int
     vms: int
     kills: list[list[str]] = field(default_factory=list)
+    #: Kills while VMs still ran (the rest came after the plans had ended).
+    kills_in_flight: int = 0
     phases: dict[str, int] = field(default_factory=dict)
     disks_checked: int = 0
     disks_mismatched: list[str] = field(default_factory=list)
@@ -272,6 +274,7 @@ class Run:
                 await self._migrate(ovirt_names, cloud_names, canceled)
                 await self._check()
         self.result.wall_s = round(time.monotonic() - began, 1)
+        log(f"result: {asdict(self.result)}")
         return self.result
 
     async def _migrate(self, ovirt: list[str], cloud: list[str], canceled: set[str]) -> None:
@@ -305,11 +308,11 @@ class Run:
                                        json={"vms": ids, "reason": "chaos"})  # fmt: skip
                     cancel_sent = True
                 while pending and ended / self.vms >= pending[0].at:
-                    await self._kill(pending.pop(0).victims)
+                    await self._kill(pending.pop(0).victims, ended)
                 if ended == self.vms and not pending:
                     break
                 if ended == self.vms:  # the plans ended before the last kills: do them now
-                    await self._kill(pending.pop(0).victims)
+                    await self._kill(pending.pop(0).victims, ended)
                     continue
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the plans did not end: {phases}")
@@ -331,9 +334,11 @@ class Run:
                 out |= {v["name"]: v["phase"] for v in r.json()["items"]}
         return out
 
-    async def _kill(self, victims: tuple[str, ...]) -> None:
-        log(f"SIGKILL {', '.join(victims)}")
+    async def _kill(self, victims: tuple[str, ...], ended: int) -> None:
+        log(f"SIGKILL {', '.join(victims)} ({ended}/{self.vms} VMs ended)")
         self.result.kills.append(list(victims))
+        if ended < self.vms:
+            self.result.kills_in_flight += 1
         stack = self.stack
         for v in victims:
             if v in SERVICES:
