@@ -114,6 +114,8 @@ class Stack:
                 CONVERTER_IMAGE.rsplit(":", 1)[0]: CONVERTER_ENTRYPOINT,
             },
             namespaces=("hoist", spec.namespace),
+            # Pods' logs outlive them here, beside the services' (what a leak scan reads).
+            log_archive=self.logs / "pods",
         )
         self.cluster = await self._exits.enter_async_context(Cluster(config))
         self.cluster.kubeconfig(self.kubeconfig)
