@@ -3,10 +3,11 @@
 Set-up: private NATS and PostgreSQL (``synchronous_commit=on``), the whole stack on them
 (``tools.stack``: oVirt engine with real imageio, OpenStack cloud with real Keystone and
 Glance, the simulated cluster, the four services and the controller as processes). ``--vms``
-VMs, half per source, each one up with one 4 MiB disk (half data, 1 MiB/s per transfer); a
-fifth of the oVirt VMs fail (their disk never transfers), a few of each plan are canceled
-early. Both plans start at once; at seeded points of their progress every service and the
-controller are SIGKILLed at least once (``--extra-kills`` more, some two at once), NATS and
+VMs, half per source, each one up with one 4 MiB disk (half data, oVirt transfers at
+512 KiB/s), at most 3 VMs of a plan in flight; a fifth of the oVirt VMs fail (their disk
+never transfers), a few of each plan are canceled once they run. Both plans start at once;
+at seeded points of their progress every service and the controller are SIGKILLed at least
+once (``--extra-kills`` more, some two at once), NATS and
 PostgreSQL once each, and started again.
 
 Targets, each 0: ``disks_mismatched`` (a succeeded VM's disk not byte-exact), ``leftovers``

@@ -131,7 +131,7 @@ class Run:
                 for n in names
             ],
             "faults": [
-                {"kind": "bandwidth", "bytes_per_second": 1 << 20},
+                {"kind": "bandwidth", "bytes_per_second": 512 << 10},
                 *({"kind": "paused_system", "disk": f"{n}-disk"} for n in sorted(failing)),
             ],
         }  # fmt: skip
@@ -222,7 +222,9 @@ class Run:
         plan = await self._ok("planner", "POST", "/plans", json={
             **common, "name": f"chaos-{kind}", "targetNamespace": NAMESPACE,
             "networkMap": net["id"], "storageMap": sto["id"],
-            "vms": [{"name": n} for n in names]})  # fmt: skip
+            "vms": [{"name": n} for n in names],
+            # VMs in waves: the plans last long enough for kills to land between steps.
+            "limits": {"maxVmsInFlight": 3}})  # fmt: skip
         if plan["phase"] != "Ready":
             raise RuntimeError(f"plan {kind} not Ready: {plan['problems']}")
         return str(plan["id"])
@@ -294,20 +296,26 @@ class Run:
             migrations[kind] = started["migration"]["id"]
         watcher = asyncio.create_task(self._watch_pods())
         pending = list(self.kills)
-        cancel_sent = False
+        asked: set[str] = set()
         deadline = time.monotonic() + 900
         try:
             while True:
                 phases = await self._phases()
                 ended = sum(1 for p in phases.values() if p in FINAL)
-                if not cancel_sent:
-                    for kind, pid in self.plans.items():
-                        ids = [self.ids[n] for n in canceled if n in phases and
-                               (n in ovirt) == (kind == "ovirt")]  # fmt: skip
-                        await self._ok("planner", "POST", f"/plans/{pid}/cancel",
-                                       json={"vms": ids, "reason": "chaos"})  # fmt: skip
-                    cancel_sent = True
-                while pending and ended / self.vms >= pending[0].at:
+                # A VM is canceled once it runs (its source is off by then, or about to be).
+                # Kills wait until the cancels were taken: a cancel in flight when the
+                # orchestrator dies comes back only after its ack wait, by when a small
+                # VM may have succeeded, which is right but not what this run checks.
+                running = {n for n in canceled - asked if phases.get(n) == "Running"}
+                for kind, pid in self.plans.items():
+                    ids = [self.ids[n] for n in running if (n in ovirt) == (kind == "ovirt")]
+                    if ids:
+                        answer = await self._ok("planner", "POST", f"/plans/{pid}/cancel",
+                                                json={"vms": ids, "reason": "chaos"})  # fmt: skip
+                        log(f"cancel {sorted(running)}: {answer}")
+                asked |= running
+                settled = all(phases.get(n) in FINAL for n in canceled)
+                while settled and pending and ended / self.vms >= pending[0].at:
                     await self._kill(pending.pop(0).victims, ended)
                 if ended == self.vms and not pending:
                     break
