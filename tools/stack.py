@@ -136,6 +136,8 @@ class Stack:
             images=images,
             image_roots=roots,
             namespaces=("hoist", spec.namespace),
+            # Pods' logs outlive them here, beside the services' (what a leak scan reads).
+            log_archive=self.logs / "pods",
         )
         self.cluster = await self._exits.enter_async_context(Cluster(config))
         self.cluster.kubeconfig(self.kubeconfig)

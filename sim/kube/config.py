@@ -116,6 +116,10 @@ class ClusterConfig:
     bookmark_seconds: float = 5.0
     #: The /8 network pod IPs come from; each pod gets its own address in it.
     pod_network: str = "127.42.0.0/16"
+    #: Where the kubelet keeps each container's logs once its pod is gone
+    #: (``<namespace>/<pod>-<uid>/<container>/<restarts>.log``), as a node's log shipper
+    #: would; None: they go with the pod.
+    log_archive: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.token:

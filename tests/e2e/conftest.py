@@ -54,6 +54,7 @@ OVIRT: dict[str, Any] = {
         {"name": "db", "status": "down", "nics": [{"network": "prod"}], "disks": [_disk("db")]},
         {"name": "flaky", "nics": [{"network": "prod"}], "disks": [_disk("flaky-disk")]},
         {"name": "steady", "nics": [{"network": "prod"}], "disks": [_disk("steady-disk")]},
+        {"name": "leak", "nics": [{"network": "prod"}], "disks": [_disk("leak-disk", "4MiB")]},
         {"name": "slow", "nics": [{"network": "prod"}], "disks": [_disk("slow-disk", "48MiB")]},
         *(
             {"name": f"window-{i}", "nics": [{"network": "prod"}], "disks": [_disk(f"win-{i}")]}
@@ -181,6 +182,8 @@ async def stack(
     ovirt = copy.deepcopy(OVIRT)
     db = next(vm for vm in ovirt["vms"] if vm["name"] == "db")
     db["disks"].append({"name": "db-image", "image": str(user_image), "format": "cow"})
+    # A password found nowhere else, so a leak of it is found (tests/e2e/test_secrets.py).
+    ovirt["users"] = {"admin@internal": f"engine-pw-{uuid.uuid4().hex}"}
     if isinstance(guests, guestimage.GuestSet):
         ovirt["vms"].append(guest_vm(guests))
     spec = StackSpec(

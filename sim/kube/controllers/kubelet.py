@@ -227,6 +227,10 @@ class Kubelet(QueueController):
         if self._runs.pop(run.uid, None) is None:
             return
         self._unmount(run)
+        archive = self.cluster.config.log_archive
+        if archive is not None and (run.directory / "logs").is_dir():
+            kept = archive / run.namespace / f"{run.name}-{run.uid}"
+            shutil.copytree(run.directory / "logs", kept, dirs_exist_ok=True)
         shutil.rmtree(run.directory, ignore_errors=True)
 
     def _unmount(self, run: PodRun) -> None:
