@@ -251,6 +251,14 @@ def test_services_reach_only_what_they_need(
         for callee in SERVICES:
             calls = reaches(policies, src, pods[callee], http)
             assert calls == (name == "planner" and callee == "inventory"), (name, callee)
+    # The console forwards to the four services' APIs and opens nothing else.
+    console = pods["console"]
+    for callee in SERVICES:
+        port = pods[callee].ports["http"]  # type: ignore[union-attr]
+        assert reaches(policies, console, pods[callee], port), callee
+    for server, port in (("nats", 4222), ("postgresql", 5432), ("apiserver", 443), ("engine", 443)):
+        assert not reaches(policies, console, pods[server], port), server
+    assert reaches(policies, console, pods["dns"], 53, "UDP")
     # The bundled servers take connections from the release's pods only.
     assert not reaches(policies, pods["populator"], pods["postgresql"], 5432)
     assert not reaches(policies, pods["stranger"], pods["nats"], 4222)
