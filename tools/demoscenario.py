@@ -195,7 +195,7 @@ class StaticVolume(_Strict):
 
     name: str = Field(pattern=DNS_LABEL)
     storage_class: str = Field("local-static", alias="storageClass")
-    size: Annotated[int | str, BeforeValidator(_size)]
+    size: Size
     volume_mode: Literal["Block", "Filesystem"] = Field("Filesystem", alias="volumeMode")
     access_modes: list[
         Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
@@ -205,7 +205,7 @@ class StaticVolume(_Strict):
     def manifest(self, root: Path) -> dict[str, Any]:
         """The PersistentVolume, its directory under ``root`` (made by the caller)."""
         spec: dict[str, Any] = {
-            "capacity": {"storage": str(self.size)},
+            "capacity": {"storage": str(ovirt_sc.size(self.size))},
             "accessModes": list(self.access_modes),
             "volumeMode": self.volume_mode,
             "persistentVolumeReclaimPolicy": "Retain",
