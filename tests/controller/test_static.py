@@ -79,6 +79,19 @@ async def make_volumes(core: client.CoreV1Api, *volumes: dict[str, Any]) -> None
     await eventually(available, what="static volumes Available")
 
 
+async def claim_onto(core: client.CoreV1Api, storage_class: str, stem: str, **kw: Any) -> Any:
+    """The user claim of ``disk-st``, as the orchestrator makes it (hold selector and all)."""
+    return await make_claim(
+        core,
+        "disk-st",
+        contract.OVIRT.name,
+        disk_ids(stem),
+        mode="Filesystem",
+        storage_class=storage_class,
+        **kw,
+    )
+
+
 async def start(engine: Engine, core: client.CoreV1Api, custom: client.CustomObjectsApi) -> Any:
     disk = new_disk(engine, size="6MiB", allocated=0.6, extent="1MiB", layout="scattered")
     await make_secret(core, "ovirt-src", ovirt_credentials(engine))
@@ -109,15 +122,7 @@ async def test_a_local_volume_is_pinned_populated_and_handed_over(
         local_volume(root, "pv-fit", "24Mi", "node-2"),  # the smallest that fits
     )
     disk = await start(engine, core, custom)
-    claim = await make_claim(
-        core,
-        "disk-st",
-        contract.OVIRT.name,
-        disk_ids("static"),
-        mode="Filesystem",
-        storage_class="local-static",
-        total_bytes=disk.provisioned_size,
-    )
+    claim = await claim_onto(core, "local-static", "static", total_bytes=disk.provisioned_size)
     uid = claim.metadata.uid
     pvc = await wait_populated(core, "disk-st")
     assert pvc.spec.volume_name == "pv-fit"
@@ -162,14 +167,7 @@ async def test_no_fitting_volume_is_a_precise_wait_until_one_is_made(
     block["spec"]["volumeMode"] = "Block"
     await make_volumes(core, local_volume(root, "pv-tiny", "4Mi", None, storage_class=""), block)
     disk = await start(engine, core, custom)
-    await make_claim(
-        core,
-        "disk-st",
-        contract.OVIRT.name,
-        disk_ids("none"),
-        mode="Filesystem",
-        storage_class="",
-    )
+    await claim_onto(core, "", "none")
     status = await wait_status(custom, contract.OVIRT.name, "disk-st", contract.Phase.PENDING)
 
     async def waiting() -> bool:
@@ -212,14 +210,7 @@ async def test_a_cordoned_node_is_waited_for_then_the_copy_runs_there(
     await core.patch_node("node-1", {"spec": {"unschedulable": True}})
     await make_volumes(core, local_volume(tmp_path / "local", "pv-n1", "32Mi", "node-1"))
     disk = await start(engine, core, custom)
-    await make_claim(
-        core,
-        "disk-st",
-        contract.OVIRT.name,
-        disk_ids("cordon"),
-        mode="Filesystem",
-        storage_class="local-static",
-    )
+    await claim_onto(core, "local-static", "cordon")
     message = await wait_event(core, "disk-st", "PopulatorPodUnschedulable")
     assert "cannot be scheduled" in message
     assert "1 node(s) were unschedulable" in message
@@ -283,14 +274,7 @@ async def test_a_volume_taken_by_another_claim_is_never_overwritten(
 
     kube.list = list_then_lose_the_race  # type: ignore[method-assign]
     disk = await start(engine, core, custom)
-    await make_claim(
-        core,
-        "disk-st",
-        contract.OVIRT.name,
-        disk_ids("race"),
-        mode="Filesystem",
-        storage_class="local-static",
-    )
+    await claim_onto(core, "local-static", "race")
     pvc = await wait_populated(core, "disk-st")
     assert raced == ["pv-a"]
     assert pvc.spec.volume_name == "pv-b"

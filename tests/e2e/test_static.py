@@ -12,28 +12,11 @@ from kubernetes_asyncio import client
 
 from shared import populator as contract
 from tests.conftest import eventually
+from tests.controller.test_static import local_volume
 from tests.e2e.conftest import NAMESPACE, start, svc, vms_of, wait_migration
 from tests.e2e.test_ovirt import assert_migrated, claim_of, source_vm
 from tests.inventory.conftest import api, unique
 from tools.stack import Stack
-
-
-def local_volume(stack: Stack, name: str, size: str) -> dict[str, Any]:
-    path = stack.spec.workdir / "static-volumes" / name
-    path.mkdir(parents=True, exist_ok=True)
-    term = {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-2"]}
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "capacity": {"storage": size},
-            "accessModes": ["ReadWriteOnce"],
-            "volumeMode": "Filesystem",
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "local-static",
-            "local": {"path": str(path)},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [term]}]}},
-        },
-    }
 
 
 async def test_a_vm_migrates_onto_static_local_volumes_byte_exact(
@@ -46,7 +29,8 @@ async def test_a_vm_migrates_onto_static_local_volumes_byte_exact(
     async with stack.kube() as kube:
         core = client.CoreV1Api(kube)
         for name, size in sizes.items():
-            await core.create_persistent_volume(local_volume(stack, name, size))
+            root = stack.spec.workdir / "static-volumes"
+            await core.create_persistent_volume(local_volume(root, name, size, "node-2"))
     planner = svc(stack, "planner")
     common = {"sourceProvider": providers["ovirt"], "targetProvider": providers["cluster"]}
     r = await api(planner, "POST", "/networkmaps", json={**common, "name": unique("net"),
@@ -60,7 +44,7 @@ async def test_a_vm_migrates_onto_static_local_volumes_byte_exact(
             "entries": [{"source": {"name": "data"},
                          "destination": {"storageClass": "local-static"}}]})  # fmt: skip
         storage_map.update(r.json())
-        return r.json()["problems"] == []
+        return bool(r.json()["problems"] == [])
 
     await eventually(map_ready, within=60, what="a storage map onto local-static")
     body = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -9,6 +10,7 @@ from kubernetes_asyncio import client
 from shared.sizing import claim_bytes
 from sim.kube.cluster import Cluster
 from tests.conftest import eventually, kube_client
+from tests.controller.test_static import local_volume
 from tests.inventory.conftest import api, unique
 from tests.planner.conftest import (
     GIB,
@@ -130,28 +132,14 @@ async def test_map_problems_come_from_the_inventory(
 
 
 async def test_static_classes_count_their_available_volumes(
-    planner: ServiceProcess, providers: dict[str, str], kube_sim: Cluster
+    planner: ServiceProcess, providers: dict[str, str], kube_sim: Cluster, tmp_path: Path
 ) -> None:
     """A static class gives each disk one Available volume that fits, the smallest: two
     disks, two volumes, one too small: the disk left without one is a precise problem."""
     async with kube_client(kube_sim) as api_client:
         core = client.CoreV1Api(api_client)
         for name, size in (("pv-static-small", "512Mi"), ("pv-static-fit", "2Gi")):
-            await core.create_persistent_volume(
-                {
-                    "metadata": {"name": name},
-                    "spec": {
-                        "capacity": {"storage": size},
-                        "accessModes": ["ReadWriteOnce"],
-                        "volumeMode": "Filesystem",
-                        "storageClassName": "local-static",
-                        "local": {"path": f"/mnt/{name}"},
-                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                            {"key": "kubernetes.io/hostname", "operator": "In",
-                             "values": ["node-1"]}]}]}},
-                    },
-                }
-            )  # fmt: skip
+            await core.create_persistent_volume(local_volume(tmp_path, name, size, "node-1"))
     maps: list[str] = []
 
     async def volumes_seen() -> bool:
@@ -159,7 +147,7 @@ async def test_static_classes_count_their_available_volumes(
             planner, "POST", "/storagemaps", json=storage_map_body(providers, "local-static")
         )
         maps.append(r.json()["id"])
-        return r.json()["problems"] == []  # the modes come from the volumes once seen
+        return bool(r.json()["problems"] == [])  # the modes come from the volumes once seen
 
     await eventually(volumes_seen, what="the static volumes in the inventory")
     r = await api(planner, "POST", "/networkmaps", json=network_map_body(providers))
