@@ -85,6 +85,19 @@ def node_terms(pv: Obj) -> list[Obj]:
     return list(required.get("nodeSelectorTerms") or [])
 
 
+def node_names(pv: Obj) -> list[str]:
+    """The node names a local volume's affinity lists (its ``In`` values; [] for none)."""
+    return sorted(
+        {
+            str(v)
+            for term in node_terms(pv)
+            for e in term.get("matchExpressions") or []
+            if e.get("operator") == "In"
+            for v in e.get("values") or []
+        }
+    )
+
+
 def allows_node(pv: Obj, node: Obj) -> bool:
     """Whether a pod on ``node`` may use the volume (terms ORed, expressions ANDed; a
     ``matchFields`` term can only name ``metadata.name``)."""

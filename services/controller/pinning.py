@@ -68,7 +68,11 @@ class Pinning:
             if volumes.bound_to(pv, namespace, prime):
                 return str(pv["metadata"]["name"])  # pinned by an earlier run
         node_obj = await self.kube.get(NODE, node) if node else None
-        chosen = volumes.best(spec, pvs, node_obj)
+        near = await self._siblings_nodes(claim, pvs)
+        # A VM runs on one node: its local volumes should be there too. Preferred, not
+        # required (a volume elsewhere beats none; the VM's start then says why).
+        chosen = volumes.best(spec, [pv for pv in pvs if _on(pv, near)], node_obj) if near else None
+        chosen = chosen or volumes.best(spec, pvs, node_obj)
         if chosen is None:
             where = f" usable on node {node}" if node else ""
             await self.r.wait(claim, populator, WAITING_FOR_VOLUME, volumes.need(spec) + where)
@@ -102,6 +106,23 @@ class Pinning:
             f"{_where(chosen)}) reserved for prime claim {prime}",
         )
         return name
+
+    async def _siblings_nodes(self, claim: Obj, pvs: list[Obj]) -> set[str]:
+        """The nodes of the local volumes the claim's VM has already (its other disks'
+        claims and primes)."""
+        meta = claim["metadata"]
+        vm = (meta.get("labels") or {}).get(contract.VM)
+        if not vm:
+            return set()
+        siblings, _ = await self.kube.list(PVC, meta["namespace"], selector=f"{contract.VM}={vm}")
+        names = {str(c["metadata"]["name"]) for c in siblings} - {meta["name"]}
+        return {
+            host
+            for pv in pvs
+            if ((pv.get("spec") or {}).get("claimRef") or {}).get("namespace") == meta["namespace"]
+            and ((pv.get("spec") or {}).get("claimRef") or {}).get("name") in names
+            for host in volumes.node_names(pv)
+        }
 
     async def lost(self, claim: Obj, prime: Obj) -> str:
         """Why the prime's pinned volume is no longer its own ("" while it is)."""
@@ -148,13 +169,12 @@ class Pinning:
         return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}
 
 
+def _on(pv: volumes.Obj, nodes: set[str]) -> bool:
+    hosts = volumes.node_names(pv)
+    return not volumes.node_terms(pv) or bool(nodes & set(hosts))
+
+
 def _where(pv: volumes.Obj) -> str:
     """``, on node n1`` for a local volume pinned to named nodes."""
-    names = [
-        str(v)
-        for term in volumes.node_terms(pv)
-        for e in term.get("matchExpressions") or []
-        if e.get("operator") == "In"
-        for v in e.get("values") or []
-    ]
+    names = volumes.node_names(pv)
     return f", on node {','.join(names)}" if names else ""

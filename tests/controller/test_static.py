@@ -289,3 +289,48 @@ async def test_a_volume_taken_by_another_claim_is_never_overwritten(
     assert all(p["spec"]["volumeName"] == "pv-b" for p in seen.primes.values())
     events = [r for _, r, _ in await claim_events(core, "disk-st")]
     assert events.count(VOLUME_RESERVED) == 1
+
+
+async def test_a_vms_second_disk_goes_to_the_node_of_its_first(
+    engine: Engine,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    controller: Controller,
+    tmp_path: Path,
+) -> None:
+    """A VM runs on one node, so its local volumes should be there: the second disk's
+    volume is the smallest that fits on the first disk's node, not the smallest anywhere."""
+    root = tmp_path / "local"
+    await make_volumes(
+        core,
+        local_volume(root, "pv-first", "16Mi", "node-2"),
+        local_volume(root, "pv-small-n1", "20Mi", "node-1"),  # the smallest for the second
+        local_volume(root, "pv-n2", "32Mi", "node-2"),
+    )
+    await start(engine, core, custom)
+    await claim_onto(core, "local-static", "vm")
+    assert (await wait_populated(core, "disk-st")).spec.volume_name == "pv-first"
+    second = new_disk(engine, size="2MiB", allocated=1.0)
+    await make_populator(
+        custom,
+        contract.OVIRT.name,
+        "disk-nd",
+        {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": second.id},
+    )
+    vm = (await core.read_namespaced_persistent_volume_claim("disk-st", NS)).metadata.labels
+    await make_claim(
+        core,
+        "disk-nd",
+        contract.OVIRT.name,
+        {
+            "plan_id": vm[contract.PLAN],
+            "migration_id": vm[contract.MIGRATION],
+            "vm_id": vm[contract.VM],
+            "disk_id": "second",
+        },
+        mode="Filesystem",
+        storage_class="local-static",
+    )
+    pvc = await wait_populated(core, "disk-nd")
+    assert pvc.spec.volume_name == "pv-n2"
+    assert (await core.read_persistent_volume("pv-small-n1")).status.phase == "Available"

@@ -272,15 +272,6 @@ def persistent_volume(obj: Obj) -> Item:
     meta = _meta(obj)
     spec = obj.get("spec") or {}
     phase = str((obj.get("status") or {}).get("phase") or "Pending")
-    nodes = sorted(
-        {
-            str(v)
-            for term in volumes.node_terms(obj)
-            for e in term.get("matchExpressions") or []
-            if e.get("operator") == "In"
-            for v in e.get("values") or []
-        }
-    )
     return Item(
         kind="persistentvolume",
         id=meta["name"],
@@ -295,7 +286,7 @@ def persistent_volume(obj: Obj) -> Item:
             "volumeMode": spec.get("volumeMode") or "Filesystem",
             "accessModes": list(spec.get("accessModes") or []),
             "available": volumes.is_available(obj),
-            "nodes": nodes,
+            "nodes": volumes.node_names(obj),
         },
     )
 
