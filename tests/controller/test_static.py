@@ -5,9 +5,11 @@ its volume's node, and a volume taken by another claim while Hoist pins one."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client
 
 from services.controller import Controller
@@ -79,6 +81,33 @@ async def make_volumes(core: client.CoreV1Api, *volumes: dict[str, Any]) -> None
     await eventually(available, what="static volumes Available")
 
 
+@dataclass
+class Static:
+    """The fixtures every test here uses, in one."""
+
+    engine: Engine
+    core: client.CoreV1Api
+    custom: client.CustomObjectsApi
+    controller: Controller
+    seen: Seen
+    tmp_path: Path
+
+    def parts(self) -> tuple[Engine, client.CoreV1Api, client.CustomObjectsApi, Seen, Path]:
+        return self.engine, self.core, self.custom, self.seen, self.tmp_path
+
+
+@pytest.fixture
+def s(
+    engine: Engine,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    controller: Controller,
+    seen: Seen,
+    tmp_path: Path,
+) -> Static:
+    return Static(engine, core, custom, controller, seen, tmp_path)
+
+
 async def claim_onto(core: client.CoreV1Api, storage_class: str, stem: str, **kw: Any) -> Any:
     """The user claim of ``disk-st``, as the orchestrator makes it (hold selector and all)."""
     return await make_claim(
@@ -104,16 +133,10 @@ async def start(engine: Engine, core: client.CoreV1Api, custom: client.CustomObj
     return disk
 
 
-async def test_a_local_volume_is_pinned_populated_and_handed_over(
-    engine: Engine,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    controller: Controller,
-    seen: Seen,
-    tmp_path: Path,
-) -> None:
+async def test_a_local_volume_is_pinned_populated_and_handed_over(s: Static) -> None:
     """The smallest fitting volume of three is pinned, filled on its node, and becomes the
     user claim's, holding the disk byte for byte."""
+    engine, core, custom, seen, tmp_path = s.parts()
     root = tmp_path / "local"
     await make_volumes(
         core,
@@ -152,16 +175,10 @@ async def test_a_local_volume_is_pinned_populated_and_handed_over(
     assert "node-2" in message
 
 
-async def test_no_fitting_volume_is_a_precise_wait_until_one_is_made(
-    engine: Engine,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    controller: Controller,
-    seen: Seen,
-    tmp_path: Path,
-) -> None:
+async def test_no_fitting_volume_is_a_precise_wait_until_one_is_made(s: Static) -> None:
     """``storageClassName: ""``: the one volume is too small, another is of the wrong
     mode; the CR says exactly what is missing, and the copy starts once a volume fits."""
+    engine, core, custom, seen, tmp_path = s.parts()
     root = tmp_path / "local"
     block = local_volume(root, "pv-block", "64Mi", None, storage_class="")
     block["spec"]["volumeMode"] = "Block"
@@ -197,16 +214,10 @@ async def test_no_fitting_volume_is_a_precise_wait_until_one_is_made(
     assert (await core.read_persistent_volume("pv-tiny")).status.phase == "Available"
 
 
-async def test_a_cordoned_node_is_waited_for_then_the_copy_runs_there(
-    engine: Engine,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    controller: Controller,
-    seen: Seen,
-    tmp_path: Path,
-) -> None:
+async def test_a_cordoned_node_is_waited_for_then_the_copy_runs_there(s: Static) -> None:
     """The only fitting volume is on node-1, which is cordoned: the populator pod cannot
     be scheduled, the CR says why in the scheduler's words; uncordoned, the copy runs."""
+    engine, core, custom, seen, tmp_path = s.parts()
     await core.patch_node("node-1", {"spec": {"unschedulable": True}})
     await make_volumes(core, local_volume(tmp_path / "local", "pv-n1", "32Mi", "node-1"))
     disk = await start(engine, core, custom)
@@ -226,17 +237,11 @@ async def test_a_cordoned_node_is_waited_for_then_the_copy_runs_there(
     )
 
 
-async def test_a_volume_taken_by_another_claim_is_never_overwritten(
-    engine: Engine,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    controller: Controller,
-    seen: Seen,
-    tmp_path: Path,
-) -> None:
+async def test_a_volume_taken_by_another_claim_is_never_overwritten(s: Static) -> None:
     """Another claim binds the volume Hoist chose between its look and its pin: the pin
     is refused (the volume changed), Hoist chooses the next volume; with none left it
     waits, and the other claim's volume and data stay as they were."""
+    engine, core, custom, seen, tmp_path = s.parts()
     root = tmp_path / "local"
     await make_volumes(
         core,
@@ -244,7 +249,7 @@ async def test_a_volume_taken_by_another_claim_is_never_overwritten(
         local_volume(root, "pv-b", "32Mi", "node-2"),
     )
     (root / "pv-a" / "theirs.txt").write_text("someone else's data\n")
-    kube = controller.reconciler.pinning.kube
+    kube = s.controller.reconciler.pinning.kube
     listed = kube.list
     raced: list[str] = []
 
@@ -291,15 +296,10 @@ async def test_a_volume_taken_by_another_claim_is_never_overwritten(
     assert events.count(VOLUME_RESERVED) == 1
 
 
-async def test_a_vms_second_disk_goes_to_the_node_of_its_first(
-    engine: Engine,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    controller: Controller,
-    tmp_path: Path,
-) -> None:
+async def test_a_vms_second_disk_goes_to_the_node_of_its_first(s: Static) -> None:
     """A VM runs on one node, so its local volumes should be there: the second disk's
     volume is the smallest that fits on the first disk's node, not the smallest anywhere."""
+    engine, core, custom, _, tmp_path = s.parts()
     root = tmp_path / "local"
     await make_volumes(
         core,
