@@ -334,3 +334,30 @@ async def test_a_vms_second_disk_goes_to_the_node_of_its_first(s: Static) -> Non
     pvc = await wait_populated(core, "disk-nd")
     assert pvc.spec.volume_name == "pv-n2"
     assert (await core.read_persistent_volume("pv-small-n1")).status.phase == "Available"
+
+
+async def test_a_pinned_volume_given_to_someone_else_is_let_go(s: Static) -> None:
+    """An administrator hands the volume pinned for Hoist (its pod still waiting for a
+    cordoned node) to another claim: Hoist drops its prime and pod, says so, and fills
+    another volume; the other claim's volume is never written."""
+    engine, core, custom, seen, tmp_path = s.parts()
+    await core.patch_node("node-1", {"spec": {"unschedulable": True}})
+    root = tmp_path / "local"
+    await make_volumes(
+        core,
+        local_volume(root, "pv-a", "16Mi", "node-1"),
+        local_volume(root, "pv-b", "32Mi", "node-2"),
+    )
+    await start(engine, core, custom)
+    await claim_onto(core, "local-static", "rebound")
+    await wait_event(core, "disk-st", "PopulatorPodUnschedulable")
+    # A whole new claimRef (a merge patch would keep the prime's uid in it).
+    taken = {"namespace": NS, "name": "theirs", "uid": None, "resourceVersion": None}
+    await core.patch_persistent_volume("pv-a", {"spec": {"claimRef": taken}})
+    message = await wait_event(core, "disk-st", "VolumeTaken")
+    assert message.startswith("volume pv-a now belongs to default/theirs")
+    pvc = await wait_populated(core, "disk-st")
+    assert pvc.spec.volume_name == "pv-b"
+    assert not (root / "pv-a" / "disk.img").exists()
+    assert len(seen.primes) == 2
+    assert len(seen.pods) == 2
