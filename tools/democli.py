@@ -97,11 +97,20 @@ class Hoist:
 
 
 async def prepare_cluster(stack: Stack, scenario: dsc.Scenario) -> None:
-    """The plans' namespaces and the NetworkAttachmentDefinitions their maps name."""
+    """The plans' namespaces, the NetworkAttachmentDefinitions their maps name, and the
+    static volumes (local directories of the simulated cluster) the scenario lists."""
     async with stack.kube() as api:
         core = client.CoreV1Api(api)
         for ns in sorted(scenario.namespaces()):
             await _create(core.create_namespace({"metadata": {"name": ns}}))
+        root = stack.spec.workdir / "static-volumes"
+        for volume in scenario.volumes:
+            (root / volume.name).mkdir(parents=True, exist_ok=True)
+            where = f" on {volume.node}" if volume.node else ""
+            print(
+                f"PersistentVolume {volume.name} ({volume.storage_class!r}, {volume.size}{where})"
+            )
+            await _create(core.create_persistent_volume(volume.manifest(root)))
         custom = client.CustomObjectsApi(api)
         nads = sorted({nad for p in scenario.plans for nad in p.multus()})
         for ns, name in nads:

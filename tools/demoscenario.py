@@ -14,6 +14,8 @@ A scenario is one YAML document with up to four keys (``docs/demo.md`` has a ful
         networks: {ovirtmgmt: pod, storage: "multus:migrated/storage", backup: ignored}
         storage:
           data: {storageClass: standard, volumeMode: Block, accessMode: ReadWriteOnce}
+    volumes:              # optional: static PersistentVolumes, for plans onto static classes
+      - {name: pv-1, storageClass: local-static, size: 20GiB, node: node-1}
 
 Everything is validated before anything starts, with ``extra="forbid"`` everywhere (a typo
 is an error, never a silently ignored key), and across sections: every planned VM exists in
@@ -38,7 +40,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from sim import diskimage
-from sim.kube.config import default_storage_classes
+from sim.kube.config import NO_PROVISIONER, default_storage_classes
 from sim.openstack import scenario as os_sc
 from sim.ovirt import scenario as ovirt_sc
 from tools import guestimage
@@ -169,7 +171,8 @@ class OvirtScenario(_Strict):
 
 
 class StorageTarget(_Strict):
-    storage_class: str = Field(alias="storageClass", min_length=1)
+    #: "" is static provisioning without a class: the scenario's ``volumes`` must have them.
+    storage_class: str = Field(alias="storageClass")
     volume_mode: Literal["Block", "Filesystem"] | None = Field(None, alias="volumeMode")
     access_mode: (
         Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] | None
@@ -183,6 +186,38 @@ class StorageTarget(_Strict):
         if self.access_mode:
             parts.append(self.access_mode)
         return ":".join(parts)
+
+
+class StaticVolume(_Strict):
+    """A PersistentVolume an administrator made before the migration (``volumes``): a
+    local directory of the simulated cluster, on one node when ``node`` is given, for a
+    static class (``local-static``: ``kubernetes.io/no-provisioner``, or "" for none)."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    storage_class: str = Field("local-static", alias="storageClass")
+    size: Size
+    volume_mode: Literal["Block", "Filesystem"] = Field("Filesystem", alias="volumeMode")
+    access_modes: list[
+        Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
+    ] = Field(["ReadWriteOnce"], alias="accessModes", min_length=1)
+    node: str | None = Field(None, pattern=DNS_LABEL)
+
+    def manifest(self, root: Path) -> dict[str, Any]:
+        """The PersistentVolume, its directory under ``root`` (made by the caller)."""
+        spec: dict[str, Any] = {
+            "capacity": {"storage": str(ovirt_sc.size(self.size))},
+            "accessModes": list(self.access_modes),
+            "volumeMode": self.volume_mode,
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": self.storage_class,
+            "local": {"path": str(root / self.name)},
+        }
+        if self.node:
+            term = {"key": "kubernetes.io/hostname", "operator": "In", "values": [self.node]}
+            spec["nodeAffinity"] = {
+                "required": {"nodeSelectorTerms": [{"matchExpressions": [term]}]}
+            }
+        return {"metadata": {"name": self.name}, "spec": spec}
 
 
 class PlanSpec(_Strict):
@@ -219,6 +254,8 @@ class Scenario(_Strict):
     ovirt: OvirtScenario | None = None
     openstack: os_sc.Scenario | None = None
     namespace: str = Field("migrated", pattern=DNS_LABEL)
+    #: Static PersistentVolumes made before the plans run (for plans onto static classes).
+    volumes: list[StaticVolume] = Field(default_factory=list)
     plans: list[PlanSpec] = Field(min_length=1)
 
     def namespace_of(self, plan: PlanSpec) -> str:
@@ -327,7 +364,19 @@ def check(s: Scenario) -> list[str]:
     names = [p.name for p in s.plans]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"plans: two plans are named {dup!r}")
-    classes = {sc["metadata"]["name"] for sc in default_storage_classes()}
+    known = default_storage_classes()
+    classes = {sc["metadata"]["name"] for sc in known} | {""}
+    static = {sc["metadata"]["name"] for sc in known if sc.get("provisioner") == NO_PROVISIONER}
+    static.add("")
+    volume_names = [v.name for v in s.volumes]
+    for dup in sorted({n for n in volume_names if volume_names.count(n) > 1}):
+        problems.append(f"volumes: two volumes are named {dup!r}")
+    for i, volume in enumerate(s.volumes):
+        if volume.storage_class not in static:
+            problems.append(
+                f"volumes[{i}] ({volume.name}): storageClass {volume.storage_class!r} is not "
+                f"static (static: {', '.join(repr(c) for c in sorted(static))})"
+            )
     for i, plan in enumerate(s.plans):
         where = f"plans[{i}] ({plan.name})"
         if plan.source == "ovirt":
@@ -344,7 +393,14 @@ def check(s: Scenario) -> list[str]:
             if st.storage_class not in classes:
                 problems.append(
                     f"{where}.storage.{src}: no storage class {st.storage_class!r} in the "
-                    f"simulated cluster (it has {', '.join(sorted(classes))})"
+                    f"simulated cluster (it has {', '.join(sorted(classes - {''}))})"
+                )
+            elif st.storage_class in static and not any(
+                v.storage_class == st.storage_class for v in s.volumes
+            ):
+                problems.append(
+                    f"{where}.storage.{src}: storage class {st.storage_class!r} is static: "
+                    "list the PersistentVolumes its disks need under volumes"
                 )
     for a, b in _vm_in_two_plans(s.plans):
         problems.append(f"VM {a} is in plans {b}: a VM is migrated by one plan")

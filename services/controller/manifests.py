@@ -66,9 +66,10 @@ def requested_size(claim: Obj) -> str:
     return str(((claim["spec"].get("resources") or {}).get("requests") or {}).get("storage", ""))
 
 
-def prime_claim(claim: Obj, node: str | None) -> Obj:
+def prime_claim(claim: Obj, node: str | None, volume: str = "") -> Obj:
     """The claim the populator writes into; later its volume is handed to the user claim.
-    Same access modes, size, class and volume mode as the user claim, no data source."""
+    Same access modes, size, class and volume mode as the user claim, no data source;
+    ``volume``: the static volume pinned to it (its claimRef names this claim already)."""
     meta, spec = claim["metadata"], claim["spec"]
     body: Obj = {
         "apiVersion": "v1",
@@ -88,6 +89,8 @@ def prime_claim(claim: Obj, node: str | None) -> Obj:
     }
     if node:
         body["metadata"]["annotations"] = {contract.SELECTED_NODE: node}
+    if volume:
+        body["spec"]["volumeName"] = volume
     return body
 
 
@@ -103,10 +106,12 @@ def populator_pod(
     settings: OrchestratorSettings,
     node: str | None,
     stage: contract.StageArgs | None = None,
+    affinity: Obj | None = None,
 ) -> Obj:
     """The pod that copies the source disk into the prime claim (``stage``: the one stage
     of a multi-stage CR it copies, also named in its ``STAGE_ANNOTATION``, so a later
-    reconcile knows which checkpoint this pod's work belongs to)."""
+    reconcile knows which checkpoint this pod's work belongs to; ``affinity``: the node
+    affinity of the static volume pinned to the prime, for the scheduler to honour)."""
     meta = claim["metadata"]
     namespace, uid = meta["namespace"], meta["uid"]
     kind = contract.kind_named(populator["kind"])
@@ -193,6 +198,8 @@ def populator_pod(
         # Under WaitForFirstConsumer the prime claim is provisioned where the user's
         # consumer was scheduled; the pod must run there to reach that volume.
         pod_spec["nodeName"] = node
+    elif affinity:
+        pod_spec["affinity"] = {"nodeAffinity": affinity}
     annotations = contract.pod_annotations(
         cluster_id=disk.cluster_id,
         owner_uid=uid,
@@ -241,4 +248,16 @@ def waiting_reason(pod: Obj) -> str:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             return str(condition.get("reason") or "Unschedulable")
+    return ""
+
+
+def unschedulable(pod: Obj) -> str:
+    """The scheduler's word on why the pod fits no node ("" while it is not refused)."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            return str(condition.get("message") or "Unschedulable")
     return ""

@@ -20,7 +20,9 @@ def cluster_role_rules() -> list[Obj]:
             "resources": ["persistentvolumeclaims"],
             "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
-        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "patch"]},
+        # list: a static class's prime claim is pinned to an Available volume it picks.
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "patch"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
         {
             "apiGroups": [""],
             "resources": ["pods"],

@@ -5,7 +5,8 @@ does the next thing the mechanism needs, so a call after a crash, a duplicate ev
 restart of the whole controller simply continues (see ../shared/reference/populators.md):
 
 1. wait, with an Event, for the CR, the StorageClass, the selected node (under
-   WaitForFirstConsumer) and the Secret; refuse static storage (CR Failed);
+   WaitForFirstConsumer) and the Secret; a static class's prime gets a pinned volume
+   (``pinning``) instead of waiting for a consumer;
 2. add the finalizer (race-safe: the patch carries the claim's resourceVersion);
 3. create the prime claim and the populator pod; announce the pod once it runs;
 4. pod Succeeded: hand the prime's volume to the user claim (claimRef + populated-from);
@@ -29,11 +30,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from services.controller import manifests, metrics, status
 from services.controller.ending import Ending
 from services.controller.events import Announcer
-from services.controller.kubeevents import NORMAL, WARNING, Recorder
+from services.controller.kubeevents import NORMAL, Recorder
+from services.controller.pinning import Pinning
 from services.controller.queue import Key
 from services.controller.scraping import ProgressReader
 from services.controller.staging import Staging
 from shared import populator as contract
+from shared import volumes
 from shared.kube import POD, PV, PVC, SECRET, STORAGE_CLASS, Kube, Obj, conflict
 from shared.payloads import Outcome
 from shared.populator import SourceRef, source_of
@@ -41,7 +44,6 @@ from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.controller.reconcile")
 
-NO_PROVISIONER = "kubernetes.io/no-provisioner"
 WFFC = "WaitForFirstConsumer"
 POLL_SECONDS = 3.0
 """How soon a wait nothing watched (StorageClass, Secret, the binder) is looked at again."""
@@ -65,6 +67,7 @@ class Reconciler:
         self.progress = ProgressReader(kube)
         self.poll = min(POLL_SECONDS, settings.controller_resync_seconds)
         self.staging = Staging(self)
+        self.pinning = Pinning(self)
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
@@ -103,18 +106,9 @@ class Reconciler:
         meta, spec = claim["metadata"], claim["spec"]
         namespace, uid = meta["namespace"], meta["uid"]
 
-        class_name = spec.get("storageClassName")
-        if not class_name:
-            return await self._refuse_static(
-                claim,
-                source,
-                populator,
-                'the claim has no storage class (storageClassName ""): statically '
-                "provisioned volumes cannot be populated; use a class with a dynamic "
-                "provisioner",
-            )
-        storage_class = await self.kube.get(STORAGE_CLASS, class_name)
-        if storage_class is None:
+        class_name = str(spec.get("storageClassName") or "")
+        storage_class = await self.kube.get(STORAGE_CLASS, class_name) if class_name else None
+        if class_name and storage_class is None:
             await self.wait(
                 claim,
                 populator,
@@ -122,17 +116,11 @@ class Reconciler:
                 f"waiting for StorageClass {class_name} to exist",
             )
             return self.poll
-        if storage_class.get("provisioner") == NO_PROVISIONER:
-            return await self._refuse_static(
-                claim,
-                source,
-                populator,
-                f"StorageClass {class_name} has no dynamic provisioner ({NO_PROVISIONER}): "
-                "statically provisioned volumes cannot be populated; use a class with a "
-                "dynamic provisioner",
-            )
+        static = volumes.is_static(class_name, storage_class)
         node = (meta.get("annotations") or {}).get(contract.SELECTED_NODE) or None
-        if storage_class.get("volumeBindingMode") == WFFC and not node:
+        wffc = (storage_class or {}).get("volumeBindingMode") == WFFC
+        if wffc and not node and not static:
+            # A static class needs no consumer: the volume is picked here (``pinning``).
             await self.wait(
                 claim,
                 populator,
@@ -157,6 +145,15 @@ class Reconciler:
         prime = await self.kube.get(PVC, contract.prime_claim(uid), namespace)
         pod = await self.kube.get(POD, contract.populator_pod(uid), namespace)
         stages = contract.Stages.of(populator)
+        if static and prime is not None and (lost := await self.pinning.lost(claim, prime)):
+            return await self.pinning.give_up(claim, prime, pod, lost)
+        if static and prime is None and pod is None and not (stages and stages.copied):
+            pinned = await self.pinning.reserve(claim, populator, node)
+            if not isinstance(pinned, str):
+                return pinned
+            prime = await self.create_prime(claim, None, pinned)
+        elif static:
+            node = None  # the pod goes where the volume is (its affinity), not to a node
         if stages is not None:
             return await self.staging.step(claim, source, populator, stages, prime, pod, node)
         if prime is None:
@@ -185,6 +182,16 @@ class Reconciler:
         if phase == "Pending":
             waiting = manifests.waiting_reason(pod) or "Pending"
             of = f" for {stage}" if stage else ""
+            if why := manifests.unschedulable(pod):
+                # Told as the scheduler says it (a cordoned or full node of a local
+                # volume); the pod is scheduled, and the CR moves on, once it fits.
+                await self.wait(
+                    claim,
+                    populator,
+                    "PopulatorPodUnschedulable",
+                    f"populator pod {pod['metadata']['name']}{of} cannot be scheduled: {why}",
+                )
+                return None
             await status.write(
                 self.kube,
                 populator,
@@ -202,21 +209,6 @@ class Reconciler:
         return self.poll  # Unknown: the node is not reporting; look again
 
     # --- steps ---------------------------------------------------------------------------
-
-    async def _refuse_static(
-        self, claim: Obj, source: SourceRef, populator: Obj, message: str
-    ) -> float | None:
-        await status.write(
-            self.kube,
-            populator,
-            claim["metadata"]["uid"],
-            phase=contract.Phase.FAILED,
-            reason=contract.Reason.STATIC_STORAGE,
-            message=message,
-        )
-        await self.recorder.record(claim, WARNING, contract.Reason.STATIC_STORAGE, message)
-        metrics.POPULATIONS.labels("failed").inc()
-        return await self.ending.clean_up_failed(claim, source)
 
     async def _with_finalizer(self, claim: Obj) -> Obj:
         """The claim with the finalizer on it. The patch names the resourceVersion read, so
@@ -241,8 +233,9 @@ class Reconciler:
         patched.setdefault("kind", "PersistentVolumeClaim")
         return patched
 
-    async def create_prime(self, claim: Obj, node: str | None) -> Obj:
-        body = manifests.prime_claim(claim, node)
+    async def create_prime(self, claim: Obj, node: str | None, volume: str = "") -> Obj:
+        """``volume``: the static volume pinned to it (``pinning``)."""
+        body = manifests.prime_claim(claim, node, volume)
         namespace = claim["metadata"]["namespace"]
         try:
             prime = await self.kube.create(PVC, body, namespace)
@@ -254,6 +247,7 @@ class Reconciler:
                 raise
             return found
         where = f" on node {node}" if node else ""
+        where += f" bound to volume {volume}" if volume else ""
         await self.say(
             claim,
             "PrimeClaimCreated",
@@ -282,7 +276,8 @@ class Reconciler:
     ) -> float | None:
         """``stage`` and ``what`` (its description): the stage of a multi-stage CR."""
         meta = claim["metadata"]
-        body = manifests.populator_pod(claim, populator, self.settings, node, stage)
+        affinity = None if node else await self.pinning.affinity(claim)
+        body = manifests.populator_pod(claim, populator, self.settings, node, stage, affinity)
         name = body["metadata"]["name"]
         try:
             await self.kube.create(POD, body, meta["namespace"])

@@ -44,6 +44,7 @@ COLLECTIONS: dict[str, str] = {
     "virtualmachine": "virtualmachines",
     "persistentvolumeclaim": "persistentvolumeclaims",
     "storagecapacity": "storagecapacities",
+    "persistentvolume": "persistentvolumes",
 }
 KINDS: dict[str, str] = {c: k for k, c in COLLECTIONS.items()}
 
@@ -79,6 +80,7 @@ KINDS_BY_TYPE: dict[ProviderType, tuple[str, ...]] = {
         "virtualmachine",
         "persistentvolumeclaim",
         "storagecapacity",
+        "persistentvolume",
     ),
 }
 

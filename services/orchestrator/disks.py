@@ -34,6 +34,7 @@ from services.orchestrator.context import StepContext
 from services.orchestrator.manifests import owner_reference
 from services.orchestrator.objects import POD, POPULATORS, PVC, SECRET
 from shared import populator as contract
+from shared import volumes
 from shared.errors import RetryLater
 from shared.kube import STORAGE_CLASS
 from shared.payloads import ErrorInfo, PlannedDisk, ProviderType, StepProgress, StepState
@@ -95,7 +96,7 @@ async def allocate(ctx: StepContext) -> Answer:
 
 async def _binds_on_first_consumer(ctx: StepContext, disks: list[PlannedDisk]) -> bool:
     kube = await ctx.target()
-    for name in sorted({d.storage_class for d in disks}):
+    for name in sorted({d.storage_class for d in disks} - {""}):  # "": no class, no binding mode
         try:
             klass = await kube.get(STORAGE_CLASS, name)
         except ApiException as exc:
@@ -104,6 +105,10 @@ async def _binds_on_first_consumer(ctx: StepContext, disks: list[PlannedDisk]) -
             ) from None
         if klass is None:
             # The controller reports the missing class on the claim; nothing to consume.
+            continue
+        if volumes.is_static(name, klass):
+            # The controller pins a volume itself; a consumer could not be scheduled
+            # anyway (the claims' hold selector matches no volume until hand-over).
             continue
         if klass.get("volumeBindingMode") == "WaitForFirstConsumer":
             return True

@@ -26,6 +26,7 @@ and the collector deletes a dependent only once all its owners are gone.
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -111,6 +112,9 @@ def claim(started: PlanStarted, vm: PlannedVm, disk: PlannedDisk) -> Obj:
                 "requests": {"storage": str(claim_bytes(disk.size_bytes, disk.volume_mode))}
             },
             "dataSourceRef": contract.data_source_ref(kind, contract.populator_cr(disk.pvc_name)),
+            # Binds only the volume the controller pre-binds to it once filled, never an
+            # empty static one by itself (a pre-bound volume is exempt from selectors).
+            "selector": copy.deepcopy(contract.HOLD_SELECTOR),
         },
     }
 

@@ -3,20 +3,22 @@ to what the target cluster has.
 
 A map names sources by id or name (ids found, names looked up, ambiguity refused) and
 destinations by name: a Multus network must exist, a storage class must exist and be
-dynamically provisioned, its volume and access modes come from the map or from CDI's
-StorageProfile (an empty profile is an error, never a guess), and CSIStorageCapacity tells
-the largest volume it can hold.
+dynamically provisioned or static (its Available PersistentVolumes are then what it can
+give: ``staticvolumes``), its volume and access modes come from the map or from CDI's
+StorageProfile (an empty profile is an error, never a guess; a static class's volumes
+say theirs), and CSIStorageCapacity tells the largest volume it can hold.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.planner import shaping
 from services.planner.inventoryclient import InventoryClient, Obj
 from services.planner.problems import Problem, Result
+from services.planner.staticvolumes import Pool
 from shared.payloads import ProviderType
 
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
@@ -31,6 +33,15 @@ class Target:
     capacities: list[Obj]
     vms: list[Obj]
     pvcs: list[Obj]
+    volumes: list[Obj] = field(default_factory=list)
+    pools: dict[str, Pool] = field(default_factory=dict)
+
+    def pool(self, storage_class: str) -> Pool:
+        """One pool per static class for the whole plan: two map entries onto one class
+        share its volumes."""
+        if storage_class not in self.pools:
+            self.pools[storage_class] = Pool.of(storage_class, self.volumes)
+        return self.pools[storage_class]
 
 
 @dataclass(frozen=True)
@@ -39,10 +50,11 @@ class Storage:
     volume_mode: str
     access_mode: str
     limit: int | None  # largest claim the class can provision, if known
+    pool: Pool | None = field(default=None, compare=False)  # a static class's volumes
 
 
 async def load_target(inv: InventoryClient, tid: str, ns: str) -> Target:
-    n, c, p, nads, cap, vms, pvcs = await asyncio.gather(
+    n, c, p, nads, cap, vms, pvcs, pvs = await asyncio.gather(
         inv.list(tid, "namespaces"),
         inv.list(tid, "storageclasses"),
         inv.list(tid, "storageprofiles"),
@@ -50,6 +62,7 @@ async def load_target(inv: InventoryClient, tid: str, ns: str) -> Target:
         inv.list(tid, "storagecapacities"),
         inv.list(tid, "virtualmachines", parent=ns),
         inv.list(tid, "persistentvolumeclaims", parent=ns),
+        inv.list(tid, "persistentvolumes"),
     )
     return Target(
         namespaces={o["id"]: o for o in n},
@@ -59,6 +72,7 @@ async def load_target(inv: InventoryClient, tid: str, ns: str) -> Target:
         capacities=cap,
         vms=vms,
         pvcs=pvcs,
+        volumes=pvs,
     )
 
 
@@ -172,28 +186,12 @@ async def storage_destinations(
 
 def _storage_of(res: Result, path: str, dest: dict[str, Any], tgt: Target) -> Storage | None:
     name = dest.get("storageClass", "")
-    if not name:
-        res.add(
-            path,
-            "StorageClassStatic",
-            'storageClass "" means static provisioning, which populators cannot fill safely '
-            "(a claim may bind to an empty pre-made volume and be reported populated); "
-            "use a dynamically provisioning class",
-        )
-        return None
-    cls = tgt.classes.get(name)
-    if cls is None:
+    cls = tgt.classes.get(name) if name else None
+    if name and cls is None:
         res.add(path, "StorageClassNotFound", f"no StorageClass {name!r} in the target cluster")
         return None
-    if (cls.get("data") or {}).get("provisioner") == NO_PROVISIONER:
-        res.add(
-            path,
-            "StorageClassNoProvisioner",
-            f"StorageClass {name!r} uses {NO_PROVISIONER}: its volumes are made by hand, "
-            "and a populator's claim would wait forever or bind to an empty volume; use a "
-            "dynamically provisioning class",
-        )
-        return None
+    if cls is None or (cls.get("data") or {}).get("provisioner") == NO_PROVISIONER:
+        return _static(res, path, dest, tgt, name)
     volume_mode, access_mode = dest.get("volumeMode"), dest.get("accessMode")
     if volume_mode is None or access_mode is None:
         profile = tgt.profiles.get(name)
@@ -218,6 +216,28 @@ def _storage_of(res: Result, path: str, dest: dict[str, Any], tgt: Target) -> St
         volume_mode = volume_mode or chosen["volumeMode"] or "Filesystem"
         access_mode = access_mode or chosen["accessModes"][0]
     return Storage(name, volume_mode, access_mode, _limit(name, tgt.capacities))
+
+
+def _static(res: Result, path: str, dest: dict[str, Any], tgt: Target, name: str) -> Storage | None:
+    """A class of pre-made volumes: its modes are the map's, else those its Available
+    volumes offer; each disk is given one of them in ``validating`` (``Pool``)."""
+    pool = tgt.pool(name)
+    volume_mode, access_mode = dest.get("volumeMode"), dest.get("accessMode")
+    if volume_mode is None or access_mode is None:
+        offered = pool.modes()
+        if offered is None:
+            what = f"StorageClass {name!r}" if name else 'storageClass ""'
+            res.add(
+                path,
+                "StaticVolumesMissing",
+                f"{what} has no dynamic provisioner and no Available PersistentVolume: "
+                "create the volumes the plan's disks need (or set volumeMode and "
+                "accessMode in the map), or use a dynamically provisioning class",
+            )
+            return None
+        volume_mode = volume_mode or offered[0]
+        access_mode = access_mode or offered[1]
+    return Storage(name, volume_mode, access_mode, None, pool)
 
 
 def _preferred(sets: list[dict[str, Any]]) -> dict[str, Any]:
@@ -275,10 +295,11 @@ async def validate_map(
                     )
         del keys
         return res.problems
-    c, p, cap = await asyncio.gather(
+    c, p, cap, pvs = await asyncio.gather(
         inv.list(target["id"], "storageclasses"),
         inv.list(target["id"], "storageprofiles"),
         inv.list(target["id"], "storagecapacities"),
+        inv.list(target["id"], "persistentvolumes"),
     )
     tgt = Target(
         namespaces={},
@@ -288,6 +309,7 @@ async def validate_map(
         capacities=cap,
         vms=[],
         pvcs=[],
+        volumes=pvs,
     )
     await storage_destinations(inv, res, entries, ptype, source["id"], tgt)
     for kind, key in list(res.deferred):  # on its own, a map's every entry counts

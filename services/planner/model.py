@@ -140,7 +140,9 @@ class StorageDestination(Strict):
     storage_class: str = Field(
         alias="storageClass",
         max_length=253,
-        description='A StorageClass name. "" (static provisioning) is refused for now.',
+        description='A StorageClass name; "" is static provisioning (pre-made volumes '
+        "without a class), as is a class with the kubernetes.io/no-provisioner provisioner: "
+        "each disk then needs an Available PersistentVolume that fits.",
     )
     volume_mode: Literal["Filesystem", "Block"] | None = Field(
         None, alias="volumeMode", description="Unset: from the class's StorageProfile."

@@ -416,6 +416,16 @@ def _plan_disks(
                 f"the {storage.limit} bytes StorageClass {storage.storage_class!r} can provision",
                 vm=vm["id"],
             )
+        if storage.pool is not None and (
+            storage.pool.take(need, storage.volume_mode, storage.access_mode) is None
+        ):
+            res.add(
+                dpath,
+                "StaticVolumeMissing",
+                f"disk {d.name!r} needs a {need} byte claim: "
+                + storage.pool.missing(need, storage.volume_mode, storage.access_mode),
+                vm=vm["id"],
+            )
         text = naming.render(
             template,
             {"vm": target_name, "vmName": vm["name"], "vmId": vm["id"], "disk": d.name,

@@ -52,6 +52,8 @@ from shared.populator.keys import (
     DISCOVERY_SELECTOR,
     DISK,
     FINALIZER,
+    HOLD,
+    HOLD_SELECTOR,
     LAST_FAILED_POD,
     MANAGED_BY,
     MANAGED_BY_HOIST,
@@ -153,7 +155,7 @@ SPELLINGS: frozenset[str] = frozenset(
     | set(COMMON_FLAGS)
     | {f.flag for k in KINDS for f in k.spec.FLAGS}
     | {PLAN, MIGRATION, VM, DISK, OWNER_UID, METRICS_PORT_KEY, METRICS_SCHEME_KEY}
-    | {CLUSTER, TOTAL_BYTES, POPULATOR_KIND, FINALIZER, POPULATED_FROM, RECREATIONS}
+    | {CLUSTER, TOTAL_BYTES, POPULATOR_KIND, FINALIZER, POPULATED_FROM, RECREATIONS, HOLD}
     | {LAST_FAILED_POD, DIGEST_ANNOTATION, DISCOVERY_SELECTOR, CONTROLLER_SELECTOR}
 )
 """Every spelling of the contract no module outside this package may write as a literal."""
@@ -175,6 +177,8 @@ __all__ = [
     "FINALIZER",
     "FLAG_PREFIXES",
     "GROUP",
+    "HOLD",
+    "HOLD_SELECTOR",
     "INSECURE_SKIP_VERIFY",
     "KINDS",
     "LAST_FAILED_POD",

@@ -43,6 +43,12 @@ POPULATOR_KIND = f"{PREFIX}populator-kind"
 FINALIZER = f"{PREFIX}populate-target-protection"
 """On a user claim while the controller populates it; removed once the data is in place."""
 POPULATED_FROM = f"{PREFIX}populated-from"
+HOLD = f"{PREFIX}hold"
+"""A label no volume carries: a user claim selects volumes that have it
+(``HOLD_SELECTOR``), so the PersistentVolume controller and the scheduler never bind it by
+themselves to an Available (empty) static volume; only the volume the populator
+controller pre-binds to it, once filled, binds (a pre-bound volume ignores selectors)."""
+HOLD_SELECTOR = {"matchExpressions": [{"key": HOLD, "operator": "Exists"}]}
 """On a PV the controller rebound: ``namespace/name`` of the populator CR it came from."""
 RECREATIONS = f"{PREFIX}recreations"
 """On a user claim: how many times its failed populator pod was recreated."""

@@ -226,6 +226,7 @@ async def make_claim(
             "kind": kind,
             "name": contract.populator_cr(name),
         },
+        "selector": contract.HOLD_SELECTOR,  # as the orchestrator makes it
     }
     if storage_class is not None:
         spec["storageClassName"] = storage_class

@@ -1,12 +1,11 @@
 """The failure modes of ../shared/reference/populators.md, each against the real cluster
-simulator: a populator that keeps failing, static storage, a CR that comes after its
+simulator: a populator that keeps failing, a CR that comes after its
 claim, and a claim deleted while its disk is being copied."""
 
 from __future__ import annotations
 
 import uuid
 
-import pytest
 from kubernetes_asyncio import client
 
 from services.controller import Controller
@@ -96,43 +95,6 @@ async def test_a_populator_that_keeps_failing_fails_the_cr_after_its_recreations
     await sleep_a_little()
     await sleep_a_little()
     assert len(seen.pods) == 4
-
-
-@pytest.mark.parametrize("storage_class", ["local-static", ""])
-async def test_static_storage_is_refused(
-    engine: Engine,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    controller: Controller,
-    seen: Seen,
-    storage_class: str,
-) -> None:
-    disk = new_disk(engine, size="2MiB")
-    await make_secret(core, "ovirt-src", ovirt_credentials(engine))
-    await make_populator(
-        custom,
-        contract.OVIRT.name,
-        "disk-s",
-        {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
-    )
-    await make_claim(
-        core,
-        "disk-s",
-        contract.OVIRT.name,
-        disk_ids("static"),
-        mode="Filesystem",
-        storage_class=storage_class,
-    )
-    status = await wait_status(custom, contract.OVIRT.name, "disk-s", contract.Phase.FAILED)
-    assert status["reason"] == contract.Reason.STATIC_STORAGE
-    assert "dynamic provisioner" in status["message"]
-    events = await claim_events(core, "disk-s")
-    assert ("Warning", contract.Reason.STATIC_STORAGE, status["message"]) in events
-    await sleep_a_little()
-    assert not seen.pods
-    assert not seen.primes
-    pvc = await core.read_namespaced_persistent_volume_claim("disk-s", "default")
-    assert contract.FINALIZER not in (pvc.metadata.finalizers or [])
 
 
 async def test_a_cr_created_late_or_deleted_early_is_waited_for(

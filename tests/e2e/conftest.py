@@ -60,6 +60,13 @@ OVIRT: dict[str, Any] = {
             {"name": f"window-{i}", "nics": [{"network": "prod"}], "disks": [_disk(f"win-{i}")]}
             for i in range(3)
         ),
+        # Static local volumes (test_static.py): two disks, each onto a pre-made volume.
+        {
+            "name": "on-static",
+            "status": "down",
+            "nics": [{"network": "prod"}],
+            "disks": [_disk("static-root", "12MiB", bootable=True), _disk("static-data")],
+        },
         # Hooks (test_hooks.py): running sources, so a pre hook sees them up.
         {"name": "hooked-a", "nics": [{"network": "prod"}], "disks": [_disk("hooked-a")]},
         {"name": "hooked-b", "nics": [{"network": "prod"}], "disks": [_disk("hooked-b")]},

@@ -431,6 +431,42 @@ async def test_kubevirt_target_workloads_through_the_api(
     vms = await api(inventory, "GET", f"/providers/{pid}/virtualmachines", params={"parent": ns})
     assert (vms.status_code, vms.json()["items"]) == (200, [])
 
+    # What a static class can still bind: its Available volumes, with size and node.
+    static = unique("pv-local")
+    term = {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-1"]}
+    await core.create_persistent_volume(
+        {
+            "metadata": {"name": static},
+            "spec": {
+                "capacity": {"storage": "3Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "local-static",
+                "local": {"path": f"/mnt/{static}"},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [term]}]}},
+            },
+        }
+    )
+    volumes: list[Any] = []
+
+    async def listed() -> bool:
+        page = await api(
+            inventory,
+            "GET",
+            f"/providers/{pid}/persistentvolumes",
+            params={"parent": "local-static", "detail": 1, "name": static},
+        )
+        volumes[:] = page.json()["items"]
+        return bool(volumes) and volumes[0]["data"]["available"]
+
+    await eventually(listed, what="the static volume, Available, in the inventory")
+    data = volumes[0]["data"]
+    assert (data["capacityBytes"], data["nodes"], data["volumeMode"]) == (
+        3 << 30,
+        ["node-1"],
+        "Filesystem",
+    )
+    await core.delete_persistent_volume(static)
+
     await core.delete_namespaced_persistent_volume_claim("web-root", ns)
 
     async def gone() -> bool:

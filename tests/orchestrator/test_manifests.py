@@ -134,6 +134,7 @@ def test_claim_names_its_populator_and_carries_what_discovery_needs() -> None:
             "kind": contract.OVIRT.name,
             "name": contract.populator_cr(disk.pvc_name),
         },
+        "selector": contract.HOLD_SELECTOR,
     }
     os_plan = sample_plans.openstack_plan()
     os_pvc = manifests.claim(os_plan, os_plan.vms[0], os_plan.vms[0].disks[0])

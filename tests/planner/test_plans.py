@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import eventually
+from kubernetes_asyncio import client
+
+from shared.sizing import claim_bytes
+from sim.kube.cluster import Cluster
+from tests.conftest import eventually, kube_client
+from tests.controller.test_static import local_volume
 from tests.inventory.conftest import api, unique
 from tests.planner.conftest import (
     GIB,
@@ -102,8 +108,9 @@ async def test_map_problems_come_from_the_inventory(
         ("networkMap.entries[1].destination", "NetworkAttachmentDefinitionNotFound"),
     }
     cases = {
-        "local-static": "StorageClassNoProvisioner",
-        "": "StorageClassStatic",
+        # Static classes: no Available volume in this cluster to take the modes from.
+        "local-static": "StaticVolumesMissing",
+        "": "StaticVolumesMissing",
         "no-such-class": "StorageClassNotFound",
         "unknown-csi": "StorageProfileEmpty",
     }
@@ -122,6 +129,41 @@ async def test_map_problems_come_from_the_inventory(
     )
     r = await api(planner, "POST", "/storagemaps", json=glance)
     assert codes(r.json()) == {("storageMap.entries[0].source", "SourceInvalid")}
+
+
+async def test_static_classes_count_their_available_volumes(
+    planner: ServiceProcess, providers: dict[str, str], kube_sim: Cluster, tmp_path: Path
+) -> None:
+    """A static class gives each disk one Available volume that fits, the smallest: two
+    disks, two volumes, one too small: the disk left without one is a precise problem."""
+    async with kube_client(kube_sim) as api_client:
+        core = client.CoreV1Api(api_client)
+        for name, size in (("pv-static-small", "512Mi"), ("pv-static-fit", "2Gi")):
+            await core.create_persistent_volume(local_volume(tmp_path, name, size, "node-1"))
+    maps: list[str] = []
+
+    async def volumes_seen() -> bool:
+        r = await api(
+            planner, "POST", "/storagemaps", json=storage_map_body(providers, "local-static")
+        )
+        maps.append(r.json()["id"])
+        return bool(r.json()["problems"] == [])  # the modes come from the volumes once seen
+
+    await eventually(volumes_seen, what="the static volumes in the inventory")
+    r = await api(planner, "POST", "/networkmaps", json=network_map_body(providers))
+    body = plan_body(providers, (r.json()["id"], maps[-1]), [{"name": "db-1"}, {"name": "big-1"}])
+    r = await api(planner, "POST", "/plans", json=body)
+    assert r.status_code == 201, r.text
+    problems = [p for p in r.json()["problems"] if p["code"] == "StaticVolumeMissing"]
+    assert len(problems) == 1, r.json()["problems"]
+    need = claim_bytes(3 * GIB, "Filesystem")
+    assert problems[0]["message"] == (
+        f"disk 'big' needs a {need} byte claim: no Available PersistentVolume of class "
+        f'"local-static" with >= {need} bytes, volumeMode Filesystem, accessMode '
+        "ReadWriteOnce is left for it: the class has 2 Available, 1 not taken by the "
+        f"plan's other disks (bytes: {512 << 20}); create one, or map the disk to a class "
+        "with a dynamic provisioner"
+    )
 
 
 async def test_a_map_in_use_cannot_be_deleted(

@@ -348,6 +348,13 @@ class Binder(QueueController):
             storage_class = found_class.obj if found_class is not None else None
         node = annotations_of(claim).get(SELECTED_NODE)
         waits = storage_class is not None and storage_class.get("volumeBindingMode") == WFFC
+        held = find_volume(self.index, self.cluster, claim, None) if waits and not node else None
+        if held is not None and (held["spec"].get("claimRef") or {}).get("name") == meta["name"]:
+            # A volume pre-bound to the claim binds at once, consumer or not (the real
+            # controller's FindMatchingVolume returns it before it skips delayed binding):
+            # how a populator hands a filled static volume to a WaitForFirstConsumer claim.
+            self._bind(held, claim)
+            return
         if waits and not node:
             self._say(
                 claim,

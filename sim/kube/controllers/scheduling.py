@@ -227,7 +227,12 @@ class Scheduler(QueueController):
                 continue
             class_name = claim["spec"].get("storageClassName") or ""
             storage_class = self.store.find(self.classes, None, class_name) if class_name else None
-            if storage_class is None or storage_class.obj.get("volumeBindingMode") != WFFC:
+            delayed = (
+                storage_class is not None and storage_class.obj.get("volumeBindingMode") == WFFC
+            )
+            if not delayed or volume_name:
+                # The real scheduler's words, also for a claim pre-bound to a volume the
+                # PV controller has not bound yet ("treated as unbound immediate binding").
                 raise Unschedulable("pod has unbound immediate PersistentVolumeClaims")
             unbound.append(claim)
         return volumes, unbound

@@ -636,6 +636,31 @@ async def test_static_wffc_without_a_fitting_volume_is_unschedulable(
     assert pvc(cluster, "nowhere")["spec"]["volumeName"] == "added"
 
 
+async def test_a_volume_pre_bound_to_a_wffc_claim_binds_without_a_consumer(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The real PV controller returns a volume pre-bound to the claim before it skips
+    delayed binding: a populator hands a filled static volume to a WaitForFirstConsumer
+    claim that way. A selector no volume matches keeps the claim from binding an Available
+    one by itself (and its consumer unschedulable); a pre-bound volume ignores selectors."""
+    pvs = cluster.kind("persistentvolumes")
+    cluster.store.create(
+        pvs, static_volume("empty", tmp_path / "e", nodeAffinity=on_node("node-1"))
+    )
+    hold = {"matchExpressions": [{"key": "hoist.io/hold", "operator": "Exists"}]}
+    create_claim(cluster, claim("user", storage_class="local-static", selector=hold))
+    create_pod(cluster, pod("consumer", "user"))
+    await eventually(lambda: has_event(cluster, "consumer", "FailedScheduling"))
+    assert phase(pvc(cluster, "user")) == "Pending"
+    assert phase(pv(cluster, "empty")) == "Available"
+    filled = static_volume("filled", tmp_path / "f", nodeAffinity=on_node("node-2"))
+    filled["spec"]["claimRef"] = {"namespace": "default", "name": "user"}
+    cluster.store.create(pvs, filled)
+    assert (await bound(cluster, "user"))["spec"]["volumeName"] == "filled"
+    assert await scheduled(cluster, "consumer") == "node-2"
+    assert phase(pv(cluster, "empty")) == "Available"
+
+
 async def test_scheduler_avoids_a_node_without_free_storage(make_cluster: Factory) -> None:
     cluster = await make_cluster(
         nodes=[NodeConfig("node-1", storage_capacity=1 << 30), NodeConfig("node-2")]

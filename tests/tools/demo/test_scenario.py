@@ -183,3 +183,28 @@ def test_the_demo_exits_2_on_a_bad_scenario_without_starting_anything(
 def test_the_docs_show_the_default_scenario_as_it_is() -> None:
     docs = (dsc.DEFAULT_PATH.parents[2] / "docs" / "demo.md").read_text()
     assert dsc.DEFAULT_PATH.read_text().rstrip("\n") in docs, "paste it into docs/demo.md again"
+
+
+def test_static_volumes_for_plans_onto_static_classes(tmp_path: Path) -> None:
+    """A plan may name a static class (``local-static``, or "" for none) when the scenario
+    lists volumes of it; the volumes become local PersistentVolumes with node affinity."""
+    onto_static = _plan(0, storage={"data": {"storageClass": "local-static"}})
+    assert "storage class 'local-static' is static: list the PersistentVolumes" in _bad(onto_static)
+    volumes = [
+        {"name": "pv-1", "size": "20GiB", "node": "node-1"},
+        {"name": "pv-2", "storageClass": "", "size": "1GiB", "volumeMode": "Block"},
+    ]
+    scenario = dsc.parse(onto_static | {"volumes": volumes})
+    first = scenario.volumes[0].manifest(tmp_path)
+    assert first["spec"]["storageClassName"] == "local-static"
+    assert first["spec"]["capacity"] == {"storage": str(20 << 30)}
+    assert first["spec"]["local"] == {"path": str(tmp_path / "pv-1")}
+    term = first["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"][0]["values"] == ["node-1"]
+    assert "nodeAffinity" not in scenario.volumes[1].manifest(tmp_path)["spec"]
+    dsc.parse(_plan(0, storage={"data": {"storageClass": ""}}) | {"volumes": volumes})
+    standard = {"name": "pv-3", "storageClass": "standard", "size": "1GiB"}
+    assert "storageClass 'standard' is not static" in _bad(
+        onto_static | {"volumes": [*volumes, standard]}
+    )
+    assert "two volumes are named 'pv-1'" in _bad(onto_static | {"volumes": [*volumes, volumes[0]]})

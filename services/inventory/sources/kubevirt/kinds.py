@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.inventory.items import Item
-from shared.kube import NAMESPACE, PVC, STORAGE_CLASS, VIRTUAL_MACHINE, Resource
+from shared import volumes
+from shared.kube import NAMESPACE, PV, PVC, STORAGE_CLASS, VIRTUAL_MACHINE, Resource
 from shared.populator import PREFIX as HOIST_LABEL_PREFIX
 from shared.quantity import size_bytes
 
@@ -263,6 +264,33 @@ def persistent_volume_claim(obj: Obj) -> Item:
     )
 
 
+def persistent_volume(obj: Obj) -> Item:
+    """A PersistentVolume: what a static class offers. ``available`` is what a claim may
+    still bind (phase Available, no claimRef, not being deleted: ``shared.volumes``), the
+    planner counts those per class and size; ``nodes`` the hostnames its node affinity
+    names (a local volume), [] when any node may use it."""
+    meta = _meta(obj)
+    spec = obj.get("spec") or {}
+    phase = str((obj.get("status") or {}).get("phase") or "Pending")
+    return Item(
+        kind="persistentvolume",
+        id=meta["name"],
+        name=meta["name"],
+        parent=str(spec.get("storageClassName") or ""),
+        status="Terminating" if meta.get("deletionTimestamp") else phase,
+        data={
+            **_common(obj),
+            "phase": phase,
+            "storageClassName": str(spec.get("storageClassName") or ""),
+            "capacityBytes": volumes.capacity(obj),
+            "volumeMode": spec.get("volumeMode") or "Filesystem",
+            "accessModes": list(spec.get("accessModes") or []),
+            "available": volumes.is_available(obj),
+            "nodes": volumes.node_names(obj),
+        },
+    )
+
+
 def storage_capacity(obj: Obj) -> Item:
     """A CSIStorageCapacity: what a CSI driver can still provision for one class in one
     topology segment. ``capacity`` and ``maximumVolumeSize`` are in bytes, None when absent
@@ -310,6 +338,8 @@ SPECS: tuple[KindSpec, ...] = (
     # KubeVirt uninstalled after the provider was made empties the kind, nothing more.
     KindSpec("virtualmachine", VIRTUAL_MACHINE, virtual_machine, optional=True),
     KindSpec("persistentvolumeclaim", PVC, persistent_volume_claim),
+    # What static classes (no-provisioner, "") can still bind: counted at plan validation.
+    KindSpec("persistentvolume", PV, persistent_volume),
     # storage.k8s.io/v1 since Kubernetes 1.24; a server without it is an empty kind.
     KindSpec("storagecapacity", CSI_STORAGE_CAPACITY, storage_capacity, optional=True),
 )

@@ -36,7 +36,7 @@ def problem(exc: BaseException, where: str) -> ConnectionProblem:
                 Reason.PERMISSION_DENIED,
                 f"{where}: forbidden (403){': ' + detail if detail else ''}; grant the "
                 "provider's identity get, list and watch on namespaces, storageclasses, "
-                "csistoragecapacities, persistentvolumeclaims, virtualmachines, "
+                "csistoragecapacities, persistentvolumeclaims, persistentvolumes, virtualmachines, "
                 "storageprofiles and network-attachment-definitions",
             )
         if status == 404:
