@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from shared.kube import SECRET, Kube
+from shared.remotetarget import PROVIDER_TYPE_LABEL
 from shared.service.errors import Unavailable
 
 PREFIX = "hoist-provider-"
@@ -71,7 +72,10 @@ class SecretStore:
         self.kube = Kube(api_client, timeout=None)
         self.namespace = namespace
 
-    def _body(self, provider_id: str, data: dict[str, str]) -> dict[str, Any]:
+    def _body(self, provider_id: str, data: dict[str, str], ptype: str) -> dict[str, Any]:
+        labels = {**MANAGED_BY, PROVIDER_LABEL: provider_id}
+        if ptype:  # the populator controller finds remote kubevirt targets by it
+            labels[PROVIDER_TYPE_LABEL] = ptype
         return {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -79,15 +83,15 @@ class SecretStore:
             "metadata": {
                 "name": secret_name(provider_id),
                 "namespace": self.namespace,
-                "labels": {**MANAGED_BY, PROVIDER_LABEL: provider_id},
+                "labels": labels,
             },
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
 
-    async def put(self, provider_id: str, data: dict[str, str]) -> str:
+    async def put(self, provider_id: str, data: dict[str, str], ptype: str = "") -> str:
         """Create or replace the provider's Secret with exactly ``data``; its name."""
         name = secret_name(provider_id)
-        body = self._body(provider_id, data)
+        body = self._body(provider_id, data, ptype)
         for _ in range(3):  # create / replace race with a concurrent delete or create
             try:
                 await self.kube.create(SECRET, body, self.namespace)

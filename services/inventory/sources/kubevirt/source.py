@@ -42,6 +42,7 @@ from services.inventory.sources.kubevirt.watching import (
     Pending,
     normalize_all,
 )
+from shared import remotetarget
 from shared.kube import (
     NAMESPACE,
     STORAGE_CLASS,
@@ -190,6 +191,19 @@ class KubeVirtSource(Source):
                 f"{self.where} does not serve kubevirt.io/v1: install KubeVirt (Hoist creates "
                 "VirtualMachines there), then update the provider to test it again",
             )
+        if not self.local:
+            # Hoist's credentials there may not define APIs: the admin installs them.
+            try:
+                lacking = await remotetarget.missing(kube)
+            except TRANSLATED as exc:
+                raise problem(exc, self.where) from None
+            if lacking:
+                raise ConnectionProblem(
+                    Reason.API_UNSUPPORTED,
+                    f"{self.where} lacks Hoist's definitions: {', '.join(lacking)}; apply "
+                    "`python -m tools.remoterbac` there as its admin (docs/helm.md), then "
+                    "update the provider to test it again",
+                )
         defaults = sorted(c["metadata"]["name"] for c in classes if is_default_class(c))
         facts.update(
             {
