@@ -239,7 +239,10 @@ class Collector:
                 self.owner.outbox,
                 self.provider_id,
                 phase=ProviderPhase.STAGING if first else None,
-                conditions=[providers.condition("Connected", True, "Connected")],
+                conditions=[
+                    providers.condition("Connected", True, "Connected"),
+                    *(providers.condition(*c) for c in source.conditions(facts)),
+                ],
                 **fields,
             )
         return source
