@@ -8,7 +8,7 @@ admin's own credentials, then give Hoist a token of that ServiceAccount::
     python -m tools.remoterbac | kubectl --context remote apply -f -
     kubectl --context remote -n hoist-remote create token hoist-remote --duration 720h
 
-The chart renders the same file from ``remoteRbac`` values (docs/helm.md).
+With the default names it is ``charts/remote-target.yaml`` (``tools.chartgen`` keeps it).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import yaml
 from shared import remotetarget
 
 
-def render(name: str, namespace: str) -> str:
+def render(
+    name: str = remotetarget.DEFAULT_NAME, namespace: str = remotetarget.DEFAULT_NAMESPACE
+) -> str:
     return yaml.safe_dump_all(remotetarget.manifest(name, namespace), sort_keys=False)
 
 
