@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,10 @@ from shared.bus import Bus
 from shared.kube import CRD, NAMESPACE, SECRET, VOLUME_POPULATOR, Kube, Resource
 from shared.settings import OrchestratorSettings
 from sim.kube.cluster import Cluster
-from sim.kube.config import ClusterConfig
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
 from tests.conftest import eventually, kube_client
 from tests.controller.conftest import (
-    CONSUMER_IMAGE,
-    IMAGE,
     MiB,
     backing,
     disk_ids,
@@ -45,6 +41,7 @@ from tests.controller.conftest import (
     make_populator,
     make_secret,
     running_pod,
+    sim_config,
     wait_populated,
     wait_status,
 )
@@ -75,12 +72,7 @@ KINDS = {
 
 @pytest.fixture
 async def remote_sim(tmp_path: Path) -> AsyncIterator[Cluster]:
-    images = {
-        IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"],
-        CONSUMER_IMAGE: [sys.executable, "-c", "pass"],
-    }
-    config = ClusterConfig(storage_root=tmp_path / "remote-volumes", images=images)
-    async with Cluster(config) as sim:
+    async with Cluster(sim_config(tmp_path / "remote-volumes")) as sim:
         yield sim
 
 
@@ -188,22 +180,17 @@ async def _two_plans(
             name,
             {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": disk.id},
         )
-    claim_here = await make_claim(
-        core,
-        "disk-here",
-        contract.OVIRT.name,
-        disk_ids("here"),
-        mode="Block",
-        storage_class="standard",
-    )
-    claim_there = await make_claim(
-        r_core,
-        "disk-there",
-        contract.OVIRT.name,
-        disk_ids("there"),
-        mode="Block",
-        storage_class="standard",
-    )
+    claim_here, claim_there = [
+        await make_claim(
+            core_api,
+            name,
+            contract.OVIRT.name,
+            disk_ids(name),
+            mode="Block",
+            storage_class="standard",
+        )
+        for core_api, name in ((core, "disk-here"), (r_core, "disk-there"))
+    ]
     # The populator pod runs in the remote cluster, not in Hoist's.
     await running_pod(r_core, claim_there.metadata.uid)
     assert not [
