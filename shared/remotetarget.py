@@ -22,7 +22,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from shared import populator as contract
-from shared.kube import CRD, VOLUME_POPULATOR, Kube
+from shared.kube import CRD, NAMESPACE, SECRET, VOLUME_POPULATOR, Kube, Resource
 
 Obj = dict[str, Any]
 
@@ -165,6 +165,34 @@ def manifest(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPACE) -> li
             },
         },
     ]
+
+
+RESOURCES: dict[str, Resource] = {
+    r.kind: r
+    for r in (
+        CRD,
+        VOLUME_POPULATOR,
+        NAMESPACE,
+        SECRET,
+        Resource("", "v1", "serviceaccounts", "ServiceAccount"),
+        Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+        Resource(
+            "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
+        ),
+    )
+}
+"""The kinds ``manifest()`` holds, to create them through the API."""
+
+
+async def install(kube: Kube, objects: list[Obj] | None = None) -> None:
+    """Create what ``manifest()`` (or ``objects`` of it) holds that the cluster lacks:
+    what its admin's ``kubectl apply`` does, for the simulated clusters of tests and the
+    demo (Hoist itself never calls it with a provider's credentials)."""
+    for obj in manifest() if objects is None else objects:
+        res = RESOURCES[obj["kind"]]
+        namespace = obj["metadata"].get("namespace") if res.namespaced else None
+        if await kube.get(res, obj["metadata"]["name"], namespace) is None:
+            await kube.create(res, obj, namespace)
 
 
 async def missing(kube: Kube) -> list[str]:

@@ -27,7 +27,7 @@ from services.controller.fleet import Fleet
 from shared import populator as contract
 from shared import remotetarget
 from shared.bus import Bus
-from shared.kube import CRD, NAMESPACE, SECRET, VOLUME_POPULATOR, Kube, Resource
+from shared.kube import NAMESPACE, SECRET, Kube
 from shared.settings import OrchestratorSettings
 from sim.kube.cluster import Cluster
 from sim.ovirt.engine import Engine
@@ -51,36 +51,12 @@ from tests.sim.ovirt.fixtures import new_disk
 
 HOIST_NS = "hoist-system"
 PROVIDER = "remote-east"
-KINDS = {
-    "CustomResourceDefinition": CRD,
-    "VolumePopulator": VOLUME_POPULATOR,
-    "Namespace": NAMESPACE,
-    "Secret": SECRET,
-    "ServiceAccount": Resource("", "v1", "serviceaccounts", "ServiceAccount"),
-    "ClusterRole": Resource(
-        "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False
-    ),
-    "ClusterRoleBinding": Resource(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "clusterrolebindings",
-        "ClusterRoleBinding",
-        namespaced=False,
-    ),
-}
 
 
 @pytest.fixture
 async def remote_sim(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with Cluster(sim_config(tmp_path / "remote-volumes")) as sim:
         yield sim
-
-
-async def apply(kube: Kube, objects: list[dict[str, Any]]) -> None:
-    for obj in objects:
-        res = KINDS[obj["kind"]]
-        namespace = obj["metadata"].get("namespace") if res.namespaced else None
-        await kube.create(res, obj, namespace)
 
 
 async def put_provider_secret(kube: Kube, remote: Cluster, token: str) -> None:
@@ -134,7 +110,7 @@ async def test_a_remote_cluster_is_a_full_target(
             o for o in everything if o["kind"] in ("CustomResourceDefinition", "VolumePopulator")
         ]
         # The identity first, the definitions not yet: the fleet says what is missing.
-        await apply(admin, [o for o in everything if o not in definitions])
+        await remotetarget.install(admin, [o for o in everything if o not in definitions])
         sa = (remotetarget.DEFAULT_NAMESPACE, remotetarget.DEFAULT_NAME)
         old_token = remote_sim.service_account_token(*sa)
         await put_provider_secret(local, remote_sim, old_token)
@@ -144,7 +120,7 @@ async def test_a_remote_cluster_is_a_full_target(
             [problem] = fleet.waiting_for()
             for plural in ("ovirtvolumepopulators", "openstackvolumepopulators"):
                 assert f"customresourcedefinitions/{plural}.hoist.io (absent)" in problem
-            await apply(admin, definitions)
+            await remotetarget.install(admin, definitions)
             await fleet.start()
             await eventually(lambda: fleet.members[PROVIDER].controller is not None, what="running")
             assert fleet.waiting_for() == []
