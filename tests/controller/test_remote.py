@@ -32,6 +32,7 @@ from shared.settings import OrchestratorSettings
 from sim.kube.cluster import Cluster
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
+from tests.chart import rendering as r
 from tests.conftest import eventually, kube_client
 from tests.controller.conftest import (
     MiB,
@@ -46,10 +47,12 @@ from tests.controller.conftest import (
     wait_status,
 )
 from tests.controller.test_ovirt import ovirt_credentials
+from tests.controller.test_rbac import as_controller_account
+from tests.identity import chartrbac
 from tests.populators.ovirt.conftest import assert_same_image
 from tests.sim.ovirt.fixtures import new_disk
 
-HOIST_NS = "hoist-system"
+HOIST_NS = r.NAMESPACE  # the chart's release namespace: the fleet runs under its RBAC
 PROVIDER = "remote-east"
 
 
@@ -102,7 +105,9 @@ async def test_a_remote_cluster_is_a_full_target(
     nats_bus: Bus,
 ) -> None:
     local = Kube(api, timeout=30.0)
-    await local.create(NAMESPACE, {"metadata": {"name": HOIST_NS}})
+    if await local.get(NAMESPACE, HOIST_NS) is None:
+        await local.create(NAMESPACE, {"metadata": {"name": HOIST_NS}})
+    chartrbac.apply(kube_sim, chartrbac.chart_rbac())  # the controller's Role lists Secrets
     async with kube_client(remote_sim) as remote_api:
         admin = Kube(remote_api, timeout=30.0)
         everything = remotetarget.manifest()
@@ -114,7 +119,8 @@ async def test_a_remote_cluster_is_a_full_target(
         sa = (remotetarget.DEFAULT_NAMESPACE, remotetarget.DEFAULT_NAME)
         old_token = remote_sim.service_account_token(*sa)
         await put_provider_secret(local, remote_sim, old_token)
-        fleet = Fleet(api, HOIST_NS, controller_settings, nats_bus, interval=0.5)
+        account = await as_controller_account(kube_sim)
+        fleet = Fleet(account, HOIST_NS, controller_settings, nats_bus, interval=0.5)
         try:
             await fleet.sync()
             [problem] = fleet.waiting_for()
@@ -127,6 +133,7 @@ async def test_a_remote_cluster_is_a_full_target(
             await _two_plans(engine, remote_sim, remote_api, core, custom, local, fleet, old_token)
         finally:
             await fleet.stop()
+            await account.close()
         assert fleet.members == {}
 
 
