@@ -31,16 +31,13 @@ async def _remote_provider(stack: Stack) -> str:
     assert stack.remote is not None
     kubeconfig = stack.remote.kubeconfig_dict(creds["token"])
     kubeconfig["users"][0]["user"] = {"tokenFile": "/var/run/secrets/token"}
+
+    def body(**given: Any) -> dict[str, Any]:
+        return {"name": unique("east"), "type": "kubevirt", "url": creds["url"], **given}
+
+    kubeconfig_text = yaml.safe_dump(kubeconfig)
     r = await api(
-        inventory,
-        "POST",
-        "/providers",
-        json={
-            "name": unique("east"),
-            "type": "kubevirt",
-            "url": creds["url"],
-            "credentials": {"kubeconfig": yaml.safe_dump(kubeconfig)},
-        },
+        inventory, "POST", "/providers", json=body(credentials={"kubeconfig": kubeconfig_text})
     )
     assert r.status_code == 422, r.text
     assert "tokenFile" in r.text
@@ -48,13 +45,7 @@ async def _remote_provider(stack: Stack) -> str:
         inventory,
         "POST",
         "/providers",
-        json={
-            "name": unique("east"),
-            "type": "kubevirt",
-            "url": creds["url"],
-            "credentials": {"token": creds["token"]},
-            "tls": {"caCert": creds["cacert"]},
-        },
+        json=body(credentials={"token": creds["token"]}, tls={"caCert": creds["cacert"]}),
     )
     assert r.status_code == 201, r.text
     pid: str = r.json()["id"]
