@@ -125,6 +125,11 @@ class Fleet:
                 log.info("remote cluster %s: its credentials changed; reconnecting", pid)
                 await self._retire(pid)
                 member = None
+            elif member is not None and member.controller and not member.controller.healthy:
+                # A task of its ended (a bug): what a process restart does locally.
+                log.error("remote cluster %s: its controller broke; starting another", pid)
+                await self._retire(pid)
+                member = None
             if member is None:
                 member = self.members[pid] = Member(pid, digest)
             if member.controller is None:

@@ -131,6 +131,10 @@ async def test_a_remote_cluster_is_a_full_target(
             await eventually(lambda: fleet.members[PROVIDER].controller is not None, what="running")
             assert fleet.waiting_for() == []
             await _two_plans(engine, remote_sim, remote_api, core, custom, local, fleet, old_token)
+            # The provider deleted: its Secret goes, and its controller with it.
+            await local.delete(SECRET, f"hoist-provider-{PROVIDER}", HOIST_NS)
+            await fleet.sync()
+            assert PROVIDER not in fleet.members
         finally:
             await fleet.stop()
             await account.close()
