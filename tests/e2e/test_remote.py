@@ -123,6 +123,14 @@ async def test_a_remote_cluster_takes_a_plan_through_an_outage_and_a_token_rotat
             json={"credentials": {"token": fresh["token"]}},
         )
         assert r.status_code == 200, r.text
+
+        # The controller service reconnects to that cluster on the new token.
+        def reconnected() -> bool:
+            running = f"remote cluster {remote_id}: populator controller running"
+            return stack.controller.logs().count(running) >= 2
+
+        await eventually(reconnected, within=30, what="the remote controller on the new token")
+        assert f"remote cluster {remote_id}: its credentials changed" in stack.controller.logs()
         task = transfer_task(await vm_view(stack, plan_east, east.id), slow)
         assert task is not None
         assert task["state"] != "Completed"  # still in flight

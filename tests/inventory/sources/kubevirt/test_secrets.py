@@ -57,8 +57,11 @@ async def test_put_get_replace_delete(
 
     # Replacing keeps the name and drops keys no longer given (idempotent).
     assert await store.put(provider, {"token": "t0k3n"}) == name
-    assert await store.put(provider, {"token": "t0k3n"}) == name
+    assert await store.put(provider, {"token": "t0k3n"}, "kubevirt") == name
     assert await store.get(provider) == {"token": "t0k3n"}
+    # The type label: how the populator controller finds the remote target clusters.
+    stored = await client.CoreV1Api(api).read_namespaced_secret(name, "hoist")
+    assert stored.metadata.labels["hoist.io/provider-type"] == "kubevirt"
 
     await store.delete(provider)
     await store.delete(provider)  # already gone: fine
