@@ -125,6 +125,23 @@ class SecretStore:
         data: dict[str, str] = secret.get("data") or {}
         return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
 
+    async def ensure_type(self, provider_id: str, ptype: str) -> None:
+        """Label the Secret with the provider's type when it lacks it (one written before
+        the label existed), keeping its data: the populator controller finds remote
+        targets by it. Replaced with its resourceVersion, so a concurrent write wins."""
+        name = secret_name(provider_id)
+        try:
+            secret = await self.kube.call("GET", SECRET.path(self.namespace, name))
+            meta = secret.get("metadata") or {}
+            if (meta.get("labels") or {}).get(PROVIDER_TYPE_LABEL) == ptype:
+                return
+            meta["labels"] = {**(meta.get("labels") or {}), PROVIDER_TYPE_LABEL: ptype}
+            await self.kube.replace(SECRET, name, secret, self.namespace)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return  # gone, or written meanwhile (with the label, by ``put``)
+            raise self._error(exc, "label", name) from None
+
     async def delete(self, provider_id: str) -> None:
         """Remove the provider's Secret; one that is already gone is fine."""
         name = secret_name(provider_id)
