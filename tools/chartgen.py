@@ -38,6 +38,7 @@ from services.controller import rbac
 from shared import populator as contract
 from shared.service import access
 from shared.settings import HoistSettings, OrchestratorSettings
+from tools import remoterbac
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "hoist"
@@ -300,6 +301,8 @@ def generated_tpl() -> str:
         _define("hoist.generated.components", components()),
         "{{/* The populator controller's ClusterRole (rbac.cluster_role_rules). */}}",
         _define("hoist.generated.controllerRules", rbac.cluster_role_rules()),
+        "{{/* The controller's Role in the release namespace (rbac.namespace_role_rules). */}}",
+        _define("hoist.generated.controllerNamespaceRules", rbac.namespace_role_rules()),
         "{{/* The API's roles' own rules (shared.service.access.ROLES). */}}",
         *(
             _define(f"hoist.generated.apiRules.{role}", access.role_rules(role))
@@ -363,6 +366,8 @@ def expected() -> dict[Path, str]:
     out = {path: make(path.read_text()) for path, make in rewrites.items()}
     out[CHART / "templates" / "_generated.tpl"] = generated_tpl()
     out.update(crd_files())
+    header = "# " + HEADER.format(source="shared/remotetarget.py")
+    out[ROOT / "charts" / "remote-target.yaml"] = f"{header}\n{remoterbac.render()}"
     return out
 
 

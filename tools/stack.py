@@ -79,6 +79,10 @@ class StackSpec:
     #: A built Hoist image (``make image``) populator pods run in (its root filesystem,
     #: chrooted, as its user); empty: they run on this machine's Python.
     image: str = ""
+    #: Also a second cluster, a remote target (``Stack.remote``): Hoist's definitions and
+    #: its least-privilege identity applied there (``shared.remotetarget``), as its admin
+    #: would; register it as a ``kubevirt`` provider with ``remote_credentials()``.
+    remote: bool = False
 
 
 class Stack:
@@ -90,6 +94,7 @@ class Stack:
         self.logs = spec.workdir / "logs"
         self.kubeconfig = spec.workdir / "kubeconfig"
         self.cluster: Cluster
+        self.remote: Cluster | None = None
         self.engine: Engine | None = None
         #: A running cloud the caller lends (tests share one); else started from the spec.
         self.cloud: Cloud | None = cloud
@@ -141,6 +146,15 @@ class Stack:
         )
         self.cluster = await self._exits.enter_async_context(Cluster(config))
         self.cluster.kubeconfig(self.kubeconfig)
+        if spec.remote:
+            remote = ClusterConfig(
+                storage_root=spec.workdir / "remote-volumes",
+                images=images,
+                image_roots=roots,
+                namespaces=(spec.namespace,),
+            )
+            self.remote = await self._exits.enter_async_context(Cluster(remote))
+            await _install_remote(self.remote)
         if spec.ovirt is not None:
             from sim.ovirt import scenario
             from sim.ovirt.engine import Engine
@@ -218,6 +232,21 @@ class Stack:
         async with client.ApiClient(configuration) as api:
             yield api
 
+    def remote_credentials(self) -> dict[str, str]:
+        """A fresh token of Hoist's ServiceAccount in the remote cluster, and its URL and
+        CA: a kubevirt provider's ``url``, ``credentials.token`` and ``tls.caCert``."""
+        import base64
+
+        from shared import remotetarget
+
+        assert self.remote is not None, "this stack has no remote cluster"
+        assert self.remote.server is not None
+        token = self.remote.service_account_token(
+            remotetarget.DEFAULT_NAMESPACE, remotetarget.DEFAULT_NAME
+        )
+        ca = base64.b64decode(self.remote.server.ca_data or "").decode()
+        return {"url": self.remote.url, "token": token, "cacert": ca}
+
     async def volume_file(self, namespace: str, pvc: str) -> Path:
         """The file holding a claim's bytes: a Block volume's sparse file, or ``disk.img``
         in a Filesystem volume's directory. It may be longer than the disk (sizes are
@@ -289,6 +318,21 @@ class Stack:
                 await self.console.terminate()
         if hasattr(self, "controller"):
             await self.controller.stop()
+
+
+async def _install_remote(remote: Cluster) -> None:
+    """What the remote cluster's admin applies (``python -m tools.remoterbac``)."""
+    from kubernetes_asyncio import client, config
+
+    from shared import remotetarget
+    from shared.kube import Kube
+
+    configuration = client.Configuration()
+    await config.load_kube_config_from_dict(
+        remote.kubeconfig_dict(), client_configuration=configuration
+    )
+    async with client.ApiClient(configuration) as api:
+        await remotetarget.install(Kube(api, timeout=30.0))
 
 
 @contextlib.asynccontextmanager

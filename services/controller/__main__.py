@@ -1,7 +1,8 @@
 """``python -m services.controller`` (or ``hoist-populator-controller``).
 
 The populator controller process. It needs the Kubernetes API of the cluster it runs in
-(``HOIST_KUBE_KUBECONFIG``, else the pod's service account) and NATS (``HOIST_NATS_URL``,
+(``HOIST_KUBE_KUBECONFIG``, else the pod's service account), each remote target cluster's
+through its provider's Secret (``services.controller.fleet``), and NATS (``HOIST_NATS_URL``,
 ``HOIST_NATS_PREFIX``); no database. Its settings are ``HOIST_ORCHESTRATOR_*``
 (``populator_image``, ``controller_workers``, ``controller_port``...): the group it had
 as a process of the orchestrator, kept so no deployment has to change. Each dependency is
@@ -23,6 +24,7 @@ from typing import TypeVar
 from services.controller import COMPONENT_NAME
 from services.controller.api import HealthServer
 from services.controller.domain import Controller, run_until
+from services.controller.fleet import Fleet
 from shared import logs
 from shared.bus import Bus
 from shared.kube import KubeConnection, connect_local
@@ -101,9 +103,13 @@ async def serve(settings: HoistSettings) -> int:
         if not await _retry(stop, "connecting to NATS", connect_bus):
             return 0
         controller = Controller(kube.api, settings.orchestrator, bus)
+        # Remote target clusters: one controller each, from the providers' Secrets.
+        fleet = Fleet(kube.api, settings.kube.namespace, settings.orchestrator, bus)
         if await run_until(stop, controller):
+            await fleet.start()
             await stop.wait()
         log.info("stopping: finishing in-flight work")
+        await fleet.stop(grace=settings.http.shutdown_grace_seconds)
         await controller.stop(grace=settings.http.shutdown_grace_seconds)
         return 0
     finally:

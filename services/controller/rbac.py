@@ -53,3 +53,9 @@ def cluster_role_rules() -> list[Obj]:
             "verbs": ["get", "create", "update"],
         },
     ]
+
+
+def namespace_role_rules() -> list[Obj]:
+    """In Hoist's own namespace: the provider Secrets, listed by ``Fleet`` to find the
+    remote target clusters (a cluster-wide list of Secrets would be far more)."""
+    return [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]

@@ -226,6 +226,7 @@ class Collector:
 
     async def _connect(self, info: ProviderInfo, row: Any) -> Source:
         secret = await self.owner.secrets.get(self.provider_id)
+        await self.owner.secrets.ensure_type(self.provider_id, info.type.value)
         source = source_class(info.type)(info, secret, self._context())
         facts = await source.probe()
         fields: dict[str, Any] = {"facts": _jsonable(facts)}
@@ -239,7 +240,10 @@ class Collector:
                 self.owner.outbox,
                 self.provider_id,
                 phase=ProviderPhase.STAGING if first else None,
-                conditions=[providers.condition("Connected", True, "Connected")],
+                conditions=[
+                    providers.condition("Connected", True, "Connected"),
+                    *(providers.condition(*c) for c in source.conditions(facts)),
+                ],
                 **fields,
             )
         return source

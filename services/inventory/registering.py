@@ -92,7 +92,7 @@ class Registry:
                         revision=db.revision_seq.next_value(),
                     )
                 )
-                await self.secrets.put(pid, secret)
+                await self.secrets.put(pid, secret, spec.type.value)
                 written = True
         except IntegrityError:
             if written:
@@ -138,7 +138,7 @@ class Registry:
                 )
             )
             if secret != old:
-                await self.secrets.put(pid, secret)
+                await self.secrets.put(pid, secret, ptype.value)
         self.collectors.kick()  # the generation changed: the collector restarts with it
         async with self.runtime.sessionmaker() as session:
             return await providers.find(session, pid)

@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from shared.kube import SECRET, Kube
+from shared.remotetarget import PROVIDER_TYPE_LABEL
 from shared.service.errors import Unavailable
 
 PREFIX = "hoist-provider-"
@@ -71,7 +72,10 @@ class SecretStore:
         self.kube = Kube(api_client, timeout=None)
         self.namespace = namespace
 
-    def _body(self, provider_id: str, data: dict[str, str]) -> dict[str, Any]:
+    def _body(self, provider_id: str, data: dict[str, str], ptype: str) -> dict[str, Any]:
+        labels = {**MANAGED_BY, PROVIDER_LABEL: provider_id}
+        if ptype:  # the populator controller finds remote kubevirt targets by it
+            labels[PROVIDER_TYPE_LABEL] = ptype
         return {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -79,15 +83,15 @@ class SecretStore:
             "metadata": {
                 "name": secret_name(provider_id),
                 "namespace": self.namespace,
-                "labels": {**MANAGED_BY, PROVIDER_LABEL: provider_id},
+                "labels": labels,
             },
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
 
-    async def put(self, provider_id: str, data: dict[str, str]) -> str:
+    async def put(self, provider_id: str, data: dict[str, str], ptype: str = "") -> str:
         """Create or replace the provider's Secret with exactly ``data``; its name."""
         name = secret_name(provider_id)
-        body = self._body(provider_id, data)
+        body = self._body(provider_id, data, ptype)
         for _ in range(3):  # create / replace race with a concurrent delete or create
             try:
                 await self.kube.create(SECRET, body, self.namespace)
@@ -120,6 +124,23 @@ class SecretStore:
             raise self._error(exc, "read", name) from None
         data: dict[str, str] = secret.get("data") or {}
         return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+
+    async def ensure_type(self, provider_id: str, ptype: str) -> None:
+        """Label the Secret with the provider's type when it lacks it (one written before
+        the label existed), keeping its data: the populator controller finds remote
+        targets by it. Replaced with its resourceVersion, so a concurrent write wins."""
+        name = secret_name(provider_id)
+        try:
+            secret = await self.kube.call("GET", SECRET.path(self.namespace, name))
+            meta = secret.get("metadata") or {}
+            if (meta.get("labels") or {}).get(PROVIDER_TYPE_LABEL) == ptype:
+                return
+            meta["labels"] = {**(meta.get("labels") or {}), PROVIDER_TYPE_LABEL: ptype}
+            await self.kube.replace(SECRET, name, secret, self.namespace)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return  # gone, or written meanwhile (with the label, by ``put``)
+            raise self._error(exc, "label", name) from None
 
     async def delete(self, provider_id: str) -> None:
         """Remove the provider's Secret; one that is already gone is fine."""

@@ -48,14 +48,18 @@ SOURCE_OF_KIND = {kind.name: kind.source.value for kind in contract.KINDS}
 # --- the cluster, the controller, NATS ------------------------------------------------------
 
 
-@pytest.fixture
-async def kube_sim(tmp_path: Path) -> AsyncIterator[Cluster]:
+def sim_config(storage_root: Path) -> ClusterConfig:
+    """A cluster whose kubelet runs the real populators (and a consumer that exits)."""
     images = {
         IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"],
         CONSUMER_IMAGE: [sys.executable, "-c", "pass"],
     }
-    config = ClusterConfig(storage_root=tmp_path / "volumes", images=images)
-    async with Cluster(config) as sim:
+    return ClusterConfig(storage_root=storage_root, images=images)
+
+
+@pytest.fixture
+async def kube_sim(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with Cluster(sim_config(tmp_path / "volumes")) as sim:
         yield sim
 
 

@@ -67,6 +67,10 @@ OVIRT: dict[str, Any] = {
             "nics": [{"network": "prod"}],
             "disks": [_disk("static-root", "12MiB", bootable=True), _disk("static-data")],
         },
+        # test_remote.py: one plan into the remote cluster (slow enough to outlive an
+        # outage and a token rotation), one into Hoist's own.
+        {"name": "east", "nics": [{"network": "prod"}], "disks": [_disk("slow-east", "16MiB")]},
+        {"name": "west", "nics": [{"network": "prod"}], "disks": [_disk("west-disk")]},
         # Hooks (test_hooks.py): running sources, so a pre hook sees them up.
         {"name": "hooked-a", "nics": [{"network": "prod"}], "disks": [_disk("hooked-a")]},
         {"name": "hooked-b", "nics": [{"network": "prod"}], "disks": [_disk("hooked-b")]},
@@ -84,6 +88,7 @@ OVIRT: dict[str, Any] = {
         {"kind": "bandwidth", "disk": "slow-web-data", "bytes_per_second": "3MiB"},
         {"kind": "bandwidth", "disk": "slow-disk", "bytes_per_second": "2MiB"},
         {"kind": "paused_system", "disk": "flaky-disk"},
+        {"kind": "bandwidth", "disk": "slow-east", "bytes_per_second": "1MiB"},
     ],
 }
 
@@ -201,6 +206,7 @@ async def stack(
         ovirt=ovirt,
         prefix=f"e2e{uuid.uuid4().hex[:8]}",
         namespace=NAMESPACE,
+        remote=True,
         env={
             "HOIST_ORCHESTRATOR_LEASE_SECONDS": "8",
             "HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS": "1",

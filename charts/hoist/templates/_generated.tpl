@@ -68,6 +68,13 @@ controller:
   verbs: [get, create, update]
 {{- end }}
 
+{{/* The controller's Role in the release namespace (rbac.namespace_role_rules). */}}
+{{- define "hoist.generated.controllerNamespaceRules" -}}
+- apiGroups: ['']
+  resources: [secrets]
+  verbs: [get, list]
+{{- end }}
+
 {{/* The API's roles' own rules (shared.service.access.ROLES). */}}
 {{- define "hoist.generated.apiRules.viewer" -}}
 - apiGroups: [hoist.io]

@@ -105,6 +105,12 @@ class Source(ABC):
     async def refresh(self) -> Batch:
         """What changed since the last ``load()`` or ``refresh()``."""
 
+    def conditions(self, facts: Mapping[str, Any]) -> list[tuple[str, bool, str, str]]:
+        """Provider conditions besides ``Connected`` that a probe's facts decide:
+        ``(type, ok, reason, message)``; a problem the provider works despite, which a
+        connection failure would hide."""
+        return []
+
     def assess(self, vm: Item) -> list[Concern]:
         """Validation concerns of one VM, from its ``data`` alone (the collector embeds in a
         VM what its concerns need: its disks' status, NIC models, ...)."""

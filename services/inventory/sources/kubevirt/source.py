@@ -42,6 +42,7 @@ from services.inventory.sources.kubevirt.watching import (
     Pending,
     normalize_all,
 )
+from shared import remotetarget
 from shared.kube import (
     NAMESPACE,
     STORAGE_CLASS,
@@ -66,6 +67,9 @@ from shared.populator.trust import (
 log = logging.getLogger(__name__)
 
 MIN_VERSION = (1, 26)
+POPULATORS_INSTALLED = "PopulatorsInstalled"
+MISSING_FACT = "missingDefinitions"
+"""The probe's fact: what a remote cluster lacks of Hoist's CRDs and VolumePopulators."""
 KUBEVIRT = ("kubevirt.io", "v1")
 CDI = ("cdi.kubevirt.io", "v1beta1")
 MULTUS = ("k8s.cni.cncf.io", "v1")
@@ -190,6 +194,12 @@ class KubeVirtSource(Source):
                 f"{self.where} does not serve kubevirt.io/v1: install KubeVirt (Hoist creates "
                 "VirtualMachines there), then update the provider to test it again",
             )
+        if not self.local:
+            # Hoist's credentials there may not define APIs: the admin installs them.
+            try:
+                facts[MISSING_FACT] = await remotetarget.missing(kube)
+            except TRANSLATED as exc:
+                raise problem(exc, self.where) from None
         defaults = sorted(c["metadata"]["name"] for c in classes if is_default_class(c))
         facts.update(
             {
@@ -203,6 +213,26 @@ class KubeVirtSource(Source):
             }
         )
         return facts
+
+    def conditions(self, facts: Mapping[str, Any]) -> list[tuple[str, bool, str, str]]:
+        """``PopulatorsInstalled`` of a remote cluster: its claims are filled only once
+        Hoist's CRDs and VolumePopulators are there (the local controller registers them
+        in its own cluster, so a local target has no such condition)."""
+        if self.local or MISSING_FACT not in facts:
+            return []
+        lacking = list(facts[MISSING_FACT])
+        if not lacking:
+            return [(POPULATORS_INSTALLED, True, "Installed", "")]
+        return [
+            (
+                POPULATORS_INSTALLED,
+                False,
+                "DefinitionsMissing",
+                f"{self.where} lacks Hoist's definitions: {', '.join(lacking)}; its claims "
+                "are not filled until its admin applies `python -m tools.remoterbac` there "
+                "(docs/helm.md)",
+            )
+        ]
 
     # -- collection --------------------------------------------------------------------
 

@@ -57,7 +57,17 @@ async def test_put_get_replace_delete(
 
     # Replacing keeps the name and drops keys no longer given (idempotent).
     assert await store.put(provider, {"token": "t0k3n"}) == name
-    assert await store.put(provider, {"token": "t0k3n"}) == name
+    assert await store.put(provider, {"token": "t0k3n"}, "kubevirt") == name
+    assert await store.get(provider) == {"token": "t0k3n"}
+    # The type label: how the populator controller finds the remote target clusters;
+    # one written without it (before it existed) gets it, its data kept.
+    stored = await client.CoreV1Api(api).read_namespaced_secret(name, "hoist")
+    assert stored.metadata.labels["hoist.io/provider-type"] == "kubevirt"
+    await store.put(provider, {"token": "t0k3n"})
+    await store.ensure_type(provider, "kubevirt")
+    await store.ensure_type(provider, "kubevirt")
+    stored = await client.CoreV1Api(api).read_namespaced_secret(name, "hoist")
+    assert stored.metadata.labels["hoist.io/provider-type"] == "kubevirt"
     assert await store.get(provider) == {"token": "t0k3n"}
 
     await store.delete(provider)

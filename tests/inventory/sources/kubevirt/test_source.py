@@ -185,3 +185,19 @@ async def test_load_remote_with_token_matches_local(
     local = await make_source().load()
     assert api.complete == local.complete == KINDS
     assert {i.key: i.digest() for i in api.items} == {i.key: i.digest() for i in local.items}
+
+
+async def test_a_remote_cluster_without_hoists_definitions_says_what_is_missing(
+    cluster: Cluster, make_source: SourceFactory
+) -> None:
+    """The provider connects (its inventory is useful), and ``PopulatorsInstalled`` names
+    each definition its admin must apply; a local target has no such condition."""
+    source = make_source(cluster.url, {"token": cluster.config.token, "cacert": ca_pem(cluster)})
+    facts = await source.probe()
+    [(ctype, ok, reason, message)] = source.conditions(facts)
+    assert (ctype, ok, reason) == ("PopulatorsInstalled", False, "DefinitionsMissing")
+    for plural in ("ovirtvolumepopulators", "openstackvolumepopulators"):
+        assert f"customresourcedefinitions/{plural}.hoist.io (absent)" in message
+    assert "python -m tools.remoterbac" in message
+    local = make_source()
+    assert local.conditions(await local.probe()) == []
