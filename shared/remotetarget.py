@@ -40,6 +40,8 @@ _NEEDS: list[tuple[str, str, str, tuple[str, ...]]] = [
     # inventory (services/inventory/sources/kubevirt/kinds.py SPECS), read-only.
     ("inventory", "", "namespaces", ("get", "list", "watch")),
     ("inventory", "", "persistentvolumeclaims", ("get", "list", "watch")),
+    # Available volumes of static classes, counted for plan validation.
+    ("inventory", "", "persistentvolumes", ("get", "list", "watch")),
     ("inventory", "storage.k8s.io", "storageclasses", ("get", "list", "watch")),
     ("inventory", "storage.k8s.io", "csistoragecapacities", ("get", "list", "watch")),
     ("inventory", "cdi.kubevirt.io", "storageprofiles", ("get", "list", "watch")),
@@ -71,7 +73,10 @@ def _controller_needs() -> list[tuple[str, str, str, tuple[str, ...]]]:
     needs: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("controller", "", "persistentvolumeclaims", ("get", "list", "watch", "create")),
         ("controller", "", "persistentvolumeclaims", ("patch", "delete")),
-        ("controller", "", "persistentvolumes", ("get", "patch")),
+        # list: a static class's prime claim is pinned to an Available volume it picks,
+        # and its populator pod follows that volume's node.
+        ("controller", "", "persistentvolumes", ("get", "list", "patch")),
+        ("controller", "", "nodes", ("get",)),
         ("controller", "", "pods", ("get", "list", "watch", "create", "delete")),
         ("controller", "", "pods/log", ("get",)),
         ("controller", "", "pods/proxy", ("get",)),

@@ -80,6 +80,7 @@ async def run(args: argparse.Namespace) -> int:
                 openstack=scenario.openstack,
                 namespace=scenario.namespace,
                 image=args.image or "",
+                remote=scenario.needs_remote(),
             )
             _banner("starting NATS, PostgreSQL, the simulators, the cluster and Hoist")
             async with Stack(spec) as stack:

@@ -24,10 +24,12 @@ from tools import demoscenario as dsc
 from tools.stack import HOOK_IMAGE, Stack
 
 TARGET_PROVIDER = "host"  # the cluster Hoist runs in
+REMOTE_PROVIDER = "remote"  # a second cluster (a plan's ``target: remote``)
 OVIRT_PROVIDER = "ovirt"
 OPENSTACK_PROVIDER = "openstack"
 OVIRT_PASSWORD_ENV = "HOIST_DEMO_OVIRT_PASSWORD"  # noqa: S105 - the name of a variable
 OPENSTACK_PASSWORD_ENV = "HOIST_DEMO_OPENSTACK_PASSWORD"  # noqa: S105
+REMOTE_TOKEN_ENV = "HOIST_DEMO_REMOTE_TOKEN"  # noqa: S105
 
 
 class CliError(Exception):
@@ -99,10 +101,10 @@ class Hoist:
 async def prepare_cluster(stack: Stack, scenario: dsc.Scenario) -> None:
     """The plans' namespaces, the NetworkAttachmentDefinitions their maps name, and the
     static volumes (local directories of the simulated cluster) the scenario lists."""
+    if scenario.needs_remote():
+        await _namespaces_and_networks(stack, scenario, "remote")
     async with stack.kube() as api:
         core = client.CoreV1Api(api)
-        for ns in sorted(scenario.namespaces()):
-            await _create(core.create_namespace({"metadata": {"name": ns}}))
         root = stack.spec.workdir / "static-volumes"
         for volume in scenario.volumes:
             (root / volume.name).mkdir(parents=True, exist_ok=True)
@@ -111,8 +113,19 @@ async def prepare_cluster(stack: Stack, scenario: dsc.Scenario) -> None:
                 f"PersistentVolume {volume.name} ({volume.storage_class!r}, {volume.size}{where})"
             )
             await _create(core.create_persistent_volume(volume.manifest(root)))
+    await _namespaces_and_networks(stack, scenario, "local")
+
+
+async def _namespaces_and_networks(stack: Stack, scenario: dsc.Scenario, target: str) -> None:
+    """What the plans into one target cluster need there: their namespaces and the
+    NetworkAttachmentDefinitions their maps name."""
+    async with stack.kube(remote=target == "remote") as api:
+        core = client.CoreV1Api(api)
+        for ns in sorted(scenario.namespaces(target)):
+            await _create(core.create_namespace({"metadata": {"name": ns}}))
         custom = client.CustomObjectsApi(api)
-        nads = sorted({nad for p in scenario.plans for nad in p.multus()})
+        plans = [p for p in scenario.plans if p.target == target]
+        nads = sorted({nad for p in plans for nad in p.multus()})
         for ns, name in nads:
             print(f"NetworkAttachmentDefinition {ns}/{name} (bridge)")
             config = (
@@ -143,6 +156,8 @@ async def _create(call: Any) -> None:
 async def register_and_plan(hoist: Hoist, stack: Stack, scenario: dsc.Scenario) -> None:
     await prepare_cluster(stack, scenario)
     await hoist.run("providers", "add", TARGET_PROVIDER, "--type", "kubevirt", "--wait")
+    if scenario.needs_remote():
+        await _add_remote(hoist, stack)
     sources = {p.source for p in scenario.plans}
     if "ovirt" in sources:
         await _add_ovirt(hoist, stack)
@@ -181,6 +196,24 @@ async def _add_openstack(hoist: Hoist, stack: Stack) -> None:
     )  # fmt: skip
 
 
+async def _add_remote(hoist: Hoist, stack: Stack) -> None:
+    """The second cluster as its administrator hands it over: its API server's URL and CA,
+    and a token of the least-privilege identity ``python -m tools.remoterbac`` makes there
+    (``tools/stack.py`` applied it)."""
+    creds = stack.remote_credentials()
+    ca_file = stack.spec.workdir / "remote-ca.pem"
+    ca_file.write_text(creds["cacert"])
+    hoist.env[REMOTE_TOKEN_ENV] = creds["token"]
+    await hoist.run(
+        "providers", "add", REMOTE_PROVIDER, "--type", "kubevirt", "--url", creds["url"],
+        "--password-env", REMOTE_TOKEN_ENV, "--ca-file", str(ca_file), "--wait",
+    )  # fmt: skip
+
+
+def _target(plan: dsc.PlanSpec) -> str:
+    return REMOTE_PROVIDER if plan.target == "remote" else TARGET_PROVIDER
+
+
 def _provider(source: str) -> str:
     return OVIRT_PROVIDER if source == "ovirt" else OPENSTACK_PROVIDER
 
@@ -190,12 +223,12 @@ async def _maps_and_plan(hoist: Hoist, scenario: dsc.Scenario, plan: dsc.PlanSpe
     net_args = [f"--entry={src}={target}" for src, target in plan.networks.items()]
     await hoist.run(
         "maps", "create", "network", f"{plan.name}-network",
-        "--source", source, "--target", TARGET_PROVIDER, *net_args,
+        "--source", source, "--target", _target(plan), *net_args,
     )  # fmt: skip
     storage_args = [f"--entry={src}={st.cli()}" for src, st in plan.storage.items()]
     await hoist.run(
         "maps", "create", "storage", f"{plan.name}-storage",
-        "--source", source, "--target", TARGET_PROVIDER, *storage_args,
+        "--source", source, "--target", _target(plan), *storage_args,
     )  # fmt: skip
     vm_args = [f"--vm={vm}" for vm in plan.vms]
     hook_args: list[str] = []
@@ -205,7 +238,7 @@ async def _maps_and_plan(hoist: Hoist, scenario: dsc.Scenario, plan: dsc.PlanSpe
             await hoist.run("hooks", "create", name, "--image", HOOK_IMAGE, "--deadline", "2m")
             hook_args.append(f"--{step}-hook={name}")
     await hoist.run(
-        "plans", "create", plan.name, "--source", source, "--target", TARGET_PROVIDER,
+        "plans", "create", plan.name, "--source", source, "--target", _target(plan),
         "--namespace", scenario.namespace_of(plan),
         "--network-map", f"{plan.name}-network", "--storage-map", f"{plan.name}-storage",
         *vm_args, "--target-power-state", plan.target_power_state,

@@ -11,6 +11,7 @@ A scenario is one YAML document with up to four keys (``docs/demo.md`` has a ful
         vms: [web-1, db-1]
         namespace: migrated           # optional, default: the top-level namespace
         targetPowerState: auto        # on | off | auto
+        target: local                 # local (Hoist's cluster) | remote (a second cluster)
         networks: {ovirtmgmt: pod, storage: "multus:migrated/storage", backup: ignored}
         storage:
           data: {storageClass: standard, volumeMode: Block, accessMode: ReadWriteOnce}
@@ -226,6 +227,9 @@ class PlanSpec(_Strict):
     vms: list[str] = Field(min_length=1)
     namespace: str | None = Field(None, pattern=DNS_LABEL)
     target_power_state: Literal["on", "off", "auto"] = Field("auto", alias="targetPowerState")
+    #: The target cluster: Hoist's own, or a second simulated cluster registered as a remote
+    #: ``kubevirt`` provider (docs/populator-controller.md, "Remote target clusters").
+    target: Literal["local", "remote"] = "local"
     networks: dict[str, str] = Field(default_factory=dict)
     storage: dict[str, StorageTarget] = Field(default_factory=dict)
     #: Boot each migrated VM from its volumes and compare what the guest sees with its
@@ -261,10 +265,13 @@ class Scenario(_Strict):
     def namespace_of(self, plan: PlanSpec) -> str:
         return plan.namespace or self.namespace
 
-    def namespaces(self) -> set[str]:
-        return {self.namespace_of(p) for p in self.plans} | {
-            ns for p in self.plans for ns, _ in p.multus()
-        }
+    def namespaces(self, target: str = "local") -> set[str]:
+        """The namespaces the plans into one target cluster need there."""
+        plans = [p for p in self.plans if p.target == target]
+        return {self.namespace_of(p) for p in plans} | {ns for p in plans for ns, _ in p.multus()}
+
+    def needs_remote(self) -> bool:
+        return any(p.target == "remote" for p in self.plans)
 
 
 def resolve_image(ref: str, base: Path) -> Path:
@@ -394,6 +401,11 @@ def check(s: Scenario) -> list[str]:
                 problems.append(
                     f"{where}.storage.{src}: no storage class {st.storage_class!r} in the "
                     f"simulated cluster (it has {', '.join(sorted(classes - {''}))})"
+                )
+            elif st.storage_class in static and plan.target == "remote":
+                problems.append(
+                    f"{where}.storage.{src}: storage class {st.storage_class!r} is static, and "
+                    "the scenario's volumes are made in Hoist's own cluster, not the remote one"
                 )
             elif st.storage_class in static and not any(
                 v.storage_class == st.storage_class for v in s.volumes

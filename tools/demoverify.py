@@ -47,7 +47,7 @@ async def verify_plans(
         except Exception as exc:  # one plan's trouble must not hide the others' results
             report.problems.append(f"plan {plan.name}: {exc.__class__.__name__}: {exc}")
     boots = [
-        (result.namespace, vm, expected[plan.name][vm.name])
+        (result.namespace, plan.target == "remote", vm, expected[plan.name][vm.name])
         for plan, result in zip(scenario.plans, report.plans, strict=True)
         if plan.boot_check
         for vm in result.vms
@@ -55,7 +55,7 @@ async def verify_plans(
     if boots:
         print(f"booting {len(boots)} migrated VMs from their volumes ...", flush=True)
         gate = asyncio.Semaphore(BOOTS_AT_ONCE)
-        await asyncio.gather(*(_boot(stack, ns, vm, exp, gate) for ns, vm, exp in boots))
+        await asyncio.gather(*(_boot(stack, *boot, gate) for boot in boots))
         if result.phase not in FINAL:
             report.problems.append(
                 f"plan {plan.name}: still {result.phase or 'not started'} when the watch ended "
@@ -97,7 +97,9 @@ async def _verify_plan(
             error = view.get("error")
             vm.error = (error.get("message") if isinstance(error, Mapping) else error) or None
             vm.steps = rep.step_timings(view)
-        await _check_target(stack, result.namespace, expected, vm, view, plan.convert_guest)
+        await _check_target(
+            stack, result.namespace, expected, vm, view, plan.convert_guest, plan.target
+        )
 
 
 def _expected(stack: Stack, plan: dsc.PlanSpec, name: str) -> vmcheck.ExpectedVm:
@@ -125,10 +127,12 @@ async def _check_target(
     vm: rep.VmResult,
     view: Mapping[str, Any],
     converted: bool = False,
+    cluster: str = "local",
 ) -> None:
     """``converted``: the plan converted its guests (ConvertGuest), so the volumes differ
     from the source by design; the boot check is what proves them, not a checksum."""
-    async with stack.kube() as api:
+    remote = cluster == "remote"
+    async with stack.kube(remote) as api:
         claims = await _claims(api, namespace, expected.vm_id)
         target = await _virtual_machine(api, namespace, vm.target_name) if vm.target_name else None
     vm.mismatches = vmcheck.check_vm(expected, target)
@@ -153,7 +157,7 @@ async def _check_target(
                 source = await stack.engine.image_path(disk.disk_id)
             if source is None:
                 raise VerifyError("the source image is unknown")
-            target_file = await stack.volume_file(namespace, d.claim)
+            target_file = await stack.volume_file(namespace, d.claim, remote)
             d.comparison = await asyncio.to_thread(
                 compare_disk, source, disk.format, target_file, disk.size
             )
@@ -165,6 +169,7 @@ async def _check_target(
 async def _boot(
     stack: Stack,
     namespace: str,
+    remote: bool,
     vm: rep.VmResult,
     expected: vmcheck.ExpectedVm,
     gate: asyncio.Semaphore,
@@ -175,7 +180,7 @@ async def _boot(
         vm.boot = {"result": "failed", "error": "no migrated VirtualMachine to boot"}
         return
     try:
-        async with stack.kube() as api:
+        async with stack.kube(remote) as api:
             target = await _virtual_machine(api, namespace, vm.target_name)
         if target is None:
             raise bootcheck.BootCheckError(f"VirtualMachine {vm.target_name} is gone")
@@ -183,7 +188,7 @@ async def _boot(
         for volume in target["spec"]["template"]["spec"].get("volumes") or []:
             claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
             if claim:
-                files[claim] = await stack.volume_file(namespace, claim)
+                files[claim] = await stack.volume_file(namespace, claim, remote)
     except (bootcheck.BootCheckError, client.ApiException, OSError) as exc:
         vm.boot = {"result": "failed", "error": str(exc)}
         return

@@ -223,12 +223,19 @@ class Stack:
         return env
 
     @contextlib.asynccontextmanager
-    async def kube(self) -> AsyncIterator[client.ApiClient]:
-        """A kubernetes-asyncio client on the cluster, as the kubeconfig a user has."""
+    async def kube(self, remote: bool = False) -> AsyncIterator[client.ApiClient]:
+        """A kubernetes-asyncio client on the cluster, as the kubeconfig a user has; with
+        ``remote``, on the remote target cluster as its administrator."""
         from kubernetes_asyncio import client, config
 
         configuration = client.Configuration()
-        await config.load_kube_config(str(self.kubeconfig), client_configuration=configuration)
+        if remote:
+            assert self.remote is not None, "this stack has no remote cluster"
+            await config.load_kube_config_from_dict(
+                self.remote.kubeconfig_dict(), client_configuration=configuration
+            )
+        else:
+            await config.load_kube_config(str(self.kubeconfig), client_configuration=configuration)
         async with client.ApiClient(configuration) as api:
             yield api
 
@@ -247,13 +254,13 @@ class Stack:
         ca = base64.b64decode(self.remote.server.ca_data or "").decode()
         return {"url": self.remote.url, "token": token, "cacert": ca}
 
-    async def volume_file(self, namespace: str, pvc: str) -> Path:
+    async def volume_file(self, namespace: str, pvc: str, remote: bool = False) -> Path:
         """The file holding a claim's bytes: a Block volume's sparse file, or ``disk.img``
         in a Filesystem volume's directory. It may be longer than the disk (sizes are
         rounded up), never shorter."""
         from kubernetes_asyncio import client
 
-        async with self.kube() as api:
+        async with self.kube(remote) as api:
             core = client.CoreV1Api(api)
             claim = await core.read_namespaced_persistent_volume_claim(pvc, namespace)
             volume = await core.read_persistent_volume(claim.spec.volume_name)

@@ -46,8 +46,9 @@ def test_the_remote_identity_is_least_privilege() -> None:
     # Definitions: read, never written (the admin applies them).
     assert granted["apiextensions.k8s.io", "customresourcedefinitions"] == {"get"}
     assert granted["populator.storage.k8s.io", "volumepopulators"] == {"get"}
-    # No cluster-scoped writes but the volumes the controller rebinds.
-    assert granted["", "persistentvolumes"] == {"get", "patch"}
+    # No cluster-scoped writes but the volumes the controller rebinds (and pins, for a
+    # static class: it lists the Available ones).
+    assert granted["", "persistentvolumes"] == {"get", "list", "watch", "patch"}
     assert granted["", "namespaces"] == {"get", "list", "watch"}
     assert granted["storage.k8s.io", "storageclasses"] == {"get", "list", "watch"}
     # What each service does there is covered: the controller's CR status, the
@@ -56,3 +57,37 @@ def test_the_remote_identity_is_least_privilege() -> None:
         assert {"patch", "update"} <= granted[contract.GROUP, f"{kind.plural}/status"]
         assert {"create", "delete", "watch"} <= granted[contract.GROUP, kind.plural]
     assert granted["", "pods/proxy"] == {"get"}
+
+
+def _granted() -> dict[tuple[str, str], set[str]]:
+    return {
+        (group, resource): set(rule["verbs"])
+        for rule in remotetarget.cluster_role_rules()
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def test_the_remote_identity_covers_what_the_controller_and_inventory_call() -> None:
+    """The remote rules mirror the controller's and the inventory's needs as data: every
+    call either makes in a target cluster must be granted there (the definitions only read,
+    since the remote admin applies them), or a remote cluster fails where the local works."""
+    from services.controller import rbac
+    from services.inventory.sources.kubevirt.kinds import SPECS
+
+    granted = _granted()
+    definitions = {
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("populator.storage.k8s.io", "volumepopulators"),
+    }
+    for rule in rbac.cluster_role_rules():
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                if (group, resource) in definitions:
+                    continue
+                missing = set(rule["verbs"]) - granted.get((group, resource), set())
+                assert not missing, (group, resource, missing)
+    for spec in SPECS:
+        wanted = {"get", "list", "watch"}
+        missing = wanted - granted.get((spec.resource.group, spec.resource.plural), set())
+        assert not missing, (spec.resource.plural, missing)

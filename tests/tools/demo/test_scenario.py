@@ -208,3 +208,23 @@ def test_static_volumes_for_plans_onto_static_classes(tmp_path: Path) -> None:
         onto_static | {"volumes": [*volumes, standard]}
     )
     assert "two volumes are named 'pv-1'" in _bad(onto_static | {"volumes": [*volumes, volumes[0]]})
+
+
+def test_plans_into_two_clusters() -> None:
+    """``target: remote`` puts a plan into the second cluster: its namespaces are made
+    there, not in Hoist's own, and a static class (whose volumes the scenario makes in
+    Hoist's cluster) is refused for it, precisely."""
+    path = dsc.DEFAULT_PATH.parent / "remote.yaml"
+    s = dsc.load(path)
+    assert s.needs_remote()
+    assert [p.target for p in s.plans] == ["local", "remote", "local"]
+    assert s.namespaces("remote") == {"far-away"}
+    assert s.namespaces() == {"migrated"}
+    assert not dsc.load(dsc.DEFAULT_PATH).needs_remote()
+    doc = yaml.safe_load(path.read_text())
+    doc["plans"][1]["storage"] = {"data": {"storageClass": "local-static"}}
+    assert "storage class 'local-static' is static, and the scenario's volumes are made in " in (
+        _bad(doc)
+    )
+    doc["plans"][1]["target"] = "elsewhere"
+    assert "plans.1.target: Input should be 'local' or 'remote'" in _bad(doc)
