@@ -136,6 +136,12 @@ def fits(claim_spec: Obj, pv: Obj) -> bool:
     return selects(user_selector(claim_spec), labels)
 
 
+def requested_bytes(claim_spec: Obj) -> int:
+    """What the claim asks for, in bytes (0 when it asks nothing)."""
+    requested = ((claim_spec.get("resources") or {}).get("requests") or {}).get("storage")
+    return size_bytes(requested) if requested is not None else 0
+
+
 def user_selector(claim_spec: Obj) -> Obj | None:
     """The claim's selector without Hoist's hold (``shared.populator.HOLD_SELECTOR``): what
     the volume filled for the claim must match."""

@@ -31,7 +31,9 @@ Next: services/controller/ending.py
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -57,10 +59,26 @@ class Pinning:
     def __init__(self, reconciler: Reconciler) -> None:
         self.r = reconciler
         self.kube: Kube = reconciler.kube
+        # One choice at a time per VM: its disks are reconciled concurrently, and two looks
+        # at once would each see no sibling pinned and could pick volumes on two nodes.
+        # One controller runs per cluster, so a lock in this process is enough.
+        self._vm_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def reserve(self, claim: Obj, populator: Obj, node: str | None) -> str | float | None:
         """The volume pinned to the claim's (future) prime: its name, or the delay after
         which to look again (waiting for a volume, or a race lost to another claim)."""
+        meta = claim["metadata"]
+        vm = (meta.get("labels") or {}).get(contract.VM) or meta["uid"]
+        key = (str(meta["namespace"]), str(vm))
+        lock = self._vm_locks.get(key)
+        if lock is None:
+            lock = self._vm_locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._reserve(claim, populator, node)
+
+    async def _reserve(self, claim: Obj, populator: Obj, node: str | None) -> str | float | None:
         meta, spec = claim["metadata"], claim["spec"]
         namespace, prime = meta["namespace"], contract.prime_claim(meta["uid"])
         pvs, _ = await self.kube.list(PV)
@@ -68,9 +86,12 @@ class Pinning:
             if volumes.bound_to(pv, namespace, prime):
                 return str(pv["metadata"]["name"])  # pinned by an earlier run
         node_obj = await self.kube.get(NODE, node) if node else None
+        # A VM runs on one node: its local volumes should be there too. The node of a disk
+        # pinned already; else, for the first, a node where all the VM's disks fit. Preferred,
+        # not required (a volume elsewhere beats none; the VM's start then says why).
         near = await self._siblings_nodes(claim, pvs)
-        # A VM runs on one node: its local volumes should be there too. Preferred, not
-        # required (a volume elsewhere beats none; the VM's start then says why).
+        if not near and node is None:
+            near = await self._node_for_all(claim, pvs)
         chosen = volumes.best(spec, [pv for pv in pvs if _on(pv, near)], node_obj) if near else None
         chosen = chosen or volumes.best(spec, pvs, node_obj)
         if chosen is None:
@@ -123,6 +144,40 @@ class Pinning:
             and ((pv.get("spec") or {}).get("claimRef") or {}).get("name") in names
             for host in volumes.node_names(pv)
         }
+
+    async def _node_for_all(self, claim: Obj, pvs: list[Obj]) -> set[str]:
+        """The node where every disk of the claim's VM still waiting for a volume gets one
+        (largest first, each the smallest that fits), with the least capacity spent; empty
+        when no single node has room for them all, or none of the volumes is local."""
+        meta = claim["metadata"]
+        vm = (meta.get("labels") or {}).get(contract.VM)
+        siblings: list[Obj] = [claim]
+        if vm:
+            found, _ = await self.kube.list(PVC, meta["namespace"], selector=f"{contract.VM}={vm}")
+            siblings = [
+                c
+                for c in found
+                if contract.source_of(c) is not None and not (c.get("spec") or {}).get("volumeName")
+            ] or [claim]
+        wanting = [c["spec"] for c in siblings if volumes.best(c["spec"], pvs) is not None]
+        wanting.sort(key=lambda spec: -volumes.requested_bytes(spec))
+        hosts = sorted(
+            {h for pv in pvs if volumes.is_available(pv) for h in volumes.node_names(pv)}
+        )
+        best: tuple[int, str] | None = None
+        for host in hosts:
+            left = [pv for pv in pvs if _on(pv, {host})]
+            spent = 0
+            for spec in wanting:
+                pick = volumes.best(spec, left)
+                if pick is None:
+                    break
+                left = [pv for pv in left if pv is not pick]
+                spent += volumes.capacity(pick)
+            else:
+                if best is None or (spent, host) < best:
+                    best = (spent, host)
+        return {best[1]} if best else set()
 
     async def lost(self, claim: Obj, prime: Obj) -> str:
         """Why the prime's pinned volume is no longer its own ("" while it is)."""

@@ -336,6 +336,45 @@ async def test_a_vms_second_disk_goes_to_the_node_of_its_first(s: Static) -> Non
     assert (await core.read_persistent_volume("pv-small-n1")).status.phase == "Available"
 
 
+async def test_a_vms_disks_go_to_the_one_node_where_they_all_fit(s: Static) -> None:
+    """The first disk to get a volume decides the VM's node, so it is chosen for all the
+    VM's disks: the larger disk's smallest volume is on node-2, where the other disk has
+    none, so both go to node-1 (its claim made first, so without the joint choice it
+    would take node-2's and split the VM over two nodes)."""
+    engine, core, custom, _, tmp_path = s.parts()
+    root = tmp_path / "local"
+    await make_volumes(
+        core,
+        local_volume(root, "pv-small-n1", "16Mi", "node-1"),
+        local_volume(root, "pv-large-n1", "32Mi", "node-1"),
+        local_volume(root, "pv-n2", "24Mi", "node-2"),  # the smallest for the larger disk
+    )
+    await start(engine, core, custom)
+    second = new_disk(engine, size="2MiB", allocated=1.0)
+    await make_populator(
+        custom,
+        contract.OVIRT.name,
+        "disk-nd",
+        {"engineUrl": engine.api_url, "engineSecretName": "ovirt-src", "diskId": second.id},
+    )
+    ids = disk_ids("vm")
+    await make_claim(
+        core,
+        "disk-nd",
+        contract.OVIRT.name,
+        {**ids, "disk_id": "larger"},
+        mode="Filesystem",
+        storage_class="local-static",
+        size="24Mi",
+    )
+    await make_claim(
+        core, "disk-st", contract.OVIRT.name, ids, mode="Filesystem", storage_class="local-static"
+    )
+    larger, smaller = await wait_populated(core, "disk-nd"), await wait_populated(core, "disk-st")
+    assert (larger.spec.volume_name, smaller.spec.volume_name) == ("pv-large-n1", "pv-small-n1")
+    assert (await core.read_persistent_volume("pv-n2")).status.phase == "Available"
+
+
 async def test_a_pinned_volume_given_to_someone_else_is_let_go(s: Static) -> None:
     """An administrator hands the volume pinned for Hoist (its pod still waiting for a
     cordoned node) to another claim: Hoist drops its prime and pod, says so, and fills
