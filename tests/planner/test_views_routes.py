@@ -236,7 +236,7 @@ ROUTES: list[tuple[str, str, int, type[BaseModel], set[int], bool]] = [
     ("get", "/plans/{plan}/migrations", 200, MigrationList, {404, 422}, False),
 ]
 ERROR_MODELS = {
-    **{code: "Message" for code in (401, 404, 412, 413, 503)},
+    **{code: "Message" for code in (401, 403, 404, 412, 413, 503)},
     **{code: "Problems" for code in (409, 422)},
 }
 
@@ -251,9 +251,9 @@ def test_the_route_names_its_answer_and_errors(
 ) -> None:
     operation = openapi()["paths"][V1 + path][method]
     responses = operation["responses"]
-    # What the app answers for any route (shared.service.answers): 401 and 503 under
-    # /api/v1, 413 where a body is read.
-    errors = errors | {401, 503} | ({413} if "requestBody" in operation else set())
+    # What the app answers for any route (shared.service.answers): 401, 403 and 503 under
+    # /api/v1 (403: Kubernetes identities, shared.service.access), 413 where a body is read.
+    errors = errors | {401, 403, 503} | ({413} if "requestBody" in operation else set())
     ok = responses[str(code)]
     ref = f"#/components/schemas/{model.__name__}"
     assert ok["content"]["application/json"]["schema"] == {"$ref": ref}

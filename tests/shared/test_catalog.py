@@ -57,6 +57,7 @@ def sample(spec: EventSpec[Any]) -> BaseModel:
             "vms": [],
         },
         p.PlanCancelRequested: ids,
+        p.HookChanged: {"hook_id": "hook.1", "name": "drain", "action": "updated", "revision": 2},
         p.PlanCutoverChanged: {**ids, "cutover": now, "revision": 2},
         p.PlanStatusChanged: {**ids, "phase": "Running"},
         p.VmStepChanged: {**ids, "step": "DiskTransfer", "state": "Running"},
