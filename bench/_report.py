@@ -23,6 +23,13 @@ def emit(result: dict[str, Any], as_json: bool) -> int:
 
 
 def target(value: float, op: str, bound: float) -> dict[str, Any]:
-    """One entry of ``targets``: ``op`` is ">=" or "<="."""
-    met = value >= bound if op == ">=" else value <= bound
+    """One entry of ``targets``: ``op`` is ">=", "<=", ">", "<" or "==" (a bound that must
+    be reached exactly, such as a limit)."""
+    met = {
+        ">=": value >= bound,
+        "<=": value <= bound,
+        ">": value > bound,
+        "<": value < bound,
+        "==": value == bound,
+    }[op]
     return {"value": value, "target": f"{op} {bound}", "met": met}

@@ -252,6 +252,18 @@ POPULATOR_POD_FINISHED: EventSpec[Any] = EventSpec(
     description="A populator pod ended (succeeded or failed); stop scraping it.",
 )
 
+POPULATION_ENDED: EventSpec[Any] = EventSpec(
+    name="population.ended",
+    subject="population.{plan_id}.vm.{vm_id}.disk.{disk_id}.ended",
+    payload=p.PopulationEnded,
+    delivery=Delivery.CORE,
+    producer="controller",
+    consumers=("orchestrator",),
+    description="A disk's populator CR reached Succeeded (claim bound) or Failed: the "
+    "VM's DiskTransfer step looks at once instead of at its next poll (at most once; the "
+    "poll is the safety net).",
+)
+
 DISK_PROGRESS: EventSpec[Any] = EventSpec(
     name="progress.disk",
     subject="progress.{plan_id}.vm.{vm_id}.disk.{disk_id}",
@@ -284,6 +296,7 @@ EVENTS: tuple[EventSpec[Any], ...] = (
     VM_FINISHED,
     POPULATOR_POD_STARTED,
     POPULATOR_POD_FINISHED,
+    POPULATION_ENDED,
     DISK_PROGRESS,
     VM_PROGRESS,
 )

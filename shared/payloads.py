@@ -442,6 +442,19 @@ class PopulatorPodFinished(Payload):
     error: ErrorInfo | None = None
 
 
+class PopulationEnded(Payload):
+    """A disk's population ended for good: its CR is Succeeded (the user claim bound to the
+    populated volume) or Failed. The orchestrator's DiskTransfer step looks at once rather
+    than at its next poll; a lost notice costs that poll, nothing else."""
+
+    plan_id: Id
+    migration_id: Id
+    vm_id: Id
+    disk_id: Id
+    cluster_id: Id
+    outcome: Outcome
+
+
 # --- progress ------------------------------------------------------------------------------
 
 

@@ -352,6 +352,14 @@ class OrchestratorSettings(BaseModel):
     poll_seconds: float = Field(
         2.0, gt=0, le=60, description="How often a waiting step looks at the cluster again."
     )
+    transfer_poll_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="How often DiskTransfer looks at its disks' populators while they copy: "
+        "a disk's end wakes it at once (the controller's population.ended), so this only "
+        "refreshes the step's progress and bounds a lost notice.",
+    )
     lease_seconds: float = Field(
         60.0,
         ge=5,

@@ -203,6 +203,7 @@ class Stack:
             # Quicker than production's rhythm, so a small disk's migration is not mostly
             # waiting for the next poll; none of these changes what the services do.
             "HOIST_ORCHESTRATOR_POLL_SECONDS": "0.5",
+            "HOIST_ORCHESTRATOR_TRANSFER_POLL_SECONDS": "2",
             "HOIST_ORCHESTRATOR_CONTROLLER_RESYNC_SECONDS": "2",
             "HOIST_ORCHESTRATOR_POWER_OFF_TIMEOUT_SECONDS": "5",
             "HOIST_PROGRESS_SCRAPE_SECONDS": "1",

@@ -131,6 +131,7 @@ class Ending:
                 reason=contract.Reason.COMPLETED,
                 message=message,
             )
+            await self.announcer.ended(claim, source.kind, Outcome.SUCCEEDED)
         if contract.FINALIZER in (meta.get("finalizers") or []):
             await self._record(claim, NORMAL, "PopulationCompleted", message)
             await self.remove_finalizer(claim)
@@ -237,6 +238,7 @@ class Ending:
                 claim, WARNING, contract.Reason.POPULATOR_FAILED, str(fields["message"])
             )
             metrics.POPULATIONS.labels("failed").inc()
+            await self.announcer.ended(claim, source.kind, Outcome.FAILED)
             return await self.clean_up_failed(claim, source)
         if not counted:
             # Counted together with the pod's uid: a controller that restarts before the

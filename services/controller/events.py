@@ -1,4 +1,5 @@
-"""``populator.pod.started`` / ``populator.pod.finished`` on NATS, once per pod.
+"""``populator.pod.started`` / ``populator.pod.finished`` on NATS, once per pod, and
+``population.ended`` (core NATS) once a disk's CR is final.
 
 Event ids derive from the pod's uid (``populator-started-<uid>``, ``populator-finished-
 <uid>``): a controller that restarts and announces a pod again publishes the same id, and
@@ -6,6 +7,10 @@ JetStream's duplicate window drops it. A recreated pod has a new uid, so it is a
 anew. The reconciler deletes a pod only once its ``finished`` event is published, so no
 pod ends unannounced; while NATS is away that waits (the publish is retried), and the
 copy itself never waits for NATS.
+
+``population.ended`` is a nudge, not a record: the orchestrator's DiskTransfer step looks at
+the CR when it arrives instead of at its next poll. It is published at most once and never
+retried; a lost one costs the orchestrator that poll.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from shared.kube import Obj
 from shared.payloads import (
     ErrorInfo,
     Outcome,
+    PopulationEnded,
     PopulatorPodFinished,
     PopulatorPodStarted,
     ResourceRef,
@@ -117,6 +123,24 @@ class Announcer:
             error=error,
         )
         return await self._publish(catalog.POPULATOR_POD_FINISHED, data, event_id)
+
+    async def ended(self, claim: Obj, kind: contract.Kind, outcome: Outcome) -> None:
+        """The disk's CR is final (``outcome``): nudge the orchestrator, once, best effort."""
+        disk = self._disk(claim, kind)
+        if self.bus is None or disk is None:
+            return
+        data = PopulationEnded(
+            plan_id=disk.plan_id,
+            migration_id=disk.migration_id,
+            vm_id=disk.vm_id,
+            disk_id=disk.disk_id,
+            cluster_id=disk.cluster_id,
+            outcome=outcome,
+        )
+        try:
+            await self.bus.publish(catalog.POPULATION_ENDED, data)
+        except Exception as exc:  # the orchestrator's poll finds it anyway
+            log.info("population.ended of claim %s not sent: %s", claim["metadata"]["uid"], exc)
 
     async def _publish(
         self,

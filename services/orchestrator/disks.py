@@ -188,7 +188,9 @@ async def transfer(ctx: StepContext) -> Answer:
             ),
             tasks=tasks,
         )
-    return Wait(ctx.settings.poll_seconds, progress=progress, tasks=tasks)
+    # Not every poll_seconds: the controller's population.ended wakes the step when a disk
+    # ends (runner.nudge); each look costs two reads per disk, for every VM copying.
+    return Wait(ctx.settings.transfer_poll_seconds, progress=progress, tasks=tasks)
 
 
 def disk_error(disk: PlannedDisk, status: contract.Status) -> ErrorInfo:

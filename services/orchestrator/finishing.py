@@ -18,6 +18,7 @@ Next: services/orchestrator/virtualmachines.py
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from services.orchestrator import naming, precopy
@@ -44,6 +45,10 @@ log = logging.getLogger("hoist.orchestrator.finishing")
 _TEMPORARY = (JOB, POD, CONFIG_MAP, *POPULATORS.values(), SECRET)
 """What only the migration needed (the claims and the VirtualMachine stay), consumers first
 (a hook's Job before the pods it would otherwise make again)."""
+
+CLEANUP_RECHECK_SECONDS = 0.5
+"""Cleanup looks again this soon at objects still terminating after their deletion, and
+later each time (up to 5 s), so a long grace period still fits in its attempts."""
 
 TEARDOWN_ATTEMPTS = 30
 """A teardown that keeps failing (a source that stays unreachable) gives up after this many
@@ -94,10 +99,7 @@ async def cleanup(ctx: StepContext) -> Answer:
     problems: list[str] = []
     left = 0
     try:
-        objects = await ctx.objects()
-        selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
-        for kind in _TEMPORARY:
-            left += await objects.delete_selected(kind, selector)
+        left = await _remove_temporary(ctx)
     except RetryLater as exc:
         problems.append(f"target cluster: {exc.message}")
     try:
@@ -112,11 +114,29 @@ async def cleanup(ctx: StepContext) -> Answer:
         if problems:
             return Wait(10.0, note="; ".join(problems))
         if left:
-            # Deleted now; the next call confirms they are gone (finalizers, GC).
-            return Wait(1.0, note=f"removing {left} temporary object(s)")
+            # Still terminating (finalizers, a pod's grace period): the next call confirms.
+            later = min(5.0, CLEANUP_RECHECK_SECONDS * attempts)
+            return Wait(later, note=f"removing {left} temporary object(s)")
     if left:
         problems.append(f"{left} object(s) still terminating")
     return Done(detail={"leftBehind": problems} if problems else {})
+
+
+async def _remove_temporary(ctx: StepContext) -> int:
+    """Delete what only the migration needed; how many objects are still there after.
+
+    The Job first (its pods would otherwise be made again), then the other kinds at once;
+    most objects have no finalizer and are gone as soon as they are deleted, so one more
+    look in the same call usually ends the step without waiting for another."""
+    objects = await ctx.objects()
+    selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
+    left = await objects.delete_selected(_TEMPORARY[0], selector)
+    rest = _TEMPORARY[1:]
+    left += sum(await asyncio.gather(*(objects.delete_selected(k, selector) for k in rest)))
+    if left:
+        found = await asyncio.gather(*(objects.list(k, selector) for k in _TEMPORARY))
+        left = sum(len(f) for f in found)
+    return left
 
 
 async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:

@@ -112,6 +112,16 @@ _RELEASE = text(
     "UPDATE orchestrator.vms SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner"
 )
 _HEADER = text("SELECT header FROM orchestrator.migrations WHERE id = :id")
+# A nudge (``population.ended``): the VM looks again now instead of at its next poll. A VM
+# held by a step call is left alone here and nudged after its commit (``_commit``).
+_NUDGE = text(
+    """
+    UPDATE orchestrator.vms SET next_run_at = now()
+    WHERE migration_id = :migration AND vm_id = :vm AND next_run_at > now()
+      AND lease_owner IS NULL
+    RETURNING vm_id
+    """
+)
 
 
 class Runner:
@@ -135,8 +145,20 @@ class Runner:
         self._running: set[asyncio.Task[None]] = set()
         self._headers: dict[str, PlanStarted] = {}
         self._stopping = False
+        #: VMs nudged while a step call held them: nudged again once it committed.
+        self._nudged: set[tuple[str, str]] = set()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    async def nudge(self, migration_id: str, vm_id: str) -> None:
+        """Something the VM waits for happened (its disk's population ended): run its step
+        now rather than at its next poll. Best effort: the poll remains the safety net."""
+        self._nudged.add((migration_id, vm_id))
+        async with self.sessionmaker() as session, session.begin():
+            found = await session.execute(_NUDGE, {"migration": migration_id, "vm": vm_id})
+            if found.first() is not None:
+                self._nudged.discard((migration_id, vm_id))
         self._wake.set()
 
     async def run(self) -> None:
@@ -244,6 +266,11 @@ class Runner:
             log.warning("VM %s: lease lost before its step ended; result dropped", row.vm_id)
         elif change.delay == 0:
             self._wake.set()
+        key = (row.migration_id, row.vm_id)
+        if key in self._nudged and change.delay > 0:
+            # Nudged while this call ran: what it waits for may have come after it looked.
+            await self.nudge(*key)
+        self._nudged.discard(key)
 
     # --- one call -------------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ def sample(spec: EventSpec[Any]) -> BaseModel:
             "outcome": "Failed",
             "error": {"reason": "ImageioForbidden", "message": "ticket expired", "permanent": True},
         },
+        p.PopulationEnded: {**ids, "cluster_id": "c", "outcome": "Succeeded"},
         p.DiskProgress: {
             **ids,
             "bytes_done": 5,
