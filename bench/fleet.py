@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _report
+from bench import downtime as downtime_bench
 from bench.downtime import api, log, plan_maps, quantile, r2, step_times, wait_final
 from shared.devservices import dev_services
 from shared.settings import HoistSettings
@@ -290,34 +291,13 @@ async def measure(args: Any, work: Path) -> dict[str, Any]:
             cpu = {n: cpu_seconds(pid) - cpu0[n] for n, pid in pids.items()}
             rss = {n: peak_rss_mib(pid) for n, pid in pids.items()}
             watcher.cancel()
-            views = await pipelines(stack, migration_id)
+            views = list((await downtime_bench.pipelines(stack, migration_id)).values())
             copies = copies_in(stack.logs / "pods")
     limit = int(
         env.get("HOIST_PLANNER_MAX_DISKS_IN_FLIGHT_PER_SOURCE")
         or HoistSettings.model_construct().planner.max_disks_in_flight_per_source
     )
     return figures_of(args, env, views, copies, wall, cpu, rss, flight, latencies, limit)
-
-
-async def pipelines(stack: Stack, migration_id: str) -> list[dict[str, Any]]:
-    orchestrator = stack.services["orchestrator"]
-    migration = await api(orchestrator, "GET", f"/migrations/{migration_id}")
-    items = migration["items"]
-    bad = [
-        f"{v['name']}: {v['phase']} {v.get('error')}" for v in items if v["phase"] != "Succeeded"
-    ]
-    if bad:
-        raise RuntimeError(f"{len(bad)} of {len(items)} VMs did not succeed: {'; '.join(bad[:20])}")
-    sem = asyncio.Semaphore(8)
-
-    async def one(vm_id: str) -> dict[str, Any]:
-        async with sem:
-            view: dict[str, Any] = await api(
-                orchestrator, "GET", f"/migrations/{migration_id}/vms/{vm_id}"
-            )
-            return view
-
-    return list(await asyncio.gather(*(one(v["vmId"]) for v in items)))
 
 
 def _task_ends(view: dict[str, Any], step: str) -> dict[str, tuple[float, float]]:

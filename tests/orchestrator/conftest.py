@@ -49,14 +49,18 @@ def prefix() -> str:
 
 @pytest.fixture(scope="module")
 def env(
+    request: pytest.FixtureRequest,
     servers: DevServices,
     database_url: str,
     prefix: str,
     kube_sim: Cluster,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, str]:
+    """The orchestrator's and controller's settings; a test module's ``ORCHESTRATOR_ENV``
+    (a dict of ``HOIST_*`` settings) is added to them."""
     kubeconfig = kube_sim.kubeconfig(tmp_path_factory.mktemp("kubeconfig") / "config")
-    return orchestrator_env(servers, database_url, prefix, kubeconfig)
+    extra: dict[str, str] = getattr(request.module, "ORCHESTRATOR_ENV", {})
+    return orchestrator_env(servers, database_url, prefix, kubeconfig, **extra)
 
 
 @pytest.fixture(scope="module")

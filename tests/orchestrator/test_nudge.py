@@ -14,12 +14,10 @@ import pytest
 from kubernetes_asyncio import client
 
 from shared.devservices import DevServices
-from sim.kube.cluster import Cluster
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from tests.orchestrator.pipelines import (
     ControllerProcess,
-    orchestrator_env,
     ovirt_disk,
     ovirt_source,
     plan_of,
@@ -33,22 +31,7 @@ from tools.processes import ServiceProcess
 TRANSFER_POLL = 600.0
 
 
-@pytest.fixture(scope="module")
-def env(
-    servers: DevServices,
-    database_url: str,
-    prefix: str,
-    kube_sim: Cluster,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, str]:
-    kubeconfig = kube_sim.kubeconfig(tmp_path_factory.mktemp("kubeconfig") / "config")
-    return orchestrator_env(
-        servers,
-        database_url,
-        prefix,
-        kubeconfig,
-        HOIST_ORCHESTRATOR_TRANSFER_POLL_SECONDS=str(TRANSFER_POLL),
-    )
+ORCHESTRATOR_ENV = {"HOIST_ORCHESTRATOR_TRANSFER_POLL_SECONDS": str(TRANSFER_POLL)}
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from kubernetes_asyncio import client
 from shared import catalog
 from shared import payloads as p
 from shared.devservices import DevServices
-from sim.kube.cluster import Cluster
 from sim.ovirt import scenario
 from sim.ovirt.engine import Engine
 from sim.ovirt.scenario import Fault
@@ -36,7 +35,6 @@ from tests.orchestrator.pipelines import (
     NAMESPACE,
     ControllerProcess,
     orchestrator,
-    orchestrator_env,
     ovirt_source,
     plan_of,
     planned,
@@ -77,22 +75,7 @@ SCENARIO: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def env(
-    servers: DevServices,
-    database_url: str,
-    prefix: str,
-    kube_sim: Cluster,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, str]:
-    kubeconfig = kube_sim.kubeconfig(tmp_path_factory.mktemp("kubeconfig") / "config")
-    return orchestrator_env(
-        servers,
-        database_url,
-        prefix,
-        kubeconfig,
-        HOIST_ORCHESTRATOR_PRECOPY_INTERVAL_SECONDS=str(INTERVAL),
-    )
+ORCHESTRATOR_ENV = {"HOIST_ORCHESTRATOR_PRECOPY_INTERVAL_SECONDS": str(INTERVAL)}
 
 
 @pytest.fixture(scope="module")
