@@ -144,8 +144,15 @@ _NEXT_OF_PLAN = text(
 ).bindparams(values("waiting", VM_WAITING))
 
 LONGEST_WAIT = 15
-"""A VM far back in line looks again at most every ``LONGEST_WAIT`` polls; a freed slot wakes
-the first in line at once (``wake_heads``), so this only bounds how stale its place is."""
+"""Without an estimate yet, a VM far back in line looks again after one poll per wave
+ahead of it, at most ``LONGEST_WAIT`` polls."""
+LONGEST_WAIT_SECONDS = 300.0
+"""With an estimate, a VM behind the first in line looks again after half its estimated
+wait, at most this long. A freed slot wakes the first in line at once (``wake_heads``) and
+each admission the next (``_NEXT_OF_PLAN``), so no VM needs its own look to start: it only
+refreshes its place and estimate. Halving keeps a 1,000-VM line at about ten looks per VM
+(each one an admission transaction and, when its place changed, a step event) instead of
+one every 30 s for as long as it waits, which grew with the square of the plan."""
 
 
 @dataclass(frozen=True)
@@ -306,8 +313,20 @@ async def admit(session: AsyncSession, req: Request, *, poll: float) -> Decision
         limit=limit,
         place=place,
         estimated_start=estimate,
-        retry_after=poll * min(LONGEST_WAIT, max(1, waves if place > 1 else 1)),
+        retry_after=_retry_after(poll, now, estimate, waves, place),
     )
+
+
+def _retry_after(
+    poll: float, now: datetime, estimate: datetime | None, waves: int, place: int
+) -> float:
+    """When a VM that may not start yet looks again (``LONGEST_WAIT_SECONDS``)."""
+    if place <= 1:
+        return poll  # first in line: its slot may free at any time (it is also woken)
+    if estimate is None:
+        return poll * min(LONGEST_WAIT, max(1, waves))
+    remaining = (estimate - now).total_seconds()
+    return min(LONGEST_WAIT_SECONDS, max(poll, remaining / 2))
 
 
 async def take_vm_slot(session: AsyncSession, req: Request, *, poll: float) -> Decision:

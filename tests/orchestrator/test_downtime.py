@@ -54,7 +54,9 @@ SCENARIO: dict[str, Any] = {
         ),
         *({"name": f"share-{i}", "disks": [_disk(f"share-{i}-disk", "4MiB")]} for i in range(8)),
         *({"name": f"cut-{i}", "disks": [_disk(f"cut-{i}-disk", "4MiB")]} for i in range(4)),
-        {"name": "hold", "disks": [_disk("hold-disk", "8MiB")]},
+        # Copies for about 8 s: the queued VM is canceled while this one holds the slot,
+        # even on a loaded machine.
+        {"name": "hold", "disks": [_disk("hold-disk", "16MiB")]},
         {"name": "queued", "disks": [_disk("queued-disk", "4MiB")]},
         {"name": "bad", "disks": [_disk("bad-disk", "4MiB")]},
         {"name": "after-bad", "disks": [_disk("after-bad-disk", "4MiB")]},
