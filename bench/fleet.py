@@ -39,8 +39,9 @@ Figures:
   own (``cpu_s_per_vm_<name>``); ``rss_peak_mib_<name>``: each one's peak RSS (VmHWM).
 - ``max_disks_in_flight``: the most disks in flight seen in the cluster at once, counted
   from a watch on the target namespace's claims: a disk is in flight from its claim's
-  creation until the claim is bound. Target: at most the limit (the plan's and the
-  source's), and reaching it.
+  creation until the claim is bound. Target: exactly ``disk_limit``, the plan's disk limit
+  (``maxDisksInFlight``, default 10) or its source's (20), whichever is lower: never above
+  it, and reaching it.
 - ``plan_get_p50_ms``/``_p99_ms`` and ``plan_vms_p99_ms``: ``GET /plans/{id}`` and the plan's
   status (``GET /plans/{id}/vms``, the first page) timed at the client every
   ``--status-every`` s (2) while the plan runs: as a console would, not so often that the
@@ -124,6 +125,14 @@ def production_env(quick: dict[str, str]) -> dict[str, str]:
         if info is not None and info.default is not None:
             out[key] = str(info.default)
     return out
+
+
+def disk_limit(plan: dict[str, Any]) -> int:
+    """The most disks of this plan copied at once: its own limit (the planner's default
+    when it names none) and its source's, whichever is lower."""
+    defaults = HoistSettings.model_construct().planner
+    own = (plan.get("limits") or {}).get("maxDisksInFlight") or defaults.max_disks_in_flight
+    return min(int(own), defaults.max_disks_in_flight_per_source)
 
 
 # --- what runs beside the plan ----------------------------------------------------------------
@@ -294,10 +303,7 @@ async def measure(args: Any, work: Path) -> dict[str, Any]:
             watcher.cancel()
             views = list((await downtime_bench.pipelines(stack, migration_id)).values())
             copies = copies_in(stack.logs / "pods")
-    limit = int(
-        env.get("HOIST_PLANNER_MAX_DISKS_IN_FLIGHT_PER_SOURCE")
-        or HoistSettings.model_construct().planner.max_disks_in_flight_per_source
-    )
+    limit = disk_limit(plan)
     return figures_of(args, env, views, copies, wall, cpu, rss, flight, latencies, limit)
 
 

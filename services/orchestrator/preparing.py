@@ -108,7 +108,9 @@ async def _check_target(ctx: StepContext) -> Fail | None:
 
 async def power_off(ctx: StepContext) -> Answer:
     source = await ctx.source()
-    now = await source.inspect(ctx.vm)
+    # Its power alone: Initialize checked the disks and blockers, and this is what each
+    # poll of a shutting-down guest reads.
+    now = await source.power_state(ctx.vm.vm_id)
     memory = ctx.memory
     if now.power is Power.OFF:
         if memory.get("source_power") == Power.ON.value:

@@ -70,6 +70,12 @@ class Source(Protocol):
         """The VM now; ``SourceError("VmNotFound", permanent=True)`` when it is gone."""
         ...
 
+    async def power_state(self, vm_id: str) -> SourceVm:
+        """The VM's power and status only (no disks, no blockers): what PowerOffSource polls
+        while the guest shuts down. One read of the VM, where ``inspect`` also lists its
+        snapshots and every image transfer of the engine (oVirt) or each volume (Cinder)."""
+        ...
+
     async def shutdown(self, vm_id: str) -> None:
         """Ask the guest to power off (ACPI); returns at once, ``inspect`` shows the effect."""
         ...

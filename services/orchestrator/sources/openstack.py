@@ -185,6 +185,13 @@ def _read_server(conn: Any, server_id: str) -> tuple[Any, list[Any]] | None:
     return server, volumes
 
 
+def _read_server_only(conn: Any, server_id: str) -> Any:
+    try:
+        return conn.compute.get_server(server_id)
+    except os_exc.NotFoundException:
+        return None
+
+
 def _server_task(conn: Any, server_id: str) -> tuple[bool, str | None]:
     """Whether the cloud shows the server's task state, and that state. Read raw: the SDK
     gives None both for "no task" and for an attribute the policy hides."""
@@ -375,6 +382,13 @@ class OpenStackSource:
             disk_ids=tuple(disk_ids),
             blockers=tuple(why),
         )
+
+    async def power_state(self, vm_id: str) -> SourceVm:
+        server = await self._call(_read_server_only, vm_id)
+        if server is None:
+            raise errors.vm_not_found(f"server {vm_id}", self.where)
+        status = str(server.status or "UNKNOWN")
+        return SourceVm(vm_id=vm_id, name=server.name or "", power=_power(status), status=status)
 
     # ---------------------------------------------------------------- power
 

@@ -156,6 +156,19 @@ class OvirtSource:
             blockers=tuple(why),
         )
 
+    async def power_state(self, vm_id: str) -> SourceVm:
+        def read(conn: sdk.Connection) -> Any:
+            try:
+                return conn.system_service().vms_service().vm_service(vm_id).get()
+            except sdk.NotFoundError:
+                return None
+
+        got = await self._run(read)
+        if got is None:
+            raise errors.vm_not_found(f"VM {vm_id}", self.where)
+        status = _status(got)
+        return SourceVm(vm_id=vm_id, name=got.name or "", power=_power(status), status=status)
+
     # ---------------------------------------------------------------- power
 
     async def shutdown(self, vm_id: str) -> None:

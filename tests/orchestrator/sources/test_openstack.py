@@ -155,6 +155,8 @@ async def test_stop_and_start(source: Source, cloud: Cloud, servers: dict[str, S
     plan = plan_of(cloud, server)
     await source.shutdown(server.id)
     assert (await source.inspect(plan)).power is Power.OFF
+    alone = await source.power_state(server.id)
+    assert (alone.power, alone.status, alone.name) == (Power.OFF, "SHUTOFF", server.name)
     await source.stop(server.id)  # already off: nothing to do
     await source.start(server.id)
     assert (await source.inspect(plan)).power is Power.ON
@@ -174,7 +176,13 @@ async def test_stop_and_start(source: Source, cloud: Cloud, servers: dict[str, S
 
 async def test_a_server_gone_is_permanent(source: Source) -> None:
     ghost = planned("00000000-0000-4000-8000-000000000000", "ghost", [])
-    for call in (source.inspect(ghost), source.stop(ghost.vm_id), source.start(ghost.vm_id)):
+    calls = (
+        source.inspect(ghost),
+        source.power_state(ghost.vm_id),
+        source.stop(ghost.vm_id),
+        source.start(ghost.vm_id),
+    )
+    for call in calls:
         with pytest.raises(SourceError) as err:
             await call
         assert (err.value.reason, err.value.permanent) == ("VmNotFound", True)

@@ -76,7 +76,8 @@ def plan_of(engine: Engine, name: str) -> PlannedVm:
 
 
 async def power(source: Source, engine: Engine, name: str) -> Power:
-    return (await source.inspect(plan_of(engine, name))).power
+    """As PowerOffSource polls it: the VM's power alone."""
+    return (await source.power_state(vm_named(engine, name).id)).power
 
 
 async def test_inspect_an_up_vm(source: Source, engine: Engine) -> None:
@@ -85,6 +86,8 @@ async def test_inspect_an_up_vm(source: Source, engine: Engine) -> None:
     assert (found.vm_id, found.name, found.power, found.status) == (vm.id, "up-1", Power.ON, "up")
     assert found.disk_ids == tuple(a.disk_id for a in vm.disk_attachments)
     assert found.blockers == ()
+    alone = await source.power_state(vm.id)
+    assert (alone.vm_id, alone.name, alone.power, alone.status) == (vm.id, "up-1", Power.ON, "up")
     assert (await source.convert("m-1", plan_of(engine, "up-1"))).done
     await source.remove_artifacts("m-1", plan_of(engine, "up-1"))  # nothing to remove
 
@@ -206,7 +209,13 @@ async def test_a_transfer_in_progress_and_a_detached_disk_are_blockers(
 
 async def test_a_vm_gone_is_permanent(source: Source) -> None:
     missing = planned("00000000-0000-4000-8000-000000000000", "ghost", [])
-    for call in (source.inspect(missing), source.stop(missing.vm_id), source.start(missing.vm_id)):
+    calls = (
+        source.inspect(missing),
+        source.power_state(missing.vm_id),
+        source.stop(missing.vm_id),
+        source.start(missing.vm_id),
+    )
+    for call in calls:
         with pytest.raises(SourceError) as err:
             await call
         assert (err.value.reason, err.value.permanent) == ("VmNotFound", True)
