@@ -193,28 +193,34 @@ class Copier:
     ) -> bool:
         """Read one unit's ranges (already requested if ``asked``), request ``then``'s
         before taking this unit's bytes (pipelined: imageio prepares them while we write
-        these), write, hash. Returns whether ``then`` was requested on the connection that
-        is still open."""
-        first, last = unit.pieces[0][0], unit.pieces[-1][0] + unit.pieces[-1][1] - 1
+        these), write each range as it arrives, then hash the unit's blocks. Returns whether
+        ``then`` was requested on the connection that is still open."""
+        pieces = unit.pieces
+        first, last = pieces[0][0], pieces[-1][0] + pieces[-1][1] - 1
+        done = 0  # ranges received and written: a retry asks for the rest only
 
         def once() -> bool:
-            nonlocal asked
+            nonlocal asked, done
             then_asked = False
             try:
                 if not asked:
-                    for offset, n in unit.pieces:
+                    for offset, n in pieces[done:]:
                         reader.ask(offset, n)
                 if then is not None:
                     for offset, n in then.pieces:
                         reader.ask(offset, n)
                     then_asked = True
-                for offset, n in unit.pieces:
+                while done < len(pieces):
+                    offset, n = pieces[done]
                     at = offset - unit.start
                     reader.receive_into(offset, view[at : at + n])
+                    self._last_activity = time.monotonic()
+                    self.volume.write(view[at : at + n], offset)
+                    self.progress.add(n)
+                    done += 1
             except Transient:
                 asked = False  # the reader closed its connection: every request is lost
                 raise
-            self._last_activity = time.monotonic()
             return then_asked
 
         then_asked = retrying(
@@ -224,10 +230,6 @@ class Copier:
             stopped=self._stop.is_set,
             on_retry=self._count_retry,
         )
-        for offset, n in unit.pieces:
-            at = offset - unit.start
-            self.volume.write(view[at : at + n], offset)
-            self.progress.add(n)
         if self.hasher is not None:
             hash_unit(self.hasher, view, unit)
         return then_asked
