@@ -4,8 +4,10 @@ Why this shape: the imageio daemon serves several connections per ticket
 (``max_readers``), TLS and the kernel's copy dominate the client's CPU, and page-cache
 writes cost as much as the download on small VMs. So: up to ``min(max_readers, 4)``
 threads (one when the ranges are small: ``readers_for``), each with one keep-alive
-connection and one reused page-aligned buffer, take the next chunk of a data extent, read
-it straight into the buffer and ``pwrite`` it (O_DIRECT when the volume allows). Zero
+connection and one reused page-aligned buffer, take the next unit (an aligned 8 MiB
+window of the disk and its data ranges: ``units``), read each range straight into its
+place in the buffer and ``pwrite`` it (O_DIRECT when the volume allows), then hash the
+window's blocks for the copy's checksum (``hash_unit``, ``verify``). Zero
 extents are never read: they become holes. A connection reset, a timeout or a 5xx burst
 makes that reader reconnect and read the same chunk again (with backoff), so a run resumes
 where it was; a 403 (ticket gone) or a TLS refusal stops everything at once. Each reader
