@@ -13,7 +13,9 @@ Shape (``docs/demo.md`` explains each field)::
                                     "sourceSha256", "targetSha256", "match",
                                     "transferSeconds", "transferredBytes", "mibPerSecond",
                                     "dataMibPerSecond",
-                                    "qemuCompare",
+                                    "qemuCompare", "converted",
+                                    "blockChecksum": {"algorithm", "blockSize", "value",
+                                                      "verified", "source", "match"} | null,
                                     "error"}],
                          "config": {"ok", "mismatches": [str]}}]}]}
 """
@@ -28,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tools.verifying import DiskComparison, mib_per_second
+from tools.verifying import ChecksumCheck, DiskComparison, mib_per_second
 
 DISK_TRANSFER = "DiskTransfer"
 
@@ -76,12 +78,17 @@ class DiskResult:
     error: str | None = None
     #: ConvertGuest rewrote the volume: not compared with the source (the boot check is).
     converted: bool = False
+    #: The block checksum the populator reported (on the volume) against the source's;
+    #: None when it reported none (OpenStack, a warm copy's incremental last stage).
+    checksum: ChecksumCheck | None = None
 
     @property
     def ok(self) -> bool:
         c = self.comparison
         if self.converted:
             return self.error is None and self.claim is not None
+        if self.checksum is not None and not self.checksum.match:
+            return False
         return self.error is None and c is not None and c.match and c.qemu_identical is not False
 
     def json(self) -> dict[str, Any]:
@@ -103,6 +110,7 @@ class DiskResult:
             else None,
             "qemuCompare": c.qemu_compare if c else None,
             "converted": self.converted,
+            "blockChecksum": self.checksum.json() if self.checksum else None,
             "error": self.error,
         }
 
@@ -203,6 +211,11 @@ def write(path: Path, report: Report) -> None:
 
 def _why(d: DiskResult) -> str:
     c = d.comparison
+    if d.checksum is not None and not d.checksum.match:
+        return (
+            f"the populator's {d.checksum.reported.algorithm} block checksum "
+            f"{d.checksum.reported.value[:16]} is not the source's {d.checksum.source[:16]}"
+        )
     if c is not None and c.match:
         return f"qemu-img compare: {c.qemu_compare}"
     return "content differs"

@@ -8,7 +8,7 @@ VirtualMachines are read from the cluster and compared with the simulators' own 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -18,7 +18,7 @@ from tools import bootcheck, vmcheck
 from tools import demoreport as rep
 from tools import demoscenario as dsc
 from tools.stack import Stack
-from tools.verifying import VerifyError, compare_disk
+from tools.verifying import VerifyError, check_reported, compare_disk
 
 FINAL = ("Succeeded", "Failed", "Canceled")
 #: Boot checks at once: each keeps a core busy under TCG, and these machines have two.
@@ -135,6 +135,7 @@ async def _check_target(
     async with stack.kube(remote) as api:
         claims = await _claims(api, namespace, expected.vm_id)
         target = await _virtual_machine(api, namespace, vm.target_name) if vm.target_name else None
+        checksums = await _reported_checksums(api, namespace, claims.values())
     vm.mismatches = vmcheck.check_vm(expected, target)
     for disk in expected.disks:
         d = rep.DiskResult(disk.disk_id, disk.name, disk.size)
@@ -147,6 +148,7 @@ async def _check_target(
         if d.claim is None:
             d.error = "no claim in the target namespace"
             continue
+        reported = checksums.get(d.claim)
         if converted:
             d.converted = True
             print(f"  {vm.name}/{d.name}: converted in place (checked by booting it)", flush=True)
@@ -161,6 +163,10 @@ async def _check_target(
             d.comparison = await asyncio.to_thread(
                 compare_disk, source, disk.format, target_file, disk.size
             )
+            if reported is not None:
+                d.checksum = await asyncio.to_thread(
+                    check_reported, reported, source, disk.format, disk.size
+                )
         except (VerifyError, OSError, client.ApiException) as exc:
             d.error = str(exc)
         print(_line(vm.name, d), flush=True)
@@ -205,10 +211,36 @@ def _line(vm: str, d: rep.DiskResult) -> str:
     if d.error:
         return f"  {vm}/{d.name}: {d.error}"
     verdict = "match" if j["match"] else "MISMATCH"
-    return (
+    line = (
         f"  {vm}/{d.name}: {d.bytes >> 20} MiB, source {str(j['sourceSha256'])[:16]} "
         f"target {str(j['targetSha256'])[:16]}: {verdict}"
     )
+    if d.checksum is not None:
+        c = d.checksum.reported
+        how = "verified by the source" if c.verified else "reported"
+        line += (
+            f"; populator's {c.algorithm} block checksum ({how}) "
+            f"{'matches the source' if d.checksum.match else 'DIFFERS from the source'}"
+        )
+    return line
+
+
+async def _reported_checksums(
+    api: client.ApiClient, namespace: str, claims: Iterable[str]
+) -> dict[str, contract.BlockChecksum]:
+    """Claim name -> the block checksum its populator reported (on the claim's volume)."""
+    core = client.CoreV1Api(api)
+    out = {}
+    for name in claims:
+        pvc = await core.read_namespaced_persistent_volume_claim(name, namespace)
+        if not pvc.spec.volume_name:
+            continue
+        volume = await core.read_persistent_volume(pvc.spec.volume_name)
+        text = (volume.metadata.annotations or {}).get(contract.CHECKSUM_ANNOTATION)
+        parsed = contract.BlockChecksum.parse(text) if text else None
+        if parsed is not None:
+            out[name] = parsed
+    return out
 
 
 async def _claims(api: client.ApiClient, namespace: str, vm_id: str) -> dict[str, str]:

@@ -10,12 +10,16 @@ releases the GIL on large buffers). Extents come from ``SEEK_DATA``/``SEEK_HOLE`
 files and from ``qemu-img map`` for qcow2; a qcow2 extent with no plain host offset
 (compressed, or in a backing file) falls back to ``qemu-img convert`` to a sparse raw copy.
 
+A populator's block checksum of what it copied (``shared.populator.checksum``, on the
+volume) is checked against the same checksum of the source (``check_reported``).
+
 ``qemu-img compare`` is run as a second opinion (it also skips holes); the verdict is the
 sha256 comparison, the comparison's output is reported alongside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,10 +27,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shared.populator.checksum import BlockChecksum, BlockHash, data_blocks
 
 CHUNK = 4 << 20
 _ZEROS = bytes(CHUNK)
@@ -174,9 +181,13 @@ def _feed_file(digest: Any, fd: int, offset: int, length: int, path: Path) -> in
     return length
 
 
-def guest_sha256(path: Path, fmt: str | None = None, size: int | None = None) -> Digest:
-    """sha256 of a disk image's guest view: its virtual size, or the first ``size`` bytes
-    (a target volume larger than the disk is compared on the disk's size)."""
+@contextlib.contextmanager
+def guest_view(
+    path: Path, fmt: str | None = None, size: int | None = None
+) -> Iterator[tuple[Path, list[Extent], int]]:
+    """(a file to read, its extents, the guest bytes wanted) for a disk image's guest view:
+    its virtual size, or the first ``size`` bytes (a target volume larger than the disk is
+    compared on the disk's size)."""
     if not path.exists():
         raise VerifyError(f"{path}: no such file")
     fmt = fmt or image_format(path)
@@ -184,14 +195,69 @@ def guest_sha256(path: Path, fmt: str | None = None, size: int | None = None) ->
         raise VerifyError(f"{path}: image format {fmt!r}: the demo reads raw and qcow2")
     wanted = virtual_size(path, fmt) if size is None else size
     if fmt == "raw":
-        return hash_extents(path, raw_extents(path, wanted), wanted)
+        yield path, raw_extents(path, wanted), wanted
+        return
     extents = qcow2_extents(path)
     if extents is not None:
-        return hash_extents(path, extents, wanted)
+        yield path, extents, wanted
+        return
     with tempfile.TemporaryDirectory(prefix="hoist-verify-") as tmp:
         raw = Path(tmp) / "disk.raw"
         _run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(path), str(raw)])
-        return hash_extents(raw, raw_extents(raw, wanted), wanted)
+        yield raw, raw_extents(raw, wanted), wanted
+
+
+def guest_sha256(path: Path, fmt: str | None = None, size: int | None = None) -> Digest:
+    """sha256 of a disk image's guest view (``guest_view``)."""
+    with guest_view(path, fmt, size) as (readable, extents, wanted):
+        return hash_extents(readable, extents, wanted)
+
+
+def block_checksum(
+    path: Path, fmt: str | None, size: int | None, algorithm: str, block_size: int
+) -> str:
+    """The block checksum (``shared.populator.checksum``, imageio's) of a disk image's
+    guest view: what a populator reports for the disk it copied, computed here from the
+    source image alone."""
+    with guest_view(path, fmt, size) as (readable, extents, wanted):
+        data = [(e.start, e.length) for e in extents if e.offset is not None]
+        hasher = BlockHash(algorithm, block_size, wanted, data_blocks(data, block_size))
+        fd = os.open(readable, os.O_RDONLY)
+        try:
+            for block in data_blocks(data, block_size):
+                start = block * block_size
+                buf = bytearray(min(block_size, wanted - start))
+                for e in extents:
+                    lo, hi = max(e.start, start), min(e.start + e.length, start + len(buf))
+                    if e.offset is not None and lo < hi:
+                        got = os.pread(fd, hi - lo, e.offset + lo - e.start)
+                        buf[lo - start : lo - start + len(got)] = got
+                hasher.add(block, hasher.digest_of(buf))
+        finally:
+            os.close(fd)
+        return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class ChecksumCheck:
+    """The block checksum a populator reported for a disk against the source's own."""
+
+    reported: BlockChecksum
+    source: str
+
+    @property
+    def match(self) -> bool:
+        return self.reported.value == self.source
+
+    def json(self) -> dict[str, Any]:
+        return {**self.reported.to_dict(), "source": self.source, "match": self.match}
+
+
+def check_reported(
+    reported: BlockChecksum, source: Path, source_format: str, size: int
+) -> ChecksumCheck:
+    value = block_checksum(source, source_format, size, reported.algorithm, reported.block_size)
+    return ChecksumCheck(reported, value)
 
 
 def compare_disk(

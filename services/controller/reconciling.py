@@ -39,7 +39,7 @@ from shared import populator as contract
 from shared import volumes
 from shared.kube import POD, PV, PVC, SECRET, STORAGE_CLASS, Kube, Obj, conflict
 from shared.payloads import Outcome
-from shared.populator import SourceRef, source_of
+from shared.populator import BlockChecksum, SourceRef, StageResult, source_of
 from shared.settings import OrchestratorSettings
 
 log = logging.getLogger("hoist.controller.reconcile")
@@ -341,12 +341,24 @@ class Reconciler:
         # Announced now for the progress service; the pod is only deleted once it is.
         await self.announcer.started(claim, source.kind, pod)
         await self.announcer.finished(claim, source.kind, pod, Outcome.SUCCEEDED)
-        return await self.hand_over(claim, source, populator, prime, pod["metadata"]["name"])
+        result = StageResult.parse(str(manifests.termination(pod).get("message") or ""))
+        checksum = result.checksum if result is not None else None
+        return await self.hand_over(
+            claim, source, populator, prime, pod["metadata"]["name"], checksum
+        )
 
     async def hand_over(
-        self, claim: Obj, source: SourceRef, populator: Obj, prime: Obj, name: str
+        self,
+        claim: Obj,
+        source: SourceRef,
+        populator: Obj,
+        prime: Obj,
+        name: str,
+        checksum: BlockChecksum | None = None,
     ) -> float | None:
-        """The prime's volume to the user claim (``name``: the pod that wrote it last)."""
+        """The prime's volume to the user claim (``name``: the pod that wrote it last). The
+        pod's block checksum of the data, when it reported one, goes onto the volume with
+        it (``CHECKSUM_ANNOTATION``), where it stays as long as the data."""
         meta = claim["metadata"]
         uid = meta["uid"]
         await status.write(
@@ -365,12 +377,14 @@ class Reconciler:
             return self.poll
         ref = (volume.get("spec") or {}).get("claimRef") or {}
         if ref.get("uid") != uid:
-            origin = f"{source.namespace}/{source.name}"
+            annotations = {contract.POPULATED_FROM: f"{source.namespace}/{source.name}"}
+            if checksum is not None:
+                annotations[contract.CHECKSUM_ANNOTATION] = checksum.text()
             await self.kube.patch(
                 PV,
                 volume_name,
                 {
-                    "metadata": {"annotations": {contract.POPULATED_FROM: origin}},
+                    "metadata": {"annotations": annotations},
                     "spec": {
                         "claimRef": {
                             "apiVersion": "v1",

@@ -16,10 +16,10 @@ fields, pod flags, metric names, label and annotation keys, selectors, and the C
 themselves (the controller registers ``manifests()``, the Helm chart ships the same
 objects). Import it as ``from shared import populator as contract``; the submodules are
 rooms of one contract (``kinds``, ``status``, ``claims``, ``podargs``, ``page``, ``keys``,
-``registration``, ``trust``: how a Secret's ``insecureSkipVerify`` and ``fingerprint``
-read), and everything is re-exported here. A guard test
-(``tests/shared/test_populator_contract.py``) fails when a spelling of ``SPELLINGS`` shows
-up anywhere else in the code.
+``registration``, ``checksum``: the block checksum a pod reports, ``trust``: how a
+Secret's ``insecureSkipVerify`` and ``fingerprint`` read), and everything is re-exported
+here. A guard test (``tests/shared/test_populator_contract.py``) fails when a spelling of
+``SPELLINGS`` shows up anywhere else in the code.
 
 Stdlib only at import: every populator pod imports this package on its way to copying a
 disk, and pays for each module at start-up. ``prometheus_client`` is imported inside
@@ -33,6 +33,7 @@ Next: services/controller/watching.py
 
 from __future__ import annotations
 
+from shared.populator.checksum import CHECKSUM_ANNOTATION, BlockChecksum, BlockHash
 from shared.populator.claims import (
     PRIME_PREFIX,
     DiskIds,
@@ -157,6 +158,7 @@ SPELLINGS: frozenset[str] = frozenset(
     | {PLAN, MIGRATION, VM, DISK, OWNER_UID, METRICS_PORT_KEY, METRICS_SCHEME_KEY}
     | {CLUSTER, TOTAL_BYTES, POPULATOR_KIND, FINALIZER, POPULATED_FROM, RECREATIONS, HOLD}
     | {LAST_FAILED_POD, DIGEST_ANNOTATION, DISCOVERY_SELECTOR, CONTROLLER_SELECTOR}
+    | {CHECKSUM_ANNOTATION}
 )
 """Every spelling of the contract no module outside this package may write as a literal."""
 FLAG_PREFIXES: tuple[str, ...] = tuple(sorted(f"{s}=" for s in SPELLINGS if s.startswith("--")))
@@ -166,6 +168,7 @@ __all__ = [
     "API_VERSION",
     "BYTES_DONE",
     "BYTES_TOTAL",
+    "CHECKSUM_ANNOTATION",
     "CLAIM_UID",
     "CLUSTER",
     "COMMON_FLAGS",
@@ -213,6 +216,8 @@ __all__ = [
     "VERSION",
     "VM",
     "BackupMode",
+    "BlockChecksum",
+    "BlockHash",
     "Checkpoint",
     "ContractError",
     "DiskIds",

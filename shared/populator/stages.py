@@ -30,12 +30,14 @@ would be an old one).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from shared.populator.checksum import BlockChecksum
 from shared.populator.kinds import Obj
 
 CHECKPOINTS = "checkpoints"
@@ -249,28 +251,41 @@ class StageArgs:
 
 @dataclass(frozen=True)
 class StageResult:
-    """What a stage pod reports when it succeeded (its termination message, JSON)."""
+    """What a populator pod reports when it succeeded (its termination message, JSON): a
+    stage pod always, a cold oVirt pod too (for its ``checksum``)."""
 
     copied: int
     """Bytes of data read from the source and written."""
     zeroed: int
     """Bytes zeroed on the target (ranges the source reads as zero, discarded ones)."""
+    checksum: BlockChecksum | None = None
+    """The block checksum of the whole disk as written (a copy of the whole disk only; an
+    incremental stage writes part of it and reports none)."""
 
     @property
     def bytes(self) -> int:
         return self.copied + self.zeroed
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        doc: dict[str, Any] = {"copied": self.copied, "zeroed": self.zeroed}
+        if self.checksum is not None:
+            doc["checksum"] = self.checksum.to_dict()
+        return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
     def parse(cls, text: str) -> StageResult | None:
-        """None when ``text`` is not a stage result (a cold pod's message, a failure)."""
+        """None when ``text`` is not a pod's result (a failure's message); a malformed
+        ``checksum`` reads as none."""
         try:
             doc = json.loads(text)
-            return cls(**{f.name: max(0, int(doc[f.name])) for f in fields(cls)})
+            copied, zeroed = (max(0, int(doc[k])) for k in ("copied", "zeroed"))
         except (ValueError, TypeError, KeyError):
             return None
+        checksum = None
+        if isinstance(doc.get("checksum"), Mapping):
+            with contextlib.suppress(ValueError):
+                checksum = BlockChecksum.of(doc["checksum"])
+        return cls(copied, zeroed, checksum)
 
 
 def checkpoint_schema() -> Obj:

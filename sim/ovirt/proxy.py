@@ -7,7 +7,8 @@ transfer has data-path faults, its ``transfer_url`` points here too, and the pro
 them per ticket: a bandwidth limit, a connection reset after N bytes of image data,
 connection resets on the small requests (OPTIONS, extents), bursts of 5xx answers to range
 reads, and expiring the ticket in imageio after N bytes of image data (so
-the 403s clients then get are imageio's own). Requests are forwarded one by one over one upstream
+the 403s clients then get are imageio's own), a byte of image data flipped, a checksum API
+missing. Requests are forwarded one by one over one upstream
 keep-alive connection per client connection, so clients see imageio's own answers.
 """
 
@@ -37,6 +38,10 @@ class Rules:
     resets_left: int = 0
     errors_left: int = 0
     error_status: int = 503
+    corrupt_after_bytes: int = 0
+    """Flip one byte of the image data served past this many bytes (0: never); once."""
+    no_checksum: bool = False
+    """Answer 404 to the checksum API (``/checksum``, ``/checksum/algorithms``)."""
     expire_after_bytes: int = 0
     expire: Callable[[], Awaitable[None]] | None = None  # expires the ticket in imageio
     expired: bool = False
@@ -102,6 +107,15 @@ class ImageProxy:
                     writer.write(
                         f"HTTP/1.1 {rules.error_status} Service Unavailable\r\n"
                         f"Content-Length: {len(msg)}\r\nContent-Type: text/plain\r\n\r\n".encode()
+                        + msg
+                    )
+                    await writer.drain()
+                    continue
+                if rules and rules.no_checksum and _control_kind(method, path) == "checksum":
+                    msg = b"No handler for this path\n"  # what an imageio without it says
+                    writer.write(
+                        f"HTTP/1.1 404 Not Found\r\nContent-Length: {len(msg)}\r\n"
+                        "Content-Type: text/plain\r\n\r\n".encode()
                         + msg
                     )
                     await writer.drain()
@@ -176,7 +190,12 @@ class ImageProxy:
             data = await up.readexactly(min(CHUNK, left))
             left -= len(data)
             if rules is not None:
+                before = rules.served
                 rules.served += len(data)
+                flip = rules.corrupt_after_bytes - 1 - before
+                if rules.corrupt_after_bytes and 0 <= flip < len(data):
+                    rules.corrupt_after_bytes = 0
+                    data = data[:flip] + bytes([data[flip] ^ 0x5A]) + data[flip + 1 :]
                 if rules.expire and not rules.expired and rules.served >= rules.expire_after_bytes:
                     # Requests already authorized finish; imageio refuses the next ones.
                     rules.expired = True
@@ -203,11 +222,14 @@ class ImageProxy:
 
 
 def _control_kind(method: str, path: str) -> str:
-    """Which small request this is ("OPTIONS", "extents"), or "" for anything else."""
+    """Which small request this is ("OPTIONS", "extents", "checksum"), or "" for anything
+    else (a range read: image data)."""
     if method == "OPTIONS":
         return "OPTIONS"
     if method == "GET" and path.split("?")[0].endswith("/extents"):
         return "extents"
+    if method == "GET" and "/checksum" in path.split("?")[0]:
+        return "checksum"
     return ""
 
 

@@ -34,7 +34,11 @@ Fault kinds (``Fault``): ``disk_locked`` (``seconds``), ``paused_system``, ``tic
 ``count``), ``control_reset`` (``count``: the first ``count`` OPTIONS requests and the first
 ``count`` extents requests each have their connection reset, alternately before any answer
 and in the middle of it), ``http_5xx`` (``count``, ``status``), ``host_unreachable``
-(transfer_url points at a closed port, so clients must use proxy_url), ``maintenance``
+(transfer_url points at a closed port, so clients must use proxy_url), ``corrupt_data``
+(``after_bytes``: the proxy flips one byte of the image data it serves past that many
+bytes, as a faulty middlebox that terminates TLS would; imageio's checksum, computed by the
+daemon from the image itself, does not see it), ``no_checksum`` (the proxy answers 404 to
+the checksum API, as an imageio older than 2.0 does), ``maintenance``
 (``seconds``: from the moment it is armed the engine is down for maintenance, and Apache
 answers every API and SSO request with its 503 page; see ``sim/ovirt/maintenance.py``).
 ``disk`` names the
@@ -82,6 +86,8 @@ FAULT_KINDS = (
     "control_reset",
     "http_5xx",
     "host_unreachable",
+    "corrupt_data",
+    "no_checksum",
     "backup_refused",
     "backup_failed",
     "checkpoint_invalid",

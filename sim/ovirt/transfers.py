@@ -202,6 +202,10 @@ class Transfers:
             rules.control_resets = {"OPTIONS": f.count, "extents": f.count}
         for f in self.faults_for(disk, "http_5xx"):
             rules.errors_left, rules.error_status = f.count, f.status
+        for f in self.faults_for(disk, "corrupt_data"):
+            rules.corrupt_after_bytes = max(1, f.after_bytes)
+        for _ in self.faults_for(disk, "no_checksum"):
+            rules.no_checksum = True
         for f in self.faults_for(disk, "ticket_expiry"):
             rules.expire_after_bytes = f.after_bytes
             rules.expire = functools.partial(self.e.imageio.extend_ticket, t.ticket, 0)

@@ -37,6 +37,7 @@ from sim.kube.store import Change
 from tests.conftest import eventually, kube_client
 from tests.sim.ovirt.fixtures import engine  # noqa: F401 - the engine fixture, per module
 
+REPO = Path(__file__).resolve().parents[2]
 NS = "default"
 IMAGE = OrchestratorSettings().populator_image
 CONSUMER_IMAGE = "quay.io/hoist-tests/consumer"
@@ -50,8 +51,12 @@ SOURCE_OF_KIND = {kind.name: kind.source.value for kind in contract.KINDS}
 
 def sim_config(storage_root: Path) -> ClusterConfig:
     """A cluster whose kubelet runs the real populators (and a consumer that exits)."""
+    # The populators of the repository these tests are in (the kubelet gives the pod a
+    # clean environment, so ``-m`` alone would find whichever checkout the venv installed).
+    run = f"import sys; sys.path.insert(0, {str(REPO)!r}); import runpy; "
+    run += "runpy.run_module('services.populators', run_name='__main__')"
     images = {
-        IMAGE.rsplit(":", 1)[0]: [sys.executable, "-m", "services.populators"],
+        IMAGE.rsplit(":", 1)[0]: [sys.executable, "-c", run],
         CONSUMER_IMAGE: [sys.executable, "-c", "pass"],
     }
     return ClusterConfig(storage_root=storage_root, images=images)

@@ -31,7 +31,7 @@ from tests.controller.conftest import (
     wait_populated,
     wait_status,
 )
-from tests.populators.ovirt.conftest import assert_same_image
+from tests.populators.ovirt.conftest import assert_same_image, imageio_checksum
 from tests.sim.ovirt.fixtures import new_disk, transfer_phase
 
 
@@ -79,6 +79,13 @@ async def test_ovirt_disk_fills_a_block_claim_under_wait_for_first_consumer(
     volume = await core.read_persistent_volume(pvc.spec.volume_name)
     assert volume.spec.claim_ref.uid == uid
     assert volume.metadata.annotations[contract.POPULATED_FROM] == f"{NS}/disk-a"
+    # The pod's block checksum of the data, verified with imageio's, stays with the volume.
+    checksum = contract.BlockChecksum.parse(
+        volume.metadata.annotations[contract.CHECKSUM_ANNOTATION]
+    )
+    assert checksum is not None
+    assert checksum.verified
+    assert checksum.value == await imageio_checksum(engine, disk)
     await assert_same_image(engine, disk, backing(volume, block=True))
     assert await transfer_phase(engine, disk) == "finished_success"
     status = await wait_status(custom, contract.OVIRT.name, "disk-a", contract.Phase.SUCCEEDED)

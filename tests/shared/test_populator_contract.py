@@ -394,7 +394,7 @@ def test_the_contract_alone_is_standard_library() -> None:
         "shared.populator",
         *(
             f"shared.populator.{m}"
-            for m in ("claims", "keys", "kinds", "page", "podargs", "stages")
+            for m in ("checksum", "claims", "keys", "kinds", "page", "podargs", "stages")
         ),
         "shared.populator.registration",
         "shared.populator.status",

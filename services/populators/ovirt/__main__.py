@@ -8,7 +8,8 @@ byte is written and synced; otherwise one line on stderr says why.
 
 A warm copy's stage pod gets the stage flags too (``shared.populator.stages.StageArgs``:
 ``--backup-id --backup-mode --from-checkpoint --checkpoint [--fresh-volume]``); it copies
-that stage only and, on success, writes its ``StageResult`` to the termination log.
+that stage only. On success every pod writes its ``StageResult`` to the termination log,
+with the block checksum of the disk when it copied the whole disk.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             outcome.retries,
             "on" if outcome.direct else "off",
         )
-        if stage is not None:
-            stages.report(outcome.result)
+        # The checksum goes with it: the controller puts it on the volume.
+        stages.report(outcome.result)
 
     return run_main(NAME, run)
 

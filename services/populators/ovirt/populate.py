@@ -6,7 +6,10 @@
 2. Wait for ``transferring``. ``paused_system`` means the engine could not set it up.
 3. Use ``transfer_url`` (the host's imageio) if it answers, else ``proxy_url``.
 4. Copy (``copy_disk``: the whole disk, or what a stage needs, ``stage.plan``), keeping
-   the ticket alive if the copy goes idle; fsync.
+   the ticket alive if the copy goes idle; fsync. A copy of the whole disk is hashed as it
+   is written (imageio's block checksum, ``shared.populator.checksum``) and, when imageio
+   offers its checksum API, compared with the one imageio computes meanwhile over the
+   source (``verify``): a mismatch fails the pod.
 5. Finalize and wait for ``finished_success``. On any failure: cancel the transfer (so
    the disk is unlocked at once, not after the inactivity timeout) and report one line.
 """
@@ -18,6 +21,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +31,11 @@ from services.populators.common.metrics import Progress
 from services.populators.common.tls import TlsError, TlsPolicy
 from services.populators.common.volume import VolumeWriter
 from services.populators.ovirt import stage as stages
+from services.populators.ovirt import verify
 from services.populators.ovirt.copy import Copier, readers_for
 from services.populators.ovirt.engine import DiskLocked, EngineClient, TransferState
 from services.populators.ovirt.source import ImageioSource
+from shared.populator.checksum import BlockChecksum
 from shared.populator.stages import StageArgs, StageResult
 
 log = logging.getLogger("populator")
@@ -51,10 +57,11 @@ class Copied:
     """Bytes the volume had to zero (none for holes of a fresh ``disk.img``)."""
     retries: int
     direct: bool
+    checksum: BlockChecksum | None = None
 
     @property
     def result(self) -> StageResult:
-        return StageResult(copied=self.data_bytes, zeroed=self.zeroed)
+        return StageResult(copied=self.data_bytes, zeroed=self.zeroed, checksum=self.checksum)
 
 
 @dataclass
@@ -184,7 +191,7 @@ async def _transfer(
     source, options = await _pick_source(state, tls)
     max_readers = int(str(options.get("max_readers", 1)))
     log.info("transfer %s ready at %s", transfer.id, source.url)
-    copied = await copy_disk(source, max_readers, volume_path, progress, stage)
+    copied = await copy_disk(source, max_readers, volume_path, progress, stage, options)
     await asyncio.to_thread(engine.action, transfer.id, "finalize")
     await _wait_phase(engine, transfer.id, {"finished_success"})
     progress.done()
@@ -197,10 +204,13 @@ async def copy_disk(
     volume_path: Path,
     progress: Progress,
     stage: StageArgs | None = None,
+    options: Mapping[str, object] | None = None,
 ) -> Copied:
     """The copy below the engine's transfer: from a ready imageio ticket into the volume,
     synced. ``stage`` None (cold) or a fresh full stage copy the whole disk into an empty
-    volume; a later stage writes what ``stage.plan`` says over the earlier stages' data."""
+    volume; a later stage writes what ``stage.plan`` says over the earlier stages' data.
+    A copy of the whole disk is checksummed (``verify``); ``options`` is imageio's OPTIONS
+    answer (its ``features`` say whether it has the checksum API; None: ask it)."""
     plan = await asyncio.to_thread(stages.plan, source, stage)
     extents = plan.extents
     progress.set_total(plan.total)
@@ -215,13 +225,21 @@ async def copy_disk(
         readers,
         "" if plan.fresh else ", over the volume's data",
     )
+    check = await verify.start(source, plan, options) if plan.whole else None
     volume = await asyncio.to_thread(VolumeWriter.open, volume_path, plan.size, plan.fresh)
     # The imports' and the setup's objects live as long as the process: frozen, the
     # collections that the copy's short-lived objects trigger stop walking them (~1% of a
     # scattered copy's CPU went to those walks).
     gc.freeze()
     try:
-        copier = Copier(source, volume, progress, readers, count_zeros=not plan.fresh)
+        copier = Copier(
+            source,
+            volume,
+            progress,
+            readers,
+            count_zeros=not plan.fresh,
+            hasher=check.hasher if check else None,
+        )
         copy = asyncio.ensure_future(asyncio.to_thread(copier.run, extents))
         try:
             while not copy.done():
@@ -237,4 +255,5 @@ async def copy_disk(
         direct = volume.direct
     finally:
         volume.close()
-    return Copied(source.url, readers, plan.data, volume.zeroed, copier.retries, direct)
+    checksum = await check.finish() if check is not None else None
+    return Copied(source.url, readers, plan.data, volume.zeroed, copier.retries, direct, checksum)

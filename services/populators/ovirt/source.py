@@ -46,6 +46,11 @@ class NoDirtyExtents(PopulatorFailure):
     a full stage instead."""
 
 
+class ChecksumUnavailable(PopulatorFailure):
+    """imageio answered 404 or 405 to the checksum API: this daemon (or a proxy before it)
+    has none."""
+
+
 class Transient(Exception):
     """Worth reading the same range again on a fresh connection."""
 
@@ -107,20 +112,23 @@ class ImageioSource:
         self.path = parts.path
         self.tls = tls if parts.scheme == "https" else None
 
-    def reader(self) -> Reader:
-        return Reader(self)
+    def reader(self, timeout: float = TIMEOUT) -> Reader:
+        return Reader(self, timeout)
 
-    def _json(self, method: str, path: str, missing: str = "") -> Any:
+    def _json(self, method: str, path: str, missing: str = "", timeout: float = TIMEOUT) -> Any:
         """The answer's JSON; with ``missing``, a 404 is ``NoDirtyExtents(missing)``."""
 
         def once() -> tuple[int, bytes]:
-            reader = self.reader()
+            reader = self.reader(timeout)
             try:
                 status, body = reader.simple(method, path)
             finally:
                 reader.close()
             if status >= 500:
                 raise Transient(f"HTTP {status} to {method} {path}")
+            if status in (404, 405) and "/checksum" in path:
+                detail = body[:200].decode(errors="replace").strip().replace("\n", " ")
+                raise ChecksumUnavailable(f"HTTP {status} to {method} {path}: {detail}")
             return status, body
 
         status, body = retrying(
@@ -150,6 +158,24 @@ class ImageioSource:
         raw = self._json("GET", f"{self.path}/extents?context=zero")
         return [Extent(int(e["start"]), int(e["length"]), bool(e["zero"])) for e in raw]
 
+    def checksum_algorithms(self) -> list[str]:
+        """What the checksum API computes (``ChecksumUnavailable`` when there is none)."""
+        raw = self._json("GET", f"{self.path}/checksum/algorithms")
+        return [str(a) for a in raw.get("algorithms") or []]
+
+    def checksum(self, algorithm: str, block_size: int, timeout: float) -> str:
+        """imageio's block checksum of the whole image (it reads the image itself: the
+        answer comes when it has hashed everything, hence ``timeout``)."""
+        query = urllib.parse.urlencode({"algorithm": algorithm, "block_size": block_size})
+        raw = self._json("GET", f"{self.path}/checksum?{query}", timeout=timeout)
+        if raw.get("algorithm") != algorithm or int(raw.get("block_size", 0)) != block_size:
+            raise PopulatorFailure(
+                f"imageio computed a {raw.get('algorithm')} checksum over "
+                f"{raw.get('block_size')}-byte blocks, not the {algorithm} over "
+                f"{block_size}-byte blocks asked for"
+            )
+        return str(raw["checksum"]).lower()
+
     def dirty_extents(self) -> list[DirtyExtent]:
         """What changed since the backup's checkpoint (``context=dirty``); the list covers
         the whole disk, changed or not."""
@@ -168,9 +194,9 @@ class ImageioSource:
 class Reader:
     """One keep-alive connection; ``read_into`` fills a buffer with one range."""
 
-    def __init__(self, source: ImageioSource) -> None:
+    def __init__(self, source: ImageioSource, timeout: float = TIMEOUT) -> None:
         self.source = source
-        self._conn = HttpConnection(source.host, source.port, source.tls, TIMEOUT)
+        self._conn = HttpConnection(source.host, source.port, source.tls, timeout)
 
     def close(self) -> None:
         self._conn.close()

@@ -39,6 +39,9 @@ class Plan:
     size: int
     fresh: bool
     """The volume starts empty: it is truncated on open and its holes need no zeroing."""
+    whole: bool = True
+    """The extents cover the whole disk (not an incremental stage's changes): what is
+    written can be checksummed as the whole disk."""
 
     @property
     def data(self) -> int:
@@ -70,7 +73,7 @@ def plan(source: ImageioSource, stage: StageArgs | None) -> Plan:
         dirty = source.dirty_extents()
         size = dirty[-1].start + dirty[-1].length if dirty else 0
         changed = [Extent(d.start, d.length, d.zero) for d in dirty if d.dirty]
-        return Plan(changed, size, fresh=False)
+        return Plan(changed, size, fresh=False, whole=False)
     extents = source.extents()
     size = extents[-1].start + extents[-1].length if extents else 0
     return Plan(extents, size, fresh=stage is None or stage.fresh)

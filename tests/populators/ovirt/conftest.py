@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ovirt_imageio import client
 
+from shared.populator.checksum import BLOCK_SIZE
 from sim.ovirt.engine import Engine
 from sim.ovirt.entities import Disk
 from tests.sim.ovirt.fixtures import MiB
@@ -141,6 +143,16 @@ def _compare(src: Path, disk: Disk, copy: Path) -> None:
         check=False,
     )
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+
+
+async def imageio_checksum(engine: Engine, disk: Disk, algorithm: str = "sha256") -> str:
+    """The source's block checksum (``shared.populator.checksum``) as imageio's own client
+    computes it from the image (its guest view, through qemu-nbd)."""
+    src = await engine.image_path(disk.id)
+    answer = await asyncio.to_thread(
+        client.checksum, str(src), block_size=BLOCK_SIZE, algorithm=algorithm
+    )
+    return str(answer["checksum"])
 
 
 @pytest.fixture

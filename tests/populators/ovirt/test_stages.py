@@ -254,7 +254,9 @@ async def test_later_full_stage_over_stale_data_is_byte_exact(
     async with served(imageio, tls, image, sockets) as source:
         later, progress = await run_stage(source, volume_path, LATER_FULL)
 
-    assert later.result == StageResult(copied=3 * MiB, zeroed=SIZE - 3 * MiB)
+    assert (later.result.copied, later.result.zeroed) == (3 * MiB, SIZE - 3 * MiB)
+    assert later.checksum is not None  # a full stage covers the whole disk: checksummed
+    assert later.checksum.verified
     assert progress.total == progress.transferred == SIZE
     assert sha256(data, SIZE) == image.raw_sha(tmp_path)
     if data.name == "disk.img":
@@ -272,7 +274,9 @@ async def test_cold_copy_keeps_its_progress_and_truncates(
     image.write("write -P 0x41 4M 1M")
     async with served(imageio, tls, image, sockets) as source:
         cold, progress = await run_stage(source, directory, None)
-    assert cold.result == StageResult(copied=MiB, zeroed=0)
+    assert (cold.result.copied, cold.result.zeroed) == (MiB, 0)
+    assert cold.checksum is not None
+    assert cold.checksum.verified
     assert progress.total == progress.transferred == MiB
     assert (directory / "disk.img").stat().st_size == SIZE
     assert sha256(directory / "disk.img") == image.raw_sha(tmp_path)
@@ -398,8 +402,12 @@ async def test_pod_flags_reach_populate_with_a_full_stage(
     assert copied is not None
     if log_exists:
         result = StageResult.parse(log.read_text())
-        assert result == StageResult(copied=int(copied.group(1)), zeroed=0)
-        assert json.loads(log.read_text()) == {"copied": result.copied, "zeroed": 0}
+        assert result is not None
+        assert (result.copied, result.zeroed) == (int(copied.group(1)), 0)
+        assert result.checksum is not None
+        assert result.checksum.verified
+        doc = json.loads(log.read_text())
+        assert doc == {"copied": result.copied, "zeroed": 0, "checksum": doc["checksum"]}
     else:
         assert not log.exists()  # never created: in a pod the kubelet makes it
     assert await transfer_phase(engine, disk) == "finished_success"

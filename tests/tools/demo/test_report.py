@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from shared.populator.checksum import BlockChecksum
 from tools import demoreport as rep
-from tools.verifying import Digest, DiskComparison
+from tools.verifying import ChecksumCheck, Digest, DiskComparison
 
 MiB = 1 << 20
 VIEW = {
@@ -96,3 +97,15 @@ def test_any_mismatch_or_failure_fails_the_report() -> None:
     no_disks.plans[0].vms[0].disks[0].error = "no claim in the target namespace"
     assert not no_disks.ok
     assert rep.Report("s", "t").ok is False  # nothing migrated is no success
+
+
+def test_a_reported_block_checksum_unlike_the_sources_fails_the_disk() -> None:
+    reported = BlockChecksum("sha256", MiB, "c" * 64, verified=True)
+    good = _report()
+    good.plans[0].vms[0].disks[0].checksum = ChecksumCheck(reported, "c" * 64)
+    assert good.ok
+    assert good.json()["plans"][0]["vms"][0]["disks"][0]["blockChecksum"]["match"] is True
+    bad = _report()
+    bad.plans[0].vms[0].disks[0].checksum = ChecksumCheck(reported, "d" * 64)
+    assert not bad.ok
+    assert any("block checksum cccccccc" in line for line in rep.summary(bad))

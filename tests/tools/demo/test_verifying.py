@@ -164,3 +164,30 @@ def test_rates() -> None:
     assert v.mib_per_second(100 * MiB, 4.0) == 25.0
     assert v.mib_per_second(MiB, None) is None
     assert v.mib_per_second(MiB, 0.0) is None
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2", "qcow2-compressed"])
+@pytest.mark.parametrize("algorithm", ["sha256", "blake2b"])
+def test_block_checksum_is_imageios_and_checks_a_reported_one(
+    raw: Path, tmp_path: Path, fmt: str, algorithm: str
+) -> None:
+    """The demo's block checksum of a source image is the one imageio's client computes
+    (the guest view, through qemu-nbd); a populator's reported checksum is checked with it."""
+    from ovirt_imageio import client
+
+    from shared.populator.checksum import BlockChecksum
+
+    image = raw
+    if fmt != "raw":
+        image = tmp_path / "disk.qcow2"
+        extra = ["-c"] if fmt == "qcow2-compressed" else []
+        _qemu("convert", *extra, "-f", "raw", "-O", "qcow2", str(raw), str(image))
+    disk_fmt = "raw" if fmt == "raw" else "qcow2"
+    want = client.checksum(str(image), block_size=MiB, algorithm=algorithm)["checksum"]
+    assert v.block_checksum(image, disk_fmt, None, algorithm, MiB) == want
+    good = BlockChecksum(algorithm, MiB, want, verified=False)
+    assert v.check_reported(good, image, disk_fmt, 12 * MiB).match
+    bad = BlockChecksum(algorithm, MiB, "0" * len(want), verified=True)
+    check = v.check_reported(bad, image, disk_fmt, 12 * MiB)
+    assert not check.match
+    assert check.json()["source"] == want
