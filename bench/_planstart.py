@@ -159,14 +159,19 @@ async def _add_nad(cluster: Cluster) -> None:
         )  # fmt: skip
 
 
-async def _providers(inventory: ServiceProcess, engine: Engine) -> tuple[str, str]:
-    body = {
-        "name": "fleet-engine",
+def engine_provider(engine: Engine, name: str) -> dict[str, Any]:
+    """The body that registers the engine simulator as an oVirt provider."""
+    return {
+        "name": name,
         "type": "ovirt",
         "url": engine.api_url,
         "credentials": {"user": "admin@internal", "password": "secret"},
         "tls": {"fingerprint": engine.cert.fingerprint},
     }
+
+
+async def _providers(inventory: ServiceProcess, engine: Engine) -> tuple[str, str]:
+    body = engine_provider(engine, "fleet-engine")
     source = (await api(inventory, "POST", "/providers", json=body))["id"]
     target = await api(inventory, "POST", "/providers", json={"name": "host", "type": "kubevirt"})
     deadline = time.monotonic() + 1200

@@ -157,7 +157,7 @@ async def page(
         after = tuple_(literal(last_value, column.type), literal(last_id, o.c.id.type))
         conditions.append(key < after if descending else key > after)
     order = [column.desc(), o.c.id.desc()] if descending else [column.asc(), o.c.id.asc()]
-    columns = [
+    columns: list[ColumnElement[Any]] = [
         o.c.id,
         o.c.kind,
         o.c.name,

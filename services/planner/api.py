@@ -225,23 +225,21 @@ async def get_plan(
     return JSONResponse(body, headers={"ETag": etag})
 
 
-@router.get(
-    "/api/v1/plans/{ref}/definition/vms",
-    response_model=PlanVmPage,
-    responses=answers(200, "A page of the plan's VMs, in the order given", 404, 422, tag=None),
-    summary="A page of the VMs a plan names (its definition; /vms has its migration's)",
-)
+PlanVmCursor = Annotated[
+    str | None,
+    Query(max_length=9, pattern=r"^[0-9]+$", description="`vmsNext` of the plan, or `next`"),
+]
+
+
+@router.get("/api/v1/plans/{ref}/definition/vms", response_model=PlanVmPage,
+            summary="A page of the VMs a plan names (its definition; /vms has its migration's)",
+            responses=answers(200, "A page of the plan's VMs, in the order given", 404, 422,
+                              tag=None))  # fmt: skip
 async def list_plan_vms(
-    request: Request,
-    ref: RefPath,
+    request: Request, ref: RefPath, cursor: PlanVmCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=9, pattern=r"^[0-9]+$", description="`vmsNext` of the plan, or `next`"),
-    ] = None,
-) -> JSONResponse:
-    p = _planner(request)
-    async with p.engine.connect() as conn:
+) -> JSONResponse:  # fmt: skip
+    async with _planner(request).engine.connect() as conn:
         return JSONResponse(await planvms.page(conn, ref, cursor, limit))
 
 
