@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _report
+from bench._planstart import engine_provider
 from shared.bus import Bus
 from shared.devservices import dev_services
 from shared.settings import NatsSettings
@@ -89,13 +90,7 @@ async def measure(
     svc: ServiceProcess, engine: Engine, nats_url: str, vms: int, changes: int, lists: int
 ) -> dict[str, Any]:
     auth = svc.auth()
-    body = {
-        "name": "big-engine",
-        "type": "ovirt",
-        "url": engine.api_url,
-        "credentials": {"user": "admin@internal", "password": "secret"},
-        "tls": {"fingerprint": engine.cert.fingerprint},
-    }
+    body = engine_provider(engine, "big-engine")
     started = time.monotonic()
     created = await svc.client.post("/api/v1/providers", json=body, headers=auth, timeout=120)
     created.raise_for_status()

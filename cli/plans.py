@@ -80,6 +80,14 @@ def _hooks_text(plan: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _vms_text(plan: dict[str, Any], vms: list[dict[str, Any]]) -> str:
+    """The plan's VMs; an answer lists the first of a large plan's (``vmCount`` says how
+    many it has): those, and how many more."""
+    text = ", ".join(_vm_label(v) for v in vms) or "-"
+    more = int(plan.get("vmCount", len(vms))) - len(vms)
+    return f"{text} and {more} more" if more > 0 else text
+
+
 def show_plan(plan: dict[str, Any], names: Names | None = None) -> None:
     names = names or Names()
     vms = plan.get("vms") or []
@@ -98,7 +106,7 @@ def show_plan(plan: dict[str, Any], names: Names | None = None) -> None:
                 f"network {names.of(plan.get('networkMap'))}, "
                 f"storage {names.of(plan.get('storageMap'))}",
             ),
-            ("VMs", ", ".join(_vm_label(v) for v in vms) or "-"),
+            ("VMs", _vms_text(plan, vms)),
             ("migration", _migration_text(plan)),
             ("power state", plan.get("targetPowerState")),
             ("cutover", cutover_text(plan.get("cutover"))),
@@ -291,7 +299,7 @@ def list_(archived: bool) -> None:
                     f"{names.of(p.get('sourceProvider'))} -> {names.of(p.get('targetProvider'))}"
                     f"/{p.get('targetNamespace')}",
                     styled(p["phase"]),
-                    len(p.get("vms") or []),
+                    p.get("vmCount", len(p.get("vms") or [])),
                     Text(str(len(p.get("problems") or [])), style="red" if _errors(p) else ""),
                     counts(p),
                 )

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.planner import hookroutes, launching, maps, plans, statusroutes
+from services.planner import hookroutes, launching, maps, plans, planvms, statusroutes
 from services.planner.db import PlanRow
 from services.planner.domain import Planner
 from services.planner.errors import PreconditionFailed
@@ -50,6 +50,7 @@ from services.planner.views import (
     NetworkMapPage,
     Plan,
     PlanPage,
+    PlanVmPage,
     PlanWithStatus,
     StartedPlan,
     StartRefused,
@@ -199,13 +200,13 @@ async def list_plans(
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        current = await current_migrations(conn, rows)
+        current = await current_migrations(conn, [r for r, _ in rows])
     items = []
-    for r in rows:
-        item = plans.public(r, p.settings)
+    for r, count in rows:
+        item = plans.public(r, p.settings, count)
         item["migration"] = current.get(r["id"])  # counts and bytes of the current run
         items.append(item)
-    return JSONResponse({"items": items, "next": rows[-1]["name"] if more and rows else None})
+    return JSONResponse({"items": items, "next": rows[-1][0]["name"] if more and rows else None})
 
 
 @router.get(
@@ -218,23 +219,42 @@ async def get_plan(
     request: Request, ref: RefPath, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
     p = _planner(request)
-    async with p.engine.connect() as conn:
-        row = await plans.find(conn, ref)
-    body, etag = await _plan_view(p, row)
+    body, etag, _ = await _plan_view(p, ref)
     if if_none_match == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return JSONResponse(body, headers={"ETag": etag})
 
 
-async def _plan_view(p: Planner, row: PlanRow) -> tuple[dict[str, Any], str]:
-    """A plan with its status, and its tag. The plan's revision does not move with its VMs'
-    progress, so the tag hashes the body (weak: equal content, not equal bytes)."""
+PlanVmCursor = Annotated[
+    str | None,
+    Query(max_length=9, pattern=r"^[0-9]+$", description="`vmsNext` of the plan, or `next`"),
+]
+
+
+@router.get("/api/v1/plans/{ref}/definition/vms", response_model=PlanVmPage,
+            summary="A page of the VMs a plan names (its definition; /vms has its migration's)",
+            responses=answers(200, "A page of the plan's VMs, in the order given", 404, 422,
+                              tag=None))  # fmt: skip
+async def list_plan_vms(
+    request: Request, ref: RefPath, cursor: PlanVmCursor = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:  # fmt: skip
+    async with _planner(request).engine.connect() as conn:
+        return JSONResponse(await planvms.page(conn, ref, cursor, limit))
+
+
+async def _plan_view(p: Planner, ref: str) -> tuple[dict[str, Any], str, PlanRow]:
+    """A plan with its status, and its tag (and its row, first VMs only). The plan's
+    revision does not move with its VMs' progress, so the tag hashes the body (weak: equal
+    content, not equal bytes); the body lists the first VMs and their count, so a VM
+    beyond them that changes changes ``vmCount`` or the plan's revision."""
     async with p.engine.connect() as conn:
+        row, count = await planvms.find(conn, ref)
         summary = await plan_status(conn, row)
-    body = plans.public(row, p.settings)
+    body = plans.public(row, p.settings, count)
     body["status"] = summary
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
-    return body, f'W/"{digest}"'
+    return body, f'W/"{digest}"', row
 
 
 async def _plan_revision(p: Planner, ref: str, if_match: str | None) -> int | None:
@@ -242,9 +262,7 @@ async def _plan_revision(p: Planner, ref: str, if_match: str | None) -> int | No
     against the plan as it is now (412 if it changed)."""
     if if_match is None or if_match.strip().strip('"').isdigit():
         return _revision(if_match)
-    async with p.engine.connect() as conn:
-        row = await plans.find(conn, ref)
-    _, etag = await _plan_view(p, row)
+    _, etag, row = await _plan_view(p, ref)
     if if_match.strip() != etag:
         raise PreconditionFailed("the plan changed since it was read; read it again")
     return int(row["revision"])

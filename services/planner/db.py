@@ -14,7 +14,8 @@ What users define:
 What the planner projects from the orchestrator's and the progress service's events:
 
 - ``migrations``: one row per start or re-run of a plan, with the frozen plan it published
-  (``frozen``: the ``PlanStarted`` payload) and its counts.
+  (``frozen``: the ``PlanStarted`` payload but its VMs' ``detail`` and ``source``, as
+  ``launching.frozen_record`` keeps it) and its counts.
 - ``vms``: one row per VM of a migration: phase, current step, error, target VM.
 - ``steps``: one row per pipeline step of a VM, ``tasks``: one row per task of a step (a disk
   of DiskTransfer or DiskAllocation), each with state, attempt, times, progress and error.

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.planner import db, hooks, maps, validating
+from services.planner import db, hooks, maps, planvms, validating
 from services.planner.db import PlanRow, plan_row
 from services.planner.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from services.planner.inventoryclient import (
@@ -42,6 +42,7 @@ from services.planner.model import (
     VmRef,
     VmSelector,
 )
+from services.planner.planvms import VMS_SHOWN
 from services.planner.problems import Result
 from shared.ids import is_uuid
 from shared.payloads import ProviderType
@@ -78,8 +79,11 @@ def limits_of(row: Mapping[str, Any], settings: PlannerSettings) -> dict[str, in
     }
 
 
-def public(row: PlanRow, settings: PlannerSettings) -> dict[str, Any]:
-    """The plan as the API shows it (camelCase, ISO-8601 times, limits with defaults)."""
+def public(row: PlanRow, settings: PlannerSettings, vm_count: int | None = None) -> dict[str, Any]:
+    """The plan as the API shows it (camelCase, ISO-8601 times, limits with defaults), its
+    first ``VMS_SHOWN`` VMs only; ``vm_count``: how many it has, when ``row`` holds only the
+    first (read with ``planvms.SHOWN``)."""
+    count = len(row["vms"]) if vm_count is None else vm_count
     return {
         "id": row["id"],
         "name": row["name"],
@@ -100,7 +104,9 @@ def public(row: PlanRow, settings: PlannerSettings) -> dict[str, Any]:
         "convertGuest": row["convert_guest"],
         "hooks": row["hooks"],
         "vmSelector": row["selector"],
-        "vms": row["vms"],
+        "vms": row["vms"][:VMS_SHOWN],
+        "vmCount": count,
+        "vmsNext": planvms.encode_cursor(VMS_SHOWN) if count > VMS_SHOWN else None,
         "phase": row["phase"],
         "archived": row["archived"],
         "problems": row["problems"],
@@ -466,16 +472,18 @@ async def listing(
     provider: str | None = None,
     limit: int = 100,
     after: str | None = None,
-) -> list[PlanRow]:
+) -> list[tuple[PlanRow, int]]:
+    """A page of plans by name (``limit + 1`` rows: one more says there is a next page),
+    each with its first VMs and their count (``planvms.shown``)."""
     p = db.plans
-    q = select(p).where(p.c.archived.is_(archived)).order_by(p.c.name).limit(limit + 1)
+    q = select(*planvms.SHOWN).where(p.c.archived.is_(archived)).order_by(p.c.name).limit(limit + 1)
     if phase is not None:
         q = q.where(p.c.phase == phase)
     if provider is not None:
         q = q.where((p.c.source_provider == provider) | (p.c.target_provider == provider))
     if after is not None:
         q = q.where(p.c.name > after)
-    return [plan_row(r) for r in (await conn.execute(q)).mappings()]
+    return [planvms.shown(r) for r in (await conn.execute(q)).mappings()]
 
 
 # --- following the inventory ----------------------------------------------------------------

@@ -43,11 +43,16 @@ def _progress(done: int, total: int) -> dict[str, int]:
 # --- lookups -------------------------------------------------------------------------------
 
 
+#: What status reads of a plan: not its VMs nor its problems (a plan of 10,000 VMs holds
+#: megabytes of JSON there, decoded for nothing on every read of its status).
+PLAN_STATUS = tuple(c for c in db.plans.c if c.name not in ("vms", "problems"))
+
+
 async def find_plan(conn: Conn, ref: str) -> Mapping[Any, Any]:
-    """A plan by id (when ``ref`` is a UUID) or by name."""
+    """A plan by id (when ``ref`` is a UUID) or by name, its status columns only."""
     p = db.plans
     column = p.c.id if is_uuid(ref) else p.c.name
-    row = (await conn.execute(select(p).where(column == ref))).mappings().first()
+    row = (await conn.execute(select(*PLAN_STATUS).where(column == ref))).mappings().first()
     if row is None:
         raise NotFound(f"no plan {ref!r}")
     return row

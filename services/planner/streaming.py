@@ -58,6 +58,14 @@ def frame(event: str, revision: int, data: dict[str, Any]) -> str:
     return f"id: {revision}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
+#: What a frame reads of a plan (its status, never its VMs: 10,000 entries of JSON) and of
+#: a migration (not its frozen plan).
+_COLUMNS: dict[str, tuple[Any, ...]] = {
+    "plans": tuple(db.plans.c[k] for k in ("id", "name", "phase", "migration_id", "revision")),
+    "migrations": db.migration_status,
+}
+
+
 def _owner(table: Table) -> Any:
     return table.c.id if table is db.plans else table.c.plan_id
 
@@ -125,7 +133,7 @@ async def poll(
     found: dict[str, list[Any]] = {}
     cutoff: int | None = None
     for kind, table in (("plan", db.plans), ("migration", db.migrations), ("vm", db.vms)):
-        columns = db.migration_status if table is db.migrations else tuple(table.c)
+        columns = _COLUMNS.get(table.name, tuple(table.c))
         q = select(*columns).where(table.c.revision > cursor.floor)
         if cursor.sent:
             sent = bindparam("sent", sorted(cursor.sent), type_=ARRAY(BigInteger))

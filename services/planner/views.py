@@ -105,7 +105,15 @@ class Plan(Answer):
     )
     hooks: list[PlanHook] = Field(description="Hooks every VM runs (a VM's own replace them).")
     vm_selector: PlanVmSelector | None
-    vms: list[PlanVm]
+    vms: list[PlanVm] = Field(
+        description="The plan's first VMs (100 at most), in the order given; the others "
+        "are paged by GET /api/v1/plans/{plan}/definition/vms."
+    )
+    vm_count: int = Field(description="How many VMs the plan has.")
+    vms_next: str | None = Field(
+        description="The cursor of the VMs after ``vms`` (for /definition/vms); null: "
+        "``vms`` lists them all."
+    )
     phase: PlanPhase
     archived: bool
     problems: list[PlanProblem]
@@ -165,6 +173,14 @@ class PlanWithStatus(Plan):
     """A plan as ``GET`` reads it: with its status."""
 
     status: PlanStatus
+
+
+class PlanVmPage(Answer):
+    """A page of the VMs of a plan's definition, in the order given."""
+
+    items: list[PlanVm]
+    next: str | None = Field(description="The cursor of the next page; null: the last page.")
+    total: int = Field(description="How many VMs the plan has.")
 
 
 class PlanListItem(Plan):

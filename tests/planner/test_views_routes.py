@@ -30,6 +30,7 @@ from services.planner import status as st
 from services.planner.domain import Planner
 from services.planner.errors import NotStartable
 from services.planner.model import NetworkMapCreate, StorageMapCreate
+from services.planner.planvms import VMS_SHOWN
 from services.planner.problems import Problem
 from services.planner.projecting import Projector
 from services.planner.views import (
@@ -40,6 +41,7 @@ from services.planner.views import (
     NetworkMapPage,
     Plan,
     PlanPage,
+    PlanVmPage,
     PlanWithStatus,
     Problems,
     StartedPlan,
@@ -224,6 +226,7 @@ ROUTES: list[tuple[str, str, int, type[BaseModel], set[int], bool]] = [
     ("post", "/plans", 201, Plan, {409, 422}, True),
     ("get", "/plans", 200, PlanPage, {422}, False),
     ("get", "/plans/{ref}", 200, PlanWithStatus, {304, 404, 422}, True),
+    ("get", "/plans/{ref}/definition/vms", 200, PlanVmPage, {404, 422}, False),
     ("patch", "/plans/{ref}", 200, Plan, {404, 409, 412, 422}, True),
     ("post", "/plans/{ref}/validate", 200, Plan, {404, 409, 422}, True),
     ("post", "/plans/{ref}/start", 202, StartedPlan, {404, 409, 422}, True),
@@ -337,9 +340,7 @@ async def test_a_map_answers_as_before(
 async def test_a_plan_read_with_its_status_answers_as_before(world: World) -> None:
     w = world
     name = w.running["name"]
-    async with w.planner.engine.connect() as conn:
-        row = await plans.find(conn, name)
-    expected, etag = await api._plan_view(w.planner, row)
+    expected, etag, _ = await api._plan_view(w.planner, name)
     r = await call(w, "GET", f"/plans/{name}")
     body = answered(r, 200, PlanWithStatus)
     assert body == expected
@@ -361,9 +362,10 @@ async def test_a_page_of_plans_answers_as_before(world: World) -> None:
     params = {"provider": w.running["source_provider"]}
     async with w.planner.engine.connect() as conn:
         rows = await plans.listing(conn, provider=params["provider"])
-        current = await st.current_migrations(conn, rows)
+        current = await st.current_migrations(conn, [r for r, _ in rows])
     expected = [
-        {**plans.public(r, w.planner.settings), "migration": current.get(r["id"])} for r in rows
+        {**plans.public(r, w.planner.settings, n), "migration": current.get(r["id"])}
+        for r, n in rows
     ]
     r = await call(w, "GET", "/plans", params=params)
     body = answered(r, 200, PlanPage)
@@ -405,11 +407,48 @@ async def test_a_plan_written_answers_as_before(
     }
     r = await call(w, "POST", "/plans", json=create)
     assert (answered(r, 201, Plan), r.headers["ETag"]) == (expected, tag)
-    _, etag = await api._plan_view(w.planner, row)
+    _, etag, _ = await api._plan_view(w.planner, name)
     r = await call(w, "PATCH", f"/plans/{name}", json={}, headers={"If-Match": etag})
     assert (answered(r, 200, Plan), r.headers["ETag"]) == (expected, tag)
     r = await call(w, "POST", f"/plans/{name}/validate")
     assert (answered(r, 200, Plan), r.headers["ETag"]) == (expected, tag)
+
+
+async def test_a_large_plan_answers_its_first_vms_and_pages_the_rest(world: World) -> None:
+    """A plan of more VMs than an answer shows: its first ``VMS_SHOWN``, ``vmCount`` and
+    ``vmsNext``, in every answer of the plan; ``/definition/vms`` pages through them all in
+    the order given. A small plan lists them all (``vmsNext`` null)."""
+    w = world
+    name = w.idle["name"]
+    small = answered(await call(w, "GET", f"/plans/{name}"), 200, PlanWithStatus)
+    assert (small["vmCount"], small["vmsNext"], len(small["vms"])) == (2, None, 2)
+    many = [{"id": f"vm-{i:05d}", "name": f"n{i}"} for i in range(2 * VMS_SHOWN + 5)]
+    async with w.planner.engine.begin() as conn:
+        await conn.execute(update(db.plans).where(db.plans.c.name == name).values(vms=many))
+    body = answered(await call(w, "GET", f"/plans/{name}"), 200, PlanWithStatus)
+    assert body["vms"] == many[:VMS_SHOWN]
+    assert (body["vmCount"], body["vmsNext"]) == (len(many), str(VMS_SHOWN))
+    listed = answered(await call(w, "GET", "/plans"), 200, PlanPage)["items"]
+    [item] = [i for i in listed if i["name"] == name]
+    assert (item["vms"], item["vmCount"]) == (many[:VMS_SHOWN], len(many))
+    got: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 70, **({"cursor": cursor} if cursor else {})}
+        r = await call(w, "GET", f"/plans/{name}/definition/vms", params=params)
+        page = answered(r, 200, PlanVmPage)
+        assert page["total"] == len(many)
+        got += page["items"]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert got == many
+    r = await call(w, "GET", f"/plans/{name}/definition/vms", params={"cursor": body["vmsNext"]})
+    assert answered(r, 200, PlanVmPage)["items"] == many[VMS_SHOWN : 2 * VMS_SHOWN]
+    r = await call(w, "GET", f"/plans/{name}/definition/vms", params={"cursor": "0999"})
+    assert r.status_code == 422
+    r = await call(w, "GET", "/plans/nobody/definition/vms")
+    assert r.status_code == 404
 
 
 async def test_archive_and_unarchive_answer_the_plan_as_before(world: World) -> None:

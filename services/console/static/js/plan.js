@@ -74,7 +74,7 @@ export async function render(main, [ref]) {
         h("dt", {}, "To"), h("dd", {}, `${names.of(plan.targetProvider)}, namespace ${plan.targetNamespace}`),
         h("dt", {}, "Maps"), h("dd", {}, `network ${await mapName("network", plan.networkMap)}, storage ${await mapName("storage", plan.storageMap)}`),
         h("dt", {}, "Type"), h("dd", {}, plan.migrationType + (plan.cutover ? `, cutover ${when(plan.cutover)}` : "")),
-        h("dt", {}, "VMs"), h("dd", {}, String(plan.vms.length)),
+        h("dt", {}, "VMs"), h("dd", {}, String("vmCount" in plan ? plan.vmCount : plan.vms.length)),
         h("dt", {}, "Limits"), h("dd", {}, `${plan.limits.maxVmsInFlight} VMs, ${plan.limits.maxDisksInFlight} disks in flight (${plan.limits.maxDisksInFlightPerSource} per source)`)),
       h("div", { class: "toolbar", role: "group", "aria-label": "Plan actions" }, buttons, live),
       messages,

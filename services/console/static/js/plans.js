@@ -35,7 +35,7 @@ export async function render(main, _params, query) {
 
 function vmCounts(p) {
   const m = p.migration;
-  if (!m) return `${p.vms.length}`;
+  if (!m) return `${"vmCount" in p ? p.vmCount : p.vms.length}`;
   const v = m.vms;
   return [`${v.total} in run #${m.number}`, v.succeeded && `${v.succeeded} succeeded`, v.failed && `${v.failed} failed`,
     v.running && `${v.running} running`, v.canceled && `${v.canceled} canceled`].filter(Boolean).join(", ");
