@@ -44,6 +44,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench import _report
 from shared.devservices import dev_services
 from tools import downtime
@@ -81,7 +83,18 @@ def scenario(vms: int, disk_mib: int, bandwidth_mib: float) -> dict[str, Any]:
 
 
 async def api(svc: ServiceProcess, method: str, path: str, **kw: Any) -> Any:
-    r = await svc.client.request(method, f"/api/v1{path}", headers=svc.auth(), timeout=60, **kw)
+    for attempt in range(3):
+        try:
+            r = await svc.client.request(
+                method, f"/api/v1{path}", headers=svc.auth(), timeout=60, **kw
+            )
+            break
+        except httpx.TransportError:
+            # A kept-alive connection the server closed as it was reused (an hour-long
+            # fleet run lost its plan once to this): a read is asked again.
+            if method != "GET" or attempt == 2:
+                raise
+            await asyncio.sleep(1)
     if r.status_code >= 400:
         raise RuntimeError(f"{svc.name}: {method} {path}: {r.status_code} {r.text[:2000]}")
     return r.json() if r.content else None
