@@ -66,6 +66,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     **_crud("/api/v1/storagemaps", "storagemaps"),
     **_crud("/api/v1/plans", "plans"),
     **_crud("/api/v1/hooks", "hooks"),
+    ("GET", "/api/v1/plans/{ref}/definition/vms"): Access("plans", "get"),
     ("POST", "/api/v1/plans/{ref}/validate"): Access("plans/validate", "create"),
     ("POST", "/api/v1/plans/{ref}/start"): Access("plans/start", "create"),
     ("POST", "/api/v1/plans/{ref}/cancel"): Access("plans/cancel", "create"),
