@@ -308,7 +308,7 @@ async def measure(args: Any, work: Path) -> dict[str, Any]:
             views = list((await downtime_bench.pipelines(stack, migration_id)).values())
             copies = copies_in(stack.logs / "pods")
     limit = disk_limit(plan)
-    return figures_of(args, env, views, copies, wall, cpu, rss, flight, latencies, limit)
+    return figures_of(env, views, copies, wall, cpu, rss, flight, latencies, limit)
 
 
 def _task_ends(view: dict[str, Any], step: str) -> dict[str, tuple[float, float]]:
@@ -334,7 +334,6 @@ def _spread(values: list[float], name: str, unit: str = "s") -> dict[str, float]
 
 
 def figures_of(
-    args: Any,
     env: dict[str, str],
     views: list[dict[str, Any]],
     copies: dict[str, Copy],

@@ -130,13 +130,13 @@ async def _remove_temporary(ctx: StepContext) -> int:
     look in the same call usually ends the step without waiting for another."""
     objects = await ctx.objects()
     selector = naming.vm_selector(ctx.migration_id, ctx.vm.vm_id)
-    left = await objects.delete_selected(_TEMPORARY[0], selector)
+    counts = [await objects.delete_selected(_TEMPORARY[0], selector)]
     rest = _TEMPORARY[1:]
-    left += sum(await asyncio.gather(*(objects.delete_selected(k, selector) for k in rest)))
-    if left:
-        found = await asyncio.gather(*(objects.list(k, selector) for k in _TEMPORARY))
-        left = sum(len(f) for f in found)
-    return left
+    counts += await asyncio.gather(*(objects.delete_selected(k, selector) for k in rest))
+    # Looked at again: only the kinds that had something to delete.
+    again = [k for k, n in zip(_TEMPORARY, counts, strict=True) if n]
+    found = await asyncio.gather(*(objects.list(k, selector) for k in again))
+    return sum(len(f) for f in found)
 
 
 async def teardown(ctx: StepContext, *, keep: bool) -> tuple[Answer, list[str]]:

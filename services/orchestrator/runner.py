@@ -112,14 +112,16 @@ _RELEASE = text(
     "UPDATE orchestrator.vms SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :owner"
 )
 _HEADER = text("SELECT header FROM orchestrator.migrations WHERE id = :id")
-# A nudge (``population.ended``): the VM looks again now instead of at its next poll. A VM
-# held by a step call is left alone here and nudged after its commit (``_commit``).
+# A nudge (``population.ended``): a waiting VM looks again now instead of at its next poll.
+# A VM held by a step call keeps its time (the commit sets it) and is nudged after that
+# commit (``_commit``); ``held``: this replica holds it (another replica's poll covers it).
 _NUDGE = text(
     """
-    UPDATE orchestrator.vms SET next_run_at = now()
-    WHERE migration_id = :migration AND vm_id = :vm AND next_run_at > now()
-      AND lease_owner IS NULL
-    RETURNING vm_id
+    UPDATE orchestrator.vms
+    SET next_run_at = CASE WHEN lease_owner IS NULL AND next_run_at > now() THEN now()
+                           ELSE next_run_at END
+    WHERE migration_id = :migration AND vm_id = :vm
+    RETURNING lease_owner = :owner AS held
     """
 )
 
@@ -154,11 +156,12 @@ class Runner:
     async def nudge(self, migration_id: str, vm_id: str) -> None:
         """Something the VM waits for happened (its disk's population ended): run its step
         now rather than at its next poll. Best effort: the poll remains the safety net."""
-        self._nudged.add((migration_id, vm_id))
         async with self.sessionmaker() as session, session.begin():
-            found = await session.execute(_NUDGE, {"migration": migration_id, "vm": vm_id})
-            if found.first() is not None:
-                self._nudged.discard((migration_id, vm_id))
+            found = await session.execute(
+                _NUDGE, {"migration": migration_id, "vm": vm_id, "owner": self.owner}
+            )
+            if found.scalar_one_or_none():
+                self._nudged.add((migration_id, vm_id))
         self._wake.set()
 
     async def run(self) -> None:
